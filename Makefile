@@ -1,0 +1,157 @@
+# lowbit: build, test, bench, fuzz. `make help` lists the targets.
+#
+# Layout: include/lowbit/*.h (C API) + runtime/lb_*.c (sans-I/O C cores)
+# -> build/lib/liblowbit.{a,so}; runtime/host/main.c + embedded Lua bytecode
+# -> build/bin/lowbit; FFI declarations generated from the headers into
+# build/lua/lowbit/cdef.lua.
+
+CC      ?= cc
+LUAJIT  ?= luajit
+VERSION := 0.1.0
+BUILD   := build
+
+PKG_CFLAGS := $(shell pkg-config --cflags luajit libuv openssl zlib 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs openssl zlib 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS_ALL = $(CFLAGS) $(WARN) -std=gnu99 -fPIC -Iinclude -DLB_VERSION='"$(VERSION)"'
+
+# llhttp's C sources ship in Debian's node-llhttp; they are compiled as they
+# come (their own warnings are not ours to fix, so no -Werror there).
+LLHTTP_DIR := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+LLHTTP_SRCS := $(LLHTTP_DIR)/llhttp.c $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c
+
+CORE_SRCS := $(sort $(wildcard runtime/lb_*.c))
+CORE_HDRS := $(sort $(wildcard include/lowbit/lb_*.h))
+CORE_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/obj/%.o)
+LLHTTP_OBJS := $(BUILD)/obj/llhttp/llhttp.o $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o
+LIB_OBJS  := $(CORE_OBJS) $(LLHTTP_OBJS)
+
+LUA_SRCS  := $(shell find lua -name '*.lua' | sort)
+CDEF_LUA  := $(BUILD)/lua/lowbit/cdef.lua
+
+HOST_LIBS := -Wl,--whole-archive $(BUILD)/lib/liblowbit.a -Wl,--no-whole-archive \
+             -Wl,--whole-archive /usr/lib/x86_64-linux-gnu/liblua5.1-luv.a -Wl,--no-whole-archive \
+             -Wl,-Bstatic -lluajit-5.1 -Wl,-Bdynamic -luv $(PKG_LIBS) -lm -ldl -lpthread
+
+TEST_SRCS := $(sort $(wildcard runtime/test/test_*.c))
+TEST_BINS := $(TEST_SRCS:runtime/test/%.c=$(BUILD)/test/%)
+SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+FUZZ_SRCS := $(sort $(wildcard runtime/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:runtime/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 20
+
+.PHONY: all deps lib host test test-c test-lua bench fuzz example clean help rock-install
+
+all: lib host $(CDEF_LUA)
+
+help:
+	@echo "make            build build/lib/liblowbit.{a,so} and build/bin/lowbit"
+	@echo "make example    build and run the main example"
+	@echo "make test       every suite (C under ASan+UBSan, busted specs on LuaJIT)"
+	@echo "make bench      benchmarks, printing figures"
+	@echo "make fuzz       short fuzz runs of every parser (FUZZ_SECONDS=$(FUZZ_SECONDS) each)"
+	@echo "make deps       install missing Debian packages (as root)"
+
+deps:
+	@sh tools/deps.sh
+
+lib: $(BUILD)/lib/liblowbit.a $(BUILD)/lib/liblowbit.so
+
+host: $(BUILD)/bin/lowbit
+
+$(BUILD)/obj/%.o: runtime/%.c $(CORE_HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c $< -o $@
+
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -w -I$(LLHTTP_INC) -c $< -o $@
+
+$(BUILD)/lib/liblowbit.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/lib/liblowbit.so: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(PKG_LIBS) -lm
+
+# FFI declarations: the headers, preprocessed with LB_CDEF (no system
+# includes), turned into a Lua module. One source of truth: the headers.
+$(CDEF_LUA): $(CORE_HDRS) tools/gencdef.lua | deps
+	@mkdir -p $(dir $@)
+	$(LUAJIT) tools/gencdef.lua $@ $(CORE_HDRS)
+
+# Every Lua module, compiled to bytecode and linked into the host.
+$(BUILD)/gen/embedded.c: $(LUA_SRCS) $(CDEF_LUA) tools/embed.lua | deps
+	@mkdir -p $(dir $@)
+	$(LUAJIT) tools/embed.lua $@ lua $(BUILD)/lua
+
+$(BUILD)/bin/lowbit: runtime/host/main.c $(BUILD)/gen/embedded.c $(BUILD)/lib/liblowbit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -I/usr/include/lua5.1 -Wl,-E -o $@ \
+	  runtime/host/main.c $(BUILD)/gen/embedded.c $(HOST_LIBS)
+
+# C core tests: each test file is linked with every core, all built with
+# ASan+UBSan into their own archive.
+SAN_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/san/%.o) \
+            $(BUILD)/san/llhttp/llhttp.o $(BUILD)/san/llhttp/api.o $(BUILD)/san/llhttp/http.o
+
+$(BUILD)/san/%.o: runtime/%.c $(CORE_HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(WARN) -std=gnu99 $(SAN) -Iinclude $(PKG_CFLAGS) -I$(LLHTTP_INC) \
+	  -DLB_VERSION='"$(VERSION)"' -c $< -o $@
+
+$(BUILD)/san/llhttp/%.o: $(LLHTTP_DIR)/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -w $(SAN) -I$(LLHTTP_INC) -c $< -o $@
+
+$(BUILD)/san/liblowbit_san.a: $(SAN_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/test/%: runtime/test/%.c runtime/test/lb_test.h $(BUILD)/san/liblowbit_san.a
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(WARN) -std=gnu99 $(SAN) -Iinclude -Iruntime/test $(PKG_CFLAGS) -I$(LLHTTP_INC) \
+	  -o $@ $< $(BUILD)/san/liblowbit_san.a $(PKG_LIBS) -lm
+
+test-c: $(TEST_BINS)
+	@sh tools/run-c-tests.sh $(TEST_BINS)
+
+test-lua: all
+	@sh tools/run-specs.sh
+
+test: deps all $(TEST_BINS)
+	@sh tools/test.sh $(TEST_BINS)
+
+$(BUILD)/fuzz/%: runtime/fuzz/%.c $(CORE_SRCS) $(CORE_HDRS) | deps
+	@mkdir -p $(dir $@)
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude $(PKG_CFLAGS) -I$(LLHTTP_INC) \
+	  -DLB_VERSION='"$(VERSION)"' -o $@ $< $(CORE_SRCS) $(LLHTTP_SRCS) $(PKG_LIBS) -lm
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	  n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$n runtime/fuzz/corpus/$$n 2>&1 | \
+	    grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY' || exit 1; \
+	done
+
+bench: deps all
+	@sh tools/run-bench.sh
+
+example: deps all
+	$(BUILD)/bin/lowbit examples/echo.lua 127.0.0.1:7000
+
+# Used by the rockspec (build.type = "make"): installs the Lua modules and
+# the core library into a LuaRocks tree.
+rock-install: all
+	mkdir -p "$(LUADIR)/lowbit" "$(LIBDIR)"
+	cd lua && find lowbit -name '*.lua' -exec install -D -m 644 {} "$(LUADIR)/{}" \;
+	install -m 644 $(CDEF_LUA) "$(LUADIR)/lowbit/cdef.lua"
+	install -m 755 $(BUILD)/lib/liblowbit.so "$(LIBDIR)/liblowbit.so"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian 12 packages lowbit needs to build and test (make deps).
+# As root it runs apt-get; otherwise it prints the exact command to run.
+set -eu
+PKGS="build-essential pkg-config clang libclang-rt-14-dev luajit2 libluajit2-5.1-dev \
+lua-luv lua-luv-dev libuv1-dev libssl-dev zlib1g-dev node-llhttp lua-cjson lua-busted \
+luarocks curl openssl iproute2"
+missing=""
+for p in $PKGS; do
+  # dpkg -s is the ground truth: a package removed but not purged is "deinstall".
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  case "$st" in *" installed") ;; *) missing="$missing $p" ;; esac
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lowbit: missing Debian packages; install them with:" >&2
+  echo "  sudo apt-get install -y$missing" >&2
+  exit 1
+fi
+echo "lowbit: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
