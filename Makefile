@@ -29,7 +29,7 @@ CORE_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/obj/%.o)
 LLHTTP_OBJS := $(BUILD)/obj/llhttp/llhttp.o $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o
 LIB_OBJS  := $(CORE_OBJS) $(LLHTTP_OBJS)
 
-LUA_SRCS  := $(shell find lua -name '*.lua' | sort)
+LUA_SRCS  := $(shell find lua bindings -name '*.lua' | sort)
 CDEF_LUA  := $(BUILD)/lua/lowbit/cdef.lua
 
 HOST_LIBS := -Wl,--whole-archive $(BUILD)/lib/liblowbit.a -Wl,--no-whole-archive \
@@ -88,7 +88,7 @@ $(CDEF_LUA): $(CORE_HDRS) tools/gencdef.lua | deps
 # Every Lua module, compiled to bytecode and linked into the host.
 $(BUILD)/gen/embedded.c: $(LUA_SRCS) $(CDEF_LUA) tools/embed.lua | deps
 	@mkdir -p $(dir $@)
-	$(LUAJIT) tools/embed.lua $@ lua $(BUILD)/lua
+	$(LUAJIT) tools/embed.lua $@ lua bindings $(BUILD)/lua
 
 $(BUILD)/bin/lowbit: runtime/host/main.c $(BUILD)/gen/embedded.c $(BUILD)/lib/liblowbit.a
 	@mkdir -p $(dir $@)
@@ -150,6 +150,7 @@ example: deps all
 rock-install: all
 	mkdir -p "$(LUADIR)/lowbit" "$(LIBDIR)"
 	cd lua && find lowbit -name '*.lua' -exec install -D -m 644 {} "$(LUADIR)/{}" \;
+	cd bindings && find lowbit -name '*.lua' -exec install -D -m 644 {} "$(LUADIR)/{}" \;
 	install -m 644 $(CDEF_LUA) "$(LUADIR)/lowbit/cdef.lua"
 	install -m 755 $(BUILD)/lib/liblowbit.so "$(LIBDIR)/liblowbit.so"
 

@@ -4,14 +4,14 @@
 # "lua: N passed, N failed". SPECS="spec/x_spec.lua ..." narrows the run.
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
-export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/build/lua/?.lua;$top/spec/?.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;"
+export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/bindings/?.lua;$top/build/lua/?.lua;$top/spec/?.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;"
 export LOWBIT_LIB="$top/build/lib/liblowbit.so"
 export LOWBIT_ROOT="$top"
 pass=0; fail=0
 specs=${SPECS:-$(ls spec/*_spec.lua 2>/dev/null)}
 for s in $specs; do
   out=$(timeout -k 5 ${SPEC_TIMEOUT:-300} luajit tools/busted.lua -o plainTerminal "$s" 2>&1); rc=$?
-  sum=$(printf '%s\n' "$out" | grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' | tail -n 1)
+  sum=$(printf '%s\n' "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' | tail -n 1)
   if [ -z "$sum" ]; then
     printf '%s\n' "$out" | tail -n 30 | sed 's/^/  /'
     echo "  $s: no summary (exit $rc)"; fail=$((fail + 1)); continue

@@ -1,0 +1,103 @@
+-- lowbit.host: what the `lowbit` executable runs.
+--
+--   lowbit script.lua [args...]   run a script as the main task
+--   lowbit -e 'code' [args...]    run a string
+--   lowbit --version | --help
+--
+-- The script's chunk runs as the main task (top-level code may sleep, read,
+-- accept). If it returns a function (or defines a global `main`), that is
+-- called as main(ctx, args...) with the root context. The process exits when
+-- every task is done, with the numeric result of the script or main as its
+-- status. SIGINT/SIGTERM cancel the root context; a second signal exits now.
+local uv = require "luv"
+local lowbit = require "lowbit"
+local context = require "lowbit.context"
+
+local M = {}
+
+local USAGE = [[
+usage: lowbit script.lua [args...]
+       lowbit -e 'lua code' [args...]
+       lowbit --version
+Runs the script as the main task on the luv loop; exits when all tasks end.]]
+
+local function version_line()
+  return ("lowbit %s (%s, libuv %s)"):format(lowbit.VERSION, jit and jit.version or _VERSION, uv.version_string())
+end
+
+local function install_signals()
+  local count = 0
+  local handles = {}
+  for _, name in ipairs({ "sigint", "sigterm" }) do
+    local h = uv.new_signal()
+    uv.signal_start(h, name, function(signame)
+      count = count + 1
+      if count == 1 then
+        context.cancel_root()
+      else
+        io.stderr:write("lowbit: second ", signame, ", exiting now\n")
+        os.exit(name == "sigint" and 130 or 143)
+      end
+    end)
+    uv.unref(h) -- signals alone do not keep the process alive
+    handles[#handles + 1] = h
+  end
+  return handles
+end
+
+local function report(err)
+  local tb = type(err) == "string" and err or (lowbit.last_traceback or tostring(err))
+  io.stderr:write("lowbit: ", tb, "\n")
+end
+
+function M.main(argv)
+  local args, chunk, name = {}, nil, nil
+  local i = 1
+  local a = argv[1]
+  if a == nil or a == "-h" or a == "--help" then
+    io.stdout:write(USAGE, "\n")
+    return a == nil and 2 or 0
+  elseif a == "--version" or a == "-v" then
+    io.stdout:write(version_line(), "\n")
+    return 0
+  elseif a == "-e" then
+    local code = argv[2]
+    if not code then io.stderr:write("lowbit: -e needs an argument\n"); return 2 end
+    local err
+    chunk, err = loadstring(code, "=(command line)")
+    if not chunk then io.stderr:write("lowbit: ", err, "\n"); return 1 end
+    name = "-e"
+    i = 3
+  else
+    if a:sub(1, 1) == "-" and a ~= "-" then
+      io.stderr:write("lowbit: unknown option ", a, "\n", USAGE, "\n")
+      return 2
+    end
+    local err
+    chunk, err = loadfile(a ~= "-" and a or nil)
+    if not chunk then io.stderr:write("lowbit: ", err, "\n"); return 1 end
+    name = a
+    i = 2
+  end
+  for k = i, #argv do args[#args + 1] = argv[k] end
+  local argt = { [0] = name, [-1] = argv[0] }
+  for k = 1, #args do argt[k] = args[k] end
+  _G.arg = argt
+
+  local sig = install_signals()
+  local ok, res = pcall(lowbit.run, function()
+    local r = chunk(unpack(args))
+    local main = type(r) == "function" and r or (type(rawget(_G, "main")) == "function" and rawget(_G, "main"))
+    if main then r = main(context.root(), unpack(args)) end
+    return r
+  end)
+  for _, h in ipairs(sig) do uv.close(h) end
+  if not ok then
+    report(res)
+    return 1
+  end
+  if type(res) == "number" then return math.floor(res) end
+  return 0
+end
+
+return M

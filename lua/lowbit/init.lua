@@ -1,0 +1,775 @@
+-- lowbit: tasks, channels and the scheduler that drives them on the luv loop.
+--
+--   local lowbit = require "lowbit"
+--   lowbit.run(function()
+--     local ch = lowbit.chan(0)
+--     lowbit.go(function() ch:send("hi") end)
+--     print(ch:recv())                       --> hi  true
+--   end)
+--
+-- A task is a coroutine. Every call that looks blocking (sleep, channel
+-- send/recv, lock, socket read) parks the task and returns to the loop; the
+-- loop resumes it when it can go on. Wakes go through one ready queue that
+-- runs between loop iterations, so no callback ever resumes a task inside
+-- another task.
+local uv = require "luv"
+local errors = require "lowbit.errors"
+
+local M = {}
+
+local co_create, co_resume, co_status, co_running, co_yield =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.running, coroutine.yield
+local type, select, error, tostring, pcall, setmetatable = type, select, error, tostring, pcall, setmetatable
+local unpack = unpack or table.unpack
+local traceback, getinfo = debug.traceback, debug.getinfo
+local hrtime = uv.hrtime
+local floor, ceil, random = math.floor, math.ceil, math.random
+
+M.VERSION = "0.1.0"
+M.errors = errors
+
+---------------------------------------------------------------------------
+-- Time
+---------------------------------------------------------------------------
+
+--- Monotonic time in seconds (float, nanosecond source).
+local function now() return hrtime() * 1e-9 end
+M.now = now
+
+---------------------------------------------------------------------------
+-- Ready queue and tasks
+---------------------------------------------------------------------------
+
+-- A task is a record { co = coroutine, gen = run generation, site =
+-- debug info of where it was started, parent = the task that started it }.
+-- Wakes name tasks, not coroutines, so a wake left over from an aborted run
+-- (gen differs) is ignored.
+local rq_t, rq_a, rq_b = {}, {}, {}
+local rq_head, rq_tail = 1, 0
+
+local current            -- the task running now, or nil
+local live = 0           -- tasks started and not finished
+local gen = 0            -- run generation
+local running = false
+local main_task, main_failed, main_err
+
+--- Called with (err, traceback) when a task other than the main one raises.
+--- Replace it to route task errors elsewhere; the default prints to stderr.
+function M.on_error(err, tb)
+  io.stderr:write("lowbit: error in task: ", tb, "\n")
+end
+
+local function wake(t, a, b)
+  local i = rq_tail + 1
+  rq_tail = i
+  rq_t[i], rq_a[i], rq_b[i] = t, a, b
+end
+M._wake = wake
+
+local function task_traceback(t, err)
+  local msg = type(err) == "string" and err or tostring(err)
+  local parts = { traceback(t.co, msg) }
+  while t do
+    local site = t.site
+    if site then
+      parts[#parts + 1] = "\n(task started at " .. site.short_src .. ":" .. (site.currentline or 0) .. ")"
+    end
+    t = t.parent
+  end
+  return table.concat(parts)
+end
+
+local function finish(t, ok, err)
+  live = live - 1
+  if not ok then
+    local tb = task_traceback(t, err)
+    if t == main_task then
+      main_failed, main_err = true, { err = err, tb = tb }
+    else
+      local rep_ok, rep_err = pcall(M.on_error, err, tb)
+      if not rep_ok then io.stderr:write("lowbit: on_error failed: ", tostring(rep_err), "\n", tb, "\n") end
+    end
+  end
+end
+
+-- Finished tasks leave their coroutine in a pool for the next spawn:
+-- creating coroutines (and collecting them) is most of a spawn's cost.
+local FINISHED = {}
+local pool, pool_n, POOL_MAX = {}, 0, 256
+
+local function worker(t)
+  while true do
+    local fn, n = t.fn, t.nargs
+    t.fn = nil
+    if n == 0 then fn() else fn(unpack(t.args, 1, n)) end
+    t = co_yield(FINISHED)
+  end
+end
+
+local function step(t, a, b)
+  local co = t.co
+  if t.gen ~= gen or co_status(co) ~= "suspended" then return end
+  local prev = current
+  current = t
+  local ok, r = co_resume(co, a, b)
+  current = prev
+  if r == FINISHED and ok then
+    t.done = true
+    finish(t, true)
+    if pool_n < POOL_MAX then pool_n = pool_n + 1; pool[pool_n] = co end
+  elseif co_status(co) == "dead" then
+    t.done = true
+    finish(t, ok, r)
+  end
+end
+
+-- Runs ready tasks, including those they make ready, up to a budget of
+-- steps past what was queued at the start: enough to keep channel
+-- ping-pong off the loop, bounded so a task that keeps yielding cannot
+-- starve I/O. Returns true if tasks are still ready.
+local DRAIN_BUDGET = 1024
+local function drain()
+  local stop = rq_tail + DRAIN_BUDGET
+  while rq_head <= rq_tail and rq_head <= stop do
+    local h = rq_head
+    local t, a, b = rq_t[h], rq_a[h], rq_b[h]
+    rq_t[h], rq_a[h], rq_b[h] = nil, nil, nil
+    rq_head = h + 1
+    step(t, a, b)
+    if main_failed then return false end
+  end
+  if rq_head > rq_tail then rq_head, rq_tail = 1, 0; return false end
+  return true
+end
+
+local function check_fn(fn, name)
+  if type(fn) ~= "function" then
+    local mt = getmetatable(fn)
+    if not (mt and mt.__call) then
+      error("bad argument 'fn' to " .. name .. ": function expected, got " .. type(fn), 3)
+    end
+  end
+end
+
+--- Record where tasks are started, for tracebacks (costs ~0.2 us a spawn).
+M.trace_spawn_sites = true
+
+local function spawn(fn, ...)
+  local n = select("#", ...)
+  local co
+  if pool_n > 0 then
+    co = pool[pool_n]
+    pool[pool_n] = nil
+    pool_n = pool_n - 1
+  else
+    co = co_create(worker)
+  end
+  local t = { co = co, gen = gen, fn = fn, nargs = n, args = n > 0 and { ... } or nil,
+              parent = current, site = M.trace_spawn_sites and getinfo(3, "Sl") or nil }
+  live = live + 1
+  wake(t, t) -- the first resume hands the coroutine its task
+  return t
+end
+
+--- Starts fn(...) as a new task. It runs once the current task yields.
+function M.go(fn, ...)
+  check_fn(fn, "lowbit.go")
+  if not running then error("lowbit.go: no scheduler is running (start one with lowbit.run)", 2) end
+  spawn(fn, ...)
+end
+
+--- The running task (an opaque record), or nil outside tasks.
+function M.current()
+  local t = current
+  if t ~= nil and co_running() == t.co then return t end
+  return nil
+end
+
+-- Returns the current task or raises: blocking calls are only valid in tasks.
+local function need_task(what)
+  local t = current
+  if t == nil or co_running() ~= t.co then
+    error(what .. ": must be called from a lowbit task (lowbit.run / lowbit.go)", 3)
+  end
+  return t
+end
+M._need_task = need_task
+
+--- Parks the current task until wake(task, a, b); returns a, b. Internal.
+M._park = co_yield
+
+--- Lets the other ready tasks run, then continues.
+function M.yield()
+  local co = need_task("lowbit.yield")
+  wake(co)
+  co_yield()
+end
+
+---------------------------------------------------------------------------
+-- Timers: one min-heap of deadlines behind one libuv timer.
+---------------------------------------------------------------------------
+
+local heap, heap_n = {}, 0
+local uv_timer
+local armed_at = nil
+
+local function heap_swap(i, j)
+  local a, b = heap[i], heap[j]
+  heap[i], heap[j] = b, a
+  b.idx, a.idx = i, j
+end
+
+local function heap_up(i)
+  while i > 1 do
+    local p = floor(i / 2)
+    if heap[p].at <= heap[i].at then break end
+    heap_swap(i, p)
+    i = p
+  end
+end
+
+local function heap_down(i)
+  while true do
+    local l = 2 * i
+    if l > heap_n then break end
+    local m = l
+    if l < heap_n and heap[l + 1].at < heap[l].at then m = l + 1 end
+    if heap[i].at <= heap[m].at then break end
+    heap_swap(i, m)
+    i = m
+  end
+end
+
+local on_timer
+local function rearm()
+  if heap_n == 0 then
+    if armed_at then uv.timer_stop(uv_timer); armed_at = nil end
+    return
+  end
+  local at = heap[1].at
+  if armed_at == at then return end
+  armed_at = at
+  local ms = ceil((at - now()) * 1000)
+  if ms < 0 then ms = 0 end
+  uv.timer_start(uv_timer, ms, 0, on_timer)
+end
+
+on_timer = function()
+  armed_at = nil
+  local t = now() + 0.0005 -- libuv timers have millisecond resolution
+  local due, nd = nil, 0
+  while heap_n > 0 and heap[1].at <= t do
+    local e = heap[1]
+    heap[1] = heap[heap_n]
+    heap[1].idx = 1
+    heap[heap_n] = nil
+    heap_n = heap_n - 1
+    if heap_n > 0 then heap_down(1) end
+    e.idx = nil
+    due = due or {}
+    nd = nd + 1
+    due[nd] = e
+  end
+  for i = 1, nd do
+    local e = due[i]
+    local ok, err = pcall(e.fn, e)
+    if not ok then io.stderr:write("lowbit: timer callback failed: ", tostring(err), "\n") end
+  end
+  rearm()
+end
+
+--- Schedules fn(entry) at monotonic time `at`; returns the entry, which
+--- timer_cancel takes. fn runs on the loop, outside any task. Internal.
+local function timer_add(at, fn, data)
+  local e = { at = at, fn = fn, data = data }
+  heap_n = heap_n + 1
+  heap[heap_n] = e
+  e.idx = heap_n
+  heap_up(heap_n)
+  if e.idx == 1 then rearm() end
+  return e
+end
+M._timer_add = timer_add
+
+local function timer_cancel(e)
+  local i = e.idx
+  if i == nil then return false end
+  e.idx = nil
+  if i == heap_n then
+    heap[heap_n] = nil
+    heap_n = heap_n - 1
+  else
+    local last = heap[heap_n]
+    heap[heap_n] = nil
+    heap_n = heap_n - 1
+    heap[i] = last
+    last.idx = i
+    heap_up(i)
+    heap_down(last.idx)
+  end
+  if i == 1 then rearm() end
+  return true
+end
+M._timer_cancel = timer_cancel
+
+--- Number of pending timers (for tests and leak checks).
+function M._timer_count() return heap_n end
+
+local function wake_entry(e) wake(e.data) end
+
+local function check_seconds(s, name)
+  if type(s) ~= "number" or s ~= s then
+    error("bad argument 'seconds' to " .. name .. ": number expected, got " .. type(s), 3)
+  end
+end
+
+--- Parks the current task for s seconds (s <= 0 just yields).
+function M.sleep(s)
+  check_seconds(s, "lowbit.sleep")
+  local co = need_task("lowbit.sleep")
+  if s <= 0 then wake(co); co_yield(); return end
+  timer_add(now() + s, wake_entry, co)
+  co_yield()
+end
+
+---------------------------------------------------------------------------
+-- Wait queues: FIFO with O(1) removal of any entry (tombstones).
+---------------------------------------------------------------------------
+
+local function q_new() return { first = 1, last = 0, n = 0 } end
+
+local function q_push(q, w)
+  local l = q.last + 1
+  q.last = l
+  q[l] = w
+  q.n = q.n + 1
+  w.q, w.qi = q, l
+end
+
+local function q_remove(w)
+  local q, i = w.q, w.qi
+  if q == nil or q[i] ~= w then return end
+  q[i] = false
+  w.q = nil
+  q.n = q.n - 1
+  if q.n == 0 then
+    for k = q.first, q.last do q[k] = nil end
+    q.first, q.last = 1, 0
+  else
+    while q[q.last] == false do q[q.last] = nil; q.last = q.last - 1 end
+  end
+end
+
+-- Removes and returns the first entry for which `live(w)` holds, dropping
+-- dead ones on the way.
+local function q_shift(q)
+  while q.n > 0 do
+    local f = q.first
+    local w = q[f]
+    q[f] = nil
+    q.first = f + 1
+    if w then
+      q.n = q.n - 1
+      w.q = nil
+      if q.n == 0 then
+        for k = q.first, q.last do q[k] = nil end
+        q.first, q.last = 1, 0
+      end
+      local sel = w.sel
+      if sel == nil or not sel.done then return w end
+    end
+  end
+  return nil
+end
+
+M._q_new, M._q_push, M._q_remove, M._q_shift = q_new, q_push, q_remove, q_shift
+
+---------------------------------------------------------------------------
+-- Channels
+---------------------------------------------------------------------------
+
+local Chan = {}
+Chan.__index = Chan
+M.Chan = Chan
+
+--- A channel with a buffer of n values (n = 0 or nil: unbuffered, every
+--- send waits for a receiver).
+function M.chan(n)
+  n = n or 0
+  if type(n) ~= "number" or n < 0 or n ~= floor(n) then
+    error("bad argument 'n' to lowbit.chan: non-negative integer expected", 2)
+  end
+  return setmetatable({ cap = n, count = 0, head = 1, buf = {}, closed = false,
+                        recvq = q_new(), sendq = q_new() }, Chan)
+end
+
+local function is_chan(c) return getmetatable(c) == Chan end
+M.is_chan = is_chan
+
+-- Completes a waiter: a select waiter also learns which case fired.
+local function fire(w, v, ok)
+  local sel = w.sel
+  if sel then
+    sel.done = true
+    sel.index, sel.value, sel.ok = w.case, v, ok
+    wake(sel.co)
+  else
+    wake(w.co, v, ok)
+  end
+end
+
+local function buf_push(c, v)
+  local i = (c.head + c.count - 1) % c.cap + 1
+  c.buf[i] = v
+  c.count = c.count + 1
+end
+
+local function buf_pop(c)
+  local h = c.head
+  local v = c.buf[h]
+  c.buf[h] = nil
+  c.head = h % c.cap + 1
+  c.count = c.count - 1
+  return v
+end
+
+-- Non-blocking send: true when the value was taken.
+local function chan_try_send(c, v)
+  if c.closed then error("send on closed channel", 3) end
+  local w = q_shift(c.recvq)
+  if w then fire(w, v, true); return true end
+  if c.count < c.cap then buf_push(c, v); return true end
+  return false
+end
+
+-- Non-blocking receive: (v, true) a value; (nil, false) closed and drained;
+-- (nil, nil) nothing there yet.
+local function chan_try_recv(c)
+  if c.count > 0 then
+    local v = buf_pop(c)
+    local w = q_shift(c.sendq)
+    if w then buf_push(c, w.value); fire(w, nil, true) end
+    return v, true
+  end
+  local w = q_shift(c.sendq)
+  if w then
+    local v = w.value
+    fire(w, nil, true)
+    return v, true
+  end
+  if c.closed then return nil, false end
+  return nil, nil
+end
+
+function Chan:send(v)
+  if chan_try_send(self, v) then return end
+  local co = need_task("chan:send")
+  local w = { co = co, value = v }
+  q_push(self.sendq, w)
+  local _, ok = co_yield()
+  if ok == false then error("send on closed channel", 2) end
+end
+
+function Chan:recv()
+  local v, ok = chan_try_recv(self)
+  if ok ~= nil then return v, ok end
+  local co = need_task("chan:recv")
+  q_push(self.recvq, { co = co })
+  return co_yield()
+end
+
+function Chan:try_send(v) return chan_try_send(self, v) end
+function Chan:try_recv() return chan_try_recv(self) end
+
+--- Closes the channel: receivers drain what is buffered, then get
+--- (nil, false); senders still waiting raise "send on closed channel".
+function Chan:close()
+  if self.closed then error("close of closed channel", 2) end
+  self.closed = true
+  while true do
+    local w = q_shift(self.recvq)
+    if not w then break end
+    fire(w, nil, false)
+  end
+  while true do
+    local w = q_shift(self.sendq)
+    if not w then break end
+    fire(w, nil, false)
+  end
+end
+
+function Chan:is_closed() return self.closed end
+function Chan:len() return self.count end
+function Chan:__len() return self.count end
+
+--- A channel that receives lowbit.now() once, after s seconds.
+function M.after(s)
+  check_seconds(s, "lowbit.after")
+  local c = M.chan(1)
+  timer_add(now() + s, function() c:try_send(now()) end)
+  return c
+end
+
+---------------------------------------------------------------------------
+-- select
+---------------------------------------------------------------------------
+
+-- A case is a channel (receive), {recv = ch} or {send = ch, value = v}.
+local function case_of(c, i)
+  if is_chan(c) then return c, false end
+  if type(c) == "table" then
+    if c.recv ~= nil then
+      if not is_chan(c.recv) then error("bad select case #" .. i .. ": recv needs a channel", 3) end
+      return c.recv, false
+    end
+    if c.send ~= nil then
+      if not is_chan(c.send) then error("bad select case #" .. i .. ": send needs a channel", 3) end
+      return c.send, true, c.value
+    end
+  end
+  error("bad select case #" .. i .. ": channel, {recv = ch} or {send = ch, value = v} expected", 3)
+end
+
+--- Waits for the first of several channel operations and does it.
+---   local i, v, ok = lowbit.select{ ch1, {send = ch2, value = x}, ctx:done() }
+--- Returns the index of the case that fired, and for a receive its value
+--- and ok. With `default = true` in the table it never waits and returns
+--- nil when no case is ready. When several are ready one is picked at random.
+function M.select(cases)
+  if type(cases) ~= "table" then error("bad argument 'cases' to lowbit.select: table expected", 2) end
+  local n = #cases
+  local start = n > 1 and random(n) or 1
+  for k = 0, n - 1 do
+    local i = (start + k - 1) % n + 1
+    local ch, is_send, v = case_of(cases[i], i)
+    if is_send then
+      if chan_try_send(ch, v) then return i end
+    else
+      local rv, ok = chan_try_recv(ch)
+      if ok ~= nil then return i, rv, ok end
+    end
+  end
+  if cases.default then return nil end
+  if n == 0 then error("lowbit.select: no cases and no default would block forever", 2) end
+  local co = need_task("lowbit.select")
+  local sel = { co = co, done = false }
+  local ws = {}
+  for i = 1, n do
+    local ch, is_send, v = case_of(cases[i], i)
+    local w = { sel = sel, case = i, value = v }
+    ws[i] = w
+    q_push(is_send and ch.sendq or ch.recvq, w)
+  end
+  co_yield()
+  for i = 1, n do q_remove(ws[i]) end
+  local i = sel.index
+  local ch, is_send = case_of(cases[i], i)
+  if is_send and sel.ok == false then error("send on closed channel", 2) end
+  if is_send then return i end
+  return i, sel.value, sel.ok
+end
+
+---------------------------------------------------------------------------
+-- Blocking on a callback, with a context and a deadline (for I/O modules).
+--
+--   local sel = lowbit._sel()              -- in the task that will wait
+--   start_io(function(v) lowbit._fire(sel, v) end)
+--   local why, v = lowbit._block(sel, ctx, deadline)
+--   -- why: "ok" (fired, v = value), "ctx" (ctx done), "timeout"
+---------------------------------------------------------------------------
+
+local WHY = { [0] = "ok", [-1] = "ctx", [-2] = "timeout" }
+
+function M._sel(what)
+  local co = need_task(what or "blocking call")
+  return { co = co, done = false }
+end
+
+local function sel_fire(sel, v, index)
+  if sel.done then return false end
+  sel.done = true
+  sel.index, sel.value = index or 0, v
+  wake(sel.co)
+  return true
+end
+M._fire = sel_fire
+
+local function fire_timeout(e) sel_fire(e.data, nil, -2) end
+
+--- Replaces the deadline of a parked (or about to park) sel.
+function M._sel_deadline(sel, deadline)
+  if sel.timer then timer_cancel(sel.timer); sel.timer = nil end
+  if deadline and not sel.done then
+    if deadline <= now() then sel_fire(sel, nil, -2)
+    else sel.timer = timer_add(deadline, fire_timeout, sel) end
+  end
+end
+
+function M._block(sel, ctx, deadline)
+  local cw
+  if not sel.done then
+    if ctx then
+      if ctx:err() ~= nil then
+        sel_fire(sel, nil, -1)
+      else
+        cw = { sel = sel, case = -1 }
+        q_push(ctx:done().recvq, cw)
+      end
+    end
+    if deadline and not sel.done then M._sel_deadline(sel, deadline) end
+  end
+  co_yield()
+  if cw then q_remove(cw) end
+  if sel.timer then timer_cancel(sel.timer); sel.timer = nil end
+  return WHY[sel.index], sel.value
+end
+
+--- Like lowbit.sleep, but returns ctx's error early when ctx ends first.
+function M.sleep_ctx(ctx, s)
+  check_seconds(s, "lowbit.sleep_ctx")
+  local sel = M._sel("lowbit.sleep_ctx")
+  local why = M._block(sel, ctx, now() + s)
+  if why == "ctx" then return nil, ctx:err() end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- WaitGroup and Mutex
+---------------------------------------------------------------------------
+
+local WaitGroup = {}
+WaitGroup.__index = WaitGroup
+
+function M.waitgroup()
+  return setmetatable({ n = 0, waiters = q_new() }, WaitGroup)
+end
+
+function WaitGroup:add(n)
+  n = n or 1
+  if type(n) ~= "number" then error("bad argument 'n' to waitgroup:add: number expected", 2) end
+  self.n = self.n + n
+  if self.n < 0 then self.n = self.n - n; error("waitgroup: negative counter", 2) end
+  if self.n == 0 then
+    while true do
+      local w = q_shift(self.waiters)
+      if not w then break end
+      fire(w)
+    end
+  end
+end
+
+function WaitGroup:done() self:add(-1) end
+
+--- Parks until the counter is zero.
+function WaitGroup:wait()
+  if self.n == 0 then return end
+  local co = need_task("waitgroup:wait")
+  q_push(self.waiters, { co = co })
+  co_yield()
+end
+
+local Mutex = {}
+Mutex.__index = Mutex
+
+function M.mutex()
+  return setmetatable({ locked = false, waiters = q_new() }, Mutex)
+end
+
+--- Parks until the lock is ours. Waiters get the lock in FIFO order.
+function Mutex:lock()
+  if not self.locked then self.locked = true; return end
+  local co = need_task("mutex:lock")
+  q_push(self.waiters, { co = co })
+  co_yield()
+end
+
+function Mutex:try_lock()
+  if self.locked then return false end
+  self.locked = true
+  return true
+end
+
+--- Hands the lock to the first waiter, or frees it.
+function Mutex:unlock()
+  if not self.locked then error("mutex: unlock of unlocked mutex", 2) end
+  local w = q_shift(self.waiters)
+  if w then fire(w) else self.locked = false end
+end
+
+---------------------------------------------------------------------------
+-- The loop
+---------------------------------------------------------------------------
+
+M.DEADLOCK = errors.new("all tasks are asleep: deadlock")
+
+local function reset()
+  gen = gen + 1
+  for i = rq_head, rq_tail do rq_t[i], rq_a[i], rq_b[i] = nil, nil, nil end
+  rq_head, rq_tail = 1, 0
+  for i = 1, heap_n do heap[i].idx = nil; heap[i] = nil end
+  for i = 1, pool_n do pool[i] = nil end
+  pool_n = 0
+  heap_n = 0
+  if uv_timer and armed_at then uv.timer_stop(uv_timer) end
+  armed_at = nil
+  live = 0
+  current = nil
+end
+
+local function loop()
+  while live > 0 do
+    local more = drain()
+    if main_failed then return end
+    if live == 0 then break end
+    local alive = uv.run(more and "nowait" or "once")
+    if not alive and rq_head > rq_tail and live > 0 then
+      return M.DEADLOCK
+    end
+  end
+end
+
+--- Runs fn(...) as the main task and drives the loop until every task has
+--- finished. Returns fn's results; if fn raises, raises its error (with the
+--- task's traceback appended when it is a string).
+function M.run(fn, ...)
+  check_fn(fn, "lowbit.run")
+  if running then error("lowbit.run: already running (use lowbit.go inside a task)", 2) end
+  if not uv_timer then
+    uv_timer = uv.new_timer()
+    uv.unref(uv_timer)
+    M._ignore_sigpipe()
+  end
+  running = true
+  main_failed, main_err = false, nil
+  local results, nres
+  main_task = spawn(function(...)
+    local function keep(...) nres = select("#", ...); results = { ... } end
+    keep(fn(...))
+  end, ...)
+  uv.ref(uv_timer)
+  local ok, lerr = pcall(loop)
+  uv.unref(uv_timer)
+  running = false
+  local failed, merr = main_failed, main_err
+  main_task, main_failed, main_err = nil, false, nil
+  reset()
+  if not ok then error(lerr, 0) end
+  if failed then
+    if type(merr.err) == "string" then error(merr.tb, 0) end
+    M.last_traceback = merr.tb
+    error(merr.err, 0)
+  end
+  if lerr then error(tostring(lerr), 0) end
+  return unpack(results or {}, 1, nres or 0)
+end
+
+--- True while lowbit.run drives the loop.
+function M.is_running() return running end
+
+-- SIGPIPE would kill the process on a write to a vanished peer; ignore it.
+function M._ignore_sigpipe()
+  local ok, core = pcall(require, "lowbit.core")
+  if ok and core then core.C.lb_ignore_sigpipe() end
+end
+
+return M

@@ -1,0 +1,823 @@
+-- lowbit.net: TCP and UDP on the luv loop, behind Go's net.Conn shape.
+--
+--   local ln = assert(net.listen("127.0.0.1:0"))
+--   lowbit.go(function()
+--     local c = ln:accept()
+--     c:write(c:read())
+--     c:close()
+--   end)
+--   local c = assert(net.dial(ctx, ln:addr()))
+--
+-- Conns: read(max), read_full(n), write(s | {s...}), close(), close_write(),
+-- set_deadline / set_read_deadline / set_write_deadline (absolute
+-- lowbit.now() times, nil clears), local_addr(), remote_addr(). Failures
+-- return nil, err: errors.EOF at a clean end, errors.CLOSED after close,
+-- errors.TIMEOUT past a deadline, a wrapped errors.sys("E...") otherwise.
+local uv = require "luv"
+local lowbit = require "lowbit"
+local errors = require "lowbit.errors"
+local context = require "lowbit.context"
+local buffer = require "string.buffer"
+
+local M = {}
+
+local type, error, tostring, tonumber, setmetatable = type, error, tostring, tonumber, setmetatable
+local concat = table.concat
+local now, wake = lowbit.now, lowbit._wake
+local new_sel, fire, block, sel_deadline = lowbit._sel, lowbit._fire, lowbit._block, lowbit._sel_deadline
+
+local EOF, CLOSED, TIMEOUT = errors.EOF, errors.CLOSED, errors.TIMEOUT
+M.EOF, M.CLOSED, M.TIMEOUT = EOF, CLOSED, TIMEOUT
+
+--- Read buffering: a conn stops reading from the socket once this many
+--- bytes wait unread, and starts again when the reader drains it.
+M.READ_HIGH_WATER = 256 * 1024
+
+local function arg_error(fname, name, expected, v)
+  error(("bad argument '%s' to %s: %s expected, got %s"):format(name, fname, expected, type(v)), 3)
+end
+
+local function check_deadline(t, fname)
+  if t ~= nil and (type(t) ~= "number" or t ~= t) then arg_error(fname, "t", "number or nil", t) end
+end
+
+local function check_ctx(ctx, fname)
+  if ctx == nil then return context.background() end
+  if not context.is_context(ctx) then arg_error(fname, "ctx", "context", ctx) end
+  return ctx
+end
+
+---------------------------------------------------------------------------
+-- Addresses
+---------------------------------------------------------------------------
+
+--- Splits "host:port" ("[::1]:80", ":8080") into host, port. Returns nil, err
+--- for a malformed address.
+function M.split_host_port(addr)
+  if type(addr) ~= "string" then return nil, errors.new("address must be a string") end
+  local host, port = addr:match("^%[([^%]]*)%]:(%d+)$")
+  if not host then host, port = addr:match("^([^:]*):(%d+)$") end
+  if not host then return nil, errors.new("invalid address " .. ("%q"):format(addr) .. " (want host:port)") end
+  port = tonumber(port)
+  if port > 65535 then return nil, errors.new("invalid port in address " .. ("%q"):format(addr)) end
+  return host, port
+end
+
+--- Joins host and port, bracketing IPv6 literals.
+function M.join_host_port(host, port)
+  if host:find(":", 1, true) then return "[" .. host .. "]:" .. port end
+  return host .. ":" .. port
+end
+
+local function sockaddr_string(sa)
+  if not sa then return nil end
+  return M.join_host_port(sa.ip, sa.port)
+end
+
+local function is_ip(host)
+  return host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:find(":", 1, true) ~= nil
+end
+
+-- Resolves host to a list of IPs. Outside a task (or for literals) the call
+-- is synchronous; in a task it waits on the loop and honours ctx.
+local function resolve(ctx, host, socktype)
+  if host == "" then return { "0.0.0.0" } end
+  if is_ip(host) then return { host } end
+  local hints = { socktype = socktype }
+  local res, err
+  if lowbit.current() then
+    local sel = new_sel("net.resolve")
+    local req = uv.getaddrinfo(host, nil, hints, function(e, r) fire(sel, { e, r }) end)
+    local why, v = block(sel, ctx)
+    if why == "ctx" then
+      if req then pcall(uv.cancel, req) end
+      return nil, ctx:err()
+    end
+    err, res = v[1], v[2]
+  else
+    res, err = uv.getaddrinfo(host, nil, hints)
+  end
+  if not res or #res == 0 then
+    return nil, errors.from_uv(err or "ENOTFOUND", nil, "lookup " .. host)
+  end
+  local ips, seen = {}, {}
+  for _, r in ipairs(res) do
+    if r.addr and not seen[r.addr] then seen[r.addr] = true; ips[#ips + 1] = r.addr end
+  end
+  return ips
+end
+
+---------------------------------------------------------------------------
+-- Shared conn helpers
+---------------------------------------------------------------------------
+
+-- read_full for any conn with read(max): exactly n bytes, or EOF (nothing
+-- read) / UNEXPECTED_EOF (some read) / the read error.
+local function read_full(c, n)
+  if type(n) ~= "number" or n < 0 then arg_error("conn:read_full", "n", "non-negative number", n) end
+  if n == 0 then return "" end
+  local first, err = c:read(n)
+  if not first then return nil, err end
+  if #first == n then return first end
+  local parts, got = { first }, #first
+  while got < n do
+    local s, rerr = c:read(n - got)
+    if not s then
+      if rerr == EOF then return nil, errors.UNEXPECTED_EOF end
+      return nil, rerr
+    end
+    parts[#parts + 1] = s
+    got = got + #s
+  end
+  return concat(parts)
+end
+M.read_full = read_full
+
+local function data_len(data)
+  if type(data) == "string" then return #data end
+  local n = 0
+  for i = 1, #data do n = n + #data[i] end
+  return n
+end
+
+local function check_data(data, fname)
+  local t = type(data)
+  if t == "string" then return end
+  if t ~= "table" then arg_error(fname, "data", "string or array of strings", data) end
+  for i = 1, #data do
+    if type(data[i]) ~= "string" then
+      error(("bad argument 'data' to %s: element %d is %s, string expected"):format(fname, i, type(data[i])), 3)
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- TCP conn
+---------------------------------------------------------------------------
+
+local Conn = {}
+Conn.__index = Conn
+M.Conn = Conn
+
+local function new_conn(h)
+  local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
+                           rerr = nil, werr = nil, closed = false }, Conn)
+  pcall(uv.tcp_nodelay, h, true)
+  c.on_read = function(err, data)
+    if err then
+      c.rerr = errors.from_uv(err, nil, "read")
+    elseif data then
+      c.rbuf:put(data)
+      if #c.rbuf >= M.READ_HIGH_WATER and c.reading then
+        uv.read_stop(c.h)
+        c.reading = false
+      end
+    else
+      c.eof = true
+    end
+    local sel = c.rsel
+    if sel then c.rsel = nil; fire(sel) end
+  end
+  return c
+end
+M._new_conn = new_conn
+
+local function start_reading(c)
+  if not c.reading and not c.eof and not c.rerr then
+    local ok, err = uv.read_start(c.h, c.on_read)
+    if not ok then c.rerr = errors.from_uv(err, nil, "read") else c.reading = true end
+  end
+end
+
+--- Returns up to max bytes (all that is buffered when max is nil), waiting
+--- for at least one. nil, errors.EOF when the peer has closed its side.
+function Conn:read(max)
+  if max ~= nil and (type(max) ~= "number" or max < 1) then arg_error("conn:read", "max", "positive number or nil", max) end
+  while true do
+    if self.closed then return nil, CLOSED end
+    local rbuf = self.rbuf
+    if #rbuf > 0 then
+      local s = rbuf:get(max)
+      if not self.reading and #rbuf < M.READ_HIGH_WATER / 2 then start_reading(self) end
+      return s
+    end
+    if self.rerr then return nil, self.rerr end
+    if self.eof then return nil, EOF end
+    local rd = self.rdeadline
+    if rd and rd <= now() then return nil, TIMEOUT end
+    if self.rsel then error("conn:read: another task is already reading this conn", 2) end
+    start_reading(self)
+    if not self.rerr then
+      local sel = new_sel("conn:read")
+      self.rsel = sel
+      local why = block(sel, nil, rd)
+      if self.rsel == sel then self.rsel = nil end
+      if why == "timeout" then return nil, TIMEOUT end
+    end
+  end
+end
+
+Conn.read_full = read_full
+
+--- Number of bytes buffered and ready to read without waiting.
+function Conn:buffered() return #self.rbuf end
+
+--- Puts s back in front of the unread bytes (protocol switches use it so
+--- that bytes read past a handshake are not lost).
+function Conn:unread(s)
+  if #s == 0 then return end
+  local rest = self.rbuf:get()
+  self.rbuf:put(s, rest)
+end
+
+--- Writes a string or an array of strings; waits until libuv has taken all
+--- of it. Returns the number of bytes written, or nil, err.
+function Conn:write(data)
+  check_data(data, "conn:write")
+  if self.closed then return nil, CLOSED end
+  if self.werr then return nil, self.werr end
+  local wd = self.wdeadline
+  if wd and wd <= now() then return nil, TIMEOUT end
+  local total = data_len(data)
+  if total == 0 then return 0 end
+  if not self.wpending then
+    local n = uv.try_write(self.h, data)
+    if n == total then return total end
+    if n and n > 0 then
+      if type(data) == "table" then data = concat(data) end
+      data = data:sub(n + 1)
+    end
+  end
+  local sel = new_sel("conn:write")
+  self.wpending = (self.wpending or 0) + 1
+  local ok, err = uv.write(self.h, data, function(e) fire(sel, e or false) end)
+  if not ok then
+    self.wpending = self.wpending - 1
+    if self.wpending == 0 then self.wpending = nil end
+    return nil, errors.from_uv(err, nil, "write")
+  end
+  if self.wsels == nil then self.wsels = {} end
+  self.wsels[sel] = true
+  local why, e = block(sel, nil, wd)
+  self.wsels[sel] = nil
+  self.wpending = self.wpending - 1
+  if self.wpending == 0 then self.wpending = nil end
+  if why == "timeout" then
+    -- libuv keeps the bytes queued; the stream is now in an unknown state.
+    self.werr = TIMEOUT
+    return nil, TIMEOUT
+  end
+  if self.closed then return nil, CLOSED end
+  if e then
+    self.werr = errors.from_uv(e, nil, "write")
+    return nil, self.werr
+  end
+  return total
+end
+
+--- Shuts down the writing side (the peer reads EOF); reading goes on.
+function Conn:close_write()
+  if self.closed then return nil, CLOSED end
+  local sel = new_sel("conn:close_write")
+  local ok, err = uv.shutdown(self.h, function(e) fire(sel, e or false) end)
+  if not ok then return nil, errors.from_uv(err, nil, "shutdown") end
+  local _, e = block(sel, nil, self.wdeadline)
+  if e then return nil, errors.from_uv(e, nil, "shutdown") end
+  return true
+end
+
+--- Closes the conn; tasks blocked in read or write return errors.CLOSED.
+function Conn:close()
+  if self.closed then return nil, CLOSED end
+  self.closed = true
+  if not uv.is_closing(self.h) then uv.close(self.h) end
+  local sel = self.rsel
+  if sel then self.rsel = nil; fire(sel) end
+  if self.wsels then
+    for s in pairs(self.wsels) do fire(s, false) end
+  end
+  return true
+end
+
+function Conn:set_read_deadline(t)
+  check_deadline(t, "conn:set_read_deadline")
+  self.rdeadline = t
+  if self.rsel then sel_deadline(self.rsel, t) end
+  return true
+end
+
+function Conn:set_write_deadline(t)
+  check_deadline(t, "conn:set_write_deadline")
+  self.wdeadline = t
+  if self.wsels then
+    for s in pairs(self.wsels) do sel_deadline(s, t) end
+  end
+  return true
+end
+
+function Conn:set_deadline(t)
+  check_deadline(t, "conn:set_deadline")
+  self:set_read_deadline(t)
+  return self:set_write_deadline(t)
+end
+
+function Conn:local_addr()
+  if self.laddr == nil and not self.closed then self.laddr = sockaddr_string(uv.tcp_getsockname(self.h)) end
+  return self.laddr
+end
+
+function Conn:remote_addr()
+  if self.raddr == nil and not self.closed then self.raddr = sockaddr_string(uv.tcp_getpeername(self.h)) end
+  return self.raddr
+end
+
+function Conn:__tostring()
+  return ("tcp conn %s -> %s%s"):format(tostring(self:local_addr()), tostring(self:remote_addr()),
+    self.closed and " (closed)" or "")
+end
+
+---------------------------------------------------------------------------
+-- TCP listener
+---------------------------------------------------------------------------
+
+-- libuv 1.44 has no SO_REUSEPORT flag; set it on the socket before bind.
+local set_reuseport
+do
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "int setsockopt(int, int, int, const void *, unsigned int);")
+  local one = ffi.new("int[1]", 1)
+  local SOL_SOCKET, SO_REUSEPORT = 1, 15 -- Linux
+  set_reuseport = function(h)
+    local fd = uv.fileno(h)
+    if not fd then return nil, "EBADF: no socket" end
+    if ffi.C.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, one, 4) ~= 0 then
+      return nil, "EINVAL: setsockopt SO_REUSEPORT failed"
+    end
+    return true
+  end
+end
+
+local Listener = {}
+Listener.__index = Listener
+M.Listener = Listener
+
+--- Listens on "host:port" (port 0 picks a free one). opts.backlog (511),
+--- opts.reuseport (SO_REUSEPORT, for several worker processes on a port).
+function M.listen(addr, opts)
+  if type(addr) ~= "string" then arg_error("net.listen", "addr", "string", addr) end
+  opts = opts or {}
+  local host, port = M.split_host_port(addr)
+  if not host then return nil, errors.wrap(port, "listen tcp") end
+  local ips, rerr = resolve(nil, host, "stream")
+  if not ips then return nil, errors.wrap(rerr, "listen tcp %s", addr) end
+  local ip = ips[1]
+  local h = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
+  local ok, err = true, nil
+  if opts.reuseport then ok, err = set_reuseport(h) end
+  if ok then ok, err = uv.tcp_bind(h, ip, port) end
+  local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new() }, Listener)
+  if ok then
+    ok, err = uv.listen(h, opts.backlog or 511, function(e)
+      if e then l.lerr = errors.from_uv(e, nil, "accept"); l.pending = l.pending + 1
+      else l.pending = l.pending + 1 end
+      local w = lowbit._q_shift(l.accq)
+      if w then fire(w.sel) end
+    end)
+  end
+  if not ok then
+    uv.close(h)
+    return nil, errors.from_uv(err, nil, "listen tcp " .. addr)
+  end
+  return l
+end
+
+--- Waits for the next connection. ctx (optional) stops the wait early with
+--- nil, ctx:err().
+function Listener:accept(ctx)
+  ctx = check_ctx(ctx, "listener:accept")
+  while true do
+    if self.closed then return nil, CLOSED end
+    if self.lerr then
+      local e = self.lerr
+      self.lerr = nil
+      self.pending = self.pending - 1
+      return nil, e
+    end
+    if self.pending > 0 then
+      local client = uv.new_tcp()
+      local ok, err = uv.accept(self.h, client)
+      self.pending = self.pending - 1
+      if ok then return new_conn(client) end
+      uv.close(client)
+      if err and not tostring(err):find("EAGAIN", 1, true) then
+        return nil, errors.from_uv(err, nil, "accept")
+      end
+    else
+      if ctx:err() then return nil, ctx:err() end
+      local sel = new_sel("listener:accept")
+      local w = { sel = sel }
+      lowbit._q_push(self.accq, w)
+      local why = block(sel, ctx, nil)
+      lowbit._q_remove(w)
+      if why == "ctx" then return nil, ctx:err() end
+    end
+  end
+end
+
+--- The address the listener is bound to, "host:port".
+function Listener:addr()
+  if self.addr_ == nil and not self.closed then self.addr_ = sockaddr_string(uv.tcp_getsockname(self.h)) end
+  return self.addr_
+end
+
+--- The bound port.
+function Listener:port()
+  local _, port = M.split_host_port(self:addr())
+  return port
+end
+
+--- Stops listening; tasks blocked in accept return errors.CLOSED.
+function Listener:close()
+  if self.closed then return nil, CLOSED end
+  self:addr()
+  self.closed = true
+  if not uv.is_closing(self.h) then uv.close(self.h) end
+  while true do
+    local w = lowbit._q_shift(self.accq)
+    if not w then break end
+    fire(w.sel)
+  end
+  return true
+end
+
+function Listener:__tostring() return "tcp listener " .. tostring(self:addr()) end
+
+---------------------------------------------------------------------------
+-- Dial
+---------------------------------------------------------------------------
+
+local function connect_one(ctx, ip, port)
+  local h = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
+  local sel = new_sel("net.dial")
+  local ok, err = uv.tcp_connect(h, ip, port, function(e) fire(sel, e or false) end)
+  if not ok then uv.close(h); return nil, errors.from_uv(err) end
+  local why, e = block(sel, ctx, ctx:deadline())
+  if why ~= "ok" then
+    uv.close(h)
+    return nil, ctx:err() or context.DEADLINE_EXCEEDED
+  end
+  if e then uv.close(h); return nil, errors.from_uv(e) end
+  return new_conn(h)
+end
+
+--- Connects to "host:port" (names resolved through the loop). ctx bounds
+--- the whole dial; nil means no bound. Tries each resolved address in turn.
+function M.dial(ctx, addr)
+  ctx = check_ctx(ctx, "net.dial")
+  if type(addr) ~= "string" then arg_error("net.dial", "addr", "string", addr) end
+  lowbit._need_task("net.dial")
+  local host, port = M.split_host_port(addr)
+  if not host then return nil, errors.wrap(port, "dial tcp") end
+  if ctx:err() then return nil, errors.wrap(ctx:err(), "dial tcp %s", addr) end
+  if host == "" then host = "127.0.0.1" end
+  local ips, rerr = resolve(ctx, host, "stream")
+  if not ips then return nil, errors.wrap(rerr, "dial tcp %s", addr) end
+  local last
+  for _, ip in ipairs(ips) do
+    local c, err = connect_one(ctx, ip, port)
+    if c then return c end
+    last = err
+    if ctx:err() then break end
+  end
+  return nil, errors.wrap(last, "dial tcp %s", addr)
+end
+
+---------------------------------------------------------------------------
+-- UDP
+---------------------------------------------------------------------------
+
+local Udp = {}
+Udp.__index = Udp
+M.Udp = Udp
+
+--- Datagrams kept unread before new ones are dropped (UDP may lose them).
+M.UDP_QUEUE = 1024
+
+local function new_udp(h, peer)
+  local u = setmetatable({ h = h, q = {}, qh = 1, qt = 0, closed = false, peer = peer, dropped = 0 }, Udp)
+  return u
+end
+
+local function udp_start(u)
+  if u.receiving then return true end
+  local ok, err = uv.udp_recv_start(u.h, function(e, data, addr)
+    if e then
+      u.rerr = errors.from_uv(e, nil, "read udp")
+    elseif data then
+      if u.qt - u.qh + 1 >= M.UDP_QUEUE then
+        u.dropped = u.dropped + 1
+      else
+        u.qt = u.qt + 1
+        u.q[u.qt] = { data, addr and sockaddr_string(addr) }
+      end
+    else
+      return -- nothing more (libuv's empty read)
+    end
+    local sel = u.rsel
+    if sel then u.rsel = nil; fire(sel) end
+  end)
+  if not ok then return nil, errors.from_uv(err, nil, "read udp") end
+  u.receiving = true
+  return true
+end
+
+--- A UDP socket bound to "host:port". opts.broadcast allows sending to
+--- broadcast addresses; opts.reuseaddr lets several sockets share the port.
+function M.listen_udp(addr, opts)
+  if type(addr) ~= "string" then arg_error("net.listen_udp", "addr", "string", addr) end
+  opts = opts or {}
+  local host, port = M.split_host_port(addr)
+  if not host then return nil, errors.wrap(port, "listen udp") end
+  local ips, rerr = resolve(nil, host, "dgram")
+  if not ips then return nil, errors.wrap(rerr, "listen udp %s", addr) end
+  local ip = ips[1]
+  local h = uv.new_udp(ip:find(":", 1, true) and "inet6" or "inet")
+  local ok, err = uv.udp_bind(h, ip, port, { reuseaddr = opts.reuseaddr and true or nil })
+  if ok and opts.broadcast then ok, err = uv.udp_set_broadcast(h, true) end
+  if not ok then
+    uv.close(h)
+    return nil, errors.from_uv(err, nil, "listen udp " .. addr)
+  end
+  return new_udp(h)
+end
+
+--- A UDP socket connected to "host:port": send(data) and recv() talk to that
+--- peer only. opts.broadcast as for listen_udp.
+function M.dial_udp(ctx, addr, opts)
+  ctx = check_ctx(ctx, "net.dial_udp")
+  if type(addr) ~= "string" then arg_error("net.dial_udp", "addr", "string", addr) end
+  opts = opts or {}
+  local host, port = M.split_host_port(addr)
+  if not host then return nil, errors.wrap(port, "dial udp") end
+  local ips, rerr = resolve(lowbit.current() and ctx or nil, host, "dgram")
+  if not ips then return nil, errors.wrap(rerr, "dial udp %s", addr) end
+  local ip = ips[1]
+  local h = uv.new_udp(ip:find(":", 1, true) and "inet6" or "inet")
+  local ok, err = true, nil
+  if opts.broadcast then ok, err = uv.udp_set_broadcast(h, true) end
+  if ok then ok, err = uv.udp_connect(h, ip, port) end
+  if not ok then
+    uv.close(h)
+    return nil, errors.from_uv(err, nil, "dial udp " .. addr)
+  end
+  return new_udp(h, M.join_host_port(ip, port))
+end
+
+local function udp_send(u, data, host, port, fname)
+  check_data(data, fname)
+  if u.closed then return nil, CLOSED end
+  local wd = u.wdeadline
+  if wd and wd <= now() then return nil, TIMEOUT end
+  local total = data_len(data)
+  local n = uv.udp_try_send(u.h, data, host, port)
+  if n == total then return total end
+  local sel = new_sel(fname)
+  local ok, err = uv.udp_send(u.h, data, host, port, function(e) fire(sel, e or false) end)
+  if not ok then return nil, errors.from_uv(err, nil, "write udp") end
+  local why, e = block(sel, nil, wd)
+  if why == "timeout" then return nil, TIMEOUT end
+  if u.closed then return nil, CLOSED end
+  if e then return nil, errors.from_uv(e, nil, "write udp") end
+  return total
+end
+
+--- Sends one datagram to "host:port" (an IP literal).
+function Udp:send_to(data, addr)
+  if type(addr) ~= "string" then arg_error("udp:send_to", "addr", "string", addr) end
+  if self.peer then error("udp:send_to: socket is connected; use send", 2) end
+  local host, port = M.split_host_port(addr)
+  if not host then return nil, errors.wrap(port, "write udp") end
+  return udp_send(self, data, host, port, "udp:send_to")
+end
+
+--- Sends one datagram to the connected peer.
+function Udp:send(data)
+  if not self.peer then error("udp:send: socket is not connected; use send_to", 2) end
+  return udp_send(self, data, nil, nil, "udp:send")
+end
+
+--- Waits for one datagram: returns data, "ip:port" of the sender. With buf (a
+--- string.buffer) the data is appended to it and its length returned
+--- instead. ctx (optional) ends the wait early with nil, ctx:err().
+function Udp:recv_from(buf, ctx)
+  if buf ~= nil and type(buf) ~= "userdata" then arg_error("udp:recv_from", "buf", "string.buffer or nil", buf) end
+  if ctx ~= nil then check_ctx(ctx, "udp:recv_from") end
+  while true do
+    if self.closed then return nil, CLOSED end
+    if self.qh <= self.qt then
+      local item = self.q[self.qh]
+      self.q[self.qh] = nil
+      self.qh = self.qh + 1
+      if self.qh > self.qt then self.qh, self.qt = 1, 0 end
+      if buf then buf:put(item[1]); return #item[1], item[2] end
+      return item[1], item[2]
+    end
+    if self.rerr then local e = self.rerr; self.rerr = nil; return nil, e end
+    if ctx and ctx:err() then return nil, ctx:err() end
+    local rd = self.rdeadline
+    if rd and rd <= now() then return nil, TIMEOUT end
+    if self.rsel then error("udp:recv_from: another task is already reading", 2) end
+    local ok, err = udp_start(self)
+    if not ok then return nil, err end
+    local sel = new_sel("udp:recv_from")
+    self.rsel = sel
+    local why = block(sel, ctx, rd)
+    if self.rsel == sel then self.rsel = nil end
+    if why == "timeout" then return nil, TIMEOUT end
+    if why == "ctx" then return nil, ctx:err() end
+  end
+end
+
+--- recv_from for a connected socket: returns data only.
+function Udp:recv(buf, ctx)
+  local d, err = self:recv_from(buf, ctx)
+  return d, err
+end
+
+function Udp:set_read_deadline(t)
+  check_deadline(t, "udp:set_read_deadline")
+  self.rdeadline = t
+  if self.rsel then sel_deadline(self.rsel, t) end
+  return true
+end
+
+function Udp:set_write_deadline(t)
+  check_deadline(t, "udp:set_write_deadline")
+  self.wdeadline = t
+  return true
+end
+
+function Udp:set_deadline(t)
+  self:set_read_deadline(t)
+  return self:set_write_deadline(t)
+end
+
+function Udp:set_broadcast(on)
+  local ok, err = uv.udp_set_broadcast(self.h, on and true or false)
+  if not ok then return nil, errors.from_uv(err) end
+  return true
+end
+
+function Udp:local_addr()
+  if self.laddr == nil and not self.closed then self.laddr = sockaddr_string(uv.udp_getsockname(self.h)) end
+  return self.laddr
+end
+
+function Udp:remote_addr() return self.peer end
+
+function Udp:close()
+  if self.closed then return nil, CLOSED end
+  self:local_addr()
+  self.closed = true
+  if not uv.is_closing(self.h) then uv.close(self.h) end
+  local sel = self.rsel
+  if sel then self.rsel = nil; fire(sel) end
+  return true
+end
+
+function Udp:__tostring() return "udp " .. tostring(self:local_addr()) end
+
+---------------------------------------------------------------------------
+-- In-memory pipe
+---------------------------------------------------------------------------
+
+local Pipe = {}
+Pipe.__index = Pipe
+M.Pipe = Pipe
+
+--- Bytes a pipe end accepts before its writer waits for the reader.
+M.PIPE_BUFFER = 64 * 1024
+
+--- Two connected in-memory conns (for tests): what one writes, the other
+--- reads. Same interface and errors as a TCP conn.
+function M.pipe()
+  local a = setmetatable({ rbuf = buffer.new(), name = "pipe-a" }, Pipe)
+  local b = setmetatable({ rbuf = buffer.new(), name = "pipe-b" }, Pipe)
+  a.peer, b.peer = b, a
+  return a, b
+end
+
+local function pipe_notify_reader(p)
+  local sel = p.rsel
+  if sel then p.rsel = nil; fire(sel) end
+end
+
+local function pipe_notify_writers(p)
+  local ws = p.wwait
+  if ws then
+    p.wwait = nil
+    for i = 1, #ws do fire(ws[i]) end
+  end
+end
+
+function Pipe:read(max)
+  if max ~= nil and (type(max) ~= "number" or max < 1) then arg_error("conn:read", "max", "positive number or nil", max) end
+  while true do
+    if self.closed then return nil, CLOSED end
+    if #self.rbuf > 0 then
+      local s = self.rbuf:get(max)
+      pipe_notify_writers(self)
+      return s
+    end
+    if self.eof then return nil, EOF end
+    local rd = self.rdeadline
+    if rd and rd <= now() then return nil, TIMEOUT end
+    if self.rsel then error("conn:read: another task is already reading this conn", 2) end
+    local sel = new_sel("conn:read")
+    self.rsel = sel
+    local why = block(sel, nil, rd)
+    if self.rsel == sel then self.rsel = nil end
+    if why == "timeout" then return nil, TIMEOUT end
+  end
+end
+
+Pipe.read_full = read_full
+
+function Pipe:buffered() return #self.rbuf end
+
+function Pipe:unread(s)
+  if #s == 0 then return end
+  local rest = self.rbuf:get()
+  self.rbuf:put(s, rest)
+end
+
+function Pipe:write(data)
+  check_data(data, "conn:write")
+  local total = data_len(data)
+  local peer = self.peer
+  while true do
+    if self.closed then return nil, CLOSED end
+    if self.wclosed or peer.closed then return nil, errors.from_uv("EPIPE: broken pipe", "EPIPE", "write") end
+    local wd = self.wdeadline
+    if wd and wd <= now() then return nil, TIMEOUT end
+    if #peer.rbuf < M.PIPE_BUFFER then break end
+    local sel = new_sel("conn:write")
+    peer.wwait = peer.wwait or {}
+    peer.wwait[#peer.wwait + 1] = sel
+    self.wsel = sel
+    local why = block(sel, nil, wd)
+    self.wsel = nil
+    if why == "timeout" then return nil, TIMEOUT end
+  end
+  if type(data) == "table" then data = concat(data) end
+  peer.rbuf:put(data)
+  pipe_notify_reader(peer)
+  return total
+end
+
+function Pipe:close_write()
+  if self.closed then return nil, CLOSED end
+  self.wclosed = true
+  self.peer.eof = true
+  pipe_notify_reader(self.peer)
+  return true
+end
+
+function Pipe:close()
+  if self.closed then return nil, CLOSED end
+  self.closed = true
+  self.wclosed = true
+  local peer = self.peer
+  peer.eof = true
+  pipe_notify_reader(self)
+  pipe_notify_reader(peer)
+  pipe_notify_writers(self)
+  pipe_notify_writers(peer)
+  if self.wsel then fire(self.wsel) end
+  return true
+end
+
+function Pipe:set_read_deadline(t)
+  check_deadline(t, "conn:set_read_deadline")
+  self.rdeadline = t
+  if self.rsel then sel_deadline(self.rsel, t) end
+  return true
+end
+
+function Pipe:set_write_deadline(t)
+  check_deadline(t, "conn:set_write_deadline")
+  self.wdeadline = t
+  if self.wsel then sel_deadline(self.wsel, t) end
+  return true
+end
+
+function Pipe:set_deadline(t)
+  self:set_read_deadline(t)
+  return self:set_write_deadline(t)
+end
+
+function Pipe:local_addr() return self.name end
+function Pipe:remote_addr() return self.peer.name end
+function Pipe:__tostring() return "pipe conn " .. self.name end
+
+return M

@@ -1,0 +1,145 @@
+-- The `lowbit` executable, driven as a user would drive it.
+local support = require "support"
+local sh, host, tmpfile = support.sh, support.host, support.tmpfile
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+describe("lowbit host", function()
+  it("prints its version", function()
+    local out, rc = sh(host .. " --version")
+    assert.equal(0, rc)
+    assert.matches("^lowbit %d+%.%d+%.%d+ %(LuaJIT", out)
+  end)
+
+  it("runs a script with arguments and exits with its numeric result", function()
+    local f = tmpfile([[
+local lowbit = require "lowbit"
+lowbit.sleep(0.01)
+print(arg[0] ~= nil, ...)
+return tonumber(arg[2])
+]], ".lua")
+    local out, rc = sh(host .. " " .. f .. " hello 7")
+    assert.equal(7, rc)
+    assert.equal("true\thello\t7\n", out)
+    os.remove(f)
+  end)
+
+  it("runs -e code", function()
+    local out, rc = sh(host .. " -e " .. q("print(require('lowbit.net') ~= nil, ...)") .. " x")
+    assert.equal(0, rc)
+    assert.equal("true\tx\n", out)
+  end)
+
+  it("works from any directory without LUA_PATH (modules are embedded)", function()
+    local out, rc = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LOWBIT_LIB " .. host ..
+      " -e " .. q("local c = require('lowbit.core'); print(c.path, c.strerror(-1))"))
+    assert.equal(0, rc)
+    assert.equal("executable\tneed more input\n", out)
+  end)
+
+  it("waits for every task before exiting", function()
+    local out, rc = sh(host .. " -e " .. q([[
+local lowbit = require "lowbit"
+lowbit.go(function() lowbit.sleep(0.05); print("late task") end)
+print("main done")]]))
+    assert.equal(0, rc)
+    assert.equal("main done\nlate task\n", out)
+  end)
+
+  it("calls a returned main(ctx, ...) with the root context", function()
+    local f = tmpfile([[
+return function(ctx, a) print(require("lowbit.context").root() == ctx, a); return 4 end
+]], ".lua")
+    local out, rc = sh(host .. " " .. f .. " A")
+    assert.equal(4, rc)
+    assert.equal("true\tA\n", out)
+    os.remove(f)
+  end)
+
+  it("reports an uncaught error with message and traceback and exits 1", function()
+    local f = tmpfile([[
+local lowbit = require "lowbit"
+local function inner() error("kaboom") end
+lowbit.sleep(0)
+inner()
+]], ".lua")
+    local out, rc = sh(host .. " " .. f .. " 2>&1")
+    assert.equal(1, rc)
+    assert.matches("kaboom", out)
+    assert.matches("stack traceback", out)
+    assert.matches("in function 'inner'", out)
+    os.remove(f)
+  end)
+
+  it("reports errors in other tasks and keeps running", function()
+    local out, rc = sh(host .. " -e " .. q([[
+local lowbit = require "lowbit"
+lowbit.go(function() error("side task broke") end)
+lowbit.sleep(0.01)
+print("still here")]]) .. " 2>&1")
+    assert.equal(0, rc)
+    assert.matches("side task broke", out)
+    assert.matches("still here", out)
+  end)
+
+  it("reports a missing script and a syntax error", function()
+    local out, rc = sh(host .. " /nonexistent/x.lua 2>&1")
+    assert.equal(1, rc)
+    assert.matches("cannot open", out)
+    out, rc = sh(host .. " -e 'local = 1' 2>&1")
+    assert.equal(1, rc)
+    assert.matches("unexpected symbol", out)
+  end)
+
+  it("cancels the root context on SIGTERM, so the script shuts down cleanly", function()
+    local f = tmpfile([[
+local context = require "lowbit.context"
+io.stdout:write("ready\n"); io.stdout:flush()
+local err = context.root():wait()
+print("stopped: " .. tostring(err))
+return 0
+]], ".lua")
+    local out, rc = sh("(" .. host .. " " .. f .. " & pid=$!; sleep 0.3; kill -TERM $pid; wait $pid)")
+    assert.equal(0, rc)
+    assert.equal("ready\nstopped: context canceled\n", out)
+    os.remove(f)
+  end)
+
+  it("exits at once on a second signal", function()
+    local f = tmpfile([[
+local lowbit = require "lowbit"
+local context = require "lowbit.context"
+context.root():wait()
+lowbit.sleep(30) -- a shutdown that takes too long
+]], ".lua")
+    local t0 = os.time()
+    local _, rc = sh("(" .. host .. " " .. f .. " & pid=$!; sleep 0.3; kill -INT $pid; sleep 0.2; kill -INT $pid; wait $pid) 2>/dev/null")
+    assert.equal(130, rc)
+    assert.is_true(os.time() - t0 < 10)
+    os.remove(f)
+  end)
+end)
+
+describe("examples/echo.lua", function()
+  it("echoes over TCP and stops cleanly on Ctrl-C (SIGINT)", function()
+    local port = 17000 + math.random(0, 999)
+    local client = tmpfile(([[
+local lowbit = require "lowbit"
+local net = require "lowbit.net"
+local c
+for _ = 1, 100 do
+  c = net.dial(nil, "127.0.0.1:%d")
+  if c then break end
+  lowbit.sleep(0.02)
+end
+c:write("hello echo")
+print(c:read_full(10))
+c:close()
+]]):format(port), ".lua")
+    local out, rc = sh("cd " .. support.root .. " && (" .. host .. " examples/echo.lua 127.0.0.1:" .. port ..
+      " 2>/dev/null & pid=$!; " .. host .. " " .. client .. "; kill -INT $pid; wait $pid; echo server=$?)")
+    assert.equal(0, rc)
+    assert.equal("hello echo\nserver=0\n", out)
+    os.remove(client)
+  end)
+end)
