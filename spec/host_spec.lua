@@ -88,7 +88,7 @@ print("still here")]]) .. " 2>&1")
     assert.matches("cannot open", out)
     out, rc = sh(host .. " -e 'local = 1' 2>&1")
     assert.equal(1, rc)
-    assert.matches("unexpected symbol", out)
+    assert.matches("expected near", out)
   end)
 
   it("cancels the root context on SIGTERM, so the script shuts down cleanly", function()

@@ -39,7 +39,8 @@ local function install_signals()
         os.exit(name == "sigint" and 130 or 143)
       end
     end)
-    uv.unref(h) -- signals alone do not keep the process alive
+    -- Kept referenced: a task waiting on the root context is waiting for a
+    -- signal, not deadlocked. (The process still exits when tasks end.)
     handles[#handles + 1] = h
   end
   return handles
