@@ -48,9 +48,12 @@
   X(EPREFIX,     -117, "bad frame prefix")                                    \
   X(ECHECKSUM,   -118, "checksum mismatch")                                   \
   X(EDEFLATE,    -119, "invalid compressed data")                             \
+  X(ETLS,        -130, "TLS protocol error")                                  \
+  X(ETLSVERIFY,  -131, "TLS certificate verification failed")                 \
   X(EINVAL,      -200, "invalid argument")                                    \
   X(ESTATE,      -201, "call not valid in this state")                        \
   X(EFORMAT,     -202, "invalid format description")                          \
+  X(ECERT,       -210, "unusable certificate or key")                         \
   X(ETOOLARGE,   -300, "message too large")                                   \
   X(EHEADERSIZE, -301, "header section too large")                            \
   X(ETOOMANY,    -302, "too many items")                                      \

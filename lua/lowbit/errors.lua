@@ -69,8 +69,9 @@ function M.unwrap(err)
   return nil
 end
 
---- Joins errors, skipping nils: nil when all are nil, the one error when
---- exactly one is given, else a value whose text has one line per error.
+--- Joins errors, skipping nils: nil when all are nil, else a joined value
+--- (even for one error, as Go's errors.Join) whose text has one line per
+--- error; errors.list gives them back.
 function M.join(...)
   local j, n = { n = 0 }, 0
   for i = 1, select("#", ...) do

@@ -1,0 +1,665 @@
+#include "lb_test.h"
+#include "lowbit/lb_frame.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+/* Internal paths of lb_frame.c, compared with each other here. */
+uint32_t lb__crc32c_sw(uint32_t crc, const void *buf, size_t n);
+#if defined(__x86_64__)
+uint32_t lb__crc32c_hw(uint32_t crc, const void *buf, size_t n);
+#endif
+
+static const char CHECK[] = "123456789";
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+static void fill_random(uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd();
+}
+
+/* ---- checksums ---------------------------------------------------------- */
+
+static void test_check_values_direct(void) {
+  LB_CHECK_EQ(lb_crc32_update(0, CHECK, 9), 0xCBF43926u);
+  LB_CHECK_EQ(lb_crc32c_update(0, CHECK, 9), 0xE3069283u);
+  LB_CHECK(lb_crc64_iso_update(0, CHECK, 9) == 0xB90956C775A41001ull);
+  LB_CHECK(lb_crc64_ecma_update(0, CHECK, 9) == 0x995DC9BBDF1939FAull);
+  LB_CHECK_EQ(lb_adler32_update(1, CHECK, 9), 0x091E01DEu);
+  LB_CHECK_EQ(lb_crc16_modbus_update(0xFFFF, CHECK, 9), 0x4B37);
+  LB_CHECK_EQ(lb_crc16_ccitt_false_update(0xFFFF, CHECK, 9), 0x29B1);
+  LB_CHECK_EQ(lb_crc16_kermit_update(0, CHECK, 9), 0x2189);
+  LB_CHECK_EQ(lb_crc16_xmodem_update(0, CHECK, 9), 0x31C3);
+}
+
+static void test_check_values_by_kind(void) {
+  static const struct { int kind; int width; uint64_t check; } v[] = {
+    {LB_FRAME_CK_CRC32, 4, 0xCBF43926u},
+    {LB_FRAME_CK_CRC32C, 4, 0xE3069283u},
+    {LB_FRAME_CK_CRC64_ISO, 8, 0xB90956C775A41001ull},
+    {LB_FRAME_CK_CRC64_ECMA, 8, 0x995DC9BBDF1939FAull},
+    {LB_FRAME_CK_ADLER32, 4, 0x091E01DEu},
+    {LB_FRAME_CK_CRC16_MODBUS, 2, 0x4B37},
+    {LB_FRAME_CK_CRC16_CCITT_FALSE, 2, 0x29B1},
+    {LB_FRAME_CK_CRC16_KERMIT, 2, 0x2189},
+    {LB_FRAME_CK_CRC16_XMODEM, 2, 0x31C3},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    LB_CHECK_EQ(lb_frame_checksum_width(v[i].kind), v[i].width);
+    LB_CHECK(lb_frame_checksum(v[i].kind, CHECK, 9) == v[i].check);
+  }
+  LB_CHECK_EQ(lb_frame_checksum_width(LB_FRAME_CK_NONE), 0);
+  LB_CHECK_EQ(lb_frame_checksum_width(LB_FRAME_CK_COUNT), LB_EINVAL);
+  LB_CHECK_EQ(lb_frame_checksum_width(-1), LB_EINVAL);
+  LB_CHECK(lb_frame_checksum(99, CHECK, 9) == 0);
+}
+
+static void test_checksums_of_empty_input(void) {
+  /* The empty input gives the starting value back, with NULL allowed. */
+  for (int k = 1; k < LB_FRAME_CK_COUNT; k++) {
+    uint64_t init = lb_frame_checksum_init(k);
+    LB_CHECK(lb_frame_checksum_update(k, init, NULL, 0) == init);
+  }
+  LB_CHECK_EQ(lb_crc32c_update(0, NULL, 0), 0);
+}
+
+static void test_known_vectors(void) {
+  /* RFC 3720 B.4 (iSCSI) CRC-32C vectors. */
+  uint8_t buf[32];
+  memset(buf, 0, sizeof buf);
+  LB_CHECK_EQ(lb_crc32c_update(0, buf, 32), 0x8A9136AAu);
+  memset(buf, 0xFF, sizeof buf);
+  LB_CHECK_EQ(lb_crc32c_update(0, buf, 32), 0x62A8AB43u);
+  for (int i = 0; i < 32; i++) buf[i] = (uint8_t)i;
+  LB_CHECK_EQ(lb_crc32c_update(0, buf, 32), 0x46DD794Eu);
+  /* Modbus RTU "read holding registers" request 01 03 00 00 00 0A carries
+   * CRC 0xCDC5, sent low byte first (C5 CD). */
+  static const uint8_t modbus[] = {0x01, 0x03, 0x00, 0x00, 0x00, 0x0A};
+  LB_CHECK_EQ(lb_crc16_modbus_update(0xFFFF, modbus, sizeof modbus), 0xCDC5);
+}
+
+static void test_incremental_equals_oneshot(void) {
+  uint8_t data[1500];
+  fill_random(data, sizeof data);
+  for (int k = 1; k < LB_FRAME_CK_COUNT; k++) {
+    uint64_t whole = lb_frame_checksum(k, data, sizeof data);
+    for (size_t cut = 0; cut <= sizeof data; cut += 7) {
+      uint64_t c = lb_frame_checksum_init(k);
+      c = lb_frame_checksum_update(k, c, data, cut);
+      c = lb_frame_checksum_update(k, c, data + cut, sizeof data - cut);
+      LB_CHECK(c == whole);
+    }
+    uint64_t c = lb_frame_checksum_init(k);
+    for (size_t i = 0; i < sizeof data; i++) c = lb_frame_checksum_update(k, c, data + i, 1);
+    LB_CHECK(c == whole);
+  }
+}
+
+static void test_crc32_matches_zlib(void) {
+  /* Short inputs use lb_frame's table, long ones zlib: every length around
+   * the switch, at every alignment, and chained from a non-zero CRC. */
+  static uint8_t data[1100];
+  fill_random(data, sizeof data);
+  for (size_t len = 0; len <= 1090; len++) {
+    size_t mis = len % 8;
+    LB_CHECK_EQ(lb_crc32_update(0, data + mis, len), crc32(0, data + mis, (uInt)len));
+    LB_CHECK_EQ(lb_crc32_update(0x12345678u, data + mis, len),
+                crc32(0x12345678u, data + mis, (uInt)len));
+  }
+  LB_CHECK_EQ(lb_adler32_update(1, data, sizeof data), adler32(1, data, sizeof data));
+}
+
+static void test_crc32c_hardware_vs_table(void) {
+  static uint8_t data[300 + 8];
+  static uint8_t big[100000 + 8];
+  fill_random(data, sizeof data);
+  fill_random(big, sizeof big);
+  for (size_t len = 0; len <= 300; len++) {
+    for (size_t mis = 0; mis < 8; mis++) {
+      uint32_t sw = lb__crc32c_sw(0, data + mis, len);
+      LB_CHECK_EQ(lb_crc32c_update(0, data + mis, len), sw);
+#if defined(__x86_64__)
+      if (lb_crc32c_hardware()) LB_CHECK_EQ(lb__crc32c_hw(0, data + mis, len), sw);
+#endif
+    }
+  }
+  /* Long inputs take the three-stream path (>= 768 bytes): every length
+   * around the block boundaries, odd alignments, and a chained call. */
+  static const size_t lens[] = {767, 768, 769, 775, 776, 1535, 1536, 1537, 2304,
+                                4096, 4099, 65536, 100000};
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    for (size_t mis = 0; mis < 8; mis += 3) {
+      uint32_t sw = lb__crc32c_sw(0, big + mis, lens[i]);
+      LB_CHECK_EQ(lb_crc32c_update(0, big + mis, lens[i]), sw);
+      uint32_t half = lb_crc32c_update(0, big + mis, lens[i] / 2);
+      LB_CHECK_EQ(lb_crc32c_update(half, big + mis + lens[i] / 2, lens[i] - lens[i] / 2), sw);
+    }
+  }
+  printf("  crc32c hardware path: %s\n", lb_crc32c_hardware() ? "sse4.2" : "table only");
+}
+
+/* ---- format validation -------------------------------------------------- */
+
+static lb_frame_format base_format(void) {
+  lb_frame_format f;
+  memset(&f, 0, sizeof f);
+  f.prefix[0] = 0xAA;
+  f.prefix[1] = 0x55;
+  f.prefix_len = 2;
+  f.nfields = 4;
+  f.fields[0] = LB_FRAME_U8;      /* version */
+  f.fields[1] = LB_FRAME_U8;      /* type */
+  f.fields[2] = LB_FRAME_U8;      /* flags */
+  f.fields[3] = LB_FRAME_LEN16LE; /* length */
+  f.checksum = LB_FRAME_CK_CRC32;
+  f.max_payload = 64 * 1024 - 1;
+  return f;
+}
+
+static void expect_invalid(const lb_frame_format *f, const char *why, int idx) {
+  int got_idx = 99;
+  LB_CHECK_EQ(lb_frame_validate(f), LB_EFORMAT);
+  const char *r = lb_frame_validate_reason(f, &got_idx);
+  LB_CHECK(r != NULL && strcmp(r, why) == 0);
+  LB_CHECK_EQ(got_idx, idx);
+  uint8_t buf[64];
+  LB_CHECK_EQ(lb_frame_encode(f, NULL, NULL, 0, buf, sizeof buf), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_decode(f, buf, sizeof buf, NULL, NULL, NULL), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_encoded_len(f, 0), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_overhead(f), LB_EFORMAT);
+}
+
+static void test_valid_format(void) {
+  lb_frame_format f = base_format();
+  int idx = 99;
+  LB_CHECK_EQ(lb_frame_validate(&f), 0);
+  LB_CHECK(lb_frame_validate_reason(&f, &idx) == NULL);
+  LB_CHECK_EQ(idx, -1);
+  LB_CHECK_EQ(lb_frame_overhead(&f), 2 + 5 + 4);
+  LB_CHECK_EQ(lb_frame_encoded_len(&f, 10), 21);
+  LB_CHECK_EQ(lb_frame_encoded_len(&f, 65536), LB_ETOOLARGE);
+}
+
+static void test_invalid_no_length_field(void) {
+  lb_frame_format f = base_format();
+  f.fields[3] = LB_FRAME_U16LE;
+  expect_invalid(&f, "no payload-length field", -1);
+  f.nfields = 0;
+  expect_invalid(&f, "no payload-length field", -1);
+}
+
+static void test_invalid_two_length_fields(void) {
+  lb_frame_format f = base_format();
+  f.fields[1] = LB_FRAME_LEN8;
+  expect_invalid(&f, "two payload-length fields", 3);
+}
+
+static void test_invalid_unknown_field_kind(void) {
+  lb_frame_format f = base_format();
+  f.fields[2] = 0;
+  expect_invalid(&f, "unknown field kind", 2);
+  f.fields[2] = LB_FRAME_LEN32LE + 1;
+  expect_invalid(&f, "unknown field kind", 2);
+}
+
+static void test_invalid_prefix_too_long(void) {
+  lb_frame_format f = base_format();
+  f.prefix_len = 17;
+  expect_invalid(&f, "prefix longer than 16 bytes", -1);
+  f.prefix_len = 16;
+  LB_CHECK_EQ(lb_frame_validate(&f), 0);
+}
+
+static void test_invalid_max_payload_exceeds_length_field(void) {
+  lb_frame_format f = base_format();
+  f.max_payload = 65536;
+  expect_invalid(&f, "max_payload larger than the length field can express", 3);
+  f.fields[3] = LB_FRAME_LEN8;
+  f.max_payload = 256;
+  expect_invalid(&f, "max_payload larger than the length field can express", 3);
+  f.max_payload = 255;
+  LB_CHECK_EQ(lb_frame_validate(&f), 0);
+  f.fields[3] = LB_FRAME_LEN32BE;
+  f.max_payload = 0x100000000ull;
+  expect_invalid(&f, "max_payload larger than the length field can express", 3);
+}
+
+static void test_invalid_too_many_fields(void) {
+  lb_frame_format f = base_format();
+  f.nfields = 17;
+  expect_invalid(&f, "more than 16 header fields", -1);
+  for (int i = 0; i < 16; i++) f.fields[i] = LB_FRAME_U64BE;
+  f.fields[15] = LB_FRAME_LEN32LE;
+  f.nfields = 16;
+  LB_CHECK_EQ(lb_frame_validate(&f), 0);
+  LB_CHECK_EQ(lb_frame_overhead(&f), 2 + 15 * 8 + 4 + 4);
+}
+
+static void test_invalid_checksum_kind_and_order(void) {
+  lb_frame_format f = base_format();
+  f.checksum = LB_FRAME_CK_COUNT;
+  expect_invalid(&f, "unknown checksum kind", -1);
+  f = base_format();
+  f.checksum_order = 2;
+  expect_invalid(&f, "unknown checksum byte order", -1);
+  int idx = 0;
+  LB_CHECK(strcmp(lb_frame_validate_reason(NULL, &idx), "format is NULL") == 0);
+  LB_CHECK_EQ(lb_frame_validate(NULL), LB_EFORMAT);
+}
+
+/* ---- encode / decode ---------------------------------------------------- */
+
+static void test_encode_known_bytes(void) {
+  /* The seed's example format: AA 55 | version type flags | len16le |
+   * payload | CRC-32 big-endian over header + payload. */
+  lb_frame_format f = base_format();
+  uint64_t vals[4] = {1, 0x42, 0, 0};
+  uint8_t out[64];
+  ptrdiff_t r = lb_frame_encode(&f, vals, (const uint8_t *)"hello", 5, out, sizeof out);
+  LB_CHECK_EQ(r, 2 + 5 + 5 + 4);
+  static const uint8_t head[] = {0xAA, 0x55, 0x01, 0x42, 0x00, 0x05, 0x00,
+                                 'h', 'e', 'l', 'l', 'o'};
+  LB_CHECK(memcmp(out, head, sizeof head) == 0);
+  uint32_t crc = lb_crc32_update(0, out + 2, 10);
+  LB_CHECK_EQ(out[12], crc >> 24);
+  LB_CHECK_EQ(out[13], (crc >> 16) & 0xFF);
+  LB_CHECK_EQ(out[14], (crc >> 8) & 0xFF);
+  LB_CHECK_EQ(out[15], crc & 0xFF);
+
+  uint64_t got[4];
+  size_t off = 0, len = 0;
+  LB_CHECK_EQ(lb_frame_decode(&f, out, (size_t)r, got, &off, &len), r);
+  LB_CHECK_EQ(got[0], 1);
+  LB_CHECK_EQ(got[1], 0x42);
+  LB_CHECK_EQ(got[2], 0);
+  LB_CHECK_EQ(got[3], 5);
+  LB_CHECK_EQ(off, 7);
+  LB_CHECK_MEM(out + off, "hello", len);
+}
+
+static void test_modbus_style_little_endian_checksum(void) {
+  lb_frame_format f;
+  memset(&f, 0, sizeof f);
+  f.nfields = 2;
+  f.fields[0] = LB_FRAME_U8;   /* address */
+  f.fields[1] = LB_FRAME_LEN8; /* byte count */
+  f.checksum = LB_FRAME_CK_CRC16_MODBUS;
+  f.checksum_order = LB_FRAME_LITTLE_ENDIAN;
+  uint64_t vals[2] = {0x11, 0};
+  uint8_t out[16];
+  ptrdiff_t r = lb_frame_encode(&f, vals, (const uint8_t *)"\x01\x02", 2, out, sizeof out);
+  LB_CHECK_EQ(r, 6);
+  uint16_t crc = lb_crc16_modbus_update(0xFFFF, out, 4);
+  LB_CHECK_EQ(out[4], crc & 0xFF); /* low byte first */
+  LB_CHECK_EQ(out[5], crc >> 8);
+  LB_CHECK_EQ(lb_frame_decode(&f, out, 6, NULL, NULL, NULL), 6);
+  /* Read as big-endian the same bytes are wrong (unless symmetric). */
+  f.checksum_order = LB_FRAME_BIG_ENDIAN;
+  if ((crc & 0xFF) != (crc >> 8)) LB_CHECK_EQ(lb_frame_decode(&f, out, 6, NULL, NULL, NULL), LB_ECHECKSUM);
+}
+
+/* Encodes, checks whole decode, every truncated prefix, trailing bytes. */
+static void roundtrip(const lb_frame_format *f, const uint64_t *vals,
+                      const uint8_t *payload, size_t n) {
+  size_t cap = (size_t)lb_frame_encoded_len(f, n) + 3;
+  uint8_t *buf = malloc(cap);
+  ptrdiff_t r = lb_frame_encode(f, vals, payload, n, buf, cap);
+  LB_CHECK_EQ(r, lb_frame_encoded_len(f, n));
+  if (r < 0) { free(buf); return; }
+  uint64_t got[LB_FRAME_MAX_FIELDS];
+  size_t off = 0, len = 0;
+  LB_CHECK_EQ(lb_frame_decode(f, buf, (size_t)r, got, &off, &len), r);
+  LB_CHECK_EQ(len, n);
+  LB_CHECK(n == 0 || memcmp(buf + off, payload, n) == 0);
+  for (uint32_t i = 0; i < f->nfields; i++) {
+    uint32_t k = f->fields[i];
+    if (k >= LB_FRAME_LEN8) LB_CHECK_EQ(got[i], n);
+    else LB_CHECK(got[i] == vals[i]);
+  }
+  /* Trailing bytes (the next frame) are not consumed. */
+  buf[r] = 0xEE; buf[r + 1] = 0xEE; buf[r + 2] = 0xEE;
+  LB_CHECK_EQ(lb_frame_decode(f, buf, (size_t)r + 3, NULL, NULL, NULL), r);
+  /* Every truncated prefix asks for more input, up to one byte at a time
+   * for small frames; larger ones are sampled. */
+  size_t step = r > 4096 ? 97 : 1;
+  for (size_t k = 0; k < (size_t)r; k += step)
+    LB_CHECK_EQ(lb_frame_decode(f, buf, k, got, &off, &len), LB_EAGAIN);
+  LB_CHECK_EQ(lb_frame_decode(f, buf, (size_t)r - 1, NULL, NULL, NULL), LB_EAGAIN);
+  free(buf);
+}
+
+static void test_roundtrip_every_header_field_kind(void) {
+  static const uint64_t maxes[] = {0, 0xFF, 0xFFFF, 0xFFFF, 0xFFFFFFFFu, 0xFFFFFFFFu,
+                                   UINT64_MAX, UINT64_MAX};
+  for (uint32_t k = LB_FRAME_U8; k <= LB_FRAME_U64LE; k++) {
+    lb_frame_format f = base_format();
+    f.nfields = 3;
+    f.fields[0] = k;
+    f.fields[1] = LB_FRAME_LEN16BE;
+    f.fields[2] = k;
+    uint64_t vals[3] = {maxes[k], 0, 0x0102030405060708ull & maxes[k]};
+    roundtrip(&f, vals, (const uint8_t *)"payload", 7);
+    vals[0] = 0;
+    vals[2] = 1;
+    roundtrip(&f, vals, NULL, 0);
+    /* A value one above the field's range is refused. */
+    if (maxes[k] != UINT64_MAX) {
+      uint8_t out[64];
+      vals[2] = maxes[k] + 1;
+      LB_CHECK_EQ(lb_frame_encode(&f, vals, NULL, 0, out, sizeof out), LB_EINVAL);
+    }
+  }
+}
+
+static void test_byte_order_of_fields(void) {
+  lb_frame_format f;
+  memset(&f, 0, sizeof f);
+  f.nfields = 5;
+  f.fields[0] = LB_FRAME_U16BE;
+  f.fields[1] = LB_FRAME_U16LE;
+  f.fields[2] = LB_FRAME_U32BE;
+  f.fields[3] = LB_FRAME_U64LE;
+  f.fields[4] = LB_FRAME_LEN32LE;
+  uint64_t vals[5] = {0x0102, 0x0102, 0x01020304, 0x0102030405060708ull, 0};
+  uint8_t out[64];
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, (const uint8_t *)"x", 1, out, sizeof out), 21);
+  static const uint8_t want[] = {1, 2, 2, 1, 1, 2, 3, 4, 8, 7, 6, 5, 4, 3, 2, 1,
+                                 1, 0, 0, 0, 'x'};
+  LB_CHECK(memcmp(out, want, sizeof want) == 0);
+}
+
+static void test_roundtrip_every_length_field_kind(void) {
+  static uint8_t payload[70000];
+  fill_random(payload, sizeof payload);
+  for (uint32_t k = LB_FRAME_LEN8; k <= LB_FRAME_LEN32LE; k++) {
+    lb_frame_format f = base_format();
+    f.fields[3] = k;
+    f.max_payload = 0; /* the field's own range */
+    uint64_t vals[4] = {1, 2, 3, 0};
+    static const size_t sizes[] = {0, 1, 255, 256, 65535, 65536, 70000};
+    uint64_t fmax = k == LB_FRAME_LEN8 ? 255 : (k <= LB_FRAME_LEN16LE ? 65535 : 0xFFFFFFFFu);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+      if (sizes[i] <= fmax) {
+        roundtrip(&f, vals, payload, sizes[i]);
+      } else {
+        uint8_t out[16];
+        LB_CHECK_EQ(lb_frame_encode(&f, vals, payload, sizes[i], out, sizeof out), LB_ETOOLARGE);
+        LB_CHECK_EQ(lb_frame_encoded_len(&f, sizes[i]), LB_ETOOLARGE);
+      }
+    }
+  }
+}
+
+static void test_roundtrip_every_checksum_kind_and_order(void) {
+  uint8_t payload[300];
+  fill_random(payload, sizeof payload);
+  for (int ck = 0; ck < LB_FRAME_CK_COUNT; ck++) {
+    for (uint32_t order = 0; order < 2; order++) {
+      lb_frame_format f = base_format();
+      f.checksum = (uint32_t)ck;
+      f.checksum_order = order;
+      uint64_t vals[4] = {9, 8, 7, 0};
+      roundtrip(&f, vals, payload, sizeof payload);
+      roundtrip(&f, vals, payload, 0);
+      LB_CHECK_EQ(lb_frame_overhead(&f), 7 + lb_frame_checksum_width(ck));
+    }
+  }
+}
+
+static void test_roundtrip_empty_prefix_and_long_prefix(void) {
+  lb_frame_format f = base_format();
+  uint64_t vals[4] = {1, 2, 3, 0};
+  f.prefix_len = 0;
+  roundtrip(&f, vals, (const uint8_t *)"abc", 3);
+  f.prefix_len = 16;
+  for (int i = 0; i < 16; i++) f.prefix[i] = (uint8_t)(0xF0 + i);
+  roundtrip(&f, vals, (const uint8_t *)"abc", 3);
+}
+
+static void test_encode_errors(void) {
+  lb_frame_format f = base_format();
+  f.max_payload = 10;
+  uint64_t vals[4] = {1, 2, 3, 0};
+  uint8_t out[64];
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, out, 11, out, sizeof out), LB_ETOOLARGE);
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, (const uint8_t *)"0123456789", 10, out, 20), LB_ENOSPACE);
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, (const uint8_t *)"0123456789", 10, out, 21), 21);
+  vals[1] = 256;
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, NULL, 0, out, sizeof out), LB_EINVAL);
+  /* The length field's entry in vals is ignored, whatever it holds. */
+  vals[1] = 2;
+  vals[3] = UINT64_MAX;
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, NULL, 0, out, sizeof out), 11);
+  /* vals may be NULL: every header value is 0 then. */
+  LB_CHECK_EQ(lb_frame_encode(&f, NULL, NULL, 0, out, sizeof out), 11);
+  uint64_t got[4] = {9, 9, 9, 9};
+  LB_CHECK_EQ(lb_frame_decode(&f, out, 11, got, NULL, NULL), 11);
+  LB_CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0);
+}
+
+static void test_encode_in_place(void) {
+  /* The payload may already sit in dst where it belongs. */
+  lb_frame_format f = base_format();
+  uint64_t vals[4] = {1, 2, 3, 0};
+  uint8_t ref[64], buf[64];
+  ptrdiff_t r = lb_frame_encode(&f, vals, (const uint8_t *)"in place", 8, ref, sizeof ref);
+  memcpy(buf + 7, "in place", 8);
+  LB_CHECK_EQ(lb_frame_encode(&f, vals, buf + 7, 8, buf, sizeof buf), r);
+  LB_CHECK(memcmp(buf, ref, (size_t)r) == 0);
+}
+
+static void test_back_to_back_frames(void) {
+  lb_frame_format f = base_format();
+  uint8_t stream[256];
+  size_t n = 0;
+  for (int i = 0; i < 5; i++) {
+    uint64_t vals[4] = {1, (uint64_t)i, 0, 0};
+    ptrdiff_t r = lb_frame_encode(&f, vals, (const uint8_t *)"abcdefgh", (size_t)i, stream + n,
+                                  sizeof stream - n);
+    LB_CHECK(r > 0);
+    n += (size_t)r;
+  }
+  size_t pos = 0;
+  for (int i = 0; i < 5; i++) {
+    uint64_t got[4];
+    size_t off, len;
+    ptrdiff_t r = lb_frame_decode(&f, stream + pos, n - pos, got, &off, &len);
+    LB_CHECK(r > 0);
+    if (r <= 0) return;
+    LB_CHECK_EQ(got[1], i);
+    LB_CHECK_EQ(len, i);
+    pos += (size_t)r;
+  }
+  LB_CHECK_EQ(pos, n);
+  LB_CHECK_EQ(lb_frame_decode(&f, stream + pos, 0, NULL, NULL, NULL), LB_EAGAIN);
+}
+
+static void test_corrupted_checksum(void) {
+  lb_frame_format f = base_format();
+  uint64_t vals[4] = {1, 2, 3, 0};
+  uint8_t buf[64];
+  ptrdiff_t r = lb_frame_encode(&f, vals, (const uint8_t *)"payload!", 8, buf, sizeof buf);
+  LB_CHECK_EQ(r, 19);
+  /* Any flipped bit in the header (other than the length), the payload or
+   * the checksum itself is caught. */
+  for (ptrdiff_t i = 2; i < r; i++) {
+    if (i == 5 || i == 6) continue; /* the length field: see below */
+    for (int bit = 0; bit < 8; bit++) {
+      buf[i] ^= (uint8_t)(1u << bit);
+      LB_CHECK_EQ(lb_frame_decode(&f, buf, (size_t)r, NULL, NULL, NULL), LB_ECHECKSUM);
+      buf[i] ^= (uint8_t)(1u << bit);
+    }
+  }
+  /* A shorter declared length moves the checksum into the payload: it is
+   * checked over the wrong bytes and fails. */
+  buf[5] = 7;
+  LB_CHECK_EQ(lb_frame_decode(&f, buf, (size_t)r, NULL, NULL, NULL), LB_ECHECKSUM);
+  buf[5] = 8;
+  LB_CHECK_EQ(lb_frame_decode(&f, buf, (size_t)r, NULL, NULL, NULL), r);
+}
+
+static void test_oversize_length_rejected_before_payload(void) {
+  lb_frame_format f = base_format();
+  f.max_payload = 100;
+  /* AA 55 | 01 02 03 | len 101 LE: the whole header has arrived and
+   * nothing of the payload. */
+  static const uint8_t hdr[] = {0xAA, 0x55, 0x01, 0x02, 0x03, 101, 0};
+  LB_CHECK_EQ(lb_frame_decode(&f, hdr, sizeof hdr, NULL, NULL, NULL), LB_ETOOLARGE);
+  LB_CHECK_EQ(lb_frame_decode(&f, hdr, sizeof hdr - 1, NULL, NULL, NULL), LB_EAGAIN);
+  static const uint8_t ok[] = {0xAA, 0x55, 0x01, 0x02, 0x03, 100, 0};
+  LB_CHECK_EQ(lb_frame_decode(&f, ok, sizeof ok, NULL, NULL, NULL), LB_EAGAIN);
+
+  /* With the length field first, the check happens before the other header
+   * fields have arrived. */
+  lb_frame_format g = base_format();
+  g.fields[0] = LB_FRAME_LEN32BE;
+  g.fields[3] = LB_FRAME_U16LE;
+  g.max_payload = 1 << 20;
+  static const uint8_t huge[] = {0xAA, 0x55, 0xFF, 0xFF, 0xFF, 0xFF};
+  LB_CHECK_EQ(lb_frame_decode(&g, huge, sizeof huge, NULL, NULL, NULL), LB_ETOOLARGE);
+  LB_CHECK_EQ(lb_frame_decode(&g, huge, 5, NULL, NULL, NULL), LB_EAGAIN);
+}
+
+static void test_bad_prefix(void) {
+  lb_frame_format f = base_format();
+  static const uint8_t wrong_first[] = {0xAB};
+  static const uint8_t wrong_second[] = {0xAA, 0x56, 1, 2, 3};
+  LB_CHECK_EQ(lb_frame_decode(&f, wrong_first, 1, NULL, NULL, NULL), LB_EPREFIX);
+  LB_CHECK_EQ(lb_frame_decode(&f, wrong_second, 1, NULL, NULL, NULL), LB_EAGAIN);
+  LB_CHECK_EQ(lb_frame_decode(&f, wrong_second, 2, NULL, NULL, NULL), LB_EPREFIX);
+  LB_CHECK_EQ(lb_frame_decode(&f, wrong_second, 5, NULL, NULL, NULL), LB_EPREFIX);
+  LB_CHECK_EQ(lb_frame_decode(&f, NULL, 0, NULL, NULL, NULL), LB_EAGAIN);
+}
+
+static void test_find_prefix(void) {
+  lb_frame_format f = base_format();
+  static const uint8_t s1[] = {1, 2, 0xAA, 3, 0xAA, 0x55, 9};
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s1, sizeof s1), 4);
+  static const uint8_t s2[] = {1, 2, 3, 0xAA}; /* partial match at the end */
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s2, sizeof s2), 3);
+  static const uint8_t s3[] = {1, 2, 3, 4};
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s3, sizeof s3), 4);
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s3, 0), 0);
+  static const uint8_t s4[] = {0xAA, 0xAA, 0x55};
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s4, sizeof s4), 1);
+  f.prefix_len = 0;
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s3, sizeof s3), 0);
+  f.prefix_len = 99; /* invalid format: nothing to find */
+  LB_CHECK_EQ(lb_frame_find_prefix(&f, s3, sizeof s3), 4);
+}
+
+static void test_resync_after_garbage(void) {
+  /* garbage | frame A | garbage (with a false prefix start) | frame B |
+   * a corrupted frame | frame C: a decode loop that resyncs on EPREFIX and
+   * skips one byte on ECHECKSUM recovers A, B and C. */
+  lb_frame_format f = base_format();
+  /* A small limit turns false starts inside the junk into LB_ETOOLARGE at
+   * once instead of a wait for a huge payload. */
+  f.max_payload = 64;
+  uint8_t s[256];
+  size_t n = 0;
+  uint64_t vals[4] = {0, 0, 0, 0};
+  static const uint8_t junk1[] = {0x00, 0x13, 0xAA, 0x00};
+  memcpy(s + n, junk1, sizeof junk1); n += sizeof junk1;
+  vals[1] = 'A';
+  n += (size_t)lb_frame_encode(&f, vals, (const uint8_t *)"first", 5, s + n, sizeof s - n);
+  static const uint8_t junk2[] = {0x55, 0xAA, 0x55, 0x01};
+  memcpy(s + n, junk2, sizeof junk2); n += sizeof junk2;
+  vals[1] = 'B';
+  n += (size_t)lb_frame_encode(&f, vals, (const uint8_t *)"second", 6, s + n, sizeof s - n);
+  size_t bad = n;
+  vals[1] = 'X';
+  n += (size_t)lb_frame_encode(&f, vals, (const uint8_t *)"broken", 6, s + n, sizeof s - n);
+  s[bad + 9] ^= 1;
+  vals[1] = 'C';
+  n += (size_t)lb_frame_encode(&f, vals, (const uint8_t *)"third", 5, s + n, sizeof s - n);
+
+  char seen[8];
+  int nseen = 0;
+  size_t pos = 0;
+  int guard = 0;
+  while (pos < n && guard++ < 100) {
+    uint64_t got[4];
+    ptrdiff_t r = lb_frame_decode(&f, s + pos, n - pos, got, NULL, NULL);
+    if (r > 0) {
+      if (nseen < 8) seen[nseen++] = (char)got[1];
+      pos += (size_t)r;
+    } else if (r == LB_EPREFIX) {
+      size_t skip = lb_frame_find_prefix(&f, s + pos, n - pos);
+      LB_CHECK(skip > 0);
+      pos += skip;
+    } else if (r == LB_ECHECKSUM || r == LB_ETOOLARGE) {
+      pos += 1 + lb_frame_find_prefix(&f, s + pos + 1, n - pos - 1);
+    } else {
+      break; /* EAGAIN: a false start at the end */
+    }
+  }
+  LB_CHECK_EQ(nseen, 3);
+  LB_CHECK(nseen == 3 && memcmp(seen, "ABC", 3) == 0);
+  LB_CHECK_EQ(pos, n);
+}
+
+static void test_decode_results_are_split_proof(void) {
+  /* For random inputs built from valid frames with random corruption, the
+   * result on any prefix is EAGAIN or the whole input's result. */
+  lb_frame_format f = base_format();
+  f.max_payload = 40;
+  uint8_t buf[128];
+  for (int iter = 0; iter < 2000; iter++) {
+    uint64_t vals[4] = {rnd() & 0xFF, rnd() & 0xFF, rnd() & 0xFF, 0};
+    uint8_t payload[40];
+    fill_random(payload, sizeof payload);
+    size_t plen = rnd() % 41;
+    ptrdiff_t r = lb_frame_encode(&f, vals, payload, plen, buf, sizeof buf);
+    LB_CHECK(r > 0);
+    if (r <= 0) return;
+    size_t n = (size_t)r;
+    if (iter % 2) buf[rnd() % n] ^= (uint8_t)(1u << (rnd() % 8));
+    ptrdiff_t whole = lb_frame_decode(&f, buf, n, NULL, NULL, NULL);
+    for (size_t k = 0; k < n; k++) {
+      ptrdiff_t part = lb_frame_decode(&f, buf, k, NULL, NULL, NULL);
+      if (whole >= 0) LB_CHECK_EQ(part, LB_EAGAIN); /* k < n == whole */
+      else LB_CHECK(part == LB_EAGAIN || part == whole);
+    }
+  }
+}
+
+int main(void) {
+  LB_RUN(test_check_values_direct);
+  LB_RUN(test_check_values_by_kind);
+  LB_RUN(test_checksums_of_empty_input);
+  LB_RUN(test_known_vectors);
+  LB_RUN(test_incremental_equals_oneshot);
+  LB_RUN(test_crc32_matches_zlib);
+  LB_RUN(test_crc32c_hardware_vs_table);
+  LB_RUN(test_valid_format);
+  LB_RUN(test_invalid_no_length_field);
+  LB_RUN(test_invalid_two_length_fields);
+  LB_RUN(test_invalid_unknown_field_kind);
+  LB_RUN(test_invalid_prefix_too_long);
+  LB_RUN(test_invalid_max_payload_exceeds_length_field);
+  LB_RUN(test_invalid_too_many_fields);
+  LB_RUN(test_invalid_checksum_kind_and_order);
+  LB_RUN(test_encode_known_bytes);
+  LB_RUN(test_modbus_style_little_endian_checksum);
+  LB_RUN(test_roundtrip_every_header_field_kind);
+  LB_RUN(test_byte_order_of_fields);
+  LB_RUN(test_roundtrip_every_length_field_kind);
+  LB_RUN(test_roundtrip_every_checksum_kind_and_order);
+  LB_RUN(test_roundtrip_empty_prefix_and_long_prefix);
+  LB_RUN(test_encode_errors);
+  LB_RUN(test_encode_in_place);
+  LB_RUN(test_back_to_back_frames);
+  LB_RUN(test_corrupted_checksum);
+  LB_RUN(test_oversize_length_rejected_before_payload);
+  LB_RUN(test_bad_prefix);
+  LB_RUN(test_find_prefix);
+  LB_RUN(test_resync_after_garbage);
+  LB_RUN(test_decode_results_are_split_proof);
+  return LB_DONE();
+}
