@@ -418,8 +418,10 @@ describe("lowbit.topic", function()
     local t0 = os.clock()
     repeat hot(200000) until os.clock() - t0 > 0.2
     profile.stop()
-    local native = (states.N or 0) / total
+    -- The interpreter's share, not compiled code's: GC and C samples vary
+    -- with machine load, a publish that fails to compile does not.
+    local interp = (states.I or 0) / total
     assert.is_true(total >= 20, "too few samples: " .. total)
-    assert.is_true(native > 0.8, ("only %.0f%% of samples in compiled code"):format(native * 100))
+    assert.is_true(interp < 0.5, ("%.0f%% of samples in the interpreter"):format(interp * 100))
   end)
 end)
