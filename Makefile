@@ -143,7 +143,7 @@ bench: deps all
 	@sh tools/run-bench.sh
 
 example: deps all
-	$(BUILD)/bin/lowbit examples/echo.lua 127.0.0.1:7000
+	$(BUILD)/bin/lowbit examples/hello.lua 127.0.0.1:8080
 
 # Used by the rockspec (build.type = "make"): installs the Lua modules and
 # the core library into a LuaRocks tree.

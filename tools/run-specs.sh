@@ -4,8 +4,8 @@
 # "lua: N passed, N failed". SPECS="spec/x_spec.lua ..." narrows the run.
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
-export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/bindings/?.lua;$top/build/lua/?.lua;$top/spec/?.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;"
-export LOWBIT_LIB="$top/build/lib/liblowbit.so"
+export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/bindings/?.lua;$top/${BUILD:-build}/lua/?.lua;$top/spec/?.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;"
+export LOWBIT_LIB="$top/${BUILD:-build}/lib/liblowbit.so"
 export LOWBIT_ROOT="$top"
 pass=0; fail=0
 specs=${SPECS:-$(ls spec/*_spec.lua 2>/dev/null)}

@@ -749,6 +749,9 @@ function M.run(fn, ...)
   uv.ref(uv_timer)
   local ok, lerr = pcall(loop)
   uv.unref(uv_timer)
+  -- Let libuv finish closing the handles closed during the run: a close
+  -- callback left pending would otherwise fire while Lua shuts down.
+  uv.run("nowait")
   running = false
   local failed, merr = main_failed, main_err
   main_task, main_failed, main_err = nil, false, nil

@@ -219,6 +219,37 @@ end
 
 Conn.read_full = read_full
 
+--- Waits until more bytes are buffered (without taking any) and returns
+--- the conn's read buffer (a string.buffer the caller may consume from),
+--- or nil, err. Protocol parsers use it to parse in place.
+function Conn:fill()
+  local before = #self.rbuf
+  while true do
+    if self.closed then return nil, CLOSED end
+    local rbuf = self.rbuf
+    if #rbuf > before then return rbuf end
+    if self.rerr then return nil, self.rerr end
+    if self.eof then return nil, EOF end
+    local rd = self.rdeadline
+    if rd and rd <= now() then return nil, TIMEOUT end
+    if self.rsel then error("conn:fill: another task is already reading this conn", 2) end
+    start_reading(self)
+    if not self.rerr then
+      local sel = new_sel("conn:fill")
+      self.rsel = sel
+      local why = block(sel, nil, rd)
+      if self.rsel == sel then self.rsel = nil end
+      if why == "timeout" then return nil, TIMEOUT end
+    end
+  end
+end
+
+--- The conn's read buffer (bytes received, not yet read).
+function Conn:read_buffer()
+  if not self.reading and #self.rbuf < M.READ_HIGH_WATER / 2 then start_reading(self) end
+  return self.rbuf
+end
+
 --- Number of bytes buffered and ready to read without waiting.
 function Conn:buffered() return #self.rbuf end
 
@@ -686,6 +717,32 @@ function Udp:close()
 end
 
 function Udp:__tostring() return "udp " .. tostring(self:local_addr()) end
+
+---------------------------------------------------------------------------
+-- Prefixed conn: any conn, with bytes to return before its own.
+---------------------------------------------------------------------------
+
+--- Wraps conn so that reads first return prefix (bytes already read from
+--- it elsewhere), then continue from conn. Every other call goes to conn.
+function M.prefixed(conn, prefix)
+  if prefix == nil or prefix == "" then return conn end
+  if conn.unread then conn:unread(prefix); return conn end
+  local buf = buffer.new()
+  buf:put(prefix)
+  local p = setmetatable({}, { __index = function(_, k)
+    local v = conn[k]
+    if type(v) == "function" then return function(_, ...) return v(conn, ...) end end
+    return v
+  end })
+  p.read = function(_, max)
+    if #buf > 0 then return buf:get(max) end
+    return conn:read(max)
+  end
+  p.read_full = read_full
+  p.unread = function(_, s) local rest = buf:get(); buf:put(s, rest) end
+  p.buffered = function() return #buf end
+  return p
+end
 
 ---------------------------------------------------------------------------
 -- In-memory pipe

@@ -1,0 +1,73 @@
+-- lowbit.http: HTTP/1.1 server and client in Go's net/http shape.
+--
+--   local http = require "lowbit.http"
+--   http.listen_and_serve("127.0.0.1:8080", function(w, r)
+--     w:header():set("Content-Type", "text/plain")
+--     w:write("hello " .. r.url.path .. "\n")
+--   end)
+--
+-- Handlers are function(w, r) or tables with serve_http(self, w, r); see
+-- lowbit.http.server (ResponseWriter, Server), lowbit.http.request
+-- (Request), lowbit.http.client (request, get), lowbit.http.headers.
+local server = require "lowbit.http.server"
+local client = require "lowbit.http.client"
+local headers = require "lowbit.http.headers"
+
+local M = {}
+
+M.server = server.server
+M.Server = server.Server
+M.SERVER_CLOSED = server.SERVER_CLOSED
+M.HIJACKED = server.HIJACKED
+M.BODY_NOT_ALLOWED = server.BODY_NOT_ALLOWED
+M.ABORT_HANDLER = server.ABORT_HANDLER
+M.BODY_TOO_LARGE = require("lowbit.http.body").BODY_TOO_LARGE
+M.status_text = server.status_text
+M.detect_content_type = server.detect_content_type
+M.http_date = server.http_date
+
+M.request = client.request
+M.get = client.get
+M.close_idle_connections = client.close_idle_connections
+M.BAD_RESPONSE = client.BAD_RESPONSE
+
+M.headers = headers.new
+
+--- Serves handler on addr until the server is shut down (or ctx, the
+--- optional third argument, is cancelled). Returns nil, err.
+function M.listen_and_serve(addr, handler, ctx)
+  local srv = server.server({ handler = handler })
+  if ctx then
+    require("lowbit").go(function() ctx:wait(); srv:shutdown() end)
+  end
+  return srv:listen_and_serve(addr)
+end
+
+--- Writes a plain-text error response, like Go's http.Error.
+function M.error(w, msg, status)
+  local h = w:header()
+  h:del("Content-Length")
+  h:set("Content-Type", "text/plain; charset=utf-8")
+  h:set("X-Content-Type-Options", "nosniff")
+  w:write_header(status)
+  w:write(msg .. "\n")
+end
+
+--- A handler answering 404 page not found.
+function M.not_found(w, _) M.error(w, "404 page not found", 404) end
+
+--- Redirects to target with status (302 by default).
+function M.redirect(w, r, target, status)
+  status = status or 302
+  w:header():set("Location", target)
+  if r.method == "GET" or r.method == "HEAD" then
+    w:header():set("Content-Type", "text/html; charset=utf-8")
+  end
+  w:write_header(status)
+  if r.method == "GET" then
+    w:write('<a href="' .. target:gsub("[<>&\"']", function(c) return ("&#%d;"):format(c:byte()) end) .. '">'
+      .. server.status_text(status) .. "</a>.\n")
+  end
+end
+
+return M

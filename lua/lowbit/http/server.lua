@@ -1,0 +1,708 @@
+-- lowbit.http.server: the HTTP/1.1 server (exposed as lowbit.http.server).
+--
+-- One task per connection: read until the C core (lb_http1) finds a whole
+-- request head, build the Request, call the handler, frame the response
+-- (Content-Length when the handler's output fits the buffer and was not
+-- flushed, chunked otherwise), then loop for the next request (keep-alive,
+-- pipelining in order). Limits and timeouts follow conformance/http1.md.
+local lowbit = require "lowbit"
+local errors = require "lowbit.errors"
+local context = require "lowbit.context"
+local net = require "lowbit.net"
+local core = require "lowbit.core"
+local headers = require "lowbit.http.headers"
+local request = require "lowbit.http.request"
+local body = require "lowbit.http.body"
+local buffer = require "string.buffer"
+
+local C, ffi = core.C, core.ffi
+local ffi_string = ffi.string
+local type, error, tostring, tonumber, setmetatable, rawget, pcall, xpcall =
+  type, error, tostring, tonumber, setmetatable, rawget, pcall, xpcall
+local find, lower, gsub, char, byte = string.find, string.lower, string.gsub, string.char, string.byte
+local now = lowbit.now
+local traceback = debug.traceback
+
+local M = {}
+
+M.SERVER_CLOSED = errors.new("http: Server closed")
+M.HIJACKED = errors.new("http: connection has been hijacked")
+M.BODY_NOT_ALLOWED = errors.new("http: request method or response status code does not allow body")
+M.CONTENT_LENGTH = errors.new("http: wrote more than the declared Content-Length")
+M.ABORT_HANDLER = errors.new("http: abort handler")
+
+M.DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
+M.MAX_HEADERS = 256
+local BUFFER_SIZE = 4096                 -- response bytes held for Content-Length
+local MAX_DISCARD = 256 * 1024           -- unread request body drained for keep-alive
+
+local EAGAIN = -1
+
+---------------------------------------------------------------------------
+-- Small helpers
+---------------------------------------------------------------------------
+
+local reason_cache = {}
+local function reason(status)
+  local r = reason_cache[status]
+  if r == nil then
+    local p = C.lb_http1_reason(status)
+    r = p ~= nil and ffi_string(p) or ""
+    reason_cache[status] = r
+  end
+  return r
+end
+M.status_text = reason
+
+local status_lines = {}
+local function status_line(status)
+  local l = status_lines[status]
+  if l == nil then
+    l = "HTTP/1.1 " .. status .. " " .. reason(status) .. "\r\n"
+    status_lines[status] = l
+  end
+  return l
+end
+
+local date_buf = ffi.new("char[32]")
+local date_sec, date_str = -1, nil
+local function http_date()
+  local t = os.time()
+  if t ~= date_sec then
+    local n = C.lb_http1_format_date(date_buf, t)
+    date_str = ffi_string(date_buf, n)
+    date_sec = t
+  end
+  return date_str
+end
+M.http_date = http_date
+
+local function unescape_path(p)
+  if not find(p, "%", 1, true) then return p end
+  return (gsub(p, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+-- What Go's DetectContentType would say for the common cases.
+local function sniff(s)
+  local head = s:sub(1, 512)
+  local t = head:match("^[\t\n\f\r ]*(.*)$")
+  local l = lower(t:sub(1, 14))
+  if l:find("^<!doctype html") or l:find("^<html") or l:find("^<head") or l:find("^<body")
+    or l:find("^<script") or l:find("^<title") or l:find("^<div") or l:find("^<p[ >]")
+    or l:find("^<h1") or l:find("^<table") or l:find("^<a[ >]") or l:find("^<br") then
+    return "text/html; charset=utf-8"
+  end
+  if t:find("^<%?xml") then return "text/xml; charset=utf-8" end
+  if head:find("^%%PDF%-") then return "application/pdf" end
+  if head:find("^\137PNG\r\n\26\n") then return "image/png" end
+  if head:find("^\255\216\255") then return "image/jpeg" end
+  if head:find("^GIF8[79]a") then return "image/gif" end
+  if head:find("[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
+  return "text/plain; charset=utf-8"
+end
+M.detect_content_type = sniff
+
+local function call_handler(h, w, r)
+  if type(h) == "function" then return h(w, r) end
+  return h:serve_http(w, r)
+end
+
+local function check_handler(h, fname)
+  local t = type(h)
+  if t == "function" then return end
+  if t == "table" and type(h.serve_http) == "function" then return end
+  local mt = getmetatable(h)
+  if mt and mt.__call then return end
+  error("bad argument 'handler' to " .. fname .. ": function or table with serve_http expected, got " .. t, 3)
+end
+M.check_handler = check_handler
+M.call_handler = call_handler
+
+---------------------------------------------------------------------------
+-- ResponseWriter
+---------------------------------------------------------------------------
+
+local W = {}
+W.__index = W
+M.ResponseWriter = W
+
+function W:header()
+  local h = self.hdr
+  if h == nil then h = headers.new(); self.hdr = h end
+  return h
+end
+
+local function body_allowed(status)
+  return not ((status >= 100 and status < 200) or status == 204 or status == 304)
+end
+
+-- Serializes the head into out (a string.buffer). Decides the framing.
+local function build_head(w, out, final)
+  local status = w.status
+  local cs = w.cs
+  local h = w.hdr
+  local r = w.req
+  out:put(status_line(status))
+  local has_date, has_ctype, has_conn_close = false, false, false
+  local declared_cl = nil
+  if h then
+    local order, vals, names = h._order, h._v, h._n
+    for i = 1, h._count do
+      local lname = order[i]
+      local v = vals[lname]
+      local name = names[lname]
+      if lname == "date" then has_date = true
+      elseif lname == "content-type" then has_ctype = true
+      elseif lname == "content-length" then declared_cl = tonumber(type(v) == "table" and v[1] or v)
+      elseif lname == "connection" then
+        if find(lower(type(v) == "table" and table.concat(v, ",") or v), "close", 1, true) then has_conn_close = true end
+      end
+      if lname ~= "transfer-encoding" or not final then
+        if type(v) == "table" then
+          for j = 1, #v do out:put(name, ": ", v[j], "\r\n") end
+        else
+          out:put(name, ": ", v, "\r\n")
+        end
+      end
+    end
+  end
+  if not has_date then out:put("Date: ", http_date(), "\r\n") end
+  local allowed = body_allowed(status)
+  local blen = #w.buf
+  if allowed and not has_ctype and blen > 0 then
+    out:put("Content-Type: ", sniff(w.buf:tostring()), "\r\n")
+  end
+  if has_conn_close then cs.close_after = true end
+  if allowed and status ~= 101 then
+    if declared_cl then
+      w.declared = declared_cl
+    elseif final then
+      if not w.head_req or blen > 0 then out:put("Content-Length: ", blen, "\r\n") end
+    elseif r.proto_minor >= 1 then
+      w.chunked = true
+      out:put("Transfer-Encoding: chunked\r\n")
+    else
+      cs.close_after = true -- HTTP/1.0: the body ends when the connection does
+    end
+  end
+  if cs.close_after or cs.srv.shutting_down or (not r.keep_alive and r.proto_minor == 1) then
+    cs.close_after = true
+    if not has_conn_close then out:put("Connection: close\r\n") end
+  elseif r.proto_minor == 0 and r.keep_alive then
+    if declared_cl or final or not allowed then out:put("Connection: keep-alive\r\n")
+    else cs.close_after = true end
+  end
+  out:put("\r\n")
+end
+
+local function conn_write(w, data)
+  local ok, err = w.cs.conn:write(data)
+  if not ok then
+    w.werr = err
+    w.cs.close_after = true
+    return nil, err
+  end
+  return ok
+end
+
+--- Sends the status line and headers (later header changes are ignored).
+--- status must be 100..999; 1xx (but 101) are sent at once and may repeat.
+function W:write_header(status)
+  if type(status) ~= "number" or status < 100 or status > 999 or status % 1 ~= 0 then
+    error("invalid WriteHeader code " .. tostring(status), 2)
+  end
+  if self.hijacked then return nil, M.HIJACKED end
+  if self.status then return end -- superfluous: the first one counts
+  if status >= 100 and status < 200 and status ~= 101 then
+    local out = buffer.new()
+    out:put(status_line(status))
+    if self.hdr then for name, v in self.hdr:each() do out:put(name, ": ", v, "\r\n") end end
+    out:put("\r\n")
+    if status == 100 then self.sent_continue = true end
+    return conn_write(self, out:tostring())
+  end
+  self.status = status
+  self.hdr_snapshot = true
+end
+
+-- Sends the head (and what is buffered) now; the body goes on streamed.
+local function send_head(w)
+  local out = w.cs.out
+  out:reset()
+  build_head(w, out, false)
+  w.head_sent = true
+  local blen = #w.buf
+  if blen > 0 and not w.head_req and body_allowed(w.status) then
+    if w.chunked then out:put(("%x\r\n"):format(blen), w.buf, "\r\n")
+    else out:put(w.buf) end
+  end
+  w.buf:reset()
+  return conn_write(w, out:get())
+end
+
+--- Writes body bytes. Returns #s, or nil, err.
+function W:write(s)
+  if type(s) ~= "string" then error("bad argument 's' to w:write: string expected, got " .. type(s), 2) end
+  if self.hijacked then return nil, M.HIJACKED end
+  if self.werr then return nil, self.werr end
+  if not self.status then self:write_header(200) end
+  local n = #s
+  if not body_allowed(self.status) then return nil, M.BODY_NOT_ALLOWED end
+  self.written = self.written + n
+  if self.declared and self.written > self.declared then
+    self.written = self.written - n
+    return nil, M.CONTENT_LENGTH
+  end
+  if self.head_req then
+    if not self.head_sent and #self.buf + n <= BUFFER_SIZE then self.buf:put(s) end
+    return n
+  end
+  if not self.head_sent then
+    if #self.buf + n <= BUFFER_SIZE then self.buf:put(s); return n end
+    self.buf:put(s)
+    local ok, err = send_head(self)
+    if not ok then return nil, err end
+    return n
+  end
+  if n == 0 then return 0 end
+  local ok, err
+  if self.chunked then ok, err = conn_write(self, { ("%x\r\n"):format(n), s, "\r\n" })
+  else ok, err = conn_write(self, s) end
+  if not ok then return nil, err end
+  return n
+end
+
+--- Sends the head (status 200 if none) and anything buffered now; from
+--- then on the response is chunked (HTTP/1.1) unless a Content-Length was
+--- set.
+function W:flush()
+  if self.hijacked then return nil, M.HIJACKED end
+  if self.werr then return nil, self.werr end
+  if not self.status then self:write_header(200) end
+  if not self.head_sent then return send_head(self) end
+  return true
+end
+
+--- Takes the connection over: the server forgets it (no deadlines, no
+--- response). The conn first returns every byte already read past the
+--- request head. A second hijack, or writing to w afterwards, fails.
+function W:hijack()
+  if self.hijacked then return nil, M.HIJACKED end
+  local cs = self.cs
+  self.hijacked = true
+  cs.hijacked = true
+  local conn = cs.conn
+  conn:set_deadline(nil)
+  if not cs.inplace then
+    -- Bytes read past the head go back in front of the conn's own.
+    conn = net.prefixed(conn, cs.ib:get())
+  end
+  return conn
+end
+
+-- Ends the response after the handler returned.
+local function finish_response(w)
+  if w.hijacked then return end
+  if w.werr then return end
+  if not w.status then w.status = 200 end
+  local cs = w.cs
+  if not w.head_sent then
+    local out = cs.out
+    out:reset()
+    build_head(w, out, true)
+    local blen = #w.buf
+    if blen > 0 and not w.head_req and body_allowed(w.status) then out:put(w.buf) end
+    w.buf:reset()
+    if w.declared and w.written < w.declared and not w.head_req then cs.close_after = true end
+    conn_write(w, out:get())
+    return
+  end
+  if w.chunked then
+    conn_write(w, "0\r\n\r\n")
+  elseif w.declared and w.written < w.declared then
+    cs.close_after = true -- the client would wait for bytes that never come
+  end
+end
+
+---------------------------------------------------------------------------
+-- Raw error responses (the request never reaches a handler)
+---------------------------------------------------------------------------
+
+local function raw_error(conn, status, msg)
+  local body_s = msg or (status .. " " .. reason(status))
+  conn:write({ status_line(status),
+    "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nDate: ", http_date(),
+    "\r\nContent-Length: ", tostring(#body_s), "\r\n\r\n", body_s })
+end
+
+---------------------------------------------------------------------------
+-- Connection loop
+---------------------------------------------------------------------------
+
+local shared_hdrs = ffi.new("lb_http1_header[?]", M.MAX_HEADERS)
+local URL = require("lowbit.url").URL
+
+-- Per-connection state. ib holds bytes read and not yet parsed: for TCP
+-- conns it is the conn's own read buffer (parsed in place, no copy).
+local CS = {}
+CS.__index = CS
+
+function CS:more()
+  local conn = self.conn
+  if self.inplace then
+    local b, err = conn:fill()
+    if not b then return false, err end
+    return true
+  end
+  local d, err = conn:read()
+  if not d then return false, err end
+  self.ib:put(d)
+  return true
+end
+
+local Server = {}
+Server.__index = Server
+M.Server = Server
+
+local function positive(x) return type(x) == "number" and x > 0 and x or nil end
+
+-- Builds the Request from a parsed head (must run before ib changes).
+local function make_request(cs, preq)
+  local hs = headers.new()
+  local n = tonumber(preq.num_headers)
+  for i = 0, n - 1 do
+    local f = shared_hdrs[i]
+    local name = ffi_string(f.name, f.name_len)
+    hs:_raw_add(name, lower(name), ffi_string(f.value, f.value_len))
+  end
+  local raw_path = ffi_string(preq.path, preq.path_len)
+  local raw_query = preq.query ~= nil and ffi_string(preq.query, preq.query_len) or ""
+  local u = setmetatable({ scheme = "", host = "", path = unescape_path(raw_path), raw_path = raw_path,
+                           raw_query = raw_query, fragment = "", force_query = preq.query ~= nil and raw_query == "" },
+                         URL)
+  local minor = preq.version_minor
+  local r = request.new({
+    method = ffi_string(preq.method, preq.method_len),
+    url = u,
+    request_uri = ffi_string(preq.target, preq.target_len),
+    host = preq.host ~= nil and ffi_string(preq.host, preq.host_len) or "",
+    proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
+    proto_major = 1,
+    proto_minor = minor,
+    headers = hs,
+    content_length = preq.body_kind == body.LENGTH and tonumber(preq.content_length)
+                     or (preq.body_kind == body.NONE and 0 or -1),
+    remote_addr = cs.remote,
+    keep_alive = preq.keep_alive ~= 0,
+    _make_ctx = cs.make_ctx,
+  })
+  if u.host == "" then u.host = r.host end
+  return r
+end
+
+-- The client-gone watcher: once the request body is consumed, a task reads
+-- the connection (keeping any pipelined bytes) and cancels the request's
+-- ctx when the peer goes away. It is stopped by a read deadline in the past.
+local function start_watch(cs)
+  if cs.watching or cs.hijacked or not cs.cancel_req then return end
+  cs.watching = true
+  cs.watch_done = lowbit.chan(1)
+  lowbit.go(function()
+    while not cs.stop_watch do
+      local ok, err = cs:more()
+      if ok then
+        if #cs.ib > 64 * 1024 then break end -- enough pipelined; stop reading
+      else
+        if err ~= errors.TIMEOUT or not cs.stop_watch then
+          cs.peer_gone = true
+          if cs.cancel_req then cs.cancel_req() end
+        end
+        break
+      end
+    end
+    cs.watch_done:send(true)
+  end)
+end
+
+local function stop_watch(cs)
+  if not cs.watching then return end
+  cs.stop_watch = true
+  if not cs.hijacked then cs.conn:set_read_deadline(now() - 1) end
+  cs.watch_done:recv()
+  cs.watching, cs.stop_watch = false, false
+  cs.conn:set_read_deadline(nil)
+end
+
+local function send_continue(b)
+  local w = b.data
+  if not w.status and not w.sent_continue then
+    w.sent_continue = true
+    w.cs.conn:write("HTTP/1.1 100 Continue\r\n\r\n")
+  end
+end
+
+local function body_done(b)
+  local cs = b.src
+  if cs.cancel_req then start_watch(cs) end
+end
+
+local function serve_conn(srv, conn)
+  local inplace = conn.fill ~= nil and conn.read_buffer ~= nil
+  local cs = setmetatable({ srv = srv, conn = conn, ib = inplace and conn:read_buffer() or buffer.new(),
+                            inplace = inplace, out = buffer.new(), wbuf = buffer.new(), state = "idle",
+                            remote = conn:remote_addr() }, CS)
+  srv.conns[cs] = true
+  srv.nconns = srv.nconns + 1
+  local preq = ffi.new("lb_http1_req")
+  preq.headers = shared_hdrs
+  preq.max_headers = M.MAX_HEADERS
+  local ib = cs.ib
+  cs.body_opts = { on_done = body_done }
+  local max_hb = srv.max_header_bytes
+  local rht, rt, wt, it = srv.read_header_timeout, srv.read_timeout, srv.write_timeout, srv.idle_timeout
+  local handler = srv.handler
+  cs.make_ctx = function(r)
+    local ctx, cancel = context.with_cancel(srv.base_ctx)
+    cs.cancel_req = cancel
+    if r.body.done then start_watch(cs) end
+    return ctx
+  end
+  local first = true
+  while true do
+    -- 1. The head.
+    cs.state = "idle"
+    if srv.shutting_down then break end
+    local n
+    local start = now()
+    if first then
+      if rht then conn:set_read_deadline(start + rht) end
+    elseif #ib == 0 and it then
+      conn:set_read_deadline(start + it)
+    elseif rht then
+      conn:set_read_deadline(start + rht)
+    end
+    local got_bytes = #ib > 0
+    while true do
+      local p, len = ib:ref()
+      if len > 0 then
+        if not got_bytes then
+          got_bytes = true
+          cs.state = "active"
+          if not first and rht then conn:set_read_deadline(now() + rht) end
+        end
+        n = C.lb_http1_parse_request(preq, p, len, max_hb)
+        if n ~= EAGAIN then break end
+      end
+      if not cs:more() then n = nil; break end
+    end
+    if n == nil then break end -- EOF, timeout or error before a whole head
+    cs.state = "active"
+    first = false
+    if n < 0 then
+      C.lb_http1_req_reset(preq)
+      local status = C.lb_http1_status_for(n)
+      local msg = nil
+      if status == 400 then msg = "400 Bad Request: " .. core.strerror(tonumber(n)) end
+      raw_error(conn, status, msg)
+      break
+    end
+    -- 2. The request.
+    local r = make_request(cs, preq)
+    ib:skip(tonumber(n))
+    local kind = preq.body_kind
+    if preq.expect_other ~= 0 then
+      raw_error(conn, 417)
+      break
+    end
+    if r.proto_minor == 1 and r.method ~= "CONNECT" and r.host == "" and r.headers:get("Host") == nil then
+      raw_error(conn, 400, "400 Bad Request: missing required Host header")
+      break
+    end
+    local wbuf = cs.wbuf
+    wbuf:reset()
+    local w = setmetatable({ cs = cs, req = r, buf = wbuf, written = 0, head_req = r.method == "HEAD" }, W)
+    local expect = preq.expect_continue ~= 0 and kind ~= body.NONE
+    if kind == body.NONE then
+      r.body = body.NO_BODY
+    else
+      local bo = cs.body_opts
+      bo.limit, bo.data = srv.max_body_bytes, w
+      bo.on_first_read = expect and send_continue or nil
+      r.body = body.new(cs, kind, tonumber(preq.content_length), bo)
+    end
+    if rt then conn:set_read_deadline(start + rt) else conn:set_read_deadline(nil) end
+    if wt then conn:set_write_deadline(now() + wt) end
+    -- 3. The handler.
+    srv.active = srv.active + 1
+    local ok, err = xpcall(call_handler, traceback, handler, w, r)
+    srv.active = srv.active - 1
+    stop_watch(cs)
+    if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+    if not ok then
+      if not (type(err) == "string" and find(err, tostring(M.ABORT_HANDLER), 1, true)) then
+        srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(err))
+      end
+      if not w.head_sent and not w.hijacked and not w.werr then
+        raw_error(conn, 500, "Internal Server Error")
+      end
+      if not w.hijacked then break end
+    end
+    if w.hijacked then
+      srv.conns[cs] = nil
+      srv.nconns = srv.nconns - 1
+      return
+    end
+    -- 4. End the response and decide on keep-alive.
+    finish_response(w)
+    if w.werr or cs.close_after or cs.peer_gone then break end
+    if not r.keep_alive then break end
+    local b = r.body
+    if not b.done then
+      if expect and not w.sent_continue then break end -- the client may not send it
+      if b.closed or b.err or not b:discard(MAX_DISCARD) then break end
+    end
+    if wt then conn:set_write_deadline(nil) end
+  end
+  srv.conns[cs] = nil
+  srv.nconns = srv.nconns - 1
+  conn:close()
+end
+
+---------------------------------------------------------------------------
+-- Server
+---------------------------------------------------------------------------
+
+--- A server. opts: handler (required), addr, tls (a lowbit.tls server
+--- config), read_timeout, read_header_timeout, write_timeout, idle_timeout
+--- (seconds; read_header and idle fall back to read_timeout),
+--- max_header_bytes (1 MiB), max_body_bytes (none), error_log
+--- (function(msg); default: lowbit.on_error), base_ctx.
+function M.server(opts)
+  if type(opts) ~= "table" then error("bad argument 'opts' to http.server: table expected, got " .. type(opts), 2) end
+  check_handler(opts.handler, "http.server")
+  for _, k in ipairs({ "read_timeout", "read_header_timeout", "write_timeout", "idle_timeout", "max_header_bytes", "max_body_bytes" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "number" then
+      error("bad argument 'opts." .. k .. "' to http.server: number expected, got " .. type(opts[k]), 2)
+    end
+  end
+  local base, cancel = context.with_cancel(opts.base_ctx or context.background())
+  local rt = positive(opts.read_timeout)
+  return setmetatable({
+    handler = opts.handler,
+    addr = opts.addr,
+    tls = opts.tls,
+    read_timeout = rt,
+    read_header_timeout = positive(opts.read_header_timeout) or rt,
+    write_timeout = positive(opts.write_timeout),
+    idle_timeout = positive(opts.idle_timeout) or rt,
+    max_header_bytes = positive(opts.max_header_bytes) or M.DEFAULT_MAX_HEADER_BYTES,
+    max_body_bytes = positive(opts.max_body_bytes),
+    error_log = opts.error_log,
+    base_ctx = base, cancel_base = cancel,
+    conns = {}, nconns = 0, active = 0, listeners = {},
+    shutting_down = false,
+  }, Server)
+end
+
+function Server:log_error(msg)
+  if self.error_log then
+    local ok = pcall(self.error_log, msg)
+    if ok then return end
+  end
+  lowbit.on_error(msg, msg)
+end
+
+local function handshake_timeout(srv)
+  local t
+  for _, v in ipairs({ srv.read_header_timeout, srv.read_timeout, srv.write_timeout }) do
+    if v and (not t or v < t) then t = v end
+  end
+  return t
+end
+
+--- Accepts connections on listener and serves each in its own task until
+--- shutdown; then returns nil, http.SERVER_CLOSED.
+function Server:serve(ln)
+  if type(ln) ~= "table" or type(ln.accept) ~= "function" then
+    error("bad argument 'listener' to server:serve: listener expected, got " .. type(ln), 2)
+  end
+  if self.shutting_down then return nil, M.SERVER_CLOSED end
+  self.listeners[ln] = true
+  local tls_cfg = self.tls
+  local tls = tls_cfg and require("lowbit.tls")
+  while true do
+    local conn, err = ln:accept()
+    if not conn then
+      self.listeners[ln] = nil
+      if self.shutting_down or err == errors.CLOSED then return nil, M.SERVER_CLOSED end
+      -- Transient accept errors (EMFILE...): back off a little, go on.
+      self:log_error("http: accept error: " .. tostring(err))
+      lowbit.sleep(0.01)
+    else
+      if tls then
+        local raw = conn
+        lowbit.go(function()
+          local hs = handshake_timeout(self)
+          if hs then raw:set_deadline(now() + hs) end
+          local tc, herr = tls.server(raw, tls_cfg)
+          if tc then
+            local ok, e = tc:handshake()
+            if not ok then
+              self:log_error("http: TLS handshake error from " .. tostring(raw:remote_addr()) .. ": " .. tostring(e))
+              tc:close()
+              return
+            end
+            tc:set_deadline(nil)
+            serve_conn(self, tc)
+          else
+            self:log_error("http: TLS setup failed: " .. tostring(herr))
+            raw:close()
+          end
+        end)
+      else
+        lowbit.go(serve_conn, self, conn)
+      end
+    end
+  end
+end
+
+--- Listens on addr (or opts.addr, default ":80") and serves.
+function Server:listen_and_serve(addr)
+  addr = addr or self.addr or (self.tls and "0.0.0.0:443" or "0.0.0.0:80")
+  local ln, err = net.listen(addr)
+  if not ln then return nil, err end
+  self.listener = ln
+  return self:serve(ln)
+end
+
+--- Stops the server gracefully: closes listeners (serve returns
+--- SERVER_CLOSED), closes idle connections, cancels request contexts, lets
+--- in-flight requests finish (their responses get Connection: close), and
+--- waits until none remain or ctx ends (then returns nil, ctx:err()).
+function Server:shutdown(ctx)
+  ctx = ctx or context.background()
+  self.shutting_down = true
+  for ln in pairs(self.listeners) do ln:close() end
+  self.cancel_base()
+  local delay = 0.001
+  while true do
+    for cs in pairs(self.conns) do
+      if cs.state == "idle" then cs.conn:close() end
+    end
+    if self.nconns == 0 then return true end
+    local ok, err = lowbit.sleep_ctx(ctx, delay)
+    if not ok then return nil, err end
+    delay = math.min(delay * 2, 0.5)
+  end
+end
+
+--- Closes listeners and every connection at once.
+function Server:close()
+  self.shutting_down = true
+  for ln in pairs(self.listeners) do ln:close() end
+  self.cancel_base()
+  for cs in pairs(self.conns) do cs.conn:close() end
+  return true
+end
+
+return M

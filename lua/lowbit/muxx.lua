@@ -1,0 +1,836 @@
+-- lowbit.muxx: a request router that matches exactly like Go 1.22+
+-- http.ServeMux, plus prefix groups and middleware inheritance.
+--
+--   local m = muxx.new()
+--   m:handle_func("GET /{$}", home)
+--   local api = m:group("/api")
+--   api:use(auth)                              -- routes registered on api (and
+--   local users = api:group("/users")          -- its sub-groups) from now on
+--   users:handle_func("GET /{id}", get_user)   -- registers "GET /api/users/{id}"
+--   http.listen_and_serve(":8080", m)          -- m is a handler (and callable)
+--
+-- Patterns are `[METHOD ][HOST]/[PATH]`: segments are literals (unescaped:
+-- `/%61` is `/a`), `{name}`, `{name...}` (last only) or `{$}` (last only:
+-- only the trailing slash); a trailing `/` is an anonymous `{...}`. When
+-- several patterns match a request the most specific wins, whatever the
+-- registration order; two patterns that match the same requests, or overlap
+-- with neither more specific, raise at registration, naming both patterns
+-- and where each was registered.
+--
+-- Groups exist at registration time only: handle() resolves the group's
+-- host and prefix, wraps the group's (and its ancestors') middleware around
+-- the handler and inserts the result into one flat tree. The tree is host ->
+-- method -> path segments, each node holding literal children in a hash
+-- table, then one `{name}` child, then one `{name...}` child; matching tries
+-- them in that order and backtracks only when a deeper segment fails, so the
+-- cost of a request does not grow with the number of routes.
+--
+-- The router answers by itself:
+--   * `/x` when only `/x/` would match: 307 to `/x/` (query kept);
+--   * an unclean path (`//`, `/./`, `/../`; not for CONNECT): 307 to the
+--     cleaned path (trailing slash kept, query kept);
+--   * a path that matches only under other methods: 405 with `Allow` (sorted,
+--     GET implies HEAD) and body "Method Not Allowed\n";
+--   * otherwise 404 "404 page not found\n" (text/plain; charset=utf-8,
+--     X-Content-Type-Options: nosniff).
+-- 307 (what current Go sends) keeps the method and body of a POST or PUT,
+-- where 301 lets clients turn them into a GET.
+local url = require "lowbit.url"
+
+local M = {}
+
+local type, error, pairs, setmetatable, getmetatable, select =
+  type, error, pairs, setmetatable, getmetatable, select
+local find, sub, byte, format, gsub, gmatch, match =
+  string.find, string.sub, string.byte, string.format, string.gsub, string.gmatch, string.match
+local concat, sort = table.concat, table.sort
+local getinfo = debug.getinfo
+local path_unescape, path_escape = url.path_unescape, url.path_escape
+
+M.REDIRECT_STATUS = 307
+
+local THIS_SOURCE = getinfo(1, "S").source
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+-- Unescapes one segment; a bad escape leaves the segment as it is (as Go).
+local function unesc(s)
+  if not find(s, "%", 1, true) then return s end
+  return path_unescape(s) or s
+end
+
+-- Go's cleanPath: path.Clean on a rooted path, trailing slash kept.
+local function clean_path(p)
+  if p == "" then return "/" end
+  if byte(p, 1) ~= 47 then p = "/" .. p end
+  if not find(p, "//", 1, true) and not find(p, "/.", 1, true) then return p end
+  local out, n = {}, 0
+  for seg in gmatch(p, "[^/]+") do
+    if seg == ".." then
+      if n > 0 then out[n] = nil; n = n - 1 end
+    elseif seg ~= "." then
+      n = n + 1; out[n] = seg
+    end
+  end
+  local np = "/" .. concat(out, "/")
+  if byte(p, #p) == 47 and np ~= "/" then np = np .. "/" end
+  return np
+end
+M._clean_path = clean_path
+
+-- The request host without its port ("[::1]:80" -> "::1"); anything that
+-- does not split cleanly is kept whole.
+local function strip_port(h)
+  if h == nil then return "" end
+  if not find(h, ":", 1, true) then return h end
+  local v6 = match(h, "^%[(.*)%]:[^:%]]*$")
+  if v6 then return v6 end
+  local host = match(h, "^([^:%[%]]*):[^:]*$")
+  return host or h
+end
+
+local function is_handler(h)
+  local t = type(h)
+  if t == "function" then return true end
+  if t == "table" then return type(h.serve_http) == "function" end
+  return false
+end
+M.is_handler = is_handler
+
+-- A handler as a plain function(w, r).
+local function as_function(h)
+  if type(h) == "function" then return h end
+  return function(w, r) return h:serve_http(w, r) end
+end
+
+local function handler_kind(h)
+  if h == nil then return "nil" end
+  if type(h) == "table" then return "table without serve_http" end
+  return type(h)
+end
+
+-- "file:line" of the nearest Lua caller outside this file (C frames such
+-- as pcall are skipped), and its stack level as seen by the function that
+-- called site().
+local function site()
+  local level = 2
+  while true do
+    local info = getinfo(level, "Sl")
+    if info == nil then return "?", 1 end
+    if info.source ~= THIS_SOURCE and info.what ~= "C" then
+      return info.short_src .. ":" .. (info.currentline or 0), level - 1
+    end
+    level = level + 1
+  end
+end
+
+local function html_escape(s)
+  return (gsub(s, "[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&#34;", ["'"] = "&#39;" }))
+end
+
+---------------------------------------------------------------------------
+-- Patterns
+---------------------------------------------------------------------------
+
+-- Segment kinds.
+local LIT, WILD, MULTI, SLASH = 1, 2, 3, 4
+
+local function valid_method(m)
+  return not find(m, "[^%w!#$%%&'*+%-.^_`|~]")
+end
+
+local function valid_name(n)
+  return find(n, "^[%a_][%w_]*$") ~= nil
+end
+
+-- Parses "[METHOD ][HOST]/[PATH]". Returns a pattern record or nil, reason.
+local function parse_pattern(s)
+  if s == "" then return nil, "empty pattern" end
+  local method, rest = "", s
+  local sp = find(s, "[ \t]")
+  if sp then
+    method = sub(s, 1, sp - 1)
+    rest = match(sub(s, sp + 1), "^[ \t]*(.*)$")
+    if method ~= "" and not valid_method(method) then
+      return nil, "invalid method " .. format("%q", method)
+    end
+  end
+  local slash = find(rest, "/", 1, true)
+  if not slash then return nil, "host/path missing /" end
+  local host, path = sub(rest, 1, slash - 1), sub(rest, slash)
+  if find(host, "{", 1, true) then return nil, "host contains '{' (missing initial '/'?)" end
+  if method ~= "" and method ~= "CONNECT" and clean_path(path) ~= path then
+    return nil, "non-CONNECT pattern with unclean path can never match"
+  end
+  local segs, names, seen = {}, {}, {}
+  local multi_named = false
+  local pos = 1 -- index of the "/" that starts the rest of path
+  local n = #path
+  while pos <= n do
+    if pos == n then -- trailing slash: an anonymous multi wildcard
+      segs[#segs + 1] = { kind = MULTI, s = "" }
+      break
+    end
+    local j = find(path, "/", pos + 1, true) or (n + 1)
+    local seg = sub(path, pos + 1, j - 1)
+    pos = j
+    local brace = find(seg, "{", 1, true)
+    if not brace then
+      segs[#segs + 1] = { kind = LIT, s = unesc(seg) }
+    else
+      if brace ~= 1 then return nil, "bad wildcard segment " .. format("%q", seg) .. " (must start with '{')" end
+      if byte(seg, #seg) ~= 125 then return nil, "bad wildcard segment " .. format("%q", seg) .. " (must end with '}')" end
+      local name = sub(seg, 2, -2)
+      if name == "$" then
+        if pos <= n then return nil, "{$} not at end" end
+        segs[#segs + 1] = { kind = SLASH, s = "/" }
+        break
+      end
+      local multi = false
+      if sub(name, -3) == "..." then
+        multi = true
+        name = sub(name, 1, -4)
+        if pos <= n then return nil, "{...} wildcard not at end" end
+      end
+      if name == "" then return nil, "empty wildcard" end
+      if not valid_name(name) then return nil, "bad wildcard name " .. format("%q", name) end
+      if seen[name] then return nil, "duplicate wildcard name " .. format("%q", name) end
+      seen[name] = true
+      names[#names + 1] = name
+      if multi then
+        segs[#segs + 1] = { kind = MULTI, s = name }
+        multi_named = true
+      else
+        segs[#segs + 1] = { kind = WILD, s = name }
+      end
+    end
+  end
+  local last = segs[#segs]
+  return {
+    str = s, method = method, host = host, path = path, segs = segs, names = names,
+    last_multi = last ~= nil and last.kind == MULTI, multi_named = multi_named,
+  }
+end
+M._parse_pattern = parse_pattern
+
+---------------------------------------------------------------------------
+-- Precedence: how two patterns' request sets relate
+---------------------------------------------------------------------------
+
+local EQUIVALENT, MORE_GENERAL, MORE_SPECIFIC, DISJOINT, OVERLAPS = 1, 2, 3, 4, 5
+local INVERSE = { [MORE_GENERAL] = MORE_SPECIFIC, [MORE_SPECIFIC] = MORE_GENERAL }
+
+local function combine(r1, r2)
+  if r1 == EQUIVALENT then return r2 end
+  if r1 == DISJOINT then return DISJOINT end
+  if r1 == OVERLAPS then return r2 == DISJOINT and DISJOINT or OVERLAPS end
+  -- r1 is MORE_GENERAL or MORE_SPECIFIC
+  if r2 == EQUIVALENT then return r1 end
+  if r2 == INVERSE[r1] then return OVERLAPS end
+  return r2
+end
+
+local function compare_segments(a, b)
+  local ka, kb = a.kind, b.kind
+  if ka == MULTI and kb == MULTI then return EQUIVALENT end
+  if ka == MULTI then return MORE_GENERAL end
+  if kb == MULTI then return MORE_SPECIFIC end
+  if ka == WILD and kb == WILD then return EQUIVALENT end
+  if ka == WILD then return kb == SLASH and DISJOINT or MORE_GENERAL end -- {x} never matches the trailing slash
+  if kb == WILD then return ka == SLASH and DISJOINT or MORE_SPECIFIC end
+  if ka == kb and a.s == b.s then return EQUIVALENT end
+  return DISJOINT
+end
+
+local function compare_paths(p1, p2)
+  local s1, s2 = p1.segs, p2.segs
+  local n1, n2 = #s1, #s2
+  if n1 ~= n2 and not p1.last_multi and not p2.last_multi then return DISJOINT end
+  local rel = EQUIVALENT
+  local n = n1 < n2 and n1 or n2
+  for i = 1, n do
+    rel = combine(rel, compare_segments(s1[i], s2[i]))
+    if rel == DISJOINT then return DISJOINT end
+  end
+  if n1 == n2 then return rel end
+  -- The shorter one ended in a multi (it was compared with a segment of the
+  -- longer one already): it is more general than the rest of the longer one.
+  if n1 < n2 and p1.last_multi then return combine(rel, MORE_GENERAL) end
+  if n2 < n1 and p2.last_multi then return combine(rel, MORE_SPECIFIC) end
+  return DISJOINT
+end
+
+local function compare_methods(p1, p2)
+  local m1, m2 = p1.method, p2.method
+  if m1 == m2 then return EQUIVALENT end
+  if m1 == "" then return MORE_GENERAL end
+  if m2 == "" then return MORE_SPECIFIC end
+  if m1 == "GET" and m2 == "HEAD" then return MORE_GENERAL end
+  if m1 == "HEAD" and m2 == "GET" then return MORE_SPECIFIC end
+  return DISJOINT
+end
+
+-- The relationship of p1 to p2 (hosts are compared by the caller).
+local function compare(p1, p2)
+  local mrel = compare_methods(p1, p2)
+  if mrel == DISJOINT then return DISJOINT end
+  return combine(mrel, compare_paths(p1, p2))
+end
+M._compare = function(a, b)
+  local p1 = assert(parse_pattern(a))
+  local p2 = assert(parse_pattern(b))
+  if p1.host ~= p2.host then return p1.host ~= "" and "more_specific" or "more_general" end
+  return ({ "equivalent", "more_general", "more_specific", "disjoint", "overlaps" })[compare(p1, p2)]
+end
+
+-- A path that both patterns match (for conflict messages).
+local function common_path(p1, p2)
+  local s1, s2 = p1.segs, p2.segs
+  local n = #s1 > #s2 and #s1 or #s2
+  local b = {}
+  for i = 1, n do
+    local a, c = s1[i], s2[i]
+    local seg
+    if a == nil then seg = c
+    elseif c == nil then seg = a
+    elseif a.kind == MULTI then seg = c
+    elseif c.kind == MULTI then seg = a
+    elseif a.kind == WILD then seg = c
+    else seg = a end
+    local k = seg.kind
+    if k == LIT then b[#b + 1] = "/" .. path_escape(seg.s)
+    elseif k == WILD then b[#b + 1] = "/x"
+    else b[#b + 1] = "/"; break end
+  end
+  local p = concat(b)
+  if p == "" then p = "/" end
+  return p
+end
+
+local function describe_conflict(p1, p2, rel)
+  if rel == EQUIVALENT then
+    return format("%q matches the same requests as %q", p1.str, p2.str)
+  end
+  local method = p1.method ~= "" and p1.method or p2.method
+  local req = (method ~= "" and method .. " " or "") .. p1.host .. common_path(p1, p2)
+  return format("%q and %q both match some requests, like %q, and neither is more specific than the other",
+    p1.str, p2.str, req)
+end
+
+---------------------------------------------------------------------------
+-- The tree
+---------------------------------------------------------------------------
+
+local function new_node() return {} end
+
+local function insert(root, pat, route)
+  local node = root
+  for i = 1, #pat.segs do
+    local seg = pat.segs[i]
+    local k = seg.kind
+    local child
+    if k == LIT then
+      local lit = node.lit
+      if not lit then lit = {}; node.lit = lit end
+      child = lit[seg.s]
+      if not child then child = new_node(); lit[seg.s] = child end
+    elseif k == WILD then
+      child = node.wild
+      if not child then child = new_node(); node.wild = child end
+    elseif k == MULTI then
+      child = node.multi
+      if not child then child = new_node(); node.multi = child end
+    else
+      child = node.slash
+      if not child then child = new_node(); node.slash = child end
+    end
+    node = child
+  end
+  node.route = route
+end
+
+-- Captured wildcard values of the last match, by position (matching never
+-- yields, so one scratch array serves every request).
+local cap = {}
+
+-- The backtracking stack of match_path, one entry per path segment:
+-- node, index of the "/" starting the rest, next stage to try (0 first
+-- visit, 1 wildcard, 2 multi wildcard), the segment, the index after it,
+-- and the number of captures on entry. An explicit stack (not recursion)
+-- lets LuaJIT compile the loop.
+local s_node, s_pos, s_stage, s_seg, s_next, s_d = {}, {}, {}, {}, {}, {}
+
+-- Matches path (escaped, starting with "/", length n) below root: literal
+-- child first, then the {name} child, then the {name...} child, going back
+-- up only when a deeper segment fails. Returns route, number of captures
+-- (in `cap`), or nil.
+local function match_path(root, path, n, pct)
+  local k = 1
+  s_node[1], s_pos[1], s_stage[1], s_d[1] = root, 1, 0, 0
+  while k > 0 do
+    local node, stage = s_node[k], s_stage[k]
+    if stage == 0 then
+      local i = s_pos[k]
+      if i > n then -- nothing left
+        local rt = node.route
+        if rt then return rt, s_d[k] end
+        k = k - 1
+      elseif i == n then -- only the trailing slash is left: {$}, else a multi
+        local c = node.slash
+        if c then return c.route, s_d[k] end
+        c = node.multi
+        if c then
+          local rt, d = c.route, s_d[k]
+          if rt.multi_named then d = d + 1; cap[d] = "" end
+          return rt, d
+        end
+        k = k - 1
+      else
+        local j = find(path, "/", i + 1, true)
+        local seg
+        if j then seg = sub(path, i + 1, j - 1) else seg = sub(path, i + 1); j = n + 1 end
+        if pct then seg = unesc(seg) end
+        s_seg[k], s_next[k], s_stage[k] = seg, j, 1
+        local lit = node.lit
+        local c = lit and lit[seg]
+        if c then
+          local d = s_d[k]
+          k = k + 1
+          s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
+        end
+      end
+    elseif stage == 1 then
+      s_stage[k] = 2
+      local c = node.wild
+      if c then
+        local d = s_d[k] + 1
+        cap[d] = s_seg[k]
+        local j = s_next[k]
+        k = k + 1
+        s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
+      end
+    else
+      local c = node.multi
+      if c then
+        local rt, d = c.route, s_d[k]
+        if rt.multi_named then
+          d = d + 1
+          local rest = sub(path, s_pos[k] + 1)
+          cap[d] = pct and unesc(rest) or rest
+        end
+        return rt, d
+      end
+      k = k - 1
+    end
+  end
+  return nil
+end
+
+local function match_methods(hnode, method, path, n, pct)
+  local root = hnode[method]
+  if root then
+    local rt, d = match_path(root, path, n, pct)
+    if rt then return rt, d end
+  end
+  if method == "HEAD" then
+    root = hnode.GET
+    if root then
+      local rt, d = match_path(root, path, n, pct)
+      if rt then return rt, d end
+    end
+  end
+  root = hnode[""]
+  if root then return match_path(root, path, n, pct) end
+  return nil
+end
+
+local function tree_match(mux, host, method, path)
+  local n = #path
+  if n == 0 or byte(path, 1) ~= 47 then return nil end
+  local pct = find(path, "%", 1, true) ~= nil
+  if host ~= "" then
+    local hnode = mux._hosts[host]
+    if hnode then
+      local rt, d = match_methods(hnode, method, path, n, pct)
+      if rt then return rt, d end
+    end
+  end
+  return match_methods(mux._nohost, method, path, n, pct)
+end
+
+-- A match is exact unless a trailing multi wildcard took a non-empty rest.
+local function exact(rt, path)
+  if rt == nil then return false end
+  if not rt.last_multi then return true end
+  if byte(path, #path) ~= 47 then return false end
+  local _, slashes = gsub(path, "/", "")
+  return #rt.segs == slashes
+end
+
+local function allowed_methods(mux, host, path)
+  local set = {}
+  local n = #path
+  local function scan(hnode, p)
+    if not hnode then return end
+    for method, root in pairs(hnode) do
+      if method ~= "" and not set[method] and match_path(root, p, #p, find(p, "%", 1, true) ~= nil) then
+        set[method] = true
+      end
+    end
+  end
+  if n > 0 and byte(path, 1) == 47 then
+    local hn = host ~= "" and mux._hosts[host] or nil
+    scan(hn, path); scan(mux._nohost, path)
+    if byte(path, n) ~= 47 then
+      scan(hn, path .. "/"); scan(mux._nohost, path .. "/")
+    end
+  end
+  if set.GET then set.HEAD = true end
+  local list = {}
+  for m in pairs(set) do list[#list + 1] = m end
+  sort(list)
+  return list
+end
+
+---------------------------------------------------------------------------
+-- The router's own responses
+---------------------------------------------------------------------------
+
+local function plain_error(w, status, body)
+  local h = w:header()
+  h:del("Content-Length")
+  h:set("Content-Type", "text/plain; charset=utf-8")
+  h:set("X-Content-Type-Options", "nosniff")
+  w:write_header(status)
+  w:write(body)
+end
+
+local function not_found(w, r)
+  plain_error(w, 404, "404 page not found\n")
+end
+M.not_found = not_found
+
+local function redirect_handler(loc, code)
+  local text = code == 301 and "Moved Permanently" or code == 308 and "Permanent Redirect" or "Temporary Redirect"
+  return function(w, r)
+    local h = w:header()
+    h:set("Location", loc)
+    if (r.method == "GET" or r.method == "HEAD") and not h:has("Content-Type") then
+      h:set("Content-Type", "text/html; charset=utf-8")
+    end
+    w:write_header(code)
+    if r.method == "GET" then w:write('<a href="' .. html_escape(loc) .. '">' .. text .. "</a>.\n") end
+  end
+end
+
+local function method_not_allowed(allow)
+  local v = concat(allow, ", ")
+  return function(w, r)
+    w:header():set("Allow", v)
+    plain_error(w, 405, "Method Not Allowed\n")
+  end
+end
+
+local function bad_request_star(w, r)
+  if r.proto ~= "HTTP/1.0" then w:header():set("Connection", "close") end
+  w:write_header(400)
+end
+
+---------------------------------------------------------------------------
+-- Lookup
+---------------------------------------------------------------------------
+
+local function with_query(path, r)
+  local q = r.url.raw_query
+  if q ~= nil and q ~= "" then return path .. "?" .. q end
+  return path
+end
+
+local function escaped_path(u)
+  local p = u.raw_path
+  if p ~= nil and p ~= "" then return p end
+  p = u.path or ""
+  if u.escaped_path then return u:escaped_path() end
+  return url.escape_path(p)
+end
+
+-- Returns route, ncaptures for a match (captures in `cap`), or nil,
+-- handler, pattern for the router's own answers.
+local function lookup(mux, r)
+  local method = r.method
+  if r.request_uri == "*" and method ~= "CONNECT" then return nil, bad_request_star, "" end
+  local path = escaped_path(r.url)
+  if method == "CONNECT" then
+    local host = r.host or ""
+    local rt, d = tree_match(mux, host, method, path)
+    if not exact(rt, path) and path ~= "" and byte(path, #path) ~= 47 then
+      local rt2 = tree_match(mux, host, method, path .. "/")
+      if exact(rt2, path .. "/") then
+        return nil, redirect_handler(with_query(path .. "/", r), 301), path .. "/"
+      end
+      if rt then rt, d = tree_match(mux, host, method, path) end
+    end
+    if rt then return rt, d end
+    local allow = allowed_methods(mux, host, path)
+    if #allow > 0 then return nil, method_not_allowed(allow), "" end
+    return nil, not_found, ""
+  end
+  local host = strip_port(r.host)
+  local cpath = clean_path(path)
+  local rt, d = tree_match(mux, host, method, cpath)
+  -- conformance/muxx.md: a path with no exact match (none at all, or only
+  -- a multi-wildcard taking a non-empty rest) is redirected when its
+  -- slashed form is taken by a trailing multi-wildcard matching the empty
+  -- rest (e.g. "/x/" registered). A slashed form taken by "{$}" is no
+  -- reason to redirect (Go does; the contract does not: "/a/b" with
+  -- "/a/b/{$}" registered is a 404).
+  if (rt == nil or rt.last_multi) and byte(cpath, #cpath) ~= 47 then
+    local slashed = cpath .. "/"
+    local rt2 = tree_match(mux, host, method, slashed)
+    if rt2 and rt2.last_multi and exact(rt2, slashed) then
+      return nil, redirect_handler(with_query(slashed, r), M.REDIRECT_STATUS), slashed
+    end
+    -- The second lookup overwrote the captures of the first.
+    if rt and d > 0 then rt, d = tree_match(mux, host, method, cpath) end
+  end
+  if cpath ~= path then
+    return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt.pattern or ""
+  end
+  if rt then return rt, d end
+  local allow = allowed_methods(mux, host, cpath)
+  if #allow > 0 then return nil, method_not_allowed(allow), "" end
+  return nil, not_found, ""
+end
+
+---------------------------------------------------------------------------
+-- Groups and the router
+---------------------------------------------------------------------------
+
+local Group = {}
+Group.__index = Group
+
+local Mux = {}
+Mux.__index = Mux
+Mux.__call = function(self, w, r) return self:serve_http(w, r) end
+
+local function check_self(self, fname)
+  local mt = getmetatable(self)
+  if mt ~= Group and mt ~= Mux then
+    error("bad argument 'self' to muxx:" .. fname .. ": router or group expected (use ':' to call)", 3)
+  end
+end
+
+-- Middleware in the order they wrap: the root's first, the group's last.
+local function collect_middleware(g)
+  local lists = {}
+  while g do
+    lists[#lists + 1] = g._mws
+    g = g._parent
+  end
+  local all = {}
+  for i = #lists, 1, -1 do
+    local l = lists[i]
+    for j = 1, #l do all[#all + 1] = l[j] end
+  end
+  return all
+end
+
+local function chain(h, mws, what)
+  for i = #mws, 1, -1 do
+    local nh = mws[i](h)
+    if not is_handler(nh) then
+      error(format("muxx: middleware #%d%s returned %s, not a handler", i, what or "", handler_kind(nh)), 0)
+    end
+    h = nh
+  end
+  return h
+end
+
+local function register(g, pattern, h, fname)
+  local where, lvl = site()
+  check_self(g, fname)
+  if type(pattern) ~= "string" then
+    error("bad argument 'pattern' to muxx:" .. fname .. ": string expected, got " .. type(pattern), lvl)
+  end
+  if fname == "handle_func" then
+    if type(h) ~= "function" then
+      error(format("bad argument 'fn' to muxx:handle_func: function expected for pattern %q (registered at %s), got %s",
+        pattern, where, handler_kind(h)), lvl)
+    end
+  elseif not is_handler(h) then
+    error(format("bad argument 'h' to muxx:handle: nil handler for pattern %q (registered at %s): function or table with serve_http expected, got %s",
+      pattern, where, handler_kind(h)), lvl)
+  end
+  local mux = g._mux
+  local full = pattern
+  if g._host ~= "" or g._prefix ~= "" then
+    local p0, why = parse_pattern(pattern)
+    if not p0 then
+      error(format("muxx: parsing pattern %q (registered at %s): %s", pattern, where, why), lvl)
+    end
+    if p0.host ~= "" and g._host ~= "" then
+      error(format("muxx: pattern %q (registered at %s) names host %q inside group for host %q",
+        pattern, where, p0.host, g._host), lvl)
+    end
+    local host = g._host ~= "" and g._host or p0.host
+    local path = p0.path
+    full = (p0.method ~= "" and p0.method .. " " or "") .. host .. g._prefix .. path
+  end
+  local pat, why = parse_pattern(full)
+  if not pat then
+    error(format("muxx: parsing pattern %q (registered at %s): %s", full, where, why), lvl)
+  end
+  -- Conflicts: only patterns with the same host can conflict.
+  local same_host = mux._by_host[pat.host]
+  if same_host then
+    for i = 1, #same_host do
+      local other = same_host[i]
+      local rel = compare(pat, other.pat)
+      if rel == EQUIVALENT or rel == OVERLAPS then
+        error(format("muxx: pattern %q (registered at %s) conflicts with pattern %q (registered at %s): %s",
+          pat.str, where, other.pat.str, other.site, describe_conflict(pat, other.pat, rel)), lvl)
+      end
+    end
+  else
+    same_host = {}
+    mux._by_host[pat.host] = same_host
+  end
+  local mws = collect_middleware(g)
+  local wrapped = h
+  if #mws > 0 then wrapped = chain(h, mws, format(" (for pattern %q at %s)", pat.str, where)) end
+  local route = {
+    pattern = pat.str, pat = pat, site = where, fn = as_function(wrapped), handler = wrapped,
+    names = pat.names, multi_named = pat.multi_named, last_multi = pat.last_multi, segs = pat.segs,
+  }
+  same_host[#same_host + 1] = route
+  local hnode
+  if pat.host == "" then
+    hnode = mux._nohost
+  else
+    hnode = mux._hosts[pat.host]
+    if not hnode then hnode = {}; mux._hosts[pat.host] = hnode end
+  end
+  local root = hnode[pat.method]
+  if not root then root = new_node(); hnode[pat.method] = root end
+  insert(root, pat, route)
+  mux._count = mux._count + 1
+  return g
+end
+
+--- Registers handler h (a function(w, r) or a table with serve_http) for
+--- pattern, prefixed by the group's host and path and wrapped by its
+--- middleware. Raises on a bad pattern, a nil handler or a conflict.
+function Group:handle(pattern, h) return register(self, pattern, h, "handle") end
+
+--- Registers a function(w, r) for pattern.
+function Group:handle_func(pattern, fn) return register(self, pattern, fn, "handle_func") end
+
+--- Adds middleware (function(next) return handler end) that wraps every
+--- route registered on this group, or its sub-groups, after this call.
+--- use(a, b): a runs first (outermost).
+function Group:use(...)
+  check_self(self, "use")
+  local n = select("#", ...)
+  for i = 1, n do
+    local mw = select(i, ...)
+    if type(mw) ~= "function" then
+      error(format("bad argument #%d to muxx:use: middleware function expected, got %s", i, type(mw)), 2)
+    end
+  end
+  local l = self._mws
+  for i = 1, n do l[#l + 1] = (select(i, ...)) end
+  return self
+end
+
+--- A sub-group. prefix: "/path", "host", or "host/path". A host group
+--- cannot be nested inside another group that already has a host or a
+--- path prefix.
+function Group:group(prefix)
+  check_self(self, "group")
+  if type(prefix) ~= "string" then
+    error("bad argument 'prefix' to muxx:group: string expected, got " .. type(prefix), 2)
+  end
+  if find(prefix, "[ \t]") then
+    error(format("bad argument 'prefix' to muxx:group: %q: a group prefix has no method", prefix), 2)
+  end
+  local host, path = self._host, self._prefix
+  local slash = find(prefix, "/", 1, true)
+  local phost = slash and sub(prefix, 1, slash - 1) or prefix
+  local ppath = slash and sub(prefix, slash) or ""
+  if phost ~= "" then
+    if host ~= "" or path ~= "" then
+      error(format("bad argument 'prefix' to muxx:group: %q: a host group must be created on the router or a host-less, prefix-less group", prefix), 2)
+    end
+    host = phost
+  end
+  if find(ppath, "/$") then ppath = sub(ppath, 1, -2) end
+  path = path .. ppath
+  local ok, why = parse_pattern(host .. path .. "/")
+  if not ok then
+    error(format("bad argument 'prefix' to muxx:group: %q: %s", prefix, why), 2)
+  end
+  if ppath ~= "" and not parse_pattern(host .. path .. "/x") then
+    error(format("bad argument 'prefix' to muxx:group: %q: nothing can follow its last segment", prefix), 2)
+  end
+  return setmetatable({ _mux = self._mux, _parent = self, _host = host, _prefix = path, _mws = {} }, Group)
+end
+
+--- The host and path prefix of this group ("" when none).
+function Group:prefix() return self._host, self._prefix end
+
+for k, v in pairs(Group) do
+  if k ~= "__index" then Mux[k] = v end
+end
+
+--- A new, empty router. It is a handler: m:serve_http(w, r), or m(w, r).
+function M.new()
+  local m = setmetatable({ _host = "", _prefix = "", _mws = {}, _hosts = {}, _nohost = {}, _by_host = {}, _count = 0 }, Mux)
+  m._mux = m
+  return m
+end
+
+--- The handler for r and its pattern string, without running it (like Go's
+--- ServeMux.Handler): the registered (middleware-wrapped) handler, or the
+--- router's own redirect, 405 or 404 handler (pattern "" for 404/405, the
+--- target path for a trailing-slash redirect). Does not touch r.
+function Mux:handler(r)
+  local rt, h, pattern = lookup(self, r)
+  if rt then return rt.handler, rt.pattern end
+  return h, pattern
+end
+
+--- Dispatches r: sets r.pattern and r's path values, then runs the handler.
+function Mux:serve_http(w, r)
+  local rt, d, pattern = lookup(self, r)
+  if rt then
+    r.pattern = rt.pattern
+    local names = rt.names
+    for k = 1, d do r:set_path_value(names[k], cap[k]) end
+    return rt.fn(w, r)
+  end
+  r.pattern = pattern
+  return d(w, r)
+end
+
+--- Number of registered routes.
+function Mux:count() return self._count end
+
+--- Wraps h with middleware: chain(h, a, b) is a(b(h)), so a runs first.
+--- Returns whatever the outermost middleware returned.
+function M.chain(h, ...)
+  if not is_handler(h) then
+    error("bad argument 'h' to muxx.chain: function or table with serve_http expected, got " .. handler_kind(h), 2)
+  end
+  local n = select("#", ...)
+  local mws = { ... }
+  for i = 1, n do
+    if type(mws[i]) ~= "function" then
+      error(format("bad argument #%d to muxx.chain: middleware function expected, got %s", i + 1, type(mws[i])), 2)
+    end
+  end
+  return chain(h, mws)
+end
+
+return M

@@ -1,0 +1,265 @@
+-- lowbit.url: URL parsing and escaping, in the shape of Go's net/url.
+--
+--   local u = assert(url.parse("https://example.com:8443/a%2Fb/c?x=1&y=2#top"))
+--   u.scheme, u.host, u.path, u.raw_path, u.raw_query, u.fragment
+--   --> "https", "example.com:8443", "/a/b/c", "/a%2Fb/c", "x=1&y=2", "top"
+--   u:hostname(), u:port()   --> "example.com", "8443"
+--   u:query():get("x")       --> "1"
+--   url.encode_query{ b = "2", a = { "1", "x y" } }   --> "a=1&a=x+y&b=2"
+local M = {}
+
+local type, error, tonumber, setmetatable, byte, char, format, find, sub, gsub, upper =
+  type, error, tonumber, setmetatable, string.byte, string.char, string.format, string.find,
+  string.sub, string.gsub, string.upper
+local concat, sort = table.concat, table.sort
+
+M.INVALID = setmetatable({}, { __tostring = function() return "invalid URL escape" end })
+
+---------------------------------------------------------------------------
+-- Escaping
+---------------------------------------------------------------------------
+
+local function hex_byte(c) return format("%%%02X", byte(c)) end
+
+--- Escapes s for a query component: space becomes "+", everything but
+--- unreserved characters (A-Z a-z 0-9 - _ . ~) is %XX.
+function M.query_escape(s)
+  if type(s) ~= "string" then error("bad argument 's' to url.query_escape: string expected, got " .. type(s), 2) end
+  s = gsub(s, "[^%w%-_%.~ ]", hex_byte)
+  return (gsub(s, " ", "+"))
+end
+
+--- Escapes s for a path segment (also escapes "/").
+function M.path_escape(s)
+  if type(s) ~= "string" then error("bad argument 's' to url.path_escape: string expected, got " .. type(s), 2) end
+  return (gsub(s, "[^%w%-_%.~!$&'()*+,;=:@]", hex_byte))
+end
+
+-- Escapes what may not appear in a path, leaving "/" and existing valid
+-- escapes alone.
+local function escape_path_keep_slash(s)
+  return (gsub(s, "[^%w%-_%.~!$&'()*+,;=:@/]", hex_byte))
+end
+M.escape_path = escape_path_keep_slash
+
+local function unescape(s, plus)
+  if not find(s, "%", 1, true) then
+    if plus then return (gsub(s, "+", " ")) end
+    return s
+  end
+  -- Reject "%" not followed by two hex digits (Go does too).
+  local i = 1
+  while true do
+    local p = find(s, "%", i, true)
+    if not p then break end
+    if not find(sub(s, p + 1, p + 2), "^%x%x$") then return nil, "invalid URL escape " .. format("%q", sub(s, p, p + 2)) end
+    i = p + 3
+  end
+  if plus then s = gsub(s, "+", " ") end
+  return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+--- Decodes %XX escapes and "+" (as space). Returns nil, err for a bad escape.
+function M.query_unescape(s)
+  if type(s) ~= "string" then error("bad argument 's' to url.query_unescape: string expected, got " .. type(s), 2) end
+  return unescape(s, true)
+end
+
+--- Decodes %XX escapes ("+" stays "+"). Returns nil, err for a bad escape.
+function M.path_unescape(s)
+  if type(s) ~= "string" then error("bad argument 's' to url.path_unescape: string expected, got " .. type(s), 2) end
+  return unescape(s, false)
+end
+
+---------------------------------------------------------------------------
+-- Query values
+---------------------------------------------------------------------------
+
+local Values = {}
+Values.__index = Values
+M.Values = Values
+
+--- Parses a query string into Values (name -> array of values). Pairs
+--- with bad escapes are skipped; the second result reports the first one.
+function M.parse_query(s)
+  local v = setmetatable({}, Values)
+  local first_err
+  if s == nil or s == "" then return v end
+  for pair in s:gmatch("[^&]+") do
+    local k, val = pair:match("^([^=]*)=(.*)$")
+    if not k then k, val = pair, "" end
+    local dk, e1 = unescape(k, true)
+    local dv, e2 = unescape(val, true)
+    if dk and dv then
+      local list = rawget(v, dk)
+      if list then list[#list + 1] = dv else rawset(v, dk, { dv }) end
+    else
+      first_err = first_err or (e1 or e2)
+    end
+  end
+  return v, first_err
+end
+
+--- The first value for key, or nil.
+function Values:get(key)
+  local l = rawget(self, key)
+  return l and l[1]
+end
+
+function Values:set(key, value) rawset(self, key, { value }); return self end
+
+function Values:add(key, value)
+  local l = rawget(self, key)
+  if l then l[#l + 1] = value else rawset(self, key, { value }) end
+  return self
+end
+
+function Values:del(key) rawset(self, key, nil); return self end
+function Values:has(key) return rawget(self, key) ~= nil end
+
+--- Encodes values as "a=1&b=2", sorted by key (values keep their order).
+--- Accepts Values or a plain table { key = "v" | {"v1", "v2"} }.
+function M.encode_query(values)
+  local keys = {}
+  for k in pairs(values) do
+    if type(k) == "string" then keys[#keys + 1] = k end
+  end
+  sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = values[k]
+    local ek = M.query_escape(k)
+    if type(v) == "table" then
+      for i = 1, #v do parts[#parts + 1] = ek .. "=" .. M.query_escape(tostring(v[i])) end
+    else
+      parts[#parts + 1] = ek .. "=" .. M.query_escape(tostring(v))
+    end
+  end
+  return concat(parts, "&")
+end
+
+Values.encode = M.encode_query
+
+---------------------------------------------------------------------------
+-- URLs
+---------------------------------------------------------------------------
+
+local URL = {}
+URL.__index = URL
+M.URL = URL
+
+--- Parses an absolute URL ("http://h/p?q#f") or a reference ("/p?q").
+--- Returns a URL, or nil, err.
+function M.parse(s)
+  if type(s) ~= "string" then error("bad argument 's' to url.parse: string expected, got " .. type(s), 2) end
+  if find(s, "[%z\1-\31\127]") then return nil, "invalid control character in URL" end
+  local u = setmetatable({ scheme = "", host = "", path = "", raw_path = "", raw_query = "", fragment = "" }, URL)
+  local rest = s
+  local hash = find(rest, "#", 1, true)
+  if hash then
+    local f, err = unescape(sub(rest, hash + 1), false)
+    if not f then return nil, err end
+    u.fragment = f
+    rest = sub(rest, 1, hash - 1)
+  end
+  local scheme, after = rest:match("^([%a][%w+%-.]*):(.*)$")
+  if scheme then
+    u.scheme = scheme:lower()
+    rest = after
+  end
+  local q = find(rest, "?", 1, true)
+  if q then
+    u.raw_query = sub(rest, q + 1)
+    u.force_query = u.raw_query == ""
+    rest = sub(rest, 1, q - 1)
+  end
+  if sub(rest, 1, 2) == "//" then
+    local auth_end = find(rest, "/", 3, true) or (#rest + 1)
+    local auth = sub(rest, 3, auth_end - 1)
+    rest = sub(rest, auth_end)
+    local at = auth:match("^.*()@")
+    if at then
+      u.user = sub(auth, 1, at - 1)
+      auth = sub(auth, at + 1)
+    end
+    if find(auth, "[%s%%]") and not auth:match("^%[") then return nil, "invalid character in host " .. format("%q", auth) end
+    if auth:match("^%[") and not auth:match("^%[[%x:.%%%w]+%](:?%d*)$") then
+      return nil, "invalid IPv6 host " .. format("%q", auth)
+    end
+    if not auth:match("^%[") and not auth:match("^[^:]*:?%d*$") then
+      return nil, "invalid port in host " .. format("%q", auth)
+    end
+    u.host = auth
+  elseif scheme and sub(rest, 1, 1) ~= "/" and rest ~= "" then
+    u.opaque = rest
+    return u
+  end
+  local p, err = unescape(rest, false)
+  if not p then return nil, err end
+  u.path = p
+  u.raw_path = rest
+  return u
+end
+
+--- Host without the port ("[::1]:80" -> "::1").
+function URL:hostname()
+  local h = self.host
+  local v6 = h:match("^%[(.*)%]")
+  if v6 then return v6 end
+  return (h:gsub(":%d*$", ""))
+end
+
+--- The port as a string, or "" when none is given.
+function URL:port()
+  return self.host:match(":(%d+)$") or ""
+end
+
+--- The query parsed into Values.
+function URL:query() return (M.parse_query(self.raw_query)) end
+
+--- The escaped path: raw_path when it is a valid encoding of path,
+--- else path escaped.
+function URL:escaped_path()
+  local rp = self.raw_path
+  if rp ~= "" and unescape(rp, false) == self.path then return rp end
+  if self.path == "*" then return "*" end
+  return escape_path_keep_slash(self.path)
+end
+
+--- Path plus "?query" when there is one: what goes on a request line.
+function URL:request_uri()
+  local p = self.opaque or self:escaped_path()
+  if p == "" then p = "/" end
+  if self.raw_query ~= "" or self.force_query then p = p .. "?" .. self.raw_query end
+  return p
+end
+
+function URL:string()
+  local parts = {}
+  if self.scheme ~= "" then parts[#parts + 1] = self.scheme .. ":" end
+  if self.opaque then
+    parts[#parts + 1] = self.opaque
+  else
+    if self.host ~= "" or self.scheme ~= "" then
+      parts[#parts + 1] = "//"
+      if self.user then parts[#parts + 1] = self.user .. "@" end
+      parts[#parts + 1] = self.host
+    end
+    local p = self:escaped_path()
+    if p ~= "" and sub(p, 1, 1) ~= "/" and self.host ~= "" then p = "/" .. p end
+    parts[#parts + 1] = p
+  end
+  if self.raw_query ~= "" or self.force_query then parts[#parts + 1] = "?" .. self.raw_query end
+  if self.fragment ~= "" then parts[#parts + 1] = "#" .. escape_path_keep_slash(self.fragment) end
+  return concat(parts)
+end
+URL.__tostring = URL.string
+
+--- A copy whose fields may be changed freely.
+function URL:clone()
+  local c = {}
+  for k, v in pairs(self) do c[k] = v end
+  return setmetatable(c, URL)
+end
+
+return M

@@ -1,0 +1,462 @@
+-- The HTTP/1.1 server against real clients: raw sockets for every framing
+-- and limit rule of conformance/http1.md, curl for the ordinary paths.
+local lowbit = require "lowbit"
+local net = require "lowbit.net"
+local http = require "lowbit.http"
+local errors = require "lowbit.errors"
+local context = require "lowbit.context"
+local support = require "support"
+local run = support.run
+
+-- Starts a server with handler (and opts) in the current task; returns
+-- its address and the server.
+local function serve(handler, opts)
+  opts = opts or {}
+  opts.handler = handler
+  local srv = http.server(opts)
+  local ln = assert(net.listen("127.0.0.1:0"))
+  lowbit.go(function() srv:serve(ln) end)
+  return ln:addr(), srv
+end
+
+-- Sends raw bytes on a new connection, returns everything read until the
+-- server closes (or `until_pat` is seen, or 2 s pass).
+local function raw(addr, bytes, until_pat)
+  local c = assert(net.dial(nil, addr))
+  c:set_deadline(lowbit.now() + 2)
+  if bytes then c:write(bytes) end
+  local parts = {}
+  while true do
+    local d = c:read()
+    if not d then break end
+    parts[#parts + 1] = d
+    if until_pat and table.concat(parts):find(until_pat) then break end
+  end
+  c:close()
+  return table.concat(parts)
+end
+
+local function hello(w, r) w:write("hello " .. r.url.path) end
+
+local function status_of(resp) return tonumber(resp:match("^HTTP/1%.%d (%d%d%d)")) end
+
+describe("http server basics", function()
+  it("answers with Content-Length, Date and a sniffed Content-Type", function()
+    run(function()
+      local addr, srv = serve(hello)
+      local resp = raw(addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(200, status_of(resp))
+      assert.matches("\r\nContent%-Length: 8\r\n", resp)
+      assert.matches("\r\nDate: %a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT\r\n", resp)
+      assert.matches("\r\nContent%-Type: text/plain; charset=utf%-8\r\n", resp)
+      assert.matches("\r\n\r\nhello /x$", resp)
+      srv:close()
+    end)
+  end)
+
+  it("keeps the connection alive and answers pipelined requests in order", function()
+    run(function()
+      local addr, srv = serve(hello)
+      local reqs = {}
+      for i = 1, 5 do reqs[i] = "GET /p" .. i .. " HTTP/1.1\r\nHost: a\r\n\r\n" end
+      local resp = raw(addr, table.concat(reqs), "hello /p5$")
+      local order = {}
+      for p in resp:gmatch("hello /p(%d)") do order[#order + 1] = tonumber(p) end
+      assert.same({ 1, 2, 3, 4, 5 }, order)
+      srv:close()
+    end)
+  end)
+
+  it("streams large and flushed responses chunked on HTTP/1.1, close-delimited on 1.0", function()
+    run(function()
+      local addr, srv = serve(function(w)
+        w:write("first;")
+        w:flush()
+        w:write(string.rep("z", 10000))
+      end)
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\nTransfer%-Encoding: chunked\r\n", resp)
+      assert.matches("\r\n6\r\nfirst;\r\n", resp)
+      assert.matches("0\r\n\r\n$", resp)
+      local resp10 = raw(addr, "GET / HTTP/1.0\r\n\r\n")
+      assert.is_nil(resp10:find("Transfer-Encoding", 1, true))
+      assert.matches("first;" .. string.rep("z", 10000) .. "$", resp10)
+      srv:close()
+    end)
+  end)
+
+  it("HEAD swallows the body but keeps the length; 204 and 304 have no body", function()
+    run(function()
+      local addr, srv = serve(function(w, r)
+        if r.url.path == "/204" then w:write_header(204); return end
+        if r.url.path == "/304" then w:write_header(304); return end
+        w:write("twelve bytes")
+      end)
+      local resp = raw(addr, "HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.matches("Content%-Length: 12\r\n", resp)
+      assert.matches("\r\n\r\n$", resp)
+      resp = raw(addr, "GET /204 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(204, status_of(resp))
+      assert.is_nil(resp:find("Content-Length", 1, true))
+      assert.matches("\r\n\r\n$", resp)
+      resp = raw(addr, "GET /304 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(304, status_of(resp))
+      srv:close()
+    end)
+  end)
+
+  it("a handler that raises gets a 500, the error is reported, the server keeps serving", function()
+    run(function()
+      local logged
+      local addr, srv = serve(function(w, r)
+        if r.url.path == "/boom" then error("handler exploded") end
+        w:write("fine")
+      end, { error_log = function(msg) logged = msg end })
+      local resp = raw(addr, "GET /boom HTTP/1.1\r\nHost: a\r\n\r\n")
+      assert.equal(500, status_of(resp))
+      assert.matches("handler exploded", logged)
+      assert.matches("stack traceback", logged)
+      resp = raw(addr, "GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.matches("fine$", resp)
+      srv:close()
+    end)
+  end)
+
+  it("reads request bodies of both framings and enforces read_all limits", function()
+    run(function()
+      local addr, srv = serve(function(w, r)
+        local b, err = r.body:read_all(r.url.path == "/small" and 4 or nil)
+        if not b then w:write_header(413); w:write(tostring(err)); return end
+        w:write("got " .. #b .. ":" .. b)
+      end)
+      local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+      assert.matches("got 5:hello$", resp)
+      resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" ..
+        "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n")
+      assert.matches("got 5:abcde$", resp)
+      resp = raw(addr, "POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+      assert.equal(413, status_of(resp))
+      assert.matches("too large", resp)
+      srv:close()
+    end)
+  end)
+
+  it("sends 100 Continue on the first body read, not before", function()
+    run(function()
+      local addr, srv = serve(function(w, r) w:write("got " .. r.body:read_all()) end)
+      local c = assert(net.dial(nil, addr))
+      c:set_deadline(lowbit.now() + 2)
+      c:write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+      local first = c:read()
+      assert.matches("^HTTP/1.1 100 Continue\r\n\r\n", first)
+      c:write("body")
+      local all = first
+      while not all:find("got body") do all = all .. assert(c:read()) end
+      c:close(); srv:close()
+    end)
+  end)
+
+  it("does not wait for a 100-continue body the handler never reads", function()
+    run(function()
+      local addr, srv = serve(function(w) w:write_header(401); w:write("no") end)
+      local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+      assert.equal(401, status_of(resp))
+      assert.is_nil(resp:find("100 Continue", 1, true))
+      srv:close()
+    end)
+  end)
+
+  it("hijack hands over the conn with the bytes read past the head", function()
+    run(function()
+      local addr, srv = serve(function(w, r)
+        local conn = assert(w:hijack())
+        assert.same({ nil, http.HIJACKED }, { w:hijack() })
+        assert.same({ nil, http.HIJACKED }, { w:write("x") })
+        conn:write("HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        local early = conn:read_full(5)
+        conn:write("echo:" .. early)
+        conn:close()
+      end)
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nEARLY")
+      assert.equal("HTTP/1.1 101 Switching Protocols\r\n\r\necho:EARLY", resp)
+      srv:close()
+    end)
+  end)
+
+  it("cancels the request ctx when the client goes away", function()
+    run(function()
+      local seen = lowbit.chan(1)
+      local addr, srv = serve(function(w, r)
+        w:flush()
+        seen:send(r.ctx:wait())
+      end)
+      local c = assert(net.dial(nil, addr))
+      c:write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+      c:read()
+      c:close()
+      local i, err = lowbit.select{ seen, lowbit.after(2) }
+      assert.equal(1, i)
+      assert.equal(context.CANCELED, err)
+      srv:close()
+    end)
+  end)
+
+  it("write_header outside 100..999 raises; superfluous calls are ignored", function()
+    run(function()
+      local addr, srv = serve(function(w)
+        assert.has_error(function() w:write_header(99) end)
+        assert.has_error(function() w:write_header(1000) end)
+        w:write_header(201)
+        w:write_header(500)
+        w:write("ok")
+      end)
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(201, status_of(resp))
+      srv:close()
+    end)
+  end)
+
+  it("refuses bad server options and handlers with the argument named", function()
+    assert.has_error(function() http.server({}) end,
+      "bad argument 'handler' to http.server: function or table with serve_http expected, got nil")
+    assert.has_error(function() http.server({ handler = hello, read_timeout = "1" }) end,
+      "bad argument 'opts.read_timeout' to http.server: number expected, got string")
+    assert.has_error(function() http.server(nil) end)
+  end)
+end)
+
+describe("http1.md: malformed and hostile requests", function()
+  local function expect_status(req, status, handler_must_not_run)
+    run(function()
+      local ran = false
+      local addr, srv = serve(function(w) ran = true; w:write("handled") end)
+      local resp = raw(addr, req)
+      assert.equal(status, status_of(resp), resp)
+      if status >= 400 then
+        assert.matches("\r\nConnection: close\r\n", resp)
+        assert.matches("\r\nContent%-Type: text/plain; charset=utf%-8\r\n", resp)
+      end
+      if handler_must_not_run then assert.is_false(ran) end
+      srv:close()
+    end)
+  end
+
+  it("HTTP/1.1 without Host -> 400", function() expect_status("GET / HTTP/1.1\r\n\r\n", 400, true) end)
+  it("several Host -> 400", function() expect_status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, true) end)
+  it("bad Host -> 400", function() expect_status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, true) end)
+  it("bad header name -> 400", function() expect_status("GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400, true) end)
+  it("control character in header value -> 400", function() expect_status("GET / HTTP/1.1\r\nHost: a\r\nX: a\1b\r\n\r\n", 400, true) end)
+  it("obs-fold -> 400", function() expect_status("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400, true) end)
+  it("protocol not 1.x -> 505", function() expect_status("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, true) end)
+  it("Transfer-Encoding other than chunked -> 501", function()
+    expect_status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501, true)
+  end)
+  it("two Transfer-Encoding fields -> 501", function()
+    expect_status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501, true)
+  end)
+  it("different Content-Length values -> 400", function()
+    expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, true)
+  end)
+  it("empty Content-Length -> 400", function() expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", 400, true) end)
+  it("Content-Length over 63 bits -> 400", function()
+    expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", 400, true)
+  end)
+  it("Expect other than 100-continue -> 417", function()
+    expect_status("POST / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nContent-Length: 0\r\n\r\n", 417, true)
+  end)
+  it("head over max_header_bytes -> 431", function()
+    run(function()
+      local addr, srv = serve(hello, { max_header_bytes = 1024 })
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " .. string.rep("b", 4096) .. "\r\n\r\n")
+      assert.equal(431, status_of(resp))
+      srv:close()
+    end)
+  end)
+
+  it("same Content-Length twice collapses to one", function()
+    run(function()
+      local addr, srv = serve(function(w, r) w:write("body=" .. r.body:read_all()) end)
+      local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+      assert.matches("body=ok$", resp)
+      srv:close()
+    end)
+  end)
+
+  it("TE chunked + CL: chunked wins, CL is never used", function()
+    run(function()
+      local addr, srv = serve(function(w, r) w:write("body=" .. r.body:read_all()) end)
+      local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n" ..
+        "Connection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+      assert.matches("body=ok$", resp)
+      srv:close()
+    end)
+  end)
+
+  it("TE on HTTP/1.0 is ignored (no body)", function()
+    run(function()
+      local addr, srv = serve(function(w, r) w:write("body=[" .. r.body:read_all() .. "]") end)
+      local resp = raw(addr, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n")
+      assert.matches("body=%[%]$", resp)
+      srv:close()
+    end)
+  end)
+
+  it("neither TE nor CL: the body is empty and the next bytes are a new request", function()
+    run(function()
+      local addr, srv = serve(function(w, r) w:write("[" .. r.body:read_all() .. "]" .. r.url.path) end)
+      local resp = raw(addr, "POST /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.matches("%[%]/one", resp)
+      assert.matches("%[%]/two$", resp)
+      srv:close()
+    end)
+  end)
+
+  local chunk_cases = {
+    { "bare LF after the chunk size", "3\nabc\r\n0\r\n\r\n" },
+    { "stray CR in the chunk size line", "3\rx\r\nabc\r\n0\r\n\r\n" },
+    { "chunk data not followed by CRLF", "3\r\nabcX\r\n0\r\n\r\n" },
+    { "hex size over 16 digits", "00000000000000003\r\nabc\r\n0\r\n\r\n" },
+    { "chunk size line of 4096 bytes", "3;" .. string.rep("e", 4100) .. "\r\nabc\r\n0\r\n\r\n" },
+    { "trailer declaring Content-Length", "3\r\nabc\r\n0\r\nContent-Length: 3\r\n\r\n" },
+    { "trailer declaring Transfer-Encoding", "3\r\nabc\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n" },
+    { "trailer declaring Trailer", "3\r\nabc\r\n0\r\nTrailer: x\r\n\r\n" },
+    { "non-hex chunk size", "zz\r\nabc\r\n0\r\n\r\n" },
+  }
+  for _, case in ipairs(chunk_cases) do
+    it("chunked body with " .. case[1] .. " -> the body read fails and the connection closes", function()
+      run(function()
+        local read_err
+        local addr, srv = serve(function(w, r)
+          local b, err = r.body:read_all()
+          read_err = err
+          if not b then w:write_header(400); w:write("bad body") return end
+          w:write("ok " .. b)
+        end)
+        local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" .. case[2] ..
+          "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert.equal(400, status_of(resp))
+        assert.is_true(errors.is(read_err, require("lowbit.http.body").BAD_CHUNKED), tostring(read_err))
+        assert.is_nil(resp:find("smuggled", 1, true))
+        local _, count = resp:gsub("HTTP/1.1 ", "")
+        assert.equal(1, count)
+        srv:close()
+      end)
+    end)
+  end
+end)
+
+describe("http server timeouts, keep-alive rules and shutdown", function()
+  it("read_header_timeout closes a connection that never finishes its head", function()
+    run(function()
+      local addr, srv = serve(hello, { read_header_timeout = 0.05 })
+      local t0 = lowbit.now()
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\n")
+      assert.equal("", resp)
+      assert.is_true(lowbit.now() - t0 < 1.5)
+      srv:close()
+    end)
+  end)
+
+  it("idle_timeout closes an idle keep-alive connection", function()
+    run(function()
+      local addr, srv = serve(hello, { idle_timeout = 0.05 })
+      local c = assert(net.dial(nil, addr))
+      c:set_deadline(lowbit.now() + 2)
+      c:write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+      local got = c:read()
+      assert.matches("hello /$", got)
+      assert.same({ nil, errors.EOF }, { c:read() })
+      c:close(); srv:close()
+    end)
+  end)
+
+  it("Connection: close from the client ends the connection after the response", function()
+    run(function()
+      local addr, srv = serve(hello)
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+      assert.matches("\r\nConnection: close\r\n", resp)
+      assert.is_nil(resp:find("never", 1, true))
+      srv:close()
+    end)
+  end)
+
+  it("HTTP/1.0 persists only when it asked for keep-alive and the length is known", function()
+    run(function()
+      local addr, srv = serve(hello)
+      local resp = raw(addr, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+      assert.matches("\r\nConnection: keep%-alive\r\n", resp)
+      assert.matches("hello /a", resp)
+      assert.matches("hello /b$", resp)
+      srv:close()
+    end)
+  end)
+
+  it("a handler that writes fewer bytes than its Content-Length closes the connection", function()
+    run(function()
+      local addr, srv = serve(function(w)
+        w:header():set("Content-Length", "10")
+        w:write("short")
+      end)
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+      local _, count = resp:gsub("HTTP/1.1 200", "")
+      assert.equal(1, count)
+      srv:close()
+    end)
+  end)
+
+  it("more than 256 KiB of unread body ends keep-alive", function()
+    run(function()
+      local addr, srv = serve(function(w) w:write("ignored body") end)
+      local big = string.rep("b", 300 * 1024)
+      local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " .. #big .. "\r\n\r\n" .. big ..
+        "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+      local _, count = resp:gsub("HTTP/1.1 200", "")
+      assert.equal(1, count)
+      srv:close()
+    end)
+  end)
+
+  it("shutdown closes listeners, lets in-flight requests finish with Connection: close", function()
+    run(function()
+      local release = lowbit.chan(0)
+      local addr, srv = serve(function(w) release:recv(); w:write("finished") end)
+      local got
+      lowbit.go(function() got = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") end)
+      lowbit.sleep(0.02)
+      local done
+      lowbit.go(function() done = { srv:shutdown(context.with_timeout(context.background(), 2)) } end)
+      lowbit.sleep(0.02)
+      local c = net.dial(nil, addr)
+      assert.is_nil(c) -- the listener is closed
+      release:send(true)
+      lowbit.sleep(0.05)
+      assert.same({ true }, done)
+      assert.matches("\r\nConnection: close\r\n", got)
+      assert.matches("finished$", got)
+    end)
+  end)
+
+  it("shutdown returns ctx's error when requests outlive it", function()
+    run(function()
+      local addr, srv = serve(function(w) lowbit.sleep(0.5); w:write("late") end)
+      lowbit.go(function() raw(addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") end)
+      lowbit.sleep(0.02)
+      local ok, err = srv:shutdown(context.with_timeout(context.background(), 0.05))
+      assert.is_nil(ok)
+      assert.equal(context.DEADLINE_EXCEEDED, err)
+    end)
+  end)
+
+  it("serve returns SERVER_CLOSED after shutdown", function()
+    run(function()
+      local srv = http.server({ handler = hello })
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local res
+      lowbit.go(function() res = { srv:serve(ln) } end)
+      lowbit.sleep(0.01)
+      srv:shutdown()
+      lowbit.sleep(0.01)
+      assert.same({ nil, http.SERVER_CLOSED }, res)
+    end)
+  end)
+end)
