@@ -189,12 +189,13 @@ local function read_head(pc, method, max_bytes)
     if len > 0 then n = C.lb_http1_parse_response(presp, p, len, max_bytes, method == "HEAD" and 1 or 0) end
     if n > 0 then
       local status = presp.status
-      local hs = headers.new()
+      local raw = {}
       for i = 0, tonumber(presp.num_headers) - 1 do
         local f = resp_hdrs[i]
-        local name = ffi_string(f.name, f.name_len)
-        hs:_raw_add(name, lower(name), ffi_string(f.value, f.value_len))
+        raw[2 * i + 1] = ffi_string(f.name, f.name_len)
+        raw[2 * i + 2] = ffi_string(f.value, f.value_len)
       end
+      local hs = headers.from_raw(raw)
       local resp = setmetatable({
         status = status,
         status_text = ffi_string(presp.reason, presp.reason_len),

@@ -8,24 +8,48 @@
 --   h:values("Set-Cookie")       --> { "a=1", "b=2" }
 --   for name, value in h:each() do ... end   -- in insertion order
 --
--- Names keep the spelling they were first given in; lookups ignore case.
+-- Names keep the spelling they were first given in, except that lower-case
+-- or mixed spellings of a canonical name are written canonically
+-- ("content-type" as "Content-Type", as Go does); lookups ignore case.
+--
+-- Layout (kept small: a set is made for every request and response): the
+-- array part holds the lower-case names in insertion order, `_v` maps a
+-- lower-case name to its value (a string, or an array for several), `n` is
+-- the number of names. A set parsed from the wire starts as `_raw` (name,
+-- value, name, value...) and is indexed on first use.
 local M = {}
 
-local type, error, setmetatable, lower, find = type, error, setmetatable, string.lower, string.find
+local type, error, setmetatable, lower, upper, find, gsub, tostring =
+  type, error, setmetatable, string.lower, string.upper, string.find, string.gsub, tostring
 
 local Headers = {}
 Headers.__index = Headers
 M.Headers = Headers
 
+-- Canonical spelling: first letter and letters after "-" upper-cased.
+local canon_cache, canon_n = {}, 0
+local function up(c) return upper(c) end
+local function canonical(lname)
+  local c = canon_cache[lname]
+  if c then return c end
+  c = gsub(gsub(lname, "^%l", up), "%-%l", upper)
+  if canon_n < 4096 then canon_n = canon_n + 1; canon_cache[lname] = c end
+  return c
+end
+M.canonical = canonical
+
 -- Field names are tokens (RFC 9110 5.1); values may not hold CR, LF or NUL
 -- (that would let a value smuggle another header or a body into the wire).
+local valid_names, valid_n = {}, 0
 local function check_name(name, fname)
+  if valid_names[name] then return end
   if type(name) ~= "string" then
     error("bad argument 'name' to headers:" .. fname .. ": string expected, got " .. type(name), 3)
   end
   if name == "" or find(name, "[^%w!#$%%&'*+%-.^_`|~]") then
     error("bad argument 'name' to headers:" .. fname .. ": invalid header name " .. ("%q"):format(name), 3)
   end
+  if valid_n < 4096 then valid_n = valid_n + 1; valid_names[name] = true end
 end
 
 local function check_value(v, fname)
@@ -34,15 +58,45 @@ local function check_value(v, fname)
   if t ~= "string" then
     error("bad argument 'value' to headers:" .. fname .. ": string expected, got " .. t, 3)
   end
-  if find(v, "[\r\n%z]") then
+  if find(v, "\r", 1, true) or find(v, "\n", 1, true) or find(v, "\0", 1, true) then
     error("bad argument 'value' to headers:" .. fname .. ": CR, LF or NUL in header value", 3)
   end
   return v
 end
 
+-- name: the spelling given; kept (in _n, made on demand) only when it is
+-- not the canonical one, so the common case costs no table.
+local function raw_add(self, lname, value, name)
+  local vals = self._v
+  local cur = vals[lname]
+  if cur == nil then
+    vals[lname] = value
+    local n = self.n + 1
+    self.n = n
+    self[n] = lname
+    if name and name ~= lname and name ~= canonical(lname) then
+      local names = self._n
+      if not names then names = {}; self._n = names end
+      names[lname] = name
+    end
+  elseif type(cur) == "table" then
+    cur[#cur + 1] = value
+  else
+    vals[lname] = { cur, value }
+  end
+end
+
+-- Builds the index of a set parsed from the wire.
+local function index(self)
+  local raw = self._raw
+  self._raw = nil
+  for i = 1, #raw, 2 do local name = raw[i]; raw_add(self, lower(name), raw[i + 1], name) end
+  return self._v
+end
+
 --- A new header set; `init` may be a table { Name = "v" | {"v1","v2"} }.
 function M.new(init)
-  local h = setmetatable({ _v = {}, _n = {}, _order = {}, _count = 0 }, Headers)
+  local h = setmetatable({ _v = {}, n = 0 }, Headers)
   if init ~= nil then
     if type(init) ~= "table" then error("bad argument 'init' to headers.new: table expected, got " .. type(init), 2) end
     for k, v in pairs(init) do
@@ -56,35 +110,34 @@ function M.new(init)
   return h
 end
 
+--- A set over raw (name, value, name, value, ...) pairs already validated
+--- by a parser; indexed lazily. Internal (the HTTP server and client).
+function M.from_raw(raw)
+  return setmetatable({ _v = {}, n = 0, _raw = raw }, Headers)
+end
+
 function M.is_headers(v) return getmetatable(v) == Headers end
 
--- Internal: add without validation (the HTTP parser already checked).
-function Headers:_raw_add(name, lname, value)
-  local vals = self._v
-  local cur = vals[lname]
-  if cur == nil then
-    vals[lname] = value
-    self._n[lname] = name
-    local c = self._count + 1
-    self._count = c
-    self._order[c] = lname
-  elseif type(cur) == "table" then
-    cur[#cur + 1] = value
-  else
-    vals[lname] = { cur, value }
-  end
+local function spelling(self, lname)
+  local names = self._n
+  return names and names[lname] or canonical(lname)
+end
+
+local function vals_of(self)
+  if self._raw then return index(self) end
+  return self._v
 end
 
 --- The first value of name, or nil.
 function Headers:get(name)
-  local v = self._v[lower(name)]
+  local v = vals_of(self)[lower(name)]
   if type(v) == "table" then return v[1] end
   return v
 end
 
 --- All values of name (a new array; empty when absent).
 function Headers:values(name)
-  local v = self._v[lower(name)]
+  local v = vals_of(self)[lower(name)]
   if v == nil then return {} end
   if type(v) == "table" then
     local t = {}
@@ -94,17 +147,18 @@ function Headers:values(name)
   return { v }
 end
 
-function Headers:has(name) return self._v[lower(name)] ~= nil end
+function Headers:has(name) return vals_of(self)[lower(name)] ~= nil end
 
 --- Replaces every value of name with value.
 function Headers:set(name, value)
   check_name(name, "set")
   value = check_value(value, "set")
   local lname = lower(name)
-  if self._v[lname] == nil then
-    self:_raw_add(name, lname, value)
+  local vals = vals_of(self)
+  if vals[lname] == nil then
+    raw_add(self, lname, value, name)
   else
-    self._v[lname] = value
+    vals[lname] = value
   end
   return self
 end
@@ -113,57 +167,60 @@ end
 function Headers:add(name, value)
   check_name(name, "add")
   value = check_value(value, "add")
-  self:_raw_add(name, lower(name), value)
+  vals_of(self)
+  raw_add(self, lower(name), value, name)
   return self
 end
 
 --- Removes name.
 function Headers:del(name)
   local lname = lower(name)
-  if self._v[lname] == nil then return self end
-  self._v[lname] = nil
-  self._n[lname] = nil
-  local order, n = self._order, 0
-  for i = 1, self._count do
-    local k = order[i]
-    order[i] = nil
-    if k ~= lname then n = n + 1; order[n] = k end
+  local vals = vals_of(self)
+  if vals[lname] == nil then return self end
+  vals[lname] = nil
+  if self._n then self._n[lname] = nil end
+  local n = 0
+  for i = 1, self.n do
+    local k = self[i]
+    self[i] = nil
+    if k ~= lname then n = n + 1; self[n] = k end
   end
-  self._count = n
+  self.n = n
   return self
 end
 
---- Iterates (name, value) over every value, names in first-set order.
+--- Iterates (name, value) over every value, names canonical and in
+--- first-set order.
 function Headers:each()
-  local order, vals, names = self._order, self._v, self._n
+  local vals = vals_of(self)
   local i, j, cur = 0, 0, nil
   return function()
     while true do
-      if cur ~= nil and type(cur) == "table" then
+      if cur ~= nil then
         j = j + 1
-        if j <= #cur then return names[order[i]], cur[j] end
+        if j <= #cur then return spelling(self, self[i]), cur[j] end
+        cur = nil
       end
       i = i + 1
-      local lname = order[i]
+      local lname = self[i]
       if lname == nil then return nil end
-      cur = vals[lname]
-      if type(cur) ~= "table" then
-        local v = cur
-        cur = nil
-        return names[lname], v
-      end
-      j = 0
+      local v = vals[lname]
+      if type(v) ~= "table" then return spelling(self, lname), v end
+      cur, j = v, 0
     end
   end
 end
 
 --- Number of distinct names.
-function Headers:count() return self._count end
+function Headers:count()
+  vals_of(self)
+  return self.n
+end
 
 --- A deep copy.
 function Headers:clone()
   local c = M.new()
-  for name, v in self:each() do c:_raw_add(name, lower(name), v) end
+  for name, v in self:each() do raw_add(c, lower(name), v, name) end
   return c
 end
 
@@ -171,7 +228,7 @@ end
 --- (case-insensitive), as for Connection: keep-alive, Upgrade.
 function Headers:has_token(name, token)
   token = lower(token)
-  local v = self._v[lower(name)]
+  local v = vals_of(self)[lower(name)]
   if v == nil then return false end
   local list = type(v) == "table" and v or { v }
   for i = 1, #list do
@@ -180,6 +237,24 @@ function Headers:has_token(name, token)
     end
   end
   return false
+end
+
+--- Writes "Name: value\r\n" for every value into a string.buffer; `skip`
+--- (optional) maps lower-case names to leave out. Internal (the server).
+function Headers:_write(out, skip)
+  local vals = vals_of(self)
+  for i = 1, self.n do
+    local lname = self[i]
+    if not (skip and skip[lname]) then
+      local v = vals[lname]
+      local name = spelling(self, lname)
+      if type(v) == "table" then
+        for j = 1, #v do out:put(name, ": ", v[j], "\r\n") end
+      else
+        out:put(name, ": ", v, "\r\n")
+      end
+    end
+  end
 end
 
 function Headers:__tostring()

@@ -77,9 +77,12 @@ local function http_date()
 end
 M.http_date = http_date
 
+-- No closure in here: a function that makes one cannot be compiled by the
+-- JIT (UCLO), and this runs for every request.
+local function hex_char(h) return char(tonumber(h, 16)) end
 local function unescape_path(p)
   if not find(p, "%", 1, true) then return p end
-  return (gsub(p, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+  return (gsub(p, "%%(%x%x)", hex_char))
 end
 
 -- What Go's DetectContentType would say for the common cases.
@@ -136,6 +139,8 @@ local function body_allowed(status)
   return not ((status >= 100 and status < 200) or status == 204 or status == 304)
 end
 
+local SKIP_TE = { ["transfer-encoding"] = true }
+
 -- Serializes the head into out (a string.buffer). Decides the framing.
 local function build_head(w, out, final)
   local status = w.status
@@ -146,25 +151,17 @@ local function build_head(w, out, final)
   local has_date, has_ctype, has_conn_close = false, false, false
   local declared_cl = nil
   if h then
-    local order, vals, names = h._order, h._v, h._n
-    for i = 1, h._count do
-      local lname = order[i]
-      local v = vals[lname]
-      local name = names[lname]
-      if lname == "date" then has_date = true
-      elseif lname == "content-type" then has_ctype = true
-      elseif lname == "content-length" then declared_cl = tonumber(type(v) == "table" and v[1] or v)
-      elseif lname == "connection" then
-        if find(lower(type(v) == "table" and table.concat(v, ",") or v), "close", 1, true) then has_conn_close = true end
-      end
-      if lname ~= "transfer-encoding" or not final then
-        if type(v) == "table" then
-          for j = 1, #v do out:put(name, ": ", v[j], "\r\n") end
-        else
-          out:put(name, ": ", v, "\r\n")
-        end
-      end
+    if h._raw then h:count() end -- index a set built from raw pairs
+    local vals = h._v
+    has_date = vals.date ~= nil
+    has_ctype = vals["content-type"] ~= nil
+    local cl = vals["content-length"]
+    if cl ~= nil then declared_cl = tonumber(type(cl) == "table" and cl[1] or cl) end
+    local conn_v = vals.connection
+    if conn_v ~= nil and find(lower(type(conn_v) == "table" and table.concat(conn_v, ",") or conn_v), "close", 1, true) then
+      has_conn_close = true
     end
+    h:_write(out, final and SKIP_TE or nil)
   end
   if not has_date then out:put("Date: ", http_date(), "\r\n") end
   local allowed = body_allowed(status)
@@ -216,7 +213,7 @@ function W:write_header(status)
   if status >= 100 and status < 200 and status ~= 101 then
     local out = buffer.new()
     out:put(status_line(status))
-    if self.hdr then for name, v in self.hdr:each() do out:put(name, ": ", v, "\r\n") end end
+    if self.hdr then self.hdr:_write(out) end
     out:put("\r\n")
     if status == 100 then self.sent_continue = true end
     return conn_write(self, out:tostring())
@@ -368,13 +365,14 @@ local function positive(x) return type(x) == "number" and x > 0 and x or nil end
 
 -- Builds the Request from a parsed head (must run before ib changes).
 local function make_request(cs, preq)
-  local hs = headers.new()
   local n = tonumber(preq.num_headers)
+  local raw = {}
   for i = 0, n - 1 do
     local f = shared_hdrs[i]
-    local name = ffi_string(f.name, f.name_len)
-    hs:_raw_add(name, lower(name), ffi_string(f.value, f.value_len))
+    raw[2 * i + 1] = ffi_string(f.name, f.name_len)
+    raw[2 * i + 2] = ffi_string(f.value, f.value_len)
   end
+  local hs = headers.from_raw(raw)
   local raw_path = ffi_string(preq.path, preq.path_len)
   local raw_query = preq.query ~= nil and ffi_string(preq.query, preq.query_len) or ""
   local u = setmetatable({ scheme = "", host = "", path = unescape_path(raw_path), raw_path = raw_path,
