@@ -189,6 +189,38 @@ local function start_reading(c)
   end
 end
 
+-- Read deadlines: one timer entry per conn that may fire early and then
+-- re-arms itself, instead of a heap insert and removal for every blocking
+-- read (servers move their idle deadline on every request).
+local timer_add, timer_cancel = lowbit._timer_add, lowbit._timer_cancel
+local function read_deadline_fire(e)
+  local c = e.data
+  c.tentry = nil
+  local sel, rd = c.rsel, c.rdeadline
+  if sel and rd then
+    if rd <= now() + 0.0005 then fire(sel, nil, -2)
+    else c.tentry = timer_add(rd, read_deadline_fire, c) end
+  end
+end
+
+local function arm_read_deadline(c, rd)
+  local e = c.tentry
+  if e then
+    if e.idx and e.at <= rd then return end -- fires early enough; re-arms then
+    timer_cancel(e)
+  end
+  c.tentry = timer_add(rd, read_deadline_fire, c)
+end
+
+-- Parks the reading task on sel until data, close, or the read deadline.
+local function wait_readable(c, sel, rd)
+  c.rsel = sel
+  if rd then arm_read_deadline(c, rd) end
+  local why = block(sel, nil, nil)
+  if c.rsel == sel then c.rsel = nil end
+  return why
+end
+
 --- Returns up to max bytes (all that is buffered when max is nil), waiting
 --- for at least one. nil, errors.EOF when the peer has closed its side.
 function Conn:read(max)
@@ -208,10 +240,7 @@ function Conn:read(max)
     if self.rsel then error("conn:read: another task is already reading this conn", 2) end
     start_reading(self)
     if not self.rerr then
-      local sel = new_sel("conn:read")
-      self.rsel = sel
-      local why = block(sel, nil, rd)
-      if self.rsel == sel then self.rsel = nil end
+      local why = wait_readable(self, new_sel("conn:read"), rd)
       if why == "timeout" then return nil, TIMEOUT end
     end
   end
@@ -235,10 +264,12 @@ function Conn:fill()
     if self.rsel then error("conn:fill: another task is already reading this conn", 2) end
     start_reading(self)
     if not self.rerr then
-      local sel = new_sel("conn:fill")
-      self.rsel = sel
-      local why = block(sel, nil, rd)
-      if self.rsel == sel then self.rsel = nil end
+      -- One waiter object per conn, reset for each wait: fill runs once per
+      -- request on HTTP keep-alive connections.
+      local sel = self.fsel
+      if sel == nil then sel = new_sel("conn:fill"); self.fsel = sel
+      else sel.co = lowbit._need_task("conn:fill"); sel.done = false; sel.index = nil; sel.value = nil end
+      local why = wait_readable(self, sel, rd)
       if why == "timeout" then return nil, TIMEOUT end
     end
   end
@@ -322,6 +353,7 @@ function Conn:close()
   if self.closed then return nil, CLOSED end
   self.closed = true
   if not uv.is_closing(self.h) then uv.close(self.h) end
+  if self.tentry then timer_cancel(self.tentry); self.tentry = nil end
   local sel = self.rsel
   if sel then self.rsel = nil; fire(sel) end
   if self.wsels then
@@ -333,7 +365,9 @@ end
 function Conn:set_read_deadline(t)
   check_deadline(t, "conn:set_read_deadline")
   self.rdeadline = t
-  if self.rsel then sel_deadline(self.rsel, t) end
+  if self.rsel and t then
+    if t <= now() then fire(self.rsel, nil, -2) else arm_read_deadline(self, t) end
+  end
   return true
 end
 

@@ -131,7 +131,7 @@ M.ResponseWriter = W
 
 function W:header()
   local h = self.hdr
-  if h == nil then h = headers.new(); self.hdr = h end
+  if not h then h = headers.new(); self.hdr = h end
   return h
 end
 
@@ -392,6 +392,7 @@ local function make_request(cs, preq)
                      or (preq.body_kind == body.NONE and 0 or -1),
     remote_addr = cs.remote,
     keep_alive = preq.keep_alive ~= 0,
+    body = false,
     _make_ctx = cs.make_ctx,
   })
   if u.host == "" then u.host = r.host end
@@ -518,7 +519,11 @@ local function serve_conn(srv, conn)
     end
     local wbuf = cs.wbuf
     wbuf:reset()
-    local w = setmetatable({ cs = cs, req = r, buf = wbuf, written = 0, head_req = r.method == "HEAD" }, W)
+    -- Every field the writer may set is present from the start: adding
+    -- keys to a table later costs a rehash on the hot path.
+    local w = setmetatable({ cs = cs, req = r, buf = wbuf, written = 0, head_req = r.method == "HEAD",
+                             status = false, hdr = false, head_sent = false, chunked = false, declared = false,
+                             werr = false, hijacked = false, sent_continue = false, hdr_snapshot = false }, W)
     local expect = preq.expect_continue ~= 0 and kind ~= body.NONE
     if kind == body.NONE then
       r.body = body.NO_BODY

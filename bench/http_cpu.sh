@@ -1,0 +1,20 @@
+#!/bin/sh
+# CPU time the server spends per request (user and system, microseconds),
+# read from /proc while wrk drives it: steadier than req/s on a busy machine.
+#   sh bench/http_cpu.sh "build/bin/lowbit examples/hello.lua 127.0.0.1:18100" 18100 [seconds]
+CMD=$1; PORT=${2:-18100}; D=${3:-4}
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 0; }
+taskset -c 0 sh -c "exec $CMD" >/dev/null 2>&1 &
+pid=$!
+sleep 0.7
+tick=$(getconf CLK_TCK)
+read_cpu() { awk '{print $14, $15}' /proc/$pid/stat; }
+set -- $(read_cpu); u0=$1; s0=$2
+out=$(taskset -c 1 wrk -t1 -c64 -d"${D}s" --latency "http://127.0.0.1:$PORT/")
+set -- $(read_cpu); u1=$1; s1=$2
+kill $pid 2>/dev/null; wait $pid 2>/dev/null
+reqs=$(echo "$out" | awk '/requests in/{print $1}')
+rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t=$tick -v n="$reqs" -v rps="$rps" -v p99="$p99" 'BEGIN{
+  printf "req/s %s  p99 %s  cpu/request: user %.2f us, sys %.2f us\n", rps, p99, u/t/n*1e6, s/t/n*1e6 }'

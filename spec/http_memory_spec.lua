@@ -1,0 +1,92 @@
+-- Memory stays flat under load: the Lua heap (after a full collection)
+-- and the process RSS do not grow with the number of requests served.
+local lowbit = require "lowbit"
+local net = require "lowbit.net"
+local http = require "lowbit.http"
+local run = require("support").run
+
+local function heap_kb()
+  collectgarbage("collect"); collectgarbage("collect")
+  return collectgarbage("count")
+end
+
+local function rss_kb()
+  local f = io.open("/proc/self/statm")
+  local pages = f and tonumber(f:read("*a"):match("^%d+%s+(%d+)")) or 0
+  if f then f:close() end
+  return pages * 4
+end
+
+local function serve()
+  local srv = http.server{ handler = function(w) w:header():set("Content-Type", "text/plain"); w:write("hello world\n") end,
+                           read_header_timeout = 10, idle_timeout = 60 }
+  local ln = assert(net.listen("127.0.0.1:0"))
+  lowbit.go(function() srv:serve(ln) end)
+  return ln:addr(), srv
+end
+
+local REQ = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+local RESP_END = "hello world\n"
+
+-- Sends n requests on one connection, in pipelined batches, and reads all
+-- the responses.
+local function keepalive_requests(addr, n)
+  local c = assert(net.dial(nil, addr))
+  local batch = string.rep(REQ, 100)
+  local done = 0
+  while done < n do
+    c:write(batch)
+    local seen, acc = 0, ""
+    while seen < 100 do
+      local d = assert(c:read())
+      acc = acc .. d
+      local _, k = acc:gsub(RESP_END, "")
+      if k > 0 then
+        seen = seen + k
+        acc = acc:match(".*" .. RESP_END .. "(.*)$")
+      end
+    end
+    done = done + 100
+  end
+  c:close()
+end
+
+local function short_connections(addr, n)
+  for _ = 1, n do
+    local c = assert(net.dial(nil, addr))
+    c:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while c:read() do end
+    c:close()
+  end
+end
+
+describe("http server memory", function()
+  it("100k keep-alive requests on one connection leave the heap and RSS flat", function()
+    run(function()
+      local addr, srv = serve()
+      keepalive_requests(addr, 5000) -- warm up: JIT traces, buffers, caches
+      local h0, r0 = heap_kb(), rss_kb()
+      keepalive_requests(addr, 100000)
+      local h1, r1 = heap_kb(), rss_kb()
+      srv:close()
+      assert.is_true(h1 - h0 < 512, ("Lua heap grew by %.0f KiB"):format(h1 - h0))
+      assert.is_true(r1 - r0 < 16 * 1024, ("RSS grew by %d KiB"):format(r1 - r0))
+    end)
+  end)
+
+  it("10k short connections leave the heap and RSS flat, and no timers behind", function()
+    run(function()
+      local addr, srv = serve()
+      short_connections(addr, 500)
+      local h0, r0 = heap_kb(), rss_kb()
+      short_connections(addr, 10000)
+      lowbit.sleep(0.05) -- let the last server tasks finish
+      local h1, r1 = heap_kb(), rss_kb()
+      assert.equal(0, srv.nconns)
+      srv:close()
+      assert.is_true(h1 - h0 < 512, ("Lua heap grew by %.0f KiB"):format(h1 - h0))
+      assert.is_true(r1 - r0 < 16 * 1024, ("RSS grew by %d KiB"):format(r1 - r0))
+      assert.equal(0, lowbit._timer_count())
+    end)
+  end)
+end)
