@@ -17,3 +17,9 @@ for c in bench/c/*.c; do
   echo "== $c"
   "build/bench/$n"
 done
+# HTTP hello world: CPU per request and req/s (wrk), bare handler and muxx.
+if command -v wrk >/dev/null; then
+  echo "== bench/http_cpu.sh (examples/hello.lua, examples/hello_muxx.lua)"
+  sh bench/http_cpu.sh "$host examples/hello.lua 127.0.0.1:18100" 18100 3
+  sh bench/http_cpu.sh "$host examples/hello_muxx.lua 127.0.0.1:18100" 18100 3
+fi

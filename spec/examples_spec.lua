@@ -1,0 +1,55 @@
+-- The examples named in the README run as documented.
+local support = require "support"
+local sh, host = support.sh, support.host
+
+local function port() return 21000 + math.random(0, 8999) end
+
+-- Runs `lowbit example addr` in the background, calls fn(base_url), then
+-- sends SIGINT and returns the exit status and the seconds it took to exit.
+local function with_server(example, fn)
+  local p = port()
+  local pidfile = os.tmpname()
+  sh(("cd %s && (%s %s 127.0.0.1:%d >/dev/null 2>&1 & echo $! > %s)"):format(support.root, host, example, p, pidfile))
+  local pid = io.open(pidfile):read("*l")
+  os.remove(pidfile)
+  sh(("for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; sleep 0.05; done"):format(p))
+  local ok, err = pcall(fn, "http://127.0.0.1:" .. p)
+  local out = sh(("t0=$(date +%%s.%%N); kill -INT %s; for i in $(seq 100); do kill -0 %s 2>/dev/null || break; sleep 0.05; done; " ..
+    "t1=$(date +%%s.%%N); kill -0 %s 2>/dev/null && echo running || echo exited; awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}'"):format(pid, pid, pid))
+  sh("kill -9 " .. pid .. " 2>/dev/null")
+  if not ok then error(err, 0) end
+  local state, secs = out:match("^(%a+)\n([%d.]+)")
+  return state, tonumber(secs)
+end
+
+describe("examples", function()
+  it("hello.lua serves hello world and stops on Ctrl-C", function()
+    local state = with_server("examples/hello.lua", function(base)
+      assert.equal("hello world\n", (sh("curl -sf " .. base .. "/")))
+    end)
+    assert.equal("exited", state)
+  end)
+
+  it("hello_muxx.lua routes and stops on Ctrl-C", function()
+    local state = with_server("examples/hello_muxx.lua", function(base)
+      assert.equal("hello world\n", (sh("curl -sf " .. base .. "/")))
+      assert.equal("user 7\n", (sh("curl -sf " .. base .. "/users/7")))
+      assert.equal("404", (sh("curl -s -o /dev/null -w '%{http_code}' " .. base .. "/nope")))
+    end)
+    assert.equal("exited", state)
+  end)
+
+  it("supervisor.lua serves the cache and Ctrl-C shuts both services down within the timeout", function()
+    local state, secs = with_server("examples/supervisor.lua", function(base)
+      local body
+      for _ = 1, 40 do
+        body = sh("curl -s " .. base .. "/quote")
+        if body:find("quote #") then break end
+        sh("sleep 0.05")
+      end
+      assert.matches("^quote #%d+ %(", body)
+    end)
+    assert.equal("exited", state)
+    assert.is_true(secs < 4, "took " .. tostring(secs) .. " s")
+  end)
+end)
