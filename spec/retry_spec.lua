@@ -2,7 +2,8 @@ local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local errors = require "lowbit.errors"
 local retry = require "lowbit.retry"
-local run = require("support").run
+-- Virtual time: sleeps and timeouts are exact and cost no real time.
+local run = require("lowbit").run_virtual
 
 local bg = context.background()
 local TRANSIENT = errors.new("transient")

@@ -2,7 +2,8 @@ local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local errors = require "lowbit.errors"
 local rungroup = require "lowbit.rungroup"
-local run = require("support").run
+-- Virtual time: sleeps and timeouts are exact and cost no real time.
+local run = require("lowbit").run_virtual
 
 local bg = context.background()
 local BOOM = errors.new("boom")

@@ -295,3 +295,45 @@ describe("waitgroup and mutex", function()
     assert.has_error(function() lowbit.mutex():unlock() end, "mutex: unlock of unlocked mutex")
   end)
 end)
+
+describe("lowbit.run_virtual", function()
+  it("sleeps cost no real time and the clock jumps exactly", function()
+    local real0 = os.clock()
+    local t0, t1 = lowbit.run_virtual(function()
+      local a = lowbit.now()
+      lowbit.sleep(3600)
+      return a, lowbit.now()
+    end)
+    assert.equal(3600, t1 - t0)
+    assert.is_true(os.clock() - real0 < 1)
+  end)
+
+  it("orders timers deterministically across tasks", function()
+    local order = {}
+    lowbit.run_virtual(function()
+      for _, d in ipairs({ 3, 1, 2 }) do
+        lowbit.go(function() lowbit.sleep(d); order[#order + 1] = d end)
+      end
+    end)
+    assert.same({ 1, 2, 3 }, order)
+  end)
+
+  it("drives context deadlines", function()
+    local context = require "lowbit.context"
+    local err, elapsed = lowbit.run_virtual(function()
+      local t0 = lowbit.now()
+      local ctx = context.with_timeout(context.background(), 30)
+      return ctx:wait(), lowbit.now() - t0
+    end)
+    assert.equal(context.DEADLINE_EXCEEDED, err)
+    assert.equal(30, elapsed)
+  end)
+
+  it("still detects deadlock, restores the real clock, and is not nestable", function()
+    assert.has_error(function() lowbit.run_virtual(function() lowbit.chan(0):recv() end) end)
+    assert.is_false(lowbit.is_virtual())
+    local real = lowbit.now()
+    assert.is_true(real > 0)
+    run(function() assert.has_error(function() lowbit.run_virtual(function() end) end) end)
+  end)
+end)

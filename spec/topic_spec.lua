@@ -3,7 +3,8 @@ local context = require "lowbit.context"
 local errors = require "lowbit.errors"
 local retry = require "lowbit.retry"
 local topic = require "lowbit.topic"
-local run = require("support").run
+-- Virtual time: sleeps and timeouts are exact and cost no real time.
+local run = require("lowbit").run_virtual
 
 local bg = context.background()
 
