@@ -134,11 +134,11 @@ end
 
 --- nil while the context is live; then CANCELED or DEADLINE_EXCEEDED.
 function Ctx:err()
-  local c = self
-  while c do
-    if c.children ~= nil then return c.err_ end
-    c = c.parent
-  end
+  -- Recursion rather than a loop: a loop here stops LuaJIT from compiling
+  -- the callers' hot paths (every blocking call checks ctx:err()).
+  if self.children ~= nil then return self.err_ end
+  local p = self.parent
+  if p then return p:err() end
   return nil
 end
 

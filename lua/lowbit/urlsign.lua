@@ -1,0 +1,190 @@
+-- lowbit.urlsign: signed, time-limited URLs (HMAC-SHA256).
+--
+--   local urlsign = require "lowbit.urlsign"
+--   local s = assert(urlsign.new_signer(secret, 3600))      -- ttl in seconds
+--   local signed = assert(s:sign("https://cdn.example.com/files/report.pdf?format=pdf"))
+--   --> https://cdn.example.com/files/report.pdf?exp=1747123456&format=pdf&sig=9f3a...
+--   local ok, err = s:verify(signed)            -- or s:verify_request(r) in a handler
+--   if not ok then
+--     -- errors.is(err, urlsign.EXPIRED | urlsign.INVALID_SIG | urlsign.MISSING_PARAMS)
+--   end
+--
+-- sign adds two query parameters: exp (Unix seconds when the URL expires:
+-- now + ttl, rounded down) and sig, the lower-case hex HMAC-SHA256 of
+--     host ":" path ":" exp ":" canonical_query
+-- where host includes the port when the URL has one, path is the decoded
+-- path (url.path), and canonical_query is every other query parameter
+-- (exp and sig excluded) sorted by key and URL-encoded as url.encode_query
+-- does ("a=1&b=x+y"; values of one key keep their order). The signed URL's
+-- query is written in that canonical form too, with exp and sig in it.
+--
+-- verify checks, in this order: exp and sig present (else MISSING_PARAMS);
+-- the signature, compared in constant time by the C core
+-- (lb_hmac_verify_hex), over the parameters as received (else
+-- INVALID_SIG; a malformed query or a repeated exp/sig is INVALID_SIG too);
+-- then the expiry: the URL is valid while now <= exp (else EXPIRED). The
+-- signature is checked before exp is interpreted, so nothing unauthenticated
+-- decides the outcome.
+--
+-- The key is copied into the C keyed state at new_signer (the caller's
+-- string is not kept); an empty key is refused with nil, EMPTY_KEY, as the
+-- seed's NewSigner returns an error. The clock is s.now (Unix seconds,
+-- os.time by default), replaceable for tests or given as opts.now.
+local core = require "lowbit.core"
+local errors = require "lowbit.errors"
+local url = require "lowbit.url"
+
+local ffi = core.ffi
+local C = core.C
+
+local M = {}
+
+local type, error, tostring, tonumber, setmetatable, pairs, rawget =
+  type, error, tostring, tonumber, setmetatable, pairs, rawget
+local floor = math.floor
+local format, find = string.format, string.find
+local ffi_string, ffi_gc = ffi.string, ffi.gc
+
+M.EXPIRED = errors.new("urlsign: URL expired")
+M.INVALID_SIG = errors.new("urlsign: invalid signature")
+M.MISSING_PARAMS = errors.new("urlsign: missing exp or sig parameter")
+M.EMPTY_KEY = errors.new("urlsign: empty key")
+M.INVALID_TTL = errors.new("urlsign: ttl must be a positive number of seconds")
+M.INVALID_URL = errors.new("urlsign: invalid URL")
+
+local Signer = {}
+Signer.__index = Signer
+M.Signer = Signer
+
+--- A signer with key (string, copied into the C keyed state) and ttl
+--- (seconds > 0). opts.now: the clock (Unix seconds). Returns the signer,
+--- or nil, EMPTY_KEY / INVALID_TTL. Wrong argument types raise.
+function M.new_signer(key, ttl, opts)
+  if type(key) ~= "string" then error("bad argument 'key' to urlsign.new_signer: string expected, got " .. type(key), 2) end
+  if type(ttl) ~= "number" then error("bad argument 'ttl' to urlsign.new_signer: number expected, got " .. type(ttl), 2) end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument 'opts' to urlsign.new_signer: table or nil expected, got " .. type(opts), 2)
+  end
+  local now = opts and opts.now or os.time
+  if type(now) ~= "function" then
+    error("bad argument 'opts.now' to urlsign.new_signer: function expected, got " .. type(now), 2)
+  end
+  if #key == 0 then return nil, M.EMPTY_KEY end
+  if not (ttl > 0) or ttl == math.huge then return nil, M.INVALID_TTL end
+  local h = C.lb_hmac_new(key, #key)
+  if h == nil then return nil, errors.new("urlsign: cannot create the HMAC state (out of memory)") end
+  ffi_gc(h, C.lb_hmac_free)
+  return setmetatable({
+    h = h, ttl = ttl, now = now,
+    parts = ffi.new("lb_hmac_part[7]"),
+    mac = ffi.new("uint8_t[32]"), hex = ffi.new("char[64]"),
+  }, Signer)
+end
+
+-- Fills the 7 message parts: host : path : exp : query. The strings are
+-- kept alive by the caller's locals for the duration of the C call.
+local function set_parts(s, host, path, exp, query)
+  local parts = s.parts
+  parts[0].ptr, parts[0].len = host, #host
+  parts[1].ptr, parts[1].len = ":", 1
+  parts[2].ptr, parts[2].len = path, #path
+  parts[3].ptr, parts[3].len = ":", 1
+  parts[4].ptr, parts[4].len = exp, #exp
+  parts[5].ptr, parts[5].len = ":", 1
+  parts[6].ptr, parts[6].len = query, #query
+  return parts
+end
+
+--- The MAC message for the given pieces (for tests and other languages).
+function M.message(host, path, exp, canonical_query)
+  return host .. ":" .. path .. ":" .. exp .. ":" .. canonical_query
+end
+
+--- The hex signature of host, path, exp (string) and canonical query.
+function Signer:signature(host, path, exp, query)
+  local parts = set_parts(self, host, path, exp, query)
+  local rc = C.lb_hmac_sha256_parts(self.h, parts, 7, self.mac)
+  if rc ~= 0 then error("urlsign: HMAC failed: " .. core.strerror(rc), 2) end
+  C.lb_hex_encode(self.mac, 32, self.hex)
+  return ffi_string(self.hex, 64)
+end
+
+-- Canonical query: the parsed values without exp and sig, encoded sorted.
+local function canonical(values)
+  local rest = {}
+  for k, v in pairs(values) do
+    if k ~= "exp" and k ~= "sig" then rest[k] = v end
+  end
+  return url.encode_query(rest)
+end
+M._canonical = canonical
+
+--- Signs raw_url: returns it with exp and sig added (any exp or sig it had
+--- is replaced), or nil, err for a URL that does not parse.
+function Signer:sign(raw_url)
+  if type(raw_url) ~= "string" then error("bad argument 'url' to signer:sign: string expected, got " .. type(raw_url), 2) end
+  local u, perr = url.parse(raw_url)
+  if not u then return nil, errors.wrap(M.INVALID_URL, "%s", tostring(perr)) end
+  local values, qerr = url.parse_query(u.raw_query)
+  if qerr then return nil, errors.wrap(M.INVALID_URL, "%s", tostring(qerr)) end
+  local exp = format("%d", floor(self.now() + self.ttl))
+  local sig = self:signature(u.host, u.path, exp, canonical(values))
+  values:set("exp", exp)
+  values:set("sig", sig)
+  u.raw_query = url.encode_query(values)
+  u.force_query = false
+  return u:string()
+end
+
+local function verify_parts(self, host, path, raw_query)
+  local values, qerr = url.parse_query(raw_query)
+  local exps, sigs = rawget(values, "exp"), rawget(values, "sig")
+  if not exps or not sigs or exps[1] == "" or sigs[1] == "" then return nil, M.MISSING_PARAMS end
+  if qerr then return nil, errors.wrap(M.INVALID_SIG, "malformed query: %s", tostring(qerr)) end
+  if #exps > 1 or #sigs > 1 then return nil, errors.wrap(M.INVALID_SIG, "exp or sig repeated") end
+  local exp, sig = exps[1], sigs[1]
+  local query = canonical(values)
+  local parts = set_parts(self, host, path, exp, query)
+  local ok = C.lb_hmac_verify_hex(self.h, parts, 7, sig, #sig)
+  if ok ~= 1 then
+    if ok < 0 then error("urlsign: HMAC failed: " .. core.strerror(ok), 3) end
+    return nil, M.INVALID_SIG
+  end
+  -- Authentic: exp is what we signed (digits), so it parses.
+  local e = find(exp, "^%d+$") and tonumber(exp)
+  if not e then return nil, errors.wrap(M.INVALID_SIG, "malformed exp") end
+  if self.now() > e then return nil, M.EXPIRED end
+  return true
+end
+
+--- Verifies a signed URL: true, or nil, EXPIRED | INVALID_SIG |
+--- MISSING_PARAMS (INVALID_URL when it does not parse).
+function Signer:verify(raw_url)
+  if type(raw_url) ~= "string" then error("bad argument 'url' to signer:verify: string expected, got " .. type(raw_url), 2) end
+  local u, perr = url.parse(raw_url)
+  if not u then return nil, errors.wrap(M.INVALID_URL, "%s", tostring(perr)) end
+  return verify_parts(self, u.host, u.path, u.raw_query)
+end
+
+--- Verifies a lowbit.http request: host from r.host, path and query from
+--- r.url. Same results as verify.
+function Signer:verify_request(r)
+  if type(r) ~= "table" or type(r.url) ~= "table" then
+    error("bad argument 'r' to signer:verify_request: request expected, got " .. type(r), 2)
+  end
+  local host = r.host
+  if type(host) ~= "string" then host = r.url.host or "" end
+  return verify_parts(self, host, r.url.path or "", r.url.raw_query or "")
+end
+
+--- Raw HMAC-SHA256 (hex) of msg with the signer's key (benchmarks, tests).
+function Signer:hmac_hex(msg)
+  local rc = C.lb_hmac_sha256(self.h, msg, #msg, self.mac)
+  if rc ~= 0 then error("urlsign: HMAC failed", 2) end
+  C.lb_hex_encode(self.mac, 32, self.hex)
+  return ffi_string(self.hex, 64)
+end
+
+function Signer:__tostring() return format("urlsign signer (ttl %gs)", self.ttl) end
+
+return M
