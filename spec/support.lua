@@ -29,4 +29,35 @@ function M.tmpfile(content, suffix)
   return path
 end
 
+--- Makes a throwaway PKI with the openssl command line in a new temporary
+--- directory, and returns the directory: ca.pem/ca.key (a test CA),
+--- srv.pem/srv.key (localhost, 127.0.0.1, signed by the CA),
+--- other.pem/other.key (other.test, signed by the CA), self.pem/self.key
+--- (localhost, self-signed: nobody trusts it).
+function M.make_pki()
+  local dir = os.tmpname()
+  os.remove(dir)
+  local function run_ok(cmd)
+    local out, rc = M.sh(cmd .. " 2>&1")
+    assert(rc == 0, cmd .. " failed:\n" .. tostring(out))
+  end
+  run_ok("mkdir -p " .. dir)
+  run_ok(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 " ..
+      "-subj '/CN=lowbit spec CA' -keyout %s/ca.key -out %s/ca.pem"):format(dir, dir))
+  local function make_cert(name, cn, san, ca)
+    local cnf = dir .. "/" .. name .. ".cnf"
+    local f = assert(io.open(cnf, "w"))
+    f:write("[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n",
+            "basicConstraints = critical,CA:FALSE\nsubjectAltName = ", san, "\n")
+    f:close()
+    run_ok(("openssl req -x509 -config %s -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 " ..
+        "-subj '/CN=%s' -keyout %s/%s.key -out %s/%s.pem %s"):format(cnf, cn, dir, name, dir, name,
+        ca and ("-CA " .. dir .. "/ca.pem -CAkey " .. dir .. "/ca.key") or ""))
+  end
+  make_cert("srv", "localhost", "DNS:localhost,IP:127.0.0.1", true)
+  make_cert("other", "other.test", "DNS:other.test", true)
+  make_cert("self", "localhost", "DNS:localhost", false)
+  return dir
+end
+
 return M

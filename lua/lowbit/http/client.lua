@@ -120,9 +120,13 @@ local function dial(ctx, u, opts)
   local addr = net.join_host_port(host, port)
   if u.scheme == "https" then
     local tls = require "lowbit.tls"
+    -- opts.tls: a tls.client_config, or its options (verification on by
+    -- default against the system CA store).
     local cfg = opts.tls
-    if cfg == nil or type(cfg) == "table" and not cfg._is_config then
-      cfg = tls.client_config(cfg or {})
+    if not tls.is_config(cfg) then
+      local o = { alpn = { "http/1.1" } }
+      if cfg then for k, v in pairs(cfg) do o[k] = v end end
+      cfg = tls.client_config(o)
     end
     return tls.dial(ctx, addr, cfg)
   end

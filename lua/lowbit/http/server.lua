@@ -283,9 +283,12 @@ end
 --- Takes the connection over: the server forgets it (no deadlines, no
 --- response). The conn first returns every byte already read past the
 --- request head. A second hijack, or writing to w afterwards, fails.
+local stop_watch -- defined below (the client-gone watcher)
+
 function W:hijack()
   if self.hijacked then return nil, M.HIJACKED end
   local cs = self.cs
+  stop_watch(cs) -- a watcher reading the conn must stop before it changes hands
   self.hijacked = true
   cs.hijacked = true
   local conn = cs.conn
@@ -364,9 +367,29 @@ M.Server = Server
 local function positive(x) return type(x) == "number" and x > 0 and x or nil end
 
 -- Builds the Request from a parsed head (must run before ib changes).
+local new_tab = require "table.new"
+
+-- Methods as interned constants: most requests use one of these, and a
+-- comparison of lengths and bytes is cheaper than hashing a new string.
+local METHODS = {}
+for _, m in ipairs({ "GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS" }) do METHODS[#m] = METHODS[#m] or {}; table.insert(METHODS[#m], m) end
+pcall(ffi.cdef, "int memcmp(const void *, const void *, size_t);")
+local memcmp = ffi.C.memcmp
+local function method_of(p, n)
+  local list = METHODS[tonumber(n)]
+  if list then
+    for i = 1, #list do
+      local m = list[i]
+      if memcmp(p, m, n) == 0 then return m end
+    end
+  end
+  return ffi_string(p, n)
+end
+
+-- Builds the Request from a parsed head (must run before ib changes).
 local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
-  local raw = {}
+  local raw = new_tab(2 * n, 0)
   for i = 0, n - 1 do
     local f = shared_hdrs[i]
     raw[2 * i + 1] = ffi_string(f.name, f.name_len)
@@ -374,28 +397,34 @@ local function make_request(cs, preq)
   end
   local hs = headers.from_raw(raw)
   local raw_path = ffi_string(preq.path, preq.path_len)
-  local raw_query = preq.query ~= nil and ffi_string(preq.query, preq.query_len) or ""
+  local has_query = preq.query ~= nil
+  local raw_query = has_query and ffi_string(preq.query, preq.query_len) or ""
+  -- The target is the path (and query) as sent, unless the client used the
+  -- absolute form: then it is its own string.
+  local target
+  if preq.target_len == preq.path_len and not has_query then target = raw_path
+  else target = ffi_string(preq.target, preq.target_len) end
   local u = setmetatable({ scheme = "", host = "", path = unescape_path(raw_path), raw_path = raw_path,
-                           raw_query = raw_query, fragment = "", force_query = preq.query ~= nil and raw_query == "" },
+                           raw_query = raw_query, fragment = "", force_query = has_query and raw_query == "" },
                          URL)
   local minor = preq.version_minor
+  local kind = preq.body_kind
   local r = request.new({
-    method = ffi_string(preq.method, preq.method_len),
+    method = method_of(preq.method, preq.method_len),
     url = u,
-    request_uri = ffi_string(preq.target, preq.target_len),
+    request_uri = target,
     host = preq.host ~= nil and ffi_string(preq.host, preq.host_len) or "",
     proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
     proto_major = 1,
     proto_minor = minor,
     headers = hs,
-    content_length = preq.body_kind == body.LENGTH and tonumber(preq.content_length)
-                     or (preq.body_kind == body.NONE and 0 or -1),
+    content_length = kind == body.LENGTH and tonumber(preq.content_length) or (kind == body.NONE and 0 or -1),
     remote_addr = cs.remote,
     keep_alive = preq.keep_alive ~= 0,
     body = false,
     _make_ctx = cs.make_ctx,
   })
-  if u.host == "" then u.host = r.host end
+  u.host = r.host
   return r
 end
 
@@ -423,7 +452,7 @@ local function start_watch(cs)
   end)
 end
 
-local function stop_watch(cs)
+function stop_watch(cs)
   if not cs.watching then return end
   cs.stop_watch = true
   if not cs.hijacked then cs.conn:set_read_deadline(now() - 1) end

@@ -1,0 +1,110 @@
+-- HTTPS: lowbit's HTTP server over lowbit.tls, driven by curl and by
+-- lowbit's own client; the test CA is made here with openssl.
+local lowbit = require "lowbit"
+local net = require "lowbit.net"
+local http = require "lowbit.http"
+local tls = require "lowbit.tls"
+local errors = require "lowbit.errors"
+local support = require "support"
+local run = support.run
+
+local dir
+
+setup(function() dir = support.make_pki() end)
+teardown(function() if dir then os.execute("rm -rf '" .. dir .. "'") end end)
+
+local function hello(w, r)
+  w:header():set("Content-Type", "text/plain")
+  w:write("secure hello " .. r.url.path .. " " .. r.body:read_all() .. "\n")
+end
+
+local function serve_tls(handler)
+  local srv = http.server{ handler = handler, read_header_timeout = 5,
+                           tls = assert(tls.server_config{ cert = dir .. "/srv.pem", key = dir .. "/srv.key",
+                                                           alpn = { "http/1.1" } }) }
+  local ln = assert(net.listen("127.0.0.1:0"))
+  lowbit.go(function() srv:serve(ln) end)
+  return ln:port(), srv
+end
+
+describe("https", function()
+  it("curl with the test CA gets the response over TLS, and keeps the connection alive", function()
+    local out
+    run(function()
+      local port, srv = serve_tls(hello)
+      local url = ("https://localhost:%d"):format(port)
+      -- curl is a separate process: run it from a task so the server serves meanwhile.
+      local done = lowbit.chan(1)
+      lowbit.go(function()
+        local uv = require "luv"
+        local stdout = uv.new_pipe()
+        local buf = {}
+        uv.spawn("curl", { args = { "-s", "--cacert", dir .. "/ca.pem", "--resolve", "localhost:" .. port .. ":127.0.0.1",
+          "-d", "x=1", url .. "/a", url .. "/b", "-w", " conns=%{num_connects}\n" }, stdio = { nil, stdout, nil } },
+          function() end)
+        uv.read_start(stdout, function(err, data) if data then buf[#buf + 1] = data else uv.close(stdout); done:send(table.concat(buf)) end end)
+      end)
+      out = done:recv()
+      srv:close()
+    end)
+    assert.equal("secure hello /a x=1\n conns=1\nsecure hello /b x=1\n conns=0\n", out)
+  end)
+
+  it("curl refuses the server without the CA (verification on)", function()
+    local rc
+    run(function()
+      local port, srv = serve_tls(hello)
+      local done = lowbit.chan(1)
+      lowbit.go(function()
+        local uv = require "luv"
+        uv.spawn("curl", { args = { "-s", "-o", "/dev/null", ("https://127.0.0.1:%d/"):format(port) } },
+          function(code) done:send(code) end)
+      end)
+      rc = done:recv()
+      srv:close()
+    end)
+    assert.equal(60, rc) -- CURLE_PEER_FAILED_VERIFICATION
+  end)
+
+  it("lowbit's client speaks HTTPS with verification, pooling and ALPN", function()
+    run(function()
+      local port, srv = serve_tls(hello)
+      local opts = { tls = { ca_file = dir .. "/ca.pem" } }
+      for i = 1, 3 do
+        local resp = assert(http.request{ method = "POST", url = ("https://localhost:%d/n%d"):format(port, i),
+                                          body = "b" .. i, tls = opts.tls })
+        assert.equal(200, resp.status)
+        assert.equal("secure hello /n" .. i .. " b" .. i .. "\n", resp:read_all())
+        assert.equal("http/1.1", resp.conn:alpn())
+      end
+      assert.equal(1, require("lowbit.http.client").idle_count())
+      http.close_idle_connections()
+      -- Without the CA: the system store does not know it.
+      local resp, err = http.get(("https://localhost:%d/"):format(port))
+      assert.is_nil(resp)
+      assert.is_true(errors.is(err, tls.HANDSHAKE), tostring(err))
+      srv:close()
+    end)
+  end)
+
+  it("a plain-HTTP client talking to the TLS port gets an error, the server goes on", function()
+    run(function()
+      local logged
+      local srv = http.server{ handler = hello, error_log = function(m) logged = m end, read_header_timeout = 2,
+                               tls = assert(tls.server_config{ cert = dir .. "/srv.pem", key = dir .. "/srv.key" }) }
+      local ln = assert(net.listen("127.0.0.1:0"))
+      lowbit.go(function() srv:serve(ln) end)
+      local c = assert(net.dial(nil, ln:addr()))
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      c:set_read_deadline(lowbit.now() + 3)
+      local d = c:read()
+      c:close()
+      lowbit.sleep(0.05)
+      assert.matches("TLS handshake error", logged)
+      local resp = assert(http.get(("https://localhost:%d/ok"):format(ln:port()), { tls = { ca_file = dir .. "/ca.pem" } }))
+      assert.equal("secure hello /ok \n", resp:read_all())
+      http.close_idle_connections()
+      srv:close()
+    end)
+  end)
+end)
