@@ -233,7 +233,16 @@ end)
 -- Two test hosts: network namespaces joined by a veth pair on 10.213.N.0/24.
 -- A lowbit serve runs in one, seek runs in the other against the link's
 -- broadcast address. Nothing leaves the namespaces.
-describe("lowbit.beacon across network namespaces", function()
+-- Real broadcast needs test hosts: network namespaces joined by a veth
+-- link, which only root can make (issue 7: skip with a printed reason
+-- otherwise). `make test` runs as root in CI, where these always run.
+local is_root = io.popen("id -u"):read("*l") == "0"
+if not is_root then
+  io.stderr:write("beacon_spec: not root, so the network-namespace specs are not run ",
+    "(they need `ip netns add`; run make test as root)\n")
+end
+
+;(is_root and describe or function() end)("lowbit.beacon across network namespaces", function()
   local host = host_path()
 
   local function must(cmd)
