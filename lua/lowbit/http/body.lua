@@ -25,6 +25,38 @@ local EOF, UNEXPECTED_EOF = errors.EOF, errors.UNEXPECTED_EOF
 local data_p = ffi.new("const char *[1]")
 local data_n = ffi.new("size_t[1]")
 
+local buffer = require "string.buffer"
+
+-- A byte source over a conn, what bodies (and the parsers before them)
+-- read from: `ib` holds bytes read and not yet consumed, more() appends
+-- what arrives next. For conns that expose their read buffer (TCP) ib is
+-- that buffer itself, parsed in place without a copy.
+local Source = {}
+Source.__index = Source
+M.Source = Source
+
+function Source:more()
+  local conn = self.conn
+  if self.inplace then
+    local b, err = conn:fill()
+    if not b then return false, err end
+    return true
+  end
+  local d, err = conn:read()
+  if not d then return false, err end
+  self.ib:put(d)
+  return true
+end
+
+--- A Source over conn; `t` (optional) is a table to make into it.
+function M.new_source(conn, t)
+  t = t or {}
+  local inplace = conn.fill ~= nil and conn.read_buffer ~= nil
+  t.conn, t.inplace = conn, inplace
+  t.ib = inplace and conn:read_buffer() or buffer.new()
+  return setmetatable(t, Source)
+end
+
 local Body = {}
 Body.__index = Body
 M.Body = Body

@@ -38,24 +38,9 @@ M.SERVER_CLOSED_IDLE = errors.new("http: server closed idle connection")
 local EAGAIN = -1
 local resp_hdrs = ffi.new("lb_http1_header[?]", 256)
 
--- A pooled connection: conn plus the bytes read past the last response.
-local PC = {}
-PC.__index = PC
-function PC:more()
-  local conn = self.conn
-  if conn.fill then
-    local b, err = conn:fill()
-    if not b then return false, err end
-    return true
-  end
-  local d, err = conn:read()
-  if not d then return false, err end
-  self.ib:put(d)
-  return true
-end
-local function new_pc(conn)
-  return setmetatable({ conn = conn, ib = conn.read_buffer and conn:read_buffer() or buffer.new() }, PC)
-end
+-- A pooled connection: a body.Source (conn plus the bytes read past the
+-- last response).
+local new_pc = body.new_source
 
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true, PUT = true, DELETE = true }
 

@@ -342,24 +342,6 @@ end
 local shared_hdrs = ffi.new("lb_http1_header[?]", M.MAX_HEADERS)
 local URL = require("lowbit.url").URL
 
--- Per-connection state. ib holds bytes read and not yet parsed: for TCP
--- conns it is the conn's own read buffer (parsed in place, no copy).
-local CS = {}
-CS.__index = CS
-
-function CS:more()
-  local conn = self.conn
-  if self.inplace then
-    local b, err = conn:fill()
-    if not b then return false, err end
-    return true
-  end
-  local d, err = conn:read()
-  if not d then return false, err end
-  self.ib:put(d)
-  return true
-end
-
 local Server = {}
 Server.__index = Server
 M.Server = Server
@@ -475,10 +457,10 @@ local function body_done(b)
 end
 
 local function serve_conn(srv, conn)
-  local inplace = conn.fill ~= nil and conn.read_buffer ~= nil
-  local cs = setmetatable({ srv = srv, conn = conn, ib = inplace and conn:read_buffer() or buffer.new(),
-                            inplace = inplace, out = buffer.new(), wbuf = buffer.new(), state = "idle",
-                            remote = conn:remote_addr() }, CS)
+  -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
+  -- plus what the loop keeps across requests.
+  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), wbuf = buffer.new(), state = "idle",
+                                     remote = conn:remote_addr() })
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local preq = ffi.new("lb_http1_req")
