@@ -110,6 +110,19 @@ function M.new(init)
   return h
 end
 
+local clear = require "table.clear"
+
+--- Empties the set, keeping its memory (the server reuses one set per
+--- connection for response headers). Internal.
+function Headers:_reset()
+  clear(self._v)
+  for i = 1, self.n do self[i] = nil end
+  self.n = 0
+  self._n = nil
+  self._raw = nil
+  return self
+end
+
 --- A set over raw (name, value, name, value, ...) pairs already validated
 --- by a parser; indexed lazily. Internal (the HTTP server and client).
 function M.from_raw(raw)

@@ -8,6 +8,7 @@
 --   client goes away or on shutdown), pattern (set by routers).
 -- Methods: r:path_value(name), r:set_path_value(name, value).
 local context = require "lowbit.context"
+local headers = require "lowbit.http.headers"
 
 local M = {}
 
@@ -19,6 +20,13 @@ local rawget, rawset, setmetatable = rawget, rawset, setmetatable
 Request.__index = function(r, k)
   local m = Request[k]
   if m ~= nil then return m end
+  if k == "headers" then
+    -- Made on first use from the raw pairs the parser left.
+    local raw = rawget(r, "_raw")
+    local h = raw and headers.from_raw(raw) or headers.new()
+    rawset(r, "headers", h)
+    return h
+  end
   if k == "ctx" then
     -- Made on first use: most handlers never ask for it.
     local make = rawget(r, "_make_ctx")

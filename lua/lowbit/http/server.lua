@@ -131,7 +131,7 @@ M.ResponseWriter = W
 
 function W:header()
   local h = self.hdr
-  if not h then h = headers.new(); self.hdr = h end
+  if not h then h = self.cs.resp_h:_reset(); self.hdr = h end
   return h
 end
 
@@ -219,7 +219,6 @@ function W:write_header(status)
     return conn_write(self, out:tostring())
   end
   self.status = status
-  self.hdr_snapshot = true
 end
 
 -- Sends the head (and what is buffered) now; the body goes on streamed.
@@ -377,7 +376,6 @@ local function make_request(cs, preq)
     raw[2 * i + 1] = ffi_string(f.name, f.name_len)
     raw[2 * i + 2] = ffi_string(f.value, f.value_len)
   end
-  local hs = headers.from_raw(raw)
   local raw_path = ffi_string(preq.path, preq.path_len)
   local has_query = preq.query ~= nil
   local raw_query = has_query and ffi_string(preq.query, preq.query_len) or ""
@@ -399,7 +397,7 @@ local function make_request(cs, preq)
     proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
     proto_major = 1,
     proto_minor = minor,
-    headers = hs,
+    _raw = raw, -- r.headers is made from these on first use
     content_length = kind == body.LENGTH and tonumber(preq.content_length) or (kind == body.NONE and 0 or -1),
     remote_addr = cs.remote,
     keep_alive = preq.keep_alive ~= 0,
@@ -459,8 +457,13 @@ end
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
-  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), wbuf = buffer.new(), state = "idle",
-                                     remote = conn:remote_addr() })
+  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "idle",
+                                     remote = conn:remote_addr(), resp_h = headers.new() })
+  -- Every field the writer may set is present from the start: adding keys
+  -- to a table later costs a rehash.
+  cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
+                        status = false, hdr = false, head_sent = false, chunked = false, declared = false,
+                        werr = false, hijacked = false, sent_continue = false }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local preq = ffi.new("lb_http1_req")
@@ -528,13 +531,13 @@ local function serve_conn(srv, conn)
       raw_error(conn, 400, "400 Bad Request: missing required Host header")
       break
     end
-    local wbuf = cs.wbuf
-    wbuf:reset()
-    -- Every field the writer may set is present from the start: adding
-    -- keys to a table later costs a rehash on the hot path.
-    local w = setmetatable({ cs = cs, req = r, buf = wbuf, written = 0, head_req = r.method == "HEAD",
-                             status = false, hdr = false, head_sent = false, chunked = false, declared = false,
-                             werr = false, hijacked = false, sent_continue = false, hdr_snapshot = false }, W)
+    -- One writer per connection, reset for each request: a handler must
+    -- not use w after it returns (as in Go), so nothing sees the reuse.
+    local w = cs.w
+    w.buf:reset()
+    w.req, w.written, w.head_req = r, 0, r.method == "HEAD"
+    w.status, w.hdr, w.head_sent, w.chunked, w.declared = false, false, false, false, false
+    w.werr, w.hijacked, w.sent_continue = false, false, false
     local expect = preq.expect_continue ~= 0 and kind ~= body.NONE
     if kind == body.NONE then
       r.body = body.NO_BODY
