@@ -9,6 +9,15 @@
 -- Methods: r:path_value(name), r:set_path_value(name, value).
 local context = require "lowbit.context"
 local headers = require "lowbit.http.headers"
+local URL = require("lowbit.url").URL
+
+local char, tonumber, find, gsub = string.char, tonumber, string.find, string.gsub
+-- No closure in here: a function that makes one cannot be compiled (UCLO).
+local function hex_char(h) return char(tonumber(h, 16)) end
+local function unescape_path(p)
+  if not find(p, "%", 1, true) then return p end
+  return (gsub(p, "%%(%x%x)", hex_char))
+end
 
 local M = {}
 
@@ -20,6 +29,16 @@ local rawget, rawset, setmetatable = rawget, rawset, setmetatable
 Request.__index = function(r, k)
   local m = Request[k]
   if m ~= nil then return m end
+  if k == "url" then
+    -- Made on first use from the target the parser split (server side).
+    local raw_path = rawget(r, "_path")
+    if raw_path == nil then return nil end
+    local q = rawget(r, "_query")
+    local u = setmetatable({ scheme = "", host = rawget(r, "host") or "", path = unescape_path(raw_path),
+                             raw_path = raw_path, raw_query = q or "", fragment = "", force_query = q == "" }, URL)
+    rawset(r, "url", u)
+    return u
+  end
   if k == "headers" then
     -- Made on first use from the raw pairs the parser left.
     local raw = rawget(r, "_raw")

@@ -77,14 +77,6 @@ local function http_date()
 end
 M.http_date = http_date
 
--- No closure in here: a function that makes one cannot be compiled by the
--- JIT (UCLO), and this runs for every request.
-local function hex_char(h) return char(tonumber(h, 16)) end
-local function unescape_path(p)
-  if not find(p, "%", 1, true) then return p end
-  return (gsub(p, "%%(%x%x)", hex_char))
-end
-
 -- What Go's DetectContentType would say for the common cases.
 local function sniff(s)
   local head = s:sub(1, 512)
@@ -339,7 +331,6 @@ end
 ---------------------------------------------------------------------------
 
 local shared_hdrs = ffi.new("lb_http1_header[?]", M.MAX_HEADERS)
-local URL = require("lowbit.url").URL
 
 local Server = {}
 Server.__index = Server
@@ -384,14 +375,11 @@ local function make_request(cs, preq)
   local target
   if preq.target_len == preq.path_len and not has_query then target = raw_path
   else target = ffi_string(preq.target, preq.target_len) end
-  local u = setmetatable({ scheme = "", host = "", path = unescape_path(raw_path), raw_path = raw_path,
-                           raw_query = raw_query, fragment = "", force_query = has_query and raw_query == "" },
-                         URL)
   local minor = preq.version_minor
   local kind = preq.body_kind
   local r = request.new({
     method = method_of(preq.method, preq.method_len),
-    url = u,
+    _path = raw_path, _query = has_query and raw_query or false, -- r.url is made from these on first use
     request_uri = target,
     host = preq.host ~= nil and ffi_string(preq.host, preq.host_len) or "",
     proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
@@ -404,7 +392,6 @@ local function make_request(cs, preq)
     body = false,
     _make_ctx = cs.make_ctx,
   })
-  u.host = r.host
   return r
 end
 
