@@ -163,6 +163,8 @@ local function new_conn(h)
   local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
                            rerr = nil, werr = nil, closed = false }, Conn)
   pcall(uv.tcp_nodelay, h, true)
+  local fd = uv.fileno(h)
+  c.fd = type(fd) == "number" and fd >= 0 and fd or nil
   c.on_read = function(err, data)
     if err then
       c.rerr = errors.from_uv(err, nil, "read")
@@ -334,6 +336,34 @@ function Conn:write(data)
     self.werr = errors.from_uv(e, nil, "write")
     return nil, self.werr
   end
+  return total
+end
+
+-- Direct writes from a string.buffer: the same write(2) uv_try_write would
+-- make, without first turning the buffer into a Lua string.
+local ffi = require "ffi"
+pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
+local C = ffi.C
+
+--- Writes and empties a string.buffer (servers build responses in one).
+--- Same results as write(buf:get()).
+function Conn:write_buffer(buf)
+  if self.closed then return nil, CLOSED end
+  if self.werr then return nil, self.werr end
+  local total = #buf
+  if total == 0 then return 0 end
+  local wd = self.wdeadline
+  if wd and wd <= now() then return nil, TIMEOUT end
+  local fd = self.fd
+  if not self.wpending and fd then
+    local p, len = buf:ref()
+    local n = tonumber(C.write(fd, p, len))
+    if n == len then buf:reset(); return total end
+    if n > 0 then buf:skip(n) end
+    -- EAGAIN (or an error: uv.write below reports it properly)
+  end
+  local ok, err = self:write(buf:get())
+  if not ok then return nil, err end
   return total
 end
 

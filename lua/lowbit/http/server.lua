@@ -184,6 +184,20 @@ local function build_head(w, out, final)
   out:put("\r\n")
 end
 
+-- Writes and empties the string.buffer out.
+local function conn_write_buf(w, out)
+  local conn = w.cs.conn
+  local ok, err
+  if conn.write_buffer then ok, err = conn:write_buffer(out)
+  else ok, err = conn:write(out:get()) end
+  if not ok then
+    w.werr = err
+    w.cs.close_after = true
+    return nil, err
+  end
+  return ok
+end
+
 local function conn_write(w, data)
   local ok, err = w.cs.conn:write(data)
   if not ok then
@@ -225,7 +239,7 @@ local function send_head(w)
     else out:put(w.buf) end
   end
   w.buf:reset()
-  return conn_write(w, out:get())
+  return conn_write_buf(w, out)
 end
 
 --- Writes body bytes. Returns #s, or nil, err.
@@ -305,7 +319,7 @@ local function finish_response(w)
     if blen > 0 and not w.head_req and body_allowed(w.status) then out:put(w.buf) end
     w.buf:reset()
     if w.declared and w.written < w.declared and not w.head_req then cs.close_after = true end
-    conn_write(w, out:get())
+    conn_write_buf(w, out)
     return
   end
   if w.chunked then
