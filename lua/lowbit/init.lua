@@ -36,6 +36,24 @@ M.errors = errors
 -- run and jumps to the next timer when every task is waiting.
 local virtual, vnow = false, 0
 
+-- libuv's uv_hrtime through the FFI when its symbol can be found: calling
+-- luv's uv.hrtime (a Lua/C function) ends a JIT trace, and lowbit.now()
+-- runs on every hot path that keeps a deadline.
+do
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "uint64_t uv_hrtime(void);")
+  local libs = { function() return ffi.C end, function() return ffi.load("uv") end,
+                 function() return ffi.load("libuv.so.1") end }
+  for i = 1, #libs do
+    local ok, fn = pcall(function() return libs[i]().uv_hrtime end)
+    if ok and fn ~= nil then
+      local tonumber = tonumber
+      hrtime = function() return tonumber(fn()) end
+      break
+    end
+  end
+end
+
 --- Monotonic time in seconds (float, nanosecond source), or the virtual
 --- clock inside lowbit.run_virtual.
 local function now()

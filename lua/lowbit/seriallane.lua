@@ -52,23 +52,9 @@ local lanes_owner, lanes_waiting, lanes_count, lanes_sweep =
 local is_ctx, BACKGROUND = context.is_context, context.background()
 local now, new_sel, fire, block, sleep_ctx = lowbit.now, lowbit._sel, lowbit._fire, lowbit._block, lowbit.sleep_ctx
 
--- The time stamped on a lane at release: lowbit.now()'s clock (libuv's
--- uv_hrtime), called through the FFI when libuv's symbol can be found, so
--- that m:run stays one JIT trace (calling luv's uv.hrtime, a Lua/C
--- function, ends the trace there: ~170 ns a run instead of ~40).
+-- The time stamped on a lane at release: lowbit.now()'s clock (which
+-- calls uv_hrtime through the FFI, so m:run stays one JIT trace).
 local clock = now
-do
-  pcall(ffi.cdef, "uint64_t uv_hrtime(void);") -- fails if declared already
-  local libs = { function() return ffi.C end, function() return ffi.load("uv") end,
-                 function() return ffi.load("libuv.so.1") end }
-  for i = 1, #libs do
-    local ok, fn = pcall(function() return libs[i]().uv_hrtime end)
-    if ok and fn ~= nil then
-      clock = function() return tonumber(fn()) * 1e-9 end
-      break
-    end
-  end
-end
 
 local QUEUED, OWNED = C.LB_LANES_QUEUED, C.LB_LANES_OWNED
 local MARK, SWEEP, SWEEP_NOW = C.LB_LANES_MARK, C.LB_LANES_SWEEP, C.LB_LANES_SWEEP_NOW
