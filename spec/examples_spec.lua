@@ -76,4 +76,58 @@ describe("examples", function()
     end)
     assert.equal("exited", state)
   end)
+
+  it("chat.lua broadcasts WebSocket messages and feeds joins and leaves over SSE", function()
+    local state = with_server("examples/chat.lua", function(base)
+      assert.matches("<title>lowbit chat</title>", (sh("curl -sf " .. base .. "/")))
+      local script = support.tmpfile(([[
+local lowbit = require "lowbit"
+local http = require "lowbit.http"
+local sse = require "lowbit.sse"
+local websockets = require "lowbit.websockets"
+local base = "%s"
+local resp = assert(http.get(base .. "/events"))
+local feed = sse.new_reader(resp.body)
+local function ev() local e = assert(feed:read()); return e.name .. "=" .. e.data end
+print(ev())                                          -- members=[]
+local ann = assert(websockets.dial(base:gsub("^http", "ws") .. "/ws?name=ann"))
+print(ev())                                          -- join=ann
+local bob = assert(websockets.dial(base:gsub("^http", "ws") .. "/ws?name=bob"))
+print(ev())                                          -- join=bob
+ann:write_message(websockets.TEXT, "hi bob")
+print((bob:read_message()))                          -- ann: hi bob
+print((ann:read_message()))                          -- ann: hi bob (echoed to all)
+ann:close()
+print(ev())                                          -- leave=ann
+bob:close()
+print(ev())                                          -- leave=bob
+resp.body:close()
+]]):format(base), ".lua")
+      local out, rc = sh(host .. " " .. script .. " 2>&1")
+      os.remove(script)
+      assert.equal(0, rc, out)
+      assert.equal("members=[]\njoin=ann\njoin=bob\nann: hi bob\nann: hi bob\nleave=ann\nleave=bob\n", out)
+    end)
+    assert.equal("exited", state)
+  end)
+
+  it("ws_echo.lua echoes WebSocket messages at /ws", function()
+    local state = with_server("examples/ws_echo.lua", function(base)
+      local script = support.tmpfile(([[
+local websockets = require "lowbit.websockets"
+local c = assert(websockets.dial("%s/ws"))
+c:write_message(websockets.TEXT, "echo me")
+c:write_message(websockets.BINARY, string.rep("b", 70000))
+local a, op1 = c:read_message()
+local b, op2 = c:read_message()
+print(a, op1 == websockets.TEXT, #b, op2 == websockets.BINARY)
+c:close()
+]]):format(base:gsub("^http", "ws")), ".lua")
+      local out, rc = sh(host .. " " .. script .. " 2>&1")
+      os.remove(script)
+      assert.equal(0, rc, out)
+      assert.equal("echo me\ttrue\t70000\ttrue\n", out)
+    end)
+    assert.equal("exited", state)
+  end)
 end)
