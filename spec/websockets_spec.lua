@@ -1011,7 +1011,10 @@ describe("websockets hot path", function()
       for _ = 1, 4000 do w:write_message(BINARY, payload) end
       local total = (collectgarbage("count") - b0) * 1024
       collectgarbage("restart")
-      assert.is_true(total < 16 * 1024, ("write_message allocated %d bytes over 4000 messages"):format(total))
+      -- Any per-message string or table would be >= 40 bytes x 4000 =
+      -- 160 KB; what stays under 64 KB is one-off (a trace compiled, a
+      -- slow-path write when a loaded machine fills the socket buffer).
+      assert.is_true(total < 64 * 1024, ("write_message allocated %d bytes over 4000 messages"):format(total))
       raw:close()
       ln:close()
     end)
