@@ -3,12 +3,17 @@
 --   build/bin/lowbit examples/hello.lua 127.0.0.1:8080
 --   curl http://127.0.0.1:8080/        --> hello world
 --
+-- With a certificate and key it serves HTTPS instead:
+--   build/bin/lowbit examples/hello.lua 127.0.0.1:8443 cert.pem key.pem
+--
 -- Ctrl-C shuts the server down gracefully: in-flight requests finish.
 local http = require "lowbit.http"
 
-return function(ctx, addr)
+return function(ctx, addr, cert, key)
   addr = addr or "127.0.0.1:8080"
+  local tls_cfg = cert and assert(require("lowbit.tls").server_config{ cert = cert, key = key, alpn = { "http/1.1" } })
   local srv = http.server{
+    tls = tls_cfg,
     handler = function(w, r)
       w:header():set("Content-Type", "text/plain; charset=utf-8")
       w:write("hello world\n")

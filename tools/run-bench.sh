@@ -23,3 +23,7 @@ if command -v wrk >/dev/null; then
   sh bench/http_cpu.sh "$host examples/hello.lua 127.0.0.1:18100" 18100 3
   sh bench/http_cpu.sh "$host examples/hello_muxx.lua 127.0.0.1:18100" 18100 3
 fi
+if command -v wrk >/dev/null; then
+  echo "== bench/https_hello.sh"
+  sh bench/https_hello.sh 3
+fi
