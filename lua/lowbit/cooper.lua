@@ -23,10 +23,11 @@ local net = require "lowbit.net"
 local core = require "lowbit.core"
 local url = require "lowbit.url"
 local headers = require "lowbit.http.headers"
+local body = require "lowbit.http.body"
+local client = require "lowbit.http.client"
 local buffer = require "string.buffer"
 
 local C, ffi = core.C, core.ffi
-local ffi_string = ffi.string
 local type, error, tostring, tonumber, ipairs, pcall, setmetatable =
   type, error, tostring, tonumber, ipairs, pcall, setmetatable
 local lower, concat = string.lower, table.concat
@@ -42,8 +43,6 @@ M.BAD_URL = errors.new("cooper: bad URL")
 
 --- Largest response head accepted by dial/upgrade.
 M.MAX_RESPONSE_HEADER_BYTES = 64 * 1024
-
-local EAGAIN = -1
 
 local function arg_error(fname, name, expected, v)
   error(("bad argument '%s' to %s: %s expected, got %s"):format(name, fname, expected, type(v)), 3)
@@ -212,7 +211,6 @@ end
 -- Client side
 ---------------------------------------------------------------------------
 
-local resp_hdrs = ffi.new("lb_http1_header[?]", 128)
 local DEFAULT_PORTS = { http = "80", ws = "80", https = "443", wss = "443" }
 local SECURE = { https = true, wss = true }
 
@@ -249,44 +247,16 @@ end
 -- Reads a response head from conn. Returns resp, conn (wrapped when bytes
 -- past the head had to be read into our own buffer), or nil, err.
 local function read_response(conn, max_bytes)
-  local inplace = conn.fill ~= nil and conn.read_buffer ~= nil
-  local ib = inplace and conn:read_buffer() or buffer.new()
-  local presp = ffi.new("lb_http1_resp")
-  presp.headers = resp_hdrs
-  presp.max_headers = 128
-  while true do
-    local p, len = ib:ref()
-    local n = EAGAIN
-    if len > 0 then n = C.lb_http1_parse_response(presp, p, len, max_bytes, 0) end
-    if n > 0 then
-      local raw = {}
-      for i = 0, tonumber(presp.num_headers) - 1 do
-        local f = resp_hdrs[i]
-        raw[2 * i + 1] = ffi_string(f.name, f.name_len)
-        raw[2 * i + 2] = ffi_string(f.value, f.value_len)
-      end
-      local hs = headers.from_raw(raw)
-      local resp = {
-        status = tonumber(presp.status),
-        status_text = ffi_string(presp.reason, presp.reason_len),
-        proto = "HTTP/1." .. tonumber(presp.version_minor),
-        headers = hs,
-      }
-      ib:skip(tonumber(n))
-      if not inplace then conn = net.prefixed(conn, ib:get()) end
-      return resp, conn
-    elseif n ~= EAGAIN then
-      return nil, errors.wrap(M.BAD_HANDSHAKE, "malformed response: %s", core.strerror(tonumber(n)))
+  local src = body.new_source(conn)
+  local resp, err = client.read_response_head(src, false, max_bytes)
+  if not resp then
+    if errors.is(err, client.BAD_RESPONSE) then
+      return nil, errors.wrap(M.BAD_HANDSHAKE, "malformed response: %s", tostring(err))
     end
-    if inplace then
-      local b, err = conn:fill()
-      if not b then return nil, err end
-    else
-      local d, err = conn:read()
-      if not d then return nil, err end
-      ib:put(d)
-    end
+    return nil, err
   end
+  if not src.inplace then conn = net.prefixed(conn, src.ib:get()) end
+  return resp, conn
 end
 
 local function handshake_error(resp, fmt, ...)

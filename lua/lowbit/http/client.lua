@@ -165,17 +165,22 @@ local function write_request(conn, method, u, hdrs, body_s, host)
   return true
 end
 
--- Reads a response head; skips 1xx (but 101).
-local function read_head(pc, method, max_bytes)
+--- Reads a response head from src (a lowbit.http.body Source: the conn and
+--- the bytes already read from it), skipping 1xx responses but 101.
+--- Returns a table (status, status_text, proto, headers, content_length,
+--- keep_alive, body_kind) and whether any byte arrived, or nil, err, got_any
+--- (err wraps BAD_RESPONSE for a malformed head). The bytes after the head
+--- stay in src.ib. Shared by the client and cooper.
+function M.read_response_head(src, head_request, max_bytes)
   local presp = ffi.new("lb_http1_resp")
   presp.headers = resp_hdrs
   presp.max_headers = 256
-  local ib = pc.ib
+  local ib = src.ib
   local got_any = #ib > 0
   while true do
     local p, len = ib:ref()
     local n = EAGAIN
-    if len > 0 then n = C.lb_http1_parse_response(presp, p, len, max_bytes, method == "HEAD" and 1 or 0) end
+    if len > 0 then n = C.lb_http1_parse_response(presp, p, len, max_bytes, head_request and 1 or 0) end
     if n > 0 then
       local status = presp.status
       local raw = {}
@@ -184,16 +189,15 @@ local function read_head(pc, method, max_bytes)
         raw[2 * i + 1] = ffi_string(f.name, f.name_len)
         raw[2 * i + 2] = ffi_string(f.value, f.value_len)
       end
-      local hs = headers.from_raw(raw)
-      local resp = setmetatable({
+      local resp = {
         status = status,
         status_text = ffi_string(presp.reason, presp.reason_len),
         proto = "HTTP/1." .. presp.version_minor,
-        headers = hs,
+        headers = headers.from_raw(raw),
         content_length = tonumber(presp.content_length),
         keep_alive = presp.keep_alive ~= 0,
         body_kind = presp.body_kind,
-      }, Response)
+      }
       ib:skip(tonumber(n))
       if status >= 100 and status < 200 and status ~= 101 then
         C.lb_http1_resp_reset(presp)
@@ -204,11 +208,17 @@ local function read_head(pc, method, max_bytes)
     elseif n ~= EAGAIN then
       return nil, errors.wrap(M.BAD_RESPONSE, "%s", core.strerror(tonumber(n))), true
     else
-      local ok, err = pc:more()
+      local ok, err = src:more()
       if not ok then return nil, err, got_any end
       got_any = true
     end
   end
+end
+
+local function read_head(pc, method, max_bytes)
+  local resp, err, got_any = M.read_response_head(pc, method == "HEAD", max_bytes)
+  if resp then setmetatable(resp, Response) end
+  return resp, err, got_any
 end
 
 local function check_opts(opts)
