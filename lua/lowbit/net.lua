@@ -23,7 +23,7 @@ local M = {}
 
 local type, error, tostring, tonumber, setmetatable = type, error, tostring, tonumber, setmetatable
 local concat = table.concat
-local now, wake = lowbit.now, lowbit._wake
+local now = lowbit.now
 local new_sel, fire, block, sel_deadline = lowbit._sel, lowbit._fire, lowbit._block, lowbit._sel_deadline
 
 local EOF, CLOSED, TIMEOUT = errors.EOF, errors.CLOSED, errors.TIMEOUT

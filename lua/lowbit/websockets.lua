@@ -36,7 +36,7 @@ local headers = require "lowbit.http.headers"
 local buffer = require "string.buffer"
 
 local C, ffi = core.C, core.ffi
-local ffi_string, ffi_copy, ffi_cast, ffi_errno = ffi.string, ffi.copy, ffi.cast, ffi.errno
+local ffi_string, ffi_copy, ffi_cast = ffi.string, ffi.copy, ffi.cast
 local type, error, tostring, tonumber, setmetatable, getmetatable, pcall =
   type, error, tostring, tonumber, setmetatable, getmetatable, pcall
 local concat = table.concat

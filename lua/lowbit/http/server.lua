@@ -17,9 +17,9 @@ local buffer = require "string.buffer"
 
 local C, ffi = core.C, core.ffi
 local ffi_string = ffi.string
-local type, error, tostring, tonumber, setmetatable, rawget, pcall, xpcall =
-  type, error, tostring, tonumber, setmetatable, rawget, pcall, xpcall
-local find, lower, gsub, char, byte = string.find, string.lower, string.gsub, string.char, string.byte
+local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
+  type, error, tostring, tonumber, setmetatable, pcall, xpcall
+local find, lower = string.find, string.lower
 local now = lowbit.now
 local traceback = debug.traceback
 
