@@ -39,8 +39,8 @@ return function(root)
   g:add(function() release:recv() end, { name = "legacy", shutdown_timeout = 0.1 })
 
   local ctx, cancel = context.with_timeout(root, 1)
-  local ok, err = g:run(ctx)
+  local err = g:run(ctx)
   cancel()
-  log("run returned: %s", ok and "ok" or tostring(err))
+  log("run returned: %s", err and tostring(err) or "ok")
   release:close() -- let the abandoned task end, so the process can exit
 end

@@ -52,6 +52,6 @@ return function(root, addr)
   }
   g:add(web, { name = "http" })
   g:add(rungroup.interval_service(2, refresh), { name = "refresher" })
-  local ok, err = g:run(root)
-  io.stderr:write("supervisor: stopped", ok and "" or (": " .. tostring(err)), "\n")
+  local err = g:run(root)
+  io.stderr:write("supervisor: stopped", err and (": " .. tostring(err)) or "", "\n")
 end

@@ -32,8 +32,8 @@ end, users_created:with_recovery())
 return function(ctx)
   for _, id in ipairs({ "u_1", "u_2" }) do
     print("publish " .. id)
-    local ok, err = users_created:publish(ctx, { id = id })
-    if not ok then
+    local err = users_created:publish(ctx, { id = id })
+    if err then
       for _, e in ipairs(errors.list(err)) do
         print("  handler failed: " .. tostring(e):match("^[^\n]*")) -- first line; the rest is the traceback
       end
@@ -41,7 +41,7 @@ return function(ctx)
   end
   cancel_audit()
   print("publish u_3 (audit unsubscribed)")
-  assert(users_created:publish(ctx, { id = "u_3" }))
+  assert(users_created:publish(ctx, { id = "u_3" }) == nil)
   local ok, err = pcall(users_created.publish, users_created, ctx, "not an event")
   print("misuse raises:", err)
 end

@@ -7,7 +7,7 @@
 --   g:add(function(ctx) return server:serve(ctx) end, { name = "http" })
 --   g:add(worker, { restart = rungroup.ON_FAILURE, backoff = retry.exponential(0.1, 30) })
 --   g:add(rungroup.interval_service(30, refresh_cache), { name = "cache-refresh" })
---   local ok, err = g:run(ctx)   -- until ctx ends (or every service is done)
+--   local err = g:run(ctx)       -- until ctx ends (or every service is done)
 --
 -- A service is a function(ctx) or a table with run(self, ctx) (and an
 -- optional `name`). It blocks until its work is done or ctx is cancelled,
@@ -326,8 +326,10 @@ local function next_done(st, deadline, watch_ctx)
 end
 
 --- Runs every service until ctx is cancelled (then shuts them down) or all
---- have ended. Returns true, or nil and the joined terminal errors; nil,
---- ALREADY_RUNNING when the group is running already.
+--- have ended. Returns nil, or the joined terminal errors (errors.list
+--- gives them one by one), as Go's Run returns its error; ALREADY_RUNNING
+--- when the group is running already. A group is a service: a parent
+--- treats that returned error as this service's failure.
 function Group:run(ctx)
   if getmetatable(self) ~= Group then
     error("bad self to rungroup:run: group expected, got " .. type(self) .. " (use ':')", 2)
@@ -335,7 +337,7 @@ function Group:run(ctx)
   if not context.is_context(ctx) then
     error("bad argument 'ctx' to rungroup.run: context expected, got " .. type(ctx), 2)
   end
-  if self.running then return nil, M.ALREADY_RUNNING end
+  if self.running then return M.ALREADY_RUNNING end
   self.started, self.running = true, true
   local services = self.services
   local n = #services
@@ -388,8 +390,8 @@ function Group:run(ctx)
   gcancel()
   st.closed = true
   self.running = false
-  if #st.errs == 0 then return true end
-  return nil, errors.join(unpack(st.errs))
+  if #st.errs == 0 then return nil end
+  return errors.join(unpack(st.errs))
 end
 
 ---------------------------------------------------------------------------

@@ -211,8 +211,9 @@ function Topic:subscribe(fn, ...)
   end
 end
 
---- Runs every handler with (ctx, ev). Returns true, or nil and the joined
---- errors of the handlers that failed (errors.list(err) gives them).
+--- Runs every handler with (ctx, ev), even when some fail. Returns nil when
+--- all succeeded, else the joined errors of those that failed
+--- (errors.list(err) gives them), as Go's Publish returns its error.
 function Topic:publish(ctx, ev)
   if getmetatable(ctx) ~= Ctx then
     error("bad argument 'ctx' to topic:publish: context expected, got " .. type(ctx), 2)
@@ -224,7 +225,8 @@ function Topic:publish(ctx, ev)
       error("bad argument 'ev' to topic:publish: " .. (why ~= nil and tostring(why) or "rejected by check"), 2)
     end
   end
-  return self.dispatch(ctx, ev)
+  local _, err = self.dispatch(ctx, ev)
+  return err
 end
 
 --- Number of handlers the next publish will run.
