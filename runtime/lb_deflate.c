@@ -1,6 +1,8 @@
-/* lb_deflate.c: RFC 7692 permessage-deflate on zlib (raw deflate streams).
- * The zlib streams live behind the opaque lb_deflate so that no zlib type
- * reaches the public header (it is fed to LuaJIT's ffi.cdef). */
+/* lb_deflate.c: RFC 7692 permessage-deflate on zlib (raw deflate streams),
+ * and on libdeflate for received messages that need no window from earlier
+ * messages. The zlib and libdeflate state live behind the opaque lb_deflate
+ * so that neither library's types reach the public header (it is fed to
+ * LuaJIT's ffi.cdef). */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_deflate.h"
 
@@ -8,11 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libdeflate.h>
 #include <zlib.h>
 
 struct lb_deflate {
   z_stream d;           /* our compressor */
-  z_stream i;           /* the peer's data */
+  z_stream i;           /* the peer's data (zlib path) */
+  struct libdeflate_decompressor *ld; /* the peer's data (whole-message path) */
+  uint8_t *scratch;     /* ld's input: payload + WHOLE_TAIL, kept up to SCRATCH_KEEP */
+  size_t scratch_cap;
   int d_no_takeover;
   int i_no_takeover;
   int d_ready, i_ready; /* init succeeded (for free) */
@@ -23,6 +29,16 @@ struct lb_deflate {
 /* RFC 7692 7.2.1: the 4 octets a sync flush ends with (an empty stored
  * block's LEN/NLEN), removed by the sender and appended by the receiver. */
 static const uint8_t TAIL[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* The whole-message path decodes payload + TAIL + an empty final stored
+ * block (BFINAL=1, BTYPE=00, LEN 0, NLEN ffff): a complete raw DEFLATE stream,
+ * which libdeflate, having no streaming API, needs. */
+static const uint8_t WHOLE_TAIL[9] = {0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff};
+
+/* Received payloads up to this size are copied into a scratch buffer the
+ * context keeps; larger ones into a temporary one, so that a connection does
+ * not hold on to the memory of its largest message. */
+#define SCRATCH_KEEP ((size_t)16 << 10)
 
 /* zlib takes at most UINT_MAX bytes per call; feed in slices well below. */
 #define SLICE ((size_t)1 << 30)
@@ -45,6 +61,15 @@ lb_deflate *lb_deflate_new(int deflate_bits, int deflate_no_takeover,
   /* Negative window bits select a raw stream: no zlib header or trailer. */
   if (deflateInit2(&c->d, level, Z_DEFLATED, -db, 8, Z_DEFAULT_STRATEGY) != Z_OK) goto fail;
   c->d_ready = 1;
+  if (c->i_no_takeover && ib == 15) {
+    /* Every message is a stream of its own (RFC 7692 7.1.1.2): decode it
+     * whole with libdeflate, several times faster than zlib's inflate on
+     * long runs. Its window is always 32 KiB, so smaller negotiated windows
+     * stay on zlib, which behaves as before for them. */
+    c->ld = libdeflate_alloc_decompressor();
+    if (c->ld == NULL) goto fail;
+    return c;
+  }
   if (inflateInit2(&c->i, -ib) != Z_OK) goto fail;
   c->i_ready = 1;
   if (!c->i_no_takeover) {
@@ -72,6 +97,8 @@ void lb_deflate_free(lb_deflate *c) {
   if (c == NULL) return;
   if (c->d_ready) deflateEnd(&c->d);
   if (c->i_ready) inflateEnd(&c->i);
+  if (c->ld != NULL) libdeflate_free_decompressor(c->ld);
+  free(c->scratch);
   free(c->dict);
   free(c);
 }
@@ -143,8 +170,70 @@ static int restart_inflate(lb_deflate *c) {
   return 0;
 }
 
+/* Whole-message decompression without context takeover (libdeflate). */
+static ptrdiff_t decompress_whole(lb_deflate *c, const uint8_t *in, size_t n,
+                                  lb_buf *out, size_t limit) {
+  if (n == 0) return 0; /* as on the zlib path */
+  if (n > SIZE_MAX - sizeof WHOLE_TAIL) return LB_ENOMEM;
+  size_t need = n + sizeof WHOLE_TAIL;
+  uint8_t *src, *tmp = NULL;
+  if (need <= SCRATCH_KEEP) {
+    if (need > c->scratch_cap) {
+      size_t cap = c->scratch_cap ? 2 * c->scratch_cap : 1024;
+      while (cap < need) cap *= 2; /* need <= SCRATCH_KEEP: no overflow */
+      if (cap > SCRATCH_KEEP) cap = SCRATCH_KEEP;
+      uint8_t *p = realloc(c->scratch, cap);
+      if (p == NULL) return LB_ENOMEM;
+      c->scratch = p;
+      c->scratch_cap = cap;
+    }
+    src = c->scratch;
+  } else {
+    src = tmp = malloc(need);
+    if (tmp == NULL) return LB_ENOMEM;
+  }
+  memcpy(src, in, n);
+  memcpy(src + n, WHOLE_TAIL, sizeof WHOLE_TAIL);
+
+  /* libdeflate wants the whole output buffer up front and reports
+   * INSUFFICIENT_SPACE without writing past it. Start with the spare room
+   * the caller's buffer already has (a reused buffer then decodes in one
+   * go), at least 4x the input; grow 4x per retry, never past the limit, so
+   * a deflate bomb costs at most `limit` bytes of buffer. */
+  size_t room = n > SIZE_MAX / 4 ? SIZE_MAX / 4 : 4 * n;
+  if (room < 16384) room = 16384;
+  if (out->cap - out->len > room) room = out->cap - out->len;
+  if (limit != 0 && room > limit) room = limit;
+  ptrdiff_t rc;
+  for (;;) {
+    uint8_t *dst = lb_buf_reserve(out, room);
+    if (dst == NULL) { rc = LB_ENOMEM; break; }
+    size_t used_in = 0, got = 0;
+    enum libdeflate_result r =
+        libdeflate_deflate_decompress_ex(c->ld, src, need, dst, room, &used_in, &got);
+    if (r == LIBDEFLATE_SUCCESS) {
+      /* The stream may end (BFINAL, RFC 7692 7.2.3.3) inside the payload or
+       * the sync-flush tail: what follows is ignored, as zlib's inflate
+       * does. Ending inside our final block instead means the payload
+       * stopped mid-block and that block swallowed part of our tail. */
+      if (used_in > n + sizeof TAIL && used_in != need) { rc = LB_EDEFLATE; break; }
+      out->len += got;
+      rc = (ptrdiff_t)got;
+      break;
+    }
+    if (r != LIBDEFLATE_INSUFFICIENT_SPACE) { rc = LB_EDEFLATE; break; }
+    if (limit != 0 && room >= limit) { rc = LB_ETOOLARGE; break; }
+    if (room > SIZE_MAX / 4) { rc = LB_ENOMEM; break; }
+    room *= 4;
+    if (limit != 0 && room > limit) room = limit;
+  }
+  free(tmp);
+  return rc;
+}
+
 ptrdiff_t lb_deflate_decompress(lb_deflate *c, const uint8_t *in, size_t n,
                                 lb_buf *out, size_t limit) {
+  if (c->ld != NULL) return decompress_whole(c, in, n, out, limit);
   z_stream *z = &c->i;
   size_t start = out->len, produced = 0, left = n;
   const uint8_t *ip = in;

@@ -1,10 +1,13 @@
 /*
- * lb_deflate.h: RFC 7692 permessage-deflate on zlib.
+ * lb_deflate.h: RFC 7692 permessage-deflate on zlib (and libdeflate for
+ * received messages when the peer uses no context takeover and a 32 KiB
+ * window: each is then decoded whole, several times faster).
  *
  * - A context (lb_deflate_new) holds one compressor (our messages) and one
  *   decompressor (the peer's), each with its window size and context
- *   takeover setting. zlib's state is allocated once, in lb_deflate_new; no
- *   call allocates per message except by growing the caller's lb_buf.
+ *   takeover setting. Their state is allocated once, in lb_deflate_new; no
+ *   call allocates per message except by growing the caller's lb_buf, and,
+ *   on the libdeflate path, a temporary copy of a payload over 16 KiB.
  * - Negotiation: lb_deflate_parse_offer() reads one element of a
  *   Sec-WebSocket-Extensions value, lb_deflate_accept_offer() picks the
  *   server's answer, lb_deflate_format_params() writes it.

@@ -6,6 +6,12 @@
  *    exactly what it appended, and rolls the buffer back on error; the
  *    buffer's capacity stays within lb_buf's doubling of the limit;
  *  - compress then decompress (limit = message size) gives the input back;
+ *  - the whole-message path (no context takeover for the peer, window 15:
+ *    libdeflate) agrees with the zlib path on a fresh context: whenever zlib
+ *    accepts a message, it decodes the same bytes, and whenever zlib finds
+ *    it over the limit, so does it (it may accept a few malformed messages
+ *    zlib rejects: a payload cut mid-block whose last block ends exactly
+ *    inside the appended final block);
  *  - lb_deflate_parse_offer always reports a consumed length within the
  *    input, and a parsed element formats and parses back to the same
  *    parameters.
@@ -18,7 +24,7 @@
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
-static lb_deflate *rx_ctx[16], *tx_ctx[16], *rt_ctx[16];
+static lb_deflate *rx_ctx[16], *tx_ctx[16], *rt_ctx[16], *whole_ctx;
 
 static lb_deflate *get(lb_deflate **slot, int bits, int nt) {
   if (*slot == NULL) *slot = lb_deflate_new(bits, nt, bits, nt, -1);
@@ -78,6 +84,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(out.cap <= 2 * (limit + 3) + 64);
   CHECK(memcmp(out.data, "pre", 3) == 0);
   lb_buf_free(&out);
+
+  /* Whole-message path against zlib on a fresh context (same window). */
+  {
+    lb_deflate *zc = lb_deflate_new(15, 0, 15, 0, 1);
+    lb_deflate *wc = get(&whole_ctx, 15, 1);
+    CHECK(zc != NULL);
+    lb_buf a = {0};
+    ptrdiff_t ra = lb_deflate_decompress(zc, d, n, &a, limit);
+    CHECK(lb_buf_append(&out, "pre", 3) == 0);
+    ptrdiff_t rb = lb_deflate_decompress(wc, d, n, &out, limit);
+    if (rb >= 0) CHECK((size_t)rb <= limit && out.len == 3 + (size_t)rb);
+    else CHECK((rb == LB_ETOOLARGE || rb == LB_EDEFLATE) && out.len == 3);
+    CHECK(out.cap <= 2 * (limit + 3) + 64);
+    if (ra >= 0) CHECK(rb == ra && (ra == 0 || memcmp(a.data, out.data + 3, (size_t)ra) == 0));
+    if (ra == LB_ETOOLARGE) CHECK(rb == LB_ETOOLARGE);
+    lb_buf_free(&a);
+    lb_buf_free(&out);
+    lb_deflate_free(zc);
+  }
 
   /* Round trip through a compressor and decompressor pair. */
   lb_deflate *tx = get(&tx_ctx[slot], bits, nt);

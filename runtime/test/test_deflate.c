@@ -3,6 +3,7 @@
 #include "lowbit/lb_deflate.h"
 #include <stdint.h>
 #include <stdlib.h>
+#include <zlib.h>
 
 #define B(s) ((const uint8_t *)(s)), (sizeof(s) - 1)
 
@@ -84,7 +85,8 @@ static void test_decompress_vectors(void) {
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
     /* fresh context each time, and each limit from exact size upward */
     for (size_t limit = 0; limit <= 7; limit = limit ? limit + 1 : 5) {
-      lb_deflate *c = lb_deflate_new(15, 0, 15, 0, -1);
+     for (int nt = 0; nt <= 1; nt++) { /* zlib path, then libdeflate path */
+      lb_deflate *c = lb_deflate_new(15, nt, 15, nt, -1);
       lb_buf out = {0};
       ptrdiff_t r = lb_deflate_decompress(c, (const uint8_t *)v[i].in, v[i].n, &out, limit);
       if (r != 5) fprintf(stderr, "  vector %s limit %zu: %td\n", v[i].name, limit, r);
@@ -92,12 +94,13 @@ static void test_decompress_vectors(void) {
       LB_CHECK(buf_is(&out, B("Hello")));
       /* one byte under the limit */
       lb_buf_reset(&out);
-      lb_deflate *c2 = lb_deflate_new(15, 0, 15, 0, -1);
+      lb_deflate *c2 = lb_deflate_new(15, nt, 15, nt, -1);
       LB_CHECK_EQ(lb_deflate_decompress(c2, (const uint8_t *)v[i].in, v[i].n, &out, 4), LB_ETOOLARGE);
       LB_CHECK_EQ(out.len, 0);
       lb_deflate_free(c2);
       lb_buf_free(&out);
       lb_deflate_free(c);
+     }
     }
   }
 }
@@ -149,12 +152,14 @@ static void test_decompress_rejects_named_defects(void) {
     {"distance too far back", "\xf2\x00\x11\x00\x00", 5},
     {"sync flush tail not stripped", "\xf2\x48\xcd\xc9\xc9\x07\x00\x00\x00\xff\xff", 11},
   };
-  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-    lb_deflate *c = lb_deflate_new(15, 0, 15, 0, -1);
+  for (size_t i = 0; i < 2 * (sizeof v / sizeof v[0]); i++) {
+    size_t k = i / 2;
+    int nt = (int)(i % 2); /* zlib path, then libdeflate path */
+    lb_deflate *c = lb_deflate_new(15, nt, 15, nt, -1);
     lb_buf out = {0};
     lb_buf_append(&out, "x", 1);
-    ptrdiff_t r = lb_deflate_decompress(c, (const uint8_t *)v[i].in, v[i].n, &out, 0);
-    if (r != LB_EDEFLATE) fprintf(stderr, "  defect: %s gave %td\n", v[i].name, r);
+    ptrdiff_t r = lb_deflate_decompress(c, (const uint8_t *)v[k].in, v[k].n, &out, 0);
+    if (r != LB_EDEFLATE) fprintf(stderr, "  defect: %s (nt %d) gave %td\n", v[k].name, nt, r);
     LB_CHECK_EQ(r, LB_EDEFLATE);
     LB_CHECK(buf_is(&out, B("x"))); /* output rolled back */
     lb_buf_free(&out);
@@ -246,6 +251,235 @@ static void test_no_allocation_growth_per_message(void) {
     lb_buf_reset(&out);
     lb_deflate_compress(tx, msg, sizeof msg, &z);
     lb_deflate_decompress(rx, z.data, z.len, &out, sizeof msg);
+  }
+  LB_CHECK(zd == z.data && od == out.data);
+  lb_buf_free(&z);
+  lb_buf_free(&out);
+  lb_deflate_free(tx);
+  lb_deflate_free(rx);
+}
+
+/* ---- the whole-message path (no context takeover for the peer: libdeflate)
+ * against zlib ------------------------------------------------------------ */
+
+/* zlib raw deflate of msg (window 15): sync flush minus 00 00 ff ff (RFC
+ * 7692 7.2.1), or with finish = 1 a complete stream ending in BFINAL. */
+static void zlib_deflate(const uint8_t *msg, size_t n, int level, int finish, lb_buf *z) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  LB_CHECK(deflateInit2(&s, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  size_t bound = deflateBound(&s, (uLong)n) + 16;
+  uint8_t *dst = lb_buf_reserve(z, bound);
+  LB_CHECK(dst != NULL);
+  s.next_in = (Bytef *)(uintptr_t)msg;
+  s.avail_in = (uInt)n;
+  s.next_out = dst;
+  s.avail_out = (uInt)bound;
+  int r = deflate(&s, finish ? Z_FINISH : Z_SYNC_FLUSH);
+  LB_CHECK(finish ? r == Z_STREAM_END : r == Z_OK);
+  size_t got = bound - s.avail_out;
+  if (!finish) {
+    LB_CHECK(got >= 4 && memcmp(dst + got - 4, "\x00\x00\xff\xff", 4) == 0);
+    got -= 4;
+  }
+  z->len += got;
+  deflateEnd(&s);
+}
+
+/* zlib raw inflate of one received payload + 00 00 ff ff (RFC 7692 7.2.2);
+ * returns 0 when it decodes to exactly msg[0..n). */
+static int zlib_inflate_is(const uint8_t *p, size_t pn, const uint8_t *msg, size_t n) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  LB_CHECK(inflateInit2(&s, -15) == Z_OK);
+  uint8_t *in = malloc(pn + 4), *out = malloc(n + 1);
+  memcpy(in, p, pn);
+  memcpy(in + pn, "\x00\x00\xff\xff", 4);
+  s.next_in = in;
+  s.avail_in = (uInt)(pn + 4);
+  s.next_out = out;
+  s.avail_out = (uInt)(n + 1);
+  int r = inflate(&s, Z_SYNC_FLUSH);
+  int bad = !(r == Z_OK || r == Z_STREAM_END) || s.total_out != n || (n && memcmp(out, msg, n) != 0);
+  inflateEnd(&s);
+  free(in);
+  free(out);
+  return bad;
+}
+
+static void fill_kind(uint8_t *p, size_t n, int kind) {
+  if (kind == 3) memset(p, 'a', n); /* the benchmark's message */
+  else fill(p, n, kind);
+}
+
+static void test_whole_path_against_zlib_sizes_and_kinds(void) {
+  static const size_t sizes[] = {0, 1, 100, 4096, 65536, 1u << 20};
+  uint8_t *msg = malloc(1u << 20);
+  lb_buf z = {0}, out = {0};
+  for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+    size_t n = sizes[si];
+    for (int kind = 0; kind < 4; kind++) {
+      fill_kind(msg, n, kind);
+      lb_deflate *rx = lb_deflate_new(15, 1, 15, 1, 1); /* libdeflate path */
+      lb_deflate *tx = lb_deflate_new(15, 1, 15, 1, 1);
+      for (int form = 0; form < 4; form++) {
+        /* 0, 1: zlib sync flush at levels 1 and 9; 2: zlib Z_FINISH (BFINAL
+         * form, nothing after); 3: BFINAL form as RFC 7692 7.2.3.3 writes it
+         * (one 00 after the final block) */
+        lb_buf_reset(&z);
+        zlib_deflate(msg, n, form == 1 ? 9 : 1, form >= 2, &z);
+        if (form == 3) LB_CHECK(lb_buf_append(&z, "\x00", 1) == 0);
+        lb_buf_reset(&out);
+        ptrdiff_t r = lb_deflate_decompress(rx, z.data, z.len, &out, n ? n : 1);
+        if (r != (ptrdiff_t)n) fprintf(stderr, "  n %zu kind %d form %d: %td\n", n, kind, form, r);
+        LB_CHECK_EQ(r, (ptrdiff_t)n);
+        LB_CHECK(out.len == n && (n == 0 || memcmp(out.data, msg, n) == 0));
+        if (n > 1) {
+          /* one byte over the limit (n - 1 = 0 would mean no limit) */
+          lb_buf_reset(&out);
+          LB_CHECK_EQ(lb_deflate_decompress(rx, z.data, z.len, &out, n - 1), LB_ETOOLARGE);
+          LB_CHECK_EQ(out.len, 0);
+        }
+        /* no limit */
+        lb_buf_reset(&out);
+        LB_CHECK_EQ(lb_deflate_decompress(rx, z.data, z.len, &out, 0), (ptrdiff_t)n);
+      }
+      /* our compressor's output (zlib path for our messages) decodes with
+       * plain zlib and with the whole-message path */
+      lb_buf_reset(&z);
+      LB_CHECK(lb_deflate_compress(tx, msg, n, &z) > 0);
+      LB_CHECK(zlib_inflate_is(z.data, z.len, msg, n) == 0);
+      lb_buf_reset(&out);
+      LB_CHECK_EQ(lb_deflate_decompress(rx, z.data, z.len, &out, n ? n : 1), (ptrdiff_t)n);
+      LB_CHECK(n == 0 || memcmp(out.data, msg, n) == 0);
+      lb_deflate_free(rx);
+      lb_deflate_free(tx);
+    }
+  }
+  lb_buf_free(&z);
+  lb_buf_free(&out);
+  free(msg);
+}
+
+static void test_whole_path_bfinal_then_junk_is_ignored(void) {
+  /* bytes after the final block are ignored on both paths */
+  for (int nt = 0; nt <= 1; nt++) {
+    lb_deflate *c = lb_deflate_new(15, nt, 15, nt, -1);
+    lb_buf out = {0};
+    LB_CHECK_EQ(lb_deflate_decompress(c, B("\xf3\x48\xcd\xc9\xc9\x07\x00" "junk"), &out, 0), 5);
+    LB_CHECK(buf_is(&out, B("Hello")));
+    lb_buf_free(&out);
+    lb_deflate_free(c);
+  }
+}
+
+static void test_whole_path_streamed_chunks_join(void) {
+  /* websockets.lua's stream_message compresses each chunk with its own
+   * lb_deflate_compress call and joins them with 00 00 ff ff: the receiver
+   * must get all chunks (our compressor never ends a chunk with BFINAL). */
+  lb_deflate *tx = lb_deflate_new(15, 1, 15, 1, 1), *rx = lb_deflate_new(15, 1, 15, 1, 1);
+  uint8_t msg[3 * 5000];
+  lb_buf z = {0}, out = {0};
+  fill(msg, sizeof msg, 1);
+  for (int k = 0; k < 3; k++) {
+    LB_CHECK(lb_deflate_compress(tx, msg + 5000 * k, 5000, &z) > 0);
+    if (k < 2) LB_CHECK(lb_buf_append(&z, "\x00\x00\xff\xff", 4) == 0);
+  }
+  LB_CHECK_EQ(lb_deflate_decompress(rx, z.data, z.len, &out, sizeof msg), (ptrdiff_t)sizeof msg);
+  LB_CHECK(memcmp(out.data, msg, sizeof msg) == 0);
+  LB_CHECK(zlib_inflate_is(z.data, z.len, msg, sizeof msg) == 0);
+  lb_buf_free(&z);
+  lb_buf_free(&out);
+  lb_deflate_free(tx);
+  lb_deflate_free(rx);
+}
+
+static void test_whole_path_bomb_never_allocates_past_limit(void) {
+  size_t big = 10u * 1000 * 1000, limit = 1u << 20;
+  uint8_t *zeros = calloc(1, big);
+  lb_buf z = {0}, out = {0};
+  zlib_deflate(zeros, big, 9, 0, &z);
+  LB_CHECK(z.len < 20000);
+  lb_deflate *c = lb_deflate_new(15, 1, 15, 1, 1);
+  /* fresh buffer: lb_buf's doubling from 64 lands exactly on 1 MiB */
+  LB_CHECK_EQ(lb_deflate_decompress(c, z.data, z.len, &out, limit), LB_ETOOLARGE);
+  LB_CHECK_EQ(out.len, 0);
+  LB_CHECK(out.cap <= limit);
+  /* after existing content: the output part still stays within the limit */
+  lb_buf_free(&out);
+  LB_CHECK(lb_buf_append(&out, "x", 1) == 0);
+  LB_CHECK_EQ(lb_deflate_decompress(c, z.data, z.len, &out, limit), LB_ETOOLARGE);
+  LB_CHECK(buf_is(&out, B("x")));
+  LB_CHECK(out.cap <= 2 * (limit + 1));
+  /* one byte short, exact, and no limit */
+  lb_buf_free(&out);
+  LB_CHECK_EQ(lb_deflate_decompress(c, z.data, z.len, &out, big - 1), LB_ETOOLARGE);
+  LB_CHECK(out.cap <= 2 * big);
+  lb_buf_free(&out);
+  LB_CHECK_EQ(lb_deflate_decompress(c, z.data, z.len, &out, big), (ptrdiff_t)big);
+  LB_CHECK(out.len == big && memcmp(out.data, zeros, big) == 0);
+  lb_buf_reset(&out);
+  LB_CHECK_EQ(lb_deflate_decompress(c, z.data, z.len, &out, 0), (ptrdiff_t)big);
+  lb_buf_free(&out);
+  lb_buf_free(&z);
+  lb_deflate_free(c);
+  free(zeros);
+}
+
+static void test_whole_path_corrupt_input_agrees_with_zlib(void) {
+  /* Flipped bytes in valid payloads: the whole-message path gives a valid
+   * result code, rolls back on error, and whenever the zlib path accepts a
+   * message (fresh context, same window) decodes the same bytes. */
+  uint8_t msg[3000];
+  lb_buf z = {0}, a = {0}, b = {0};
+  int agreed = 0, lenient = 0;
+  for (int it = 0; it < 3000; it++) {
+    size_t n = 1 + rnd() % sizeof msg;
+    fill(msg, n, (int)(rnd() % 3));
+    lb_buf_reset(&z);
+    zlib_deflate(msg, n, 1 + (int)(rnd() % 9), (int)(rnd() % 2), &z);
+    int flips = 1 + (int)(rnd() % 3);
+    for (int f = 0; f < flips; f++) z.data[rnd() % z.len] ^= (uint8_t)(1u << (rnd() % 8));
+    if (rnd() % 4 == 0) z.len = (size_t)(rnd() % z.len); /* truncated too */
+    size_t limit = (rnd() % 2) ? 0 : 1 + rnd() % (2 * n);
+    lb_deflate *zc = lb_deflate_new(15, 0, 15, 0, 1), *lc = lb_deflate_new(15, 1, 15, 1, 1);
+    lb_buf_reset(&a);
+    lb_buf_reset(&b);
+    LB_CHECK(lb_buf_append(&b, "pre", 3) == 0);
+    ptrdiff_t ra = lb_deflate_decompress(zc, z.data, z.len, &a, limit);
+    ptrdiff_t rb = lb_deflate_decompress(lc, z.data, z.len, &b, limit);
+    LB_CHECK(rb >= 0 || rb == LB_EDEFLATE || rb == LB_ETOOLARGE);
+    if (rb < 0) LB_CHECK(b.len == 3);
+    else LB_CHECK(b.len == 3 + (size_t)rb && (limit == 0 || (size_t)rb <= limit));
+    if (ra >= 0) {
+      LB_CHECK_EQ(rb, ra);
+      LB_CHECK(rb == ra && memcmp(a.data, b.data + 3, (size_t)ra) == 0);
+    } else if (ra == LB_ETOOLARGE) {
+      LB_CHECK_EQ(rb, LB_ETOOLARGE);
+    }
+    if (ra == rb) agreed++;
+    else if (rb >= 0) lenient++;
+    lb_deflate_free(zc);
+    lb_deflate_free(lc);
+  }
+  if (lenient) fprintf(stderr, "  corrupt: %d agreed, %d accepted only by libdeflate\n", agreed, lenient);
+  lb_buf_free(&z);
+  lb_buf_free(&a);
+  lb_buf_free(&b);
+}
+
+static void test_whole_path_no_allocation_growth_per_message(void) {
+  lb_deflate *tx = lb_deflate_new(15, 1, 15, 1, 1), *rx = lb_deflate_new(15, 1, 15, 1, 1);
+  uint8_t msg[4096];
+  lb_buf z = {0}, out = {0};
+  uint8_t *zd = NULL, *od = NULL;
+  for (int i = 0; i < 100; i++) {
+    if (i == 50) { zd = z.data; od = out.data; }
+    fill(msg, sizeof msg, 1);
+    lb_buf_reset(&z);
+    lb_buf_reset(&out);
+    LB_CHECK(lb_deflate_compress(tx, msg, sizeof msg, &z) > 0);
+    LB_CHECK_EQ(lb_deflate_decompress(rx, z.data, z.len, &out, sizeof msg), sizeof msg);
   }
   LB_CHECK(zd == z.data && od == out.data);
   lb_buf_free(&z);
@@ -426,6 +660,12 @@ int main(void) {
   LB_RUN(test_decompress_bomb_stops_at_limit);
   LB_RUN(test_roundtrip_windows_takeover_and_sizes);
   LB_RUN(test_no_allocation_growth_per_message);
+  LB_RUN(test_whole_path_against_zlib_sizes_and_kinds);
+  LB_RUN(test_whole_path_bfinal_then_junk_is_ignored);
+  LB_RUN(test_whole_path_streamed_chunks_join);
+  LB_RUN(test_whole_path_bomb_never_allocates_past_limit);
+  LB_RUN(test_whole_path_corrupt_input_agrees_with_zlib);
+  LB_RUN(test_whole_path_no_allocation_growth_per_message);
   LB_RUN(test_new_rejects_bad_arguments);
   LB_RUN(test_parse_offer_valid);
   LB_RUN(test_parse_offer_rejects_named_defects);
