@@ -399,40 +399,53 @@ local Typed = {}
 Typed.__index = Typed
 M.Typed = Typed
 
+-- Checks a record shape { key = "wire field" } against the wire field
+-- names (each mapped exactly once; nil maps every field to its own name)
+-- and returns wire name -> key. Raises at the caller of `fname`'s caller
+-- (level 3). Shared with wireframe.schema.
+function M._check_shape(fname, shape, names, index)
+  if shape == nil then
+    shape = {}
+    for _, name in ipairs(names) do shape[name] = name end
+  end
+  if type(shape) ~= "table" then
+    error(("bad argument 'shape' to %s: table { key = \"wire field\" } expected, got %s"):format(fname, type(shape)), 3)
+  end
+  local to_key = {}
+  for k, wire in pairs(shape) do
+    if type(k) ~= "string" or type(wire) ~= "string" then
+      error(("bad argument 'shape' to %s: string keys and wire field names expected"):format(fname), 3)
+    end
+    if not index[wire] then
+      error(format("bad argument 'shape' to %s: key %q maps to unknown wire field %q", fname, k, wire), 3)
+    end
+    if to_key[wire] then
+      error(format("bad argument 'shape' to %s: wire field %q mapped twice (%q and %q)", fname, wire, to_key[wire], k), 3)
+    end
+    to_key[wire] = k
+  end
+  for _, name in ipairs(names) do
+    if not to_key[name] then error(format("bad argument 'shape' to %s: wire field %q is not mapped", fname, name), 3) end
+  end
+  return to_key
+end
+
+-- A metatable under which a record raises on any field it does not have.
+function M._strict(what)
+  return {
+    __index = function(_, k) error(format("%s: no field %q", what, tostring(k)), 2) end,
+    __newindex = function(_, k) error(format("%s: no field %q", what, tostring(k)), 2) end,
+  }
+end
+
 --- Binds format f to a record shape { record_key = "wire_name", ... }
 --- (nil: every wire field under its own name). Raises on a bad mapping.
 function Format:bind(shape)
   self:validate()
-  if shape == nil then
-    shape = {}
-    for _, name in ipairs(self.names) do shape[name] = name end
-  end
-  if type(shape) ~= "table" then
-    error("bad argument 'shape' to format:bind: table { key = \"wire field\" } expected, got " .. type(shape), 2)
-  end
-  local keys, seen = {}, {}
-  for k, wire in pairs(shape) do
-    if type(k) ~= "string" or type(wire) ~= "string" then
-      error("bad argument 'shape' to format:bind: string keys and wire field names expected", 2)
-    end
-    local i = self.index[wire]
-    if not i then
-      error(format("bad argument 'shape' to format:bind: key %q maps to unknown wire field %q", k, wire), 2)
-    end
-    if seen[i] then
-      error(format("bad argument 'shape' to format:bind: wire field %q mapped twice (%q and %q)", wire, seen[i], k), 2)
-    end
-    seen[i] = k
-    keys[i] = k
-  end
-  for i, name in ipairs(self.names) do
-    if not keys[i] then error(format("bad argument 'shape' to format:bind: wire field %q is not mapped", name), 2) end
-  end
-  local strict = {
-    __index = function(_, k) error(format("wireframe record: no field %q", tostring(k)), 2) end,
-    __newindex = function(_, k) error(format("wireframe record: no field %q", tostring(k)), 2) end,
-  }
-  local t = setmetatable({ format = self, keys = keys, strict = strict }, Typed)
+  local to_key = M._check_shape("format:bind", shape, self.names, self.index)
+  local keys = {}
+  for i, name in ipairs(self.names) do keys[i] = to_key[name] end
+  local t = setmetatable({ format = self, keys = keys, strict = M._strict("wireframe record") }, Typed)
   t.getter = function(rec, i) return rec[keys[i]] end
   return t
 end

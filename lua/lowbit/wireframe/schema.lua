@@ -13,9 +13,11 @@
 -- bytes(name, n) (exactly n bytes), var_bytes(name, len_field) (as many
 -- bytes as the integer field len_field, declared before it, says; encode
 -- writes #data into len_field, whatever vals holds there).
--- schema and frame are independent: use one, both or neither.
+-- schema and frame are independent: use one, both or neither (schema only
+-- borrows frame's record-shape check).
 local core = require "lowbit.core"
 local errors = require "lowbit.errors"
+local frame = require "lowbit.wireframe.frame"
 local buffer = require "string.buffer"
 
 local ffi = core.ffi
@@ -287,36 +289,11 @@ M.Typed = Typed
 --- Binds the schema to { record_key = "wire field", ... } (nil: each field
 --- under its own name). Every field must be mapped once; raises otherwise.
 function Schema:bind(shape)
-  if shape == nil then
-    shape = {}
-    for _, fd in ipairs(self.fields) do shape[fd.name] = fd.name end
-  end
-  if type(shape) ~= "table" then
-    error("bad argument 'shape' to schema:bind: table { key = \"wire field\" } expected, got " .. type(shape), 2)
-  end
-  local to_key, seen = {}, {}
-  for k, wire in pairs(shape) do
-    if type(k) ~= "string" or type(wire) ~= "string" then
-      error("bad argument 'shape' to schema:bind: string keys and wire field names expected", 2)
-    end
-    if not self.index[wire] then
-      error(format("bad argument 'shape' to schema:bind: key %q maps to unknown wire field %q", k, wire), 2)
-    end
-    if seen[wire] then
-      error(format("bad argument 'shape' to schema:bind: wire field %q mapped twice", wire), 2)
-    end
-    seen[wire] = true
-    to_key[wire] = k
-  end
-  for _, fd in ipairs(self.fields) do
-    if not to_key[fd.name] then error(format("bad argument 'shape' to schema:bind: wire field %q is not mapped", fd.name), 2) end
-  end
-  local strict = {
-    __index = function(_, k) error(format("wireframe schema record: no field %q", tostring(k)), 2) end,
-    __newindex = function(_, k) error(format("wireframe schema record: no field %q", tostring(k)), 2) end,
-  }
+  local names = {}
+  for i, fd in ipairs(self.fields) do names[i] = fd.name end
+  local to_key = frame._check_shape("schema:bind", shape, names, self.index)
   return setmetatable({
-    schema = self, to_key = to_key, strict = strict,
+    schema = self, to_key = to_key, strict = frame._strict("wireframe schema record"),
     get = function(rec, wire) return rec[to_key[wire]] end,
   }, Typed)
 end
