@@ -60,4 +60,34 @@ function M.make_pki()
   return dir
 end
 
+--- Runs cmd with args as a child process from a task, on the luv loop (the
+--- servers of the same run keep serving meanwhile). Returns exit code,
+--- stdout, stderr; raises after `timeout` seconds (default 30).
+function M.spawn(cmd, args, timeout)
+  local uv = require "luv"
+  local lowbit = require "lowbit"
+  local out, errout = {}, {}
+  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+  local done = lowbit.chan(1)
+  local left, code = 3, nil
+  local function one() left = left - 1; if left == 0 then done:try_send(true) end end
+  local h, perr
+  h, perr = uv.spawn(cmd, { args = args, stdio = { nil, stdout, stderr } },
+    function(c) code = c; uv.close(h); one() end)
+  assert(h, perr)
+  for _, p in ipairs({ { stdout, out }, { stderr, errout } }) do
+    local pipe, acc = p[1], p[2]
+    uv.read_start(pipe, function(_, d)
+      if d then acc[#acc + 1] = d else uv.close(pipe); one() end
+    end)
+  end
+  local i = lowbit.select{ done, lowbit.after(timeout or 30) }
+  if i ~= 1 then
+    uv.process_kill(h, "sigkill")
+    done:recv()
+    error(cmd .. " timed out; stderr: " .. table.concat(errout))
+  end
+  return code, table.concat(out), table.concat(errout)
+end
+
 return M
