@@ -29,6 +29,7 @@ local rawget, rawset, setmetatable = rawget, rawset, setmetatable
 Request.__index = function(r, k)
   local m = Request[k]
   if m ~= nil then return m end
+  if k == "proto_major" then return 1 end
   if k == "url" then
     -- Made on first use from the target the parser split (server side).
     local raw_path = rawget(r, "_path")

@@ -174,10 +174,10 @@ local function build_head(w, out, final)
       cs.close_after = true -- HTTP/1.0: the body ends when the connection does
     end
   end
-  if cs.close_after or cs.srv.shutting_down or (not r.keep_alive and r.proto_minor == 1) then
+  if cs.close_after or cs.srv.shutting_down or (not cs.keep_alive and r.proto_minor == 1) then
     cs.close_after = true
     if not has_conn_close then out:put("Connection: close\r\n") end
-  elseif r.proto_minor == 0 and r.keep_alive then
+  elseif r.proto_minor == 0 and cs.keep_alive then
     if declared_cl or final or not allowed then out:put("Connection: keep-alive\r\n")
     else cs.close_after = true end
   end
@@ -391,18 +391,18 @@ local function make_request(cs, preq)
   else target = ffi_string(preq.target, preq.target_len) end
   local minor = preq.version_minor
   local kind = preq.body_kind
+  -- Twelve fields: the hash part has room for the four a handler may add
+  -- (url, headers, pattern and path values, ctx) without a rehash.
   local r = request.new({
     method = method_of(preq.method, preq.method_len),
     _path = raw_path, _query = has_query and raw_query or false, -- r.url is made from these on first use
     request_uri = target,
     host = preq.host ~= nil and ffi_string(preq.host, preq.host_len) or "",
     proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
-    proto_major = 1,
     proto_minor = minor,
     _raw = raw, -- r.headers is made from these on first use
     content_length = kind == body.LENGTH and tonumber(preq.content_length) or (kind == body.NONE and 0 or -1),
     remote_addr = cs.remote,
-    keep_alive = preq.keep_alive ~= 0,
     body = false,
     _make_ctx = cs.make_ctx,
   })
@@ -522,6 +522,7 @@ local function serve_conn(srv, conn)
     end
     -- 2. The request.
     local r = make_request(cs, preq)
+    cs.keep_alive = preq.keep_alive ~= 0
     ib:skip(tonumber(n))
     local kind = preq.body_kind
     if preq.expect_other ~= 0 then
@@ -573,7 +574,7 @@ local function serve_conn(srv, conn)
     -- 4. End the response and decide on keep-alive.
     finish_response(w)
     if w.werr or cs.close_after or cs.peer_gone then break end
-    if not r.keep_alive then break end
+    if not cs.keep_alive then break end
     local b = r.body
     if not b.done then
       if expect and not w.sent_continue then break end -- the client may not send it
