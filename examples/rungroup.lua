@@ -42,5 +42,5 @@ return function(root)
   local err = g:run(ctx)
   cancel()
   log("run returned: %s", err and tostring(err) or "ok")
-  release:close() -- let the abandoned task end, so the process can exit
+  release:close() -- let the abandoned task end (the process would exit anyway: it is detached)
 end

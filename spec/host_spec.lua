@@ -143,3 +143,25 @@ c:close()
     os.remove(client)
   end)
 end)
+
+describe("rungroup under the host", function()
+  it("SIGTERM ends the process even when a service ignores its shutdown (it is abandoned and detached)", function()
+    local f = tmpfile([[
+local lowbit = require "lowbit"
+local rungroup = require "lowbit.rungroup"
+return function(ctx)
+  local g = rungroup.new{ shutdown_timeout = 0.3 }
+  g:add(function(c) c:wait() end, { name = "polite" })
+  g:add(function() lowbit.chan(0):recv() end, { name = "stuck" }) -- never returns
+  io.stdout:write("ready\n"); io.stdout:flush()
+  local err = g:run(ctx)
+  print("run returned: " .. tostring(err))
+  return 0
+end
+]], ".lua")
+    local out, rc = sh("(" .. host .. " " .. f .. " & pid=$!; sleep 0.3; kill -TERM $pid; wait $pid)")
+    assert.equal(0, rc)
+    assert.equal("ready\nrun returned: service stuck: shutdown timeout\n", out)
+    os.remove(f)
+  end)
+end)

@@ -337,3 +337,26 @@ describe("lowbit.run_virtual", function()
     run(function() assert.has_error(function() lowbit.run_virtual(function() end) end) end)
   end)
 end)
+
+describe("lowbit.detach", function()
+  it("run returns without waiting for a detached task, which still runs if woken", function()
+    local ch = lowbit.chan(0)
+    local ran_after = false
+    run(function()
+      local t = lowbit.go(function() ch:recv(); ran_after = true end)
+      lowbit.sleep(0)
+      assert.is_true(lowbit.detach(t))
+      assert.is_false(lowbit.detach(t)) -- once
+    end)
+    assert.is_false(ran_after) -- run returned; the task is still parked
+  end)
+
+  it("a finished task is not detached, and bad arguments raise", function()
+    run(function()
+      local t = lowbit.go(function() end)
+      lowbit.sleep(0)
+      assert.is_false(lowbit.detach(t))
+      assert.has_error(function() lowbit.detach("task") end, "bad argument 't' to lowbit.detach: task expected, got string")
+    end)
+  end)
+end)

@@ -106,7 +106,7 @@ local function task_traceback(t, err)
 end
 
 local function finish(t, ok, err)
-  live = live - 1
+  if not t.detached then live = live - 1 end
   if not ok then
     local tb = task_traceback(t, err)
     if t == main_task then
@@ -198,10 +198,25 @@ local function spawn(fn, ...)
 end
 
 --- Starts fn(...) as a new task. It runs once the current task yields.
+--- Returns the task (an opaque value lowbit.detach takes).
 function M.go(fn, ...)
   check_fn(fn, "lowbit.go")
   if not running then error("lowbit.go: no scheduler is running (start one with lowbit.run)", 2) end
-  spawn(fn, ...)
+  return spawn(fn, ...)
+end
+
+--- Stops waiting for task t: lowbit.run (and so the host) may return while
+--- t has not finished. For supervisors that abandon a task that ignores its
+--- shutdown (a task cannot be killed; if woken it still runs, and its end
+--- or error is still reported). Returns true when t was being waited for.
+function M.detach(t)
+  if type(t) ~= "table" or t.co == nil then
+    error("bad argument 't' to lowbit.detach: task expected, got " .. type(t), 2)
+  end
+  if t.done or t.detached or t.gen ~= gen then return false end
+  t.detached = true
+  live = live - 1
+  return true
 end
 
 --- The running task (an opaque record), or nil outside tasks.

@@ -32,12 +32,12 @@
 --
 -- g:run(ctx) returns when ctx is cancelled (or SHUTDOWN_ALL fired) and every
 -- service has returned, or when every service has ended on its own. It
--- returns true, or nil and the joined terminal errors. During shutdown, a
--- service gets min(group shutdown_timeout, its own shutdown_timeout)
--- seconds; past that it is abandoned: SHUTDOWN_TIMEOUT is recorded, a
--- shutdown_timeout event emitted, and run stops waiting for it (its task
--- is not killed: like an abandoned goroutine it runs on until it returns,
--- and the host process still waits for it before exiting).
+-- returns nil, or the joined terminal errors. During shutdown, a service
+-- gets min(group shutdown_timeout, its own shutdown_timeout) seconds; past
+-- that it is abandoned: SHUTDOWN_TIMEOUT is recorded, a shutdown_timeout
+-- event emitted, and run stops waiting for it. Its task is not killed (like
+-- an abandoned goroutine it runs on if woken) but detached: lowbit.run and
+-- the host no longer wait for it, so the process can exit.
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
@@ -343,7 +343,8 @@ function Group:run(ctx)
   local n = #services
   local gctx, gcancel = context.with_cancel(ctx)
   local st = { ctx = gctx, cancel = gcancel, errs = {}, closed = false, done = lowbit.chan(n) }
-  for i = 1, n do lowbit.go(supervisor_task, self, st, services[i], i) end
+  local tasks = {}
+  for i = 1, n do tasks[i] = lowbit.go(supervisor_task, self, st, services[i], i) end
 
   local finished, left = {}, n
   while left > 0 do
@@ -381,6 +382,7 @@ function Group:run(ctx)
             left = left - 1
             local rec = services[k]
             st.errs[#st.errs + 1] = errors.wrap(M.SHUTDOWN_TIMEOUT, "service %s", rec.name)
+            lowbit.detach(tasks[k])
             emit(self, rec, { type = M.EVENT_SHUTDOWN_TIMEOUT, err = M.SHUTDOWN_TIMEOUT })
           end
         end
