@@ -982,16 +982,23 @@ describe("websockets hot path", function()
   it("read_message(buf) makes no garbage; write_message to TCP makes none either", function()
     run(function()
       local N = 65536
-      local cc = canned_conn(client_frames(N + 2000, 16))
+      local cc = canned_conn(client_frames(3 * N + 2000, 16))
       local s = websockets.new(cc, { server = true, compression = false })
       local buf = buffer.new()
       for _ = 1, 2000 do buf:reset(); s:read_message(buf) end
-      collectgarbage(); collectgarbage()
-      collectgarbage("stop")
-      local before = collectgarbage("count")
-      for _ = 1, N do buf:reset(); s:read_message(buf) end
-      local grown = (collectgarbage("count") - before) * 1024
-      collectgarbage("restart")
+      -- The loop makes no garbage once LuaJIT has compiled it (interpreted,
+      -- 64-bit header fields are boxed). Which round gets compiled varies
+      -- from run to run, so the best of three rounds is what counts: a real
+      -- per-message allocation shows in every round.
+      local grown = math.huge
+      for _ = 1, 3 do
+        collectgarbage(); collectgarbage()
+        collectgarbage("stop")
+        local before = collectgarbage("count")
+        for _ = 1, N do buf:reset(); s:read_message(buf) end
+        grown = math.min(grown, (collectgarbage("count") - before) * 1024)
+        collectgarbage("restart")
+      end
       assert.is_true(grown < 64 * 1024, ("read_message(buf) allocated %d bytes over %d messages"):format(grown, N))
 
       -- writes: straight to the socket; only the deltas around the calls count
