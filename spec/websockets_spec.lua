@@ -60,6 +60,9 @@ local function echo_handler(opts, closes)
   end
 end
 
+local wsf = require "wsframes"
+local frame, canned_conn, client_frames = wsf.frame, wsf.canned_conn, wsf.client_frames
+
 local function serve(handler)
   local srv = http.server{ handler = handler }
   local ln = assert(net.listen("127.0.0.1:0"))
@@ -67,26 +70,6 @@ local function serve(handler)
   return ln:addr(), srv
 end
 
--- Client-side frame (masked with a fixed key unless key == false).
-local function frame(b0, payload, key, len_override)
-  payload = payload or ""
-  local n = len_override or #payload
-  local hdr
-  local mbit = key == false and 0 or 0x80
-  if n < 126 then hdr = char(b0, mbit + n)
-  elseif n < 65536 then hdr = char(b0, mbit + 126, bit.rshift(n, 8), bit.band(n, 255))
-  else
-    hdr = char(b0, mbit + 127)
-    for i = 7, 0, -1 do hdr = hdr .. char(bit.band(math.floor(n / 2 ^ (8 * i)), 255)) end
-  end
-  if key == false then return hdr .. payload end
-  key = key or "\1\2\3\4"
-  local out = {}
-  for i = 1, #payload do
-    out[i] = char(bit.bxor(byte(payload, i), byte(key, (i - 1) % 4 + 1)))
-  end
-  return hdr .. key .. table.concat(out)
-end
 
 -- Parses server frames out of s: array of { fin, rsv, op, masked, payload }.
 local function parse_frames(s)
@@ -707,20 +690,6 @@ end)
 
 -- A conn whose read buffer holds `data` already (no I/O, no waiting); what
 -- is written goes to `sink` when given.
-local function canned_conn(data, sink)
-  local rb = buffer.new()
-  rb:put(data)
-  return {
-    read_buffer = function() return rb end,
-    fill = function() return nil, errors.EOF end,
-    read = function() return nil, errors.EOF end,
-    write = function(_, s) if sink then sink[#sink + 1] = s end return #s end,
-    close = function() return true end, close_write = function() return true end,
-    set_deadline = function() return true end, set_read_deadline = function() return true end,
-    set_write_deadline = function() return true end,
-    rb = rb,
-  }
-end
 
 describe("websockets API", function()
   it("read_message(buf) appends to buf; write_message takes a string.buffer", function()
@@ -948,10 +917,6 @@ end)
 ---------------------------------------------------------------------------
 
 -- n masked client frames of `size` bytes.
-local function client_frames(n, size, op)
-  local one = frame(0x80 + (op or BINARY), rep("m", size))
-  return rep(one, n)
-end
 
 describe("websockets hot path", function()
   it("an echo loop of 1 MB in 16-byte messages leaves the heap where it started", function()
@@ -979,53 +944,6 @@ describe("websockets hot path", function()
     end)
   end)
 
-  it("read_message(buf) makes no garbage; write_message to TCP makes none either", function()
-    run(function()
-      local N = 65536
-      local cc = canned_conn(client_frames(3 * N + 2000, 16))
-      local s = websockets.new(cc, { server = true, compression = false })
-      local buf = buffer.new()
-      for _ = 1, 2000 do buf:reset(); s:read_message(buf) end
-      -- The loop makes no garbage once LuaJIT has compiled it (interpreted,
-      -- 64-bit header fields are boxed). Which round gets compiled varies
-      -- from run to run, so the best of three rounds is what counts: a real
-      -- per-message allocation shows in every round.
-      local grown = math.huge
-      for _ = 1, 3 do
-        collectgarbage(); collectgarbage()
-        collectgarbage("stop")
-        local before = collectgarbage("count")
-        for _ = 1, N do buf:reset(); s:read_message(buf) end
-        grown = math.min(grown, (collectgarbage("count") - before) * 1024)
-        collectgarbage("restart")
-      end
-      assert.is_true(grown < 64 * 1024, ("read_message(buf) allocated %d bytes over %d messages"):format(grown, N))
-
-      -- writes: straight to the socket; only the deltas around the calls count
-      local ln = assert(net.listen("127.0.0.1:0"))
-      local peer
-      lowbit.go(function() peer = ln:accept(); read_all(peer) end)
-      local raw = assert(net.dial(nil, ln:addr()))
-      local w = websockets.new(raw, { server = true })
-      local payload = buffer.new():put(rep("w", 16))
-      for _ = 1, 500 do w:write_message(BINARY, payload) end
-      lowbit.sleep(0.05)
-      collectgarbage(); collectgarbage()
-      collectgarbage("stop")
-      -- (4000 small frames fit the socket buffers: nothing yields, so no
-      -- other task runs inside the loop)
-      local b0 = collectgarbage("count")
-      for _ = 1, 4000 do w:write_message(BINARY, payload) end
-      local total = (collectgarbage("count") - b0) * 1024
-      collectgarbage("restart")
-      -- Any per-message string or table would be >= 40 bytes x 4000 =
-      -- 160 KB; what stays under 64 KB is one-off (a trace compiled, a
-      -- slow-path write when a loaded machine fills the socket buffer).
-      assert.is_true(total < 64 * 1024, ("write_message allocated %d bytes over 4000 messages"):format(total))
-      raw:close()
-      ln:close()
-    end)
-  end)
 
   it("the read/write loop runs compiled: no NYI aborts in websockets code (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
