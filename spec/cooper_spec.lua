@@ -25,15 +25,7 @@ local function read_until(c, pat)
   return got
 end
 
-local function read_all(c)
-  local parts = {}
-  while true do
-    local d = c:read()
-    if not d then break end
-    parts[#parts + 1] = d
-  end
-  return table.concat(parts)
-end
+local read_all = require("support").read_all
 
 -- fn for hijack: echoes lines back, prefixed, until EOF.
 local function echo_fn(conn, proto)

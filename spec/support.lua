@@ -29,6 +29,17 @@ function M.tmpfile(content, suffix)
   return path
 end
 
+--- Everything conn c yields until EOF (or an error).
+function M.read_all(c)
+  local parts = {}
+  while true do
+    local d = c:read()
+    if not d then break end
+    parts[#parts + 1] = d
+  end
+  return table.concat(parts)
+end
+
 --- Makes a throwaway PKI with the openssl command line in a new temporary
 --- directory, and returns the directory: ca.pem/ca.key (a test CA),
 --- srv.pem/srv.key (localhost, 127.0.0.1, signed by the CA),

@@ -9,7 +9,8 @@ local buffer = require "string.buffer"
 local wsf = require "wsframes"
 local run = require("support").run
 
-local canned_conn, client_frames, read_all = wsf.canned_conn, wsf.client_frames, wsf.read_all
+local canned_conn, client_frames = wsf.canned_conn, wsf.client_frames
+local read_all = require("support").read_all
 local BINARY, rep = websockets.BINARY, string.rep
 
 describe("websockets hot path garbage", function()

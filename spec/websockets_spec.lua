@@ -130,16 +130,7 @@ local function raw_client(addr, extra, early)
   return c, got:sub(1, (e or #got) + 3)
 end
 
--- Everything until EOF (or 5 s).
-local function read_all(c)
-  local parts = {}
-  while true do
-    local d = c:read()
-    if not d then break end
-    parts[#parts + 1] = d
-  end
-  return table.concat(parts)
-end
+local read_all = require("support").read_all
 
 -- Sends bytes on a fresh raw connection, returns the server's frames
 -- until it closes TCP.

@@ -49,15 +49,4 @@ function M.client_frames(n, size, op)
   return rep(one, n)
 end
 
---- Everything c yields until EOF or an error.
-function M.read_all(c)
-  local parts = {}
-  while true do
-    local d = c:read()
-    if not d then break end
-    parts[#parts + 1] = d
-  end
-  return table.concat(parts)
-end
-
 return M
