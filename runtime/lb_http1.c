@@ -462,21 +462,33 @@ void lb_http1_req_reset(lb_http1_req *r) {
   r->_scan_lines = 0;
 }
 
-ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
-                                 size_t max_header_bytes) {
-  if (max_header_bytes == 0) max_header_bytes = LB_HTTP1_DEFAULT_MAX_HEADER_BYTES;
-  scan_state st = {r->_scan_pos, r->_scan_start, r->_scan_lines};
+/* Pass 1 for requests and responses alike: resumes the scan where the
+ * last call stopped (the caller's _scan fields), saves the progress back on
+ * LB_EAGAIN, and otherwise returns scan_head's result with *start set to
+ * where the head begins. */
+static ptrdiff_t scan_resume(size_t *pos, size_t *sstart, int32_t *lines, size_t max_headers,
+                             const char *buf, size_t len, size_t *max_header_bytes, size_t *start) {
+  if (*max_header_bytes == 0) *max_header_bytes = LB_HTTP1_DEFAULT_MAX_HEADER_BYTES;
+  scan_state st = {*pos, *sstart, *lines};
   /* A head of k field lines has k + 2 line ends; refusing early bounds the
    * work an endless stream of tiny fields can cause. */
-  size_t max_lines = r->max_headers < ((size_t)INT32_MAX - 2) ? r->max_headers + 1 : INT32_MAX;
-  ptrdiff_t end = scan_head(&st, (const unsigned char *)buf, len, max_header_bytes, max_lines);
+  size_t max_lines = max_headers < ((size_t)INT32_MAX - 2) ? max_headers + 1 : INT32_MAX;
+  ptrdiff_t end = scan_head(&st, (const unsigned char *)buf, len, *max_header_bytes, max_lines);
   if (end == LB_EAGAIN) {
-    r->_scan_pos = st.pos;
-    r->_scan_start = st.start;
-    r->_scan_lines = st.lines;
-    return LB_EAGAIN;
+    *pos = st.pos;
+    *sstart = st.start;
+    *lines = st.lines;
   }
-  size_t start = st.start;
+  *start = st.start;
+  return end;
+}
+
+ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
+                                 size_t max_header_bytes) {
+  size_t start;
+  ptrdiff_t end = scan_resume(&r->_scan_pos, &r->_scan_start, &r->_scan_lines, r->max_headers,
+                              buf, len, &max_header_bytes, &start);
+  if (end == LB_EAGAIN) return LB_EAGAIN;
   lb_http1_req_reset(r);
   if (end < 0) return end;
 
@@ -564,17 +576,10 @@ void lb_http1_resp_reset(lb_http1_resp *r) {
 
 ptrdiff_t lb_http1_parse_response(lb_http1_resp *r, const char *buf, size_t len,
                                   size_t max_header_bytes, int head_request) {
-  if (max_header_bytes == 0) max_header_bytes = LB_HTTP1_DEFAULT_MAX_HEADER_BYTES;
-  scan_state st = {r->_scan_pos, r->_scan_start, r->_scan_lines};
-  size_t max_lines = r->max_headers < ((size_t)INT32_MAX - 2) ? r->max_headers + 1 : INT32_MAX;
-  ptrdiff_t end = scan_head(&st, (const unsigned char *)buf, len, max_header_bytes, max_lines);
-  if (end == LB_EAGAIN) {
-    r->_scan_pos = st.pos;
-    r->_scan_start = st.start;
-    r->_scan_lines = st.lines;
-    return LB_EAGAIN;
-  }
-  size_t start = st.start;
+  size_t start;
+  ptrdiff_t end = scan_resume(&r->_scan_pos, &r->_scan_start, &r->_scan_lines, r->max_headers,
+                              buf, len, &max_header_bytes, &start);
+  if (end == LB_EAGAIN) return LB_EAGAIN;
   lb_http1_resp_reset(r);
   if (end < 0) return end == LB_EPROTO ? LB_ESTATUS : end;
 
