@@ -4,11 +4,28 @@ local M = {}
 M.root = os.getenv("LOWBIT_ROOT") or "."
 M.host = M.root .. "/build/bin/lowbit"
 
+-- A run that has not ended after this many seconds fails, listing where
+-- every task still waits: a hang costs one test, not the whole file.
+M.RUN_LIMIT = tonumber(os.getenv("SPEC_RUN_LIMIT")) or 120
+local watchdog
+
 --- Runs fn as the main task of a fresh loop (the scheduler is re-entrant
 --- between runs) and returns its results.
 function M.run(fn, ...)
   local lowbit = require "lowbit"
-  return lowbit.run(fn, ...)
+  local uv = require "luv"
+  if not watchdog then
+    watchdog = uv.new_timer()
+    uv.unref(watchdog) -- never keeps the loop alive by itself
+    lowbit._track_tasks(true)
+  end
+  uv.timer_start(watchdog, math.floor(M.RUN_LIMIT * 1000), 0, function()
+    lowbit._abort(("lowbit.run did not end within %gs"):format(M.RUN_LIMIT))
+  end)
+  local res = { pcall(lowbit.run, fn, ...) }
+  uv.timer_stop(watchdog)
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
 end
 
 --- Runs a shell command, returns its stdout, exit code.

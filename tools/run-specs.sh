@@ -10,7 +10,7 @@ export LOWBIT_ROOT="$top"
 pass=0; fail=0
 specs=${SPECS:-$(ls spec/*_spec.lua 2>/dev/null)}
 for s in $specs; do
-  out=$(timeout -k 5 ${SPEC_TIMEOUT:-300} luajit tools/busted.lua -o plainTerminal "$s" 2>&1); rc=$?
+  out=$(timeout -k 5 ${SPEC_TIMEOUT:-600} luajit tools/busted.lua -o plainTerminal "$s" 2>&1); rc=$?
   sum=$(printf '%s\n' "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' | tail -n 1)
   if [ -z "$sum" ]; then
     printf '%s\n' "$out" | tail -n 30 | sed 's/^/  /'

@@ -105,8 +105,12 @@ local function task_traceback(t, err)
   return table.concat(parts)
 end
 
+-- Live tasks, kept only while a watchdog asks for them (M._track_tasks).
+local registry
+
 local function finish(t, ok, err)
   if not t.detached then live = live - 1 end
+  if registry then registry[t] = nil end
   if not ok then
     local tb = task_traceback(t, err)
     if t == main_task then
@@ -193,6 +197,7 @@ local function spawn(fn, ...)
   local t = { co = co, gen = gen, fn = fn, nargs = n, args = n > 0 and { ... } or nil,
               parent = current, site = M.trace_spawn_sites and getinfo(3, "Sl") or nil }
   live = live + 1
+  if registry then registry[t] = true end
   wake(t, t) -- the first resume hands the coroutine its task
   return t
 end
@@ -826,6 +831,27 @@ function M.run(fn, ...)
   end
   if lerr then error(tostring(lerr), 0) end
   return unpack(results or {}, 1, nres or 0)
+end
+
+--- Internal (test watchdogs): keep a set of live tasks so that _abort can
+--- show where each one waits.
+function M._track_tasks(on)
+  registry = on and setmetatable({}, { __mode = "k" }) or nil
+end
+
+--- Internal (test watchdogs, from a libuv callback): makes the running
+--- lowbit.run raise msg, followed by the traceback of every task still
+--- waiting when tasks are tracked.
+function M._abort(msg)
+  if not running then return end
+  local parts = { msg }
+  if registry then
+    for t in pairs(registry) do
+      if not t.done and t.gen == gen then parts[#parts + 1] = task_traceback(t, "waiting task:") end
+    end
+  end
+  local text = table.concat(parts, "\n")
+  main_failed, main_err = true, { err = text, tb = text }
 end
 
 --- lowbit.run on a virtual clock, for tests of timing logic: lowbit.now()
