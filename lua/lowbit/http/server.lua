@@ -97,9 +97,12 @@ local function sniff(s)
 end
 M.detect_content_type = sniff
 
+-- Not a tail call: a handler returning straight into the xpcall frame
+-- below would make LuaJIT abort (and then blacklist) every trace that
+-- starts in the handler ("NYI: return to lower frame").
 local function call_handler(h, w, r)
-  if type(h) == "function" then return h(w, r) end
-  return h:serve_http(w, r)
+  if type(h) == "function" then h(w, r) else h:serve_http(w, r) end
+  return true
 end
 
 local function check_handler(h, fname)
