@@ -30,6 +30,8 @@ M.request = client.request
 M.get = client.get
 M.close_idle_connections = client.close_idle_connections
 M.BAD_RESPONSE = client.BAD_RESPONSE
+M.TOO_MANY_REDIRECTS = client.TOO_MANY_REDIRECTS
+M.USE_LAST_RESPONSE = client.USE_LAST_RESPONSE
 
 M.headers = headers.new
 

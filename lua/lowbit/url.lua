@@ -262,4 +262,71 @@ function URL:clone()
   return setmetatable(c, URL)
 end
 
+-- RFC 3986 5.2: merges an escaped reference path into an escaped base
+-- path and removes dot segments (as Go's resolvePath).
+local function resolve_path(base, ref)
+  local full
+  if ref == "" then
+    full = base
+  elseif sub(ref, 1, 1) ~= "/" then
+    full = (base:match("^(.*/)") or "") .. ref
+  else
+    full = ref
+  end
+  if full == "" then return "" end
+  local out, elem = {}, nil
+  for e in (full .. "/"):gmatch("([^/]*)/") do
+    elem = e
+    if e == ".." then
+      out[#out] = nil
+    elseif e ~= "." then
+      out[#out + 1] = e
+    end
+  end
+  -- "a/.." and "a/." name a directory: keep the trailing slash.
+  if elem == "." or elem == ".." then out[#out + 1] = "" end
+  -- The split of the leading "/" left an empty first element: drop it.
+  if out[1] == "" then table.remove(out, 1) end
+  return "/" .. concat(out, "/")
+end
+
+local function set_path(u, escaped)
+  u.raw_path = escaped
+  u.path = unescape(escaped, false) or escaped
+end
+
+--- Resolves ref (a URL, usually a reference such as "../x" or "/y?z")
+--- against u, as RFC 3986 section 5.2 and Go's URL.ResolveReference: a
+--- new absolute URL; neither input is changed.
+function URL:resolve_reference(ref)
+  if getmetatable(ref) ~= URL then
+    error("bad argument 'ref' to url:resolve_reference: URL expected, got " .. type(ref), 2)
+  end
+  local r = ref:clone()
+  if r.scheme == "" then r.scheme = self.scheme end
+  if ref.scheme ~= "" or ref.host ~= "" or ref.user ~= nil then
+    set_path(r, resolve_path(ref:escaped_path(), ""))
+    return r
+  end
+  if ref.opaque then
+    r.user, r.host, r.path, r.raw_path = nil, "", "", ""
+    return r
+  end
+  if ref.path == "" and not ref.force_query and ref.raw_query == "" then
+    r.raw_query, r.force_query = self.raw_query, self.force_query
+    if ref.fragment == "" then r.fragment = self.fragment end
+  end
+  r.host, r.user = self.host, self.user
+  set_path(r, resolve_path(self:escaped_path(), ref:escaped_path()))
+  return r
+end
+
+--- Parses s in the context of u (as Go's u.Parse): s may be absolute or
+--- relative. Returns a new URL, or nil, err.
+function URL:parse(s)
+  local ref, err = M.parse(s)
+  if not ref then return nil, err end
+  return self:resolve_reference(ref)
+end
+
 return M
