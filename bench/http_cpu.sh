@@ -8,7 +8,11 @@ taskset -c 0 sh -c "exec $CMD" >/dev/null 2>&1 &
 pid=$!
 sleep 0.7
 tick=$(getconf CLK_TCK)
-read_cpu() { awk '{print $14, $15}' /proc/$pid/stat; }
+# The server and its children (nginx's worker runs in a child process).
+read_cpu() {
+  for p in $pid $(ps -o pid= --ppid $pid 2>/dev/null); do cat /proc/$p/stat 2>/dev/null; done |
+    awk '{u += $14; s += $15} END {print u, s}'
+}
 set -- $(read_cpu); u0=$1; s0=$2
 out=$(taskset -c 1 wrk -t1 -c64 -d"${D}s" --latency "http://127.0.0.1:$PORT/")
 set -- $(read_cpu); u1=$1; s1=$2
