@@ -458,18 +458,12 @@ local function body_done(b)
   if cs.cancel_req then start_watch(cs) end
 end
 
-local function serve_conn(srv, conn)
-  -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
-  -- plus what the loop keeps across requests.
-  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "idle",
-                                     remote = conn:remote_addr(), resp_h = headers.new() })
-  -- Every field the writer may set is present from the start: adding keys
-  -- to a table later costs a rehash.
-  cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
-                        status = false, hdr = false, head_sent = false, chunked = false, declared = false,
-                        werr = false, hijacked = false, sent_continue = false }, W)
-  srv.conns[cs] = true
-  srv.nconns = srv.nconns + 1
+-- The request loop of one connection. It returns true when the handler
+-- hijacked the conn (it is the handler's now), false when the conn is to
+-- be closed. A handler that raises ends it by an error, caught once per
+-- connection in serve_conn (no pcall frame per request: LuaJIT cannot
+-- compile a return into one, and would leave the handler interpreted).
+local function serve_requests(srv, cs, conn)
   local preq = ffi.new("lb_http1_req")
   preq.headers = shared_hdrs
   preq.max_headers = M.MAX_HEADERS
@@ -556,24 +550,13 @@ local function serve_conn(srv, conn)
     if wt then conn:set_write_deadline(now() + wt) end
     -- 3. The handler.
     srv.active = srv.active + 1
-    local ok, err = xpcall(call_handler, traceback, handler, w, r)
+    cs.in_handler = true
+    if type(handler) == "function" then handler(w, r) else call_handler(handler, w, r) end
+    cs.in_handler = false
     srv.active = srv.active - 1
     stop_watch(cs)
     if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
-    if not ok then
-      if not (type(err) == "string" and find(err, tostring(M.ABORT_HANDLER), 1, true)) then
-        srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(err))
-      end
-      if not w.head_sent and not w.hijacked and not w.werr then
-        raw_error(conn, 500, "Internal Server Error")
-      end
-      if not w.hijacked then break end
-    end
-    if w.hijacked then
-      srv.conns[cs] = nil
-      srv.nconns = srv.nconns - 1
-      return
-    end
+    if w.hijacked then return true end
     -- 4. End the response and decide on keep-alive.
     finish_response(w)
     if w.werr or cs.close_after or cs.peer_gone then break end
@@ -585,9 +568,50 @@ local function serve_conn(srv, conn)
     end
     if wt then conn:set_write_deadline(nil) end
   end
+  return false
+end
+
+local function serve_conn(srv, conn)
+  -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
+  -- plus what the loop keeps across requests.
+  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "idle",
+                                     remote = conn:remote_addr(), resp_h = headers.new(),
+                                     in_handler = false })
+  -- Every field the writer may set is present from the start: adding keys
+  -- to a table later costs a rehash.
+  cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
+                        status = false, hdr = false, head_sent = false, chunked = false, declared = false,
+                        werr = false, hijacked = false, sent_continue = false }, W)
+  srv.conns[cs] = true
+  srv.nconns = srv.nconns + 1
+  local ok, res = xpcall(serve_requests, traceback, srv, cs, conn)
+  local hijacked = ok and res
+  if not ok then
+    if not cs.in_handler then
+      -- A fault of the server itself, not of a handler: the task reports it.
+      srv.conns[cs] = nil
+      srv.nconns = srv.nconns - 1
+      conn:close()
+      error(res, 0)
+    end
+    -- As Go does: the panic is logged, the request gets a 500 if nothing
+    -- was sent yet, and the connection is closed (unless hijacked).
+    cs.in_handler = false
+    srv.active = srv.active - 1
+    stop_watch(cs)
+    if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+    if not (type(res) == "string" and find(res, tostring(M.ABORT_HANDLER), 1, true)) then
+      srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(res))
+    end
+    local w = cs.w
+    if not w.head_sent and not w.hijacked and not w.werr then
+      raw_error(conn, 500, "Internal Server Error")
+    end
+    hijacked = w.hijacked
+  end
   srv.conns[cs] = nil
   srv.nconns = srv.nconns - 1
-  conn:close()
+  if not hijacked then conn:close() end
 end
 
 ---------------------------------------------------------------------------
