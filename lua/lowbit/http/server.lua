@@ -458,6 +458,83 @@ local function body_done(b)
   if cs.cancel_req then start_watch(cs) end
 end
 
+-- The loop below resumes from a yield (waiting for bytes) on every request,
+-- and LuaJIT runs what follows a resume interpreted until it enters a
+-- compiled function. So the work of a request is done in functions (each
+-- compiled from its entry) and the loop itself is only glue: FFI calls and
+-- cdata field reads are slow in the interpreter.
+
+-- Parses the head buffered in ib: the parser's result as a Lua number
+-- (EAGAIN while the head is incomplete).
+local function parse_head(ib, preq, max_hb)
+  local p, len = ib:ref()
+  if len == 0 then return EAGAIN end
+  return tonumber(C.lb_http1_parse_request(preq, p, len, max_hb))
+end
+
+-- Answers a head the parser refused (n < 0).
+local function refuse_head(conn, preq, n)
+  C.lb_http1_req_reset(preq)
+  local status = C.lb_http1_status_for(n)
+  local msg = nil
+  if status == 400 then msg = "400 Bad Request: " .. core.strerror(n) end
+  raw_error(conn, status, msg)
+end
+
+-- Makes the request from a parsed head of n bytes and readies the writer.
+-- Returns w, r; or nil when the request was refused (and answered).
+local function start_request(srv, cs, preq, n, start)
+  local conn, ib = cs.conn, cs.ib
+  local r = make_request(cs, preq)
+  cs.keep_alive = preq.keep_alive ~= 0
+  ib:skip(n)
+  local kind = preq.body_kind
+  if preq.expect_other ~= 0 then
+    raw_error(conn, 417)
+    return nil
+  end
+  if r.proto_minor == 1 and r.method ~= "CONNECT" and r.host == "" and r.headers:get("Host") == nil then
+    raw_error(conn, 400, "400 Bad Request: missing required Host header")
+    return nil
+  end
+  -- One writer per connection, reset for each request: a handler must
+  -- not use w after it returns (as in Go), so nothing sees the reuse.
+  local w = cs.w
+  w.buf:reset()
+  w.req, w.written, w.head_req = r, 0, r.method == "HEAD"
+  w.status, w.hdr, w.head_sent, w.chunked, w.declared = false, false, false, false, false
+  w.werr, w.hijacked, w.sent_continue = false, false, false
+  local expect = preq.expect_continue ~= 0 and kind ~= body.NONE
+  cs.expect = expect
+  if kind == body.NONE then
+    r.body = body.NO_BODY
+  else
+    local bo = cs.body_opts
+    bo.limit, bo.data = srv.max_body_bytes, w
+    bo.on_first_read = expect and send_continue or nil
+    r.body = body.new(cs, kind, tonumber(preq.content_length), bo)
+  end
+  local rt, wt = srv.read_timeout, srv.write_timeout
+  if rt then conn:set_read_deadline(start + rt) else conn:set_read_deadline(nil) end
+  if wt then conn:set_write_deadline(now() + wt) end
+  return w, r
+end
+
+-- Ends the response; true when the connection may carry another request.
+local function end_request(srv, cs, w, r)
+  if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+  finish_response(w)
+  if w.werr or cs.close_after or cs.peer_gone then return false end
+  if not cs.keep_alive then return false end
+  local b = r.body
+  if not b.done then
+    if cs.expect and not w.sent_continue then return false end -- the client may not send it
+    if b.closed or b.err or not b:discard(MAX_DISCARD) then return false end
+  end
+  if srv.write_timeout then cs.conn:set_write_deadline(nil) end
+  return true
+end
+
 -- The request loop of one connection. It returns true when the handler
 -- hijacked the conn (it is the handler's now), false when the conn is to
 -- be closed. A handler that raises ends it by an error, caught once per
@@ -470,7 +547,7 @@ local function serve_requests(srv, cs, conn)
   local ib = cs.ib
   cs.body_opts = { on_done = body_done }
   local max_hb = srv.max_header_bytes
-  local rht, rt, wt, it = srv.read_header_timeout, srv.read_timeout, srv.write_timeout, srv.idle_timeout
+  local rht, it = srv.read_header_timeout, srv.idle_timeout
   local handler = srv.handler
   cs.make_ctx = function(r)
     local ctx, cancel = context.with_cancel(srv.base_ctx)
@@ -483,7 +560,6 @@ local function serve_requests(srv, cs, conn)
     -- 1. The head.
     cs.state = "idle"
     if srv.shutting_down then break end
-    local n
     local start = now()
     if first then
       if rht then conn:set_read_deadline(start + rht) end
@@ -493,61 +569,23 @@ local function serve_requests(srv, cs, conn)
       conn:set_read_deadline(start + rht)
     end
     local got_bytes = #ib > 0
-    while true do
-      local p, len = ib:ref()
-      if len > 0 then
-        if not got_bytes then
-          got_bytes = true
-          cs.state = "active"
-          if not first and rht then conn:set_read_deadline(now() + rht) end
-        end
-        n = C.lb_http1_parse_request(preq, p, len, max_hb)
-        if n ~= EAGAIN then break end
-      end
+    local n = parse_head(ib, preq, max_hb)
+    while n == EAGAIN do
       if not cs:more() then n = nil; break end
+      if not got_bytes then
+        got_bytes = true
+        cs.state = "active"
+        if not first and rht then conn:set_read_deadline(now() + rht) end
+      end
+      n = parse_head(ib, preq, max_hb)
     end
     if n == nil then break end -- EOF, timeout or error before a whole head
     cs.state = "active"
     first = false
-    if n < 0 then
-      C.lb_http1_req_reset(preq)
-      local status = C.lb_http1_status_for(n)
-      local msg = nil
-      if status == 400 then msg = "400 Bad Request: " .. core.strerror(tonumber(n)) end
-      raw_error(conn, status, msg)
-      break
-    end
+    if n < 0 then refuse_head(conn, preq, n); break end
     -- 2. The request.
-    local r = make_request(cs, preq)
-    cs.keep_alive = preq.keep_alive ~= 0
-    ib:skip(tonumber(n))
-    local kind = preq.body_kind
-    if preq.expect_other ~= 0 then
-      raw_error(conn, 417)
-      break
-    end
-    if r.proto_minor == 1 and r.method ~= "CONNECT" and r.host == "" and r.headers:get("Host") == nil then
-      raw_error(conn, 400, "400 Bad Request: missing required Host header")
-      break
-    end
-    -- One writer per connection, reset for each request: a handler must
-    -- not use w after it returns (as in Go), so nothing sees the reuse.
-    local w = cs.w
-    w.buf:reset()
-    w.req, w.written, w.head_req = r, 0, r.method == "HEAD"
-    w.status, w.hdr, w.head_sent, w.chunked, w.declared = false, false, false, false, false
-    w.werr, w.hijacked, w.sent_continue = false, false, false
-    local expect = preq.expect_continue ~= 0 and kind ~= body.NONE
-    if kind == body.NONE then
-      r.body = body.NO_BODY
-    else
-      local bo = cs.body_opts
-      bo.limit, bo.data = srv.max_body_bytes, w
-      bo.on_first_read = expect and send_continue or nil
-      r.body = body.new(cs, kind, tonumber(preq.content_length), bo)
-    end
-    if rt then conn:set_read_deadline(start + rt) else conn:set_read_deadline(nil) end
-    if wt then conn:set_write_deadline(now() + wt) end
+    local w, r = start_request(srv, cs, preq, n, start)
+    if not w then break end
     -- 3. The handler.
     srv.active = srv.active + 1
     cs.in_handler = true
@@ -555,18 +593,12 @@ local function serve_requests(srv, cs, conn)
     cs.in_handler = false
     srv.active = srv.active - 1
     stop_watch(cs)
-    if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
-    if w.hijacked then return true end
-    -- 4. End the response and decide on keep-alive.
-    finish_response(w)
-    if w.werr or cs.close_after or cs.peer_gone then break end
-    if not cs.keep_alive then break end
-    local b = r.body
-    if not b.done then
-      if expect and not w.sent_continue then break end -- the client may not send it
-      if b.closed or b.err or not b:discard(MAX_DISCARD) then break end
+    if w.hijacked then
+      if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+      return true
     end
-    if wt then conn:set_write_deadline(nil) end
+    -- 4. End the response and decide on keep-alive.
+    if not end_request(srv, cs, w, r) then break end
   end
   return false
 end
@@ -576,7 +608,7 @@ local function serve_conn(srv, conn)
   -- plus what the loop keeps across requests.
   local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "idle",
                                      remote = conn:remote_addr(), resp_h = headers.new(),
-                                     in_handler = false })
+                                     in_handler = false, expect = false, keep_alive = false })
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
