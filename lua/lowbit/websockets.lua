@@ -648,6 +648,27 @@ local function deliver_whole(self, buf, p, n, plen)
   return res, opcode
 end
 
+-- The whole single-frame data message at the front of ib, when all of it
+-- is there: returns what read_message returns; false otherwise. A function
+-- of its own (loop-free), so that it runs compiled also right after a
+-- wait for bytes, where LuaJIT resumes the reading task interpreted.
+local function whole_message(self, buf)
+  local p, len = self.ib:ref()
+  if len < 2 then return false end
+  local h, msg = self.h, self.msg
+  local n = tonumber(parse_header(h, p, len, self.pflags, self.wire_limit))
+  if n > 0 and h.fin ~= 0 and h.opcode ~= 0 and h.opcode < 8 and msg.open == 0 then
+    local plen = tonumber(h.payload_len)
+    if len >= n + plen then
+      local op = msg_frame(msg, h, self.wire_limit)
+      if op < 0 then return fail(self, op) end
+      if not buf then self.mb:reset() end
+      return deliver_whole(self, buf, p, n, plen)
+    end
+  end
+  return false
+end
+
 local function read_msg(self, buf)
   local ib, h, msg = self.ib, self.h, self.msg
   local mb = self.mb
@@ -661,6 +682,10 @@ local function read_msg(self, buf)
     if n == EAGAIN then
       local ok, err = more(self)
       if not ok then return io_fail(self, err) end
+      if not started then
+        local res, op = whole_message(self, buf)
+        if res ~= false then return res, op end
+      end
     elseif n < 0 then
       return fail(self, n)
     else
@@ -757,22 +782,10 @@ function WS:read_message(buf)
   if self.rerr then return nil, self.rerr end
   if self.reading then error("ws:read_message: another task is already reading this websocket", 2) end
   -- Fast path, loop-free: a whole single-frame data message is buffered.
-  local p, len = self.ib:ref()
-  if len >= 2 then
-    local h, msg = self.h, self.msg
-    local n = tonumber(parse_header(h, p, len, self.pflags, self.wire_limit))
-    if n > 0 and h.fin ~= 0 and h.opcode ~= 0 and h.opcode < 8 and msg.open == 0 then
-      local plen = tonumber(h.payload_len)
-      if len >= n + plen then
-        local op = msg_frame(msg, h, self.wire_limit)
-        if op < 0 then return fail(self, op) end
-        if not buf then self.mb:reset() end
-        return deliver_whole(self, buf, p, n, plen)
-      end
-    end
-  end
+  local res, op = whole_message(self, buf)
+  if res ~= false then return res, op end
   self.reading = true
-  local res, op = read_msg(self, buf)
+  res, op = read_msg(self, buf)
   self.reading = false
   return res, op
 end
