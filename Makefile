@@ -11,7 +11,7 @@ VERSION := 0.1.0
 BUILD   := build
 
 PKG_CFLAGS := $(shell pkg-config --cflags luajit libuv openssl zlib 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs openssl zlib 2>/dev/null) -ldeflate
+PKG_LIBS   := $(shell pkg-config --libs openssl zlib 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g

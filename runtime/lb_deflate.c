@@ -1,24 +1,22 @@
 /* lb_deflate.c: RFC 7692 permessage-deflate on zlib (raw deflate streams),
- * and on libdeflate for received messages that need no window from earlier
- * messages. The zlib and libdeflate state live behind the opaque lb_deflate
- * so that neither library's types reach the public header (it is fed to
- * LuaJIT's ffi.cdef). */
+ * and on lb_inflate for received messages that need no window from earlier
+ * messages. The zlib state lives behind the opaque lb_deflate so that
+ * zlib's types do not reach the public header (it is fed to LuaJIT's
+ * ffi.cdef). */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_deflate.h"
+#include "lowbit/lb_inflate.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libdeflate.h>
 #include <zlib.h>
 
 struct lb_deflate {
   z_stream d;           /* our compressor */
   z_stream i;           /* the peer's data (zlib path) */
-  struct libdeflate_decompressor *ld; /* the peer's data (whole-message path) */
-  uint8_t *scratch;     /* ld's input: payload + WHOLE_TAIL, kept up to SCRATCH_KEEP */
-  size_t scratch_cap;
+  lb_inflate *whole;    /* the peer's data (whole-message path) */
   int d_no_takeover;
   int i_no_takeover;
   int d_ready, i_ready; /* init succeeded (for free) */
@@ -32,13 +30,9 @@ static const uint8_t TAIL[4] = {0x00, 0x00, 0xff, 0xff};
 
 /* The whole-message path decodes payload + TAIL + an empty final stored
  * block (BFINAL=1, BTYPE=00, LEN 0, NLEN ffff): a complete raw DEFLATE stream,
- * which libdeflate, having no streaming API, needs. */
+ * which lb_inflate, having no streaming API, needs. The payload is not
+ * copied: lb_inflate_decode2 reads the tail from here. */
 static const uint8_t WHOLE_TAIL[9] = {0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff};
-
-/* Received payloads up to this size are copied into a scratch buffer the
- * context keeps; larger ones into a temporary one, so that a connection does
- * not hold on to the memory of its largest message. */
-#define SCRATCH_KEEP ((size_t)16 << 10)
 
 /* zlib takes at most UINT_MAX bytes per call; feed in slices well below. */
 #define SLICE ((size_t)1 << 30)
@@ -63,11 +57,13 @@ lb_deflate *lb_deflate_new(int deflate_bits, int deflate_no_takeover,
   c->d_ready = 1;
   if (c->i_no_takeover && ib == 15) {
     /* Every message is a stream of its own (RFC 7692 7.1.1.2): decode it
-     * whole with libdeflate, several times faster than zlib's inflate on
-     * long runs. Its window is always 32 KiB, so smaller negotiated windows
+     * whole with lb_inflate, several times faster than zlib's inflate.
+     * It lets matches reach back to the start of the message, as a 32 KiB
+     * window does for them (the largest distance is 32768); with a smaller
+     * negotiated window, a peer's match past it must be refused, so those
      * stay on zlib, which behaves as before for them. */
-    c->ld = libdeflate_alloc_decompressor();
-    if (c->ld == NULL) goto fail;
+    c->whole = lb_inflate_new();
+    if (c->whole == NULL) goto fail;
     return c;
   }
   if (inflateInit2(&c->i, -ib) != Z_OK) goto fail;
@@ -97,13 +93,53 @@ void lb_deflate_free(lb_deflate *c) {
   if (c == NULL) return;
   if (c->d_ready) deflateEnd(&c->d);
   if (c->i_ready) inflateEnd(&c->i);
-  if (c->ld != NULL) libdeflate_free_decompressor(c->ld);
-  free(c->scratch);
+  lb_inflate_free(c->whole);
   free(c->dict);
   free(c);
 }
 
+/* Messages this short are sent as literals: matches would save a few
+ * bytes at most, and zlib's reset for each message without context
+ * takeover (clearing its 64 KiB hash table) costs ten times more than
+ * coding them. Go's flate does the same for its shortest inputs. */
+#define LITERAL_MAX 32
+
+/* The low 8 bits of b, reversed: Huffman codes go out most significant bit
+ * first, into a stream that is otherwise filled from the least. */
+static unsigned rev8(unsigned b) {
+  return (unsigned)(((b * 0x0202020202ULL) & 0x010884422010ULL) % 1023);
+}
+
+/* Appends in[0..n) as one fixed-Huffman block (RFC 1951 3.2.6) of
+ * literals, then the 3-bit header of an empty stored block, padded to a
+ * byte: a sync-flushed stream without its final 00 00 ff ff. */
+static ptrdiff_t compress_literals(const uint8_t *in, size_t n, lb_buf *out) {
+  uint8_t *dst = lb_buf_reserve(out, n + n / 8 + 4);
+  if (dst == NULL) return LB_ENOMEM;
+  uint64_t acc = 2; /* BFINAL 0, then BTYPE 01 */
+  unsigned bits = 3;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned b = in[i];
+    if (b < 144) { /* 8 bits: 0x30 + b */
+      acc |= (uint64_t)rev8(0x30 + b) << bits;
+      bits += 8;
+    } else { /* 9 bits: 0x190 + (b - 144), whose top bit is 1 */
+      acc |= (uint64_t)((rev8(0x90 + b - 144) << 1) | 1) << bits;
+      bits += 9;
+    }
+    while (bits >= 8) { dst[o++] = (uint8_t)acc; acc >>= 8; bits -= 8; }
+  }
+  bits += 7 + 3; /* end of block (seven 0 bits), stored block header (000) */
+  while (bits > 0) { dst[o++] = (uint8_t)acc; acc >>= 8; bits = bits > 8 ? bits - 8 : 0; }
+  out->len += o;
+  return (ptrdiff_t)o;
+}
+
 ptrdiff_t lb_deflate_compress(lb_deflate *c, const uint8_t *in, size_t n, lb_buf *out) {
+  /* Without context takeover every message stands alone, so one may be
+   * coded without zlib. */
+  if (c->d_no_takeover && n > 0 && n <= LITERAL_MAX) return compress_literals(in, n, out);
   z_stream *z = &c->d;
   size_t start = out->len;
   const uint8_t *ip = in;
@@ -170,70 +206,46 @@ static int restart_inflate(lb_deflate *c) {
   return 0;
 }
 
-/* Whole-message decompression without context takeover (libdeflate). */
+/* Whole-message decompression without context takeover (lb_inflate). */
 static ptrdiff_t decompress_whole(lb_deflate *c, const uint8_t *in, size_t n,
                                   lb_buf *out, size_t limit) {
   if (n == 0) return 0; /* as on the zlib path */
-  if (n > SIZE_MAX - sizeof WHOLE_TAIL) return LB_ENOMEM;
-  size_t need = n + sizeof WHOLE_TAIL;
-  uint8_t *src, *tmp = NULL;
-  if (need <= SCRATCH_KEEP) {
-    if (need > c->scratch_cap) {
-      size_t cap = c->scratch_cap ? 2 * c->scratch_cap : 1024;
-      while (cap < need) cap *= 2; /* need <= SCRATCH_KEEP: no overflow */
-      if (cap > SCRATCH_KEEP) cap = SCRATCH_KEEP;
-      uint8_t *p = realloc(c->scratch, cap);
-      if (p == NULL) return LB_ENOMEM;
-      c->scratch = p;
-      c->scratch_cap = cap;
-    }
-    src = c->scratch;
-  } else {
-    src = tmp = malloc(need);
-    if (tmp == NULL) return LB_ENOMEM;
-  }
-  memcpy(src, in, n);
-  memcpy(src + n, WHOLE_TAIL, sizeof WHOLE_TAIL);
+  size_t need = n + sizeof WHOLE_TAIL; /* n is the size of an object: no overflow */
 
-  /* libdeflate wants the whole output buffer up front and reports
-   * INSUFFICIENT_SPACE without writing past it. Start with the spare room
-   * the caller's buffer already has (a reused buffer then decodes in one
-   * go), at least 4x the input; grow 4x per retry, never past the limit, so
-   * a deflate bomb costs at most `limit` bytes of buffer. */
+  /* lb_inflate wants the whole output buffer up front and reports
+   * LB_ENOSPACE without writing past it. Start with the spare room the
+   * caller's buffer already has (a reused buffer then decodes in one go), at
+   * least 4x the input; grow 4x per retry, never past the limit, so a
+   * deflate bomb costs at most `limit` bytes of buffer. */
   size_t room = n > SIZE_MAX / 4 ? SIZE_MAX / 4 : 4 * n;
   if (room < 16384) room = 16384;
   if (out->cap - out->len > room) room = out->cap - out->len;
   if (limit != 0 && room > limit) room = limit;
-  ptrdiff_t rc;
   for (;;) {
     uint8_t *dst = lb_buf_reserve(out, room);
-    if (dst == NULL) { rc = LB_ENOMEM; break; }
-    size_t used_in = 0, got = 0;
-    enum libdeflate_result r =
-        libdeflate_deflate_decompress_ex(c->ld, src, need, dst, room, &used_in, &got);
-    if (r == LIBDEFLATE_SUCCESS) {
+    if (dst == NULL) return LB_ENOMEM;
+    lb_inflate_result res;
+    int r = lb_inflate_decode2(c->whole, in, n, WHOLE_TAIL, sizeof WHOLE_TAIL, dst, room, &res);
+    if (r == LB_OK) {
       /* The stream may end (BFINAL, RFC 7692 7.2.3.3) inside the payload or
        * the sync-flush tail: what follows is ignored, as zlib's inflate
        * does. Ending inside our final block instead means the payload
        * stopped mid-block and that block swallowed part of our tail. */
-      if (used_in > n + sizeof TAIL && used_in != need) { rc = LB_EDEFLATE; break; }
-      out->len += got;
-      rc = (ptrdiff_t)got;
-      break;
+      if (res.in_used > n + sizeof TAIL && res.in_used != need) return LB_EDEFLATE;
+      out->len += res.out_used;
+      return (ptrdiff_t)res.out_used;
     }
-    if (r != LIBDEFLATE_INSUFFICIENT_SPACE) { rc = LB_EDEFLATE; break; }
-    if (limit != 0 && room >= limit) { rc = LB_ETOOLARGE; break; }
-    if (room > SIZE_MAX / 4) { rc = LB_ENOMEM; break; }
+    if (r != LB_ENOSPACE) return LB_EDEFLATE;
+    if (limit != 0 && room >= limit) return LB_ETOOLARGE;
+    if (room > SIZE_MAX / 4) return LB_ENOMEM;
     room *= 4;
     if (limit != 0 && room > limit) room = limit;
   }
-  free(tmp);
-  return rc;
 }
 
 ptrdiff_t lb_deflate_decompress(lb_deflate *c, const uint8_t *in, size_t n,
                                 lb_buf *out, size_t limit) {
-  if (c->ld != NULL) return decompress_whole(c, in, n, out, limit);
+  if (c->whole != NULL) return decompress_whole(c, in, n, out, limit);
   z_stream *z = &c->i;
   size_t start = out->len, produced = 0, left = n;
   const uint8_t *ip = in;

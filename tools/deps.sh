@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -eu
 PKGS="build-essential pkg-config clang libclang-rt-14-dev luajit2 libluajit2-5.1-dev \
-lua-luv lua-luv-dev libuv1-dev libssl-dev zlib1g-dev libdeflate-dev node-llhttp lua-cjson lua-busted \
+lua-luv lua-luv-dev libuv1-dev libssl-dev zlib1g-dev node-llhttp lua-cjson lua-busted \
 luarocks curl openssl iproute2 golang-go golang-github-gorilla-websocket-dev chromium"
 missing=""
 for p in $PKGS; do

@@ -13,7 +13,7 @@ mkdir -p build/bench
 for c in bench/c/*.c; do
   [ -e "$c" ] || continue
   n=$(basename "$c" .c)
-  cc -O2 -Iinclude -o "build/bench/$n" "$c" build/lib/liblowbit.a -lssl -lcrypto -lz -ldeflate -lm || { echo "(build failed: $c)"; continue; }
+  cc -O2 -Iinclude -o "build/bench/$n" "$c" build/lib/liblowbit.a -lssl -lcrypto -lz -lm || { echo "(build failed: $c)"; continue; }
   echo "== $c"
   "build/bench/$n"
 done

@@ -1,7 +1,7 @@
 /*
  * bench_ws.c: micro-benchmarks of the ws and deflate cores. Prints figures,
  * asserts nothing. Build by hand:
- *   cc -O2 -Iinclude bench/c/bench_ws.c build/lib/liblowbit.a -lssl -lcrypto -lz -ldeflate
+ *   cc -O2 -Iinclude bench/c/bench_ws.c build/lib/liblowbit.a -lssl -lcrypto -lz
  */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_deflate.h"

@@ -1,13 +1,12 @@
 /*
- * lb_deflate.h: RFC 7692 permessage-deflate on zlib (and libdeflate for
+ * lb_deflate.h: RFC 7692 permessage-deflate on zlib (and lb_inflate for
  * received messages when the peer uses no context takeover and a 32 KiB
  * window: each is then decoded whole, several times faster).
  *
  * - A context (lb_deflate_new) holds one compressor (our messages) and one
  *   decompressor (the peer's), each with its window size and context
  *   takeover setting. Their state is allocated once, in lb_deflate_new; no
- *   call allocates per message except by growing the caller's lb_buf, and,
- *   on the libdeflate path, a temporary copy of a payload over 16 KiB.
+ *   call allocates per message except by growing the caller's lb_buf.
  * - Negotiation: lb_deflate_parse_offer() reads one element of a
  *   Sec-WebSocket-Extensions value, lb_deflate_accept_offer() picks the
  *   server's answer, lb_deflate_format_params() writes it.
@@ -47,7 +46,7 @@ typedef struct lb_deflate_params {
   int32_t client_max_window_bits;     /* 0, 8..15, or LB_DEFLATE_BITS_NOVALUE */
 } lb_deflate_params;
 
-/* Opaque: zlib streams and scratch, owned by the context. */
+/* Opaque: zlib streams and lb_inflate state, owned by the context. */
 typedef struct lb_deflate lb_deflate;
 
 /*

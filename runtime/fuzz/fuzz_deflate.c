@@ -7,7 +7,7 @@
  *    buffer's capacity stays within lb_buf's doubling of the limit;
  *  - compress then decompress (limit = message size) gives the input back;
  *  - the whole-message path (no context takeover for the peer, window 15:
- *    libdeflate) agrees with the zlib path on a fresh context: whenever zlib
+ *    lb_inflate) agrees with the zlib path on a fresh context: whenever zlib
  *    accepts a message, it decodes the same bytes, and whenever zlib finds
  *    it over the limit, so does it (it may accept a few malformed messages
  *    zlib rejects: a payload cut mid-block whose last block ends exactly

@@ -85,7 +85,7 @@ static void test_decompress_vectors(void) {
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
     /* fresh context each time, and each limit from exact size upward */
     for (size_t limit = 0; limit <= 7; limit = limit ? limit + 1 : 5) {
-     for (int nt = 0; nt <= 1; nt++) { /* zlib path, then libdeflate path */
+     for (int nt = 0; nt <= 1; nt++) { /* zlib path, then lb_inflate path */
       lb_deflate *c = lb_deflate_new(15, nt, 15, nt, -1);
       lb_buf out = {0};
       ptrdiff_t r = lb_deflate_decompress(c, (const uint8_t *)v[i].in, v[i].n, &out, limit);
@@ -154,7 +154,7 @@ static void test_decompress_rejects_named_defects(void) {
   };
   for (size_t i = 0; i < 2 * (sizeof v / sizeof v[0]); i++) {
     size_t k = i / 2;
-    int nt = (int)(i % 2); /* zlib path, then libdeflate path */
+    int nt = (int)(i % 2); /* zlib path, then lb_inflate path */
     lb_deflate *c = lb_deflate_new(15, nt, 15, nt, -1);
     lb_buf out = {0};
     lb_buf_append(&out, "x", 1);
@@ -259,7 +259,7 @@ static void test_no_allocation_growth_per_message(void) {
   lb_deflate_free(rx);
 }
 
-/* ---- the whole-message path (no context takeover for the peer: libdeflate)
+/* ---- the whole-message path (no context takeover for the peer: lb_inflate)
  * against zlib ------------------------------------------------------------ */
 
 /* zlib raw deflate of msg (window 15): sync flush minus 00 00 ff ff (RFC
@@ -320,7 +320,7 @@ static void test_whole_path_against_zlib_sizes_and_kinds(void) {
     size_t n = sizes[si];
     for (int kind = 0; kind < 4; kind++) {
       fill_kind(msg, n, kind);
-      lb_deflate *rx = lb_deflate_new(15, 1, 15, 1, 1); /* libdeflate path */
+      lb_deflate *rx = lb_deflate_new(15, 1, 15, 1, 1); /* lb_inflate path */
       lb_deflate *tx = lb_deflate_new(15, 1, 15, 1, 1);
       for (int form = 0; form < 4; form++) {
         /* 0, 1: zlib sync flush at levels 1 and 9; 2: zlib Z_FINISH (BFINAL
@@ -462,7 +462,7 @@ static void test_whole_path_corrupt_input_agrees_with_zlib(void) {
     lb_deflate_free(zc);
     lb_deflate_free(lc);
   }
-  if (lenient) fprintf(stderr, "  corrupt: %d agreed, %d accepted only by libdeflate\n", agreed, lenient);
+  if (lenient) fprintf(stderr, "  corrupt: %d agreed, %d accepted only by lb_inflate\n", agreed, lenient);
   lb_buf_free(&z);
   lb_buf_free(&a);
   lb_buf_free(&b);
@@ -648,9 +648,58 @@ static void test_new_from_params_directions(void) {
   lb_deflate_free(cli);
 }
 
+/* Short messages without context takeover are coded as fixed-Huffman
+ * literals: every length up to and past the cut-over, every byte value
+ * (8- and 9-bit codes), decoded by zlib and by our own decoder. */
+static void test_short_messages_as_literals_roundtrip(void) {
+  lb_deflate *tx = lb_deflate_new(15, 1, 15, 1, 1);
+  lb_deflate *rx = lb_deflate_new(15, 1, 15, 1, 1);
+  lb_buf out = {0}, back = {0};
+  uint8_t msg[64], z[128];
+  for (size_t n = 1; n <= 40; n++) {
+    for (int kind = 0; kind < 3; kind++) {
+      for (size_t i = 0; i < n; i++)
+        msg[i] = kind == 0 ? 'a' : kind == 1 ? (uint8_t)(i * 37 + n) : (uint8_t)(0x80 + (rnd() & 0x7f));
+      lb_buf_reset(&out);
+      ptrdiff_t m = lb_deflate_compress(tx, msg, n, &out);
+      LB_CHECK(m > 0 && (size_t)m + 4 <= sizeof z);
+      if (m <= 0 || (size_t)m + 4 > sizeof z) continue;
+      if (n <= 32) LB_CHECK((size_t)m <= n + n / 8 + 3); /* literals: no match was looked for */
+      memcpy(z, out.data, (size_t)m);
+      memcpy(z + m, "\x00\x00\xff\xff", 4);
+      z_stream zs;
+      memset(&zs, 0, sizeof zs);
+      LB_CHECK_EQ(inflateInit2(&zs, -15), Z_OK);
+      uint8_t dec[64];
+      zs.next_in = z;
+      zs.avail_in = (uInt)m + 4;
+      zs.next_out = dec;
+      zs.avail_out = sizeof dec;
+      int r = inflate(&zs, Z_SYNC_FLUSH);
+      LB_CHECK(r == Z_OK || r == Z_BUF_ERROR);
+      LB_CHECK_EQ(zs.avail_in, 0);
+      LB_CHECK_EQ(sizeof dec - zs.avail_out, n);
+      LB_CHECK(memcmp(dec, msg, n) == 0);
+      inflateEnd(&zs);
+      lb_buf_reset(&back);
+      LB_CHECK_EQ(lb_deflate_decompress(rx, out.data, (size_t)m, &back, 0), (ptrdiff_t)n);
+      LB_CHECK(back.len == n && memcmp(back.data, msg, n) == 0);
+    }
+  }
+  /* RFC 7692 7.2.3.1's "Hello" is exactly this coding. */
+  lb_buf_reset(&out);
+  LB_CHECK_EQ(lb_deflate_compress(tx, B("Hello"), &out), 7);
+  LB_CHECK(buf_is(&out, B("\xf2\x48\xcd\xc9\xc9\x07\x00")));
+  lb_buf_free(&out);
+  lb_buf_free(&back);
+  lb_deflate_free(tx);
+  lb_deflate_free(rx);
+}
+
 int main(void) {
   LB_RUN(test_compress_hello_with_context_takeover);
   LB_RUN(test_compress_hello_without_context_takeover);
+  LB_RUN(test_short_messages_as_literals_roundtrip);
   LB_RUN(test_compress_empty_message_is_single_zero);
   LB_RUN(test_decompress_vectors);
   LB_RUN(test_decompress_context_takeover_second_message);
