@@ -88,7 +88,11 @@ end
 local function wake(t, a, b)
   local i = rq_tail + 1
   rq_tail = i
-  rq_t[i], rq_a[i], rq_b[i] = t, a, b
+  rq_t[i] = t
+  -- Wake values are mostly nil, and storing nil under an absent key makes
+  -- LuaJIT insert it (then rehash the table, again and again): skip those.
+  if a ~= nil or rq_a[i] ~= nil then rq_a[i] = a end
+  if b ~= nil or rq_b[i] ~= nil then rq_b[i] = b end
 end
 M._wake = wake
 
@@ -163,7 +167,9 @@ local function drain()
   while rq_head <= rq_tail and rq_head <= stop do
     local h = rq_head
     local t, a, b = rq_t[h], rq_a[h], rq_b[h]
-    rq_t[h], rq_a[h], rq_b[h] = nil, nil, nil
+    rq_t[h] = nil
+    if a ~= nil then rq_a[h] = nil end
+    if b ~= nil then rq_b[h] = nil end
     rq_head = h + 1
     step(t, a, b)
     if main_failed then return false end
@@ -400,9 +406,9 @@ end
 
 local function q_remove(w)
   local q, i = w.q, w.qi
-  if q == nil or q[i] ~= w then return end
+  if not q or q[i] ~= w then return end
   q[i] = false
-  w.q = nil
+  w.q = false
   q.n = q.n - 1
   if q.n == 0 then
     for k = q.first, q.last do q[k] = nil end
@@ -422,7 +428,7 @@ local function q_shift(q)
     q.first = f + 1
     if w then
       q.n = q.n - 1
-      w.q = nil
+      w.q = false
       if q.n == 0 then
         for k = q.first, q.last do q[k] = nil end
         q.first, q.last = 1, 0
@@ -435,6 +441,16 @@ local function q_shift(q)
 end
 
 M._q_new, M._q_push, M._q_remove, M._q_shift = q_new, q_push, q_remove, q_shift
+
+-- Wait records are made with every field they will get: LuaJIT inserts a
+-- key even to store nil, and growing a small table key by key rehashes it
+-- each time (a cost paid on every blocking call otherwise).
+local function new_sel_rec(co)
+  return { co = co, done = false, index = false, value = false, ok = false, timer = false }
+end
+
+--- A wait-queue entry for task co (I/O modules queue them with _q_push).
+function M._waiter(sel) return { sel = sel, q = false, qi = 0 } end
 
 ---------------------------------------------------------------------------
 -- Channels
@@ -516,7 +532,7 @@ end
 function Chan:send(v)
   if chan_try_send(self, v) then return end
   local co = need_task("chan:send")
-  local w = { co = co, value = v }
+  local w = { co = co, value = v, q = false, qi = 0 }
   q_push(self.sendq, w)
   local _, ok = co_yield()
   if ok == false then error("send on closed channel", 2) end
@@ -526,7 +542,7 @@ function Chan:recv()
   local v, ok = chan_try_recv(self)
   if ok ~= nil then return v, ok end
   local co = need_task("chan:recv")
-  q_push(self.recvq, { co = co })
+  q_push(self.recvq, { co = co, q = false, qi = 0 })
   return co_yield()
 end
 
@@ -604,11 +620,11 @@ function M.select(cases)
   if cases.default then return nil end
   if n == 0 then error("lowbit.select: no cases and no default would block forever", 2) end
   local co = need_task("lowbit.select")
-  local sel = { co = co, done = false }
+  local sel = new_sel_rec(co)
   local ws = {}
   for i = 1, n do
     local ch, is_send, v = case_of(cases[i], i)
-    local w = { sel = sel, case = i, value = v }
+    local w = { sel = sel, case = i, value = v, q = false, qi = 0 }
     ws[i] = w
     q_push(is_send and ch.sendq or ch.recvq, w)
   end
@@ -633,8 +649,7 @@ end
 local WHY = { [0] = "ok", [-1] = "ctx", [-2] = "timeout" }
 
 function M._sel(what)
-  local co = need_task(what or "blocking call")
-  return { co = co, done = false }
+  return new_sel_rec(need_task(what or "blocking call"))
 end
 
 local function sel_fire(sel, v, index)
@@ -664,7 +679,7 @@ function M._block(sel, ctx, deadline)
       if ctx:err() ~= nil then
         sel_fire(sel, nil, -1)
       else
-        cw = { sel = sel, case = -1 }
+        cw = { sel = sel, case = -1, q = false, qi = 0 }
         q_push(ctx:done().recvq, cw)
       end
     end
@@ -716,7 +731,7 @@ function WaitGroup:done() self:add(-1) end
 function WaitGroup:wait()
   if self.n == 0 then return end
   local co = need_task("waitgroup:wait")
-  q_push(self.waiters, { co = co })
+  q_push(self.waiters, { co = co, q = false, qi = 0 })
   co_yield()
 end
 
@@ -731,7 +746,7 @@ end
 function Mutex:lock()
   if not self.locked then self.locked = true; return end
   local co = need_task("mutex:lock")
-  q_push(self.waiters, { co = co })
+  q_push(self.waiters, { co = co, q = false, qi = 0 })
   co_yield()
 end
 

@@ -510,7 +510,7 @@ function Listener:accept(ctx)
     else
       if ctx:err() then return nil, ctx:err() end
       local sel = new_sel("listener:accept")
-      local w = { sel = sel }
+      local w = lowbit._waiter(sel)
       lowbit._q_push(self.accq, w)
       local why = block(sel, ctx, nil)
       lowbit._q_remove(w)

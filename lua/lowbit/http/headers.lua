@@ -118,8 +118,10 @@ function Headers:_reset()
   clear(self._v)
   for i = 1, self.n do self[i] = nil end
   self.n = 0
-  self._n = nil
-  self._raw = nil
+  -- Only when present: storing nil under an absent key inserts it in
+  -- LuaJIT, and a table that keeps doing so is rehashed again and again.
+  if self._n ~= nil then self._n = nil end
+  if self._raw ~= nil then self._raw = nil end
   return self
 end
 
