@@ -360,3 +360,22 @@ describe("lowbit.detach", function()
     end)
   end)
 end)
+
+describe("the spec watchdog (lowbit._abort)", function()
+  it("ends a run that would hang, naming where each task waits, and the next run works", function()
+    local support = require "support"
+    local net = require "lowbit.net"
+    local limit = support.RUN_LIMIT
+    support.RUN_LIMIT = 0.2
+    local ok, err = pcall(support.run, function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      lowbit.go(function() ln:accept() end) -- parked on a live handle: no deadlock to detect
+    end)
+    support.RUN_LIMIT = limit
+    assert.is_false(ok)
+    assert.matches("lowbit.run did not end within 0.2s", err, 1, true)
+    assert.matches("waiting task:", err, 1, true)
+    assert.matches("in function 'accept'", err, 1, true)
+    assert.equal(7, support.run(function() lowbit.sleep(0.01); return 7 end))
+  end)
+end)
