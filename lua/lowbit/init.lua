@@ -339,7 +339,7 @@ end
 --- Schedules fn(entry) at monotonic time `at`; returns the entry, which
 --- timer_cancel takes. fn runs on the loop, outside any task. Internal.
 local function timer_add(at, fn, data)
-  local e = { at = at, fn = fn, data = data }
+  local e = { at = at, fn = fn, data = data, idx = false }
   heap_n = heap_n + 1
   heap[heap_n] = e
   e.idx = heap_n
