@@ -379,3 +379,27 @@ describe("the spec watchdog (lowbit._abort)", function()
     assert.equal(7, support.run(function() lowbit.sleep(0.01); return 7 end))
   end)
 end)
+
+describe("the ready queue", function()
+  it("keeps wake order and values past its first capacity", function()
+    local order, vals = {}, {}
+    run(function()
+      local N = 5000 -- well past the queue's initial 1024 slots
+      local ch = lowbit.chan(N)
+      for i = 1, N do
+        lowbit.go(function(k)
+          order[#order + 1] = k
+          lowbit.yield() -- woken again behind every other task
+          ch:send(k)
+        end, i)
+      end
+      for _ = 1, N do vals[#vals + 1] = ch:recv() end
+    end)
+    assert.equal(5000, #order)
+    for i = 1, 5000 do
+      if order[i] ~= i or vals[i] ~= i then
+        error(("position %d: started %s, finished %s"):format(i, tostring(order[i]), tostring(vals[i])))
+      end
+    end
+  end)
+end)

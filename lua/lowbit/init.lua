@@ -70,8 +70,28 @@ M.now = now
 -- debug info of where it was started, parent = the task that started it }.
 -- Wakes name tasks, not coroutines, so a wake left over from an aborted run
 -- (gen differs) is ignored.
-local rq_t, rq_a, rq_b = {}, {}, {}
+-- The queue is a ring over three arrays (task, two wake values) made with
+-- their array part: positions only grow while it is not empty, and a slot
+-- is ((position - 1) % capacity) + 1, so no store ever lands in a hash part
+-- (a plain table used as a queue keeps being rehashed by LuaJIT).
+local band = require("bit").band
+local new_tab = require "table.new"
+local rq_cap = 1024
+local rq_mask = rq_cap - 1
+local rq_t, rq_a, rq_b = new_tab(rq_cap, 0), new_tab(rq_cap, 0), new_tab(rq_cap, 0)
 local rq_head, rq_tail = 1, 0
+
+-- Doubles the ring, keeping every queued entry at its position.
+local function rq_grow()
+  local cap = rq_cap * 2
+  local mask = cap - 1
+  local t, a, b = new_tab(cap, 0), new_tab(cap, 0), new_tab(cap, 0)
+  for i = rq_head, rq_tail do
+    local from, to = band(i - 1, rq_mask) + 1, band(i - 1, mask) + 1
+    t[to], a[to], b[to] = rq_t[from], rq_a[from], rq_b[from]
+  end
+  rq_t, rq_a, rq_b, rq_cap, rq_mask = t, a, b, cap, mask
+end
 
 local current            -- the task running now, or nil
 local live = 0           -- tasks started and not finished
@@ -86,11 +106,12 @@ function M.on_error(err, tb)
 end
 
 local function wake(t, a, b)
-  local i = rq_tail + 1
-  rq_tail = i
+  local n = rq_tail + 1
+  if n - rq_head >= rq_cap then rq_grow() end
+  rq_tail = n
+  local i = band(n - 1, rq_mask) + 1
   rq_t[i] = t
-  -- Wake values are mostly nil, and storing nil under an absent key makes
-  -- LuaJIT insert it (then rehash the table, again and again): skip those.
+  -- Wake values are mostly nil: a slot is written only when it changes.
   if a ~= nil or rq_a[i] ~= nil then rq_a[i] = a end
   if b ~= nil or rq_b[i] ~= nil then rq_b[i] = b end
 end
@@ -165,12 +186,13 @@ local DRAIN_BUDGET = 1024
 local function drain()
   local stop = rq_tail + DRAIN_BUDGET
   while rq_head <= rq_tail and rq_head <= stop do
-    local h = rq_head
+    local n = rq_head
+    local h = band(n - 1, rq_mask) + 1
     local t, a, b = rq_t[h], rq_a[h], rq_b[h]
     rq_t[h] = nil
     if a ~= nil then rq_a[h] = nil end
     if b ~= nil then rq_b[h] = nil end
-    rq_head = h + 1
+    rq_head = n + 1
     step(t, a, b)
     if main_failed then return false end
   end
@@ -771,7 +793,10 @@ M.DEADLOCK = errors.new("all tasks are asleep: deadlock")
 
 local function reset()
   gen = gen + 1
-  for i = rq_head, rq_tail do rq_t[i], rq_a[i], rq_b[i] = nil, nil, nil end
+  for n = rq_head, rq_tail do
+    local i = band(n - 1, rq_mask) + 1
+    rq_t[i], rq_a[i], rq_b[i] = nil, nil, nil
+  end
   rq_head, rq_tail = 1, 0
   for i = 1, heap_n do heap[i].idx = nil; heap[i] = nil end
   for i = 1, pool_n do pool[i] = nil end

@@ -160,8 +160,11 @@ Conn.__index = Conn
 M.Conn = Conn
 
 local function new_conn(h)
+  -- The fields a conn gets on every request are there from the start
+  -- (false for none): LuaJIT inserts a key even to store nil into it.
   local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
-                           rerr = nil, werr = nil, closed = false }, Conn)
+                           rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
+                           tentry = false, rdeadline = false, wdeadline = false }, Conn)
   pcall(uv.tcp_nodelay, h, true)
   local fd = uv.fileno(h)
   c.fd = type(fd) == "number" and fd >= 0 and fd or nil
@@ -269,7 +272,7 @@ function Conn:fill()
       -- One waiter object per conn, reset for each wait: fill runs once per
       -- request on HTTP keep-alive connections.
       local sel = self.fsel
-      if sel == nil then sel = new_sel("conn:fill"); self.fsel = sel
+      if not sel then sel = new_sel("conn:fill"); self.fsel = sel
       else sel.co = lowbit._need_task("conn:fill"); sel.done = false; sel.index = nil; sel.value = nil end
       local why = wait_readable(self, sel, rd)
       if why == "timeout" then return nil, TIMEOUT end

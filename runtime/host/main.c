@@ -14,9 +14,13 @@
 
 #include "lowbit/lb_base.h"
 
+/* Each module's source text (not bytecode: LuaJIT's bytecode dump drops
+ * the keys a table constructor fills at run time from its template, so
+ * every such constructor would insert its keys one by one again). */
 struct lb_embedded {
-  const char *name;
-  const unsigned char *bc;
+  const char *name;  /* "lowbit.net" */
+  const char *chunk; /* "@lowbit/net.lua", for tracebacks */
+  const unsigned char *src;
   size_t len;
 };
 extern const struct lb_embedded lb_embedded_modules[];
@@ -26,7 +30,7 @@ int luaopen_luv(lua_State *L);
 /* package.preload loader: upvalue 1 is the module's index in the table. */
 static int load_embedded(lua_State *L) {
   const struct lb_embedded *m = &lb_embedded_modules[lua_tointeger(L, lua_upvalueindex(1))];
-  if (luaL_loadbuffer(L, (const char *)m->bc, m->len, m->name) != 0) return lua_error(L);
+  if (luaL_loadbuffer(L, (const char *)m->src, m->len, m->chunk) != 0) return lua_error(L);
   lua_pushstring(L, m->name);
   lua_call(L, 1, 1);
   return 1;
