@@ -1,7 +1,7 @@
 # lowbit: build, test, bench, fuzz. `make help` lists the targets.
 #
 # Layout: include/lowbit/*.h (C API) + runtime/lb_*.c (sans-I/O C cores)
-# -> build/lib/liblowbit.{a,so}; runtime/host/main.c + embedded Lua bytecode
+# -> build/lib/liblowbit.{a,so}; runtime/host/main.c + embedded Lua sources
 # -> build/bin/lowbit; FFI declarations generated from the headers into
 # build/lua/lowbit/cdef.lua.
 
@@ -85,7 +85,7 @@ $(CDEF_LUA): $(CORE_HDRS) tools/gencdef.lua | deps
 	@mkdir -p $(dir $@)
 	$(LUAJIT) tools/gencdef.lua $@ $(CORE_HDRS)
 
-# Every Lua module, compiled to bytecode and linked into the host.
+# Every Lua module (its source, checked to compile), linked into the host.
 $(BUILD)/gen/embedded.c: $(LUA_SRCS) $(CDEF_LUA) tools/embed.lua | deps
 	@mkdir -p $(dir $@)
 	$(LUAJIT) tools/embed.lua $@ lua bindings $(BUILD)/lua

@@ -1,6 +1,6 @@
 /*
  * The `lowbit` host: LuaJIT + luv + the lowbit cores and Lua modules in one
- * executable. Lua modules are embedded as bytecode (build/gen/embedded.c)
+ * executable. Lua modules are embedded as source (build/gen/embedded.c)
  * and registered in package.preload, so the binary needs no LUA_PATH. The
  * cores are linked in whole and exported (-Wl,-E), so the FFI finds them in
  * the executable itself. Everything else (argument handling, the main task,
