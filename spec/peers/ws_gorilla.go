@@ -113,7 +113,7 @@ func client(url string, z bool) {
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	pongs := make(chan string, 4)
 	c.SetPongHandler(func(s string) error { pongs <- s; return nil })
-	for _, n := range []int{0, 1, 125, 126, 1000, 65535, 65536, 100000, 3<<20 + 7} {
+	for _, n := range []int{0, 1, 16, 32, 33, 125, 126, 1000, 65535, 65536, 100000, 3<<20 + 7} {
 		for _, text := range []bool{true, false} {
 			t := websocket.BinaryMessage
 			if text {

@@ -54,7 +54,7 @@ if (mode === 'server') {
     if (ws.protocol !== 'echo') fail('subprotocol ' + ws.protocol);
     if (z !== (ws.extensions || '').includes('permessage-deflate')) fail('extensions ' + ws.extensions);
     console.log('ok handshake ' + ws.extensions);
-    for (const n of [0, 1, 125, 126, 1000, 65535, 65536, 100000, (3 << 20) + 7]) {
+    for (const n of [0, 1, 16, 32, 33, 125, 126, 1000, 65535, 65536, 100000, (3 << 20) + 7]) {
       for (const text of [true, false]) {
         const p = payload(n, text);
         ws.send(text ? p.toString() : p, { binary: !text });
