@@ -215,6 +215,35 @@ describe("lowbit.beacon on loopback", function()
     end)
   end)
 
+  -- A receive that fails for a reason other than ctx (the kernel reporting
+  -- an error on the socket) cannot be provoked on loopback at will: a stub
+  -- socket stands in for net.listen_udp's, so the wrapping is still checked.
+  it("wraps a failed receive as READ_RESPONSE (seek) and READ_PROBE (serve), closing the socket", function()
+    local real = net.listen_udp
+    local closed = 0
+    local cause = errors.sys("ECONNREFUSED")
+    net.listen_udp = function()
+      return {
+        send_to = function() return true end,
+        recv_from = function() return nil, cause end,
+        close = function() closed = closed + 1; return true end,
+      }
+    end
+    local ok, res = pcall(run, function()
+      local n, err = beacon.seek(bg, "127.0.0.1:9", "PING", buffer.new())
+      assert.is_nil(n)
+      assert.is_true(errors.is(err, beacon.READ_RESPONSE), tostring(err))
+      assert.is_true(errors.is(err, cause), tostring(err))
+      assert.equal(1, closed)
+      local serr = beacon.serve(bg, "127.0.0.1:9", buffer.new(), function() return true end, "x")
+      assert.is_true(errors.is(serr, beacon.READ_PROBE), tostring(serr))
+      assert.is_true(errors.is(serr, cause), tostring(serr))
+      assert.equal(2, closed)
+    end)
+    net.listen_udp = real
+    assert(ok, res)
+  end)
+
   it("raises naming the argument for wrong types", function()
     local b = buffer.new()
     assert.has_error(function() beacon.seek(nil, "127.0.0.1:1", "p", b) end, "bad argument 'ctx' to beacon.seek: context expected, got nil")
