@@ -216,6 +216,21 @@ describe("http server basics", function()
     end)
   end)
 
+  it("takes a table with serve_http or a callable table as its handler", function()
+    run(function()
+      local obj = { greeting = "obj" }
+      function obj:serve_http(w, r) w:write(self.greeting .. " " .. r.url.path) end
+      local callable = setmetatable({}, { __call = function(_, w, r) w:write("call " .. r.url.path) end })
+      for _, case in ipairs({ { obj, "obj /t" }, { callable, "call /t" } }) do
+        local addr, srv = serve(case[1])
+        local resp = raw(addr, "GET /t HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert.equal(200, status_of(resp))
+        assert.matches("\r\n\r\n" .. case[2] .. "$", resp)
+        srv:close()
+      end
+    end)
+  end)
+
   it("refuses bad server options and handlers with the argument named", function()
     assert.has_error(function() http.server({}) end,
       "bad argument 'handler' to http.server: function or table with serve_http expected, got nil")

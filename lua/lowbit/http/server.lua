@@ -97,12 +97,11 @@ local function sniff(s)
 end
 M.detect_content_type = sniff
 
--- Not a tail call: a handler returning straight into the xpcall frame
--- below would make LuaJIT abort (and then blacklist) every trace that
--- starts in the handler ("NYI: return to lower frame").
+-- A handler is a function, a table with serve_http, or a callable table
+-- (what check_handler accepts).
 local function call_handler(h, w, r)
-  if type(h) == "function" then h(w, r) else h:serve_http(w, r) end
-  return true
+  if type(h) == "table" and h.serve_http then return h:serve_http(w, r) end
+  return h(w, r)
 end
 
 local function check_handler(h, fname)
@@ -520,9 +519,16 @@ local function start_request(srv, cs, preq, n, start)
   return w, r
 end
 
+-- After the handler, returned or raised: the request's ctx ends.
+local function leave_handler(srv, cs)
+  cs.in_handler = false
+  srv.active = srv.active - 1
+  stop_watch(cs)
+  if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+end
+
 -- Ends the response; true when the connection may carry another request.
 local function end_request(srv, cs, w, r)
-  if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
   finish_response(w)
   if w.werr or cs.close_after or cs.peer_gone then return false end
   if not cs.keep_alive then return false end
@@ -589,14 +595,9 @@ local function serve_requests(srv, cs, conn)
     -- 3. The handler.
     srv.active = srv.active + 1
     cs.in_handler = true
-    if type(handler) == "function" then handler(w, r) else call_handler(handler, w, r) end
-    cs.in_handler = false
-    srv.active = srv.active - 1
-    stop_watch(cs)
-    if w.hijacked then
-      if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
-      return true
-    end
+    call_handler(handler, w, r)
+    leave_handler(srv, cs)
+    if w.hijacked then return true end
     -- 4. End the response and decide on keep-alive.
     if not end_request(srv, cs, w, r) then break end
   end
@@ -617,21 +618,11 @@ local function serve_conn(srv, conn)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, traceback, srv, cs, conn)
-  local hijacked = ok and res
-  if not ok then
-    if not cs.in_handler then
-      -- A fault of the server itself, not of a handler: the task reports it.
-      srv.conns[cs] = nil
-      srv.nconns = srv.nconns - 1
-      conn:close()
-      error(res, 0)
-    end
+  local panicked = not ok and cs.in_handler
+  if panicked then
     -- As Go does: the panic is logged, the request gets a 500 if nothing
     -- was sent yet, and the connection is closed (unless hijacked).
-    cs.in_handler = false
-    srv.active = srv.active - 1
-    stop_watch(cs)
-    if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+    leave_handler(srv, cs)
     if not (type(res) == "string" and find(res, tostring(M.ABORT_HANDLER), 1, true)) then
       srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(res))
     end
@@ -639,11 +630,13 @@ local function serve_conn(srv, conn)
     if not w.head_sent and not w.hijacked and not w.werr then
       raw_error(conn, 500, "Internal Server Error")
     end
-    hijacked = w.hijacked
   end
   srv.conns[cs] = nil
   srv.nconns = srv.nconns - 1
+  local hijacked = (ok and res) or (panicked and cs.w.hijacked)
   if not hijacked then conn:close() end
+  -- A fault of the server itself, not of a handler: the task reports it.
+  if not ok and not panicked then error(res, 0) end
 end
 
 ---------------------------------------------------------------------------
