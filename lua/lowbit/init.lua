@@ -471,8 +471,14 @@ local function new_sel_rec(co)
   return { co = co, done = false, index = false, value = false, ok = false, timer = false }
 end
 
---- A wait-queue entry for task co (I/O modules queue them with _q_push).
-function M._waiter(sel) return { sel = sel, q = false, qi = 0 } end
+-- A wait-queue entry: for task co, or for case `case` of a select's sel;
+-- value is what a sender offers.
+local function waiter(co, sel, case, value)
+  return { co = co, sel = sel, case = case, value = value, q = false, qi = 0 }
+end
+
+--- A wait-queue entry for sel (I/O modules queue them with _q_push).
+function M._waiter(sel) return waiter(nil, sel) end
 
 ---------------------------------------------------------------------------
 -- Channels
@@ -554,7 +560,7 @@ end
 function Chan:send(v)
   if chan_try_send(self, v) then return end
   local co = need_task("chan:send")
-  local w = { co = co, value = v, q = false, qi = 0 }
+  local w = waiter(co, nil, nil, v)
   q_push(self.sendq, w)
   local _, ok = co_yield()
   if ok == false then error("send on closed channel", 2) end
@@ -564,7 +570,7 @@ function Chan:recv()
   local v, ok = chan_try_recv(self)
   if ok ~= nil then return v, ok end
   local co = need_task("chan:recv")
-  q_push(self.recvq, { co = co, q = false, qi = 0 })
+  q_push(self.recvq, waiter(co))
   return co_yield()
 end
 
@@ -646,7 +652,7 @@ function M.select(cases)
   local ws = {}
   for i = 1, n do
     local ch, is_send, v = case_of(cases[i], i)
-    local w = { sel = sel, case = i, value = v, q = false, qi = 0 }
+    local w = waiter(nil, sel, i, v)
     ws[i] = w
     q_push(is_send and ch.sendq or ch.recvq, w)
   end
@@ -701,7 +707,7 @@ function M._block(sel, ctx, deadline)
       if ctx:err() ~= nil then
         sel_fire(sel, nil, -1)
       else
-        cw = { sel = sel, case = -1, q = false, qi = 0 }
+        cw = waiter(nil, sel, -1)
         q_push(ctx:done().recvq, cw)
       end
     end
@@ -753,7 +759,7 @@ function WaitGroup:done() self:add(-1) end
 function WaitGroup:wait()
   if self.n == 0 then return end
   local co = need_task("waitgroup:wait")
-  q_push(self.waiters, { co = co, q = false, qi = 0 })
+  q_push(self.waiters, waiter(co))
   co_yield()
 end
 
@@ -768,7 +774,7 @@ end
 function Mutex:lock()
   if not self.locked then self.locked = true; return end
   local co = need_task("mutex:lock")
-  q_push(self.waiters, { co = co, q = false, qi = 0 })
+  q_push(self.waiters, waiter(co))
   co_yield()
 end
 
