@@ -13,6 +13,7 @@
  */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_inflate.h"
+#include "../../runtime/test/deflate_streams.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,51 +27,22 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* compress/flate BestSpeed, 64 KiB of 'a', Close()d: 89 bytes */
-static const uint8_t GO_BESTSPEED_64K_A[89] = {
-    0xec, 0xc0, 0x81, 0x00, 0x00, 0x00, 0x00, 0x80, 0x20, 0xd6, 0xfd, 0x25, 0x16, 0xa9, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0xa0, 0x06, 0x01, 0x00, 0xfe, 0xff, 0x61, 0x01, 0x00, 0x00, 0xff, 0xff};
-
-typedef struct {
-  uint8_t *b;
-  size_t n;
-  uint64_t acc;
-  unsigned cnt;
-} bitw;
-
-static void put(bitw *w, uint32_t v, unsigned nbits) {
-  w->acc |= (uint64_t)v << w->cnt;
-  w->cnt += nbits;
-  while (w->cnt >= 8) {
-    w->b[w->n++] = (uint8_t)w->acc;
-    w->acc >>= 8;
-    w->cnt -= 8;
-  }
-}
-
-static void put_code(bitw *w, uint32_t code, unsigned len) {
-  while (len--) put(w, (code >> len) & 1, 1);
-}
-
 /* One final fixed-Huffman block: 'a', then length-258 distance-1 matches
  * and a last shorter one, n bytes in all (n >= 4). */
 static size_t fixed_run(uint8_t *dst, size_t n) {
-  bitw w = {dst, 0, 0, 0};
+  static bw w; /* 8 KiB: room for 64 KiB of the run (417 bytes) */
+  memset(&w, 0, sizeof w);
   put(&w, 1, 1);
   put(&w, 1, 2);
-  put_code(&w, 0x30 + 'a', 8);
+  fixed_lit(&w, 'a');
   size_t left = n - 1;
   while (left > 0) {
     size_t len = left > 258 ? 258 : left;
     if (left - len > 0 && left - len < 3) len = left - 3; /* keep the last match >= 3 */
     if (len == 258) {
-      put_code(&w, 0xC5, 8); /* 285 */
+      fixed_lit(&w, 285);
     } else if (len <= 10) {
-      put_code(&w, (uint32_t)(len - 3 + 1), 7); /* 257..264 */
+      fixed_lit(&w, (unsigned)(257 + len - 3)); /* 257..264 */
     } else {
       /* 265..284 via the length table: find the code */
       static const uint16_t base[20] = {11, 13, 15, 17, 19, 23, 27, 31, 35, 43,
@@ -78,16 +50,15 @@ static size_t fixed_run(uint8_t *dst, size_t n) {
       static const uint8_t extra[20] = {1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5};
       int i = 19;
       while (base[i] > len) i--;
-      unsigned sym = 265 + (unsigned)i;
-      if (sym < 280) put_code(&w, sym - 256, 7);
-      else put_code(&w, 0xC0 + sym - 280, 8);
+      fixed_lit(&w, 265 + (unsigned)i);
       put(&w, (uint32_t)(len - base[i]), extra[i]);
     }
     put_code(&w, 0, 5); /* distance 1 */
     left -= len;
   }
-  put_code(&w, 0, 7); /* end of block */
-  if (w.cnt) put(&w, 0, 8 - w.cnt);
+  fixed_lit(&w, 256); /* end of block */
+  align(&w);
+  memcpy(dst, w.b, w.n);
   return w.n;
 }
 

@@ -1,4 +1,5 @@
 #include "lb_test.h"
+#include "deflate_streams.h"
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_inflate.h"
 #include <stdint.h>
@@ -246,14 +247,6 @@ static void test_roundtrip_random_sizes_and_memlevels(void) {
 
 /* ---- Go's compress/flate BestSpeed output for 64 KiB of 'a' -------------- */
 
-static const uint8_t GO_BESTSPEED_64K_A[89] = {
-    0xec, 0xc0, 0x81, 0x00, 0x00, 0x00, 0x00, 0x80, 0x20, 0xd6, 0xfd, 0x25, 0x16, 0xa9, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0xa0, 0x06, 0x01, 0x00, 0xfe, 0xff, 0x61, 0x01, 0x00, 0x00, 0xff, 0xff};
-
 static void test_go_bestspeed_run(void) {
   uint8_t *msg = malloc(65536);
   memset(msg, 'a', 65536);
@@ -267,38 +260,6 @@ static void test_go_bestspeed_run(void) {
 }
 
 /* ---- hand-made streams --------------------------------------------------- */
-
-typedef struct {
-  uint8_t b[8192];
-  size_t n;
-  uint64_t acc;
-  unsigned cnt;
-} bw;
-
-static void put(bw *w, uint32_t v, unsigned nbits) { /* LSB first */
-  w->acc |= (uint64_t)v << w->cnt;
-  w->cnt += nbits;
-  while (w->cnt >= 8) {
-    w->b[w->n++] = (uint8_t)w->acc;
-    w->acc >>= 8;
-    w->cnt -= 8;
-  }
-}
-
-static void put_code(bw *w, uint32_t code, unsigned len) { /* Huffman: MSB first */
-  while (len--) put(w, (code >> len) & 1, 1);
-}
-
-static void align(bw *w) {
-  if (w->cnt) put(w, 0, 8 - w->cnt);
-}
-
-static void fixed_lit(bw *w, unsigned sym) {
-  if (sym < 144) put_code(w, 0x30 + sym, 8);
-  else if (sym < 256) put_code(w, 0x190 + sym - 144, 9);
-  else if (sym < 280) put_code(w, sym - 256, 7);
-  else put_code(w, 0xC0 + sym - 280, 8);
-}
 
 /* a match in a fixed block, by code and extra bits */
 static void fixed_match(bw *w, unsigned lsym, unsigned lextra, unsigned lbits, unsigned dsym,
