@@ -448,12 +448,8 @@ local function do_request(ctx, method, u, hdrs, opts)
     -- the body's when there is no body, less Host unless the Location was
     -- relative; plus a Referer.
     if not strip and not is_domain_or_subdomain(lower(nu:hostname()), first_host) then strip = true end
-    local is_abs = loc:match("^[%a][%w+%-.]*:") ~= nil
-    if not is_abs and host_override then
-      -- Go keeps a Host set by the caller across relative redirects.
-    else
-      host_override = nil
-    end
+    -- Go keeps a Host set by the caller across relative redirects only.
+    if loc:match("^[%a][%w+%-.]*:") then host_override = nil end
     local nh = headers.new()
     if hdrs then
       for name, v in hdrs:each() do
