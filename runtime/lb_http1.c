@@ -218,8 +218,13 @@ static const llhttp_settings_t h1_settings = {
 };
 
 /* Runs llhttp over a complete head. Returns 0 or an LB_E* code. */
+/* Runs llhttp over a whole head, the fields going into hdrs (at most
+ * max_headers of them; none kept when hdrs is NULL). */
 static int run_llhttp(llhttp_t *p, h1ctx *x, llhttp_type_t type, const char *head,
-                      size_t hlen) {
+                      size_t hlen, lb_http1_header *hdrs, size_t max_headers) {
+  memset(x, 0, sizeof *x);
+  x->h = hdrs;
+  x->max = hdrs ? max_headers : 0;
   llhttp_init(p, type, &h1_settings);
   p->data = x;
   llhttp_errno_t e = llhttp_execute(p, head, hlen);
@@ -493,17 +498,13 @@ ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
   if (end < 0) return end;
 
   lb_http1_header *hdrs = r->headers;
-  size_t maxh = hdrs ? r->max_headers : 0;
   memset(&r->num_headers, 0, offsetof(lb_http1_req, _scan_lines) - offsetof(lb_http1_req, num_headers));
 
   const char *head = buf + start;
   size_t hlen = (size_t)end - start;
   h1ctx x;
-  memset(&x, 0, sizeof x);
-  x.h = hdrs;
-  x.max = maxh;
   llhttp_t p;
-  int rc = run_llhttp(&p, &x, HTTP_REQUEST, head, hlen);
+  int rc = run_llhttp(&p, &x, HTTP_REQUEST, head, hlen, hdrs, r->max_headers);
   r->num_headers = x.n;
   if (rc) return rc;
 
@@ -584,17 +585,13 @@ ptrdiff_t lb_http1_parse_response(lb_http1_resp *r, const char *buf, size_t len,
   if (end < 0) return end == LB_EPROTO ? LB_ESTATUS : end;
 
   lb_http1_header *hdrs = r->headers;
-  size_t maxh = hdrs ? r->max_headers : 0;
   memset(&r->num_headers, 0, offsetof(lb_http1_resp, _scan_lines) - offsetof(lb_http1_resp, num_headers));
 
   const char *head = buf + start;
   size_t hlen = (size_t)end - start;
   h1ctx x;
-  memset(&x, 0, sizeof x);
-  x.h = hdrs;
-  x.max = maxh;
   llhttp_t p;
-  int rc = run_llhttp(&p, &x, HTTP_RESPONSE, head, hlen);
+  int rc = run_llhttp(&p, &x, HTTP_RESPONSE, head, hlen, hdrs, r->max_headers);
   r->num_headers = x.n;
   if (rc) return rc;
 
