@@ -16,21 +16,9 @@
 #include <openssl/x509.h>
 
 #include "lowbit/lb_tls.h"
+#include "../test/tls_pem.h"
 
 static lb_tls_ctx *server_ctx, *client_ctx;
-
-static char *pem_of(X509 *x, EVP_PKEY *k) {
-  BIO *b = BIO_new(BIO_s_mem());
-  if (x) PEM_write_bio_X509(b, x);
-  if (k) PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
-  char *p = NULL;
-  long n = BIO_get_mem_data(b, &p);
-  char *s = malloc((size_t)n + 1);
-  memcpy(s, p, (size_t)n);
-  s[n] = '\0';
-  BIO_free(b);
-  return s;
-}
 
 static void setup(void) {
   EVP_PKEY *k = EVP_EC_gen("P-256");

@@ -15,33 +15,12 @@
  */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_ws.h"
+#include "../test/utf8_ref.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
-
-static int utf8_ref(const uint8_t *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint32_t c = p[i], cp;
-    size_t need;
-    if (c < 0x80) { i++; continue; }
-    if ((c & 0xE0) == 0xC0) { need = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { need = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { need = 3; cp = c & 0x07; }
-    else return LB_EUTF8;
-    if (i + need >= n) return LB_EUTF8;
-    for (size_t k = 1; k <= need; k++) {
-      if ((p[i + k] & 0xC0) != 0x80) return LB_EUTF8;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    static const uint32_t minv[4] = {0, 0x80, 0x800, 0x10000};
-    if (cp < minv[need] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return LB_EUTF8;
-    i += need + 1;
-  }
-  return 0;
-}
 
 static void fuzz_header(const uint8_t *d, size_t n, int flags, uint64_t limit) {
   lb_ws_header h;

@@ -4,6 +4,7 @@
  * that nobody trusts. */
 #include "lb_test.h"
 #include "lowbit/lb_tls.h"
+#include "tls_pem.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,19 +25,6 @@ typedef struct pair {
 } pair;
 
 static pair ca, bad_ca, srv, other, wild, bad_srv, client_cert;
-
-static char *to_pem(X509 *x, EVP_PKEY *k) {
-  BIO *b = BIO_new(BIO_s_mem());
-  if (x) PEM_write_bio_X509(b, x);
-  if (k) PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
-  char *p = NULL;
-  long n = BIO_get_mem_data(b, &p);
-  char *s = malloc((size_t)n + 1);
-  memcpy(s, p, (size_t)n);
-  s[n] = '\0';
-  BIO_free(b);
-  return s;
-}
 
 static void add_ext(X509 *x, X509V3_CTX *v, int nid, const char *value) {
   X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, v, nid, value);
@@ -65,8 +53,8 @@ static pair make(const char *cn, const char *san, const pair *issuer, int is_ca)
   if (san) add_ext(x, &v, NID_subject_alt_name, san);
   X509_sign(x, issuer ? issuer->key : p.key, EVP_sha256());
   p.cert = x;
-  p.cert_pem = to_pem(x, NULL);
-  p.key_pem = to_pem(NULL, p.key);
+  p.cert_pem = pem_of(x, NULL);
+  p.key_pem = pem_of(NULL, p.key);
   return p;
 }
 
