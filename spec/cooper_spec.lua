@@ -6,12 +6,11 @@ local http = require "lowbit.http"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
 local cooper = require "lowbit.cooper"
-local run = require("support").run
+local support = require "support"
+local run = support.run
 
 local function serve(handler)
-  local srv = http.server{ handler = handler }
-  local ln = assert(net.listen("127.0.0.1:0"))
-  lowbit.go(function() srv:serve(ln) end)
+  local srv, ln = support.http_server{ handler = handler }
   return ln:addr(), srv
 end
 

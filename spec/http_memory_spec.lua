@@ -2,8 +2,8 @@
 -- and the process RSS do not grow with the number of requests served.
 local lowbit = require "lowbit"
 local net = require "lowbit.net"
-local http = require "lowbit.http"
-local run = require("support").run
+local support = require "support"
+local run = support.run
 
 local function heap_kb()
   collectgarbage("collect"); collectgarbage("collect")
@@ -18,10 +18,9 @@ local function rss_kb()
 end
 
 local function serve()
-  local srv = http.server{ handler = function(w) w:header():set("Content-Type", "text/plain"); w:write("hello world\n") end,
-                           read_header_timeout = 10, idle_timeout = 60 }
-  local ln = assert(net.listen("127.0.0.1:0"))
-  lowbit.go(function() srv:serve(ln) end)
+  local srv, ln = support.http_server{
+    handler = function(w) w:header():set("Content-Type", "text/plain"); w:write("hello world\n") end,
+    read_header_timeout = 10, idle_timeout = 60 }
   return ln:addr(), srv
 end
 

@@ -18,14 +18,12 @@ local run = support.run
 -- answers (n: this request's number).
 local function serve(handler, host)
   local seen = {}
-  local srv = http.server{ handler = function(w, r)
+  local srv, ln = support.http_server({ handler = function(w, r)
     local b = r.body:read_all()
     seen[#seen + 1] = { method = r.method, path = r.url.path, query = r.url.raw_query, headers = r.headers,
                         body = b, remote = r.remote_addr, content_length = r.content_length, host = r.host }
     handler(w, r, #seen)
-  end }
-  local ln = assert(net.listen((host or "127.0.0.1") .. ":0"))
-  lowbit.go(function() srv:serve(ln) end)
+  end }, host)
   return "http://" .. ln:addr(), srv, seen, ln:port()
 end
 

@@ -13,9 +13,7 @@ local run = support.run
 local function serve(handler, opts)
   opts = opts or {}
   opts.handler = handler
-  local srv = http.server(opts)
-  local ln = assert(net.listen("127.0.0.1:0"))
-  lowbit.go(function() srv:serve(ln) end)
+  local srv, ln = support.http_server(opts)
   return ln:addr(), srv
 end
 

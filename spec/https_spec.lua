@@ -19,11 +19,8 @@ local function hello(w, r)
 end
 
 local function serve_tls(handler)
-  local srv = http.server{ handler = handler, read_header_timeout = 5,
-                           tls = assert(tls.server_config{ cert = dir .. "/srv.pem", key = dir .. "/srv.key",
-                                                           alpn = { "http/1.1" } }) }
-  local ln = assert(net.listen("127.0.0.1:0"))
-  lowbit.go(function() srv:serve(ln) end)
+  local srv, ln = support.http_server{ handler = handler, read_header_timeout = 5,
+    tls = assert(tls.server_config{ cert = dir .. "/srv.pem", key = dir .. "/srv.key", alpn = { "http/1.1" } }) }
   return ln:port(), srv
 end
 

@@ -28,6 +28,16 @@ function M.run(fn, ...)
   return unpack(res, 2, table.maxn(res))
 end
 
+--- Starts http.server(opts) on host:0 (host: 127.0.0.1 by default),
+--- serving in a task of the current run; returns the server, listener.
+function M.http_server(opts, host)
+  local lowbit, http, net = require "lowbit", require "lowbit.http", require "lowbit.net"
+  local srv = http.server(opts)
+  local ln = assert(net.listen((host or "127.0.0.1") .. ":0"))
+  lowbit.go(function() srv:serve(ln) end)
+  return srv, ln
+end
+
 --- Runs a shell command, returns its stdout, exit code.
 function M.sh(cmd)
   local p = io.popen(cmd .. "; echo \"__rc=$?\"")
