@@ -4,6 +4,17 @@ local sh, host, tmpfile = support.sh, support.host, support.tmpfile
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
+-- Starts `host script` in the background, waits until it has printed "ready"
+-- (so its signal handlers are in place), sends the signals (with `gap`
+-- seconds between them), and returns what it printed and its exit status.
+local function signal_when_ready(script, signals, gap)
+  local kills = {}
+  for _, sig in ipairs(signals) do kills[#kills + 1] = "kill -" .. sig .. " $pid" end
+  return sh(("(out=$(mktemp); (%s %s > $out 2>/dev/null) & pid=$!; " ..
+    "for i in $(seq 500); do grep -q ready $out && break; sleep 0.02; done; %s; " ..
+    "wait $pid; rc=$?; cat $out; rm -f $out; exit $rc)"):format(host, script, table.concat(kills, "; sleep " .. (gap or 0) .. "; ")))
+end
+
 describe("lowbit host", function()
   it("prints its version", function()
     local out, rc = sh(host .. " --version")
@@ -99,7 +110,7 @@ local err = context.root():wait()
 print("stopped: " .. tostring(err))
 return 0
 ]], ".lua")
-    local out, rc = sh("(" .. host .. " " .. f .. " & pid=$!; sleep 0.3; kill -TERM $pid; wait $pid)")
+    local out, rc = signal_when_ready(f, { "TERM" })
     assert.equal(0, rc)
     assert.equal("ready\nstopped: context canceled\n", out)
     os.remove(f)
@@ -109,11 +120,12 @@ return 0
     local f = tmpfile([[
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
+io.stdout:write("ready\n"); io.stdout:flush()
 context.root():wait()
 lowbit.sleep(30) -- a shutdown that takes too long
 ]], ".lua")
     local t0 = os.time()
-    local _, rc = sh("(" .. host .. " " .. f .. " & pid=$!; sleep 0.3; kill -INT $pid; sleep 0.2; kill -INT $pid; wait $pid) 2>/dev/null")
+    local _, rc = signal_when_ready(f, { "INT", "INT" }, 0.2)
     assert.equal(130, rc)
     assert.is_true(os.time() - t0 < 10)
     os.remove(f)
@@ -127,7 +139,7 @@ describe("examples/echo.lua", function()
 local lowbit = require "lowbit"
 local net = require "lowbit.net"
 local c
-for _ = 1, 100 do
+for _ = 1, 500 do
   c = net.dial(nil, "127.0.0.1:%d")
   if c then break end
   lowbit.sleep(0.02)
@@ -159,7 +171,7 @@ return function(ctx)
   return 0
 end
 ]], ".lua")
-    local out, rc = sh("(" .. host .. " " .. f .. " & pid=$!; sleep 0.3; kill -TERM $pid; wait $pid)")
+    local out, rc = signal_when_ready(f, { "TERM" })
     assert.equal(0, rc)
     assert.equal("ready\nrun returned: service stuck: shutdown timeout\n", out)
     os.remove(f)

@@ -119,11 +119,14 @@ function M.spawn(cmd, args, timeout)
       if d then acc[#acc + 1] = d else uv.close(pipe); one() end
     end)
   end
-  local i = lowbit.select{ done, lowbit.after(timeout or 30) }
+  -- `timeout` is seconds, or a channel: the process runs until something is
+  -- sent on it (then it is killed, and its code is the signal's).
+  local stop = type(timeout) == "table" and timeout or lowbit.after(timeout or 30)
+  local i = lowbit.select{ done, stop }
   if i ~= 1 then
     uv.process_kill(h, "sigkill")
     done:recv()
-    error(cmd .. " timed out; stderr: " .. table.concat(errout))
+    if stop ~= timeout then error(cmd .. " timed out; stderr: " .. table.concat(errout)) end
   end
   return code, table.concat(out), table.concat(errout)
 end
