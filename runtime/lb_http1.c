@@ -45,6 +45,15 @@ static const unsigned char cls[256] = {
 };
 #undef TF
 
+/* reg-name bytes besides pct-encoded (RFC 3986 3.2.2): unreserved and
+ * sub-delims. */
+static const unsigned char reg_name_byte[256] = {
+  ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+  ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+  ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+  ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+};
+
 static int is_tchar(unsigned char c) { return cls[c] & C_TCHAR; }
 static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
 static int is_field_byte(unsigned char c) { return cls[c] & C_FIELD; }
@@ -298,9 +307,7 @@ static int valid_host(const char *s, size_t n) {
         i += 3;
         continue;
       }
-      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            strchr("-._~!$&'()*+,;=", c) != NULL) || c == 0)
-        return 0;
+      if (!reg_name_byte[c]) return 0;
       i++;
     }
   }

@@ -275,6 +275,17 @@ static void test_zero_filled_struct(void) {
   LB_CHECK_EQ(lb_http1_parse_request(&r, b, strlen(b), 0), LB_ETOOMANY);
 }
 
+/* The server calls the parser on an empty buffer too (no branch before the
+ * call): nothing, even a NULL pointer, is an incomplete head. */
+static void test_empty_input_is_incomplete(void) {
+  lb_http1_req r;
+  memset(&r, 0, sizeof r);
+  LB_CHECK_EQ(lb_http1_parse_request(&r, NULL, 0, 0), LB_EAGAIN);
+  LB_CHECK_EQ(lb_http1_parse_request(&r, "", 0, 0), LB_EAGAIN);
+  const char *a = "GET / HTTP/1.0\r\n\r\n";
+  LB_CHECK_EQ(lb_http1_parse_request(&r, a, strlen(a), 0), (ptrdiff_t)strlen(a));
+}
+
 /* ------------------------------------------------------------------ */
 /* requests: one test per rule of conformance/http1.md                 */
 
@@ -351,12 +362,16 @@ static void test_rule_bad_host(void) {
       {"bad percent-encoding", "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", LB_EHOST},
       {"userinfo in Host", "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", LB_EHOST},
       {"obs-text in Host", "GET / HTTP/1.1\r\nHost: h\xc3\xa9\r\n\r\n", LB_EHOST},
+      {"quote in Host", "GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n", LB_EHOST},
+      {"braces in Host", "GET / HTTP/1.1\r\nHost: a{b}\r\n\r\n", LB_EHOST},
+      {"truncated percent-encoding", "GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", LB_EHOST},
   };
   expect_req_errors(v, NV(v));
   const char *good[] = {"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                         "GET / HTTP/1.1\r\nHost: xn--e1a.example:443\r\n\r\n",
                         "GET / HTTP/1.1\r\nHost: a%41b\r\n\r\n",
-                        "GET / HTTP/1.1\r\nHost: h:\r\n\r\n"};
+                        "GET / HTTP/1.1\r\nHost: h:\r\n\r\n",
+                        "GET / HTTP/1.1\r\nHost: a-b.c_d~!$&'()*+,;=:80\r\n\r\n"};
   for (size_t i = 0; i < NV(good); i++) {
     req_out o;
     LB_CHECK(req_parse(&o, good[i]) > 0);
@@ -1099,6 +1114,7 @@ int main(void) {
   LB_RUN(test_leading_empty_lines_skipped);
   LB_RUN(test_pipelined_requests_and_struct_reuse);
   LB_RUN(test_zero_filled_struct);
+  LB_RUN(test_empty_input_is_incomplete);
   LB_RUN(test_rule_max_header_bytes);
   LB_RUN(test_rule_http11_without_host);
   LB_RUN(test_rule_several_host);

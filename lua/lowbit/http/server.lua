@@ -466,9 +466,11 @@ end
 -- Parses the head buffered in ib: the parser's result as a Lua number
 -- (EAGAIN while the head is incomplete).
 local function parse_head(ib, preq, max_hb)
-  local p, len = ib:ref()
-  if len == 0 then return EAGAIN end
-  return tonumber(C.lb_http1_parse_request(preq, p, len, max_hb))
+  local p, len = ib:ref() -- (an empty buffer parses as EAGAIN: no branch here)
+  -- Not a tail call: a root trace from this entry could not return into
+  -- the caller's loop through tonumber, and the parse would stay interpreted.
+  local n = tonumber(C.lb_http1_parse_request(preq, p, len, max_hb))
+  return n
 end
 
 -- Answers a head the parser refused (n < 0).
@@ -541,20 +543,79 @@ local function end_request(srv, cs, w, r)
   return true
 end
 
+-- Readies the connection for the next head (state, deadlines) and parses
+-- what is buffered. Returns the parser's result (EAGAIN while the head is
+-- incomplete) and the time the wait for the head began; nil when the
+-- server is shutting down.
+local function next_head(srv, cs, preq, first)
+  cs.state = "idle"
+  if srv.shutting_down then return nil end
+  local conn, ib = cs.conn, cs.ib
+  local start = now()
+  local rht, it = srv.read_header_timeout, srv.idle_timeout
+  if first then
+    if rht then conn:set_read_deadline(start + rht) end
+  elseif #ib == 0 and it then
+    conn:set_read_deadline(start + it)
+  elseif rht then
+    conn:set_read_deadline(start + rht)
+  end
+  return parse_head(ib, preq, srv.max_header_bytes), start
+end
+
+-- Reads until the head is whole. Returns the parser's result, or nil at
+-- EOF, timeout or error before a whole head.
+local function await_head(srv, cs, preq, first)
+  local ib = cs.ib
+  local got_bytes = #ib > 0
+  local n = EAGAIN
+  while n == EAGAIN do
+    if not cs:more() then return nil end
+    if not got_bytes then
+      got_bytes = true
+      cs.state = "active"
+      local rht = srv.read_header_timeout
+      if not first and rht then cs.conn:set_read_deadline(now() + rht) end
+    end
+    n = parse_head(ib, preq, srv.max_header_bytes)
+  end
+  return n
+end
+
+-- What serve_one tells the loop.
+local NEXT, STOP, HIJACKED = 1, 2, 3
+
+-- Serves the request whose head (n bytes, or refused when n < 0) was parsed.
+local function serve_one(srv, cs, preq, n, start)
+  cs.state = "active"
+  if n < 0 then refuse_head(cs.conn, preq, n); return STOP end
+  local w, r = start_request(srv, cs, preq, n, start)
+  if not w then return STOP end
+  srv.active = srv.active + 1
+  cs.in_handler = true
+  call_handler(srv.handler, w, r)
+  leave_handler(srv, cs)
+  if w.hijacked then return HIJACKED end
+  if not end_request(srv, cs, w, r) then return STOP end
+  return NEXT
+end
+
 -- The request loop of one connection. It returns true when the handler
 -- hijacked the conn (it is the handler's now), false when the conn is to
 -- be closed. A handler that raises ends it by an error, caught once per
 -- connection in serve_conn (no pcall frame per request: LuaJIT cannot
 -- compile a return into one, and would leave the handler interpreted).
-local function serve_requests(srv, cs, conn)
+--
+-- The loop resumes from a yield (waiting for bytes) on most requests, and
+-- LuaJIT runs what follows a resume interpreted until it calls a compiled
+-- function. So the loop is only glue around three calls (each compiled
+-- from its entry), and a request on a keep-alive connection whose head has
+-- arrived costs one call to next_head and one to serve_one.
+local function serve_requests(srv, cs)
   local preq = ffi.new("lb_http1_req")
   preq.headers = shared_hdrs
   preq.max_headers = M.MAX_HEADERS
-  local ib = cs.ib
   cs.body_opts = { on_done = body_done }
-  local max_hb = srv.max_header_bytes
-  local rht, it = srv.read_header_timeout, srv.idle_timeout
-  local handler = srv.handler
   cs.make_ctx = function(r)
     local ctx, cancel = context.with_cancel(srv.base_ctx)
     cs.cancel_req = cancel
@@ -563,45 +624,16 @@ local function serve_requests(srv, cs, conn)
   end
   local first = true
   while true do
-    -- 1. The head.
-    cs.state = "idle"
-    if srv.shutting_down then break end
-    local start = now()
-    if first then
-      if rht then conn:set_read_deadline(start + rht) end
-    elseif #ib == 0 and it then
-      conn:set_read_deadline(start + it)
-    elseif rht then
-      conn:set_read_deadline(start + rht)
+    local n, start = next_head(srv, cs, preq, first)
+    if n == nil then return false end -- shutting down
+    if n == EAGAIN then
+      n = await_head(srv, cs, preq, first)
+      if n == nil then return false end
     end
-    local got_bytes = #ib > 0
-    local n = parse_head(ib, preq, max_hb)
-    while n == EAGAIN do
-      if not cs:more() then n = nil; break end
-      if not got_bytes then
-        got_bytes = true
-        cs.state = "active"
-        if not first and rht then conn:set_read_deadline(now() + rht) end
-      end
-      n = parse_head(ib, preq, max_hb)
-    end
-    if n == nil then break end -- EOF, timeout or error before a whole head
-    cs.state = "active"
     first = false
-    if n < 0 then refuse_head(conn, preq, n); break end
-    -- 2. The request.
-    local w, r = start_request(srv, cs, preq, n, start)
-    if not w then break end
-    -- 3. The handler.
-    srv.active = srv.active + 1
-    cs.in_handler = true
-    call_handler(handler, w, r)
-    leave_handler(srv, cs)
-    if w.hijacked then return true end
-    -- 4. End the response and decide on keep-alive.
-    if not end_request(srv, cs, w, r) then break end
+    local st = serve_one(srv, cs, preq, n, start)
+    if st ~= NEXT then return st == HIJACKED end
   end
-  return false
 end
 
 local function serve_conn(srv, conn)
@@ -617,7 +649,7 @@ local function serve_conn(srv, conn)
                         werr = false, hijacked = false, sent_continue = false }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
-  local ok, res = xpcall(serve_requests, traceback, srv, cs, conn)
+  local ok, res = xpcall(serve_requests, traceback, srv, cs)
   local panicked = not ok and cs.in_handler
   if panicked then
     -- As Go does: the panic is logged, the request gets a 500 if nothing
