@@ -1,0 +1,33 @@
+#!/bin/bash
+# User-space instructions the server executes per request, counted by
+# callgrind: the same figure on a busy or an idle machine (wall-clock and
+# req/s are not), so it is the one to compare before and after a change.
+#   bash bench/http_instr.sh "build/bin/lowbit examples/hello.lua" [requests]
+# The server gets "127.0.0.1:PORT" as its last argument. It runs under
+# valgrind (JIT code included); the first 3,000 requests warm the JIT up and
+# are not counted; then wrk sends N more (16 connections, keep-alive).
+CMD=$1; N=${2:-20000}; PORT=${PORT:-18120}
+command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 0; }
+command -v wrk >/dev/null || { echo "wrk is not installed"; exit 0; }
+tmp=$(mktemp -d)
+cat > "$tmp/stop.lua" <<'LUA'
+local n, limit = 0, tonumber(os.getenv("N"))
+response = function() n = n + 1; if n >= limit then wrk.thread:stop() end end
+LUA
+valgrind --tool=callgrind --smc-check=all-non-file --instr-atstart=no \
+  --callgrind-out-file="$tmp/cg.out" $CMD "127.0.0.1:$PORT" >/dev/null 2>"$tmp/vg.err" &
+pid=$!
+for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
+N=3000 wrk -t1 -c16 -d5s -s "$tmp/stop.lua" "http://127.0.0.1:$PORT/" >/dev/null
+callgrind_control -i on $pid >/dev/null 2>&1
+N=$N wrk -t1 -c16 -d10s -s "$tmp/stop.lua" "http://127.0.0.1:$PORT/" > "$tmp/wrk.out"
+callgrind_control -i off $pid >/dev/null 2>&1
+kill $pid; wait $pid 2>/dev/null
+reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.out")
+ir=$(callgrind_annotate "$tmp/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+if [ -n "$reqs" ] && [ -n "$ir" ] && [ "$reqs" -gt 0 ]; then
+  echo "user-space instructions/request: $((ir / reqs)) ($reqs requests)"
+else
+  echo "(no figure: $(tail -n 3 "$tmp/vg.err"))"
+fi
+rm -rf "$tmp"
