@@ -38,5 +38,6 @@ return function(ctx, addr)
   end }
   lowbit.go(function() ctx:wait(); srv:close() end)
   io.stderr:write("ws_echo: listening on ", addr or "127.0.0.1:18110", "\n")
-  srv:listen_and_serve(addr or "127.0.0.1:18110")
+  local _, err = srv:listen_and_serve(addr or "127.0.0.1:18110")
+  if err ~= http.SERVER_CLOSED then error(err) end -- the port is taken, say
 end

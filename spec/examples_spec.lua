@@ -131,3 +131,19 @@ c:close()
     assert.equal("exited", state)
   end)
 end)
+
+describe("examples on a port that is already taken", function()
+  -- Each server example exits 1 at once and names the address and the
+  -- cause; none keeps running with nothing to serve.
+  for _, ex in ipairs({ "hello", "hello_muxx", "ws_echo", "chat", "sse", "signed_download", "api" }) do
+    it(ex .. ".lua exits 1 and says the address is in use", function()
+      local state = with_server("examples/hello.lua", function(base)
+        local addr = base:gsub("^http://", "")
+        local out, rc = sh(("cd %s && timeout 10 %s examples/%s.lua %s 2>&1"):format(support.root, host, ex, addr))
+        assert.equal(1, rc, out)
+        assert.matches("listen tcp " .. addr:gsub("%.", "%%.") .. ": EADDRINUSE: address already in use", out)
+      end)
+      assert.equal("exited", state)
+    end)
+  end
+end)

@@ -472,4 +472,31 @@ describe("http server timeouts, keep-alive rules and shutdown", function()
       assert.same({ nil, http.SERVER_CLOSED }, res)
     end)
   end)
+
+  it("http.listen_and_serve on a port in use returns the error and leaves no task behind", function()
+    local ln, started = nil, nil
+    -- lowbit.run returns only when every task has ended: a ctx watcher left
+    -- waiting would hang it (the spec's watchdog would then fail the test).
+    local ok, err = run(function()
+      ln = assert(net.listen("127.0.0.1:0"))
+      local ctx = context.with_cancel(context.background()) -- never cancelled
+      started = lowbit.now()
+      return http.listen_and_serve(ln:addr(), hello, ctx)
+    end)
+    ln:close()
+    assert.is_nil(ok)
+    assert.is_true(errors.is(err, errors.sys("EADDRINUSE")), tostring(err))
+    assert.matches("address already in use", tostring(err))
+    assert.is_true(lowbit.now() - started < 5)
+  end)
+
+  it("http.listen_and_serve with a ctx shuts down when ctx is cancelled", function()
+    local ok, err = run(function()
+      local ctx, cancel = context.with_cancel(context.background())
+      lowbit.go(function() lowbit.sleep(0.05); cancel() end)
+      return http.listen_and_serve("127.0.0.1:0", hello, ctx)
+    end)
+    assert.is_nil(ok)
+    assert.equal(http.SERVER_CLOSED, err)
+  end)
 end)

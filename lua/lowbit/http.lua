@@ -39,10 +39,17 @@ M.headers = headers.new
 --- optional third argument, is cancelled). Returns nil, err.
 function M.listen_and_serve(addr, handler, ctx)
   local srv = server.server({ handler = handler })
-  if ctx then
-    require("lowbit").go(function() ctx:wait(); srv:shutdown() end)
-  end
-  return srv:listen_and_serve(addr)
+  if not ctx then return srv:listen_and_serve(addr) end
+  local lowbit = require "lowbit"
+  -- The watcher ends with the server too (a port in use, say): it must not
+  -- keep the process alive waiting for a ctx nobody will cancel.
+  local served = lowbit.chan(0)
+  lowbit.go(function()
+    if lowbit.select{ ctx:done(), served } == 1 then srv:shutdown() end
+  end)
+  local ok, err = srv:listen_and_serve(addr)
+  served:close()
+  return ok, err
 end
 
 --- Writes a plain-text error response, like Go's http.Error.
