@@ -57,4 +57,22 @@ describe("luarocks make", function()
     assert.equal(0, rc2)
     assert.equal(require("lowbit").VERSION .. "\tliblowbit.so\n", out)
   end)
+  it("keeps the library loaded when every module is dropped (finalizers run later)", function()
+    -- An HMAC state freed by its ffi.gc finalizer after all of lowbit's
+    -- modules were unloaded and collected: the library must still be there.
+    local script = support.tmpfile([[
+local signer = assert(require("lowbit.urlsign").new_signer("key", 60))
+for name in pairs(package.loaded) do
+  if name:find("^lowbit") then package.loaded[name] = nil end
+end
+collectgarbage(); collectgarbage()
+signer = nil
+collectgarbage(); collectgarbage()
+print("ok")
+]], ".lua")
+    local out, rc = support.sh("luajit " .. script .. " 2>&1")
+    os.remove(script)
+    assert.equal(0, rc, out)
+    assert.equal("ok\n", out)
+  end)
 end)

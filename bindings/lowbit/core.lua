@@ -27,6 +27,12 @@ local function load()
 end
 
 M.C, M.path = load()
+-- The library stays loaded for the life of the Lua state. A clib namespace
+-- that is collected unloads its library, and objects freed later by an
+-- ffi.gc finalizer (C.lb_*_free) would then call into unmapped code; this
+-- happens when every module holding it is dropped (busted's insulation
+-- does that between spec files).
+debug.getregistry()["lowbit.core.lib"] = M.C
 
 local C = M.C
 local ffi_string = ffi.string

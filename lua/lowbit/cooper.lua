@@ -85,6 +85,7 @@ end
 --- no "Connection: upgrade"; 426 (with "Upgrade: <protocols>") when the
 --- Upgrade header names none of them.
 function M.check_request(r, protocols)
+  if type(r) ~= "table" then arg_error("cooper.check_request", "r", "request", r) end
   if r.method ~= "GET" then
     return nil, 400, "400 Bad Request: a protocol upgrade must use GET, not " .. tostring(r.method)
   end
@@ -113,6 +114,9 @@ end
 
 --- Writes a plain-text refusal (status, message, extra headers) to w.
 function M.refuse(w, status, msg, extra)
+  if type(w) ~= "table" or type(w.header) ~= "function" then arg_error("cooper.refuse", "w", "response writer", w) end
+  if type(status) ~= "number" then arg_error("cooper.refuse", "status", "number", status) end
+  if msg ~= nil and type(msg) ~= "string" then arg_error("cooper.refuse", "msg", "string or nil", msg) end
   local h = w:header()
   h:del("Content-Length")
   h:set("Content-Type", "text/plain; charset=utf-8")
@@ -147,7 +151,7 @@ end
 --- and returns conn, proto. The conn first yields any bytes the client
 --- sent right after its request head.
 function M.accept(w, r, opts)
-  if type(w) ~= "table" then arg_error("cooper.accept", "w", "response writer", w) end
+  if type(w) ~= "table" or type(w.header) ~= "function" then arg_error("cooper.accept", "w", "response writer", w) end
   if type(r) ~= "table" then arg_error("cooper.accept", "r", "request", r) end
   if opts ~= nil and type(opts) ~= "table" then arg_error("cooper.accept", "opts", "table or nil", opts) end
   opts = opts or {}

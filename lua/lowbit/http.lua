@@ -53,7 +53,16 @@ function M.listen_and_serve(addr, handler, ctx)
 end
 
 --- Writes a plain-text error response, like Go's http.Error.
+local function check_writer(w, fname)
+  if type(w) ~= "table" or type(w.header) ~= "function" then
+    error(("bad argument 'w' to %s: response writer expected, got %s"):format(fname, type(w)), 3)
+  end
+end
+
 function M.error(w, msg, status)
+  check_writer(w, "http.error")
+  if type(msg) ~= "string" then error("bad argument 'msg' to http.error: string expected, got " .. type(msg), 2) end
+  if type(status) ~= "number" then error("bad argument 'status' to http.error: number expected, got " .. type(status), 2) end
   local h = w:header()
   h:del("Content-Length")
   h:set("Content-Type", "text/plain; charset=utf-8")
@@ -63,10 +72,17 @@ function M.error(w, msg, status)
 end
 
 --- A handler answering 404 page not found.
-function M.not_found(w, _) M.error(w, "404 page not found", 404) end
+function M.not_found(w, _)
+  check_writer(w, "http.not_found")
+  M.error(w, "404 page not found", 404)
+end
 
 --- Redirects to target with status (302 by default).
 function M.redirect(w, r, target, status)
+  check_writer(w, "http.redirect")
+  if type(r) ~= "table" then error("bad argument 'r' to http.redirect: request expected, got " .. type(r), 2) end
+  if type(target) ~= "string" then error("bad argument 'target' to http.redirect: string expected, got " .. type(target), 2) end
+  if status ~= nil and type(status) ~= "number" then error("bad argument 'status' to http.redirect: number or nil expected, got " .. type(status), 2) end
   status = status or 302
   w:header():set("Location", target)
   if r.method == "GET" or r.method == "HEAD" then

@@ -102,7 +102,7 @@ local main_task, main_failed, main_err
 --- Called with (err, traceback) when a task other than the main one raises.
 --- Replace it to route task errors elsewhere; the default prints to stderr.
 function M.on_error(err, tb)
-  io.stderr:write("lowbit: error in task: ", tb, "\n")
+  io.stderr:write("lowbit: error in task: ", tostring(tb or err), "\n")
 end
 
 local function wake(t, a, b)
@@ -615,15 +615,15 @@ local function case_of(c, i)
   if is_chan(c) then return c, false end
   if type(c) == "table" then
     if c.recv ~= nil then
-      if not is_chan(c.recv) then error("bad select case #" .. i .. ": recv needs a channel", 3) end
+      if not is_chan(c.recv) then error("bad argument 'cases' to lowbit.select: case #" .. i .. ": recv needs a channel", 3) end
       return c.recv, false
     end
     if c.send ~= nil then
-      if not is_chan(c.send) then error("bad select case #" .. i .. ": send needs a channel", 3) end
+      if not is_chan(c.send) then error("bad argument 'cases' to lowbit.select: case #" .. i .. ": send needs a channel", 3) end
       return c.send, true, c.value
     end
   end
-  error("bad select case #" .. i .. ": channel, {recv = ch} or {send = ch, value = v} expected", 3)
+  error("bad argument 'cases' to lowbit.select: case #" .. i .. ": channel, {recv = ch} or {send = ch, value = v} expected", 3)
 end
 
 --- Waits for the first of several channel operations and does it.
@@ -721,6 +721,9 @@ end
 
 --- Like lowbit.sleep, but returns ctx's error early when ctx ends first.
 function M.sleep_ctx(ctx, s)
+  if type(ctx) ~= "table" or type(ctx.err) ~= "function" then
+    error("bad argument 'ctx' to lowbit.sleep_ctx: context expected, got " .. type(ctx), 2)
+  end
   check_seconds(s, "lowbit.sleep_ctx")
   local sel = M._sel("lowbit.sleep_ctx")
   local why = M._block(sel, ctx, now() + s)
@@ -907,6 +910,7 @@ end
 --- orderings that depend on time are deterministic. Real I/O still works,
 --- but its deadlines are virtual too.
 function M.run_virtual(fn, ...)
+  check_fn(fn, "lowbit.run_virtual")
   if running then error("lowbit.run_virtual: already running", 2) end
   virtual, vnow = true, 1000
   local res = { pcall(M.run, fn, ...) }

@@ -510,7 +510,12 @@ end
 local function not_found(w, r)
   plain_error(w, 404, "404 page not found\n")
 end
-M.not_found = not_found
+function M.not_found(w, r)
+  if type(w) ~= "table" or type(w.header) ~= "function" then
+    error("bad argument 'w' to muxx.not_found: response writer expected, got " .. type(w), 2)
+  end
+  return not_found(w, r)
+end
 
 local function redirect_handler(loc, code)
   local text = code == 301 and "Moved Permanently" or code == 308 and "Permanent Redirect" or "Temporary Redirect"

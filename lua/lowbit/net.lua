@@ -65,6 +65,8 @@ end
 
 --- Joins host and port, bracketing IPv6 literals.
 function M.join_host_port(host, port)
+  if type(host) ~= "string" then arg_error("net.join_host_port", "host", "string", host) end
+  if type(port) ~= "string" and type(port) ~= "number" then arg_error("net.join_host_port", "port", "string or number", port) end
   if host:find(":", 1, true) then return "[" .. host .. "]:" .. port end
   return host .. ":" .. port
 end
@@ -114,6 +116,7 @@ end
 -- read_full for any conn with read(max): exactly n bytes, or EOF (nothing
 -- read) / UNEXPECTED_EOF (some read) / the read error.
 local function read_full(c, n)
+  if type(c) ~= "table" or type(c.read) ~= "function" then arg_error("net.read_full", "c", "conn", c) end
   if type(n) ~= "number" or n < 0 then arg_error("conn:read_full", "n", "non-negative number", n) end
   if n == 0 then return "" end
   local first, err = c:read(n)
@@ -792,6 +795,8 @@ function Udp:__tostring() return "udp " .. tostring(self:local_addr()) end
 --- Wraps conn so that reads first return prefix (bytes already read from
 --- it elsewhere), then continue from conn. Every other call goes to conn.
 function M.prefixed(conn, prefix)
+  if type(conn) ~= "table" or type(conn.read) ~= "function" then arg_error("net.prefixed", "conn", "conn", conn) end
+  if prefix ~= nil and type(prefix) ~= "string" then arg_error("net.prefixed", "prefix", "string or nil", prefix) end
   if prefix == nil or prefix == "" then return conn end
   if conn.unread then conn:unread(prefix); return conn end
   local buf = buffer.new()

@@ -40,7 +40,10 @@ end
 local function escape_path_keep_slash(s)
   return (gsub(s, "[^%w%-_%.~!$&'()*+,;=:@/]", hex_byte))
 end
-M.escape_path = escape_path_keep_slash
+function M.escape_path(s)
+  if type(s) ~= "string" then error("bad argument 's' to url.escape_path: string expected, got " .. type(s), 2) end
+  return escape_path_keep_slash(s)
+end
 
 local function unescape(s, plus)
   if not find(s, "%", 1, true) then
@@ -82,6 +85,7 @@ M.Values = Values
 --- Parses a query string into Values (name -> array of values). Pairs
 --- with bad escapes are skipped; the second result reports the first one.
 function M.parse_query(s)
+  if s ~= nil and type(s) ~= "string" then error("bad argument 's' to url.parse_query: string or nil expected, got " .. type(s), 2) end
   local v = setmetatable({}, Values)
   local first_err
   if s == nil or s == "" then return v end
@@ -120,6 +124,7 @@ function Values:has(key) return rawget(self, key) ~= nil end
 --- Encodes values as "a=1&b=2", sorted by key (values keep their order).
 --- Accepts Values or a plain table { key = "v" | {"v1", "v2"} }.
 function M.encode_query(values)
+  if type(values) ~= "table" then error("bad argument 'values' to url.encode_query: table expected, got " .. type(values), 2) end
   local keys = {}
   for k in pairs(values) do
     if type(k) == "string" then keys[#keys + 1] = k end

@@ -97,6 +97,12 @@ end
 
 --- The MAC message for the given pieces (for tests and other languages).
 function M.message(host, path, exp, canonical_query)
+  for i, name in ipairs({ "host", "path", "exp", "canonical_query" }) do
+    local v = select(i, host, path, exp, canonical_query)
+    if type(v) ~= "string" then
+      error(("bad argument '%s' to urlsign.message: string expected, got %s"):format(name, type(v)), 2)
+    end
+  end
   return host .. ":" .. path .. ":" .. exp .. ":" .. canonical_query
 end
 

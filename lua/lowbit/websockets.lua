@@ -150,6 +150,8 @@ end
 ---        parameters ask for no context takeover in that direction
 --- (the default compressor applies no context takeover itself).
 function M.new_compressor(params, server, level)
+  if params ~= nil and type(params) ~= "table" then arg_error("websockets.new_compressor", "params", "table or nil", params) end
+  if level ~= nil and type(level) ~= "number" then arg_error("websockets.new_compressor", "level", "number or nil", level) end
   local p = to_params(params)
   local ctx = C.lb_deflate_new_from_params(p, server and 1 or 0, level or 1)
   if ctx == nil then return nil, errors.new("websocket: cannot create deflate context") end
@@ -832,6 +834,7 @@ end
 ---------------------------------------------------------------------------
 
 local function accept_key(key)
+  if type(key) ~= "string" then arg_error("websockets.accept_key", "key", "string", key) end
   local out = ffi.new("char[28]")
   local n = C.lb_ws_accept_key(key, #key, out)
   if n ~= 28 then return nil end

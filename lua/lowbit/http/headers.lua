@@ -36,7 +36,10 @@ local function canonical(lname)
   if canon_n < 4096 then canon_n = canon_n + 1; canon_cache[lname] = c end
   return c
 end
-M.canonical = canonical
+function M.canonical(name)
+  if type(name) ~= "string" then error("bad argument 'name' to headers.canonical: string expected, got " .. type(name), 2) end
+  return canonical(lower(name))
+end
 
 -- Field names are tokens (RFC 9110 5.1); values may not hold CR, LF or NUL
 -- (that would let a value smuggle another header or a body into the wire).

@@ -52,7 +52,12 @@ local function reason(status)
   end
   return r
 end
-M.status_text = reason
+function M.status_text(code)
+  if type(code) ~= "number" then
+    error("bad argument 'code' to http.status_text: number expected, got " .. type(code), 2)
+  end
+  return reason(code)
+end
 
 local status_lines = {}
 local function status_line(status)
@@ -95,7 +100,12 @@ local function sniff(s)
   if head:find("[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
   return "text/plain; charset=utf-8"
 end
-M.detect_content_type = sniff
+function M.detect_content_type(data)
+  if type(data) ~= "string" then
+    error("bad argument 'data' to http.detect_content_type: string expected, got " .. type(data), 2)
+  end
+  return sniff(data)
+end
 
 -- A handler is a function, a table with serve_http, or a callable table
 -- (what check_handler accepts).
