@@ -53,3 +53,57 @@ describe("wrong argument types", function()
     end)
   end
 end)
+
+describe("wrong argument types to methods", function()
+  -- Methods that wait by design (a read, a lock, a full channel) are left
+  -- out; the others raise a clear error, return nil, err, or accept.
+  local WAITING = { close = true, wait = true, lock = true, recv = true, send = true, accept = true, run = true,
+    serve = true, read = true, read_message = true, listen_and_serve = true, recv_from = true, fill = true,
+    read_full = true, done = true, shutdown = true }
+  it("conns, channels, contexts, headers, routers, topics, groups, lanes, websockets, signers", function()
+    local bad = {}
+    support.run(function()
+      local net, context = require "lowbit.net", require "lowbit.context"
+      local a, b = net.pipe()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local udp = assert(net.listen_udp("127.0.0.1:0"))
+      local objs = {
+        conn = a, listener = ln, udp = udp, chan = lowbit.chan(1), waitgroup = lowbit.waitgroup(),
+        mutex = lowbit.mutex(), ctx = (context.with_cancel(context.background())),
+        headers = require("lowbit.http.headers").new(), url = require("lowbit.url").parse("http://a/b?c=d"),
+        muxx = require("lowbit.muxx").new(), topic = require("lowbit.topic").new(),
+        rungroup = require("lowbit.rungroup").new(), seriallane = require("lowbit.seriallane").new(1),
+        websocket = require("lowbit.websockets").new(b, { server = true }),
+        signer = require("lowbit.urlsign").new_signer("k", 60),
+        server = require("lowbit.http").server{ handler = function() end },
+      }
+      for oname, o in pairs(objs) do
+        local mt = getmetatable(o)
+        local idx = mt and type(mt.__index) == "table" and mt.__index or o
+        local names = {}
+        for k, v in pairs(idx) do
+          if type(v) == "function" and not k:find("^_") and not WAITING[k] then names[#names + 1] = k end
+        end
+        table.sort(names)
+        for _, k in ipairs(names) do
+          for _, v in ipairs(WRONG) do
+            local done = lowbit.chan(1)
+            lowbit.go(function() done:send({ pcall(o[k], o, v, v, v) }) end)
+            local i, res = lowbit.select{ done, lowbit.after(2) }
+            local what = ("%s:%s(%s)"):format(oname, k, type(v))
+            if i ~= 1 then
+              bad[#bad + 1] = what .. ": did not return within 2 s"
+            elseif not res[1] then
+              local msg = tostring(res[2])
+              if msg:find("attempt to ") or msg:find("bad argument #%d+ to '") or msg:find("cannot convert") then
+                bad[#bad + 1] = what .. ": " .. msg:sub(1, 160)
+              end
+            end
+          end
+        end
+      end
+      a:close(); b:close(); ln:close(); udp:close()
+    end)
+    assert.same({}, bad)
+  end)
+end)

@@ -801,6 +801,7 @@ end
 --- router's own redirect, 405 or 404 handler (pattern "" for 404/405, the
 --- target path for a trailing-slash redirect). Does not touch r.
 function Mux:handler(r)
+  if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:handler: request expected, got " .. type(r), 2) end
   local rt, h, pattern = lookup(self, r)
   if rt then return rt.handler, rt.pattern end
   return h, pattern
@@ -808,6 +809,10 @@ end
 
 --- Dispatches r: sets r.pattern and r's path values, then runs the handler.
 function Mux:serve_http(w, r)
+  if type(w) ~= "table" or type(w.header) ~= "function" then
+    error("bad argument 'w' to mux:serve_http: response writer expected, got " .. type(w), 2)
+  end
+  if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:serve_http: request expected, got " .. type(r), 2) end
   local rt, d, pattern = lookup(self, r)
   if rt then
     r.pattern = rt.pattern

@@ -295,6 +295,7 @@ function Conn:buffered() return #self.rbuf end
 --- Puts s back in front of the unread bytes (protocol switches use it so
 --- that bytes read past a handshake are not lost).
 function Conn:unread(s)
+  if type(s) ~= "string" then arg_error("conn:unread", "s", "string", s) end
   if #s == 0 then return end
   local rest = self.rbuf:get()
   self.rbuf:put(s, rest)
@@ -875,6 +876,7 @@ Pipe.read_full = read_full
 function Pipe:buffered() return #self.rbuf end
 
 function Pipe:unread(s)
+  if type(s) ~= "string" then arg_error("conn:unread", "s", "string", s) end
   if #s == 0 then return end
   local rest = self.rbuf:get()
   self.rbuf:put(s, rest)

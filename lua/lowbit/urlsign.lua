@@ -108,6 +108,12 @@ end
 
 --- The hex signature of host, path, exp (string) and canonical query.
 function Signer:signature(host, path, exp, query)
+  for i, name in ipairs({ "host", "path", "exp", "query" }) do
+    local v = select(i, host, path, exp, query)
+    if type(v) ~= "string" then
+      error(("bad argument '%s' to signer:signature: string expected, got %s"):format(name, type(v)), 2)
+    end
+  end
   local parts = set_parts(self, host, path, exp, query)
   local rc = C.lb_hmac_sha256_parts(self.h, parts, 7, self.mac)
   if rc ~= 0 then error("urlsign: HMAC failed: " .. core.strerror(rc), 2) end
@@ -185,6 +191,7 @@ end
 
 --- Raw HMAC-SHA256 (hex) of msg with the signer's key (benchmarks, tests).
 function Signer:hmac_hex(msg)
+  if type(msg) ~= "string" then error("bad argument 'msg' to signer:hmac_hex: string expected, got " .. type(msg), 2) end
   local rc = C.lb_hmac_sha256(self.h, msg, #msg, self.mac)
   if rc ~= 0 then error("urlsign: HMAC failed", 2) end
   C.lb_hex_encode(self.mac, 32, self.hex)

@@ -146,8 +146,15 @@ local function vals_of(self)
   return self._v
 end
 
+local function name_arg(name, fname)
+  if type(name) ~= "string" then
+    error(("bad argument 'name' to headers:%s: string expected, got %s"):format(fname, type(name)), 3)
+  end
+end
+
 --- The first value of name, or nil.
 function Headers:get(name)
+  name_arg(name, "get")
   local v = vals_of(self)[lower(name)]
   if type(v) == "table" then return v[1] end
   return v
@@ -155,6 +162,7 @@ end
 
 --- All values of name (a new array; empty when absent).
 function Headers:values(name)
+  name_arg(name, "values")
   local v = vals_of(self)[lower(name)]
   if v == nil then return {} end
   if type(v) == "table" then
@@ -165,7 +173,10 @@ function Headers:values(name)
   return { v }
 end
 
-function Headers:has(name) return vals_of(self)[lower(name)] ~= nil end
+function Headers:has(name)
+  name_arg(name, "has")
+  return vals_of(self)[lower(name)] ~= nil
+end
 
 --- Replaces every value of name with value.
 function Headers:set(name, value)
@@ -192,6 +203,7 @@ end
 
 --- Removes name.
 function Headers:del(name)
+  name_arg(name, "del")
   local lname = lower(name)
   local vals = vals_of(self)
   if vals[lname] == nil then return self end
@@ -245,6 +257,8 @@ end
 --- Reports whether the comma-separated list in name contains token
 --- (case-insensitive), as for Connection: keep-alive, Upgrade.
 function Headers:has_token(name, token)
+  name_arg(name, "has_token")
+  if type(token) ~= "string" then error("bad argument 'token' to headers:has_token: string expected, got " .. type(token), 2) end
   token = lower(token)
   local v = vals_of(self)[lower(name)]
   if v == nil then return false end
