@@ -403,3 +403,32 @@ describe("the ready queue", function()
     end
   end)
 end)
+
+describe("the loop", function()
+  it("runs tasks woken by a timer that was already due when the loop was entered", function()
+    -- uv.run("once") runs the timers that are due, then polls. A task those
+    -- timers woke must not wait for that poll: with a listener open (an
+    -- active handle) and no other timer, the poll would never return.
+    local support = require "support"
+    local net = require "lowbit.net"
+    local limit = support.RUN_LIMIT
+    support.RUN_LIMIT = 5
+    local ok, elapsed = pcall(run, function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local wg = lowbit.waitgroup()
+      wg:add(1)
+      lowbit.go(function() lowbit.sleep(0.001); wg:done() end)
+      lowbit.go(function() -- keeps the loop from polling until the sleep is due
+        local t = lowbit.now()
+        while lowbit.now() - t < 0.005 do end
+      end)
+      local t0 = lowbit.now()
+      wg:wait()
+      ln:close()
+      return lowbit.now() - t0
+    end)
+    support.RUN_LIMIT = limit
+    assert.is_true(ok, tostring(elapsed))
+    assert.is_true(elapsed < 1, "the woken task waited " .. tostring(elapsed) .. " s")
+  end)
+end)

@@ -105,7 +105,16 @@ function M.on_error(err, tb)
   io.stderr:write("lowbit: error in task: ", tostring(tb or err), "\n")
 end
 
+-- True while uv.run runs (its callbacks wake tasks). The first wake in a
+-- run stops the loop: uv.run("once") runs the timers that are due before
+-- it polls, and would then block in the poll with those tasks ready (until
+-- some other event came, maybe never). uv.stop makes that poll return at
+-- once.
+local in_uv_run, uv_stopped = false, false
+local uv_stop = uv.stop
+
 local function wake(t, a, b)
+  if in_uv_run and not uv_stopped then uv_stopped = true; uv_stop() end
   local n = rq_tail + 1
   if n - rq_head >= rq_cap then rq_grow() end
   rq_tail = n
@@ -817,6 +826,13 @@ local function reset()
   current = nil
 end
 
+local function run_uv(mode)
+  in_uv_run, uv_stopped = true, false
+  local alive = uv.run(mode)
+  in_uv_run = false
+  return alive
+end
+
 local function loop()
   while live > 0 do
     local more = drain()
@@ -824,19 +840,19 @@ local function loop()
     if live == 0 then break end
     if virtual and not more then
       -- Pick up finished I/O first; time moves only when nothing else can.
-      local alive = uv.run("nowait")
+      local alive = run_uv("nowait")
       if rq_head > rq_tail then
         if heap_n > 0 then
           if heap[1].at > vnow then vnow = heap[1].at end
           on_timer()
         elseif alive then
-          uv.run("once")
+          run_uv("once")
         else
           return M.DEADLOCK
         end
       end
     else
-      local alive = uv.run(more and "nowait" or "once")
+      local alive = run_uv(more and "nowait" or "once")
       if not alive and rq_head > rq_tail and live > 0 then
         return M.DEADLOCK
       end
@@ -899,6 +915,15 @@ function M._abort(msg)
       if not t.done and t.gen == gen then parts[#parts + 1] = task_traceback(t, "waiting task:") end
     end
   end
+  -- Called while a task runs (a loop run from inside it): where that task
+  -- is stuck is the answer.
+  if current then parts[#parts + 1] = debug.traceback("running task (the loop was run from inside it):", 2) end
+  -- The timer state: a hang with timers pending but none armed is a
+  -- scheduler fault, not a test's.
+  parts[#parts + 1] = ("timers: %d pending, next in %s s, armed for %s s, libuv timer %s"):format(
+    heap_n, heap_n > 0 and ("%.3f"):format(heap[1].at - now()) or "-",
+    armed_at and ("%.3f"):format(armed_at - now()) or "nothing",
+    uv_timer and (uv.is_active(uv_timer) and ("active, due in %d ms"):format(uv.timer_get_due_in(uv_timer)) or "inactive") or "absent")
   local text = table.concat(parts, "\n")
   main_failed, main_err = true, { err = text, tb = text }
 end
