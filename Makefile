@@ -27,7 +27,11 @@ CORE_SRCS := $(sort $(wildcard runtime/lb_*.c))
 CORE_HDRS := $(sort $(wildcard include/lowbit/lb_*.h))
 CORE_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/obj/%.o)
 LLHTTP_OBJS := $(BUILD)/obj/llhttp/llhttp.o $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o
-LIB_OBJS  := $(CORE_OBJS) $(LLHTTP_OBJS)
+# Lua/C glue on the luv loop (bindings/*.c): in the library, not in the
+# sans-I/O core tests.
+GLUE_SRCS := $(sort $(wildcard bindings/*.c))
+GLUE_OBJS := $(GLUE_SRCS:bindings/%.c=$(BUILD)/obj/glue/%.o)
+LIB_OBJS  := $(CORE_OBJS) $(LLHTTP_OBJS) $(GLUE_OBJS)
 
 LUA_SRCS  := $(shell find lua bindings -name '*.lua' | sort)
 CDEF_LUA  := $(BUILD)/lua/lowbit/cdef.lua
@@ -67,6 +71,10 @@ $(BUILD)/obj/%.o: runtime/%.c $(CORE_HDRS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c $< -o $@
 
+$(BUILD)/obj/glue/%.o: bindings/%.c $(CORE_HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
+
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -w -I$(LLHTTP_INC) -c $< -o $@
@@ -77,7 +85,7 @@ $(BUILD)/lib/liblowbit.a: $(LIB_OBJS)
 
 $(BUILD)/lib/liblowbit.so: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) -shared -o $@ $^ $(PKG_LIBS) -luv -lm
 
 # FFI declarations: the headers, preprocessed with LB_CDEF (no system
 # includes), turned into a Lua module. One source of truth: the headers.

@@ -7,9 +7,13 @@
 CMD=$1; PORT=${2:-18110}; SIZES=${3:-"16 4096 65536"}
 B=${BENCH_BIN:-/tmp/lowbit-bench-bin}
 [ -x "$B/wsload" ] || { echo "no $B/wsload (run ../shared/bench/setup.sh)"; exit 0; }
+if ss -ltn 2>/dev/null | grep -q "127.0.0.1:$PORT "; then
+  echo "port $PORT is already in use: stop what listens there first"; exit 1
+fi
 taskset -c 0 bash -c "exec $CMD" >/dev/null 2>&1 &
 spid=$!
 sleep 1
+kill -0 $spid 2>/dev/null || { echo "the server did not start: $CMD"; exit 1; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
 for size in $SIZES; do

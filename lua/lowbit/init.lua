@@ -826,10 +826,16 @@ local function reset()
   current = nil
 end
 
+-- Called after each loop pass (lowbit.net collects the reads that C
+-- buffered during it).
+local after_poll = nil
+function M._set_after_poll(fn) after_poll = fn end
+
 local function run_uv(mode)
   in_uv_run, uv_stopped = true, false
   local alive = uv.run(mode)
   in_uv_run = false
+  if after_poll then after_poll() end
   return alive
 end
 

@@ -162,40 +162,91 @@ local Conn = {}
 Conn.__index = Conn
 M.Conn = Conn
 
+-- Reading: libuv's read callbacks stay in C (lb_uvread), which buffers the
+-- bytes and lists the conns that got news; after each loop pass the
+-- scheduler calls collect_reads, which moves the bytes into each conn's
+-- rbuf and wakes its reader. No Lua callback, string or closure per read.
+local ffi = require "ffi"
+local C = require("lowbit.core").C
+local reading = {} -- id -> conn, while C may report on it (anchors conn and handle)
+local next_id = 0
+local UV_EOF = -4095
+
+local function uv_error(code, what)
+  local name = ffi.string(C.lb_uvread_err_name(code))
+  return errors.from_uv(name .. ": " .. ffi.string(C.lb_uvread_strerror(code)), name, what)
+end
+
 local function new_conn(h)
   -- The fields a conn gets on every request are there from the start
   -- (false for none): LuaJIT inserts a key even to store nil into it.
+  next_id = next_id + 1
+  local rd = ffi.gc(ffi.new("lb_uvread"), C.lb_uvread_forget) -- frees what a dropped conn held
+  rd.fd, rd.id = -1, next_id
   local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
                            rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
-                           tentry = false, rdeadline = false, wdeadline = false }, Conn)
+                           tentry = false, rdeadline = false, wdeadline = false,
+                           rd = rd, id = next_id }, Conn)
   pcall(uv.tcp_nodelay, h, true)
   local fd = uv.fileno(h)
   c.fd = type(fd) == "number" and fd >= 0 and fd or nil
-  c.on_read = function(err, data)
-    if err then
-      c.rerr = errors.from_uv(err, nil, "read")
-    elseif data then
-      c.rbuf:put(data)
-      if #c.rbuf >= M.READ_HIGH_WATER and c.reading then
-        uv.read_stop(c.h)
-        c.reading = false
-      end
-    else
-      c.eof = true
-    end
-    local sel = c.rsel
-    if sel then c.rsel = nil; fire(sel) end
-  end
   return c
 end
 M._new_conn = new_conn
 
 local function start_reading(c)
-  if not c.reading and not c.eof and not c.rerr then
-    local ok, err = uv.read_start(c.h, c.on_read)
-    if not ok then c.rerr = errors.from_uv(err, nil, "read") else c.reading = true end
+  if not c.reading and not c.eof and not c.rerr and not c.closed then
+    local room = M.READ_HIGH_WATER - #c.rbuf
+    c.rd.high = room > 65536 and room or 65536
+    local rc = c.fd and C.lb_uvread_start(c.h, c.fd, c.rd) or -9 -- EBADF
+    if rc ~= 0 then
+      c.rerr = uv_error(rc, "read")
+    else
+      c.reading = true
+      reading[c.id] = c
+    end
   end
 end
+
+local function stop_reading(c)
+  if c.reading then
+    C.lb_uvread_stop(c.rd)
+    c.reading = false
+  end
+  -- Still listed while bytes or news wait to be collected.
+  if c.rd.queued == 0 then reading[c.id] = nil end
+end
+
+local ids = ffi.new("int32_t[64]")
+local function collect_reads()
+  while true do
+    local n = tonumber(C.lb_uvread_take(ids, 64))
+    for i = 0, n - 1 do
+      local c = reading[ids[i]]
+      if c then
+        local rd = c.rd
+        rd.queued = 0
+        local len = tonumber(rd.len)
+        if len > 0 then
+          c.rbuf:putcdata(rd.buf, len)
+          C.lb_uvread_release(rd)
+        end
+        local st = rd.status
+        if st ~= 0 then
+          if st == UV_EOF then c.eof = true else c.rerr = uv_error(st, "read") end
+          c.reading = false -- C stopped reading
+          reading[c.id] = nil
+        elseif rd.paused ~= 0 or #c.rbuf >= M.READ_HIGH_WATER then
+          stop_reading(c) -- (C has paused already, or rbuf is full)
+        end
+        local sel = c.rsel
+        if sel then c.rsel = nil; fire(sel) end
+      end
+    end
+    if n < 64 then return end
+  end
+end
+lowbit._set_after_poll(collect_reads)
 
 -- Read deadlines: one timer entry per conn that may fire early and then
 -- re-arms itself, instead of a heap insert and removal for every blocking
@@ -348,9 +399,8 @@ end
 
 -- Direct writes from a string.buffer: the same write(2) uv_try_write would
 -- make, without first turning the buffer into a Lua string.
-local ffi = require "ffi"
 pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
-local C = ffi.C
+local libc = ffi.C
 
 --- Writes and empties a string.buffer (servers build responses in one).
 --- Same results as write(buf:get()).
@@ -364,7 +414,7 @@ function Conn:write_buffer(buf)
   local fd = self.fd
   if not self.wpending and fd then
     local p, len = buf:ref()
-    local n = tonumber(C.write(fd, p, len))
+    local n = tonumber(libc.write(fd, p, len))
     if n == len then buf:reset(); return total end
     if n > 0 then buf:skip(n) end
     -- EAGAIN (or an error: uv.write below reports it properly)
@@ -389,6 +439,9 @@ end
 function Conn:close()
   if self.closed then return nil, CLOSED end
   self.closed = true
+  C.lb_uvread_forget(self.rd)
+  self.reading = false
+  reading[self.id] = nil
   if not uv.is_closing(self.h) then uv.close(self.h) end
   if self.tentry then timer_cancel(self.tentry); self.tentry = nil end
   local sel = self.rsel

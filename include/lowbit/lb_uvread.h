@@ -1,0 +1,60 @@
+/*
+ * lb_uvread.h: reading a libuv stream without a Lua callback per read.
+ *
+ * lowbit.net's TCP conns read through this instead of luv's read_start: luv
+ * calls into Lua for every read (a Lua string, a closure, a pcall), which is
+ * a tenth of the user time of an HTTP request. Here libuv's callbacks stay
+ * in C: the bytes go into the reader's own buffer and its id onto a ready
+ * list, and the scheduler collects the list once after each loop pass
+ * (DESIGN.md "I/O": a connection owned by C on the same uv_loop_t).
+ *
+ * `ud` is the payload of a luv stream handle userdata: luv keeps there a
+ * pointer to the uv_stream_t (older luv kept the handle itself; both are
+ * recognized, by checking the handle type and the descriptor). The reader
+ * struct belongs to the caller and must stay alive and unmoved from
+ * lb_uvread_start until lb_uvread_forget. One thread, one loop.
+ */
+#ifndef LOWBIT_LB_UVREAD_H
+#define LOWBIT_LB_UVREAD_H
+
+#ifndef LB_CDEF
+#include <stddef.h>
+#include <stdint.h>
+#endif
+
+typedef struct lb_uvread {
+  char *buf;      /* bytes read, not yet taken (malloc'd; NULL when empty) */
+  size_t len;     /* bytes in buf */
+  size_t cap;     /* size of buf */
+  int32_t status; /* 0, or the negative libuv code that ended reading (UV_EOF) */
+  int32_t id;     /* the caller's key, reported by lb_uvread_take */
+  int32_t fd;     /* the stream's descriptor while registered, else -1 */
+  int32_t queued; /* 1 while id is on the ready list */
+  void *stream;   /* the uv_stream_t, once found by lb_uvread_start */
+  size_t high;    /* reading pauses once len reaches this (0: never) */
+  int32_t paused; /* 1 when reading paused at `high` (restart to go on) */
+} lb_uvread;
+
+/* Registers r for the stream's descriptor `fd` and starts reading. 0 or a
+ * negative libuv code. */
+int lb_uvread_start(void *ud, int fd, lb_uvread *r);
+
+/* Stops reading (bytes already read stay in r). 0 or a negative libuv code. */
+int lb_uvread_stop(lb_uvread *r);
+
+/* Frees r's buffer once the caller has taken len bytes from it. */
+void lb_uvread_release(lb_uvread *r);
+
+/* Unregisters r and frees its buffer (before the stream is closed). */
+void lb_uvread_forget(lb_uvread *r);
+
+/* Moves up to max ids of readers with news (bytes, EOF or an error) into
+ * ids. Returns how many. The caller clears a reader's queued flag when it
+ * handles it (an id may belong to a reader forgotten since). */
+size_t lb_uvread_take(int32_t *ids, size_t max);
+
+/* The name and the message of a libuv error code ("ECONNRESET"). */
+const char *lb_uvread_err_name(int code);
+const char *lb_uvread_strerror(int code);
+
+#endif
