@@ -232,6 +232,41 @@ describe("lowbit.net TCP", function()
     end)
   end)
 
+  it("a conn dropped without close, with unread bytes, is collected safely", function()
+    -- Reads are buffered in C on behalf of the conn; when the conn is
+    -- garbage, its buffer goes with it and later reads on new conns (which
+    -- may reuse the descriptor's slot) are not confused.
+    run(function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local served = lowbit.chan(8)
+      lowbit.go(function()
+        for _ = 1, 2 do
+          local c = ln:accept()
+          c:write(string.rep("z", 300 * 1024)) -- past the high-water mark
+          served:send(c)
+        end
+      end)
+      do
+        local c = assert(net.dial(bg, ln:addr()))
+        assert.equal(1, #c:read(1))
+        lowbit.sleep(0.05) -- reading pauses at the high-water mark
+        c = nil -- dropped, never closed
+      end
+      collectgarbage(); collectgarbage()
+      local s1 = served:recv()
+      s1:close()
+      local c2 = assert(net.dial(bg, ln:addr()))
+      local got = 0
+      while got < 300 * 1024 do
+        local d = assert(c2:read())
+        assert.is_nil(d:find("[^z]"))
+        got = got + #d
+      end
+      assert.equal(300 * 1024, got)
+      c2:close(); served:recv():close(); ln:close()
+    end)
+  end)
+
   it("writes wait under backpressure and honour the write deadline", function()
     run(function()
       local ln = assert(net.listen("127.0.0.1:0"))
