@@ -365,13 +365,10 @@ describe("the spec watchdog (lowbit._abort)", function()
   it("ends a run that would hang, naming where each task waits, and the next run works", function()
     local support = require "support"
     local net = require "lowbit.net"
-    local limit = support.RUN_LIMIT
-    support.RUN_LIMIT = 0.2
-    local ok, err = pcall(support.run, function()
+    local ok, err = support.pcall_run_within(0.2, function()
       local ln = assert(net.listen("127.0.0.1:0"))
       lowbit.go(function() ln:accept() end) -- parked on a live handle: no deadlock to detect
     end)
-    support.RUN_LIMIT = limit
     assert.is_false(ok)
     assert.matches("lowbit.run did not end within 0.2s", err, 1, true)
     assert.matches("waiting task:", err, 1, true)
@@ -411,9 +408,7 @@ describe("the loop", function()
     -- active handle) and no other timer, the poll would never return.
     local support = require "support"
     local net = require "lowbit.net"
-    local limit = support.RUN_LIMIT
-    support.RUN_LIMIT = 5
-    local ok, elapsed = pcall(run, function()
+    local ok, elapsed = support.pcall_run_within(5, function()
       local ln = assert(net.listen("127.0.0.1:0"))
       local wg = lowbit.waitgroup()
       wg:add(1)
@@ -427,7 +422,6 @@ describe("the loop", function()
       ln:close()
       return lowbit.now() - t0
     end)
-    support.RUN_LIMIT = limit
     assert.is_true(ok, tostring(elapsed))
     assert.is_true(elapsed < 1, "the woken task waited " .. tostring(elapsed) .. " s")
   end)

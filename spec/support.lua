@@ -9,9 +9,8 @@ M.host = M.root .. "/build/bin/lowbit"
 M.RUN_LIMIT = tonumber(os.getenv("SPEC_RUN_LIMIT")) or 120
 local watchdog
 
---- Runs fn as the main task of a fresh loop (the scheduler is re-entrant
---- between runs) and returns its results.
-function M.run(fn, ...)
+-- lowbit.run(fn, ...) under a watchdog of `limit` seconds; pcall's results.
+local function watched_run(limit, fn, ...)
   local lowbit = require "lowbit"
   local uv = require "luv"
   if not watchdog then
@@ -19,14 +18,25 @@ function M.run(fn, ...)
     uv.unref(watchdog) -- never keeps the loop alive by itself
     lowbit._track_tasks(true)
   end
-  uv.timer_start(watchdog, math.floor(M.RUN_LIMIT * 1000), 0, function()
-    lowbit._abort(("lowbit.run did not end within %gs"):format(M.RUN_LIMIT))
+  uv.timer_start(watchdog, math.floor(limit * 1000), 0, function()
+    lowbit._abort(("lowbit.run did not end within %gs"):format(limit))
   end)
   local res = { pcall(lowbit.run, fn, ...) }
   uv.timer_stop(watchdog)
+  return unpack(res, 1, table.maxn(res))
+end
+
+--- Runs fn as the main task of a fresh loop (the scheduler is re-entrant
+--- between runs) and returns its results.
+function M.run(fn, ...)
+  local res = { watched_run(M.RUN_LIMIT, fn, ...) }
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, table.maxn(res))
 end
+
+--- Like run with a watchdog of `limit` seconds, returning what pcall
+--- would: for specs of hangs and of the watchdog itself.
+M.pcall_run_within = watched_run
 
 --- Starts http.server(opts) on host:0 (host: 127.0.0.1 by default),
 --- serving in a task of the current run; returns the server, listener.
