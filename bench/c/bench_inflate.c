@@ -78,22 +78,6 @@ static void text(uint8_t *p, size_t n) {
   }
 }
 
-static uint8_t *zlib_deflate(const uint8_t *msg, size_t n, int level, size_t *zn) {
-  z_stream s;
-  memset(&s, 0, sizeof s);
-  deflateInit2(&s, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
-  size_t bound = deflateBound(&s, (uLong)n) + 16;
-  uint8_t *dst = malloc(bound);
-  s.next_in = (Bytef *)(uintptr_t)msg;
-  s.avail_in = (uInt)n;
-  s.next_out = dst;
-  s.avail_out = (uInt)bound;
-  deflate(&s, Z_FINISH);
-  *zn = bound - s.avail_out;
-  deflateEnd(&s);
-  return dst;
-}
-
 static void bench(const char *label, const uint8_t *z, size_t zn, size_t n) {
   uint8_t *out = malloc(n + 64);
   lb_inflate *st = lb_inflate_new();
@@ -151,7 +135,7 @@ int main(void) {
   for (int si = 0; si < 3; si++) {
     text(msg, sizes[si]);
     for (int level = 1; level <= 6; level += 5) {
-      uint8_t *t = zlib_deflate(msg, sizes[si], level, &zn);
+      uint8_t *t = zlib_raw_deflate(msg, sizes[si], level, Z_DEFAULT_STRATEGY, &zn);
       char label[64];
       snprintf(label, sizeof label, "%s text, zlib level %d", names[si], level);
       bench(label, t, zn, sizes[si]);
@@ -171,12 +155,12 @@ int main(void) {
   }
   if (got >= 65536) {
     for (int level = 1; level <= 6; level += 5) {
-      uint8_t *t = zlib_deflate(msg, 65536, level, &zn);
+      uint8_t *t = zlib_raw_deflate(msg, 65536, level, Z_DEFAULT_STRATEGY, &zn);
       char label[64];
       snprintf(label, sizeof label, "64 KiB sources, zlib level %d", level);
       bench(label, t, zn, 65536);
       free(t);
-      t = zlib_deflate(msg, got, level, &zn);
+      t = zlib_raw_deflate(msg, got, level, Z_DEFAULT_STRATEGY, &zn);
       snprintf(label, sizeof label, "%zu KiB sources, zlib level %d", got >> 10, level);
       bench(label, t, zn, got);
       free(t);
@@ -189,7 +173,7 @@ int main(void) {
     x ^= x << 17;
     msg[i] = (uint8_t)x;
   }
-  uint8_t *t = zlib_deflate(msg, 65536, 6, &zn);
+  uint8_t *t = zlib_raw_deflate(msg, 65536, 6, Z_DEFAULT_STRATEGY, &zn);
   bench("64 KiB random, zlib level 6", t, zn, 65536);
   free(t);
   free(msg);

@@ -2,12 +2,39 @@
  * deflate_streams.h: hand-built raw DEFLATE streams, shared by the
  * lb_inflate tests (runtime/test/test_inflate.c) and its benchmark
  * (bench/c/bench_inflate.c): an LSB-first bit writer, fixed-Huffman
- * symbols, and what Go's compress/flate writes for a run of one byte.
+ * symbols, what Go's compress/flate writes for a run of one byte, and
+ * zlib's own raw DEFLATE of a message.
  */
 #ifndef LOWBIT_TEST_DEFLATE_STREAMS_H
 #define LOWBIT_TEST_DEFLATE_STREAMS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+/* zlib's raw DEFLATE (window 15) of msg, finished: a malloc'd complete
+ * stream of *zn bytes, or NULL when zlib fails. */
+static inline uint8_t *zlib_raw_deflate(const uint8_t *msg, size_t n, int level, int strategy,
+                                        size_t *zn) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  if (deflateInit2(&s, level, Z_DEFLATED, -15, 8, strategy) != Z_OK) return NULL;
+  size_t bound = deflateBound(&s, (uLong)n) + 16;
+  uint8_t *dst = malloc(bound);
+  s.next_in = (Bytef *)(uintptr_t)msg;
+  s.avail_in = (uInt)n;
+  s.next_out = dst;
+  s.avail_out = (uInt)bound;
+  int r = dst != NULL ? deflate(&s, Z_FINISH) : Z_MEM_ERROR;
+  *zn = bound - s.avail_out;
+  deflateEnd(&s);
+  if (r != Z_STREAM_END) {
+    free(dst);
+    return NULL;
+  }
+  return dst;
+}
 
 /* compress/flate BestSpeed, 64 KiB of 'a', Close()d: 89 bytes of
  * length-258 distance-1 matches (overlapping copies). */

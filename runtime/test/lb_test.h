@@ -6,8 +6,19 @@
  */
 #ifndef LOWBIT_LB_TEST_H
 #define LOWBIT_LB_TEST_H
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+/* xorshift64: pseudo-random numbers that reproduce, from the caller's
+ * state (each test file keeps its own seed). */
+static inline uint64_t lb_test_xorshift(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *state = x;
+}
 
 static int lb__t_pass, lb__t_fail, lb__t_cur_failed;
 static const char *lb__t_name;

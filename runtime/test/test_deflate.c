@@ -8,13 +8,7 @@
 #define B(s) ((const uint8_t *)(s)), (sizeof(s) - 1)
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static uint64_t rnd(void) {
-  uint64_t x = rng_state;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return rng_state = x;
-}
+static uint64_t rnd(void) { return lb_test_xorshift(&rng_state); }
 
 static int buf_is(const lb_buf *b, const uint8_t *p, size_t n) {
   return b->len == n && (n == 0 || memcmp(b->data, p, n) == 0);

@@ -13,12 +13,7 @@ uint32_t lb__crc32c_hw(uint32_t crc, const void *buf, size_t n);
 static const char CHECK[] = "123456789";
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
+static uint64_t rnd(void) { return lb_test_xorshift(&rng_state); }
 static void fill_random(uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd();
 }

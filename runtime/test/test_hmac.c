@@ -6,12 +6,7 @@
 #include <stdlib.h>
 
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static uint64_t rnd(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
+static uint64_t rnd(void) { return lb_test_xorshift(&rng_state); }
 
 static void to_hex(const uint8_t *p, size_t n, char *out) {
   lb_hex_encode(p, n, out);

@@ -7,13 +7,7 @@
 #include <zlib.h>
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  uint64_t x = rng_state;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return rng_state = x;
-}
+static uint64_t rnd(void) { return lb_test_xorshift(&rng_state); }
 
 static lb_inflate *st;
 
@@ -39,22 +33,11 @@ static int decode_cap(const uint8_t *z, size_t zn, size_t cap, uint8_t **got,
   return rc;
 }
 
-/* zlib raw deflate (window 15) of msg with Z_FINISH: a complete stream. */
+/* zlib's raw deflate of msg (a complete stream); a failure fails the test. */
 static uint8_t *zdeflate(const uint8_t *msg, size_t n, int level, int strategy, size_t *zn) {
-  z_stream s;
-  memset(&s, 0, sizeof s);
-  if (deflateInit2(&s, level, Z_DEFLATED, -15, 8, strategy) != Z_OK) return NULL;
-  size_t bound = deflateBound(&s, (uLong)n) + 16;
-  uint8_t *dst = malloc(bound);
-  s.next_in = (Bytef *)(uintptr_t)msg;
-  s.avail_in = (uInt)n;
-  s.next_out = dst;
-  s.avail_out = (uInt)bound;
-  int r = deflate(&s, Z_FINISH);
-  LB_CHECK(r == Z_STREAM_END);
-  *zn = bound - s.avail_out;
-  deflateEnd(&s);
-  return dst;
+  uint8_t *z = zlib_raw_deflate(msg, n, level, strategy, zn);
+  LB_CHECK(z != NULL);
+  return z;
 }
 
 /* zlib raw inflate of a complete stream: 0 ok (*outn set), -1 error or
