@@ -25,6 +25,7 @@ LLHTTP_SRCS := $(LLHTTP_DIR)/llhttp.c $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c
 
 CORE_SRCS := $(sort $(wildcard runtime/lb_*.c))
 CORE_HDRS := $(sort $(wildcard include/lowbit/lb_*.h))
+CORE_PRIV := $(wildcard runtime/lb_*.h)
 CORE_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/obj/%.o)
 LLHTTP_OBJS := $(BUILD)/obj/llhttp/llhttp.o $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o
 # Lua/C glue on the luv loop (bindings/*.c): in the library, not in the
@@ -67,7 +68,7 @@ lib: $(BUILD)/lib/liblowbit.a $(BUILD)/lib/liblowbit.so
 
 host: $(BUILD)/bin/lowbit
 
-$(BUILD)/obj/%.o: runtime/%.c $(CORE_HDRS) | deps
+$(BUILD)/obj/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c $< -o $@
 
@@ -108,7 +109,7 @@ $(BUILD)/bin/lowbit: runtime/host/main.c $(BUILD)/gen/embedded.c $(BUILD)/lib/li
 SAN_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/san/%.o) \
             $(BUILD)/san/llhttp/llhttp.o $(BUILD)/san/llhttp/api.o $(BUILD)/san/llhttp/http.o
 
-$(BUILD)/san/%.o: runtime/%.c $(CORE_HDRS) | deps
+$(BUILD)/san/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV) | deps
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(WARN) -std=gnu99 $(SAN) -Iinclude $(PKG_CFLAGS) -I$(LLHTTP_INC) \
 	  -DLB_VERSION='"$(VERSION)"' -c $< -o $@

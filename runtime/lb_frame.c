@@ -13,6 +13,7 @@
  * costs ~20 us; shipping 40 KiB of literal tables would cost more to read).
  */
 #include "lowbit/lb_frame.h"
+#include "lb_bytes.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -85,14 +86,6 @@ static void build_tables(void) {
 
 static inline void init_tables(void) { pthread_once(&tables_once, build_tables); }
 
-static inline uint64_t load_le64(const uint8_t *p) {
-  uint64_t w;
-  memcpy(&w, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  w = __builtin_bswap64(w);
-#endif
-  return w;
-}
 
 /* ---- CRC-32 / Adler-32 -------------------------------------------------- */
 
@@ -102,7 +95,7 @@ static uint32_t crc32_slice8(uint32_t (*t)[256], uint32_t crc, const uint8_t *p,
                              size_t n) {
   uint32_t c = ~crc;
   while (n >= 8) {
-    uint64_t w = load_le64(p);
+    uint64_t w = lb_load_le64(p);
     uint32_t lo = (uint32_t)w ^ c, hi = (uint32_t)(w >> 32);
     c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^
         t[4][lo >> 24] ^ t[3][hi & 0xFF] ^ t[2][(hi >> 8) & 0xFF] ^
@@ -252,7 +245,7 @@ static uint64_t crc64_update(uint64_t (*t)[256], uint64_t crc, const uint8_t *p,
                              size_t n) {
   uint64_t c = ~crc;
   while (n >= 8) {
-    uint64_t w = load_le64(p) ^ c;
+    uint64_t w = lb_load_le64(p) ^ c;
     c = t[7][w & 0xFF] ^ t[6][(w >> 8) & 0xFF] ^ t[5][(w >> 16) & 0xFF] ^
         t[4][(w >> 24) & 0xFF] ^ t[3][(w >> 32) & 0xFF] ^
         t[2][(w >> 40) & 0xFF] ^ t[1][(w >> 48) & 0xFF] ^ t[0][w >> 56];

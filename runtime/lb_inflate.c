@@ -26,6 +26,7 @@
  *   same copies while COPY_SLACK bytes of room are left past them.
  */
 #include "lowbit/lb_base.h"
+#include "lb_bytes.h"
 #include "lowbit/lb_inflate.h"
 
 #include <stdlib.h>
@@ -223,14 +224,6 @@ fail:
 
 void lb_inflate_free(lb_inflate *st) { free(st); }
 
-static inline uint64_t load64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  return v;
-}
 
 static inline void store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
@@ -311,7 +304,7 @@ enum { FAST_LIMIT, FAST_EOB, FAST_BAD };
   } while (0)
 #define F_REFILL()          \
   do {                      \
-    bb |= load64(ip) << bc; \
+    bb |= lb_load_le64(ip) << bc; \
     ip += (63 - bc) >> 3;   \
     bc |= 56;               \
   } while (0)
@@ -462,7 +455,7 @@ int lb_inflate_decode2(lb_inflate *st, const uint8_t *in, size_t n, const uint8_
   } while (0)
 #define REFILL_FAST()               \
   do {                              \
-    bb |= load64(ip) << bc;         \
+    bb |= lb_load_le64(ip) << bc;         \
     ip += (63 - bc) >> 3;           \
     bc |= 56;                       \
   } while (0)
