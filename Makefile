@@ -5,6 +5,19 @@
 # -> build/bin/lowbit; FFI declarations generated from the headers into
 # build/lua/lowbit/cdef.lua.
 
+# A fresh machine has none of the packages, and make looks up pkg-config's
+# flags and llhttp's sources when it reads this file, before any rule runs.
+# So every goal runs in two steps: install what is missing (tools/deps.sh),
+# then make the goal in a sub-make that reads this file afresh.
+ifndef LB_DEPS_CHECKED
+GOALS  := $(or $(MAKECMDGOALS),all)
+NODEPS := help clean deps
+.PHONY: $(GOALS)
+$(GOALS):
+	@case " $(NODEPS) " in *" $@ "*) ;; *) sh tools/deps.sh ;; esac
+	@$(MAKE) --no-print-directory LB_DEPS_CHECKED=1 $@
+else
+
 CC      ?= cc
 LUAJIT  ?= luajit
 VERSION := 0.1.0
@@ -68,15 +81,15 @@ lib: $(BUILD)/lib/liblowbit.a $(BUILD)/lib/liblowbit.so
 
 host: $(BUILD)/bin/lowbit
 
-$(BUILD)/obj/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV) | deps
+$(BUILD)/obj/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -I$(LLHTTP_INC) -c $< -o $@
 
-$(BUILD)/obj/glue/%.o: bindings/%.c $(CORE_HDRS) | deps
+$(BUILD)/obj/glue/%.o: bindings/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c | deps
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -w -I$(LLHTTP_INC) -c $< -o $@
 
@@ -90,12 +103,12 @@ $(BUILD)/lib/liblowbit.so: $(LIB_OBJS)
 
 # FFI declarations: the headers, preprocessed with LB_CDEF (no system
 # includes), turned into a Lua module. One source of truth: the headers.
-$(CDEF_LUA): $(CORE_HDRS) tools/gencdef.lua | deps
+$(CDEF_LUA): $(CORE_HDRS) tools/gencdef.lua
 	@mkdir -p $(dir $@)
 	$(LUAJIT) tools/gencdef.lua $@ $(CORE_HDRS)
 
 # Every Lua module (its source, checked to compile), linked into the host.
-$(BUILD)/gen/embedded.c: $(LUA_SRCS) $(CDEF_LUA) tools/embed.lua | deps
+$(BUILD)/gen/embedded.c: $(LUA_SRCS) $(CDEF_LUA) tools/embed.lua
 	@mkdir -p $(dir $@)
 	$(LUAJIT) tools/embed.lua $@ lua bindings $(BUILD)/lua
 
@@ -109,12 +122,12 @@ $(BUILD)/bin/lowbit: runtime/host/main.c $(BUILD)/gen/embedded.c $(BUILD)/lib/li
 SAN_OBJS := $(CORE_SRCS:runtime/%.c=$(BUILD)/san/%.o) \
             $(BUILD)/san/llhttp/llhttp.o $(BUILD)/san/llhttp/api.o $(BUILD)/san/llhttp/http.o
 
-$(BUILD)/san/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV) | deps
+$(BUILD)/san/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(WARN) -std=gnu99 $(SAN) -Iinclude $(PKG_CFLAGS) -I$(LLHTTP_INC) \
 	  -DLB_VERSION='"$(VERSION)"' -c $< -o $@
 
-$(BUILD)/san/llhttp/%.o: $(LLHTTP_DIR)/%.c | deps
+$(BUILD)/san/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -w $(SAN) -I$(LLHTTP_INC) -c $< -o $@
 
@@ -132,10 +145,10 @@ test-c: $(TEST_BINS)
 test-lua: all
 	@sh tools/run-specs.sh
 
-test: deps all $(TEST_BINS)
+test: all $(TEST_BINS)
 	@sh tools/test.sh $(TEST_BINS)
 
-$(BUILD)/fuzz/%: runtime/fuzz/%.c $(CORE_SRCS) $(CORE_HDRS) | deps
+$(BUILD)/fuzz/%: runtime/fuzz/%.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	clang -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude $(PKG_CFLAGS) -I$(LLHTTP_INC) \
 	  -DLB_VERSION='"$(VERSION)"' -o $@ $< $(CORE_SRCS) $(LLHTTP_SRCS) $(PKG_LIBS) -lm
@@ -148,10 +161,10 @@ fuzz: $(FUZZ_BINS)
 	    grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY' || exit 1; \
 	done
 
-bench: deps all
+bench: all
 	@sh tools/run-bench.sh
 
-example: deps all
+example: all
 	$(BUILD)/bin/lowbit examples/hello.lua 127.0.0.1:8080
 
 # Used by the rockspec (build.type = "make"): installs the Lua modules and
@@ -165,3 +178,5 @@ rock-install: all
 
 clean:
 	rm -rf $(BUILD)
+
+endif
