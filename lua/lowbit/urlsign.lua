@@ -122,8 +122,9 @@ function Signer:signature(host, path, exp, query)
 end
 
 -- Canonical query: the parsed values without exp and sig, encoded sorted.
+-- Deletes exp and sig from values (a fresh parse_query result).
 local function canonical(values)
-  return values:clone():del("exp"):del("sig"):encode()
+  return values:del("exp"):del("sig"):encode()
 end
 M._canonical = canonical
 
