@@ -105,6 +105,27 @@ describe("lowbit.retry.run", function()
     assert.equal(1, calls)
   end)
 
+  it("an error value returned alone is a failure: retried, and DO_NOT_RETRY alone stops", function()
+    local log = {}
+    run(function()
+      local v, err = retry.run(bg, retry.always(), function(_, attempt)
+        log[#log + 1] = attempt
+        if attempt < 3 then return errors.wrap(TRANSIENT, "attempt %d", attempt) end
+        return "done"
+      end)
+      assert.equal("done", v); assert.is_nil(err)
+      local calls = 0
+      v, err = retry.run(bg, retry.always(), function()
+        calls = calls + 1
+        return errors.wrap(retry.DO_NOT_RETRY, "bad input")
+      end)
+      assert.is_nil(v)
+      assert.equal("bad input: do not retry", tostring(err))
+      assert.equal(1, calls)
+    end)
+    assert.same({ 1, 2, 3 }, log)
+  end)
+
   it("a ctx cancelled before the start returns its error without calling fn", function()
     local calls = 0
     run(function()
