@@ -13,7 +13,7 @@ local type, error, tonumber, setmetatable, byte, char, format, find, sub, gsub, 
   type, error, tonumber, setmetatable, string.byte, string.char, string.format, string.find,
   string.sub, string.gsub, string.upper
 local concat, sort, unpack = table.concat, table.sort, unpack
-local getmetatable, pairs, ipairs, tostring = getmetatable, pairs, ipairs, tostring
+local getmetatable, rawget, pairs, ipairs, tostring = getmetatable, rawget, pairs, ipairs, tostring
 
 M.INVALID = setmetatable({}, { __tostring = function() return "invalid URL escape" end })
 
@@ -97,17 +97,24 @@ local function new_values() return setmetatable({ [DATA] = {} }, Values) end
 
 local function is_values(t) return getmetatable(t) == Values end
 
-local function check_key(fname, key)
-  if type(key) ~= "string" then
+-- The data table of self, checking self and key (raises at the caller of
+-- the method).
+local function data_of(self, fname, key, no_key)
+  local data = is_values(self) and rawget(self, DATA)
+  if not data then
+    error("bad argument 'self' to url.Values:" .. fname .. ": Values expected, got " .. type(self) .. " (use ':' to call)", 3)
+  end
+  if not no_key and type(key) ~= "string" then
     error("bad argument 'key' to url.Values:" .. fname .. ": string expected, got " .. type(key), 3)
   end
+  return data
 end
 
 local function check_value(fname, value)
   local t = type(value)
   if t == "number" then return tostring(value) end
   if t ~= "string" then
-    error("bad argument 'value' to url.Values:" .. fname .. ": string expected, got " .. t, 3)
+    error("bad argument 'value' to url.Values:" .. fname .. ": string or number expected, got " .. t, 3)
   end
   return value
 end
@@ -164,47 +171,51 @@ end
 
 --- The first value for key, or nil.
 function Values:get(key)
-  check_key("get", key)
-  local l = self[DATA][key]
+  local l = data_of(self, "get", key)[key]
   return l and l[1]
 end
 
 --- Every value for key, in order: a new list ({} when there is none).
 function Values:values(key)
-  check_key("values", key)
-  local l = self[DATA][key]
+  local l = data_of(self, "values", key)[key]
   return l and { unpack(l) } or {}
 end
 
---- Replaces the values of key with value.
+--- Replaces the values of key with value (a string or a number).
 function Values:set(key, value)
-  check_key("set", key); value = check_value("set", value)
-  self[DATA][key] = { value }
+  local data = data_of(self, "set", key)
+  data[key] = { check_value("set", value) }
   return self
 end
 
---- Appends value to the values of key.
+--- Appends value (a string or a number) to the values of key.
 function Values:add(key, value)
-  check_key("add", key); value = check_value("add", value)
-  local data = self[DATA]
+  local data = data_of(self, "add", key)
+  value = check_value("add", value)
   local l = data[key]
   if l then l[#l + 1] = value else data[key] = { value } end
   return self
 end
 
-function Values:del(key) check_key("del", key); self[DATA][key] = nil; return self end
-function Values:has(key) check_key("has", key); return self[DATA][key] ~= nil end
+--- Removes key and its values.
+function Values:del(key) data_of(self, "del", key)[key] = nil; return self end
+
+--- Whether key is there (with a value, maybe "").
+function Values:has(key) return data_of(self, "has", key)[key] ~= nil end
 
 --- The keys, sorted.
 function Values:keys()
   local keys = {}
-  for k in pairs(self[DATA]) do keys[#keys + 1] = k end
+  for k in pairs(data_of(self, "keys", nil, true)) do keys[#keys + 1] = k end
   sort(keys)
   return keys
 end
 
 --- A copy that may be changed without changing v.
-function Values:clone() return M.new_values(self) end
+function Values:clone()
+  data_of(self, "clone", nil, true)
+  return M.new_values(self)
+end
 
 --- Encodes values as "a=1&b=2", sorted by key (values keep their order).
 --- Accepts Values or a plain table { key = "v" | {"v1", "v2"} }.
@@ -230,7 +241,10 @@ function M.encode_query(values)
 end
 
 --- The query string of v (as url.encode_query).
-function Values:encode() return M.encode_query(self) end
+function Values:encode()
+  data_of(self, "encode", nil, true)
+  return M.encode_query(self)
+end
 Values.__tostring = Values.encode
 
 ---------------------------------------------------------------------------
