@@ -94,6 +94,7 @@ describe("wrong argument types to methods", function()
         conn = a, listener = ln, udp = udp, chan = lowbit.chan(1), waitgroup = lowbit.waitgroup(),
         mutex = lowbit.mutex(), ctx = (context.with_cancel(context.background())),
         headers = require("lowbit.http.headers").new(), url = require("lowbit.url").parse("http://a/b?c=d"),
+        values = require("lowbit.url").parse_query("get=1&c=d"),
         muxx = require("lowbit.muxx").new(), topic = require("lowbit.topic").new(),
         rungroup = require("lowbit.rungroup").new(), seriallane = require("lowbit.seriallane").new(1),
         websocket = require("lowbit.websockets").new(b, { server = true }),

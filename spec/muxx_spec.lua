@@ -255,18 +255,16 @@ describe("lowbit.muxx matching (conformance table request/registered)", function
   it("/a/b/c/d with the same three chooses {w...}", function()
     assert.equal("{w...}", answer(three(), "GET", "/a/b/c/d"))
   end)
-  it("/a/b with the same three chooses none of them", function()
+  it("/a/b with the same three matches none of them: the router redirects to /a/b/, as Go", function()
     local m = three()
     local h, pattern = m:handler(httptest.new_request("GET", "/a/b"))
     assert.is_function(h)
-    assert.is_not.equal("/a/b/{$}", pattern)
-    assert.is_not.equal("/a/b/{w}", pattern)
-    assert.is_not.equal("/a/b/{w...}", pattern)
-    -- No pattern matches /a/b, and /a/b/ is taken by {$}, not by a
-    -- multi-wildcard: conformance/muxx.md says none (404), no redirect.
-    local w = serve(m, "GET", "/a/b")
-    assert.equal(404, w.status)
-    assert.equal("404 page not found\n", w.body)
+    -- No pattern matches /a/b, but {$} matches /a/b/ exactly: Go's
+    -- matchOrRedirect redirects (the tree itself matches none).
+    assert.equal("/a/b/", pattern)
+    local w = serve(m, "GET", "/a/b?q=1")
+    assert.equal(muxx.REDIRECT_STATUS, w.status)
+    assert.equal("/a/b/?q=1", w:header():get("Location"))
     local only = muxx.new()
     only:handle("/a/b/{w}", tag("{w}"))
     assert.equal(404, answer(only, "GET", "/a/b"))
@@ -442,6 +440,46 @@ describe("lowbit.muxx responses the router writes", function()
     assert.equal("/x/", w:header():get("Location"))
     assert.equal("root", answer(m, "GET", "/y"))
   end)
+
+  -- Go 1.22's matchOrRedirect: redirect /p to /p/ when /p has no exact
+  -- match and /p/ has one (exactMatch: no multi-wildcard last, or one
+  -- taking the empty rest). { patterns, method, target, answer, Location }.
+  local slash_cases = {
+    { { "/c/d/{$}" }, "GET", "/c/d?q=1", 307, "/c/d/?q=1" },
+    { { "/c/d/{$}" }, "HEAD", "/c/d", 307, "/c/d/" },
+    { { "/c/d/{$}" }, "POST", "/c/d", 307, "/c/d/" },
+    { { "GET /c/d/{$}" }, "HEAD", "/c/d", 307, "/c/d/" },
+    { { "/c/{x}/{$}" }, "GET", "/c/zz", 307, "/c/zz/" },
+    { { "/c/d/{rest...}" }, "GET", "/c/d?a=1&a=2", 307, "/c/d/?a=1&a=2" },
+    { { "/c/d/" }, "GET", "/c/d", 307, "/c/d/" },
+    { { "/c/d/{$}", "/" }, "GET", "/c/d", 307, "/c/d/" },           -- "/" matches /c/d, not exactly
+    { { "/c/d/{$}", "/c/{x...}" }, "GET", "/c/d", 307, "/c/d/" },   -- as does /c/{x...}
+    { { "/c/d/{$}", "/c/{x}" }, "GET", "/c/d", "{x}" },             -- exact match: served
+    { { "/c/d/{$}", "/c/d" }, "GET", "/c/d", "/c/d" },
+    { { "/c/d/{$}", "/c/d" }, "GET", "/c/d/", "/c/d/{$}" },
+    { { "/c/d/{$}" }, "GET", "/c/d/", "/c/d/{$}" },
+    { { "/c/d/{$}" }, "GET", "/c/d/e", 404 },
+    { { "/c/d/{$}" }, "GET", "/c", 404 },                           -- /c/ is not matched
+    { { "/c/" }, "GET", "/c/d", "/c/" },                            -- /c/d/ by /c/ is not exact
+    { { "/c/d/" }, "GET", "/c/d/e", "/c/d/" },
+    { { "/c/d/{w}" }, "GET", "/c/d", 404 },                         -- {w} never matches ""
+    { { "POST /c/d/{$}" }, "GET", "/c/d", 405 },                    -- method: no redirect
+    { { "h.example/c/d/{$}" }, "GET", "/c/d", 307, "/c/d/", { host = "h.example:80" } },
+    { { "h.example/c/d/{$}" }, "GET", "/c/d", 404, nil, { host = "other.example" } },
+    { { "/c/d/{$}" }, "GET", "/c/./d", 307, "/c/d/" },              -- slash and clean in one
+  }
+  for _, c in ipairs(slash_cases) do
+    it(("%s %s with %s answers %s"):format(c[2], c[3], table.concat(c[1], ", "), tostring(c[5] or c[4])), function()
+      local m = muxx.new()
+      for _, p in ipairs(c[1]) do
+        m:handle(p, function(w, r) w:write(p == "/c/{x}" and "{x}" or p) end)
+      end
+      local w = serve(m, c[2], c[3], c[6])
+      local got = w.status == 200 and w.body or w.status
+      assert.equal(c[4], got)
+      assert.equal(c[5], w:header():get("Location"))
+    end)
+  end
 
   it("does not redirect when the method does not match under /x/", function()
     local m = muxx.new()

@@ -105,6 +105,27 @@ describe("lowbit.retry.run", function()
     assert.equal(1, calls)
   end)
 
+  it("an error value returned alone is a failure: retried, and DO_NOT_RETRY alone stops", function()
+    local log = {}
+    run(function()
+      local v, err = retry.run(bg, retry.always(), function(_, attempt)
+        log[#log + 1] = attempt
+        if attempt < 3 then return errors.wrap(TRANSIENT, "attempt %d", attempt) end
+        return "done"
+      end)
+      assert.equal("done", v); assert.is_nil(err)
+      local calls = 0
+      v, err = retry.run(bg, retry.always(), function()
+        calls = calls + 1
+        return errors.wrap(retry.DO_NOT_RETRY, "bad input")
+      end)
+      assert.is_nil(v)
+      assert.equal("bad input: do not retry", tostring(err))
+      assert.equal(1, calls)
+    end)
+    assert.same({ 1, 2, 3 }, log)
+  end)
+
   it("a ctx cancelled before the start returns its error without calling fn", function()
     local calls = 0
     run(function()
@@ -291,4 +312,109 @@ describe("lowbit.retry policies", function()
     assert.is_true(errors.is_error(retry.RETRY_LIMIT_EXCEEDED))
     assert.is_false(errors.is(retry.DO_NOT_RETRY, retry.RETRY_LIMIT_EXCEEDED))
   end)
+end)
+
+-- One rule for the family (retry.run's fn, topic handlers, rungroup services
+-- and interval_service fns): `nil, err` (err anything but nil or a boolean)
+-- and an errors value returned alone fail; everything else succeeds.
+describe("the callback rule shared by retry, topic and rungroup", function()
+  local topic = require "lowbit.topic"
+  local rungroup = require "lowbit.rungroup"
+  local E = errors.new("e")
+  local WRAPPED = errors.wrap(E, "ctx")
+  local JOINED = errors.join(E, errors.new("f"))
+  local PLAIN = {}
+  -- { name, results, failure (the error it reports) or nil }
+  local shapes = {
+    { "nothing", {}, nil },
+    { "true", { true }, nil },
+    { "false", { false }, nil },
+    { "a string", { "ok" }, nil },
+    { "a number", { 42 }, nil },
+    { "a plain table", { PLAIN }, nil },
+    { "nil, false", { nil, false }, nil },
+    { "value, true", { "v", true }, nil },
+    { "an error value alone", { E }, E },
+    { "a wrapped error alone", { WRAPPED }, WRAPPED },
+    { "a joined error alone", { JOINED }, JOINED },
+    { "nil, err", { nil, E }, E },
+    { "nil, a string", { nil, "msg" }, "msg" },
+    { "value, err", { "partial", E }, E },
+  }
+  local function returning(res) return function() return unpack(res, 1, 2) end end
+
+  for _, s in ipairs(shapes) do
+    local name, res, want = s[1], s[2], s[3]
+    local verdict = want ~= nil and "fails" or "succeeds"
+
+    it(("retry.run: %s %s"):format(name, verdict), function()
+      run(function()
+        local calls = 0
+        local ret = returning(res)
+        local v, err = retry.run(bg, retry.max_attempts(2, retry.always()), function()
+          calls = calls + 1
+          return ret()
+        end)
+        if want ~= nil then
+          assert.equal(2, calls)
+          assert.is_nil(v)
+          assert.is_true(errors.is(err, retry.RETRY_LIMIT_EXCEEDED))
+          assert.is_true(rawequal(want, errors.unwrap(err)) or errors.is(err, want))
+        else
+          assert.equal(1, calls)
+          assert.is_nil(err)
+          if res[1] == nil then assert.is_true(v) else assert.equal(res[1], v) end
+        end
+      end)
+    end)
+
+    it(("topic handler: %s %s (also under with_retry)"):format(name, verdict), function()
+      run(function()
+        local t = topic.new()
+        local calls = 0
+        local ret = returning(res)
+        t:subscribe(function() calls = calls + 1; return ret() end)
+        local err = t:publish(bg, "ev")
+        if want ~= nil then
+          assert.is_true(rawequal(want, errors.list(err)[1]))
+        else
+          assert.is_nil(err)
+        end
+        local u = topic.new()
+        local retried = 0
+        u:subscribe(function() retried = retried + 1; return ret() end, u:with_retry(1))
+        err = u:publish(bg, "ev")
+        assert.equal(want ~= nil and 2 or 1, retried)
+        assert.equal(want ~= nil, err ~= nil)
+      end)
+    end)
+
+    it(("rungroup service and interval_service fn: %s %s"):format(name, verdict), function()
+      run(function()
+        local g = rungroup.new()
+        local ret = returning(res)
+        g:add(function() return ret() end, { restart = rungroup.NEVER, name = "svc" })
+        local err = g:run(bg) -- the service ends on its own
+        if want ~= nil then
+          assert.is_true(rawequal(want, errors.unwrap(errors.list(err)[1])))
+        else
+          assert.is_nil(err)
+        end
+        local g2 = rungroup.new()
+        local ticks = 0
+        g2:add(rungroup.interval_service(1, function() ticks = ticks + 1; return ret() end),
+          { restart = rungroup.NEVER, name = "tick" })
+        local ctx, cancel = context.with_timeout(bg, 2.5)
+        err = g2:run(ctx)
+        cancel()
+        if want ~= nil then
+          assert.equal(1, ticks)
+          assert.is_true(rawequal(want, errors.unwrap(errors.list(err)[1])))
+        else
+          assert.equal(3, ticks) -- at 0, 1 and 2 s, then ctx ended
+          assert.is_nil(err)
+        end
+      end)
+    end)
+  end
 end)

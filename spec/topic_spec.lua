@@ -212,7 +212,7 @@ describe("lowbit.topic", function()
   it("with_retry waits delay between attempts", function()
     local t = topic.new()
     local calls = 0
-    t:subscribe(function() calls = calls + 1; if calls < 3 then return "fail" end end, t:with_retry(3, 0.02))
+    t:subscribe(function() calls = calls + 1; if calls < 3 then return nil, "fail" end end, t:with_retry(3, 0.02))
     run(function()
       local t0 = lowbit.now()
       assert.is_nil(t:publish(bg, 1))

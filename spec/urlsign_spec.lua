@@ -242,4 +242,22 @@ describe("lowbit.urlsign", function()
     v, err = s:verify("https://example.com/%zz?exp=1&sig=00")
     assert.is_nil(v); assert.is_true(errors.is(err, urlsign.INVALID_URL))
   end)
+
+  it("signs and verifies URLs whose query keys are named like url.Values methods", function()
+    local s = signer()
+    local names = { "set", "get", "add", "del", "has", "values", "keys", "clone", "encode",
+      "__index", "__newindex", "__metatable", "__tostring" }
+    for n in pairs(url.Values) do if type(n) == "string" then names[#names + 1] = n end end
+    for _, n in ipairs(names) do
+      local raw = "https://h/p?" .. url.query_escape(n) .. "=1&z=2"
+      local signed, err = s:sign(raw)
+      assert.is_nil(err, n)
+      assert.equal("1", param(signed, n), n)
+      assert.equal("2", param(signed, "z"), n)
+      assert.is_true(s:verify(signed), n)
+      local tampered = set_param(signed, n, "2")
+      local ok, verr = s:verify(tampered)
+      assert.is_nil(ok, n); assert.is_true(errors.is(verr, urlsign.INVALID_SIG), n)
+    end
+  end)
 end)

@@ -26,7 +26,10 @@
 -- cost of a request does not grow with the number of routes.
 --
 -- The router answers by itself:
---   * `/x` when only `/x/` would match: 307 to `/x/` (query kept);
+--   * `/x` with no exact match when `/x/` has one (Go's exactMatch: a
+--     pattern not ending in a multi-wildcard, such as `/x/{$}`, or one whose
+--     multi-wildcard takes the empty rest, such as `/x/` or `/x/{rest...}`):
+--     307 to `/x/` (query kept);
 --   * an unclean path (`//`, `/./`, `/../`; not for CONNECT): 307 to the
 --     cleaned path (trailing slash kept, query kept);
 --   * a path that matches only under other methods: 405 with `Allow` (sorted,
@@ -585,16 +588,16 @@ local function lookup(mux, r)
   local host = strip_port(r.host)
   local cpath = clean_path(path)
   local rt, d = tree_match(mux, host, method, cpath)
-  -- conformance/muxx.md: a path with no exact match (none at all, or only
-  -- a multi-wildcard taking a non-empty rest) is redirected when its
-  -- slashed form is taken by a trailing multi-wildcard matching the empty
-  -- rest (e.g. "/x/" registered). A slashed form taken by "{$}" is no
-  -- reason to redirect (Go does; the contract does not: "/a/b" with
-  -- "/a/b/{$}" registered is a 404).
-  if (rt == nil or rt.last_multi) and byte(cpath, #cpath) ~= 47 then
+  -- As Go 1.22's matchOrRedirect/exactMatch: a path with no exact match
+  -- (none at all, or only a multi-wildcard taking a non-empty rest) is
+  -- redirected to its slashed form when that form is matched exactly: by
+  -- "{$}" ("/a/b/{$}"), by a literal or "{name}" ahead of "{$}", or by a
+  -- trailing multi-wildcard ("/a/b/", "/a/b/{rest...}") taking the empty
+  -- rest. "/a/" taking "b/" from "/a/b/" is no exact match: no redirect.
+  if not exact(rt, cpath) and cpath ~= "" and byte(cpath, #cpath) ~= 47 then
     local slashed = cpath .. "/"
     local rt2 = tree_match(mux, host, method, slashed)
-    if rt2 and rt2.last_multi and exact(rt2, slashed) then
+    if exact(rt2, slashed) then
       return nil, redirect_handler(with_query(slashed, r), M.REDIRECT_STATUS), slashed
     end
     -- The second lookup overwrote the captures of the first.

@@ -8,11 +8,12 @@
 --       return body                                  -- done
 --     end)
 --
--- fn(ctx, attempt) is called with attempt = 1, 2, ... It succeeds by
--- returning its result (any value, or nothing) with no second value, and
--- fails by returning `nil, err` (any err other than nil). An error raised
--- inside fn is not caught: it propagates out of retry.run (a raise is a bug,
--- not a transient failure).
+-- fn(ctx, attempt) is called with attempt = 1, 2, ... The rule of the whole
+-- family (retry, topic handlers, rungroup services): fn fails by returning
+-- `nil, err` (err anything but nil or a boolean) or an error value
+-- (lowbit.errors) alone; anything else succeeds: nothing, or a result (any
+-- other value, booleans included). An error raised inside fn is not caught:
+-- it propagates out of retry.run (a raise is a bug, not a transient failure).
 --
 -- A policy is function(attempt) -> seconds, called after attempt number
 -- `attempt` failed: seconds > 0 sleeps that long before the next attempt,
@@ -32,7 +33,7 @@ local M = {}
 local type, error, getmetatable, tostring = type, error, getmetatable, tostring
 local random, min, floor, huge = math.random, math.min, math.floor, math.huge
 local is_ctx = context.is_context
-local is, with_kind = errors.is, errors.with_kind
+local is, with_kind, is_error = errors.is, errors.with_kind, errors.is_error
 local sleep_ctx, current, yield = lowbit.sleep_ctx, lowbit.current, lowbit.yield
 
 --- fn returned an error wrapping this: stop at once, return that error.
@@ -41,6 +42,14 @@ M.DO_NOT_RETRY = errors.new("do not retry")
 M.RETRY_LIMIT_EXCEEDED = errors.new("retry limit exceeded")
 
 local DO_NOT_RETRY, RETRY_LIMIT_EXCEEDED = M.DO_NOT_RETRY, M.RETRY_LIMIT_EXCEEDED
+
+-- fn's results as an error, or nil for a success (the rule at the top;
+-- topic and rungroup judge their callbacks' results the same way).
+local function failure(a, b)
+  if b ~= nil and type(b) ~= "boolean" then return b end
+  if is_error(a) then return a end
+  return nil
+end
 
 local function callable(f)
   if type(f) == "function" then return true end
@@ -80,8 +89,8 @@ local function again(ctx, policy, fn, err)
     local cerr = ctx:err()
     if cerr ~= nil then return nil, cerr end
     attempt = attempt + 1
-    local res
-    res, err = fn(ctx, attempt)
+    local res, e = fn(ctx, attempt)
+    err = failure(res, e)
     if err == nil then
       if res == nil then return true end
       return res
@@ -106,7 +115,8 @@ function M.run(ctx, policy, fn)
   -- (the common case) then compiles into its caller's trace.
   local cerr = ctx:err()
   if cerr ~= nil then return nil, cerr end
-  local res, err = fn(ctx, 1)
+  local res, e = fn(ctx, 1)
+  local err = failure(res, e)
   if err == nil then
     if res == nil then return true end
     return res

@@ -11,8 +11,10 @@
 --
 -- A service is a function(ctx) or a table with run(self, ctx) (and an
 -- optional `name`). It blocks until its work is done or ctx is cancelled,
--- then returns: nothing (or a boolean) is a clean exit; `nil, err` or an
--- error value is a failure. An error it raises is caught, with its
+-- then returns: `nil, err` (err anything but nil or a boolean) or an error
+-- value (lowbit.errors) alone is a failure; anything else (nothing, a
+-- boolean, any other value) is a clean exit, the same rule as retry.run's
+-- fn and topic's handlers. An error it raises is caught, with its
 -- traceback, and treated as a failure (SERVICE_RAISED, also matching the
 -- raised value when that was an error value).
 --
@@ -227,7 +229,7 @@ end
 local function outcome(ok, a, b)
   if not ok then return a end
   if b ~= nil and type(b) ~= "boolean" then return b end
-  if a ~= nil and type(a) ~= "boolean" then return a end
+  if errors.is_error(a) then return a end
   return nil
 end
 
@@ -401,8 +403,8 @@ end
 ---------------------------------------------------------------------------
 
 --- A service that calls fn(ctx) at once, then every `seconds` (ticks that
---- fall while fn runs are skipped). A failure of fn (nil, err, an error
---- value, or a raise) ends the service with it, for the restart policy to
+--- fall while fn runs are skipped). A failure of fn (`nil, err`, an error
+--- value alone, or a raise) ends the service with it, for the restart policy to
 --- handle; cancellation of ctx ends it cleanly.
 function M.interval_service(seconds, fn)
   if type(seconds) ~= "number" or seconds ~= seconds or seconds <= 0 then

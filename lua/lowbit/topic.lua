@@ -8,8 +8,10 @@
 --   local ok, err = users:publish(ctx, { id = "u_123" })  -- every handler ran
 --   cancel()                                              -- idempotent
 --
--- Handlers are fn(ctx, ev). A handler succeeds by returning nothing (or a
--- boolean) and fails by returning `nil, err` or an error value alone.
+-- Handlers are fn(ctx, ev). A handler fails by returning `nil, err` (err
+-- anything but nil or a boolean) or an error value (lowbit.errors) alone;
+-- anything else (nothing, a boolean, any other value) is a success. The
+-- same rule as retry.run's fn and rungroup's services.
 -- publish runs every handler in subscription order, even after some fail,
 -- and returns true, or nil plus all their errors joined (errors.join).
 --
@@ -57,11 +59,11 @@ local function callable(f)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- A handler's result as an error or nil: `nil, err` or a bare non-boolean
--- value is a failure; nothing, nil or a boolean alone is a success.
+-- A handler's result as an error or nil (the rule at the top, as
+-- retry.run's): `nil, err` or an error value alone is a failure.
 local function outcome(a, b)
   if b ~= nil and type(b) ~= "boolean" then return b end
-  if a ~= nil and type(a) ~= "boolean" then return a end
+  if is_error(a) then return a end
   return nil
 end
 

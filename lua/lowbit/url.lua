@@ -4,14 +4,16 @@
 --   u.scheme, u.host, u.path, u.raw_path, u.raw_query, u.fragment
 --   --> "https", "example.com:8443", "/a/b/c", "/a%2Fb/c", "x=1&y=2", "top"
 --   u:hostname(), u:port()   --> "example.com", "8443"
---   u:query():get("x")       --> "1"
+--   u:query():get("x")       --> "1"  (Values: get, values, set, add, del, has,
+--                                      keys, clone, encode; keys never shadow them)
 --   url.encode_query{ b = "2", a = { "1", "x y" } }   --> "a=1&a=x+y&b=2"
 local M = {}
 
 local type, error, tonumber, setmetatable, byte, char, format, find, sub, gsub, upper =
   type, error, tonumber, setmetatable, string.byte, string.char, string.format, string.find,
   string.sub, string.gsub, string.upper
-local concat, sort = table.concat, table.sort
+local concat, sort, unpack = table.concat, table.sort, unpack
+local getmetatable, rawget, pairs, ipairs, tostring = getmetatable, rawget, pairs, ipairs, tostring
 
 M.INVALID = setmetatable({}, { __tostring = function() return "invalid URL escape" end })
 
@@ -78,25 +80,88 @@ end
 -- Query values
 ---------------------------------------------------------------------------
 
+-- A Values object keeps its data in an inner table under a key no query
+-- can name (a table, not a string), so a parameter called "get", "set",
+-- "__index" or anything else never shadows a method: the methods live only
+-- in the metatable. Read and change it through the methods.
+local DATA = setmetatable({}, { __tostring = function() return "url.Values data" end })
+
 local Values = {}
 Values.__index = Values
+Values.__newindex = function(_, k)
+  error("bad assignment to url.Values field " .. format("%q", tostring(k)) .. ": use v:set(key, value)", 2)
+end
 M.Values = Values
 
---- Parses a query string into Values (name -> array of values). Pairs
+local function new_values() return setmetatable({ [DATA] = {} }, Values) end
+
+local function is_values(t) return getmetatable(t) == Values end
+
+-- The data table of self, checking self and key (raises at the caller of
+-- the method).
+local function data_of(self, fname, key, no_key)
+  local data = is_values(self) and rawget(self, DATA)
+  if not data then
+    error("bad argument 'self' to url.Values:" .. fname .. ": Values expected, got " .. type(self) .. " (use ':' to call)", 3)
+  end
+  if not no_key and type(key) ~= "string" then
+    error("bad argument 'key' to url.Values:" .. fname .. ": string expected, got " .. type(key), 3)
+  end
+  return data
+end
+
+local function check_value(fname, value)
+  local t = type(value)
+  if t == "number" then return tostring(value) end
+  if t ~= "string" then
+    error("bad argument 'value' to url.Values:" .. fname .. ": string or number expected, got " .. t, 3)
+  end
+  return value
+end
+
+--- An empty Values; with t ({ key = "v" | {"v1", "v2"} }), a copy of it.
+function M.new_values(t)
+  if t ~= nil and type(t) ~= "table" then
+    error("bad argument 't' to url.new_values: table or nil expected, got " .. type(t), 2)
+  end
+  local v = new_values()
+  if t == nil then return v end
+  local data = v[DATA]
+  if is_values(t) then
+    for k, l in pairs(t[DATA]) do data[k] = { unpack(l) } end
+    return v
+  end
+  for k, val in pairs(t) do
+    if type(k) ~= "string" then
+      error("bad argument 't' to url.new_values: string keys expected, got " .. type(k), 2)
+    end
+    if type(val) == "table" then
+      local l = {}
+      for i = 1, #val do l[i] = tostring(val[i]) end
+      data[k] = l
+    else
+      data[k] = { tostring(val) }
+    end
+  end
+  return v
+end
+
+--- Parses a query string into Values (name -> list of values). Pairs
 --- with bad escapes are skipped; the second result reports the first one.
 function M.parse_query(s)
   if s ~= nil and type(s) ~= "string" then error("bad argument 's' to url.parse_query: string or nil expected, got " .. type(s), 2) end
-  local v = setmetatable({}, Values)
+  local v = new_values()
   local first_err
   if s == nil or s == "" then return v end
+  local data = v[DATA]
   for pair in s:gmatch("[^&]+") do
     local k, val = pair:match("^([^=]*)=(.*)$")
     if not k then k, val = pair, "" end
     local dk, e1 = unescape(k, true)
     local dv, e2 = unescape(val, true)
     if dk and dv then
-      local list = rawget(v, dk)
-      if list then list[#list + 1] = dv else rawset(v, dk, { dv }) end
+      local list = data[dk]
+      if list then list[#list + 1] = dv else data[dk] = { dv } end
     else
       first_err = first_err or (e1 or e2)
     end
@@ -106,25 +171,57 @@ end
 
 --- The first value for key, or nil.
 function Values:get(key)
-  local l = rawget(self, key)
+  local l = data_of(self, "get", key)[key]
   return l and l[1]
 end
 
-function Values:set(key, value) rawset(self, key, { value }); return self end
+--- Every value for key, in order: a new list ({} when there is none).
+function Values:values(key)
+  local l = data_of(self, "values", key)[key]
+  return l and { unpack(l) } or {}
+end
 
-function Values:add(key, value)
-  local l = rawget(self, key)
-  if l then l[#l + 1] = value else rawset(self, key, { value }) end
+--- Replaces the values of key with value (a string or a number).
+function Values:set(key, value)
+  local data = data_of(self, "set", key)
+  data[key] = { check_value("set", value) }
   return self
 end
 
-function Values:del(key) rawset(self, key, nil); return self end
-function Values:has(key) return rawget(self, key) ~= nil end
+--- Appends value (a string or a number) to the values of key.
+function Values:add(key, value)
+  local data = data_of(self, "add", key)
+  value = check_value("add", value)
+  local l = data[key]
+  if l then l[#l + 1] = value else data[key] = { value } end
+  return self
+end
+
+--- Removes key and its values.
+function Values:del(key) data_of(self, "del", key)[key] = nil; return self end
+
+--- Whether key is there (with a value, maybe "").
+function Values:has(key) return data_of(self, "has", key)[key] ~= nil end
+
+--- The keys, sorted.
+function Values:keys()
+  local keys = {}
+  for k in pairs(data_of(self, "keys", nil, true)) do keys[#keys + 1] = k end
+  sort(keys)
+  return keys
+end
+
+--- A copy that may be changed without changing v.
+function Values:clone()
+  data_of(self, "clone", nil, true)
+  return M.new_values(self)
+end
 
 --- Encodes values as "a=1&b=2", sorted by key (values keep their order).
 --- Accepts Values or a plain table { key = "v" | {"v1", "v2"} }.
 function M.encode_query(values)
   if type(values) ~= "table" then error("bad argument 'values' to url.encode_query: table expected, got " .. type(values), 2) end
+  if is_values(values) then values = values[DATA] end
   local keys = {}
   for k in pairs(values) do
     if type(k) == "string" then keys[#keys + 1] = k end
@@ -143,7 +240,12 @@ function M.encode_query(values)
   return concat(parts, "&")
 end
 
-Values.encode = M.encode_query
+--- The query string of v (as url.encode_query).
+function Values:encode()
+  data_of(self, "encode", nil, true)
+  return M.encode_query(self)
+end
+Values.__tostring = Values.encode
 
 ---------------------------------------------------------------------------
 -- URLs

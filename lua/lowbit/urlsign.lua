@@ -39,8 +39,8 @@ local C = core.C
 
 local M = {}
 
-local type, error, tostring, tonumber, setmetatable, pairs, rawget =
-  type, error, tostring, tonumber, setmetatable, pairs, rawget
+local type, error, tostring, tonumber, setmetatable =
+  type, error, tostring, tonumber, setmetatable
 local floor = math.floor
 local format, find = string.format, string.find
 local ffi_string, ffi_gc = ffi.string, ffi.gc
@@ -122,12 +122,9 @@ function Signer:signature(host, path, exp, query)
 end
 
 -- Canonical query: the parsed values without exp and sig, encoded sorted.
+-- Deletes exp and sig from values (a fresh parse_query result).
 local function canonical(values)
-  local rest = {}
-  for k, v in pairs(values) do
-    if k ~= "exp" and k ~= "sig" then rest[k] = v end
-  end
-  return url.encode_query(rest)
+  return values:del("exp"):del("sig"):encode()
 end
 M._canonical = canonical
 
@@ -150,8 +147,8 @@ end
 
 local function verify_parts(self, host, path, raw_query)
   local values, qerr = url.parse_query(raw_query)
-  local exps, sigs = rawget(values, "exp"), rawget(values, "sig")
-  if not exps or not sigs or exps[1] == "" or sigs[1] == "" then return nil, M.MISSING_PARAMS end
+  local exps, sigs = values:values("exp"), values:values("sig")
+  if not exps[1] or not sigs[1] or exps[1] == "" or sigs[1] == "" then return nil, M.MISSING_PARAMS end
   if qerr then return nil, errors.wrap(M.INVALID_SIG, "malformed query: %s", tostring(qerr)) end
   if #exps > 1 or #sigs > 1 then return nil, errors.wrap(M.INVALID_SIG, "exp or sig repeated") end
   local exp, sig = exps[1], sigs[1]
