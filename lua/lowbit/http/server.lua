@@ -484,7 +484,6 @@ local function method_of(p, n)
   return ffi_string(p, n)
 end
 
--- Builds the Request from a parsed head (must run before ib changes).
 -- RFC 9112 6.1: a request framed by Transfer-Encoding that also has a
 -- Content-Length is read as chunked, its Content-Length is dropped (a
 -- handler that forwards the headers must not forward the pair), and the
@@ -508,6 +507,7 @@ local function framing_conflict(cs, raw, minor, kind)
   return raw
 end
 
+-- Builds the Request from a parsed head (must run before ib changes).
 local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
   local raw = new_tab(2 * n, 0)
