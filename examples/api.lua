@@ -10,6 +10,8 @@
 --
 -- Everything under /api runs through `auth` (a muxx group middleware); the
 -- routes are flat ServeMux patterns, so r:path_value works everywhere.
+local lowbit = require "lowbit"
+local context = require "lowbit.context"
 local muxx = require "lowbit.muxx"
 local pj = require "lowbit.problemjson"
 local cjson = require "cjson.safe"
@@ -124,8 +126,19 @@ return function(ctx, addr)
   local http = require "lowbit.http"
   addr = addr or "127.0.0.1:8081"
   io.stderr:write("api: listening on http://", addr, "/ (token: ", TOKEN, ")\n")
-  local ok, err = http.listen_and_serve(addr, m, ctx)
-  if not ok and err and not (ctx:err()) then
+  local srv = http.server{ handler = m, read_header_timeout = 5, read_timeout = 10, write_timeout = 10,
+                           idle_timeout = 60, max_body_bytes = 1024 * 1024 }
+  -- Ctrl-C: in-flight requests get 5 s to finish, then the rest is cut.
+  -- (The watcher also ends when serving does, the port taken, say.)
+  local served = lowbit.chan(0)
+  lowbit.go(function()
+    if lowbit.select{ ctx:done(), served } ~= 1 then return end
+    srv:shutdown(context.with_timeout(context.background(), 5))
+    srv:close()
+  end)
+  local _, err = srv:listen_and_serve(addr)
+  served:close()
+  if err ~= http.SERVER_CLOSED then
     io.stderr:write("api: ", tostring(err), "\n")
     return 1
   end

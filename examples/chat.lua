@@ -107,7 +107,9 @@ return function(ctx, addr)
     cancel()
   end)
 
-  local srv = http.server{ handler = m, read_header_timeout = 10 }
+  -- No write_timeout: the event stream and the WebSocket last (a hijacked
+  -- conn leaves the server's deadlines; the handler keeps its own).
+  local srv = http.server{ handler = m, read_header_timeout = 10, idle_timeout = 60 }
   lowbit.go(function() ctx:wait(); srv:shutdown(context.with_timeout(context.background(), 2)); srv:close() end)
   io.stderr:write("chat: open http://", addr, "/\n")
   local _, err = srv:listen_and_serve(addr)

@@ -26,11 +26,21 @@ local proto = frame.format{
   max_payload = 4096,
 }
 
+-- A client silent for IDLE seconds is dropped, and so is one that does not
+-- take a reply within WRITE seconds; on Ctrl-C the open connections get
+-- GRACE seconds, then are closed.
+local IDLE, WRITE, GRACE = 60, 10, 5
+local conns = {}      -- the open connections
+local closing = nil   -- when they end, once Ctrl-C came
+
 local function serve_client(conn, name)
+  conns[conn] = true
   local sr = stream.new_reader(conn, proto)
   local out = buffer.new()
   local readings = 0
   while true do
+    local t = lowbit.now() + IDLE
+    conn:set_read_deadline(closing and closing < t and closing or t)
     local payload, vals = sr:next()
     if not payload then break end -- EOF, or a framing error we do not recover from
     local cmd, reply = vals.command, nil
@@ -44,8 +54,10 @@ local function serve_client(conn, name)
     end
     out:reset()
     proto:encode(reply, { version = 1, command = cmd }, out)
+    conn:set_write_deadline(lowbit.now() + WRITE)
     if not conn:write(out:tostring()) then break end
   end
+  conns[conn] = nil
   conn:close()
 end
 
@@ -57,7 +69,14 @@ local function run_device(ctx, addr, name)
       ("device %s tcp %s"):format(name, tcp_addr))
     if err and not errors.is(err, context.CANCELED) then io.stderr:write("device: discovery stopped: ", tostring(err), "\n") end
   end)
-  lowbit.go(function() ctx:wait(); ln:close() end)
+  lowbit.go(function()
+    ctx:wait()
+    ln:close()                                 -- stop accepting
+    closing = lowbit.now() + GRACE
+    for c in pairs(conns) do c:set_read_deadline(closing) end
+    while next(conns) and lowbit.now() < closing do lowbit.sleep(0.05) end
+    for c in pairs(conns) do c:close() end     -- then cut what is left
+  end)
   io.stderr:write("device ", name, ": discovery on udp ", addr, ", protocol on tcp ", tcp_addr, "\n")
   while true do
     local conn = ln:accept(ctx)

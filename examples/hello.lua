@@ -6,7 +6,9 @@
 -- With a certificate and key it serves HTTPS instead:
 --   build/bin/lowbit examples/hello.lua 127.0.0.1:8443 cert.pem key.pem
 --
--- Ctrl-C shuts the server down gracefully: in-flight requests finish.
+-- Ctrl-C shuts the server down gracefully: in-flight requests get 5 s.
+local lowbit = require "lowbit"
+local context = require "lowbit.context"
 local http = require "lowbit.http"
 
 return function(ctx, addr, cert, key)
@@ -18,10 +20,20 @@ return function(ctx, addr, cert, key)
       w:header():set("Content-Type", "text/plain; charset=utf-8")
       w:write("hello world\n")
     end,
-    read_header_timeout = 10,
-    idle_timeout = 60,
+    -- Timeouts, so that a slow or silent client cannot hold a connection
+    -- (and its memory) forever: copy them along with the example.
+    read_header_timeout = 10, -- the request head
+    read_timeout = 30,        -- head and body
+    write_timeout = 30,       -- the response, from the end of the head
+    idle_timeout = 60,        -- between keep-alive requests
   }
-  require("lowbit").go(function() ctx:wait(); srv:shutdown() end)
+  -- Ctrl-C: in-flight requests get 5 s to finish (their ctx is cancelled,
+  -- and a write to a client that stopped reading ends), then the rest is cut.
+  lowbit.go(function()
+    ctx:wait()
+    srv:shutdown(context.with_timeout(context.background(), 5))
+    srv:close()
+  end)
   io.stderr:write("hello: listening on ", addr, "\n")
   local _, err = srv:listen_and_serve(addr)
   if err ~= http.SERVER_CLOSED then error(err) end

@@ -7,6 +7,7 @@
 --
 -- The signing key comes from $LOWBIT_SIGNING_KEY (a random one otherwise).
 local lowbit = require "lowbit"
+local context = require "lowbit.context"
 local http = require "lowbit.http"
 local muxx = require "lowbit.muxx"
 local errors = require "lowbit.errors"
@@ -55,8 +56,15 @@ return function(ctx, addr)
     w:write(body)
   end)
 
-  local srv = http.server{ handler = m, read_header_timeout = 5, idle_timeout = 30 }
-  lowbit.go(function() ctx:wait(); srv:shutdown() end)
+  local srv = http.server{ handler = m, read_header_timeout = 5, read_timeout = 30, write_timeout = 60,
+                           idle_timeout = 30 }
+  -- Ctrl-C: in-flight requests get 5 s to finish (their ctx is cancelled,
+  -- and a write to a client that stopped reading ends), then the rest is cut.
+  lowbit.go(function()
+    ctx:wait()
+    srv:shutdown(context.with_timeout(context.background(), 5))
+    srv:close()
+  end)
   io.stderr:write("signed_download: listening on ", addr, "\n")
   local _, err = srv:listen_and_serve(addr)
   if err ~= http.SERVER_CLOSED then error(err) end

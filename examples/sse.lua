@@ -52,9 +52,19 @@ return function(ctx, addr, interval)
       end
       stop()
     end,
+    -- No read_timeout or write_timeout: an event stream is one response
+    -- that lasts (write_timeout would end it). A client that stops reading
+    -- holds its stream only until shutdown, which ends a stalled write.
     read_header_timeout = 10,
+    idle_timeout = 60,
   }
-  lowbit.go(function() ctx:wait(); srv:shutdown() end)
+  -- Ctrl-C: in-flight requests get 5 s to finish (their ctx is cancelled,
+  -- and a write to a client that stopped reading ends), then the rest is cut.
+  lowbit.go(function()
+    ctx:wait()
+    srv:shutdown(context.with_timeout(context.background(), 5))
+    srv:close()
+  end)
   io.stderr:write("sse: listening on http://", addr, "/\n")
   local _, err = srv:listen_and_serve(addr)
   if err ~= http.SERVER_CLOSED then error(err) end

@@ -8,6 +8,7 @@
 -- context: the group shuts both down within its shutdown timeout and the
 -- process exits.
 local lowbit = require "lowbit"
+local context = require "lowbit.context"
 local http = require "lowbit.http"
 local net = require "lowbit.net"
 local rungroup = require "lowbit.rungroup"
@@ -36,9 +37,14 @@ return function(root, addr)
           if not cache.value then w:write_header(503); w:write("warming up\n"); return end
           w:write(("%s (%.1f s old)\n"):format(cache.value, lowbit.now() - cache.at))
         end,
-        read_header_timeout = 5, idle_timeout = 30,
+        read_header_timeout = 5, read_timeout = 10, write_timeout = 10, idle_timeout = 30,
       }
-      lowbit.go(function() ctx:wait(); srv:shutdown() end)
+      -- Within the group's shutdown_timeout: 2 s for in-flight requests, then cut.
+      lowbit.go(function()
+        ctx:wait()
+        srv:shutdown(context.with_timeout(context.background(), 2))
+        srv:close()
+      end)
       io.stderr:write("supervisor: serving on ", ln:addr(), "\n")
       local _, serr = srv:serve(ln)
       if serr == http.SERVER_CLOSED then return end

@@ -14,10 +14,16 @@
 -- (A certificate signed by your own CA works the same way: give cert.pem
 -- with the chain after the leaf, and clients the CA with -CAfile.)
 --
--- Ctrl-C cancels the root context: the server stops accepting, lets the
--- open connections finish and exits.
+-- A client silent for IDLE seconds is dropped, and so is one that does not
+-- take its echo within WRITE seconds. Ctrl-C cancels the root context: the
+-- server stops accepting, gives the open connections GRACE seconds, then
+-- closes them and exits.
 local lowbit = require "lowbit"
 local tls = require "lowbit.tls"
+
+local IDLE, WRITE, GRACE = 60, 10, 5
+local conns = {}      -- the open connections
+local closing = nil   -- when they end, once Ctrl-C came
 
 local function serve_conn(conn)
   conn:set_deadline(lowbit.now() + 10) -- bounds the handshake
@@ -27,12 +33,17 @@ local function serve_conn(conn)
     conn:close()
     return
   end
-  conn:set_deadline(nil)
+  conns[conn] = true
   while true do
+    local t = lowbit.now() + IDLE
+    conn:set_read_deadline(closing and closing < t and closing or t)
     local data = conn:read()
-    if not data then break end                 -- errors.EOF: the client is done
+    if not data then break end                 -- errors.EOF: the client is done (or a deadline)
+    conn:set_write_deadline(lowbit.now() + WRITE)
     if not conn:write(data) then break end
   end
+  conns[conn] = nil
+  conn:set_write_deadline(lowbit.now() + WRITE)
   conn:close()                                 -- sends close_notify
 end
 
@@ -44,7 +55,14 @@ return function(ctx, cert, key, addr)
   local config = assert(tls.server_config{ cert = cert, key = key })
   local ln = assert(tls.listen(addr or "127.0.0.1:7443", config))
   io.stderr:write("tls_echo: listening on ", ln:addr(), "\n")
-  lowbit.go(function() ctx:wait(); ln:close() end)  -- stop accepting on Ctrl-C
+  lowbit.go(function()                         -- Ctrl-C
+    ctx:wait()
+    ln:close()                                 -- stop accepting
+    closing = lowbit.now() + GRACE
+    for c in pairs(conns) do c:set_read_deadline(closing) end
+    while next(conns) and lowbit.now() < closing do lowbit.sleep(0.05) end
+    for c in pairs(conns) do c:close() end     -- then cut what is left
+  end)
   while true do
     local conn = ln:accept(ctx)
     if not conn then break end

@@ -6,6 +6,7 @@
 -- fetches it (200), then a tampered copy (403) and an expired one (410).
 -- Finishes on its own.
 local lowbit = require "lowbit"
+local context = require "lowbit.context"
 local http = require "lowbit.http"
 local net = require "lowbit.net"
 local errors = require "lowbit.errors"
@@ -24,6 +25,7 @@ return function(ctx)
       w:header():set("Content-Type", "text/plain")
       w:write("here is " .. r.url.path .. " (format " .. (r.url:query():get("format") or "?") .. ")\n")
     end,
+    read_header_timeout = 5, read_timeout = 10, write_timeout = 10, idle_timeout = 30,
   }
   local ln = assert(net.listen("127.0.0.1:0"))
   lowbit.go(function() srv:serve(ln) end)
@@ -43,5 +45,6 @@ return function(ctx)
   fetch(past:sign("http://" .. ln:addr() .. "/files/report.pdf"))
 
   http.close_idle_connections()
-  srv:shutdown(ctx)
+  srv:shutdown(context.with_timeout(ctx, 2))
+  srv:close()
 end

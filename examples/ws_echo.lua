@@ -7,6 +7,7 @@
 --
 -- Ctrl-C cancels the root context: the server stops and exits.
 local lowbit = require "lowbit"
+local context = require "lowbit.context"
 local http = require "lowbit.http"
 local websockets = require "lowbit.websockets"
 local buffer = require "string.buffer"
@@ -35,8 +36,12 @@ return function(ctx, addr)
     if r.url.path == "/ws" then return echo(w, r) end
     w:header():set("Content-Type", "text/html; charset=utf-8")
     w:write(PAGE)
-  end }
-  lowbit.go(function() ctx:wait(); srv:close() end)
+  end, read_header_timeout = 10, idle_timeout = 60 } -- (no write_timeout: the WebSocket lasts)
+  lowbit.go(function()
+    ctx:wait()
+    srv:shutdown(context.with_timeout(context.background(), 5))
+    srv:close()
+  end)
   io.stderr:write("ws_echo: listening on ", addr or "127.0.0.1:18110", "\n")
   local _, err = srv:listen_and_serve(addr or "127.0.0.1:18110")
   if err ~= http.SERVER_CLOSED then error(err) end -- the port is taken, say

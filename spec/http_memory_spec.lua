@@ -89,3 +89,74 @@ describe("http server memory", function()
     end)
   end)
 end)
+
+describe("http server memory: one large w:write", function()
+  local N = 10 * 1024 * 1024
+  local big = string.rep("0123456789abcdef", N / 16) -- the handler's string, alive throughout
+
+  -- Sends one GET on c (kept open) and reads the whole response.
+  local function get_big(c)
+    c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    local got, head = 0, nil
+    local acc = ""
+    while not head do
+      acc = acc .. assert(c:read())
+      head = acc:match("^(.-\r\n\r\n)")
+    end
+    got = #acc - #head
+    while got < N do got = got + #assert(c:read()) end
+    assert.equal(N, got)
+    return head
+  end
+
+  it("keeps no copy of a 10 MB response on the keep-alive connection", function()
+    run(function()
+      local srv, ln = support.http_server{ handler = function(w)
+        w:header():set("Content-Length", tostring(#big))
+        w:write(big)
+      end }
+      local c = assert(net.dial(nil, ln:addr()))
+      c:set_deadline(lowbit.now() + 30)
+      local h0 = heap_kb()
+      local head = get_big(c)
+      assert.matches("\r\nContent%-Length: " .. N .. "\r\n", head)
+      local h1 = heap_kb()
+      -- The old server kept the string twice in the connection's buffers.
+      assert.is_true(h1 - h0 < 1024, ("the connection holds %.0f KiB after the response"):format(h1 - h0))
+      c:close(); srv:close()
+    end)
+  end)
+
+  it("a 10 MB chunked write blocked on a client that does not read holds no copy of it", function()
+    run(function()
+      local writing = lowbit.chan(1)
+      local srv, ln = support.http_server{ handler = function(w)
+        w:write("x") -- buffered: the big write below is a chunk of its own
+        writing:send(true)
+        w:write(big)
+      end }
+      local c = assert(net.dial(nil, ln:addr()))
+      c:set_deadline(lowbit.now() + 30)
+      local h0 = heap_kb()
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      writing:recv()
+      lowbit.sleep(0.2) -- the socket buffers fill; the write waits
+      local h1 = heap_kb()
+      assert.is_true(h1 - h0 < N / 1024 / 4, ("%.0f KiB live while the write waits"):format(h1 - h0))
+      -- Then the client reads it all, in order and framed.
+      local acc = {}
+      local total = 0
+      while true do
+        local d = c:read()
+        if not d then break end
+        acc[#acc + 1] = d
+        total = total + #d
+        if total > N and table.concat(acc, "", math.max(1, #acc - 2)):find("\r\n0\r\n\r\n$") then break end
+      end
+      local resp = table.concat(acc)
+      local body = resp:match("\r\n\r\n(.*)$")
+      assert.equal("1\r\nx\r\n" .. ("%x"):format(N) .. "\r\n" .. big .. "\r\n0\r\n\r\n", body)
+      c:close(); srv:close()
+    end)
+  end)
+end)

@@ -500,3 +500,150 @@ describe("http server timeouts, keep-alive rules and shutdown", function()
     assert.equal(http.SERVER_CLOSED, err)
   end)
 end)
+
+describe("issue 10: unread bodies, framing conflicts, OPTIONS *, stalled writes", function()
+  local server_mod = require "lowbit.http.server"
+
+  -- Reads from c until the head is whole; returns the head and what
+  -- followed it.
+  local function read_head(c)
+    local acc = ""
+    while not acc:find("\r\n\r\n", 1, true) do
+      local d = c:read()
+      if not d then break end
+      acc = acc .. d
+    end
+    local head, rest = acc:match("^(.-\r\n\r\n)(.*)$")
+    return head or acc, rest or ""
+  end
+
+  it("a Content-Length body left unread by 256 KiB or more: Connection: close, closed at once", function()
+    run(function()
+      local called = 0
+      local addr, srv = serve(function(w) called = called + 1; w:write("not reading that") end)
+      local c = assert(net.dial(nil, addr))
+      c:set_deadline(lowbit.now() + 3)
+      -- 1 MiB announced, 300 KiB sent, and the rest never comes.
+      c:write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n" .. string.rep("b", 300 * 1024))
+      local head, rest = read_head(c)
+      assert.matches("^HTTP/1.1 200", head)
+      assert.matches("\r\nConnection: close\r\n", head)
+      local tail, err = support.read_all(c), nil
+      assert.equal("not reading that", rest .. tail)
+      -- The server closed (EOF) instead of waiting for the body: the
+      -- read deadline did not end the read.
+      local d
+      d, err = c:read()
+      assert.is_nil(d)
+      assert.are_not.equal(errors.TIMEOUT, err)
+      assert.equal(1, called)
+      c:close(); srv:close()
+    end)
+  end)
+
+  it("a small unread body is drained under a deadline, not for as long as the client likes", function()
+    run(function()
+      local saved = server_mod.DISCARD_TIMEOUT
+      server_mod.DISCARD_TIMEOUT = 0.1
+      local addr, srv = serve(function(w) w:write("ok") end)
+      local c = assert(net.dial(nil, addr))
+      c:set_deadline(lowbit.now() + 3)
+      c:write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" .. string.rep("b", 1000))
+      local head = read_head(c)
+      assert.matches("^HTTP/1.1 200", head)
+      assert.is_nil(head:find("Connection: close", 1, true)) -- small enough to drain for keep-alive
+      local d, err = c:read()
+      server_mod.DISCARD_TIMEOUT = saved
+      assert.is_nil(d)
+      assert.are_not.equal(errors.TIMEOUT, err) -- the server gave up the drain and closed
+      c:close(); srv:close()
+    end)
+  end)
+
+  it("shutdown does not wait for the drain of an unread body", function()
+    run(function()
+      local addr, srv = serve(function(w) w:write("ok") end)
+      local c = assert(net.dial(nil, addr))
+      c:set_deadline(lowbit.now() + 5)
+      c:write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" .. string.rep("b", 1000))
+      read_head(c)
+      local ok, err = srv:shutdown(context.with_timeout(context.background(), 2))
+      assert.is_true(ok, tostring(err))
+      c:close()
+    end)
+  end)
+
+  it("Content-Length with Transfer-Encoding: chunked is read as chunked, the length dropped, then closed", function()
+    run(function()
+      local seen
+      local addr, srv = serve(function(w, r)
+        seen = { cl = r.headers:get("Content-Length"), te = r.headers:get("Transfer-Encoding"),
+                 body = r.body:read_all(), length = r.content_length }
+        w:write("got " .. seen.body)
+      end)
+      local resp = raw(addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+      assert.same({ body = "abc", te = "chunked", length = -1 }, seen)
+      assert.matches("^HTTP/1.1 200", resp)
+      assert.matches("\r\nConnection: close\r\n", resp)
+      assert.matches("got abc$", resp)
+      local _, count = resp:gsub("HTTP/1.1 ", "")
+      assert.equal(1, count) -- the connection ended after the response
+      srv:close()
+    end)
+  end)
+
+  it("an HTTP/1.0 request with Transfer-Encoding is closed after its response", function()
+    run(function()
+      local addr, srv = serve(hello)
+      local resp = raw(addr, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+      assert.matches("hello /a$", resp)
+      assert.is_nil(resp:find("keep-alive", 1, true))
+      srv:close()
+    end)
+  end)
+
+  it("OPTIONS * is answered by the server (200, empty), not the handler; CONNECT reaches the handler", function()
+    run(function()
+      local calls = {}
+      local addr, srv = serve(function(w, r) calls[#calls + 1] = r.method .. " " .. r.request_uri; w:write("h") end)
+      local resp = raw(addr, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n\r\nh$")
+      assert.matches("^HTTP/1.1 200 OK\r\n", resp)
+      local first = resp:match("^(.-\r\n\r\n)")
+      assert.matches("\r\nContent%-Length: 0\r\n", first)
+      assert.is_nil(first:find("Connection: close", 1, true)) -- keep-alive goes on
+      assert.same({ "GET /next" }, calls)
+      raw(addr, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "\r\n\r\nh$")
+      assert.same({ "GET /next", "CONNECT example.com:443" }, calls)
+      srv:close()
+    end)
+  end)
+
+  it("shutdown ends a response write blocked on a client that does not read", function()
+    run(function()
+      local saved = server_mod.WRITE_STALL
+      server_mod.WRITE_STALL = 0.05
+      local chunk = string.rep("e", 64 * 1024)
+      local blocked, result = lowbit.chan(1), lowbit.chan(1)
+      local addr, srv = serve(function(w)
+        -- Streams without looking at r.ctx, as a naive event stream would.
+        for _ = 1, 100000 do
+          blocked:try_send(true)
+          local ok, err = w:write(chunk)
+          if not ok then result:send(err); return end
+        end
+        result:send("never blocked")
+      end)
+      local c = assert(net.dial(nil, addr))
+      c:write("GET /events HTTP/1.1\r\nHost: a\r\n\r\n") -- and never reads
+      blocked:recv()
+      lowbit.sleep(0.3) -- the socket buffers fill up
+      local ok, err = srv:shutdown(context.with_timeout(context.background(), 3))
+      server_mod.WRITE_STALL = saved
+      assert.is_true(ok, tostring(err))
+      assert.equal(context.CANCELED, result:recv())
+      c:close()
+    end)
+  end)
+end)

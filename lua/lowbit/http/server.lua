@@ -19,7 +19,7 @@ local C, ffi = core.C, core.ffi
 local ffi_string = ffi.string
 local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
   type, error, tostring, tonumber, setmetatable, pcall, xpcall
-local find, lower = string.find, string.lower
+local find, lower, sub, min = string.find, string.lower, string.sub, math.min
 local now = lowbit.now
 local traceback = debug.traceback
 
@@ -35,6 +35,19 @@ M.DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
 M.MAX_HEADERS = 256
 local BUFFER_SIZE = 4096                 -- response bytes held for Content-Length
 local MAX_DISCARD = 256 * 1024           -- unread request body drained for keep-alive
+local BIG_WRITE = 64 * 1024              -- w:write strings past this go out from the caller's string
+local WAIT_PIECE = 16 * 1024             -- what such a write queues when the socket is full
+local OUT_KEEP = 128 * 1024              -- a head buffer grown past this is freed after use
+-- Seconds the server drains a request body the handler left unread (at
+-- most MAX_DISCARD bytes) before it gives up the connection.
+M.DISCARD_TIMEOUT = 5
+-- Seconds a connection lingers after the server stops reading a body it
+-- will not read: our side is shut first, so that the client reads the
+-- response rather than a reset (as Go does).
+M.LINGER = 0.5
+-- Seconds a response write may stay blocked (the client does not read)
+-- once shutdown has cancelled the request's ctx; then it ends.
+M.WRITE_STALL = 1
 
 local EAGAIN = -1
 
@@ -145,12 +158,30 @@ end
 
 local SKIP_TE = { ["transfer-encoding"] = true }
 
+-- Decided before the head is written, as Go does: a request body the
+-- handler left unread is drained after the response only when it is
+-- small; when its length says MAX_DISCARD or more remain, or the body can
+-- no longer be read, the response says Connection: close and the
+-- connection closes once it is sent.
+local function check_unread(w, cs)
+  local b = w.req.body
+  if b.done or cs.close_after then return end
+  if b.closed or b.err or (cs.expect and not w.sent_continue) then
+    cs.close_after = true
+  elseif b.kind == body.LENGTH and b.remaining >= MAX_DISCARD then
+    cs.close_after = true
+    cs.linger = true -- the client may still be sending it
+  end
+end
+
 -- Serializes the head into out (a string.buffer). Decides the framing.
-local function build_head(w, out, final)
+-- sample: the first body bytes when they are not in w.buf (for sniffing).
+local function build_head(w, out, final, sample)
   local status = w.status
   local cs = w.cs
   local h = w.hdr
   local r = w.req
+  check_unread(w, cs)
   out:put(status_line(status))
   local has_date, has_ctype, has_conn_close = false, false, false
   local declared_cl = nil
@@ -170,8 +201,8 @@ local function build_head(w, out, final)
   if not has_date then out:put("Date: ", http_date(), "\r\n") end
   local allowed = body_allowed(status)
   local blen = #w.buf
-  if allowed and not has_ctype and blen > 0 then
-    out:put("Content-Type: ", sniff(w.buf:tostring()), "\r\n")
+  if allowed and not has_ctype and (blen > 0 or sample) then
+    out:put("Content-Type: ", sniff(sample or w.buf:tostring()), "\r\n")
   end
   if has_conn_close then cs.close_after = true end
   if allowed and status ~= 101 then
@@ -196,28 +227,70 @@ local function build_head(w, out, final)
   out:put("\r\n")
 end
 
--- Writes and empties the string.buffer out.
+-- A failed write: the response is over, and so is the connection. A write
+-- that shutdown ended (see cut_stalled) reports the request ctx's error.
+local function write_failed(w, err)
+  local cs = w.cs
+  if cs.cut and err == errors.TIMEOUT then err = context.CANCELED end
+  w.werr = err
+  cs.close_after = true
+  return nil, err
+end
+
+-- Writes and empties the string.buffer out (a head, and what fitted with
+-- it); a buffer that grew large for it gives its memory back.
 local function conn_write_buf(w, out)
-  local conn = w.cs.conn
+  local cs = w.cs
+  local conn = cs.conn
+  local large = #out > OUT_KEEP
   local ok, err
+  cs.wn, cs.wbusy = cs.wn + 1, true
   if conn.write_buffer then ok, err = conn:write_buffer(out)
   else ok, err = conn:write(out:get()) end
-  if not ok then
-    w.werr = err
-    w.cs.close_after = true
-    return nil, err
-  end
+  cs.wbusy = false
+  if large then out:free() end
+  if not ok then return write_failed(w, err) end
   return ok
 end
 
 local function conn_write(w, data)
-  local ok, err = w.cs.conn:write(data)
-  if not ok then
-    w.werr = err
-    w.cs.close_after = true
-    return nil, err
-  end
+  local cs = w.cs
+  cs.wn, cs.wbusy = cs.wn + 1, true
+  local ok, err = cs.conn:write(data)
+  cs.wbusy = false
+  if not ok then return write_failed(w, err) end
   return ok
+end
+
+pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
+local libc_write = ffi.C.write
+local cast = ffi.cast
+
+-- Writes a large string from its own bytes, with no copy of it: write(2)
+-- takes what the socket accepts; when the socket is full, conn:write
+-- queues the next small piece and waits until it is sent (deadlines, close
+-- and errors as for any write), and the rest goes on directly. Conns with
+-- no descriptor of their own (TLS) are given the string whole: they
+-- encrypt it record by record from the caller's string.
+local function write_string(w, s)
+  local conn = w.cs.conn
+  local fd = conn.fd
+  if not fd or not conn.write_buffer then return conn_write(w, s) end
+  local n, off = #s, 0
+  local p = cast("const char *", s) -- s stays referenced: the bytes do not move
+  while off < n do
+    if not conn.closed and not conn.werr and not conn.wpending then
+      local k = tonumber(libc_write(fd, p + off, n - off))
+      if k > 0 then off = off + k end
+    end
+    if off < n then
+      local e = min(off + WAIT_PIECE, n)
+      local ok, err = conn_write(w, sub(s, off + 1, e))
+      if not ok then return nil, err end
+      off = e
+    end
+  end
+  return true
 end
 
 --- Sends the status line and headers (later header changes are ignored).
@@ -239,19 +312,45 @@ function W:write_header(status)
   self.status = status
 end
 
--- Sends the head (and what is buffered) now; the body goes on streamed.
-local function send_head(w)
+-- Sends the head (and what is buffered, and `more` when given: a body
+-- string of at most BIG_WRITE bytes) now; the body goes on streamed.
+-- sample: the body's first bytes when w.buf does not hold them.
+local function send_head(w, sample, more)
   local out = w.cs.out
   out:reset()
-  build_head(w, out, false)
+  build_head(w, out, false, sample)
   w.head_sent = true
   local blen = #w.buf
-  if blen > 0 and not w.head_req and body_allowed(w.status) then
-    if w.chunked then out:put(("%x\r\n"):format(blen), w.buf, "\r\n")
-    else out:put(w.buf) end
+  if not w.head_req and body_allowed(w.status) then
+    if blen > 0 then
+      if w.chunked then out:put(("%x\r\n"):format(blen), w.buf, "\r\n")
+      else out:put(w.buf) end
+    end
+    if more then
+      if w.chunked then out:put(("%x\r\n"):format(#more), more, "\r\n")
+      else out:put(more) end
+    end
   end
   w.buf:reset()
   return conn_write_buf(w, out)
+end
+
+-- Writes body bytes after the head: small strings in one write with their
+-- chunk framing, large ones from the caller's string.
+local function write_body(w, s, n)
+  if n < BIG_WRITE then
+    if w.chunked then return conn_write(w, { ("%x\r\n"):format(n), s, "\r\n" }) end
+    return conn_write(w, s)
+  end
+  local ok, err
+  if w.chunked then
+    ok, err = conn_write(w, ("%x\r\n"):format(n))
+    if not ok then return nil, err end
+  end
+  ok, err = write_string(w, s)
+  if not ok then return nil, err end
+  if w.chunked then return conn_write(w, "\r\n") end
+  return ok
 end
 
 --- Writes body bytes. Returns #s, or nil, err.
@@ -272,16 +371,17 @@ function W:write(s)
     return n
   end
   if not self.head_sent then
-    if #self.buf + n <= BUFFER_SIZE then self.buf:put(s); return n end
-    self.buf:put(s)
-    local ok, err = send_head(self)
+    local blen = #self.buf
+    if blen + n <= BUFFER_SIZE then self.buf:put(s); return n end
+    -- The buffer holds only what fits: s goes out after the head (with
+    -- it when small), never copied into the buffer.
+    local sample = blen > 0 and self.buf:tostring() .. sub(s, 1, 512) or s
+    local ok, err = send_head(self, sample, n < BIG_WRITE and s or nil)
     if not ok then return nil, err end
-    return n
+    if n < BIG_WRITE then return n end
   end
   if n == 0 then return 0 end
-  local ok, err
-  if self.chunked then ok, err = conn_write(self, { ("%x\r\n"):format(n), s, "\r\n" })
-  else ok, err = conn_write(self, s) end
+  local ok, err = write_body(self, s, n)
   if not ok then return nil, err end
   return n
 end
@@ -384,6 +484,29 @@ local function method_of(p, n)
   return ffi_string(p, n)
 end
 
+-- RFC 9112 6.1: a request framed by Transfer-Encoding that also has a
+-- Content-Length is read as chunked, its Content-Length is dropped (a
+-- handler that forwards the headers must not forward the pair), and the
+-- connection closes after the response, as must one of an HTTP/1.0
+-- request with a Transfer-Encoding (its framing is faulty).
+local function framing_conflict(cs, raw, minor, kind)
+  local drop = minor == 1 and kind == body.CHUNKED and "content-length"
+    or (minor == 0 and "transfer-encoding")
+  local j = 0
+  for i = 1, #raw, 2 do
+    local name = raw[i]
+    if #name == #drop and lower(name) == drop then
+      cs.close_after = true
+      if minor == 0 then return raw end -- (framed by its Content-Length; kept as sent)
+    else
+      raw[j + 1], raw[j + 2] = name, raw[i + 1]
+      j = j + 2
+    end
+  end
+  for i = #raw, j + 1, -1 do raw[i] = nil end
+  return raw
+end
+
 -- Builds the Request from a parsed head (must run before ib changes).
 local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
@@ -393,6 +516,9 @@ local function make_request(cs, preq)
     raw[2 * i + 1] = ffi_string(f.name, f.name_len)
     raw[2 * i + 2] = ffi_string(f.value, f.value_len)
   end
+  local minor = preq.version_minor
+  local kind = preq.body_kind
+  if (kind == body.CHUNKED or minor == 0) and n > 0 then raw = framing_conflict(cs, raw, minor, kind) end
   local raw_path = ffi_string(preq.path, preq.path_len)
   local has_query = preq.query ~= nil
   local raw_query = has_query and ffi_string(preq.query, preq.query_len) or ""
@@ -401,8 +527,6 @@ local function make_request(cs, preq)
   local target
   if preq.target_len == preq.path_len and not has_query then target = raw_path
   else target = ffi_string(preq.target, preq.target_len) end
-  local minor = preq.version_minor
-  local kind = preq.body_kind
   -- Twelve fields: the hash part has room for the four a handler may add
   -- (url, headers, pattern and path values, ctx) without a rehash.
   local r = request.new({
@@ -526,8 +650,10 @@ local function start_request(srv, cs, preq, n, start)
     r.body = body.new(cs, kind, tonumber(preq.content_length), bo)
   end
   local rt, wt = srv.read_timeout, srv.write_timeout
-  if rt then conn:set_read_deadline(start + rt) else conn:set_read_deadline(nil) end
-  if wt then conn:set_write_deadline(now() + wt) end
+  local rdl = rt and start + rt or false
+  cs.rdl = rdl
+  conn:set_read_deadline(rdl or nil)
+  if wt then cs.wdl = now() + wt; conn:set_write_deadline(cs.wdl) end
   return w, r
 end
 
@@ -539,6 +665,23 @@ local function leave_handler(srv, cs)
   if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
 end
 
+-- Drains what is left of a request body (check_unread found it small)
+-- within DISCARD_TIMEOUT (or the request's read deadline when earlier).
+-- True when the body ended.
+local function discard_rest(cs, b)
+  local conn = cs.conn
+  local t = now() + M.DISCARD_TIMEOUT
+  local rdl = cs.rdl
+  if rdl and rdl < t then t = rdl end
+  conn:set_read_deadline(t)
+  cs.state = "draining" -- (shutdown closes it like an idle one)
+  local ok = b:discard(MAX_DISCARD)
+  if cs.conn.closed then return false end
+  cs.state = "active"
+  conn:set_read_deadline(rdl or nil)
+  return ok
+end
+
 -- Ends the response; true when the connection may carry another request.
 local function end_request(srv, cs, w, r)
   finish_response(w)
@@ -546,11 +689,24 @@ local function end_request(srv, cs, w, r)
   if not cs.keep_alive then return false end
   local b = r.body
   if not b.done then
-    if cs.expect and not w.sent_continue then return false end -- the client may not send it
-    if b.closed or b.err or not b:discard(MAX_DISCARD) then return false end
+    if srv.shutting_down or b.closed or b.err or (cs.expect and not w.sent_continue) then return false end
+    if not discard_rest(cs, b) then return false end
   end
-  if srv.write_timeout then cs.conn:set_write_deadline(nil) end
+  if srv.write_timeout then cs.wdl = false; cs.conn:set_write_deadline(nil) end
   return true
+end
+
+-- Closing a connection with request bytes unread makes the kernel reset
+-- it, and a reset may destroy the response before the client reads it:
+-- our side is shut first, then what still arrives is dropped for at most
+-- LINGER seconds.
+local function linger(cs)
+  local conn = cs.conn
+  if conn.closed or not conn.close_write then return end
+  conn:set_deadline(now() + M.LINGER)
+  if not conn:close_write() then return end
+  cs.state = "draining"
+  while conn:read() do end -- until EOF, the deadline or close
 end
 
 -- Readies the connection for the next head (state, deadlines) and parses
@@ -595,6 +751,12 @@ end
 -- What serve_one tells the loop.
 local NEXT, STOP, HIJACKED = 1, 2, 3
 
+-- `OPTIONS *` asks about the server, not a resource: the server answers it
+-- (200, empty), as Go does; it never reaches the handler.
+local function options_star(w)
+  w:header():set("Content-Length", "0")
+end
+
 -- Serves the request whose head (n bytes, or refused when n < 0) was parsed.
 local function serve_one(srv, cs, preq, n, start)
   cs.state = "active"
@@ -603,10 +765,15 @@ local function serve_one(srv, cs, preq, n, start)
   if not w then return STOP end
   srv.active = srv.active + 1
   cs.in_handler = true
-  call_handler(srv.handler, w, r)
+  local h = srv.handler
+  if r.request_uri == "*" and r.method == "OPTIONS" then h = options_star end
+  call_handler(h, w, r)
   leave_handler(srv, cs)
   if w.hijacked then return HIJACKED end
-  if not end_request(srv, cs, w, r) then return STOP end
+  if not end_request(srv, cs, w, r) then
+    if cs.linger and not w.werr and not r.body.done then linger(cs) end
+    return STOP
+  end
   return NEXT
 end
 
@@ -651,7 +818,10 @@ local function serve_conn(srv, conn)
   -- plus what the loop keeps across requests.
   local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "idle",
                                      remote = conn:remote_addr(), resp_h = headers.new(),
-                                     in_handler = false, expect = false, keep_alive = false })
+                                     in_handler = false, expect = false, keep_alive = false,
+                                     close_after = false, peer_gone = false, linger = false,
+                                     rdl = false, wdl = false, wn = 0, wbusy = false,
+                                     cut = false, stall_n = false, stall_t = false })
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
@@ -792,6 +962,19 @@ end
 --- SERVER_CLOSED), closes idle connections, cancels request contexts, lets
 --- in-flight requests finish (their responses get Connection: close), and
 --- waits until none remain or ctx ends (then returns nil, ctx:err()).
+-- A response write blocked since the last look at least WRITE_STALL ago
+-- (the client does not read) ends: the request's ctx was cancelled, and a
+-- stalled client must not keep the handler, and shutdown, waiting.
+local function cut_stalled(cs, t)
+  if not cs.wbusy or cs.hijacked then cs.stall_n = false; return end
+  if cs.stall_n ~= cs.wn then cs.stall_n, cs.stall_t = cs.wn, t; return end
+  if t - cs.stall_t < M.WRITE_STALL then return end
+  cs.cut = true
+  local conn = cs.conn
+  conn:set_write_deadline(t - 1) -- ends the writes waiting now...
+  conn:set_write_deadline(cs.wdl or nil) -- ...and only those
+end
+
 function Server:shutdown(ctx)
   ctx = ctx or context.background()
   self.shutting_down = true
@@ -799,8 +982,11 @@ function Server:shutdown(ctx)
   self.cancel_base()
   local delay = 0.001
   while true do
+    local t = now()
     for cs in pairs(self.conns) do
-      if cs.state == "idle" then cs.conn:close() end
+      local st = cs.state
+      if st == "idle" or st == "draining" then cs.conn:close()
+      else cut_stalled(cs, t) end
     end
     if self.nconns == 0 then return true end
     local ok, err = lowbit.sleep_ctx(ctx, delay)
