@@ -224,3 +224,74 @@ describe("TLS server errors", function()
     os.remove(script)
   end)
 end)
+
+describe("lowbit.log", function()
+  local log = require "lowbit.log"
+
+  -- A pipe whose write end is the sink; returns a function that reads
+  -- whatever the sink has written so far (waiting `s` seconds first).
+  local function pipe_sink()
+    local fds = assert(uv.pipe({ nonblock = true }, { nonblock = false }))
+    local rfd, wfd = fds.read, fds.write
+    log._set_sink(wfd)
+    finally(function() log._set_sink(nil) end)
+    uv.fs_close(wfd) -- the sink writes to its own dup
+    local r = uv.new_pipe(false)
+    assert(uv.pipe_open(r, rfd))
+    local got = {}
+    local reading = false
+    return function(s)
+      if not reading then
+        reading = true
+        uv.read_start(r, function(_, d) if d then got[#got + 1] = d end end)
+      end
+      lowbit.sleep(s or 0.05)
+      return table.concat(got)
+    end, function() uv.close(r) end
+  end
+
+  it("never blocks on a stalled sink: drops beyond MAX_QUEUE, then reports the count once drained", function()
+    support.run(function()
+      local read, close = pipe_sink()
+      local line = string.rep("z", 99) -- 100 bytes with its newline
+      local kept = 0
+      for i = 1, 3000 do
+        if log.write(("%04d"):format(i) .. line) then kept = kept + 1 end
+      end
+      local st = log.stats()
+      assert.equal(3000 - kept, st.dropped)
+      assert.is_true(st.dropped > 0)
+      assert.is_true(st.queued <= log.MAX_QUEUE)
+      local text = read(0.3)
+      local n = select(2, text:gsub("%d%d%d%d" .. line .. "\n", ""))
+      assert.equal(kept, n)
+      assert.equal(3000 - kept, tonumber(text:match("\nlowbit: (%d+) log lines dropped\n$")))
+      assert.equal(0, log.stats().queued)
+      close()
+    end)
+  end)
+
+  it("limits the lines of one peer (any port), and says how many it suppressed", function()
+    finally(function() log._set_sink(nil) end)
+    support.run(function()
+      local let = 0
+      for i = 1, 50 do
+        if log.limit("10.0.0.1:" .. (1000 + i), "x") then let = let + 1 end
+      end
+      assert.equal(log.BURST, let)
+      assert.equal("y", log.limit("[::1]:80", "y"))   -- another peer has its own budget
+      lowbit.sleep(1.1 / log.RATE)
+      assert.equal("x (and 40 earlier lines from 10.0.0.1 suppressed)", log.limit("10.0.0.1:9", "x"))
+    end)
+  end)
+
+  it("cuts lines longer than MAX_LINE", function()
+    support.run(function()
+      local read, close = pipe_sink()
+      log.write(string.rep("a", log.MAX_LINE + 100))
+      local text = read()
+      assert.equal(string.rep("a", log.MAX_LINE) .. " ... (cut)\n", text)
+      close()
+    end)
+  end)
+end)

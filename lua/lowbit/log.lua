@@ -261,7 +261,12 @@ end
 function M._set_sink(fd)
   disarm()
   clear()
-  if handle and not uv.is_closing(handle) then uv.close(handle) end
+  if handle and not uv.is_closing(handle) then
+    uv.close(handle)
+    -- Outside a run, let libuv finish the close now: a close callback left
+    -- pending would fire while Lua shuts down.
+    if not require("lowbit").is_running() then uv.run("nowait") end
+  end
   kind, handle = nil, nil
   dropped = 0
   buckets, nbuckets = {}, 0
