@@ -22,7 +22,7 @@ local uv = require "luv"
 
 local M = {}
 
-local type, tostring, min, floor, format = type, tostring, math.min, math.floor, string.format
+local type, error, min, floor, format = type, error, math.min, math.floor, string.format
 local sub, match = string.sub, string.match
 local hrtime, try_write = uv.hrtime, uv.try_write
 
@@ -99,6 +99,12 @@ local function open_sink(fd)
     return
   end
   kind = handle and "stream" or "none"
+end
+
+local function check_string(v, name, fname)
+  if type(v) ~= "string" then
+    error("bad argument '" .. name .. "' to log." .. fname .. ": string expected, got " .. type(v), 3)
+  end
 end
 
 local function push(s)
@@ -186,20 +192,23 @@ end
 --- returns false when the line was dropped (the sink is stalled and the
 --- queue full, or there is no sink).
 function M.write(msg)
-  if type(msg) ~= "string" then msg = tostring(msg) end
+  check_string(msg, "msg", "write")
   return emit(msg, false)
 end
 
 --- Like write, but queues msg even when the queue is full: for the last
 --- words of a process (then call flush).
 function M.write_always(msg)
-  if type(msg) ~= "string" then msg = tostring(msg) end
+  check_string(msg, "msg", "write_always")
   return emit(msg, true)
 end
 
 --- Waits up to `timeout` seconds (default 1) for the queue to be written,
 --- without running the loop. True when nothing is left waiting.
 function M.flush(timeout)
+  if timeout ~= nil and type(timeout) ~= "number" then
+    error("bad argument 'timeout' to log.flush: number expected, got " .. type(timeout), 2)
+  end
   if kind ~= "stream" then return true end
   local deadline = hrtime() + (timeout or 1) * 1e9
   while not pump() do
@@ -213,7 +222,6 @@ end
 -- The part of a peer address the limiter keys on: "1.2.3.4:5" -> "1.2.3.4",
 -- "[::1]:5" -> "::1".
 local function peer_key(key)
-  if type(key) ~= "string" then key = tostring(key) end
   local host = match(key, "^%[(.*)%]:%d+$") or match(key, "^([^:]*):%d+$")
   return host or key
 end
@@ -224,6 +232,8 @@ local buckets, nbuckets = {}, 0
 --- ignored). Returns msg, with a note of the lines suppressed before it,
 --- when it may be logged; nil when it is suppressed.
 function M.limit(key, msg)
+  check_string(key, "key", "limit")
+  check_string(msg, "msg", "limit")
   key = peer_key(key)
   local t = hrtime() * 1e-9
   local b = buckets[key]
@@ -243,7 +253,7 @@ function M.limit(key, msg)
   end
   b.tokens = b.tokens - 1
   if b.suppressed > 0 then
-    msg = format("%s (and %d earlier lines from %s suppressed)", tostring(msg), b.suppressed, key)
+    msg = format("%s (and %d earlier lines from %s suppressed)", msg, b.suppressed, key)
     b.suppressed = 0
   end
   return msg

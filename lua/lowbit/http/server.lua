@@ -722,8 +722,8 @@ end
 -- the loop. With `peer` (a remote address, or a key such as "accept"), the
 -- lines a peer causes are rate-limited (lowbit.log.limit).
 function Server:log_error(msg, peer)
-  if peer ~= nil then
-    msg = log.limit(peer, msg)
+  if type(peer) == "string" then
+    msg = log.limit(peer, tostring(msg))
     if msg == nil then return end
   end
   if self.error_log then
