@@ -1,5 +1,8 @@
--- lowbit.log (internal): the one way lowbit writes diagnostics to stderr.
+-- lowbit.log: the one way lowbit writes diagnostics to stderr (the
+-- default lowbit.on_error, the HTTP server's error log, the host), and a
+-- way for scripts to log without blocking the loop.
 --
+--   local log = require "lowbit.log"
 --   log.write("lowbit: error in task: " .. tb)     -- never blocks
 --   local line = log.limit(peer, "http: TLS handshake error from " .. peer)
 --   if line then log.write(line) end                -- nil: rate-limited
@@ -34,8 +37,9 @@ M.MAX_LINE = 16 * 1024
 M.BURST, M.RATE = 10, 1
 --- Keys remembered by the rate limiter (all forgotten when exceeded).
 M.MAX_KEYS = 4096
---- Milliseconds between two attempts to write to a stalled sink.
-M.RETRY_MS = 10
+--- Milliseconds before the next attempt to write to a stalled sink; the
+--- wait doubles (up to MAX_RETRY_MS) while the sink takes nothing.
+M.RETRY_MS, M.MAX_RETRY_MS = 10, 500
 
 -- The sink: "stream" (a luv pipe/tty/tcp handle in non-blocking mode),
 -- "file" (synchronous writes to fd), "none" (everything is discarded), or
@@ -43,7 +47,7 @@ M.RETRY_MS = 10
 local kind, handle
 local queue, qhead, qtail, qbytes = {}, 1, 0, 0
 local dropped, dropped_total, suppressed_total = 0, 0, 0
-local timer, timer_on = nil, false
+local timer, timer_on, retry_ms = nil, false, nil
 
 local O_WRONLY, O_NONBLOCK, O_CLOEXEC = 1, 0x800, 0x80000 -- Linux (every arch lowbit builds on)
 
@@ -115,17 +119,25 @@ end
 
 local pump
 
-local function arm()
+local function on_retry()
+  timer_on = false
+  pump()
+end
+
+-- Schedules the next attempt; `progress`: the sink took bytes this time.
+local function arm(progress)
+  retry_ms = (progress or not retry_ms) and M.RETRY_MS or min(retry_ms * 2, M.MAX_RETRY_MS)
   if timer_on then return end
   if not timer then
     timer = uv.new_timer()
     uv.unref(timer) -- a stalled log never keeps the process alive
   end
   timer_on = true
-  uv.timer_start(timer, M.RETRY_MS, M.RETRY_MS, function() pump() end)
+  uv.timer_start(timer, retry_ms, 0, on_retry)
 end
 
 local function disarm()
+  retry_ms = nil
   if timer_on then timer_on = false; uv.timer_stop(timer) end
 end
 
@@ -136,12 +148,13 @@ end
 
 -- Writes what the sink takes now; true when the queue is empty.
 pump = function()
+  local progress = false
   while true do
     while qhead <= qtail do
       local s = queue[qhead]
       local n, _, name = try_write(handle, s)
       if n == nil then
-        if name == "EAGAIN" or name == "EWOULDBLOCK" then arm(); return false end
+        if name == "EAGAIN" or name == "EWOULDBLOCK" then arm(progress); return false end
         -- The sink is gone (EPIPE...): nobody will read what waits.
         kind = "none"
         clear()
@@ -151,12 +164,13 @@ pump = function()
       if n < #s then
         queue[qhead] = sub(s, n + 1)
         qbytes = qbytes - n
-        arm()
+        arm(true)
         return false
       end
       queue[qhead] = nil
       qhead = qhead + 1
       qbytes = qbytes - n
+      progress = true
     end
     qhead, qtail, qbytes = 1, 0, 0
     if dropped == 0 then disarm(); return true end
