@@ -44,21 +44,23 @@ M.RETRY_MS, M.MAX_RETRY_MS = 10, 500
 -- The sink: "stream" (a luv pipe/tty/tcp handle in non-blocking mode),
 -- "file" (synchronous writes to fd), "none" (everything is discarded), or
 -- nil until the first write opens it.
-local kind, handle
+local kind, handle, file_fd
 local queue, qhead, qtail, qbytes = {}, 1, 0, 0
 local dropped, dropped_total, suppressed_total = 0, 0, 0
 local timer, timer_on, retry_ms = nil, false, nil
 
 local O_WRONLY, O_NONBLOCK, O_CLOEXEC = 1, 0x800, 0x80000 -- Linux (every arch lowbit builds on)
 
-local ffi_dup
+local F_DUPFD_CLOEXEC = 1030 -- Linux
+local ffi_fcntl
+-- A close-on-exec duplicate of fd, or nil.
 local function dup(fd)
-  if not ffi_dup then
+  if not ffi_fcntl then
     local ffi = require "ffi"
-    pcall(ffi.cdef, "int dup(int oldfd);")
-    ffi_dup = ffi.C.dup
+    pcall(ffi.cdef, "int fcntl(int fd, int cmd, ...);")
+    ffi_fcntl = ffi.C.fcntl
   end
-  local n = ffi_dup(fd)
+  local n = ffi_fcntl(fd, F_DUPFD_CLOEXEC, 3)
   return n >= 0 and n or nil
 end
 
@@ -89,7 +91,8 @@ local function open_sink(fd)
     if jit and jit.os == "Linux" and fd == 2 then
       -- A fresh open file description of the same pipe: O_NONBLOCK on it
       -- leaves the one the parent shares with us blocking. (Fails for
-      -- sockets, and with no reader left; then a dup is used.)
+      -- sockets, and with no reader left; then a dup is used, and a
+      -- socket's non-blocking mode is shared with whoever else holds it.)
       own = uv.fs_open("/proc/self/fd/2", O_WRONLY + O_NONBLOCK + O_CLOEXEC, 0)
       if own and uv.guess_handle(own) ~= what then uv.fs_close(own); own = nil end
     end
@@ -99,7 +102,7 @@ local function open_sink(fd)
       if not handle then uv.fs_close(own) end
     end
   elseif what == "file" then
-    kind = "file"
+    kind, file_fd = "file", fd
     return
   end
   kind = handle and "stream" or "none"
@@ -186,9 +189,8 @@ local function emit(s, force)
   if n > M.MAX_LINE then s = sub(s, 1, M.MAX_LINE) .. " ... (cut)\n"
   elseif n == 0 or sub(s, n) ~= "\n" then s = s .. "\n" end
   if kind == "file" then
-    local f = io.stderr
-    f:write(s)
-    f:flush()
+    -- A file or a device such as /dev/null: its writes wait for no reader.
+    uv.fs_write(file_fd, s, -1)
     return true
   end
   if not force and qbytes + #s > M.MAX_QUEUE then
