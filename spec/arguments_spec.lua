@@ -10,7 +10,7 @@ local MODULES = { "lowbit", "lowbit.context", "lowbit.errors", "lowbit.net", "lo
   "lowbit.muxx", "lowbit.problemjson", "lowbit.cooper", "lowbit.websockets", "lowbit.sse", "lowbit.retry",
   "lowbit.topic", "lowbit.rungroup", "lowbit.seriallane", "lowbit.urlsign",
   "lowbit.beacon", "lowbit.url", "lowbit.wireframe.frame", "lowbit.wireframe.schema",
-  "lowbit.wireframe.stream", "lowbit.wireframe.checksum", "lowbit.http.headers" }
+  "lowbit.wireframe.stream", "lowbit.wireframe.checksum", "lowbit.http.headers", "lowbit.log" }
 
 -- Calls where a number is a valid argument and the call rightly waits.
 local WAITS = { ["lowbit.sleep"] = true }

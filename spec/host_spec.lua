@@ -7,11 +7,13 @@ local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 -- Starts `host script` in the background, waits until it has printed "ready"
 -- (so its signal handlers are in place), sends the signals (with `gap`
 -- seconds between them), and returns what it printed and its exit status.
+-- A host still running 20 s after the signals is killed (status 137).
 local function signal_when_ready(script, signals, gap)
   local kills = {}
   for _, sig in ipairs(signals) do kills[#kills + 1] = "kill -" .. sig .. " $pid" end
   return sh(("(out=$(mktemp); (%s %s > $out 2>/dev/null) & pid=$!; " ..
     "for i in $(seq 500); do grep -q ready $out && break; sleep 0.02; done; %s; " ..
+    "for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; kill -KILL $pid 2>/dev/null; " ..
     "wait $pid; rc=$?; cat $out; rm -f $out; exit $rc)"):format(host, script, table.concat(kills, "; sleep " .. (gap or 0) .. "; ")))
 end
 
@@ -129,6 +131,33 @@ lowbit.sleep(30) -- a shutdown that takes too long
     assert.equal(130, rc)
     assert.is_true(os.time() - t0 < 10)
     os.remove(f)
+  end)
+
+  for _, case in ipairs({ { "TERM", 143 }, { "INT", 130 } }) do
+    it("exits on a second SIG" .. case[1] .. " while a task never yields", function()
+      local f = tmpfile([[
+local lowbit = require "lowbit"
+lowbit.go(function()
+  io.stdout:write("ready\n"); io.stdout:flush()
+  while true do end
+end)
+]], ".lua")
+      local _, rc = signal_when_ready(f, { case[1], case[1] }, 0.2)
+      assert.equal(case[2], rc)
+      os.remove(f)
+    end)
+  end
+
+  it("keeps its stderr pipe blocking for the processes sharing it", function()
+    -- lowbit.log writes to a reopened description of the pipe in
+    -- non-blocking mode; the shell's own description keeps its mode.
+    local out, rc = sh("(" .. host .. " -e " .. q([[
+lowbit = require "lowbit"
+lowbit.go(function() error("to stderr") end)
+lowbit.sleep(0.01)]]) .. " 2>&1; python3 -c 'import fcntl,os; print(\"nonblock\" if fcntl.fcntl(2, fcntl.F_GETFL) & os.O_NONBLOCK else \"blocking\")' 2>&1) | cat")
+    assert.equal(0, rc)
+    assert.matches("to stderr", out)
+    assert.matches("blocking\n$", out)
   end)
 end)
 

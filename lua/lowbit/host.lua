@@ -9,9 +9,20 @@
 -- called as main(ctx, args...) with the root context. The process exits when
 -- every task is done, with the numeric result of the script or main as its
 -- status. SIGINT/SIGTERM cancel the root context; a second signal exits now.
+--
+-- Signals arrive as loop callbacks, which run only when a task yields. So
+-- that a task that never yields cannot make the process unkillable, the
+-- executable also counts SIGINT/SIGTERM in a C handler
+-- (lb_host_count_signals in runtime/host/main.c): the second one exits at
+-- once (status 130 or 143), whatever Lua is doing.
+--
+-- Everything written to stderr goes through lowbit.log (never blocks the
+-- loop); what is still queued when the script ends is flushed for at most
+-- EXIT_FLUSH seconds.
 local uv = require "luv"
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
+local log = require "lowbit.log"
 
 local M = {}
 
@@ -20,6 +31,22 @@ usage: lowbit script.lua [args...]
        lowbit -e 'lua code' [args...]
        lowbit --version
 Runs the script as the main task on the luv loop; exits when all tasks end.]]
+
+M.EXIT_FLUSH = 2
+
+local function say(...)
+  log.write_always(table.concat({ "lowbit: ", ... }))
+end
+
+-- The C side of signal handling, when this runs in the `lowbit` executable
+-- (under a plain luajit the Lua count below is all there is).
+local function count_signals_in_c()
+  local ok, ffi = pcall(require, "ffi")
+  if not ok then return false end
+  pcall(ffi.cdef, "int lb_host_count_signals(void);")
+  local found, fn = pcall(function() return ffi.C.lb_host_count_signals end)
+  return found and fn() == 0
+end
 
 local function version_line()
   return ("lowbit %s (%s, libuv %s)"):format(lowbit.VERSION, jit and jit.version or _VERSION, uv.version_string())
@@ -35,7 +62,8 @@ local function install_signals()
       if count == 1 then
         context.cancel_root()
       else
-        io.stderr:write("lowbit: second ", signame, ", exiting now\n")
+        say("second ", signame, ", exiting now")
+        log.flush(0.1)
         os.exit(name == "sigint" and 130 or 143)
       end
     end)
@@ -43,15 +71,17 @@ local function install_signals()
     -- signal, not deadlocked. (The process still exits when tasks end.)
     handles[#handles + 1] = h
   end
+  -- After libuv's handlers are in place: the C handler chains to them.
+  count_signals_in_c()
   return handles
 end
 
 local function report(err)
   local tb = type(err) == "string" and err or (lowbit.last_traceback or tostring(err))
-  io.stderr:write("lowbit: ", tb, "\n")
+  say(tb)
 end
 
-function M.main(argv)
+local function main(argv)
   local args, chunk, name = {}, nil, nil
   local i = 1
   local a = argv[1]
@@ -63,20 +93,20 @@ function M.main(argv)
     return 0
   elseif a == "-e" then
     local code = argv[2]
-    if not code then io.stderr:write("lowbit: -e needs an argument\n"); return 2 end
+    if not code then say("-e needs an argument"); return 2 end
     local err
     chunk, err = loadstring(code, "=(command line)")
-    if not chunk then io.stderr:write("lowbit: ", err, "\n"); return 1 end
+    if not chunk then say(err); return 1 end
     name = "-e"
     i = 3
   else
     if a:sub(1, 1) == "-" and a ~= "-" then
-      io.stderr:write("lowbit: unknown option ", a, "\n", USAGE, "\n")
+      say("unknown option ", a, "\n", USAGE)
       return 2
     end
     local err
     chunk, err = loadfile(a ~= "-" and a or nil)
-    if not chunk then io.stderr:write("lowbit: ", err, "\n"); return 1 end
+    if not chunk then say(err); return 1 end
     name = a
     i = 2
   end
@@ -99,6 +129,12 @@ function M.main(argv)
   end
   if type(res) == "number" then return math.floor(res) end
   return 0
+end
+
+function M.main(argv)
+  local status = main(argv)
+  log.flush(M.EXIT_FLUSH)
+  return status
 end
 
 return M

@@ -14,6 +14,7 @@
 -- another task.
 local uv = require "luv"
 local errors = require "lowbit.errors"
+local log = require "lowbit.log"
 
 local M = {}
 
@@ -100,9 +101,11 @@ local running = false
 local main_task, main_failed, main_err
 
 --- Called with (err, traceback) when a task other than the main one raises.
---- Replace it to route task errors elsewhere; the default prints to stderr.
+--- Replace it to route task errors elsewhere; the default writes to stderr
+--- without ever blocking the loop (lines a stalled stderr cannot take are
+--- dropped and counted; see lowbit.log).
 function M.on_error(err, tb)
-  io.stderr:write("lowbit: error in task: ", tostring(tb or err), "\n")
+  log.write("lowbit: error in task: " .. tostring(tb or err))
 end
 
 -- True while uv.run runs (its callbacks wake tasks). The first wake in a
@@ -151,7 +154,7 @@ local function finish(t, ok, err)
       main_failed, main_err = true, { err = err, tb = tb }
     else
       local rep_ok, rep_err = pcall(M.on_error, err, tb)
-      if not rep_ok then io.stderr:write("lowbit: on_error failed: ", tostring(rep_err), "\n", tb, "\n") end
+      if not rep_ok then log.write("lowbit: on_error failed: " .. tostring(rep_err) .. "\n" .. tb) end
     end
   end
 end
@@ -362,7 +365,7 @@ on_timer = function()
   for i = 1, nd do
     local e = due[i]
     local ok, err = pcall(e.fn, e)
-    if not ok then io.stderr:write("lowbit: timer callback failed: ", tostring(err), "\n") end
+    if not ok then log.write("lowbit: timer callback failed: " .. tostring(err)) end
   end
   rearm()
 end

@@ -194,7 +194,7 @@ end
 
 local function report(err)
   local ok = pcall(lowbit.on_error, err, traceback(tostring(err), 2))
-  if not ok then io.stderr:write("rungroup: ", tostring(err), "\n") end
+  if not ok then require("lowbit.log").write("rungroup: " .. tostring(err)) end
 end
 
 -- Calls the service's handler, then the group's. A handler that raises is

@@ -45,6 +45,10 @@ M.HANDSHAKE = errors.new("tls handshake failed")
 M.VERIFY = errors.new("certificate verify failed")
 M.PROTOCOL = errors.new("tls protocol error")
 M.CONFIG = errors.new("invalid tls configuration")
+--- A server handshake failed on a first record that starts like an HTTP
+--- request ("GET /", "POST "...): plain HTTP sent to a TLS port. Matched
+--- along with tls.HANDSHAKE; HTTP servers answer it with a 400.
+M.PLAIN_HTTP = errors.new("client sent an HTTP request to a TLS server")
 
 --- Plaintext bytes encrypted per core call (and sent per conn write).
 M.WRITE_CHUNK = 128 * 1024
@@ -356,7 +360,7 @@ local function new_conn(inner, cfg, is_server, server_name)
   local t = C.lb_tls_new(cfg.ctx, is_server and 1 or 0, server_name)
   if t == nil then error("tls: out of memory", 3) end
   return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg, is_server = is_server,
-                        rbuf = buffer.new(), hs_done = false, closed = false,
+                        rbuf = buffer.new(), hs_done = false, closed = false, head = "",
                         wlock = lowbit.mutex(), hslock = lowbit.mutex() }, Conn)
 end
 
@@ -390,11 +394,19 @@ function M.client(conn, config, server_name)
   return new_conn(conn, cfg, false, server_name)
 end
 
+-- The first five bytes of a request line, as Go's net/http tells plain
+-- HTTP from a TLS record header.
+local HTTP_HEADS = { ["GET /"] = true, ["HEAD "] = true, ["POST "] = true, ["PUT /"] = true, ["OPTIO"] = true }
+
 local function handshake_loop(self)
   while true do
     local t = self.t
     if t == nil then return nil, CLOSED end
     local rc = C.lb_tls_handshake(t)
+    -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
+    if rc ~= 0 and rc ~= LB_EAGAIN and self.is_server and HTTP_HEADS[self.head] then
+      return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
+    end
     -- Send what the core produced, alerts included: the peer should learn
     -- why the handshake failed.
     local fok, ferr = flush(self)
@@ -407,6 +419,8 @@ local function handshake_loop(self)
       local data, err = self.conn:read()
       if self.closed then return nil, CLOSED end
       if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+      local head = self.head
+      if self.is_server and #head < 5 then self.head = head .. data:sub(1, 5 - #head) end
       C.lb_tls_feed(self.t, data, #data)
     else
       return nil, tls_error(self, rc, M.HANDSHAKE)

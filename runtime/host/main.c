@@ -6,11 +6,16 @@
  * the executable itself. Everything else (argument handling, the main task,
  * signals, exit codes) is Lua: lowbit.host.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "lowbit/lb_base.h"
 
@@ -34,6 +39,73 @@ static int load_embedded(lua_State *L) {
   lua_pushstring(L, m->name);
   lua_call(L, 1, 1);
   return 1;
+}
+
+/* Signals. libuv turns SIGINT/SIGTERM into loop callbacks, which run only
+ * when a task yields: a task that never yields would make the process
+ * unkillable by them. So the host also counts them here, in the handler
+ * itself: the first is passed on to libuv's handler (graceful shutdown),
+ * the second exits at once with the conventional status (128 + signal),
+ * whatever Lua is doing. */
+static volatile sig_atomic_t signal_count;
+static struct sigaction prev_int, prev_term;
+
+static void say_exit(int signo) {
+  static const char int_msg[] = "lowbit: second SIGINT, exiting now\n";
+  static const char term_msg[] = "lowbit: second SIGTERM, exiting now\n";
+  const char *msg = signo == SIGINT ? int_msg : term_msg;
+  size_t len = signo == SIGINT ? sizeof int_msg - 1 : sizeof term_msg - 1;
+  /* stderr may be a pipe nobody reads: write without blocking, on the
+   * shared file description only for this one write. */
+  int fl = fcntl(2, F_GETFL);
+  if (fl == -1) return;
+  if (!(fl & O_NONBLOCK)) (void)fcntl(2, F_SETFL, fl | O_NONBLOCK);
+  ssize_t n = write(2, msg, len);
+  (void)n;
+  if (!(fl & O_NONBLOCK)) (void)fcntl(2, F_SETFL, fl);
+}
+
+static void on_signal(int signo, siginfo_t *info, void *uctx) {
+  int saved = errno;
+  signal_count = signal_count + 1; /* both signals are blocked meanwhile */
+  if (signal_count >= 2) {
+    say_exit(signo);
+    _exit(128 + signo);
+  }
+  const struct sigaction *prev = signo == SIGINT ? &prev_int : &prev_term;
+  if (prev->sa_flags & SA_SIGINFO) {
+    if (prev->sa_sigaction != NULL) prev->sa_sigaction(signo, info, uctx);
+  } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN && prev->sa_handler != NULL) {
+    prev->sa_handler(signo);
+  } else if (prev->sa_handler == SIG_DFL) {
+    /* Nobody else handles it: the default action (termination). */
+    say_exit(signo);
+    _exit(128 + signo);
+  }
+  errno = saved;
+}
+
+static int chain_signal(int signo, struct sigaction *prev) {
+  struct sigaction cur, sa;
+  if (sigaction(signo, NULL, &cur) != 0) return -1;
+  /* Already counting, or ignored on purpose (nohup): leave it. */
+  if ((cur.sa_flags & SA_SIGINFO) ? cur.sa_sigaction == on_signal : cur.sa_handler == SIG_IGN) return 0;
+  *prev = cur;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  return sigaction(signo, &sa, NULL);
+}
+
+/* Called by lowbit.host (through the FFI; the executable exports its
+ * symbols) once libuv's handlers for SIGINT and SIGTERM are installed:
+ * puts the counting handler in front of them. 0, or -1 on failure. */
+int lb_host_count_signals(void);
+int lb_host_count_signals(void) {
+  if (chain_signal(SIGINT, &prev_int) != 0) return -1;
+  if (chain_signal(SIGTERM, &prev_term) != 0) return -1;
+  return 0;
 }
 
 static int traceback(lua_State *L) {

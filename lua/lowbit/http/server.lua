@@ -13,6 +13,7 @@ local core = require "lowbit.core"
 local headers = require "lowbit.http.headers"
 local request = require "lowbit.http.request"
 local body = require "lowbit.http.body"
+local log = require "lowbit.log"
 local buffer = require "string.buffer"
 
 local C, ffi = core.C, core.ffi
@@ -836,7 +837,7 @@ local function serve_conn(srv, conn)
     -- was sent yet, and the connection is closed (unless hijacked).
     leave_handler(srv, cs)
     if not (type(res) == "string" and find(res, tostring(M.ABORT_HANDLER), 1, true)) then
-      srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(res))
+      srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(res), cs.remote)
     end
     local w = cs.w
     if not w.head_sent and not w.hijacked and not w.werr then
@@ -887,7 +888,14 @@ function M.server(opts)
   }, Server)
 end
 
-function Server:log_error(msg)
+-- Logs msg through error_log or lowbit.on_error, neither of which may block
+-- the loop. With `peer` (a remote address, or a key such as "accept"), the
+-- lines a peer causes are rate-limited (lowbit.log.limit).
+function Server:log_error(msg, peer)
+  if type(peer) == "string" then
+    msg = log.limit(peer, tostring(msg))
+    if msg == nil then return end
+  end
   if self.error_log then
     local ok = pcall(self.error_log, msg)
     if ok then return end
@@ -919,7 +927,7 @@ function Server:serve(ln)
       self.listeners[ln] = nil
       if self.shutting_down or err == errors.CLOSED then return nil, M.SERVER_CLOSED end
       -- Transient accept errors (EMFILE...): back off a little, go on.
-      self:log_error("http: accept error: " .. tostring(err))
+      self:log_error("http: accept error: " .. tostring(err), "accept")
       lowbit.sleep(0.01)
     else
       if tls then
@@ -931,7 +939,13 @@ function Server:serve(ln)
           if tc then
             local ok, e = tc:handshake()
             if not ok then
-              self:log_error("http: TLS handshake error from " .. tostring(raw:remote_addr()) .. ": " .. tostring(e))
+              if errors.is(e, tls.PLAIN_HTTP) then
+                -- As Go does: an answer the client can read, no log line.
+                raw:write("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+              else
+                local peer = raw:remote_addr()
+                self:log_error("http: TLS handshake error from " .. tostring(peer) .. ": " .. tostring(e), peer)
+              end
               tc:close()
               return
             end
