@@ -298,9 +298,26 @@ static int next_wall(const lb_cron *c, int64_t w, int64_t limit, int64_t *out) {
         }
       }
     }
-    /* next day */
-    days++;
+    /* next day; when every weekday matches and the day of month must match
+     * too, jump straight to the next day of the set ("0 0 29 2 *") */
     hour = min = 0;
+    if (c->dow == 0x7f && (c->flags & (LB_CRON_DOM_STAR | LB_CRON_DOW_STAR))) {
+      uint32_t rest = c->dom & ~(((uint32_t)2 << d) - 1);
+      unsigned nd = rest ? (unsigned)__builtin_ctz(rest) : 32;
+      if (nd <= days_in_month(y, m)) {
+        days += nd - d;
+        d = nd;
+        continue;
+      }
+      days += days_in_month(y, m) - d + 1;
+      d = 1;
+      if (++m > 12) {
+        m = 1;
+        y++;
+      }
+      continue;
+    }
+    days++;
     if (++d > days_in_month(y, m)) {
       d = 1;
       if (++m > 12) {
