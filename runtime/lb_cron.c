@@ -630,8 +630,12 @@ static int64_t ceil_minute(int64_t w) { return -floor_div(-w, 60) * 60; }
 
 int lb_cron_next(const lb_cron *c, const lb_tz *z, int64_t t, int64_t *out) {
   if (c == NULL || out == NULL || t < T_FIRST || t >= T_LAST) return LB_EINVAL;
-  if (c->minute == 0 || c->hour == 0 || c->dom == 0 || c->month == 0 || c->dow == 0)
-    return LB_EINVAL; /* not a parsed expression */
+  /* Not a parsed expression: an empty field, or bits out of range (which
+   * would index past the month table). */
+  if (c->minute == 0 || c->hour == 0 || c->dom == 0 || c->month == 0 || c->dow == 0 ||
+      c->minute >> 60 || c->hour >> 24 || (c->dom & 1) || (c->month & ~(uint32_t)0x1ffe) ||
+      c->dow >> 7)
+    return LB_EINVAL;
   int64_t limit = floor_div(t, 86400) + LB_CRON_HORIZON_DAYS;
   if (z == NULL) return next_wall(c, floor_div(t, 60) * 60 + 60, limit, out);
   int64_t lo, hi, w;

@@ -96,8 +96,9 @@ int32_t lb_tz_offset(const lb_tz *z, int64_t t);
 /*
  * The next fire time of c strictly after Unix time t (seconds), in zone z
  * (NULL = UTC), written to *out. Returns 0, LB_ECRONNONE when nothing fires
- * within LB_CRON_HORIZON_DAYS, or LB_EINVAL when c or out is NULL or t is
- * outside years 1..9998.
+ * within LB_CRON_HORIZON_DAYS, or LB_EINVAL when c or out is NULL, c is not
+ * a parsed expression (an empty field, bits outside a field's range), or t
+ * is outside years 1..9998.
  */
 int lb_cron_next(const lb_cron *c, const lb_tz *z, int64_t t, int64_t *out);
 

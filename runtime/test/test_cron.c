@@ -339,6 +339,22 @@ static void test_next_limits(void) {
   lb_cron zero;
   memset(&zero, 0, sizeof zero);
   LB_CHECK_EQ(lb_cron_next(&zero, NULL, 0, &out), LB_EINVAL);
+  /* a struct filled by hand with bits outside the fields */
+  lb_cron bad = c;
+  bad.month |= 1u << 13;
+  LB_CHECK_EQ(lb_cron_next(&bad, NULL, 0, &out), LB_EINVAL);
+  bad = c;
+  bad.dom |= 1;
+  LB_CHECK_EQ(lb_cron_next(&bad, NULL, 0, &out), LB_EINVAL);
+  bad = c;
+  bad.hour |= 1u << 24;
+  LB_CHECK_EQ(lb_cron_next(&bad, NULL, 0, &out), LB_EINVAL);
+  bad = c;
+  bad.minute |= 1ull << 60;
+  LB_CHECK_EQ(lb_cron_next(&bad, NULL, 0, &out), LB_EINVAL);
+  bad = c;
+  bad.dow |= 1u << 7;
+  LB_CHECK_EQ(lb_cron_next(&bad, NULL, 0, &out), LB_EINVAL);
   LB_CHECK_EQ(lb_cron_next(&c, NULL, -1, &out), 0);
   LB_CHECK_EQ(out, 0);
   LB_CHECK_EQ(lb_cron_next(&c, NULL, -61, &out), 0);
