@@ -280,3 +280,42 @@ describe("schedule arguments", function()
     assert.equal('cron("@daily", tz=Europe/London)', tostring(schedule.cron("@daily", { tz = "Europe/London" })))
   end)
 end)
+
+describe("schedule:next performance shape", function()
+  it("runs compiled without garbage: no NYI aborts in schedule code (STYLE rule 14)", function()
+    if not (jit and jit.status()) then return end
+    local jutil, vmdef = require "jit.util", require "jit.vmdef"
+    local c = assert(schedule.cron("30 2 * * *", { tz = "America/New_York" }))
+    local u = assert(schedule.cron("*/15 * * * *"))
+    local acc = 0
+    local function hot(n)
+      for i = 1, n do acc = acc + c:next(1704067200 + i * 7919) + u:next(1704067200 + i * 61) end
+    end
+    local bad = {}
+    local function on_trace(what, tr, func, pc, otr, oex)
+      if what ~= "abort" then return end
+      local loc = jutil.funcinfo(func, pc).loc or "?"
+      local msg = vmdef.traceerr[otr] or tostring(otr)
+      if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
+      if loc:find("schedule.lua", 1, true) and (msg:find("NYI") or msg:find("blacklisted") or msg:find("disabled")) then
+        bad[#bad + 1] = loc .. ": " .. msg
+      end
+    end
+    jit.flush()
+    jit.attach(on_trace, "trace")
+    hot(20000)
+    jit.attach(on_trace)
+    assert.same({}, bad)
+    -- warm: a next() allocates nothing (a table or cdata per call would be
+    -- >= 16 bytes * 2 * N = 6.4 MB)
+    local N = 200000
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    hot(N)
+    local grown = (collectgarbage("count") - before) * 1024
+    collectgarbage("restart")
+    assert.is_true(grown < 64 * 1024, ("next allocated %d bytes over %d calls"):format(grown, 2 * N))
+    assert.is_true(acc > 0)
+  end)
+end)
