@@ -240,8 +240,10 @@ int lb_cron_parse(lb_cron *c, const char *expr, size_t len) {
   /* The day is decided by the day of month alone when only the day-of-week
    * field is starred (a starred day of month always holds the 1st). */
   if ((c->flags & (LB_CRON_DOM_STAR | LB_CRON_DOW_STAR)) == LB_CRON_DOW_STAR &&
-      !dom_possible(c->dom, c->month))
+      !dom_possible(c->dom, c->month)) {
+    memset(c, 0, sizeof *c); /* lb_cron_next refuses it then */
     return fail(c, LB_ECRONNEVER, 3, (size_t)(fs[2] - expr));
+  }
   c->err_field = 0;
   c->err_pos = 0;
   return 0;

@@ -67,7 +67,9 @@ typedef struct lb_cron {
  *   LB_ECRONNEVER   the day is decided by day of month alone and none of
  *                   the months has such a day
  *   LB_EINVAL       expr is NULL with len > 0, or c is NULL
- * On error c->err_field and c->err_pos are set and the masks are undefined.
+ * (an expression longer than 4096 bytes is LB_ECRONSYNTAX). On error
+ * c->err_field and c->err_pos are set and the masks are zero, so
+ * lb_cron_next refuses c.
  */
 int lb_cron_parse(lb_cron *c, const char *expr, size_t len);
 

@@ -292,6 +292,14 @@ static void test_negative(void) {
   expect_error("0 0 31 4,6,9,11 *", LB_ECRONNEVER, 3);
   expect_error("0 0 30,31 feb *", LB_ECRONNEVER, 3);
   expect_error("0 0 30 2 */2", LB_ECRONNEVER, 3);       /* starred day of week: AND */
+  {
+    lb_cron never;
+    int64_t out;
+    LB_CHECK_EQ(lb_cron_parse(&never, "0 0 30 2 *", 10), LB_ECRONNEVER);
+    LB_CHECK_EQ(lb_cron_next(&never, NULL, 0, &out), LB_EINVAL);
+    LB_CHECK_EQ(lb_cron_parse(&never, "0 0 L * *", 9), LB_ECRONSYNTAX);
+    LB_CHECK_EQ(lb_cron_next(&never, NULL, 0, &out), LB_EINVAL);
+  }
   /* accepted: day of week decides, or may decide */
   lb_cron c;
   LB_CHECK_EQ(lb_cron_parse(&c, "0 0 30 2 1", 10), 0);  /* OR: every Monday of February */
