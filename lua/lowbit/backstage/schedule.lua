@@ -40,7 +40,7 @@ local M = {}
 
 local type, error, tostring, setmetatable, tonumber = type, error, tostring, setmetatable, tonumber
 local floor, huge = math.floor, math.huge
-local format, find, sub, match = string.format, string.find, string.sub, string.match
+local format, find, match = string.format, string.find, string.match
 local io_open, getenv = io.open, os.getenv
 local ffi_new, ffi_gc = ffi.new, ffi.gc
 
