@@ -54,9 +54,15 @@
   X(ESTATE,      -201, "call not valid in this state")                        \
   X(EFORMAT,     -202, "invalid format description")                          \
   X(ECERT,       -210, "unusable certificate or key")                         \
+  X(ECRONFIELDS, -220, "cron: not 5 fields nor a known descriptor")           \
+  X(ECRONSYNTAX, -221, "cron: invalid field syntax")                          \
+  X(ECRONRANGE,  -222, "cron: value out of range")                            \
+  X(ECRONNEVER,  -223, "cron: expression never fires")                        \
+  X(ETZIF,       -224, "invalid or unsupported TZif data")                    \
   X(ETOOLARGE,   -300, "message too large")                                   \
   X(EHEADERSIZE, -301, "header section too large")                            \
   X(ETOOMANY,    -302, "too many items")                                      \
+  X(ECRONNONE,   -310, "no fire time within the search horizon")              \
   X(ENOMEM,      -400, "out of memory")                                       \
   X(EINTERNAL,   -401, "internal error")
 
