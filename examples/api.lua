@@ -13,6 +13,7 @@
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local muxx = require "lowbit.muxx"
+local log = require "lowbit.log"
 local pj = require "lowbit.problemjson"
 local cjson = require "cjson.safe"
 
@@ -46,7 +47,7 @@ end
 
 local function access_log(next_h)
   return function(w, r)
-    io.stderr:write(r.method, " ", r.request_uri or r.url.path, "\n")
+    log.write(r.method .. " " .. (r.request_uri or r.url.path)) -- never blocks the loop
     return next_h(w, r)
   end
 end

@@ -10,6 +10,7 @@
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local http = require "lowbit.http"
+local log = require "lowbit.log"
 local net = require "lowbit.net"
 local rungroup = require "lowbit.rungroup"
 
@@ -54,7 +55,7 @@ return function(root, addr)
 
   local g = rungroup.new{
     shutdown_timeout = 3,
-    on_event = function(e) io.stderr:write("supervisor: ", e.type, " ", tostring(e.service), "\n") end,
+    on_event = function(e) log.write("supervisor: " .. e.type .. " " .. tostring(e.service)) end,
   }
   g:add(web, { name = "http" })
   g:add(rungroup.interval_service(2, refresh), { name = "refresher" })

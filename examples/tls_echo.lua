@@ -20,6 +20,7 @@
 -- closes them and exits.
 local lowbit = require "lowbit"
 local tls = require "lowbit.tls"
+local log = require "lowbit.log"
 
 local IDLE, WRITE, GRACE = 60, 10, 5
 local conns = {}      -- the open connections
@@ -29,7 +30,10 @@ local function serve_conn(conn)
   conn:set_deadline(lowbit.now() + 10) -- bounds the handshake
   local ok, err = conn:handshake()
   if not ok then
-    io.stderr:write("tls_echo: ", tostring(conn:remote_addr()), ": ", tostring(err), "\n")
+    -- rate-limited per peer and never blocking: a flood of bad handshakes
+    -- cannot stall the loop on a slow stderr
+    local line = log.limit(tostring(conn:remote_addr()), "tls_echo: " .. tostring(conn:remote_addr()) .. ": " .. tostring(err))
+    if line then log.write(line) end
     conn:close()
     return
   end
