@@ -202,8 +202,9 @@ local function callable(f)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
-local function bad(fname, name, msg)
-  error("bad argument '" .. name .. "' to backstage." .. fname .. ": " .. msg, 3)
+-- Raises at the caller of backstage.<fname>; depth = helpers in between.
+local function bad(fname, name, msg, depth)
+  error("bad argument '" .. name .. "' to backstage." .. fname .. ": " .. msg, 3 + (depth or 0))
 end
 
 local Supervisor = {}
@@ -218,9 +219,9 @@ end
 
 local function check_keys(opts, allowed, fname)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then bad(fname, "opts", "table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then bad(fname, "opts", "table expected, got " .. type(opts), 1) end
   for k in pairs(opts) do
-    if not allowed[k] then bad(fname, "opts", "unknown option '" .. tostring(k) .. "'") end
+    if not allowed[k] then bad(fname, "opts", "unknown option '" .. tostring(k) .. "'", 1) end
   end
   return opts
 end
@@ -230,29 +231,29 @@ local function is_count(v) return type(v) == "number" and v == floor(v) and v >=
 -- Checks a job table (raises at the caller of fname). durable: the queue's
 -- store holds jobs outside this process, so the job names a handler.
 local function check_job(sv, job, fname, durable)
-  if type(job) ~= "table" then bad(fname, "job", "table expected, got " .. type(job)) end
+  if type(job) ~= "table" then bad(fname, "job", "table expected, got " .. type(job), 1) end
   local run, name, id = job.run, job.name, job.id
-  if name ~= nil and type(name) ~= "string" then bad(fname, "job.name", "string expected, got " .. type(name)) end
+  if name ~= nil and type(name) ~= "string" then bad(fname, "job.name", "string expected, got " .. type(name), 1) end
   if id ~= nil and type(id) ~= "string" and type(id) ~= "number" then
-    bad(fname, "job.id", "string or number expected, got " .. type(id))
+    bad(fname, "job.id", "string or number expected, got " .. type(id), 1)
   end
   local r = job.retries
-  if r ~= nil and not is_count(r) then bad(fname, "job.retries", "non-negative integer expected, got " .. tostring(r)) end
+  if r ~= nil and not is_count(r) then bad(fname, "job.retries", "non-negative integer expected, got " .. tostring(r), 1) end
   local d = job.retry_delay
   if d ~= nil and (type(d) ~= "number" or d ~= d or d < 0) then
-    bad(fname, "job.retry_delay", "non-negative number (seconds) expected, got " .. tostring(d))
+    bad(fname, "job.retry_delay", "non-negative number (seconds) expected, got " .. tostring(d), 1)
   end
   if durable then
     if run ~= nil then
-      bad(fname, "job.run", "a durable queue cannot carry a function: register a handler with sv:handle(name, fn) and leave run out")
+      bad(fname, "job.run", "a durable queue cannot carry a function: register a handler with sv:handle(name, fn) and leave run out", 1)
     end
-    if name == nil then bad(fname, "job.name", "a durable job names its handler (string expected, got nil)") end
+    if name == nil then bad(fname, "job.name", "a durable job names its handler (string expected, got nil)", 1) end
   elseif run == nil then
     if name == nil or sv.handlers[name] == nil then
-      bad(fname, "job.run", "function expected (or a handler registered with sv:handle for job.name), got nil")
+      bad(fname, "job.run", "function expected (or a handler registered with sv:handle for job.name), got nil", 1)
     end
   elseif not callable(run) then
-    bad(fname, "job.run", "function expected, got " .. type(run))
+    bad(fname, "job.run", "function expected, got " .. type(run), 1)
   end
 end
 
@@ -457,15 +458,15 @@ end
 
 local function check_sched(sched, fname)
   if type(sched) ~= "table" or not callable(sched.next) then
-    bad(fname, "sched", "schedule expected (a table with next(self, t)), got " .. type(sched))
+    bad(fname, "sched", "schedule expected (a table with next(self, t)), got " .. type(sched), 1)
   end
 end
 
 local function add_schedule(self, fname, qname, sched, job)
-  if self.state ~= "new" then bad(fname, "sched", "schedule added after serve") end
+  if self.state ~= "new" then bad(fname, "sched", "schedule added after serve", 1) end
   local name = job.name
   if name == nil then name = "schedule#" .. (#self.schedules + 1) end
-  if self.schedule_names[name] then bad(fname, "job.name", "duplicate schedule '" .. name .. "'") end
+  if self.schedule_names[name] then bad(fname, "job.name", "duplicate schedule '" .. name .. "'", 1) end
   self.schedule_names[name] = true
   self.schedules[#self.schedules + 1] = { name = name, sched = sched, job = job, queue = qname }
   return true
