@@ -9,10 +9,10 @@ local bs = require "lowbit.backstage"
 
 local N = tonumber(arg and arg[1]) or 4000000
 
-local function bench(label, workers, buffer, n)
+local function bench(label, workers, buffer, n, on_event)
   local done = 0
   local function noop() done = done + 1 end
-  local sv = bs.new("bench", { logger = false })
+  local sv = bs.new("bench", { logger = false, on_event = on_event })
   sv:register_queue("q", { workers = workers, buffer = buffer })
   local ctx, cancel = context.with_cancel(context.background())
   local served = lowbit.chan(1)
@@ -38,3 +38,6 @@ collectgarbage()
 bench("workers=8 buffer=1024", 8, 1024, N)
 collectgarbage()
 bench("workers=4 buffer=0 (handoff per job)", 4, 0, math.floor(N / 4))
+collectgarbage()
+local events = 0
+bench("workers=1 buffer=1024, on_event set", 1, 1024, math.floor(N / 4), function() events = events + 1 end)

@@ -508,6 +508,19 @@ describe("lowbit.backstage", function()
       assert.equal(1, ran)
       assert.equal(5, of_type(evs, "drain_done")[1].dropped)
     end)
+    run(function()
+      -- unbuffered: a job handed to the waiting worker just as shutdown
+      -- begins is not started either, and counts as dropped
+      local sv, evs = new_sv()
+      sv:register_queue("q", { workers = 1, buffer = 0 })
+      local ran = false
+      local cancel, wait = start(sv)
+      assert.is_true(sv:dispatch("q", { run = function() ran = true end }))
+      cancel() -- before the worker resumes with it
+      assert.is_nil(wait())
+      assert.is_false(ran)
+      assert.equal(1, of_type(evs, "drain_done")[1].dropped)
+    end)
   end)
 
   it("18: a second concurrent serve returns nil, ALREADY_SERVING; serve with no queues returns nil after cancel", function()
@@ -639,6 +652,46 @@ describe("lowbit.backstage", function()
     end)
     local sv = new_sv()
     assert.has_error(function() sv:schedule_on_queue("nope", { next = function() end }, { run = function() end }) end)
+  end)
+
+  it("35 (runner side): with a coordinator, supervisors sharing a schedule fire each tick once in total; losers emit schedule_skip", function()
+    run(function()
+      local last = {}
+      local coord = { calls = 0 }
+      function coord:tick(sv_name, sched_name, tick, sched)
+        self.calls = self.calls + 1
+        assert.equal("number", type(tick))
+        assert.equal("table", type(sched))
+        local key = sv_name .. ":" .. sched_name
+        if tick == 1700001030 then return nil, errors.new("redis went away") end
+        if last[key] ~= nil and last[key] >= tick then return false end
+        last[key] = tick
+        return true
+      end
+      local fires, evs_all, cancels, waits = {}, {}, {}, {}
+      local every = { next = function(_, t) return t + 10 end }
+      for i = 1, 3 do
+        local sv, evs = new_sv({ name = "app", coordinator = coord })
+        evs_all[i] = evs
+        sv:schedule(every, { name = "tick", run = function() fires[#fires + 1] = lowbit.now() - 1000 end })
+        cancels[i], waits[i] = start(sv)
+      end
+      lowbit.sleep(45)
+      for i = 1, 3 do cancels[i]() end
+      for i = 1, 3 do assert.is_nil(waits[i]()) end
+      assert.same({ 10, 20, 40 }, fires) -- 30: the coordinator failed, nobody fired
+      assert.equal(12, coord.calls)
+      local skips, reasons = 0, {}
+      for i = 1, 3 do
+        for _, e in ipairs(of_type(evs_all[i], "schedule_skip")) do
+          skips = skips + 1
+          reasons[e.reason] = (reasons[e.reason] or 0) + 1
+        end
+      end
+      assert.equal(9, skips)
+      assert.same({ claimed = 6, coordinator_error = 3 }, reasons)
+    end)
+    assert.has_error(function() bs.new("x", { coordinator = {} }) end)
   end)
 
   it("34 (runner): a durable store's jobs name their handler; run on a durable dispatch raises; a job without a handler fails with reason no_handler", function()
