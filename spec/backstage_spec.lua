@@ -722,7 +722,7 @@ describe("lowbit.backstage", function()
     end)
   end)
 
-  it("store protocol: ack on success, fail on terminal failure and panic, retry store-side, release on shutdown, extend for running jobs, attach", function()
+  it("store protocol: ack on success, fail on terminal failure and panic, retry store-side, release on shutdown, extend for running jobs (during the drain too), attach", function()
     run(function()
       local sv, evs = new_sv()
       local calls = {}
@@ -759,7 +759,7 @@ describe("lowbit.backstage", function()
       local cancel, wait = start(sv)
       lowbit.sleep(1)
       sv:dispatch("q", { name = "long", run = function(ctx) ctx:wait(); return nil, ctx:err() end })
-      sv:dispatch("q", { name = "long2", run = function() lowbit.sleep(5) end })
+      sv:dispatch("q", { name = "long2", run = function() lowbit.sleep(4.5) end })
       lowbit.sleep(2.5)
       cancel()
       assert.is_nil(wait())
@@ -772,8 +772,9 @@ describe("lowbit.backstage", function()
         "ack ok", "fail bad failed", "fail bug panic",
         "retry again 30 later", -- attempt 2 of 3 (store's count): retried by the store, worker freed
         "extend long,long2",    -- at t = 2: both running
-        "release long",         -- interrupted by shutdown, not a failure
-        "ack long2",
+        "release long",         -- t = 3.5, interrupted by shutdown, not a failure
+        "extend long2",         -- t = 4: leases are renewed while the drain waits
+        "ack long2",            -- t = 5.5; no renewal after serve returned
       }, text)
       assert.same({ 2 }, attempts)
       assert.equal(1, #of_type(evs, "job_released"))

@@ -733,7 +733,8 @@ local function scheduler(sv, s, ctx)
     local fire = true
     local coord = sv.coordinator
     if coord then
-      local won, err = coord:tick(sv.name, s.name, nxt, sched)
+      local cok, won, err = xpcall(coord.tick, traceback, coord, sv.name, s.name, nxt, sched)
+      if not cok then won, err = nil, errors.new("coordinator tick raised: " .. tostring(won)) end
       if not won then
         fire = false
         if sv.want.schedule_skip then
@@ -780,7 +781,17 @@ function Supervisor:serve(ctx)
   self.ctx = sctx
   for _, q in ipairs(self.queue_list) do
     for _ = 1, q.workers do spawn(self, worker, self, q, sctx) end
-    if q.has_extend then spawn(self, extender, self, q, sctx) end
+  end
+  -- Lease renewal goes on while running jobs drain: its own ctx, ended
+  -- when serve returns, and not a task the drain waits for.
+  local ectx, ecancel = context.with_cancel(context.background())
+  for _, q in ipairs(self.queue_list) do
+    if q.has_extend then
+      lowbit.go(function()
+        local ok, err = xpcall(extender, traceback, self, q, ectx)
+        if not ok then report(err) end
+      end)
+    end
   end
   for _, s in ipairs(self.schedules) do spawn(self, scheduler, self, s, sctx) end
 
@@ -800,6 +811,7 @@ function Supervisor:serve(ctx)
     tcancel()
   end
   scancel()
+  ecancel()
   self.state = "stopped"
   self.drained = false
   if timed_out then
