@@ -843,6 +843,38 @@ describe("lowbit.backstage", function()
     assert.has_error(function() bs.stderr_logger("loud") end)
   end)
 
+  it("wrong argument types: every public function and method names the bad argument (or accepts the value)", function()
+    local bad = {}
+    local function probe(what, fn, self)
+      for _, v in ipairs({ 12345, { "a table" }, true, "s" }) do
+        local res
+        if self ~= nil then res = { pcall(fn, self, v, v, v) } else res = { pcall(fn, v, v, v) } end
+        if not res[1] then
+          local msg = tostring(res[2])
+          if msg:find("attempt to ") or not msg:find("bad argument '") then
+            bad[#bad + 1] = ("%s(%s): %s"):format(what, type(v), msg:sub(1, 160))
+          end
+        end
+      end
+    end
+    local DELEGATES = { every = true, daily = true, cron = true, must_cron = true, redis_store = true }
+    run(function()
+      for k, f in pairs(bs) do
+        if type(f) == "function" and not k:find("^_") and not DELEGATES[k] then probe("backstage." .. k, f) end
+      end
+      local sv = new_sv()
+      sv:register_queue("q")
+      for k, f in pairs(bs.Supervisor) do
+        if type(f) == "function" and not k:find("^_") then probe("sv:" .. k, f, sv) end
+      end
+      local store = bs.memory_store(1)
+      for k, f in pairs(bs.MemoryStore) do
+        if type(f) == "function" and not k:find("^_") then probe("store:" .. k, f, store) end
+      end
+    end)
+    assert.same({}, bad)
+  end)
+
   it("every, daily, cron and must_cron are loaded from lowbit.backstage.schedule on first use", function()
     local seen = {}
     local fake = {}

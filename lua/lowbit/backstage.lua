@@ -301,6 +301,9 @@ function Memory:push(job)
 end
 
 function Memory:pop(ctx)
+  if not is_ctx(ctx) then
+    error("bad argument 'ctx' to backstage.memory_store:pop: context expected, got " .. type(ctx), 2)
+  end
   local ch = self.ch
   local v, ok = try_recv(ch)
   if ok then return v end
