@@ -649,6 +649,8 @@ describe("lowbit.backstage", function()
       assert.equal(bs.QUEUE_FULL, skips[1].err)
       assert.equal("queue_full", skips[1].reason)
       assert.equal("nightly", skips[1].name)
+      assert.equal(2, #of_type(evs, "schedule_fire")) -- a skipped tick is not a fire
+      assert.equal(0, #of_type(evs, "job_rejected"))  -- nor a dispatch refused to a caller
     end)
     local sv = new_sv()
     assert.has_error(function() sv:schedule_on_queue("nope", { next = function() end }, { run = function() end }) end)

@@ -436,6 +436,16 @@ function Supervisor:handle(name, fn)
   return true
 end
 
+-- Pushes a checked job into q's store: true, or nil, STOPPED (serve's ctx
+-- is done) or the store's refusal.
+local function push(sv, q, job)
+  local state = sv.state
+  if state ~= "new" and (state ~= "serving" or sv.ctx:err() ~= nil) then return nil, STOPPED end
+  local ok, err = q.push(q.store, job)
+  if ok then return true end
+  return nil, err or QUEUE_FULL
+end
+
 --- Hands job to queue q's store without ever waiting (for the memory
 --- store). Returns true, or nil, err: QUEUE_FULL, UNKNOWN_QUEUE,
 --- DUPLICATE (store dedupe), STOPPED (serve's ctx is done). A bad job
@@ -446,15 +456,12 @@ function Supervisor:dispatch(qname, job)
   if type(qname) ~= "string" then bad("dispatch", "q", "string expected, got " .. type(qname)) end
   local q = self.queues[qname]
   check_job(self, job, "dispatch", q and q.durable)
-  local err
+  local ok, err
   if q == nil then
     err = UNKNOWN_QUEUE
-  elseif self.state ~= "new" and (self.state ~= "serving" or self.ctx:err() ~= nil) then
-    err = STOPPED
   else
-    local ok, perr = q.push(q.store, job)
+    ok, err = push(self, q, job)
     if ok then return true end
-    err = perr or QUEUE_FULL
   end
   if self.want.job_rejected then
     local ev = job_ev("job_rejected", qname, job)
@@ -758,18 +765,19 @@ local function scheduler(sv, s, ctx)
       end
     end
     if fire then
-      local job = copy(s.job)
-      if sv.want.schedule_fire then
-        emit(sv, { type = "schedule_fire", name = s.name, queue = s.queue, tick = nxt, id = job.id, job_id = job.id })
-      end
-      if s.queue then
-        local ok2, err = sv:dispatch(s.queue, job)
-        if not ok2 and sv.want.schedule_skip then
-          emit(sv, { type = "schedule_skip", name = s.name, queue = s.queue, tick = nxt,
+      local job = copy(s.job) -- a fresh copy per fire
+      local ok2, err = true, nil
+      if s.queue then ok2, err = push(sv, sv.queues[s.queue], job) end
+      if not ok2 then
+        if sv.want.schedule_skip then
+          emit(sv, { type = "schedule_skip", name = s.name, queue = s.queue, tick = nxt, id = job.id, job_id = job.id,
                      reason = is(err, QUEUE_FULL) and "queue_full" or "dispatch_failed", err = err })
         end
       else
-        spawn(sv, fire_task, sv, job, ctx)
+        if sv.want.schedule_fire then
+          emit(sv, { type = "schedule_fire", name = s.name, queue = s.queue, tick = nxt, id = job.id, job_id = job.id })
+        end
+        if not s.queue then spawn(sv, fire_task, sv, job, ctx) end
       end
     end
   end
