@@ -22,7 +22,8 @@ return function(root)
     logger = false, -- events are printed below; the default logs info and up to stderr
     on_event = function(ev)
       if ev.type == "job_retry" or ev.type == "job_failed" or ev.type:find("^drain") then
-        log("event %-12s %s attempt=%s err=%s", ev.type, ev.name or "", tostring(ev.attempt), tostring(ev.err))
+        local detail = ev.attempt and ("attempt=%d err=%s"):format(ev.attempt, tostring(ev.err)) or ""
+        log("event %-12s %s %s", ev.type, ev.name or "", detail)
       end
     end,
   })
@@ -45,12 +46,12 @@ return function(root)
     if not ok then log("dispatch failed: %s", tostring(err)) end -- e.g. bs.QUEUE_FULL
   end
 
-  -- bs.every(0.3) once lowbit.backstage.schedule is in; any table with
-  -- next(self, t) -> epoch seconds is a schedule too.
-  local every = { next = function(_, t) return t + 0.3 end }
-  sv:schedule(every, { name = "refresh-cache", run = function() log("refresh-cache fired") end })
+  -- Schedules: bs.every(s), bs.daily(h, m), bs.cron("*/5 * * * *", { tz = "Europe/Berlin" });
+  -- any table with next(self, t) -> epoch seconds is a schedule too.
+  sv:schedule(bs.every(0.3), { name = "refresh-cache", run = function() log("refresh-cache fired") end })
   sv:schedule_on_queue("reports", { next = function(_, t) return t + 0.5 end },
     { name = "report", run = function() log("report generated") end })
+  sv:schedule(bs.must_cron("0 3 * * *"), { name = "nightly-cleanup", run = function() log("cleanup") end })
 
   -- A Redis-backed durable queue goes here (bs.redis_store{ addr = ..., queue = "billing" }),
   -- added with the Redis store: jobs that survive a crashed worker.
