@@ -410,6 +410,23 @@ describe("http client security", function()
       end)
     end)
 
+    it("from a Go server is returned, as Go's client returns it", function()
+      local peers = require "wspeers"
+      local bin = peers.go_peer("http_early_go")
+      run(function()
+        local proc = peers.spawn({ bin })
+        assert.is_true(proc.wait_output("\n", 20), proc.output())
+        local addr = proc.output():match("^(%S+)\n")
+        local resp, err = http.request{ method = "POST", url = "http://" .. addr .. "/up",
+                                        body = string.rep("x", 32 * 1024 * 1024) }
+        assert.is_not_nil(resp, tostring(err))
+        assert.equal(413, resp.status)
+        assert.equal("too big", resp:read_all())
+        assert.equal("ok", assert(http.get("http://" .. addr .. "/ok")):read_all())
+        proc.kill()
+      end)
+    end)
+
     it("is returned instead of the write error (chunked reader)", function()
       run(function()
         local base, ln = refusing()
@@ -462,7 +479,13 @@ describe("http client security", function()
       local resp, err = http.get(base .. "/", { headers = h })
       assert.is_nil(resp)
       assert.is_true(errors.is(err, client.BAD_REQUEST), tostring(err))
-      -- ... and so is what check_redirect adds.
+      assert.equal(0, #seen)
+      -- ... and so is what check_redirect adds to a redirected request.
+      local rbase, rsrv = raw_server(function(c) c:write("HTTP/1.1 302 Found\r\nLocation: " .. base .. "/\r\nContent-Length: 0\r\n\r\n") end)
+      resp, err = http.get(rbase .. "/", { check_redirect = function(req) req.headers:set("X-Test", "a\127") end })
+      assert.is_nil(resp)
+      assert.is_true(errors.is(err, client.BAD_REQUEST), tostring(err))
+      rsrv:close()
       assert.equal(0, #seen)
       -- HTAB and bytes >= 0x80 (obs-text) pass.
       resp = assert(http.get(base .. "/", { headers = { ["X-Test"] = "a\tb \200" } }))
