@@ -72,6 +72,7 @@ local pool = {} -- key -> array of { conn, ib, idle_since }
 pcall(ffi.cdef, "ssize_t recv(int, void *, size_t, int);")
 local MSG_PEEK, MSG_DONTWAIT = 0x2, 0x40
 local peek_buf = ffi.new("char[1]")
+local libc = ffi.C
 
 -- The raw fd under a conn (TCP, or TLS over TCP), or nil.
 local function raw_fd(conn)
@@ -91,7 +92,7 @@ local function idle_usable(pc)
   if not is_tls and (c.eof or c.rerr) then return false end
   local fd = raw_fd(c)
   if fd then
-    local n = tonumber(C.recv(fd, peek_buf, 1, MSG_PEEK + MSG_DONTWAIT))
+    local n = tonumber(libc.recv(fd, peek_buf, 1, MSG_PEEK + MSG_DONTWAIT))
     if n == 0 then return false end -- EOF
     if n < 0 then
       local e = ffi.errno()
@@ -526,8 +527,9 @@ local function send(ctx, req, b, opts, label)
   local hctx, hcancel = ctx, nil
   if opts.header_timeout then hctx, hcancel = context.with_timeout(ctx, opts.header_timeout) end
   local function fail(err)
-    if hcancel then hcancel() end
+    -- ctx's own error (read before cancelling hctx makes it CANCELED).
     if hctx:err() then err = hctx:err() end
+    if hcancel then hcancel() end
     return nil, errors.wrap(err, "%s %s", method, label)
   end
   local resp, err
