@@ -35,12 +35,13 @@ local function read_request(c, buf)
   return head, rest:sub(1, n), rest:sub(n + 1)
 end
 
--- A raw listener: answer(c, head, n, k, body) handles request n (over
--- all connections; k on this connection), false closes the connection.
+-- A raw listener (ln, or a new TCP one): answer(c, head, n, k, body)
+-- handles request n (over all connections; k on this connection), false
+-- closes the connection.
 -- Returns the base URL, the server (close() stops the listener and every
 -- connection) and the list of request heads seen (seen.conns: accepted).
-local function raw_server(answer)
-  local ln = assert(net.listen("127.0.0.1:0"))
+local function raw_server(answer, ln)
+  ln = ln or assert(net.listen("127.0.0.1:0"))
   local seen = { conns = 0 }
   local open = {}
   lowbit.go(function()
@@ -135,6 +136,32 @@ describe("http client security", function()
         assert.equal("hi", assert(http.get(u, { tls = assert(tls.client_config{ ca_file = dir .. "/ca.pem" }) })):read_all())
         assert.equal(3, count())
         srv:close()
+      end)
+    end)
+    it("over TLS too: stray bytes and an idle close keep a connection out of the pool", function()
+      run(function()
+        local cfg = assert(tls.server_config{ cert = dir .. "/srv.pem", key = dir .. "/srv.key" })
+        local closed = lowbit.chan(1)
+        local ln = assert(tls.listen("127.0.0.1:0", cfg))
+        local _, rs, seen = raw_server(function(c, head, n, k)
+          if head:find("^GET /stray") and n == 1 then c:write("HTTP/1.1 204 No Content\r\n\r\n" .. FORGED); return end
+          c:write(OK_GENUINE)
+          if head:find("^GET /idle") then closed:send(true); return false end -- close_notify, then close
+        end, ln)
+        local base = ("https://localhost:%d"):format(ln:port())
+        local o = { tls = { ca_file = dir .. "/ca.pem" } }
+        local resp = assert(http.get(base .. "/stray", o))
+        assert.equal(204, resp.status)
+        assert.equal("genuine", assert(http.get(base .. "/2", o)):read_all())
+        assert.equal(2, seen.conns)
+        -- A connection the server closes once idle: a POST goes on a new one.
+        assert.equal("genuine", assert(http.get(base .. "/idle", o)):read_all())
+        closed:recv()
+        lowbit.sleep(0.05)
+        resp = assert(http.request{ method = "POST", url = base .. "/p", body = "once", tls = o.tls })
+        assert.equal("genuine", resp:read_all())
+        assert.equal(3, seen.conns)
+        rs:close()
       end)
     end)
   end)
