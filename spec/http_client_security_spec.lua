@@ -482,8 +482,11 @@ describe("http client security", function()
       local base, rs, seen = raw_server(function(c) c:write(OK_GENUINE) end)
       local cases = {
         { "/a b", "/a%20b" }, { "/a%20b", "/a%20b" }, { "/caf\195\169", "/caf%C3%A9" },
-        { "/a%2Fb/c", "/a%2Fb/c" }, { "/q\"<>", "/q%22%3C%3E" }, { "/a b?x=1", "/a%20b?x=1" },
-        { "/x;y=1,z:@$&+=", "/x;y=1,z:@$&+=" },
+        { "/a%2Fb/c", "/a%2Fb/c" }, { "/x;y=1,z:@$&+=", "/x;y=1,z:@$&+=" },
+        -- What Go 1.19's client puts on the request line for the same URLs
+        -- (the query goes as given):
+        { "/a b?x y", "/a%20b?x y" }, { "/q\"<>{}|^`", "/q%22%3C%3E%7B%7D%7C%5E%60" }, { "/x!'()*", "/x!'()*" },
+        { "/caf\195\169?q=\195\169", "/caf%C3%A9?q=\195\169" },
       }
       for i, c in ipairs(cases) do
         assert.equal("genuine", assert(http.get(base .. c[1])):read_all())
