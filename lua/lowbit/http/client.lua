@@ -225,7 +225,7 @@ end
 -- Content-Length; a reader is chunked, or sent with the length `declared`
 -- (a caller's Content-Length) and must yield exactly that many bytes.
 -- auth: an Authorization value to add (from the URL's user info).
--- Returns true, or nil, err, and whether any byte went out.
+-- Returns true, or nil, err.
 local function write_request(conn, method, u, hdrs, body_s, host, declared, auth)
   local out = buffer.new()
   out:put(method, " ", u:request_uri(), " HTTP/1.1\r\n")
@@ -257,36 +257,36 @@ local function write_request(conn, method, u, hdrs, body_s, host, declared, auth
   out:put("\r\n")
   if type(body_s) == "string" then out:put(body_s) end
   local ok, err = conn:write(out:get())
-  if not ok then return nil, err, false end
+  if not ok then return nil, err end
   if streaming then
     -- A reader: anything with read(n) -> string | nil, err (EOF ends).
     local sent = 0
     while true do
       local s, rerr = body_s:read(65536)
       if not s then
-        if rerr ~= errors.EOF then return nil, rerr, true end
+        if rerr ~= errors.EOF then return nil, rerr end
         break
       end
       if #s > 0 then
         sent = sent + #s
         if declared then
           if sent > declared then
-            return nil, errors.wrap(M.BAD_REQUEST, "http: ContentLength=%d with Body length %d", declared, sent), true
+            return nil, errors.wrap(M.BAD_REQUEST, "http: ContentLength=%d with Body length %d", declared, sent)
           end
           ok, err = conn:write(s)
         else
           ok, err = conn:write({ ("%x\r\n"):format(#s), s, "\r\n" })
         end
-        if not ok then return nil, err, true end
+        if not ok then return nil, err end
       end
     end
     if declared then
       if sent ~= declared then
-        return nil, errors.wrap(M.BAD_REQUEST, "http: ContentLength=%d with Body length %d", declared, sent), true
+        return nil, errors.wrap(M.BAD_REQUEST, "http: ContentLength=%d with Body length %d", declared, sent)
       end
     else
       ok, err = conn:write("0\r\n\r\n")
-      if not ok then return nil, err, true end
+      if not ok then return nil, err end
     end
   end
   return true
