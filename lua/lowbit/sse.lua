@@ -608,7 +608,7 @@ local function open(c)
   local h = c.hdrs
   if c.last_event_id ~= "" then h:set("Last-Event-ID", c.last_event_id) else h:del("Last-Event-ID") end
   c.connects = c.connects + 1
-  local resp, err = http.request{ url = c.url, headers = h, ctx = c.ctx, timeout = c.timeout, tls = c.tls }
+  local resp, err = http.request{ url = c.url, headers = h, ctx = c.ctx, header_timeout = c.timeout, tls = c.tls }
   if not resp then return false, err end
   local status = resp.status
   c.status = status

@@ -324,11 +324,14 @@ end
 --- The query parsed into Values.
 function URL:query() return (M.parse_query(self.raw_query)) end
 
---- The escaped path: raw_path when it is a valid encoding of path,
---- else path escaped.
+--- The escaped path: raw_path when it is a valid encoding of path (only
+--- characters a path may hold, as Go's validEncoded: no space, no control
+--- or non-ASCII byte), else path escaped ("/a b" -> "/a%20b").
 function URL:escaped_path()
   local rp = self.raw_path
-  if rp ~= "" and unescape(rp, false) == self.path then return rp end
+  if rp ~= "" and not find(rp, "[^%w%-_%.~!$&'()*+,;=:@/%%%[%]]") and unescape(rp, false) == self.path then
+    return rp
+  end
   if self.path == "*" then return "*" end
   return escape_path_keep_slash(self.path)
 end
