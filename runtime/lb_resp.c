@@ -134,11 +134,13 @@ ptrdiff_t lb_resp_parse(lb_resp_parser *p, const uint8_t *buf, size_t len,
       goto again;
     }
     size_t eol = (size_t)(nl - buf);
+    /* The same bound as above, before any other check, so that the code
+     * does not depend on how the bytes were split. */
+    if ((uint64_t)(eol - pos) > maxb + 2) return LB_ETOOLARGE;
     if (eol < pos + 2 || buf[eol - 1] != '\r') return LB_EPROTO;
     int t = buf[pos];
     const uint8_t *line = buf + pos + 1;
     size_t ll = eol - 1 - (pos + 1);
-    if ((uint64_t)ll > maxb) return LB_ETOOLARGE;
     size_t next = eol + 1;
     lb_resp_node *nd = &nodes[p->n_nodes];
     nd->type = t;

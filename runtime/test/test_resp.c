@@ -263,6 +263,9 @@ static void test_limits(void) {
   check_bad("simple string longer than max_bulk", "+01234567890\r\n", 14, &lim, LB_ETOOLARGE);
   check_bad("line without CRLF past max_bulk", "+0123456789012345", 17, &lim, LB_ETOOLARGE);
   check_bad("verbatim longer than max_bulk", "=20\r\n", 5, &lim, LB_ETOOLARGE);
+  /* found by fuzz_resp: a long line ending in a bare LF gave EPROTO whole
+   * but ETOOLARGE split; the limit now wins however the bytes arrive */
+  check_bad("line over max_bulk ending without CR", "+0123456789012x\n", 16, &lim, LB_ETOOLARGE);
   /* the default: 512 MiB */
   BAD("bulk of 512 MiB + 1", "$536870913\r\n", LB_ETOOLARGE);
   BAD("bulk length of 30 digits", "$999999999999999999999999999999\r\n", LB_ETOOLARGE);
