@@ -436,6 +436,42 @@ describe("lowbit.redis on a real server", function()
   end)
 end)
 
+describe("lowbit.redis arguments", function()
+  it("every public function and method names a bad argument (or accepts it)", function()
+    run(function()
+      local bad = {}
+      local function probe(what, fn, self)
+        for _, v in ipairs({ 12345, { "a table" }, true }) do
+          local res = { pcall(function()
+            if self then return fn(self, v, v, v) end
+            return fn(v, v, v)
+          end) }
+          if not res[1] then
+            local msg = tostring(res[2])
+            if msg:find("attempt to ") or not msg:find("bad argument ") then
+              bad[#bad + 1] = what .. ": " .. msg
+            end
+          end
+        end
+      end
+      for k, f in pairs(redis) do
+        if type(f) == "function" and k ~= "connect" then probe("redis." .. k, f) end
+      end
+      probe("redis.connect", redis.connect)
+      for k, f in pairs(redis.Client) do
+        if type(f) == "function" and not k:find("^_") and k ~= "close" and k ~= "release" then
+          local a, b = net.pipe()
+          fake_server(b, fake_redis())
+          local c = assert(redis.connect{ conn = a })
+          probe("client:" .. k, f, c)
+          c:close()
+        end
+      end
+      assert.same({}, bad)
+    end)
+  end)
+end)
+
 describe("lowbit.redis with a fake server", function()
   local function client_with(handler, opts)
     local a, b = net.pipe()

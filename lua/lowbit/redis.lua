@@ -430,6 +430,7 @@ end
 
 local shabuf = ffi_new("uint8_t[20]")
 local function sha1_hex(s)
+  if type(s) ~= "string" then arg_error("redis.sha1_hex", "s", "string", s) end
   C.lb_sha1(s, #s, shabuf)
   local hex = {}
   for i = 0, 19 do hex[i + 1] = format("%02x", shabuf[i]) end
@@ -749,6 +750,7 @@ end
 
 --- Number of idle pooled connections for addr (all keys with that addr).
 function M.pool_idle(addr)
+  if type(addr) ~= "string" then arg_error("redis.pool_idle", "addr", "string", addr) end
   local n = 0
   for k, pool in pairs(pools) do
     if k:sub(1, #addr + 1) == addr .. "|" then n = n + #pool end
@@ -757,7 +759,8 @@ function M.pool_idle(addr)
 end
 
 --- Closes every idle pooled connection.
-function M.close_idle()
+function M.close_idle(...)
+  if select("#", ...) > 0 then error("bad argument to redis.close_idle: no arguments expected", 2) end
   for k, pool in pairs(pools) do
     for i = 1, #pool do pool[i].client.conn:close(); pool[i].client.closed = true end
     pools[k] = nil
