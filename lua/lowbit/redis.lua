@@ -39,7 +39,7 @@ local buffer = require "string.buffer"
 local M = {}
 
 local C = core.C
-local ffi_new, ffi_string, ffi_cast, ffi_copy = ffi.new, ffi.string, ffi.cast, ffi.copy
+local ffi_new, ffi_string, ffi_copy = ffi.new, ffi.string, ffi.copy
 local type, error, tostring, tonumber, setmetatable, getmetatable, select, pairs, rawequal, unpack =
   type, error, tostring, tonumber, setmetatable, getmetatable, select, pairs, rawequal, unpack
 local floor, huge = math.floor, math.huge
@@ -191,7 +191,7 @@ local function read_reply(self)
   local ib, parser = self.ib, self.parser
   while true do
     local ptr, len = ib:ref()
-    local rc = tonumber(C.lb_resp_parse(parser, ffi_cast("const uint8_t *", ptr), len, self.nodes, self.cap))
+    local rc = tonumber(C.lb_resp_parse(parser, ptr, len, self.nodes, self.cap))
     if rc > 0 then
       local nodes = self.nodes
       local v = build(nodes, 0, ptr)
@@ -271,6 +271,15 @@ local function check_open(self, fname)
   if self.released then error(fname .. ": client was released to the pool", 3) end
 end
 
+-- Closes conn when ctx ends before the returned channel is closed.
+local function watch(ctx, conn)
+  local ch = lowbit.chan(0)
+  lowbit.go(function()
+    if lowbit.select{ ctx:done(), ch } == 1 then conn:close() end
+  end)
+  return ch
+end
+
 -- Sets the conn's deadline from the client timeout and ctx; watches ctx
 -- for cancellation (closing the conn). Returns a stop function.
 local function arm(self, ctx)
@@ -280,14 +289,7 @@ local function arm(self, ctx)
   if ctx then
     local cd = ctx:deadline()
     if cd and (not dl or cd < dl) then dl = cd end
-    if ctx ~= context.background() then
-      local ch = lowbit.chan(0)
-      local conn = self.conn
-      lowbit.go(function()
-        if lowbit.select{ ctx:done(), ch } == 1 then conn:close() end
-      end)
-      stop = ch
-    end
+    if ctx ~= context.background() then stop = watch(ctx, self.conn) end
   end
   if dl or self.had_deadline then
     self.conn:set_deadline(dl)
