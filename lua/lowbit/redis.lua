@@ -185,20 +185,36 @@ local function more(self)
   return nil, err
 end
 
--- Reads one reply: returns value, type (the first node's type byte), or
--- nil, err (the connection is then closed).
-local function read_reply(self)
+-- The reply at the front of the read buffer when all of it is there:
+-- value, type (the first node's type byte); else nil, the parser's code.
+-- Loop-free, so that the callers' loops (a pipeline's N replies) compile
+-- into one trace with it.
+local function try_reply(self)
+  local ib = self.ib
+  local ptr, len = ib:ref()
+  local rc = tonumber(C.lb_resp_parse(self.parser, ptr, len, self.nodes, self.cap))
+  if rc > 0 then
+    local nodes = self.nodes
+    local v = build(nodes, 0, ptr)
+    local t = nodes[0].type
+    ib:skip(rc)
+    return v, t
+  end
+  return nil, rc
+end
+
+-- The rest of read_reply: waits for bytes, grows the node array, or fails.
+local function read_more(self, rc)
   local ib, parser = self.ib, self.parser
   while true do
-    local ptr, len = ib:ref()
-    local rc = tonumber(C.lb_resp_parse(parser, ptr, len, self.nodes, self.cap))
-    if rc > 0 then
-      local nodes = self.nodes
-      local v = build(nodes, 0, ptr)
-      local t = nodes[0].type
-      ib:skip(rc)
-      return v, t
-    elseif rc == EAGAIN then
+    local v, t
+    if rc == nil then
+      v, t = try_reply(self)
+      if v ~= nil then return v, t end
+      rc = t
+    end
+    local len = #ib
+    if rc == EAGAIN then
       local ok, err = more(self)
       if not ok then
         if errors.is(err, errors.EOF) and len > 0 then err = errors.UNEXPECTED_EOF end
@@ -213,7 +229,16 @@ local function read_reply(self)
       C.lb_resp_parser_reset(parser)
       return fail(self, errors.with_kind(M.PROTOCOL, nil, core.strerror(rc)))
     end
+    rc = nil
   end
+end
+
+-- Reads one reply: returns value, type, or nil, err (the connection is
+-- then closed).
+local function read_reply(self)
+  local v, t = try_reply(self)
+  if v ~= nil then return v, t end
+  return read_more(self, t)
 end
 
 local argp = ffi_new("const char *[?]", 64)
