@@ -256,6 +256,13 @@ local function arg_string(v, i, fname)
   error(format("bad argument #%d to %s: string or number expected, got %s", i, fname, tv), 3)
 end
 
+local function put_arg(i, v, fname)
+  local s = arg_string(v, i, fname)
+  keep[i] = s
+  argp[i - 1] = s
+  argl[i - 1] = #s
+end
+
 -- Appends one command (args[1..n]) to the write buffer.
 local function encode(wb, fname, n, ...)
   if n == 0 then error("bad argument #1 to " .. fname .. ": command name expected", 3) end
@@ -264,17 +271,25 @@ local function encode(wb, fname, n, ...)
     argp = ffi_new("const char *[?]", argcap)
     argl = ffi_new("size_t[?]", argcap)
   end
-  for i = 1, n do
-    local s = arg_string((select(i, ...)), i, fname)
-    keep[i] = s
-    argp[i - 1] = s
-    argl[i - 1] = #s
+  if n <= 4 then
+    -- Most commands: no loop, so that a caller's loop over commands
+    -- compiles into one trace (a two-iteration loop here would be
+    -- blacklisted by LuaJIT as "leaving loop in root trace").
+    local a1, a2, a3, a4 = ...
+    put_arg(1, a1, fname)
+    if n >= 2 then put_arg(2, a2, fname) end
+    if n >= 3 then put_arg(3, a3, fname) end
+    if n >= 4 then put_arg(4, a4, fname) end
+  else
+    for i = 1, n do put_arg(i, (select(i, ...)), fname) end
   end
   local need = tonumber(C.lb_resp_command_len(argl, n))
   local out = wb:reserve(need)
   local w = tonumber(C.lb_resp_encode_command(argp, argl, n, out, need))
   wb:commit(w)
-  for i = 1, n do keep[i] = nil end
+  -- Drop the references (the strings were only needed during the call).
+  keep[1], keep[2], keep[3], keep[4] = nil, nil, nil, nil
+  if n > 4 then for i = 5, n do keep[i] = nil end end
 end
 
 local function encode_table(wb, fname, t)
