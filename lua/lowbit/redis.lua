@@ -306,9 +306,14 @@ local function flush(self)
   return true
 end
 
+-- Misuse raises (DESIGN.md): a method of a client its owner closed or
+-- released, or of a client another task is using (replies would be read
+-- by the wrong caller). A client closed by a failure answers nil, err.
 local function check_open(self, fname)
   if getmetatable(self) ~= Client then error("bad self to " .. fname .. ": redis client expected", 3) end
   if self.released then error(fname .. ": client was released to the pool", 3) end
+  if self.user_closed then error(fname .. ": client is closed", 3) end
+  if self.busy then error(fname .. ": client is in use by another task (use one client per task, or a pool)", 3) end
 end
 
 -- Closes conn when ctx ends before the returned channel is closed.
@@ -323,6 +328,7 @@ end
 -- Sets the conn's deadline from the client timeout and ctx; watches ctx
 -- for cancellation (closing the conn). Returns a stop function.
 local function arm(self, ctx)
+  self.busy = true
   if self.closed then return nil end
   local dl = self.timeout and now() + self.timeout or nil
   local stop
@@ -338,7 +344,10 @@ local function arm(self, ctx)
   return stop
 end
 
-local function disarm(stop) if stop then stop:close() end end
+local function disarm(self, stop)
+  self.busy = false
+  if stop then stop:close() end
+end
 
 -- The error of a failed exchange under ctx: ctx's own error when it has
 -- ended (the conn deadline may fire a moment before ctx's timer does).
@@ -378,18 +387,18 @@ local function do_call(self, ctx, fname, n, ...)
   encode(self.wb, fname, n, ...)
   local stop = arm(self, ctx)
   local ok, err = flush(self)
-  if not ok then disarm(stop); return ctx_failure(self, ctx, err) end
+  if not ok then disarm(self, stop); return ctx_failure(self, ctx, err) end
   local v, t
   while true do
     v, t = read_reply(self)
-    if v == nil then disarm(stop); return ctx_failure(self, ctx, t) end
+    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
     if t ~= T_PUSH then break end
     -- RESP3 out-of-band data (pub/sub, client tracking): queued for
     -- read_message.
     if not self.msgq then self.msgq = {} end
     self.msgq[#self.msgq + 1] = v
   end
-  disarm(stop)
+  disarm(self, stop)
   if getmetatable(v) == ServerError then return nil, v end
   return v
 end
@@ -449,11 +458,11 @@ function Client:pipeline(fn, ctx)
   if n == 0 then return res, 0 end
   local stop = arm(self, ctx)
   local ok, err = flush(self)
-  if not ok then disarm(stop); return ctx_failure(self, ctx, err) end
+  if not ok then disarm(self, stop); return ctx_failure(self, ctx, err) end
   local i = 0
   while i < n do
     local v, t = read_reply(self)
-    if v == nil then disarm(stop); return ctx_failure(self, ctx, t) end
+    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
     if t == T_PUSH then
       if not self.msgq then self.msgq = {} end
       self.msgq[#self.msgq + 1] = v
@@ -462,7 +471,7 @@ function Client:pipeline(fn, ctx)
       res[i] = v
     end
   end
-  disarm(stop)
+  disarm(self, stop)
   return res, n
 end
 
@@ -530,7 +539,7 @@ sub_command = function(self, fname, cmd, ...)
   encode(self.wb, fname, n + 1, cmd, ...)
   local stop = arm(self, nil)
   local ok, err = flush(self)
-  if not ok then disarm(stop); return nil, err end
+  if not ok then disarm(self, stop); return nil, err end
   local want = cmd:lower()
   -- One confirmation per name; for an unsubscribe without names, one per
   -- name subscribed (of that kind), or one when there is none.
@@ -543,8 +552,8 @@ sub_command = function(self, fname, cmd, ...)
   self.subscribed = true
   while true do
     local v, t = read_reply(self)
-    if v == nil then disarm(stop); return nil, t end
-    if getmetatable(v) == ServerError then disarm(stop); return nil, v end
+    if v == nil then disarm(self, stop); return nil, t end
+    if getmetatable(v) == ServerError then disarm(self, stop); return nil, v end
     if msg_kind(v) == want then
       self.subs = tonumber(v[3]) or 0
       if type(v[2]) == "string" then set[v[2]] = sub or nil end
@@ -555,7 +564,7 @@ sub_command = function(self, fname, cmd, ...)
       self.msgq[#self.msgq + 1] = v
     end
   end
-  disarm(stop)
+  disarm(self, stop)
   if self.subs == 0 then self.subscribed = false end
   return true
 end
@@ -567,13 +576,13 @@ sub_ping = function(self, ctx, fname, n, ...)
   encode(self.wb, fname, n, ...)
   local stop = arm(self, ctx)
   local ok, err = flush(self)
-  if not ok then disarm(stop); return ctx_failure(self, ctx, err) end
+  if not ok then disarm(self, stop); return ctx_failure(self, ctx, err) end
   while true do
     local v, t = read_reply(self)
-    if v == nil then disarm(stop); return ctx_failure(self, ctx, t) end
-    if getmetatable(v) == ServerError then disarm(stop); return nil, v end
+    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
+    if getmetatable(v) == ServerError then disarm(self, stop); return nil, v end
     if msg_kind(v) == "pong" then
-      disarm(stop)
+      disarm(self, stop)
       if n > 1 then return v[2] end
       return "PONG"
     end
@@ -619,11 +628,11 @@ function Client:read_message(ctx)
   local stop = arm(self, ctx)
   while true do
     local v, t = read_reply(self)
-    if v == nil then disarm(stop); return ctx_failure(self, ctx, t) end
+    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
     local m = to_message(v)
     local k = m.kind
     if k ~= "subscribe" and k ~= "psubscribe" and k ~= "unsubscribe" and k ~= "punsubscribe" then
-      disarm(stop)
+      disarm(self, stop)
       return m
     end
     self.subs = tonumber(v[3]) or self.subs
@@ -716,6 +725,7 @@ function M.connect(addr_or_opts)
       local c = e.client
       if now() - e.since <= (c.idle_timeout or M.IDLE_TIMEOUT) and not c.closed then
         c.released = false
+        c.timeout, c.pool_size, c.idle_timeout = o.timeout, o.pool_size, o.idle_timeout
         return c
       end
       c.conn:close()
@@ -761,6 +771,7 @@ end
 
 --- Closes the connection (idempotent).
 function Client:close()
+  self.user_closed = true
   if not self.closed then
     self.closed = true
     self.conn:close()
