@@ -322,6 +322,13 @@ describe("lowbit.redis on a real server", function()
         local none, err = sub:read_message(ctx)
         assert.is_nil(none)
         assert.is_true(errors.is(err, context.DEADLINE_EXCEEDED))
+        -- SUBSCRIBE through call enters subscriber mode too
+        local sub3 = conn()
+        assert.is_true(sub3:call("subscribe", "late"))
+        assert.is_true(sub3.subscribed)
+        assert.equal(1, pub:call("PUBLISH", "late", "y"))
+        assert.equal("y", assert(sub3:read_message()).payload)
+        sub3:close()
         -- unsubscribing from everything leaves subscriber mode
         local sub2 = conn()
         assert.is_true(sub2:subscribe("a"))

@@ -43,7 +43,7 @@ local ffi_new, ffi_string, ffi_copy = ffi.new, ffi.string, ffi.copy
 local type, error, tostring, tonumber, setmetatable, getmetatable, select, pairs, rawequal, unpack =
   type, error, tostring, tonumber, setmetatable, getmetatable, select, pairs, rawequal, unpack
 local floor, huge = math.floor, math.huge
-local format, upper = string.format, string.upper
+local format, upper, byte = string.format, string.upper, string.byte
 local now = lowbit.now
 
 local EAGAIN, ENOSPACE = C.LB_EAGAIN, C.LB_ENOSPACE
@@ -371,18 +371,20 @@ end
 
 local sub_command, sub_ping -- subscriber mode, below
 
-local SUB_OK = { SUBSCRIBE = true, PSUBSCRIBE = true, UNSUBSCRIBE = true, PUNSUBSCRIBE = true,
-                 PING = true, SSUBSCRIBE = true, SUNSUBSCRIBE = true }
+local SUB_CMDS = { SUBSCRIBE = true, PSUBSCRIBE = true, UNSUBSCRIBE = true, PUNSUBSCRIBE = true }
+-- First bytes of those names (and of PING), to look at the name only then.
+local SUB_FIRST = { [80] = true, [112] = true, [83] = true, [115] = true, [85] = true, [117] = true }
 
 local function do_call(self, ctx, fname, n, ...)
   if self.closed then return nil, errors.wrap(errors.CLOSED, "redis %s", self.addr) end
-  if self.subscribed then
-    local name = upper(tostring((...)))
-    if not SUB_OK[name] then
-      error(fname .. ": " .. name .. " is not allowed in subscriber mode", 3)
+  local first = ...
+  if self.subscribed or (type(first) == "string" and SUB_FIRST[byte(first, 1)]) then
+    local name = upper(tostring(first))
+    if SUB_CMDS[name] then return sub_command(self, fname, name, select(2, ...)) end
+    if self.subscribed then
+      if name ~= "PING" then error(fname .. ": " .. name .. " is not allowed in subscriber mode", 3) end
+      return sub_ping(self, ctx, fname, n, ...)
     end
-    if name ~= "PING" then return sub_command(self, fname, name, select(2, ...)) end
-    return sub_ping(self, ctx, fname, n, ...)
   end
   encode(self.wb, fname, n, ...)
   local stop = arm(self, ctx)
@@ -553,7 +555,11 @@ sub_command = function(self, fname, cmd, ...)
   while true do
     local v, t = read_reply(self)
     if v == nil then disarm(self, stop); return nil, t end
-    if getmetatable(v) == ServerError then disarm(self, stop); return nil, v end
+    if getmetatable(v) == ServerError then
+      disarm(self, stop)
+      self.subscribed = self.subs > 0
+      return nil, v
+    end
     if msg_kind(v) == want then
       self.subs = tonumber(v[3]) or 0
       if type(v[2]) == "string" then set[v[2]] = sub or nil end
