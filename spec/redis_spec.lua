@@ -426,6 +426,12 @@ describe("lowbit.redis on a real server", function()
       assert.not_equal(again, db1)
       again:release(); db1:release()
       assert.equal(2, redis.pool_idle(srv.addr))
+      -- TLS with the same options (a new table each time) shares a pool
+      local tlsopts = function() return { addr = tls_srv.addr, tls = { ca_file = pki .. "/ca.pem" } } end
+      local t1 = assert(redis.connect(tlsopts()))
+      t1:release()
+      assert.equal(t1, assert(redis.connect(tlsopts())))
+      t1:close()
       -- a subscribed client is closed, not pooled
       local s = assert(redis.connect(srv.addr))
       s:subscribe("x")

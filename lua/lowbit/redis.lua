@@ -651,10 +651,23 @@ end
 
 local pools = {} -- key -> array of { client, since }
 
+-- The TLS part of a pool key: "tcp", "tls" (true), the config object's
+-- identity, or the options (sorted) of an options table.
+local function tls_key(t)
+  if not t then return "tcp" end
+  if t == true then return "tls" end
+  local tls = require "lowbit.tls"
+  if tls.is_config(t) then return tostring(t) end
+  local parts = {}
+  for k, v in pairs(t) do parts[#parts + 1] = tostring(k) .. "=" .. tostring(v) end
+  table.sort(parts)
+  return "tls{" .. table.concat(parts, ",") .. "}"
+end
+
 local function pool_key(o)
   if o.conn then return nil end
   return table.concat({ o.addr, tostring(o.db or 0), o.username or "", o.password or "",
-                        tostring(o.resp or 2), o.tls and "tls" or "tcp", o.server_name or "" }, "|")
+                        tostring(o.resp or 2), tls_key(o.tls), o.server_name or "" }, "|")
 end
 
 local CONNECT_OPTS = { addr = true, conn = true, tls = true, server_name = true, ctx = true,
@@ -767,8 +780,7 @@ function M.connect(addr_or_opts)
   if cancel then cancel() end
   if not ok then
     c:close()
-    if M.is_server_error(err) then return nil, err end
-    return nil, err
+    return nil, err -- a server error (AUTH, SELECT) as it is, else wrapped
   end
   c.conn:set_deadline(nil)
   c.had_deadline = false
