@@ -289,10 +289,11 @@ describe("lowbit.redis on a real server", function()
   end)
 
   it("delivers pub/sub messages in subscriber mode and refuses other commands there", function()
-    for _, addr in ipairs({ "tcp", "tls" }) do
+    for _, addr in ipairs({ "tcp", "tls", "resp3" }) do
       run(function()
         local function conn()
           if addr == "tcp" then return assert(redis.connect(srv.addr)) end
+          if addr == "resp3" then return assert(redis.connect{ addr = srv.addr, resp = 3 }) end
           return assert(redis.connect{ addr = tls_srv.addr, tls = { ca_file = pki .. "/ca.pem" } })
         end
         local sub, pub = conn(), conn()
@@ -379,6 +380,23 @@ describe("lowbit.redis on a real server", function()
       assert.equal(redis.null, c:call("GET", "nothing"))
       assert.equal(3, c:call("HELLO").proto)
       c:close()
+    end)
+  end)
+
+  it("queues RESP3 pushes that arrive between replies (client tracking) for read_message", function()
+    run(function()
+      local c = assert(redis.connect{ addr = srv.addr, resp = 3 })
+      local other = assert(redis.connect(srv.addr))
+      assert.equal("OK", c:call("CLIENT", "TRACKING", "ON"))
+      other:call("SET", "tracked", "1")
+      assert.equal("1", c:call("GET", "tracked"))
+      other:call("SET", "tracked", "2")
+      -- the invalidation push comes before this reply; the reply is PONG
+      assert.equal("PONG", c:call("PING"))
+      local m = assert(c:read_message())
+      assert.equal("invalidate", m.kind)
+      assert.same({ "tracked" }, m.data[2])
+      c:close(); other:close()
     end)
   end)
 

@@ -587,6 +587,11 @@ sub_ping = function(self, ctx, fname, n, ...)
     local v, t = read_reply(self)
     if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
     if getmetatable(v) == ServerError then disarm(self, stop); return nil, v end
+    if type(v) ~= "table" then
+      -- RESP3 answers PING with a plain reply even in subscriber mode.
+      disarm(self, stop)
+      return v
+    end
     if msg_kind(v) == "pong" then
       disarm(self, stop)
       if n > 1 then return v[2] end
