@@ -141,4 +141,61 @@ function M.spawn(cmd, args, timeout)
   return code, table.concat(out), table.concat(errout)
 end
 
+--- Starts a redis-server of its own on a free loopback port (`--save ''
+--- --appendonly no`), waiting until it accepts connections. opts.tls = a
+--- make_pki() directory: TLS only (--tls-port, no plain port). opts.args:
+--- more arguments. Returns { port, addr, pid, dir, stop = fn } (stop kills
+--- it by pid and waits for it to exit), or nil, reason when redis-server
+--- is not installed.
+function M.start_redis(opts)
+  opts = opts or {}
+  local _, rc = M.sh("command -v redis-server >/dev/null")
+  if rc ~= 0 then return nil, "redis-server is not installed (make deps)" end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir) == 0)
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+  for _ = 1, 8 do
+    -- A port outside Linux's ephemeral range (32768-60999), retried when
+    -- taken: redis-server exits at once then.
+    local port = math.random(20000, 32000)
+    local log = dir .. "/redis-" .. port .. ".log"
+    local args = { "--save ''", "--appendonly no", "--bind 127.0.0.1", "--daemonize no",
+                   "--dir " .. dir, "--logfile " .. log }
+    if opts.tls then
+      args[#args + 1] = ("--port 0 --tls-port %d --tls-cert-file %s/srv.pem --tls-key-file %s/srv.key " ..
+        "--tls-ca-cert-file %s/ca.pem --tls-auth-clients no"):format(port, opts.tls, opts.tls, opts.tls)
+    else
+      args[#args + 1] = "--port " .. port
+    end
+    for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+    local out = M.sh("redis-server " .. table.concat(args, " ") .. " >/dev/null 2>&1 & echo $!")
+    local pid = tonumber(out:match("(%d+)"))
+    local ready = false
+    for _ = 1, 200 do
+      local f = io.open(log)
+      local text = f and f:read("*a") or ""
+      if f then f:close() end
+      if text:find("Ready to accept connections", 1, true) then ready = true; break end
+      local _, alive = M.sh("kill -0 " .. pid .. " 2>/dev/null")
+      if alive ~= 0 then break end
+      os.execute("sleep 0.02")
+    end
+    if ready then
+      local r = { port = port, addr = "127.0.0.1:" .. port, pid = pid, dir = dir }
+      function r.stop()
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+        for _ = 1, 100 do
+          local _, alive = M.sh("kill -0 " .. pid .. " 2>/dev/null")
+          if alive ~= 0 then break end
+          os.execute("sleep 0.02")
+        end
+      end
+      return r
+    end
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+  end
+  error("redis-server did not start (see " .. dir .. ")")
+end
+
 return M

@@ -62,6 +62,7 @@
   X(ETOOLARGE,   -300, "message too large")                                   \
   X(EHEADERSIZE, -301, "header section too large")                            \
   X(ETOOMANY,    -302, "too many items")                                      \
+  X(EDEPTH,      -303, "nesting too deep")                                    \
   X(ECRONNONE,   -310, "no fire time within the search horizon")              \
   X(ENOMEM,      -400, "out of memory")                                       \
   X(EINTERNAL,   -401, "internal error")

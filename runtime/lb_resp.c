@@ -1,0 +1,326 @@
+/*
+ * lb_resp.c: RESP2/RESP3 parser and command encoder (see lb_resp.h).
+ *
+ * The parser walks one reply in pre-order. Each value starts with a line
+ * (type byte, text, CRLF); strings with a length prefix ('$', '!', '=')
+ * then carry exactly that many bytes and a CRLF. Open aggregates live on a
+ * fixed stack of "elements still expected" counters, so a call that runs
+ * out of input can stop anywhere between two values and resume there: the
+ * state is (pos, depth, counters, nodes written). A value whose bytes are
+ * incomplete is parsed again from its first byte on the next call; that is
+ * cheap because only its header line is ever re-read (a bulk payload is
+ * skipped by length, and the CRLF search resumes at `scan`).
+ */
+#include "lowbit/lb_resp.h"
+
+#include <string.h>
+
+void lb_resp_parser_init(lb_resp_parser *p) { memset(p, 0, sizeof *p); }
+
+void lb_resp_parser_reset(lb_resp_parser *p) {
+  p->depth = 0;
+  p->pos = 0;
+  p->scan = 0;
+  p->n_nodes = 0;
+}
+
+/* A signed decimal integer: optional '-', 1..19 digits, no overflow of
+ * int64_t. Returns 0 or -1. */
+static int parse_int(const uint8_t *s, size_t n, int64_t *out) {
+  int neg = 0;
+  if (n > 0 && (s[0] == '-' || s[0] == '+')) {
+    neg = s[0] == '-';
+    s++;
+    n--;
+  }
+  if (n == 0 || n > 19) return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned d = (unsigned)s[i] - '0';
+    if (d > 9) return -1;
+    v = v * 10 + d; /* 19 digits < 10^19 < 2^64: no wrap */
+  }
+  /* |INT64_MIN| = INT64_MAX + 1 */
+  if (v > (uint64_t)INT64_MAX + (uint64_t)neg) return -1;
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 0;
+}
+
+/* A length or count: digits only. The running value is compared with max
+ * after each digit, so an oversized length is refused before it can
+ * overflow anything. Returns 0, LB_EPROTO, or `over` (the limit code). */
+static int parse_len(const uint8_t *s, size_t n, uint64_t max, int over,
+                     uint64_t *out) {
+  if (n == 0) return LB_EPROTO;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned d = (unsigned)s[i] - '0';
+    if (d > 9) return LB_EPROTO;
+    if (d > max || v > (max - d) / 10) return over; /* v * 10 + d > max */
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 0;
+}
+
+static int is_digits(const uint8_t *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned)s[i] - '0' > 9) return 0;
+  return 1;
+}
+
+/* RESP3 double: [+-]?digits[.digits][(e|E)[+-]?digits], or inf, -inf,
+ * nan (Redis writes "inf", "-inf" and "nan"). */
+static int valid_double(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  if (n > 0 && (s[0] == '-' || s[0] == '+')) i = 1;
+  if (n - i == 3 && (memcmp(s + i, "inf", 3) == 0 || memcmp(s + i, "nan", 3) == 0))
+    return 1;
+  size_t d0 = i;
+  while (i < n && (unsigned)s[i] - '0' <= 9) i++;
+  size_t mant = i - d0;
+  if (i < n && s[i] == '.') {
+    size_t f0 = ++i;
+    while (i < n && (unsigned)s[i] - '0' <= 9) i++;
+    mant += i - f0;
+  }
+  if (mant == 0) return 0;
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '-' || s[i] == '+')) i++;
+    size_t e0 = i;
+    while (i < n && (unsigned)s[i] - '0' <= 9) i++;
+    if (i == e0) return 0;
+  }
+  return i == n;
+}
+
+ptrdiff_t lb_resp_parse(lb_resp_parser *p, const uint8_t *buf, size_t len,
+                        lb_resp_node *nodes, size_t cap) {
+  if (p == NULL || (buf == NULL && len > 0) || (nodes == NULL && cap > 0))
+    return LB_EINVAL;
+  uint32_t maxd = p->max_depth ? p->max_depth : LB_RESP_DEFAULT_MAX_DEPTH;
+  if (maxd > LB_RESP_MAX_DEPTH) maxd = LB_RESP_MAX_DEPTH;
+  uint64_t maxb = p->max_bulk ? p->max_bulk : LB_RESP_DEFAULT_MAX_BULK;
+  uint64_t maxc = p->max_count ? p->max_count : LB_RESP_DEFAULT_MAX_COUNT;
+  /* Lengths are parsed against these caps too, so that `len + 2` and
+   * `2 * count` below cannot overflow whatever the caller configured. */
+  if (maxb > ((uint64_t)1 << 60)) maxb = (uint64_t)1 << 60;
+  if (maxc > ((uint64_t)1 << 60)) maxc = (uint64_t)1 << 60;
+
+  size_t pos = p->pos;
+  /* pos 0: a new reply (no node can have been written before its first
+   * byte), so the previous reply's node count goes. */
+  if (pos == 0) {
+    p->n_nodes = 0;
+    p->depth = 0;
+  }
+  for (;;) {
+    if (pos >= len) goto again;
+    if (p->n_nodes >= cap) {
+      p->pos = pos;
+      return LB_ENOSPACE;
+    }
+    /* The value's first line: buf[pos] is the type, the text runs to CRLF. */
+    size_t from = p->scan > pos ? p->scan : pos + 1;
+    if (from > len) from = len;
+    const uint8_t *nl = memchr(buf + from, '\n', len - from);
+    if (nl == NULL) {
+      /* No line is longer than a type byte, max_bulk bytes of text and CR
+       * (length lines are far shorter). */
+      if ((uint64_t)(len - pos) > maxb + 2) return LB_ETOOLARGE;
+      p->scan = len;
+      goto again;
+    }
+    size_t eol = (size_t)(nl - buf);
+    /* The same bound as above, before any other check, so that the code
+     * does not depend on how the bytes were split. */
+    if ((uint64_t)(eol - pos) > maxb + 2) return LB_ETOOLARGE;
+    if (eol < pos + 2 || buf[eol - 1] != '\r') return LB_EPROTO;
+    int t = buf[pos];
+    const uint8_t *line = buf + pos + 1;
+    size_t ll = eol - 1 - (pos + 1);
+    size_t next = eol + 1;
+    lb_resp_node *nd = &nodes[p->n_nodes];
+    nd->type = t;
+    nd->pad_ = 0;
+    nd->n = 0;
+    nd->off = 0;
+    nd->len = 0;
+    int value = 1; /* this node completes a value of its parent */
+    switch (t) {
+    case '+':
+    case '-':
+      /* A simple string is one line: a lone CR inside it is not RESP. */
+      if (memchr(line, '\r', ll) != NULL) return LB_EPROTO;
+      nd->n = (int64_t)ll;
+      nd->off = pos + 1;
+      nd->len = ll;
+      break;
+    case ':':
+      if (parse_int(line, ll, &nd->n) != 0) return LB_EPROTO;
+      break;
+    case '(': {
+      size_t sign = ll > 0 && (line[0] == '-' || line[0] == '+');
+      if (!is_digits(line + sign, ll - sign)) return LB_EPROTO;
+      nd->n = (int64_t)ll;
+      nd->off = pos + 1;
+      nd->len = ll;
+      break;
+    }
+    case ',':
+      if (!valid_double(line, ll)) return LB_EPROTO;
+      nd->n = (int64_t)ll;
+      nd->off = pos + 1;
+      nd->len = ll;
+      break;
+    case '#':
+      if (ll != 1 || (line[0] != 't' && line[0] != 'f')) return LB_EPROTO;
+      nd->n = line[0] == 't';
+      break;
+    case '_':
+      if (ll != 0) return LB_EPROTO;
+      break;
+    case '$':
+    case '!':
+    case '=': {
+      if (t == '$' && ll == 2 && line[0] == '-' && line[1] == '1') {
+        nd->type = LB_RESP_NULL; /* RESP2 null bulk string */
+        break;
+      }
+      uint64_t L;
+      int rc = parse_len(line, ll, maxb, LB_ETOOLARGE, &L);
+      if (rc != 0) return rc;
+      /* L <= 2^60, so L + 2 does not wrap. */
+      if ((uint64_t)(len - next) < L + 2) {
+        p->pos = pos;
+        p->scan = eol; /* the header line is known: skip the search */
+        return LB_EAGAIN;
+      }
+      size_t end = next + (size_t)L;
+      if (buf[end] != '\r' || buf[end + 1] != '\n') return LB_EPROTO;
+      nd->off = next;
+      nd->len = (size_t)L;
+      if (t == '=') {
+        /* "Verbatim strings": a three-byte format, ':', then the text. */
+        if (L < 4 || buf[next + 3] != ':') return LB_EPROTO;
+        nd->off += 4;
+        nd->len -= 4;
+      }
+      nd->n = (int64_t)nd->len;
+      next = end + 2;
+      break;
+    }
+    case '*':
+    case '%':
+    case '~':
+    case '|':
+    case '>': {
+      if (t == '*' && ll == 2 && line[0] == '-' && line[1] == '1') {
+        nd->type = LB_RESP_NULL; /* RESP2 null array */
+        break;
+      }
+      uint64_t count;
+      int rc = parse_len(line, ll, maxc, LB_ETOOMANY, &count);
+      if (rc != 0) return rc;
+      nd->n = (int64_t)count;
+      if (t == '|') value = 0; /* an attribute is not a value itself */
+      if (count > 0) {
+        if (p->depth >= maxd) return LB_EDEPTH;
+        /* count <= 2^60: 2 * count does not wrap. */
+        p->left[p->depth] = (int64_t)((t == '%' || t == '|') ? 2 * count : count);
+        p->attr[p->depth] = (uint8_t)(t == '|');
+        p->depth++;
+        value = 0; /* completed when its last element is */
+      }
+      break;
+    }
+    default:
+      /* '?' (streamed), unknown bytes, an inline command... */
+      return LB_EPROTO;
+    }
+    p->n_nodes++;
+    p->scan = 0;
+    pos = next;
+    /* Close every aggregate this value completes. Closing an attribute
+     * completes nothing: the value it describes is still to come. */
+    while (value && p->depth > 0) {
+      if (--p->left[p->depth - 1] > 0) {
+        value = 0;
+        break;
+      }
+      p->depth--;
+      value = !p->attr[p->depth];
+    }
+    if (value && p->depth == 0) {
+      /* pos > 0: a value is at least "_\r\n". */
+      p->pos = 0;
+      p->scan = 0;
+      return (ptrdiff_t)pos;
+    }
+  }
+again:
+  p->pos = pos;
+  return LB_EAGAIN;
+}
+
+/* Decimal digits of v (1 for 0). */
+static size_t ndigits(size_t v) {
+  size_t d = 1;
+  while (v >= 10) {
+    v /= 10;
+    d++;
+  }
+  return d;
+}
+
+size_t lb_resp_command_len(const size_t *lens, size_t n) {
+  /* "*" n "\r\n", then per argument "$" len "\r\n" arg "\r\n". */
+  size_t total = 3 + ndigits(n);
+  for (size_t i = 0; i < n; i++) {
+    size_t l = lens[i];
+    size_t add = 5 + ndigits(l);
+    if (l > SIZE_MAX - add || total > SIZE_MAX - (add + l)) return SIZE_MAX;
+    total += add + l;
+  }
+  return total;
+}
+
+/* Writes v in decimal at out; returns the digits written. */
+static size_t put_uint(uint8_t *out, size_t v) {
+  uint8_t tmp[24];
+  size_t k = 0;
+  do {
+    tmp[k++] = (uint8_t)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < k; i++) out[i] = tmp[k - 1 - i];
+  return k;
+}
+
+ptrdiff_t lb_resp_encode_command(const char *const *args, const size_t *lens,
+                                 size_t n, uint8_t *out, size_t cap) {
+  if (n == 0 || args == NULL || lens == NULL) return LB_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (args[i] == NULL && lens[i] > 0) return LB_EINVAL;
+  size_t need = lb_resp_command_len(lens, n);
+  if (need == SIZE_MAX || need > cap || need > (size_t)PTRDIFF_MAX)
+    return LB_ENOSPACE;
+  uint8_t *o = out;
+  *o++ = '*';
+  o += put_uint(o, n);
+  *o++ = '\r';
+  *o++ = '\n';
+  for (size_t i = 0; i < n; i++) {
+    *o++ = '$';
+    o += put_uint(o, lens[i]);
+    *o++ = '\r';
+    *o++ = '\n';
+    if (lens[i] > 0) memcpy(o, args[i], lens[i]);
+    o += lens[i];
+    *o++ = '\r';
+    *o++ = '\n';
+  }
+  return (ptrdiff_t)(o - out);
+}
