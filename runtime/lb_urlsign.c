@@ -1,0 +1,348 @@
+/*
+ * lb_urlsign.c: parse -> canonical query -> HMAC -> hex -> signed URL in one
+ * pass over caller buffers.
+ *
+ * Everything here mirrors lowbit.url (parse, parse_query, encode_query,
+ * query_escape) and lowbit.urlsign byte for byte on the fast subset the
+ * header describes; anything outside it is refused with LB_EURL before a
+ * result is produced, so the Lua path keeps deciding every odd case and
+ * the two can never disagree on a URL the core accepts (the differential
+ * spec spec/urlsign_fast_spec.lua checks that on generated URLs).
+ *
+ * Work buffer layout: the decoded path (verify only), then the decoded
+ * query pairs (never longer than the raw query: an escape shrinks 3 bytes
+ * to 1, "+" stays 1 byte), then the canonical query (each input byte
+ * encodes to at most 3 bytes). So 4 n bytes are enough for any input of n
+ * bytes; the pair table (LB_URLSIGN_MAX_PAIRS entries) is on the stack.
+ */
+#include "lowbit/lb_urlsign.h"
+
+#include <string.h>
+
+typedef struct pair {
+  uint32_t k, klen; /* decoded key: work offset and length */
+  uint32_t v, vlen; /* decoded value */
+  uint32_t e, elen; /* encoded "key=value" in the canonical buffer */
+} pair;
+
+typedef struct query {
+  pair p[LB_URLSIGN_MAX_PAIRS];
+  uint32_t order[LB_URLSIGN_MAX_PAIRS]; /* pair indices, stably sorted by key */
+  size_t n;
+  const char *base; /* the work buffer the offsets refer to */
+} query;
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes src[0..n) into dst as lowbit.url's unescape: "%XX" -> byte, "+"
+ * -> space when plus. Returns the decoded length, or -1 for a "%" without
+ * two hex digits (the Lua path reports that error). */
+static ptrdiff_t unescape(const char *src, size_t n, char *dst, int plus) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c == '%') {
+      if (i + 2 >= n) return -1;
+      int hi = hexval((unsigned char)src[i + 1]), lo = hexval((unsigned char)src[i + 2]);
+      if (hi < 0 || lo < 0) return -1;
+      dst[o++] = (char)(hi << 4 | lo);
+      i += 2;
+    } else if (c == '+' && plus) {
+      dst[o++] = ' ';
+    } else {
+      dst[o++] = (char)c;
+    }
+  }
+  return (ptrdiff_t)o;
+}
+
+/* Go's url.QueryEscape as lowbit.url's query_escape: unreserved bytes
+ * (A-Z a-z 0-9 - _ . ~) as they are, space as "+", the rest as %XX with
+ * upper-case hex. Returns the bytes written (at most 3 n). */
+static size_t query_escape(const char *src, size_t n, char *dst) {
+  static const char HEX[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        c == '-' || c == '_' || c == '.' || c == '~') {
+      dst[o++] = (char)c;
+    } else if (c == ' ') {
+      dst[o++] = '+';
+    } else {
+      dst[o++] = '%';
+      dst[o++] = HEX[c >> 4];
+      dst[o++] = HEX[c & 15];
+    }
+  }
+  return o;
+}
+
+/* Byte order, a prefix first: LuaJIT's string "<". */
+static int keycmp(const char *a, size_t alen, const char *b, size_t blen) {
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  if (c != 0) return c;
+  return alen < blen ? -1 : alen > blen;
+}
+
+static int key_is(const query *q, const pair *p, const char *name) {
+  return p->klen == 3 && memcmp(q->base + p->k, name, 3) == 0;
+}
+
+/* Splits raw[0..n) on "&" (empty pieces skipped), each piece at its first
+ * "=", decodes into work at *off, and stably sorts the pairs by key
+ * (insertion sort: stable, and n is small). Returns 0, LB_EURL for a bad
+ * escape, LB_ETOOMANY. */
+static int parse_query(query *q, const char *raw, size_t n, char *work, size_t *off) {
+  q->n = 0;
+  q->base = work;
+  size_t i = 0;
+  while (i < n) {
+    if (raw[i] == '&') { i++; continue; }
+    size_t j = i, eq = (size_t)-1;
+    while (j < n && raw[j] != '&') {
+      if (raw[j] == '=' && eq == (size_t)-1) eq = j;
+      j++;
+    }
+    if (q->n == LB_URLSIGN_MAX_PAIRS) return LB_ETOOMANY;
+    pair *p = &q->p[q->n];
+    size_t kend = eq == (size_t)-1 ? j : eq;
+    ptrdiff_t kl = unescape(raw + i, kend - i, work + *off, 1);
+    if (kl < 0) return LB_EURL;
+    p->k = (uint32_t)*off; p->klen = (uint32_t)kl; *off += (size_t)kl;
+    ptrdiff_t vl = 0;
+    if (eq != (size_t)-1) {
+      vl = unescape(raw + eq + 1, j - eq - 1, work + *off, 1);
+      if (vl < 0) return LB_EURL;
+    }
+    p->v = (uint32_t)*off; p->vlen = (uint32_t)vl; *off += (size_t)vl;
+    /* Insert index q->n after every pair whose key is <= its key. */
+    size_t at = q->n;
+    while (at > 0) {
+      const pair *b = &q->p[q->order[at - 1]];
+      if (keycmp(work + b->k, b->klen, work + p->k, p->klen) <= 0) break;
+      q->order[at] = q->order[at - 1];
+      at--;
+    }
+    q->order[at] = (uint32_t)q->n;
+    q->n++;
+    i = j;
+  }
+  return 0;
+}
+
+/* Writes the canonical query (pairs but exp and sig, in order, "&"-joined)
+ * at work + off and records each pair's encoded span. Returns its length. */
+static size_t canonical(query *q, char *work, size_t off) {
+  size_t o = off;
+  for (size_t x = 0; x < q->n; x++) {
+    pair *p = &q->p[q->order[x]];
+    if (key_is(q, p, "exp") || key_is(q, p, "sig")) { p->elen = 0; continue; }
+    if (o > off) work[o++] = '&';
+    p->e = (uint32_t)o;
+    o += query_escape(work + p->k, p->klen, work + o);
+    work[o++] = '=';
+    o += query_escape(work + p->v, p->vlen, work + o);
+    p->elen = (uint32_t)(o - p->e);
+  }
+  return o - off;
+}
+
+typedef struct simple {
+  size_t scheme_len;     /* url[0..scheme_len) */
+  size_t host, host_len; /* after "://" */
+  size_t path, path_len; /* raw path, "" or starting with "/" */
+  size_t query, query_len;
+  int has_query;
+} simple;
+
+/* Splits a URL of the fast subset (see the header). Returns 0 or LB_EURL. */
+static int parse_simple(const char *u, size_t n, simple *s) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)u[i];
+    if (c < 0x20 || c == 0x7F || c == '#') return LB_EURL;
+  }
+  size_t i = 0;
+  unsigned char c = n ? (unsigned char)u[0] : 0;
+  if (!((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) return LB_EURL;
+  for (i = 1; i < n; i++) {
+    c = (unsigned char)u[i];
+    if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') ||
+          c == '+' || c == '-' || c == '.')) break;
+  }
+  if (n - i < 3 || memcmp(u + i, "://", 3) != 0) return LB_EURL;
+  s->scheme_len = i;
+  i += 3;
+  s->host = i;
+  int port = 0;
+  for (; i < n && u[i] != '/' && u[i] != '?'; i++) {
+    c = (unsigned char)u[i];
+    if (port) {
+      if (c < '0' || c > '9') return LB_EURL;
+    } else if (c == ':') {
+      port = 1;
+    } else if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '.' || c == '_' || c == '~')) {
+      return LB_EURL;
+    }
+  }
+  s->host_len = i - s->host;
+  s->path = i;
+  for (; i < n && u[i] != '?'; i++) {
+    if (u[i] == '%' && (i + 2 >= n || hexval((unsigned char)u[i + 1]) < 0 ||
+                        hexval((unsigned char)u[i + 2]) < 0)) return LB_EURL;
+  }
+  s->path_len = i - s->path;
+  s->has_query = i < n;
+  s->query = i < n ? i + 1 : n;
+  s->query_len = n - s->query;
+  return 0;
+}
+
+size_t lb_urlsign_work_len(size_t n) { return 4 * n + 16; }
+
+size_t lb_urlsign_sign_max_len(size_t n, size_t exp_len) { return 4 * n + exp_len + 80; }
+
+static void mac(const char *host, size_t hl, const char *path, size_t pl,
+                const char *exp, size_t el, const char *cq, size_t cl, lb_hmac_part parts[7]) {
+  parts[0].ptr = (const uint8_t *)host; parts[0].len = hl;
+  parts[1].ptr = (const uint8_t *)":"; parts[1].len = 1;
+  parts[2].ptr = (const uint8_t *)path; parts[2].len = pl;
+  parts[3].ptr = (const uint8_t *)":"; parts[3].len = 1;
+  parts[4].ptr = (const uint8_t *)exp; parts[4].len = el;
+  parts[5].ptr = (const uint8_t *)":"; parts[5].len = 1;
+  parts[6].ptr = (const uint8_t *)cq; parts[6].len = cl;
+}
+
+/* Appends len bytes to out (bounds were checked against the max length). */
+#define PUT(src, len) do { memcpy(out + o, (src), (len)); o += (len); } while (0)
+
+ptrdiff_t lb_urlsign_sign(const lb_hmac *h, const char *url, size_t n,
+                          const char *exp, size_t exp_len, char *work,
+                          size_t work_len, char *out, size_t out_len) {
+  if (h == NULL || (url == NULL && n) || (exp == NULL && exp_len) || work == NULL ||
+      out == NULL) return LB_EINVAL;
+  if (n > UINT32_MAX / 8) return LB_ETOOLARGE;
+  if (work_len < lb_urlsign_work_len(n) || out_len < lb_urlsign_sign_max_len(n, exp_len))
+    return LB_ENOSPACE;
+  simple s;
+  int rc = parse_simple(url, n, &s);
+  if (rc < 0) return rc;
+  /* The decoded path goes first in work, as verify does. */
+  size_t off = 0;
+  ptrdiff_t pl = unescape(url + s.path, s.path_len, work, 0);
+  if (pl < 0) return LB_EURL;
+  off = (size_t)pl;
+  query q;
+  rc = parse_query(&q, url + s.query, s.query_len, work, &off);
+  if (rc < 0) return rc;
+  size_t cq = off;
+  size_t cl = canonical(&q, work, cq);
+  lb_hmac_part parts[7];
+  uint8_t m[32];
+  char sig[64];
+  mac(url + s.host, s.host_len, work, (size_t)pl, exp, exp_len, work + cq, cl, parts);
+  rc = lb_hmac_sha256_parts(h, parts, 7, m);
+  if (rc < 0) return rc;
+  lb_hex_encode(m, sizeof m, sig);
+
+  size_t o = 0;
+  for (size_t i = 0; i < s.scheme_len; i++) {
+    unsigned char c = (unsigned char)url[i];
+    out[o++] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+  }
+  PUT("://", 3);
+  PUT(url + s.host, s.host_len);
+  PUT(url + s.path, s.path_len);
+  out[o++] = '?';
+  /* The canonical pairs with exp and sig merged in at their sorted places
+   * (no remaining key equals "exp" or "sig": canonical dropped them). */
+  int put_exp = 0, put_sig = 0, first = 1;
+  for (size_t x = 0; x <= q.n; x++) {
+    const pair *p = x < q.n ? &q.p[q.order[x]] : NULL;
+    if (p != NULL && p->elen == 0) continue;
+    if (!put_exp && (p == NULL || keycmp(work + p->k, p->klen, "exp", 3) > 0)) {
+      if (!first) out[o++] = '&';
+      PUT("exp=", 4);
+      PUT(exp, exp_len);
+      put_exp = 1; first = 0;
+    }
+    if (!put_sig && (p == NULL || keycmp(work + p->k, p->klen, "sig", 3) > 0)) {
+      if (!first) out[o++] = '&';
+      PUT("sig=", 4);
+      PUT(sig, sizeof sig);
+      put_sig = 1; first = 0;
+    }
+    if (p == NULL) break;
+    if (!first) out[o++] = '&';
+    PUT(work + p->e, p->elen);
+    first = 0;
+  }
+  return (ptrdiff_t)o;
+}
+
+/* Verifies with the decoded path at path (maybe inside work, before
+ * work + off). */
+static int verify(const lb_hmac *h, const char *host, size_t hl, const char *path, size_t pl,
+                  const char *raw, size_t rl, char *work, size_t off, double *exp_out) {
+  query q;
+  int rc = parse_query(&q, raw, rl, work, &off);
+  if (rc < 0) return rc;
+  const pair *e = NULL, *g = NULL;
+  int ne = 0, ng = 0;
+  for (size_t x = 0; x < q.n; x++) {
+    const pair *p = &q.p[x]; /* input order: the first value counts */
+    if (key_is(&q, p, "exp")) { if (ne++ == 0) e = p; }
+    else if (key_is(&q, p, "sig")) { if (ng++ == 0) g = p; }
+  }
+  if (e == NULL || g == NULL || e->vlen == 0 || g->vlen == 0) return LB_URLSIGN_MISSING;
+  if (ne > 1 || ng > 1) return LB_URLSIGN_REPEATED;
+  size_t cq = off;
+  size_t cl = canonical(&q, work, cq);
+  lb_hmac_part parts[7];
+  mac(host, hl, path, pl, work + e->v, e->vlen, work + cq, cl, parts);
+  rc = lb_hmac_verify_hex(h, parts, 7, work + g->v, g->vlen);
+  if (rc < 0) return rc;
+  if (rc != 1) return LB_URLSIGN_BAD_SIG;
+  /* Authentic: exp is what was signed. Up to 15 digits are exact in a
+   * double; longer ones go to the caller's number parser. */
+  const char *d = work + e->v;
+  double v = 0;
+  for (size_t i = 0; i < e->vlen; i++) {
+    if (d[i] < '0' || d[i] > '9') return LB_URLSIGN_BAD_EXP;
+    v = v * 10 + (d[i] - '0');
+  }
+  if (e->vlen > 15) return LB_EURL;
+  if (exp_out != NULL) *exp_out = v;
+  return LB_URLSIGN_VALID;
+}
+
+int lb_urlsign_verify(const lb_hmac *h, const char *url, size_t n, char *work,
+                      size_t work_len, double *exp_out) {
+  if (h == NULL || (url == NULL && n) || work == NULL) return LB_EINVAL;
+  if (n > UINT32_MAX / 8) return LB_ETOOLARGE;
+  if (work_len < lb_urlsign_work_len(n)) return LB_ENOSPACE;
+  simple s;
+  int rc = parse_simple(url, n, &s);
+  if (rc < 0) return rc;
+  ptrdiff_t pl = unescape(url + s.path, s.path_len, work, 0);
+  if (pl < 0) return LB_EURL;
+  return verify(h, url + s.host, s.host_len, work, (size_t)pl, url + s.query, s.query_len,
+                work, (size_t)pl, exp_out);
+}
+
+int lb_urlsign_verify_parts(const lb_hmac *h, const char *host, size_t host_len,
+                            const char *path, size_t path_len, const char *query,
+                            size_t query_len, char *work, size_t work_len,
+                            double *exp_out) {
+  if (h == NULL || (host == NULL && host_len) || (path == NULL && path_len) ||
+      (query == NULL && query_len) || work == NULL) return LB_EINVAL;
+  if (query_len > UINT32_MAX / 8) return LB_ETOOLARGE;
+  if (work_len < lb_urlsign_work_len(query_len)) return LB_ENOSPACE;
+  return verify(h, host, host_len, path, path_len, query, query_len, work, 0, exp_out);
+}
