@@ -26,9 +26,11 @@ typedef struct pair {
 } pair;
 
 typedef struct query {
-  pair p[LB_URLSIGN_MAX_PAIRS];
+  pair p[LB_URLSIGN_MAX_PAIRS]; /* every pair but exp and sig */
   uint32_t order[LB_URLSIGN_MAX_PAIRS]; /* pair indices, stably sorted by key */
   size_t n;
+  pair exp, sig; /* the first exp and sig pairs (vlen only if present) */
+  int nexp, nsig; /* how many of each */
   const char *base; /* the work buffer the offsets refer to */
 } query;
 
@@ -90,16 +92,14 @@ static int keycmp(const char *a, size_t alen, const char *b, size_t blen) {
   return alen < blen ? -1 : alen > blen;
 }
 
-static int key_is(const query *q, const pair *p, const char *name) {
-  return p->klen == 3 && memcmp(q->base + p->k, name, 3) == 0;
-}
 
 /* Splits raw[0..n) on "&" (empty pieces skipped), each piece at its first
- * "=", decodes into work at *off, and stably sorts the pairs by key
- * (insertion sort: stable, and n is small). Returns 0, LB_EURL for a bad
+ * "=", decodes into work at *off, keeps the exp and sig pairs apart, and
+ * stably sorts the others by key (insertion sort: stable, and n is small). Returns 0, LB_EURL for a bad
  * escape, LB_ETOOMANY. */
 static int parse_query(query *q, const char *raw, size_t n, char *work, size_t *off) {
   q->n = 0;
+  q->nexp = q->nsig = 0;
   q->base = work;
   size_t i = 0;
   while (i < n) {
@@ -109,8 +109,7 @@ static int parse_query(query *q, const char *raw, size_t n, char *work, size_t *
       if (raw[j] == '=' && eq == (size_t)-1) eq = j;
       j++;
     }
-    if (q->n == LB_URLSIGN_MAX_PAIRS) return LB_ETOOMANY;
-    pair *p = &q->p[q->n];
+    pair tmp, *p = q->n < LB_URLSIGN_MAX_PAIRS ? &q->p[q->n] : &tmp;
     size_t kend = eq == (size_t)-1 ? j : eq;
     ptrdiff_t kl = unescape(raw + i, kend - i, work + *off, 1);
     if (kl < 0) return LB_EURL;
@@ -121,6 +120,17 @@ static int parse_query(query *q, const char *raw, size_t n, char *work, size_t *
       if (vl < 0) return LB_EURL;
     }
     p->v = (uint32_t)*off; p->vlen = (uint32_t)vl; *off += (size_t)vl;
+    i = j;
+    /* exp and sig are kept apart: never in the canonical query. */
+    if (kl == 3 && memcmp(work + p->k, "exp", 3) == 0) {
+      if (q->nexp++ == 0) q->exp = *p;
+      continue;
+    }
+    if (kl == 3 && memcmp(work + p->k, "sig", 3) == 0) {
+      if (q->nsig++ == 0) q->sig = *p;
+      continue;
+    }
+    if (q->n == LB_URLSIGN_MAX_PAIRS) return LB_ETOOMANY;
     /* Insert index q->n after every pair whose key is <= its key. */
     size_t at = q->n;
     while (at > 0) {
@@ -131,7 +141,6 @@ static int parse_query(query *q, const char *raw, size_t n, char *work, size_t *
     }
     q->order[at] = (uint32_t)q->n;
     q->n++;
-    i = j;
   }
   return 0;
 }
@@ -142,7 +151,6 @@ static size_t canonical(query *q, char *work, size_t off) {
   size_t o = off;
   for (size_t x = 0; x < q->n; x++) {
     pair *p = &q->p[q->order[x]];
-    if (key_is(q, p, "exp") || key_is(q, p, "sig")) { p->elen = 0; continue; }
     if (o > off) work[o++] = '&';
     p->e = (uint32_t)o;
     o += query_escape(work + p->k, p->klen, work + o);
@@ -265,7 +273,6 @@ ptrdiff_t lb_urlsign_sign(const lb_hmac *h, const char *url, size_t n,
   int put_exp = 0, put_sig = 0, first = 1;
   for (size_t x = 0; x <= q.n; x++) {
     const pair *p = x < q.n ? &q.p[q.order[x]] : NULL;
-    if (p != NULL && p->elen == 0) continue;
     if (!put_exp && (p == NULL || keycmp(work + p->k, p->klen, "exp", 3) > 0)) {
       if (!first) out[o++] = '&';
       PUT("exp=", 4);
@@ -293,15 +300,9 @@ static int verify(const lb_hmac *h, const char *host, size_t hl, const char *pat
   query q;
   int rc = parse_query(&q, raw, rl, work, &off);
   if (rc < 0) return rc;
-  const pair *e = NULL, *g = NULL;
-  int ne = 0, ng = 0;
-  for (size_t x = 0; x < q.n; x++) {
-    const pair *p = &q.p[x]; /* input order: the first value counts */
-    if (key_is(&q, p, "exp")) { if (ne++ == 0) e = p; }
-    else if (key_is(&q, p, "sig")) { if (ng++ == 0) g = p; }
-  }
-  if (e == NULL || g == NULL || e->vlen == 0 || g->vlen == 0) return LB_URLSIGN_MISSING;
-  if (ne > 1 || ng > 1) return LB_URLSIGN_REPEATED;
+  const pair *e = &q.exp, *g = &q.sig; /* the first values count */
+  if (q.nexp == 0 || q.nsig == 0 || e->vlen == 0 || g->vlen == 0) return LB_URLSIGN_MISSING;
+  if (q.nexp > 1 || q.nsig > 1) return LB_URLSIGN_REPEATED;
   size_t cq = off;
   size_t cl = canonical(&q, work, cq);
   lb_hmac_part parts[7];

@@ -17,7 +17,7 @@
  * with a scheme of [A-Za-z][A-Za-z0-9+.-]*, a host of [A-Za-z0-9._~-]*, a
  * path starting with "/", no byte below 0x20 nor 0x7F nor "#" anywhere,
  * every "%" followed by two hex digits, and at most LB_URLSIGN_MAX_PAIRS
- * non-empty query pairs.
+ * non-empty query pairs besides exp and sig.
  *
  * work is a caller scratch buffer of at least lb_urlsign_work_len(n) bytes
  * (n: the URL's length, or the query's length for
