@@ -19,9 +19,10 @@
  * every "%" followed by two hex digits, and at most LB_URLSIGN_MAX_PAIRS
  * non-empty query pairs besides exp and sig.
  *
- * work is a caller scratch buffer of at least lb_urlsign_work_len(n) bytes
- * (n: the URL's length, or the query's length for
- * lb_urlsign_verify_parts); nothing returned points into it.
+ * work is a caller scratch buffer of at least lb_urlsign_work_len(n) bytes,
+ * n being the URL's length for lb_urlsign_verify, the URL's plus exp's for
+ * lb_urlsign_sign, and host + path + query lengths for
+ * lb_urlsign_verify_parts; nothing returned points into it.
  */
 #ifndef LOWBIT_LB_URLSIGN_H
 #define LOWBIT_LB_URLSIGN_H
@@ -43,7 +44,7 @@ enum {
   LB_URLSIGN_BAD_EXP = 4   /* right signature, but exp is not all digits */
 };
 
-/* Bytes of scratch needed for an input of n bytes (4 n + 16). */
+/* Bytes of scratch needed for an input of n bytes (5 n + 16). */
 size_t lb_urlsign_work_len(size_t n);
 
 /* Largest signed URL lb_urlsign_sign may write for a URL of n bytes and an
@@ -56,6 +57,7 @@ size_t lb_urlsign_sign_max_len(size_t n, size_t exp_len);
  * written; LB_EURL when the URL is outside the fast subset (nothing is
  * decided about it; out may have been written); LB_ETOOMANY for more than
  * LB_URLSIGN_MAX_PAIRS pairs; LB_ENOSPACE when work or out is too small;
+ * LB_ETOOLARGE for inputs over 512 MiB;
  * LB_EINVAL for a NULL h or a NULL pointer with a non-zero length. */
 ptrdiff_t lb_urlsign_sign(const lb_hmac *h, const char *url, size_t n,
                           const char *exp, size_t exp_len, char *work,

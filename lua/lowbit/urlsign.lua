@@ -91,7 +91,7 @@ local function reserve(s, n)
   local cap = s.cap * 2
   if cap < n then cap = n end
   if cap < 256 then cap = 256 end
-  s.work_len = tonumber(C.lb_urlsign_work_len(cap))
+  s.work_len = tonumber(C.lb_urlsign_work_len(cap + MAX_EXP_LEN))
   s.out_len = tonumber(C.lb_urlsign_sign_max_len(cap, MAX_EXP_LEN))
   s.work = ffi.new("char[?]", s.work_len)
   s.out = ffi.new("char[?]", s.out_len)
@@ -244,9 +244,9 @@ function Signer:verify_request(r)
   local host = r.host
   if type(host) ~= "string" then host = r.url.host or "" end
   local path, query = r.url.path or "", r.url.raw_query or ""
-  local n = #query
+  local n = #host + #path + #query
   if n > self.cap then reserve(self, n) end
-  local rc = C.lb_urlsign_verify_parts(self.h, host, #host, path, #path, query, n,
+  local rc = C.lb_urlsign_verify_parts(self.h, host, #host, path, #path, query, #query,
     self.work, self.work_len, self.expd)
   if rc >= 0 then return fast_result(self, rc) end
   return verify_parts(self, host, path, query)

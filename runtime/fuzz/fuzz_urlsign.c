@@ -22,7 +22,7 @@
 static lb_hmac *key;
 
 static ptrdiff_t sign(const char *in, size_t n, char **out) {
-  size_t wl = lb_urlsign_work_len(n), ol = lb_urlsign_sign_max_len(n, 10);
+  size_t wl = lb_urlsign_work_len(n + 10), ol = lb_urlsign_sign_max_len(n, 10);
   char *work = malloc(wl);
   *out = malloc(ol);
   ptrdiff_t rc = lb_urlsign_sign(key, in, n, "1700000000", 10, work, wl, *out, ol);

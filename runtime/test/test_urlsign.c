@@ -13,7 +13,7 @@ static lb_hmac *key(const char *k) { return lb_hmac_new((const uint8_t *)k, strl
 /* Signs url into a malloc'd string (exact-size buffers), or returns NULL
  * and *rc < 0. */
 static char *sign(const lb_hmac *h, const char *url, size_t n, const char *exp, ptrdiff_t *rc) {
-  size_t wl = lb_urlsign_work_len(n), ol = lb_urlsign_sign_max_len(n, strlen(exp));
+  size_t wl = lb_urlsign_work_len(n + strlen(exp)), ol = lb_urlsign_sign_max_len(n, strlen(exp));
   char *work = malloc(wl), *out = malloc(ol + 1);
   *rc = lb_urlsign_sign(h, url, n, exp, strlen(exp), work, wl, out, ol);
   free(work);
@@ -158,14 +158,16 @@ static void test_pair_limit(void) {
 
 static void test_argument_and_space_errors(void) {
   lb_hmac *h = key("secret");
-  char work[64], out[128];
+  char work[128], out[128];
   LB_CHECK_EQ(lb_urlsign_sign(NULL, "https://h/", 10, "1", 1, work, sizeof work, out, sizeof out), LB_EINVAL);
   LB_CHECK_EQ(lb_urlsign_sign(h, NULL, 10, "1", 1, work, sizeof work, out, sizeof out), LB_EINVAL);
-  LB_CHECK_EQ(lb_urlsign_sign(h, "https://h/", 10, "1", 1, work, 55, out, sizeof out), LB_ENOSPACE);
+  LB_CHECK_EQ(lb_urlsign_sign(h, "https://h/", 10, "1", 1, work, 70, out, sizeof out), LB_ENOSPACE);
   LB_CHECK_EQ(lb_urlsign_sign(h, "https://h/", 10, "1", 1, work, sizeof work, out, 120), LB_ENOSPACE);
-  LB_CHECK(lb_urlsign_sign(h, "https://h/", 10, "1", 1, work, 56, out, 121) > 0);
+  LB_CHECK(lb_urlsign_sign(h, "https://h/", 10, "1", 1, work, 71, out, 121) > 0);
   double e;
-  LB_CHECK_EQ(lb_urlsign_verify(h, "https://h/", 10, work, 55, &e), LB_ENOSPACE);
+  LB_CHECK_EQ(lb_urlsign_verify(h, "https://h/", 10, work, 65, &e), LB_ENOSPACE);
+  LB_CHECK_EQ(lb_urlsign_verify(h, "https://h/", 10, work, 66, &e), LB_URLSIGN_MISSING);
+  LB_CHECK_EQ(lb_urlsign_verify_parts(h, "h", 1, "/", 1, "exp=1", 5, work, 50, &e), LB_ENOSPACE);
   LB_CHECK_EQ(lb_urlsign_verify(h, NULL, 1, work, sizeof work, &e), LB_EINVAL);
   LB_CHECK_EQ(lb_urlsign_verify_parts(h, NULL, 1, "", 0, "", 0, work, sizeof work, &e), LB_EINVAL);
   lb_hmac_free(h);
