@@ -35,6 +35,20 @@ typedef struct query {
   const char *base; /* the work buffer the offsets refer to */
 } query;
 
+/* Byte classes, so each loop tests one table bit per byte in the common
+ * case. U: unreserved in a query (Go's QueryEscape keeps it), also every
+ * byte of a host in the fast subset; B: never in a URL of the fast subset
+ * (controls, DEL, "#": lowbit.url rejects or splits on them); P: stops
+ * the path scan ("%", "?", and B); Q: stops the query decoder ("&", "=",
+ * "%", "+"). */
+enum { U = 1, B = 2, P = 4, Q = 8 };
+static const unsigned char CLS[256] = {
+  [0x00 ... 0x1F] = B | P, [0x7F] = B | P, ['#'] = B | P,
+  ['%'] = P | Q, ['?'] = P, ['&'] = Q, ['='] = Q, ['+'] = Q,
+  ['a' ... 'z'] = U, ['A' ... 'Z'] = U, ['0' ... '9'] = U,
+  ['-'] = U, ['_'] = U, ['.'] = U, ['~'] = U,
+};
+
 static int hexval(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -42,26 +56,61 @@ static int hexval(unsigned char c) {
   return -1;
 }
 
-/* Decodes src[0..n) into dst as lowbit.url's unescape: "%XX" -> byte, "+"
- * -> space when plus. Returns the decoded length, or -1 for a "%" without
+/* The byte of the "%XX" at src + i (i + 2 < n), or -1 when it is not one. */
+static int escaped(const char *src, size_t n, size_t i) {
+  if (i + 2 >= n) return -1;
+  int hi = hexval((unsigned char)src[i + 1]), lo = hexval((unsigned char)src[i + 2]);
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+
+/* Decodes a path src[0..n) into dst as lowbit.url's unescape without
+ * "+": "%XX" -> byte. Returns the decoded length, or -1 for a "%" without
  * two hex digits (the Lua path reports that error). */
-static ptrdiff_t unescape(const char *src, size_t n, char *dst, int plus) {
+static ptrdiff_t unescape(const char *src, size_t n, char *dst) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)src[i];
     if (c == '%') {
-      if (i + 2 >= n) return -1;
-      int hi = hexval((unsigned char)src[i + 1]), lo = hexval((unsigned char)src[i + 2]);
-      if (hi < 0 || lo < 0) return -1;
-      dst[o++] = (char)(hi << 4 | lo);
+      int b = escaped(src, n, i);
+      if (b < 0) return -1;
+      dst[o++] = (char)b;
       i += 2;
-    } else if (c == '+' && plus) {
-      dst[o++] = ' ';
     } else {
       dst[o++] = (char)c;
     }
   }
   return (ptrdiff_t)o;
+}
+
+/* Decodes a query component from raw + *pi into dst + *po as
+ * lowbit.url's unescape with "+" as space, up to "&" (or "=" too when
+ * key), advancing both. Returns 0, or -1 for a bad escape (a valid escape
+ * never holds "&" or "=", so splitting first, as Lua does, is the same). */
+static int qdecode(const char *raw, size_t n, size_t *pi, char *dst, size_t *po, int key) {
+  size_t i = *pi, o = *po;
+  while (i < n) {
+    unsigned char c = (unsigned char)raw[i];
+    if (!(CLS[c] & Q)) {
+      dst[o++] = (char)c;
+      i++;
+    } else if (c == '&' || (c == '=' && key)) {
+      break;
+    } else if (c == '+') {
+      dst[o++] = ' ';
+      i++;
+    } else if (c == '%') {
+      int b = escaped(raw, n, i);
+      if (b < 0) return -1;
+      dst[o++] = (char)b;
+      i += 3;
+    } else { /* "=" in a value */
+      dst[o++] = (char)c;
+      i++;
+    }
+  }
+  *pi = i;
+  *po = o;
+  return 0;
 }
 
 /* Go's url.QueryEscape as lowbit.url's query_escape: unreserved bytes
@@ -72,8 +121,7 @@ static size_t query_escape(const char *src, size_t n, char *dst) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)src[i];
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-        c == '-' || c == '_' || c == '.' || c == '~') {
+    if (CLS[c] & U) {
       dst[o++] = (char)c;
     } else if (c == ' ') {
       dst[o++] = '+';
@@ -105,23 +153,18 @@ static int parse_query(query *q, const char *raw, size_t n, char *work, size_t *
   size_t i = 0;
   while (i < n) {
     if (raw[i] == '&') { i++; continue; }
-    size_t j = i, eq = (size_t)-1;
-    while (j < n && raw[j] != '&') {
-      if (raw[j] == '=' && eq == (size_t)-1) eq = j;
-      j++;
-    }
     pair tmp, *p = q->n < LB_URLSIGN_MAX_PAIRS ? &q->p[q->n] : &tmp;
-    size_t kend = eq == (size_t)-1 ? j : eq;
-    ptrdiff_t kl = unescape(raw + i, kend - i, work + *off, 1);
-    if (kl < 0) return LB_EURL;
-    p->k = (uint32_t)*off; p->klen = (uint32_t)kl; *off += (size_t)kl;
-    ptrdiff_t vl = 0;
-    if (eq != (size_t)-1) {
-      vl = unescape(raw + eq + 1, j - eq - 1, work + *off, 1);
-      if (vl < 0) return LB_EURL;
+    size_t o = *off;
+    if (qdecode(raw, n, &i, work, &o, 1) < 0) return LB_EURL;
+    size_t kl = o - *off;
+    p->k = (uint32_t)*off; p->klen = (uint32_t)kl;
+    *off = o;
+    if (i < n && raw[i] == '=') {
+      i++;
+      if (qdecode(raw, n, &i, work, &o, 0) < 0) return LB_EURL;
     }
-    p->v = (uint32_t)*off; p->vlen = (uint32_t)vl; *off += (size_t)vl;
-    i = j;
+    p->v = (uint32_t)*off; p->vlen = (uint32_t)(o - *off);
+    *off = o;
     /* exp and sig are kept apart: never in the canonical query. */
     if (kl == 3 && memcmp(work + p->k, "exp", 3) == 0) {
       if (q->nexp++ == 0) q->exp = *p;
@@ -172,44 +215,42 @@ typedef struct simple {
 
 /* Splits a URL of the fast subset (see the header). Returns 0 or LB_EURL. */
 static int parse_simple(const char *u, size_t n, simple *s) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)u[i];
-    if (c < 0x20 || c == 0x7F || c == '#') return LB_EURL;
-  }
   size_t i = 0;
   unsigned char c = n ? (unsigned char)u[0] : 0;
   if (!((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) return LB_EURL;
   for (i = 1; i < n; i++) {
     c = (unsigned char)u[i];
-    if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') ||
-          c == '+' || c == '-' || c == '.')) break;
+    if (!((CLS[c] & U) || c == '+') || c == '_' || c == '~') break;
   }
   if (n - i < 3 || memcmp(u + i, "://", 3) != 0) return LB_EURL;
   s->scheme_len = i;
   i += 3;
   s->host = i;
-  int port = 0;
-  for (; i < n && u[i] != '/' && u[i] != '?'; i++) {
+  for (; i < n; i++) {
     c = (unsigned char)u[i];
-    if (port) {
-      if (c < '0' || c > '9') return LB_EURL;
-    } else if (c == ':') {
-      port = 1;
-    } else if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '.' || c == '_' || c == '~')) {
-      return LB_EURL;
-    }
+    if (CLS[c] & U) continue;
+    if (c == '/' || c == '?') break;
+    if (c != ':') return LB_EURL;
+    /* The port: digits only, maybe none (lowbit.url takes "h:"). */
+    for (i++; i < n && u[i] >= '0' && u[i] <= '9'; i++) {}
+    if (i < n && u[i] != '/' && u[i] != '?') return LB_EURL;
+    break;
   }
   s->host_len = i - s->host;
   s->path = i;
-  for (; i < n && u[i] != '?'; i++) {
-    if (u[i] == '%' && (i + 2 >= n || hexval((unsigned char)u[i + 1]) < 0 ||
-                        hexval((unsigned char)u[i + 2]) < 0)) return LB_EURL;
+  for (; i < n; i++) {
+    c = (unsigned char)u[i];
+    if (!(CLS[c] & P)) continue;
+    if (c == '?') break;
+    if (c != '%' || escaped(u, n, i) < 0) return LB_EURL;
+    i += 2;
   }
   s->path_len = i - s->path;
   s->has_query = i < n;
   s->query = i < n ? i + 1 : n;
   s->query_len = n - s->query;
+  for (i = s->query; i < n; i++)
+    if (CLS[(unsigned char)u[i]] & B) return LB_EURL;
   return 0;
 }
 
@@ -227,7 +268,7 @@ static size_t message(query *q, char *work, size_t off, const char *host, size_t
   size_t o = 0;
   memcpy(m, host, hl); o += hl;
   m[o++] = ':';
-  if (decode) o += (size_t)unescape(path, pl, m + o, 0); /* checked by parse_simple */
+  if (decode) o += (size_t)unescape(path, pl, m + o); /* checked by parse_simple */
   else { memcpy(m + o, path, pl); o += pl; }
   m[o++] = ':';
   memcpy(m + o, exp, el); o += el;
