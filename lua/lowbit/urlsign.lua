@@ -78,7 +78,35 @@ function M.new_signer(key, ttl, opts)
     h = h, ttl = ttl, now = now,
     parts = ffi.new("lb_hmac_part[7]"),
     mac = ffi.new("uint8_t[32]"), hex = ffi.new("char[64]"),
+    -- lb_urlsign scratch: sized for URLs of up to cap bytes, grown on demand.
+    cap = -1, work = nil, work_len = 0, out = nil, out_len = 0,
+    expd = ffi.new("double[1]"), exp_t = nil, exp_s = nil,
   }, Signer)
+end
+
+local MAX_EXP_LEN = 40 -- room for the exp digits in the out buffer
+-- Longer inputs take the general path, so one odd request does not leave
+-- megabytes of scratch in the signer.
+local MAX_FAST = 65536
+
+-- Makes the lb_urlsign buffers big enough for an input of n bytes.
+local function reserve(s, n)
+  local cap = s.cap * 2
+  if cap < n then cap = n end
+  if cap < 256 then cap = 256 end
+  s.work_len = tonumber(C.lb_urlsign_work_len(cap + MAX_EXP_LEN))
+  s.out_len = tonumber(C.lb_urlsign_sign_max_len(cap, MAX_EXP_LEN))
+  s.work = ffi.new("char[?]", s.work_len)
+  s.out = ffi.new("char[?]", s.out_len)
+  s.cap = cap
+end
+
+-- exp for a URL signed now: the clock is read once per sign; the string is
+-- kept while the second does not change.
+local function exp_now(s)
+  local t = floor(s.now() + s.ttl)
+  if t ~= s.exp_t then s.exp_t, s.exp_s = t, format("%d", t) end
+  return s.exp_s
 end
 
 -- Fills the 7 message parts: host : path : exp : query. The strings are
@@ -128,21 +156,38 @@ local function canonical(values)
 end
 M._canonical = canonical
 
---- Signs raw_url: returns it with exp and sig added (any exp or sig it had
---- is replaced), or nil, err for a URL that does not parse.
-function Signer:sign(raw_url)
-  if type(raw_url) ~= "string" then error("bad argument 'url' to signer:sign: string expected, got " .. type(raw_url), 2) end
+-- The general path (lowbit.url): every URL the C core leaves to it.
+local function sign_lua(self, raw_url, exp)
   local u, perr = url.parse(raw_url)
   if not u then return nil, errors.wrap(M.INVALID_URL, "%s", tostring(perr)) end
   local values, qerr = url.parse_query(u.raw_query)
   if qerr then return nil, errors.wrap(M.INVALID_URL, "%s", tostring(qerr)) end
-  local exp = format("%d", floor(self.now() + self.ttl))
   local sig = self:signature(u.host, u.path, exp, canonical(values))
   values:set("exp", exp)
   values:set("sig", sig)
   u.raw_query = url.encode_query(values)
   u.force_query = false
   return u:string()
+end
+
+--- Signs raw_url: returns it with exp and sig added (any exp or sig it had
+--- is replaced), or nil, err for a URL that does not parse.
+---
+--- One C call (lb_urlsign_sign) parses, canonicalizes, MACs and rebuilds a
+--- plain URL; the C core refuses what it does not handle exactly as
+--- lowbit.url (userinfo, fragments, odd hosts, bad escapes, > 64 pairs...),
+--- and those take the general path above, so results never differ.
+function Signer:sign(raw_url)
+  if type(raw_url) ~= "string" then error("bad argument 'url' to signer:sign: string expected, got " .. type(raw_url), 2) end
+  local exp = exp_now(self)
+  local n = #raw_url
+  if n > self.cap then
+    if n > MAX_FAST then return sign_lua(self, raw_url, exp) end
+    reserve(self, n)
+  end
+  local r = C.lb_urlsign_sign(self.h, raw_url, n, exp, #exp, self.work, self.work_len, self.out, self.out_len)
+  if r >= 0 then return ffi_string(self.out, r) end
+  return sign_lua(self, raw_url, exp)
 end
 
 local function verify_parts(self, host, path, raw_query)
@@ -166,13 +211,37 @@ local function verify_parts(self, host, path, raw_query)
   return true
 end
 
---- Verifies a signed URL: true, or nil, EXPIRED | INVALID_SIG |
---- MISSING_PARAMS (INVALID_URL when it does not parse).
-function Signer:verify(raw_url)
-  if type(raw_url) ~= "string" then error("bad argument 'url' to signer:verify: string expected, got " .. type(raw_url), 2) end
+-- The outcome of lb_urlsign_verify* (r >= 0) as verify returns it.
+local function fast_result(self, r)
+  if r == 0 then
+    if self.now() > self.expd[0] then return nil, M.EXPIRED end
+    return true
+  end
+  if r == 1 then return nil, M.INVALID_SIG end
+  if r == 2 then return nil, M.MISSING_PARAMS end
+  if r == 3 then return nil, errors.wrap(M.INVALID_SIG, "exp or sig repeated") end
+  return nil, errors.wrap(M.INVALID_SIG, "malformed exp")
+end
+
+local function verify_lua(self, raw_url)
   local u, perr = url.parse(raw_url)
   if not u then return nil, errors.wrap(M.INVALID_URL, "%s", tostring(perr)) end
   return verify_parts(self, u.host, u.path, u.raw_query)
+end
+
+--- Verifies a signed URL: true, or nil, EXPIRED | INVALID_SIG |
+--- MISSING_PARAMS (INVALID_URL when it does not parse). One C call
+--- (lb_urlsign_verify) for plain URLs, the general path for the rest.
+function Signer:verify(raw_url)
+  if type(raw_url) ~= "string" then error("bad argument 'url' to signer:verify: string expected, got " .. type(raw_url), 2) end
+  local n = #raw_url
+  if n > self.cap then
+    if n > MAX_FAST then return verify_lua(self, raw_url) end
+    reserve(self, n)
+  end
+  local r = C.lb_urlsign_verify(self.h, raw_url, n, self.work, self.work_len, self.expd)
+  if r >= 0 then return fast_result(self, r) end
+  return verify_lua(self, raw_url)
 end
 
 --- Verifies a lowbit.http request: host from r.host, path and query from
@@ -183,8 +252,22 @@ function Signer:verify_request(r)
   end
   local host = r.host
   if type(host) ~= "string" then host = r.url.host or "" end
-  return verify_parts(self, host, r.url.path or "", r.url.raw_query or "")
+  local path, query = r.url.path or "", r.url.raw_query or ""
+  local n = #host + #path + #query
+  if n > self.cap then
+    if n > MAX_FAST then return verify_parts(self, host, path, query) end
+    reserve(self, n)
+  end
+  local rc = C.lb_urlsign_verify_parts(self.h, host, #host, path, #path, query, #query,
+    self.work, self.work_len, self.expd)
+  if rc >= 0 then return fast_result(self, rc) end
+  return verify_parts(self, host, path, query)
 end
+
+-- The general (Lua) paths, for the differential spec.
+function M._sign_lua(s, raw_url) return sign_lua(s, raw_url, exp_now(s)) end
+M._verify_lua = verify_lua
+M._verify_parts_lua = verify_parts
 
 --- Raw HMAC-SHA256 (hex) of msg with the signer's key (benchmarks, tests).
 function Signer:hmac_hex(msg)
