@@ -499,12 +499,6 @@ static void put_uint(uint8_t *p, uint64_t v, size_t w, int little) {
   }
 }
 
-static inline uint64_t get_uint(const uint8_t *p, size_t w, int little) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < w; i++) v = v << 8 | p[little ? w - 1 - i : i];
-  return v;
-}
-
 static int kind_little(uint32_t k) {
   return k == LB_FRAME_U16LE || k == LB_FRAME_U32LE || k == LB_FRAME_U64LE ||
          k == LB_FRAME_LEN16LE || k == LB_FRAME_LEN32LE;
