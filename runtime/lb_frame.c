@@ -463,7 +463,7 @@ const char *lb_frame_validate_reason(const lb_frame_format *f, int *field_index)
   return why;
 }
 
-static uint64_t get_field(uint32_t kind, const uint8_t *p) {
+static inline uint64_t get_field(uint32_t kind, const uint8_t *p) {
   switch (kind) {
   case LB_FRAME_U8:
   case LB_FRAME_LEN8: return p[0];
@@ -497,12 +497,6 @@ static void put_uint(uint8_t *p, uint64_t v, size_t w, int little) {
     size_t shift = 8 * (little ? i : w - 1 - i);
     p[i] = (uint8_t)(v >> shift);
   }
-}
-
-static uint64_t get_uint(const uint8_t *p, size_t w, int little) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < w; i++) v = v << 8 | p[little ? w - 1 - i : i];
-  return v;
 }
 
 static int kind_little(uint32_t k) {
@@ -566,39 +560,67 @@ ptrdiff_t lb_frame_encode(const lb_frame_format *f, const uint64_t *vals,
   return (ptrdiff_t)total;
 }
 
-ptrdiff_t lb_frame_decode(const lb_frame_format *f, const uint8_t *src,
-                          size_t n, uint64_t *vals, size_t *payload_off,
-                          size_t *payload_len) {
-  layout L;
-  const char *why;
-  int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+/* Reads a checksum of width w (2, 4 or 8) stored big- or little-endian,
+ * without a per-byte loop (this runs once per decoded frame). */
+static inline uint64_t get_ck(const uint8_t *p, size_t w, int little) {
+  uint64_t v;
+  switch (w) {
+  case 2:
+    return little ? (uint64_t)p[1] << 8 | p[0] : (uint64_t)p[0] << 8 | p[1];
+  case 4:
+    v = little ? (uint64_t)p[3] << 24 | (uint64_t)p[2] << 16 | (uint64_t)p[1] << 8 | p[0]
+               : (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
+    return v;
+  default:
+    v = lb_load_le64(p);
+    return little ? v : __builtin_bswap64(v);
+  }
+}
 
+/* Decodes the frame at src[0..n) under a layout made from f (the work of
+ * lb_frame_decode once the format is known valid; lb_frame_decode_batch
+ * calls it per frame without validating again). CRC-32 under 512 bytes,
+ * the common small-frame case, goes straight to the table loop instead of
+ * through the generic dispatch. */
+static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
+                            const uint8_t *src, size_t n, uint64_t *vals,
+                            size_t *payload_off, size_t *payload_len) {
   /* The prefix is compared on whatever part of it has arrived, so a wrong
    * first byte is reported at once instead of after prefix_len bytes. */
-  size_t m = n < L.prefix_len ? n : L.prefix_len;
-  if (m && memcmp(src, f->prefix, m) != 0) return LB_EPREFIX;
-  if (n < L.prefix_len) return LB_EAGAIN;
+  size_t pl = L->prefix_len;
+  if (pl) {
+    size_t m = n < pl ? n : pl;
+    /* Prefixes are short (at most 16 bytes): a loop beats a memcmp call. */
+    for (size_t i = 0; i < m; i++)
+      if (src[i] != f->prefix[i]) return LB_EPREFIX;
+    if (n < pl) return LB_EAGAIN;
+  }
 
-  const uint8_t *h = src + L.prefix_len;
-  size_t avail = n - L.prefix_len;
-  size_t lw = field_width[L.len_kind];
+  const uint8_t *h = src + pl;
+  size_t avail = n - pl;
+  size_t lw = field_width[L->len_kind];
   /* The length is checked as soon as its field is readable: a peer
    * announcing a huge frame is refused before we buffer any of it. */
-  if (avail < L.len_off + lw) return LB_EAGAIN;
-  uint64_t plen = get_field(L.len_kind, h + L.len_off);
-  if (plen > L.max_payload) return LB_ETOOLARGE;
-  if (avail < L.header_len) return LB_EAGAIN;
+  if (avail < L->len_off + lw) return LB_EAGAIN;
+  uint64_t plen = get_field(L->len_kind, h + L->len_off);
+  if (plen > L->max_payload) return LB_ETOOLARGE;
+  if (avail < L->header_len) return LB_EAGAIN;
 
   /* plen <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: no wrap. */
-  size_t body = L.header_len + (size_t)plen;
-  size_t total = L.prefix_len + body + L.ck_width;
+  size_t body = L->header_len + (size_t)plen;
+  size_t total = pl + body + L->ck_width;
   if (n < total) return LB_EAGAIN;
 
-  if (L.ck_width) {
-    uint64_t want = lb_frame_checksum((int)f->checksum, h, body);
-    uint64_t got = get_uint(h + body, L.ck_width,
-                            f->checksum_order == LB_FRAME_LITTLE_ENDIAN);
+  if (L->ck_width) {
+    uint64_t want;
+    if (f->checksum == LB_FRAME_CK_CRC32 && body < CRC32_ZLIB_MIN) {
+      init_tables();
+      want = crc32_slice8(t32, 0, h, body);
+    } else {
+      want = lb_frame_checksum((int)f->checksum, h, body);
+    }
+    uint64_t got = get_ck(h + body, L->ck_width,
+                          f->checksum_order == LB_FRAME_LITTLE_ENDIAN);
     if (want != got) return LB_ECHECKSUM;
   }
   if (vals) {
@@ -609,9 +631,124 @@ ptrdiff_t lb_frame_decode(const lb_frame_format *f, const uint8_t *src,
       off += field_width[k];
     }
   }
-  if (payload_off) *payload_off = L.prefix_len + L.header_len;
+  if (payload_off) *payload_off = pl + L->header_len;
   if (payload_len) *payload_len = (size_t)plen;
   return (ptrdiff_t)total;
+}
+
+ptrdiff_t lb_frame_decode(const lb_frame_format *f, const uint8_t *src,
+                          size_t n, uint64_t *vals, size_t *payload_off,
+                          size_t *payload_len) {
+  layout L;
+  const char *why;
+  int idx;
+  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  return decode_one(f, &L, src, n, vals, payload_off, payload_len);
+}
+
+ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
+                                size_t n, size_t max_frames,
+                                lb_frame_span *spans, uint64_t *vals,
+                                size_t *count, int *stop) {
+  layout L;
+  const char *why;
+  int idx;
+  if (count) *count = 0;
+  if (stop) *stop = LB_EFORMAT;
+  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  /* Everything per format is read once into locals; the loop below is
+   * decode_one for a frame whose header has fully arrived (the common
+   * case), which lets it skip the checks for partial prefixes and partial
+   * headers. The rest (fewer bytes than prefix + header) takes decode_one
+   * itself, which cannot return a frame there; so the results are
+   * decode_one's, frame by frame. */
+  const size_t pl = L.prefix_len, hl = L.header_len, cw = L.ck_width;
+  const size_t lo = L.len_off, head = pl + hl, fixed = pl + hl + cw;
+  const uint64_t maxp = L.max_payload;
+  const uint32_t lk = L.len_kind, nf = f->nfields;
+  const int crc32 = f->checksum == LB_FRAME_CK_CRC32;
+  const int little = f->checksum_order == LB_FRAME_LITTLE_ENDIAN;
+  if (crc32) init_tables();
+  /* With 8 readable bytes at p (and after each field), the prefix and the
+   * header fields are read as whole 64-bit words: a prefix of up to 8 bytes
+   * is compared under a mask, and field j is the word at its offset, byte
+   * swapped when big-endian and cut to its width by two shifts. */
+  uint64_t pword = 0, pmask = 0;
+  if (pl <= 8) {
+    uint8_t tmp[8] = {0}, ones[8] = {0};
+    memcpy(tmp, f->prefix, pl);
+    memset(ones, 0xFF, pl);
+    pword = lb_load_le64(tmp);
+    pmask = lb_load_le64(ones);
+  }
+  uint8_t foff[LB_FRAME_MAX_FIELDS], fcut[LB_FRAME_MAX_FIELDS], fbig[LB_FRAME_MAX_FIELDS];
+  for (uint32_t j = 0, off = 0; j < nf; j++) {
+    uint32_t fk = f->fields[j];
+    foff[j] = (uint8_t)off;
+    fcut[j] = (uint8_t)(64 - 8 * field_width[fk]);
+    fbig[j] = (uint8_t)!kind_little(fk);
+    off += field_width[fk];
+  }
+  size_t used = 0, k = 0;
+  int code = 0;
+  while (k < max_frames) {
+    const uint8_t *p = src + used;
+    size_t rem = n - used;
+    if (rem < head) {
+      code = (int)decode_one(f, &L, p, rem, NULL, NULL, NULL);
+      break;
+    }
+    /* rem >= head + 8: every word read below lies inside src. */
+    const int wide = rem - head >= 8;
+    if (pl <= 8 && wide) {
+      if ((lb_load_le64(p) ^ pword) & pmask) { code = LB_EPREFIX; break; }
+    } else {
+      size_t i = 0;
+      while (i < pl && p[i] == f->prefix[i]) i++;
+      if (i < pl) { code = LB_EPREFIX; break; }
+    }
+    const uint8_t *h = p + pl;
+    uint64_t plen = get_field(lk, h + lo);
+    if (plen > maxp) { code = LB_ETOOLARGE; break; }
+    /* plen <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: no wrap. */
+    size_t body = hl + (size_t)plen, total = fixed + (size_t)plen;
+    if (rem < total) { code = LB_EAGAIN; break; }
+    if (cw) {
+      uint64_t want = crc32 && body < CRC32_ZLIB_MIN
+                          ? crc32_slice8(t32, 0, h, body)
+                          : lb_frame_checksum((int)f->checksum, h, body);
+      if (want != get_ck(h + body, cw, little)) { code = LB_ECHECKSUM; break; }
+    }
+    if (vals) {
+      uint64_t *v = vals + k * nf;
+      if (wide) {
+        for (uint32_t j = 0; j < nf; j++) {
+          uint64_t x = lb_load_le64(h + foff[j]);
+          if (fbig[j]) x = __builtin_bswap64(x) >> fcut[j];
+          else x = x << fcut[j] >> fcut[j];
+          v[j] = x;
+        }
+      } else {
+        size_t off = 0;
+        for (uint32_t j = 0; j < nf; j++) {
+          uint32_t fk = f->fields[j];
+          v[j] = get_field(fk, h + off);
+          off += field_width[fk];
+        }
+      }
+    }
+    if (spans) {
+      spans[k].start = used;
+      spans[k].len = total;
+      spans[k].payload_off = used + head;
+      spans[k].payload_len = (size_t)plen;
+    }
+    used += total;
+    k++;
+  }
+  if (count) *count = k;
+  if (stop) *stop = code;
+  return (ptrdiff_t)used;
 }
 
 size_t lb_frame_find_prefix(const lb_frame_format *f, const uint8_t *src, size_t n) {

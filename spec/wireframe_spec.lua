@@ -356,6 +356,173 @@ describe("wireframe.frame typed formats", function()
   end)
 end)
 
+describe("wireframe.frame batches", function()
+  local function run_of(f, n, extra)
+    local b = buffer.new()
+    for i = 1, n do f:encode(("p"):rep(i * 7 % 50), { version = i % 256, type = i, flags = 3 }, b) end
+    if extra then b:put(extra) end
+    return b:tostring()
+  end
+
+  -- What f:decode gives frame after frame: { payload, used, vals } until it fails.
+  local function one_by_one(f, src)
+    local out, pos = {}, 1
+    while true do
+      local p, used, vals = f:decode(src:sub(pos))
+      if not p then return out, pos - 1, used end
+      out[#out + 1] = { p, used, vals }
+      pos = pos + used
+    end
+  end
+
+  it("decodes every complete frame in a buffer, as decode does frame after frame", function()
+    local f = seed_format()
+    local src = run_of(f, 10, "\xAA\x55\x01")            -- and the start of an 11th
+    local want, want_used = one_by_one(f, src)
+    assert.equal(10, #want)
+    local b = f:new_batch()
+    local count, used, stop = b:decode(src)
+    assert.equal(10, count); assert.equal(want_used, used); assert.equal(frame.INCOMPLETE, stop)
+    local pos = 0
+    for i = 1, count do
+      local w = want[i]
+      assert.equal(w[1], b:payload(i))
+      local ptr, len = b:payload_ptr(i)
+      assert.equal(w[1], ffi.string(ptr, len))
+      local poff, plen, start, flen = b:span(i)
+      assert.same({ pos + 7, #w[1], pos, w[2] }, { poff, plen, start, flen })   -- 2-byte prefix, 5-byte header
+      assert.same(w[3], b:values(i))
+      assert.equal(i, b:value(i, "type"))
+      assert.equal(#w[1], b:value(i, "length"))
+      pos = pos + w[2]
+    end
+    -- A full batch stops with nil: decode again past `used`.
+    local small = f:new_batch(4)
+    local got, at = 0, 0
+    repeat
+      local c, u, st = small:decode(src:sub(at + 1))
+      for i = 1, c do got = got + 1; assert.equal(want[got][1], small:payload(i)) end
+      at = at + u
+      if got < 10 then assert.is_nil(st) end
+    until st ~= nil
+    assert.equal(10, got); assert.equal(want_used, at)
+    -- An empty source: nothing, INCOMPLETE.
+    assert.same({ 0, 0, frame.INCOMPLETE }, { b:decode("") })
+  end)
+
+  it("stops at a bad frame with its error, after the frames before it", function()
+    local f = seed_format(100)
+    local src = run_of(f, 5)
+    local ends = {}
+    do
+      local pos = 0
+      for i, w in ipairs((one_by_one(f, src))) do pos = pos + w[2]; ends[i] = pos end
+    end
+    local b = f:new_batch()
+    -- a flipped payload byte in frame 3
+    local bad = src:sub(1, ends[2] + 7) .. string.char((src:byte(ends[2] + 8) + 1) % 256) .. src:sub(ends[2] + 9)
+    assert.same({ 2, ends[2], frame.CHECKSUM }, { b:decode(bad) })
+    -- a wrong prefix byte at frame 2
+    bad = src:sub(1, ends[1]) .. "\x00" .. src:sub(ends[1] + 2)
+    assert.same({ 1, ends[1], frame.BAD_PREFIX }, { b:decode(bad) })
+    -- frame 4 announces 101 bytes with max_payload 100
+    bad = src:sub(1, ends[3] + 5) .. "\x65\x00" .. src:sub(ends[3] + 8)
+    assert.same({ 3, ends[3], frame.TOO_LARGE }, { b:decode(bad) })
+  end)
+
+  it("decodes from a string.buffer and from a pointer with a length", function()
+    local f = seed_format()
+    local src = run_of(f, 3)
+    local sb = buffer.new():put(src)
+    local b = f:new_batch()
+    assert.same({ 3, #src, frame.INCOMPLETE }, { b:decode(sb) })
+    assert.equal(("p"):rep(21), b:payload(3))
+    local ptr, n = sb:ref()
+    assert.same({ 3, #src, frame.INCOMPLETE }, { b:decode(ptr, n) })
+    assert.equal(("p"):rep(14), b:payload(2))
+  end)
+
+  it("gives 64-bit fields as uint64_t and fills typed records", function()
+    local f = frame.format{ header = { frame.uint64_be("id"), frame.payload_length8("len") } }
+    local src = f:encode("a", { id = 0xFFFFFFFFFFFFFFFFULL }) .. f:encode("bc", { id = 5 })
+    local b = f:new_batch()
+    assert.equal(2, (b:decode(src)))
+    assert.equal(0xFFFFFFFFFFFFFFFFULL, b:value(1, "id"))
+    assert.is_true(ffi.istype("uint64_t", b:value(2, "id")))
+    local T = f:bind{ ident = "id", size = "len" }
+    local tb = T:new_batch(2)
+    assert.equal(2, (tb:decode(src)))
+    local rec = tb:values(2)
+    assert.equal(5ULL, rec.ident); assert.equal(2, rec.size)
+    assert.has_error(function() return rec.id end)          -- a strict record
+  end)
+
+  it("raises naming the argument for bad input", function()
+    local f = seed_format()
+    local src = run_of(f, 2)
+    assert.has_error(function() f:new_batch(0) end,
+      "bad argument 'max_frames' to format:new_batch: integer in 1..65536 expected, got 0")
+    assert.has_error(function() f:new_batch(2.5) end,
+      "bad argument 'max_frames' to format:new_batch: integer in 1..65536 expected, got 2.5")
+    assert.has_error(function() f:new_batch("8") end,
+      "bad argument 'max_frames' to format:new_batch: integer in 1..65536 expected, got 8")
+    local b = f:new_batch()
+    assert.has_error(function() b:payload(1) end, "bad argument 'i' to batch:payload: frame index in 1..0 expected, got 1")
+    assert.has_error(function() b:decode(42) end,
+      "bad argument 'src' to batch:decode: string, string.buffer or pointer expected, got number")
+    assert.has_error(function() b:decode(ffi.cast("const uint8_t *", src)) end,
+      "bad argument 'len' to batch:decode: length expected after a pointer, got nil")
+    b:decode(src)
+    assert.has_error(function() b:payload(3) end, "bad argument 'i' to batch:payload: frame index in 1..2 expected, got 3")
+    assert.has_error(function() b:span(0) end, "bad argument 'i' to batch:span: frame index in 1..2 expected, got 0")
+    assert.has_error(function() b:payload_ptr(1.5) end,
+      "bad argument 'i' to batch:payload_ptr: frame index in 1..2 expected, got 1.5")
+    assert.has_error(function() b:value(1, "nope") end, 'bad argument \'name\' to batch:value: no header field "nope"')
+    assert.has_error(function() b:value(1, 7) end, "bad argument 'name' to batch:value: no header field number")
+    assert.has_error(function() b:values(1, 5) end, "bad argument 'vals' to batch:values: table or nil expected, got number")
+    assert.has_error(function() f:bind():new_batch(-1) end,
+      "bad argument 'max_frames' to typed:new_batch: integer in 1..65536 expected, got -1")
+  end)
+
+  it("compiles the batch decode loop, with no NYI trace aborts", function()
+    local jutil = require "jit.util"
+    local traceerr = require("jit.vmdef").traceerr
+    local f = seed_format()
+    local src = run_of(f, 1)
+    local one = src
+    for _ = 1, 5 do src = src .. src end                  -- 32 frames
+    local b = f:new_batch(64)
+    local nyi, compiled = {}, 0
+    local function on_trace(what, tr, func, pc, otr, oex)
+      local info = jutil.funcinfo(func, pc)
+      if not (info.source and info.source:find("wireframe", 1, true)) then return end
+      if what == "stop" then compiled = compiled + 1
+      elseif what == "abort" then
+        local msg = traceerr[otr] or tostring(otr)
+        if msg:find("NYI", 1, true) then
+          nyi[#nyi + 1] = ("%s:%s %s"):format(info.source, tostring(info.currentline), msg:format(oex))
+        end
+      end
+    end
+    jit.flush()
+    jit.attach(on_trace, "trace")
+    local n, types = 0, 0
+    for _ = 1, 2000 do
+      local count = b:decode(src)
+      for i = 1, count do
+        local _, len = b:payload_ptr(i)
+        n = n + len
+        types = types + b:value(i, "type")
+      end
+    end
+    jit.attach(on_trace)
+    assert.same({}, nyi)
+    assert.is_true(compiled > 0)
+    assert.equal(2000 * 32 * (#one - 11), n)
+    assert.equal(2000 * 32, types)
+  end)
+end)
+
 describe("wireframe.schema", function()
   it("encodes and decodes the seed's schema, the length field taken from the data", function()
     local s = schema.new(schema.uint8("command"), schema.uint16_be("seq"), schema.var_bytes("data", "seq"))
@@ -519,6 +686,33 @@ describe("wireframe.stream", function()
       assert.is_nil(p); assert.equal(wireframe.CHECKSUM, err)
       assert.equal("two", (sr:next()))
       assert.equal(errors.EOF, select(2, sr:next()))
+    end)
+  end)
+
+  it("hands out frames decoded in batches: more than a batch per read, an error inside one, buffered()", function()
+    run(function()
+      local n = stream.BATCH * 2 + 5
+      local data = frames(n)
+      local bad = f:encode("bad")
+      bad = bad:sub(1, -2) .. string.char((bad:byte(-1) + 1) % 256)
+      local cut = #frames(stream.BATCH - 3)             -- the bad frame lands inside the first batch
+      data = data:sub(1, cut) .. bad .. data:sub(cut + 1)
+      local a, b = net.pipe()
+      feed(a, data, #data)                                -- one write: every frame in one read
+      local sr = stream.new_reader(b, f)
+      for i = 1, n do
+        if i == stream.BATCH - 2 then
+          local p, err = sr:next()
+          assert.is_nil(p); assert.equal(wireframe.CHECKSUM, err)
+        end
+        local p, vals = sr:next()
+        assert.equal("payload " .. i, p)
+        assert.equal(i % 256, vals.type)
+        if i == 1 then assert.equal(#data - #f:encode("payload 1"), sr:buffered()) end
+      end
+      assert.equal(0, sr:buffered())
+      assert.equal(errors.EOF, select(2, sr:next()))
+      assert.equal(#bad, sr.skipped)                      -- the bad frame was skipped past
     end)
   end)
 

@@ -220,6 +220,38 @@ ptrdiff_t lb_frame_decode(const lb_frame_format *f, const uint8_t *src,
                           size_t n, uint64_t *vals, size_t *payload_off,
                           size_t *payload_len);
 
+/* One frame found by lb_frame_decode_batch; every offset is from src. */
+typedef struct lb_frame_span {
+  size_t start;       /* the frame's first byte (its prefix) */
+  size_t len;         /* the frame's size, prefix through checksum */
+  size_t payload_off; /* the payload: src + payload_off, payload_len bytes */
+  size_t payload_len;
+} lb_frame_span;
+
+/*
+ * Decodes the consecutive frames at the start of src[0..n), at most
+ * max_frames of them, validating the format once for all: the same result
+ * as calling lb_frame_decode at src, then at src + (bytes used so far),
+ * and so on, stopping at the first call that does not return a frame.
+ * Frame k (k < *count) is described by spans[k] (views into src, valid as
+ * long as src is) and its header values are vals[k * nfields ..
+ * k * nfields + nfields) (the length field's entry holds the payload
+ * length). spans and vals may be NULL; otherwise they hold max_frames
+ * entries (vals: max_frames * nfields). count and stop may be NULL.
+ * Returns the number of bytes the decoded frames take (where decoding
+ * stopped; 0 <= result <= n), or LB_EFORMAT for an invalid format (then
+ * *count is 0). *stop receives why decoding stopped:
+ *   0             max_frames frames were decoded (there may be more);
+ *   LB_EAGAIN     src + result holds an incomplete frame, or nothing;
+ *   LB_EPREFIX, LB_ETOOLARGE, LB_ECHECKSUM
+ *                 the frame at src + result fails as in lb_frame_decode;
+ *   LB_EFORMAT    the format is invalid.
+ */
+ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
+                                size_t n, size_t max_frames,
+                                lb_frame_span *spans, uint64_t *vals,
+                                size_t *count, int *stop);
+
 /*
  * Resynchronization helper: the smallest offset i in [0, n] where a frame
  * may start, i.e. src[i..] begins with the whole prefix, or src[i..n) is a

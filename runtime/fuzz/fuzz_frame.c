@@ -8,7 +8,10 @@
  *  - decoding any prefix of the input gives LB_EAGAIN or the same result as
  *    the whole input (whole vs incremental consistency);
  *  - lb_frame_find_prefix returns the first candidate, never beyond n;
- *  - a resynchronizing stream loop over the input always makes progress.
+ *  - a resynchronizing stream loop over the input always makes progress;
+ *  - lb_frame_decode_batch agrees with lb_frame_decode called frame after
+ *    frame (spans, header values, bytes used, the reason it stops), for
+ *    several max_frames, with and without output arrays.
  */
 #include "lowbit/lb_frame.h"
 
@@ -117,6 +120,42 @@ static void check_format(const lb_frame_format *f, const uint8_t *s, size_t n) {
   }
 }
 
+/* lb_frame_decode_batch on s[0..n) against the frame-by-frame loop. */
+static void check_batch(const lb_frame_format *f, const uint8_t *s, size_t n,
+                        size_t max_frames) {
+  enum { MAXB = 16 };
+  static lb_frame_span spans[MAXB];
+  static uint64_t vals[MAXB * LB_FRAME_MAX_FIELDS];
+  if (max_frames > MAXB) max_frames = MAXB;
+  size_t count = 99;
+  int stop = 99;
+  ptrdiff_t used = lb_frame_decode_batch(f, s, n, max_frames, spans, vals, &count, &stop);
+  if (used == LB_EFORMAT) {
+    CHECK(lb_frame_validate(f) != 0 && count == 0 && stop == LB_EFORMAT);
+    return;
+  }
+  CHECK(used >= 0 && (size_t)used <= n && count <= max_frames);
+  size_t pos = 0, k = 0;
+  int want = 0;
+  while (k < max_frames) {
+    uint64_t v[LB_FRAME_MAX_FIELDS];
+    size_t off = 0, len = 0;
+    ptrdiff_t r = lb_frame_decode(f, s + pos, n - pos, v, &off, &len);
+    if (r < 0) { want = (int)r; break; }
+    CHECK(k < count);
+    CHECK(spans[k].start == pos && spans[k].len == (size_t)r);
+    CHECK(spans[k].payload_off == pos + off && spans[k].payload_len == len);
+    CHECK(memcmp(vals + k * f->nfields, v, f->nfields * sizeof v[0]) == 0);
+    pos += (size_t)r;
+    k++;
+  }
+  CHECK(count == k && (size_t)used == pos && stop == want);
+  size_t count2 = 99;
+  int stop2 = 99;
+  CHECK(lb_frame_decode_batch(f, s, n, max_frames, NULL, NULL, &count2, &stop2) == used);
+  CHECK(count2 == count && stop2 == stop);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
@@ -126,6 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (which < 5) {
     lb_frame_format f = make_format(which);
     check_format(&f, data, size);
+    check_batch(&f, data, size, 16);
+    check_batch(&f, data, size, 1 + size % 3);
     return 0;
   }
   /* The format itself comes from the input: validation must be total. */
@@ -148,5 +189,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ptrdiff_t ov = lb_frame_overhead(&f);
   CHECK(ov == LB_EFORMAT || (ov >= 0 && ov <= 16 + 128 + 8));
   check_format(&f, data, size);
+  check_batch(&f, data, size, 16);
   return 0;
 }

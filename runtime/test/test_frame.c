@@ -624,6 +624,201 @@ static void test_decode_results_are_split_proof(void) {
   }
 }
 
+/* ---- batch decode ------------------------------------------------------- */
+
+/* The reference for lb_frame_decode_batch: lb_frame_decode called frame
+ * after frame. Runs both on src[0..n) with the given max_frames and checks
+ * that they agree on every frame, its values and the reason they stop. */
+#define BATCH_MAX 64
+static void check_batch(const lb_frame_format *f, const uint8_t *src, size_t n,
+                        size_t max_frames) {
+  lb_frame_span spans[BATCH_MAX];
+  uint64_t vals[BATCH_MAX * LB_FRAME_MAX_FIELDS];
+  size_t count = 99;
+  int stop = 99;
+  if (max_frames > BATCH_MAX) max_frames = BATCH_MAX;
+  ptrdiff_t used = lb_frame_decode_batch(f, src, n, max_frames, spans, vals, &count, &stop);
+  LB_CHECK(used >= 0 && (size_t)used <= n);
+  LB_CHECK(count <= max_frames);
+  if (used < 0 || count > max_frames) return;
+  size_t pos = 0, k = 0;
+  int want_stop = 0;
+  while (k < max_frames) {
+    uint64_t v[LB_FRAME_MAX_FIELDS];
+    size_t off = 0, len = 0;
+    ptrdiff_t r = lb_frame_decode(f, src + pos, n - pos, v, &off, &len);
+    if (r < 0) { want_stop = (int)r; break; }
+    LB_CHECK(k < count);
+    if (k >= count) return;
+    LB_CHECK_EQ(spans[k].start, pos);
+    LB_CHECK_EQ(spans[k].len, (size_t)r);
+    LB_CHECK_EQ(spans[k].payload_off, pos + off);
+    LB_CHECK_EQ(spans[k].payload_len, len);
+    LB_CHECK(memcmp(vals + k * f->nfields, v, f->nfields * sizeof v[0]) == 0);
+    pos += (size_t)r;
+    k++;
+  }
+  LB_CHECK_EQ(count, k);
+  LB_CHECK_EQ((size_t)used, pos);
+  LB_CHECK_EQ(stop, want_stop);
+  /* Without the output arrays: the same count, bytes and stop. */
+  size_t count2 = 99;
+  int stop2 = 99;
+  LB_CHECK_EQ(lb_frame_decode_batch(f, src, n, max_frames, NULL, NULL, &count2, &stop2), used);
+  LB_CHECK_EQ(count2, count);
+  LB_CHECK_EQ(stop2, stop);
+}
+
+/* Formats that exercise the batch loop's paths: prefixes of 0, 2 and more
+ * than 8 bytes; 8-, 16-, 32- and 64-bit fields in both orders; frames
+ * shorter than 8 bytes past their header (the byte-wise path). */
+static lb_frame_format batch_format(int which) {
+  lb_frame_format f = base_format();
+  switch (which) {
+  case 0: break;
+  case 1: /* no prefix, no checksum, 1-byte length: tiny frames */
+    memset(&f, 0, sizeof f);
+    f.nfields = 1;
+    f.fields[0] = LB_FRAME_LEN8;
+    break;
+  case 2: /* a 12-byte prefix and wide fields of both orders */
+    memcpy(f.prefix, "WIREFRAME-v1", 12);
+    f.prefix_len = 12;
+    f.nfields = 5;
+    f.fields[0] = LB_FRAME_U64BE; f.fields[1] = LB_FRAME_U64LE;
+    f.fields[2] = LB_FRAME_U32BE; f.fields[3] = LB_FRAME_LEN32BE;
+    f.fields[4] = LB_FRAME_U16LE;
+    f.checksum = LB_FRAME_CK_CRC64_ECMA;
+    f.max_payload = 300;
+    break;
+  case 3: /* little-endian CRC-16 after a 16-bit big-endian length */
+    memset(&f, 0, sizeof f);
+    f.prefix[0] = 0x7E; f.prefix_len = 1;
+    f.nfields = 3;
+    f.fields[0] = LB_FRAME_U16BE; f.fields[1] = LB_FRAME_LEN16BE; f.fields[2] = LB_FRAME_U32LE;
+    f.checksum = LB_FRAME_CK_CRC16_MODBUS;
+    f.checksum_order = LB_FRAME_LITTLE_ENDIAN;
+    f.max_payload = 600;
+    break;
+  default: /* CRC-32 over bodies past the table path's 512 bytes */
+    f.max_payload = 2000;
+    break;
+  }
+  return f;
+}
+
+/* Appends a frame with random header values and an n-byte random payload. */
+static size_t put_random_frame(const lb_frame_format *f, uint8_t *dst, size_t cap, size_t n) {
+  uint64_t vals[LB_FRAME_MAX_FIELDS];
+  for (uint32_t i = 0; i < f->nfields; i++) {
+    static const uint64_t mask[] = {0, 0xFF, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, ~0ull, ~0ull};
+    uint32_t k = f->fields[i];
+    vals[i] = k < 8 ? rnd() & mask[k] : 0;
+  }
+  uint8_t payload[2000];
+  fill_random(payload, n);
+  ptrdiff_t r = lb_frame_encode(f, vals, payload, n, dst, cap);
+  LB_CHECK(r > 0);
+  return r > 0 ? (size_t)r : 0;
+}
+
+static void test_batch_whole_buffer(void) {
+  for (int which = 0; which < 5; which++) {
+    lb_frame_format f = batch_format(which);
+    uint8_t buf[16384];
+    size_t n = 0;
+    size_t maxp = which == 1 ? 255 : which == 4 ? 2000 : 300;
+    for (int i = 0; i < 12; i++) {
+      size_t plen = i % 3 == 0 ? rnd() % 4 : rnd() % (maxp + 1);
+      n += put_random_frame(&f, buf + n, sizeof buf - n, plen);
+    }
+    size_t count = 0;
+    int stop = 99;
+    lb_frame_span spans[BATCH_MAX];
+    LB_CHECK_EQ(lb_frame_decode_batch(&f, buf, n, BATCH_MAX, spans, NULL, &count, &stop),
+                (ptrdiff_t)n);
+    LB_CHECK_EQ(count, 12);
+    LB_CHECK_EQ(stop, LB_EAGAIN);
+    for (size_t max = 0; max <= 13; max++) check_batch(&f, buf, n, max);
+  }
+}
+
+static void test_batch_fed_byte_by_byte(void) {
+  /* Every prefix of a run of frames gives the frames complete in it, and
+   * stops with EAGAIN at the first incomplete one. */
+  for (int which = 0; which < 5; which++) {
+    lb_frame_format f = batch_format(which);
+    uint8_t buf[8192];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) n += put_random_frame(&f, buf + n, sizeof buf - n, which == 4 ? 600 : rnd() % 40);
+    for (size_t k = 0; k <= n; k++) check_batch(&f, buf, k, BATCH_MAX);
+  }
+}
+
+static void test_batch_stops_at_a_bad_frame(void) {
+  lb_frame_format f = base_format();
+  uint8_t buf[512];
+  size_t n = 0, ends[4];
+  for (int i = 0; i < 4; i++) {
+    n += put_random_frame(&f, buf + n, sizeof buf - n, 20);
+    ends[i] = n;
+  }
+  size_t count;
+  int stop;
+  /* A checksum error in frame 3: two frames, then the error at its start. */
+  uint8_t bad[512];
+  memcpy(bad, buf, n);
+  bad[ends[1] + 9] ^= 0x10;
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, bad, n, BATCH_MAX, NULL, NULL, &count, &stop),
+              (ptrdiff_t)ends[1]);
+  LB_CHECK_EQ(count, 2);
+  LB_CHECK_EQ(stop, LB_ECHECKSUM);
+  check_batch(&f, bad, n, BATCH_MAX);
+  /* A bad prefix byte in frame 2. */
+  memcpy(bad, buf, n);
+  bad[ends[0] + 1] = 0x00;
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, bad, n, BATCH_MAX, NULL, NULL, &count, &stop),
+              (ptrdiff_t)ends[0]);
+  LB_CHECK_EQ(count, 1);
+  LB_CHECK_EQ(stop, LB_EPREFIX);
+  /* An oversized length in frame 4 (the 16-bit length at header byte 3). */
+  f.max_payload = 30;
+  memcpy(bad, buf, n);
+  bad[ends[2] + 5] = 31;
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, bad, n, BATCH_MAX, NULL, NULL, &count, &stop),
+              (ptrdiff_t)ends[2]);
+  LB_CHECK_EQ(count, 3);
+  LB_CHECK_EQ(stop, LB_ETOOLARGE);
+  check_batch(&f, bad, n, BATCH_MAX);
+  /* Random corruption anywhere agrees with frame-by-frame decoding. */
+  for (int iter = 0; iter < 500; iter++) {
+    memcpy(bad, buf, n);
+    bad[rnd() % n] ^= (uint8_t)(1u << (rnd() % 8));
+    check_batch(&f, bad, n, BATCH_MAX);
+  }
+}
+
+static void test_batch_invalid_format_and_limits(void) {
+  lb_frame_format f = base_format();
+  f.nfields = 1;
+  f.fields[0] = LB_FRAME_U8; /* no length field */
+  uint8_t buf[16] = {0xAA, 0x55};
+  size_t count = 5;
+  int stop = 0;
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, buf, sizeof buf, 4, NULL, NULL, &count, &stop), LB_EFORMAT);
+  LB_CHECK_EQ(count, 0);
+  LB_CHECK_EQ(stop, LB_EFORMAT);
+  f = base_format();
+  /* max_frames 0 decodes nothing and says so with stop 0; an empty input
+   * stops with EAGAIN; count and stop may be NULL. */
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, buf, sizeof buf, 0, NULL, NULL, &count, &stop), 0);
+  LB_CHECK_EQ(count, 0);
+  LB_CHECK_EQ(stop, 0);
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, buf, 0, 4, NULL, NULL, &count, &stop), 0);
+  LB_CHECK_EQ(stop, LB_EAGAIN);
+  LB_CHECK_EQ(lb_frame_decode_batch(&f, buf, 0, 4, NULL, NULL, NULL, NULL), 0);
+}
+
 int main(void) {
   LB_RUN(test_check_values_direct);
   LB_RUN(test_check_values_by_kind);
@@ -656,5 +851,9 @@ int main(void) {
   LB_RUN(test_find_prefix);
   LB_RUN(test_resync_after_garbage);
   LB_RUN(test_decode_results_are_split_proof);
+  LB_RUN(test_batch_whole_buffer);
+  LB_RUN(test_batch_fed_byte_by_byte);
+  LB_RUN(test_batch_stops_at_a_bad_frame);
+  LB_RUN(test_batch_invalid_format_and_limits);
   return LB_DONE();
 }

@@ -329,11 +329,13 @@ function Format:_decode_raw(ptr, n)
   return r, tonumber(self.off[0]), tonumber(self.plen[0])
 end
 
--- Copies the decoded values into the table vals.
-function Format:_store(vals)
-  local cv, names, wide = self.cvals, self.names, self.wide
+-- Copies decoded values into the table vals: from cv[base ..] (a batch's
+-- row), or from the format's scratch values.
+function Format:_store(vals, cv, base)
+  local names, wide = self.names, self.wide
+  if not cv then cv, base = self.cvals, 0 end
   for i = 1, self.nfields do
-    if wide[i] then vals[names[i]] = cv[i - 1] + 0ULL else vals[names[i]] = tonumber(cv[i - 1]) end
+    if wide[i] then vals[names[i]] = cv[base + i - 1] + 0ULL else vals[names[i]] = tonumber(cv[base + i - 1]) end
   end
 end
 
@@ -478,11 +480,12 @@ function Typed:encode(payload, rec, dst)
   return encode_with(self.format, payload, rec, dst, "typed:encode", self.getter)
 end
 
-function Typed:_store(rec)
+function Typed:_store(rec, cv, base)
   local f = self.format
-  local cv, wide, keys = f.cvals, f.wide, self.keys
+  local wide, keys = f.wide, self.keys
+  if not cv then cv, base = f.cvals, 0 end
   for i = 1, f.nfields do
-    if wide[i] then rec[keys[i]] = cv[i - 1] + 0ULL else rec[keys[i]] = tonumber(cv[i - 1]) end
+    if wide[i] then rec[keys[i]] = cv[base + i - 1] + 0ULL else rec[keys[i]] = tonumber(cv[base + i - 1]) end
   end
 end
 
@@ -511,5 +514,129 @@ function Typed:decode(src, a, b)
 end
 
 function Typed:new_values() return self:new() end
+
+
+---------------------------------------------------------------------------
+-- Batches: every complete frame in a buffer with one C call
+---------------------------------------------------------------------------
+--
+--   local b = f:new_batch(64)                  -- up to 64 frames per call
+--   local count, used, stop = b:decode(buf)    -- string, string.buffer or ptr, len
+--   for i = 1, count do
+--     local ptr, len = b:payload_ptr(i)        -- a view into buf: no copy
+--     local kind = b:value(i, "type")
+--   end
+--   buf:skip(used)
+--
+-- decode gives the same frames, in order, as calling f:decode again and
+-- again after skipping each frame, and stops where that loop would:
+-- stop is nil when max_frames frames were decoded (call again after
+-- skipping used bytes: there may be more), INCOMPLETE when the rest of src
+-- (perhaps nothing) is the start of a frame, or BAD_PREFIX | CHECKSUM |
+-- TOO_LARGE for the frame at offset used. Nothing is allocated per frame:
+-- the spans and header values live in the batch's C arrays, and are valid
+-- until its next decode; payload views are valid while src is unchanged.
+
+local Batch = {}
+Batch.__index = Batch
+M.Batch = Batch
+
+local MAX_BATCH = 65536
+
+local function new_batch(fmt, store_to, max, fname)
+  if max == nil then max = 64 end
+  if type(max) ~= "number" or max < 1 or max > MAX_BATCH or max ~= floor(max) then
+    error(format("bad argument 'max_frames' to %s: integer in 1..%d expected, got %s", fname, MAX_BATCH,
+      tostring(max)), 3)
+  end
+  if not fmt.valid then fmt:validate() end
+  return setmetatable({
+    format = fmt, store_to = store_to, max = max, nfields = fmt.nfields, count = 0,
+    spans = ffi_new("lb_frame_span[?]", max), cvals = ffi_new("uint64_t[?]", max * fmt.nfields),
+    cnt = ffi_new("size_t[1]"), stop = ffi_new("int[1]"), src = false, base = false,
+  }, Batch)
+end
+
+--- A batch decoder for this format holding up to max_frames (default 64)
+--- frames per decode.
+function Format:new_batch(max_frames)
+  return new_batch(self, self, max_frames, "format:new_batch")
+end
+
+--- The same for a typed format: b:values(i, rec) fills records by key.
+function Typed:new_batch(max_frames)
+  return new_batch(self.format, self, max_frames, "typed:new_batch")
+end
+
+--- Decodes the complete frames at the start of src (a string, a
+--- string.buffer, or a pointer and a length). Returns count, used, stop
+--- (see above).
+function Batch:decode(src, n)
+  local p, len = src_bytes(src, n, "batch:decode")
+  local f = self.format
+  local used = tonumber(C.lb_frame_decode_batch(f.cf, p, len, self.max, self.spans, self.cvals, self.cnt, self.stop))
+  local count = tonumber(self.cnt[0])
+  self.count = count
+  self.src = src                    -- keeps a string alive while views exist
+  self.base = ffi.cast("const uint8_t *", p)
+  local stop = self.stop[0]
+  if stop == 0 then return count, used, nil end
+  return count, used, code_err[stop] or errors.new("wireframe: " .. core.strerror(stop))
+end
+
+local function frame_index(self, i, fname)
+  if type(i) ~= "number" or i < 1 or i > self.count or i ~= floor(i) then
+    error(format("bad argument 'i' to %s: frame index in 1..%d expected, got %s", fname, self.count, tostring(i)), 3)
+  end
+  return i - 1
+end
+
+--- The payload of frame i (1..count) as a string (a copy).
+function Batch:payload(i)
+  local sp = self.spans[frame_index(self, i, "batch:payload")]
+  return ffi_string(self.base + sp.payload_off, sp.payload_len)
+end
+
+--- The payload of frame i as a pointer into src and a length (no copy).
+function Batch:payload_ptr(i)
+  local sp = self.spans[frame_index(self, i, "batch:payload_ptr")]
+  return self.base + sp.payload_off, tonumber(sp.payload_len)
+end
+
+--- Where frame i lies in src (0-based offsets): payload_off, payload_len,
+--- frame start, frame length.
+function Batch:span(i)
+  local sp = self.spans[frame_index(self, i, "batch:span")]
+  return tonumber(sp.payload_off), tonumber(sp.payload_len), tonumber(sp.start), tonumber(sp.len)
+end
+
+--- The header field `name` of frame i: a number (uint64_t cdata for 64-bit
+--- fields).
+function Batch:value(i, name)
+  local k = frame_index(self, i, "batch:value")
+  local f = self.format
+  local j = f.index[name]
+  if not j then
+    error(format("bad argument 'name' to batch:value: no header field %s", type(name) == "string"
+      and format("%q", name) or type(name)), 2)
+  end
+  local v = self.cvals[k * self.nfields + j - 1]
+  if f.wide[j] then return v + 0ULL end
+  return tonumber(v)
+end
+
+--- Fills vals (a table; a new one when nil) with frame i's header values,
+--- as format:decode does (by field name; by record key for a typed
+--- format's batch). Returns vals.
+function Batch:values(i, vals)
+  local k = frame_index(self, i, "batch:values")
+  if vals ~= nil and type(vals) ~= "table" then
+    error("bad argument 'vals' to batch:values: table or nil expected, got " .. type(vals), 2)
+  end
+  local to = self.store_to
+  vals = vals or to:new_values()
+  to:_store(vals, self.cvals, k * self.nfields)
+  return vals
+end
 
 return M

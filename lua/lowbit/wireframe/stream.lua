@@ -47,6 +47,8 @@ local code_err = frame._code_err
 
 --- Bytes asked of conn:read per call.
 M.READ_SIZE = 64 * 1024
+--- Frames decoded per C call (lb_frame_decode_batch).
+M.BATCH = 64
 
 local Reader = {}
 Reader.__index = Reader
@@ -76,24 +78,42 @@ function M.new_reader(conn, f, opts)
   return setmetatable({
     conn = conn, f = f, fmt = fmt, vals = f:new_values(), buf = buffer.new(),
     resync = opts.resync ~= false, read_size = rs, skipped = 0, err = nil,
+    -- Frames are decoded M.BATCH at a time (one C call) and handed out
+    -- one per next(); the buffer is skipped past them once they are all out.
+    batch = fmt:new_batch(M.BATCH), bi = 0, bn = 0, bused = 0,
   }, Reader)
+end
+
+-- Hands out frame bi of the current batch.
+local function serve(self, b, bi)
+  local payload = ffi_string(b:payload_ptr(bi))
+  self.f:_store(self.vals, b.cvals, (bi - 1) * b.nfields)
+  self.bi = bi
+  if bi == self.bn then
+    self.buf:skip(self.bused)
+    self.bn, self.bi, self.bused = 0, 0, 0
+  end
+  return payload, self.vals
 end
 
 --- The next frame: payload, vals; or nil, err (see the module comment).
 function Reader:next()
   local err = self.err
   if err then return nil, err end
-  local buf, f, fmt, conn = self.buf, self.f, self.fmt, self.conn
+  local bi = self.bi
+  if bi < self.bn then return serve(self, self.batch, bi + 1) end
+  local buf, fmt, conn, b = self.buf, self.fmt, self.conn, self.batch
   while true do
     local ptr, n = buf:ref()
     if n > 0 then
-      local r, off, plen = fmt:_decode_raw(ptr, n)
-      if r > 0 then
-        local payload = ffi_string(ptr + off, plen)
-        f:_store(self.vals)
-        buf:skip(r)
-        return payload, self.vals
+      local count, used = b:decode(ptr, n)
+      if count > 0 then
+        self.bn, self.bused = count, used
+        return serve(self, b, 1)
       end
+      -- No frame at the start of buf: the batch stopped there with the
+      -- code lb_frame_decode would give.
+      local r = b.stop[0]
       if r ~= LB_EAGAIN then
         local e = code_err[r] or errors.new("wireframe: " .. core.strerror(r))
         if not self.resync then self.err = e; return nil, e end
@@ -127,6 +147,13 @@ function Reader:next()
 end
 
 --- Bytes received and not yet returned as frames.
-function Reader:buffered() return #self.buf end
+function Reader:buffered()
+  local n = #self.buf
+  if self.bi > 0 then
+    local _, _, start, len = self.batch:span(self.bi)
+    n = n - (start + len)
+  end
+  return n
+end
 
 return M
