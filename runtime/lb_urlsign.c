@@ -39,12 +39,16 @@ typedef struct query {
  * case. U: unreserved in a query (Go's QueryEscape keeps it), also every
  * byte of a host in the fast subset; B: never in a URL of the fast subset
  * (controls, DEL, "#": lowbit.url rejects or splits on them); P: stops
- * the path scan ("%", "?", and B); Q: stops the query decoder ("&", "=",
- * "%", "+"). */
+ * the path scan ("%", "?", B, and the bytes a raw path may not hold as
+ * they are: lowbit.url, as Go's EscapedPath, then escapes the whole path,
+ * so the Lua path rebuilds that URL); Q: stops the query decoder ("&",
+ * "=", "%", "+"). */
 enum { U = 1, B = 2, P = 4, Q = 8 };
 static const unsigned char CLS[256] = {
   [0x00 ... 0x1F] = B | P, [0x7F] = B | P, ['#'] = B | P,
   ['%'] = P | Q, ['?'] = P, ['&'] = Q, ['='] = Q, ['+'] = Q,
+  [' '] = P, ['"'] = P, ['<'] = P, ['>'] = P, ['\\'] = P, ['^'] = P, ['`'] = P,
+  ['{'] = P, ['|'] = P, ['}'] = P, [0x80 ... 0xFF] = P,
   ['a' ... 'z'] = U, ['A' ... 'Z'] = U, ['0' ... '9'] = U,
   ['-'] = U, ['_'] = U, ['.'] = U, ['~'] = U,
 };

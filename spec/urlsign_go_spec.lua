@@ -17,7 +17,8 @@ local function pick(t) return t[rnd(#t)] end
 
 local SCHEMES = { "https", "http", "HTTPS" }
 local HOSTS = { "cdn.example.com", "localhost:8080", "h", "EXAMPLE.com:443", "a-b.c" }
-local PATHS = { "", "/", "/files/report.pdf", "/a%20b/c", "/a+b", "/a%2Fb", "/%41%42", "/x/y/" }
+local PATHS = { "", "/", "/files/report.pdf", "/a%20b/c", "/a+b", "/a%2Fb", "/%41%42", "/x/y/",
+  "/caf\195\169", "/a b", "/a|b{c}", "/a%2Fb/\195\169" } -- raw bytes Go's EscapedPath escapes
 local KEYS = { "a", "b", "z", "exp", "sig", "format", "ex", "expa", "si", "sigz", "A", "", "a%20b",
   "a+b", "%2B", "%C3%A9", "~", "-_.", "Exp" }
 local VALS = { "", "1", "x+y", "a%2Bb%26c", "r%C3%A9sum%C3%A9", "a=b", "1700003600", "%7E", "*", "!",
