@@ -326,7 +326,34 @@ end
 -- The tree
 ---------------------------------------------------------------------------
 
+-- A node: `lit` (segment -> child), `wild` ({name} child), `multi`
+-- ({name...} or trailing-slash child), `slash` ({$} child), `route` (the
+-- pattern ending here). A method root also has `static`: the path of every
+-- pattern made of literal segments only (optionally ending in {$}) -> its
+-- route, so such a request is one hash lookup.
+
 local function new_node() return {} end
+
+-- The request path a pattern of literals (and a final {$}) matches, or nil
+-- when it has a wildcard or a literal with "/" or "%" in it (the path of a
+-- request with "%" takes the tree, as unescaping makes several spellings).
+local function static_key(pat)
+  local b = {}
+  local segs = pat.segs
+  for i = 1, #segs do
+    local seg = segs[i]
+    if seg.kind == LIT then
+      if find(seg.s, "[/%%]") then return nil end
+      b[#b + 1] = "/" .. seg.s
+    elseif seg.kind == SLASH then
+      b[#b + 1] = "/"
+    else
+      return nil
+    end
+  end
+  if #b == 0 then return nil end
+  return concat(b)
+end
 
 local function insert(root, pat, route)
   local node = root
@@ -352,23 +379,34 @@ local function insert(root, pat, route)
     node = child
   end
   node.route = route
+  local key = static_key(pat)
+  if key then
+    local st = root.static
+    if not st then st = {}; root.static = st end
+    st[key] = route
+    -- Its path is clean unless a segment is "", "." or "..".
+    route.static_clean = not find(key, "//", 1, true) and not find(key, "/%.%.?/") and not find(key, "/%.%.?$")
+  end
 end
 
--- Captured wildcard values of the last match, by position (matching never
--- yields, so one scratch array serves every request).
-local cap = {}
+-- Captured wildcard values of the last match, as positions in the matched
+-- path: capture k is sub(path, cap_s[k], cap_e[k]), unescaped when the path
+-- has a "%". Strings are made only when a handler is run (serve_http), not
+-- for m:handler(r). Matching never yields, so one scratch pair serves every
+-- request.
+local cap_s, cap_e = {}, {}
 
 -- The backtracking stack of match_path, one entry per path segment:
 -- node, index of the "/" starting the rest, next stage to try (0 first
--- visit, 1 wildcard, 2 multi wildcard), the segment, the index after it,
--- and the number of captures on entry. An explicit stack (not recursion)
--- lets LuaJIT compile the loop.
-local s_node, s_pos, s_stage, s_seg, s_next, s_d = {}, {}, {}, {}, {}, {}
+-- visit, 1 wildcard, 2 multi wildcard), the index after the segment, and
+-- the number of captures on entry. An explicit stack (not recursion) lets
+-- LuaJIT compile the loop.
+local s_node, s_pos, s_stage, s_next, s_d = {}, {}, {}, {}, {}
 
 -- Matches path (escaped, starting with "/", length n) below root: literal
 -- child first, then the {name} child, then the {name...} child, going back
--- up only when a deeper segment fails. Returns route, number of captures
--- (in `cap`), or nil.
+-- up only when a deeper segment fails (Go's routingNode.matchPath, as a
+-- loop). Returns route, number of captures (in cap_s/cap_e), or nil.
 local function match_path(root, path, n, pct)
   local k = 1
   s_node[1], s_pos[1], s_stage[1], s_d[1] = root, 1, 0, 0
@@ -386,22 +424,23 @@ local function match_path(root, path, n, pct)
         c = node.multi
         if c then
           local rt, d = c.route, s_d[k]
-          if rt.multi_named then d = d + 1; cap[d] = "" end
+          if rt.multi_named then d = d + 1; cap_s[d] = n + 1; cap_e[d] = n end
           return rt, d
         end
         k = k - 1
       else
-        local j = find(path, "/", i + 1, true)
-        local seg
-        if j then seg = sub(path, i + 1, j - 1) else seg = sub(path, i + 1); j = n + 1 end
-        if pct then seg = unesc(seg) end
-        s_seg[k], s_next[k], s_stage[k] = seg, j, 1
+        local j = find(path, "/", i + 1, true) or (n + 1)
+        s_next[k], s_stage[k] = j, 1
         local lit = node.lit
-        local c = lit and lit[seg]
-        if c then
-          local d = s_d[k]
-          k = k + 1
-          s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
+        if lit then
+          local seg = sub(path, i + 1, j - 1)
+          if pct then seg = unesc(seg) end
+          local c = lit[seg]
+          if c then
+            local d = s_d[k]
+            k = k + 1
+            s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
+          end
         end
       end
     elseif stage == 1 then
@@ -409,8 +448,8 @@ local function match_path(root, path, n, pct)
       local c = node.wild
       if c then
         local d = s_d[k] + 1
-        cap[d] = s_seg[k]
         local j = s_next[k]
+        cap_s[d], cap_e[d] = s_pos[k] + 1, j - 1
         k = k + 1
         s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
       end
@@ -420,8 +459,7 @@ local function match_path(root, path, n, pct)
         local rt, d = c.route, s_d[k]
         if rt.multi_named then
           d = d + 1
-          local rest = sub(path, s_pos[k] + 1)
-          cap[d] = pct and unesc(rest) or rest
+          cap_s[d], cap_e[d] = s_pos[k] + 1, n
         end
         return rt, d
       end
@@ -431,29 +469,123 @@ local function match_path(root, path, n, pct)
   return nil
 end
 
+-- The first descent of match_path without its stack: at each segment the
+-- literal child, else the {name} child, else the {name...} child. When that
+-- reaches a route it is the one match_path returns (the first leaf of its
+-- depth-first search). A dead end returns nil, true when a branch was
+-- passed over on the way (match_path must then search), nil, false when
+-- none was (nothing matches). One loop with no stack writes: the common
+-- REST request costs a find, a sub and a hash lookup per segment.
+-- On the way it notes a segment that is empty or starts with "." (all
+-- that "//", "/./" and "/../" need): a match that read the whole path
+-- without one sets `path_clean`, and lookup skips clean_path.
+local path_clean = false
+
+-- The end of a descent: the node reached with the path read to index i.
+local function descend_end(node, i, n, d, alt, dirty)
+  if i > n then
+    local rt = node.route
+    if rt then path_clean = not dirty; return rt, d end
+    return nil, alt
+  end
+  -- only the trailing slash is left: {$}, else a multi
+  local c = node.slash
+  if c then path_clean = not dirty; return c.route, d end
+  c = node.multi
+  if c then
+    local rt = c.route
+    if rt.multi_named then d = d + 1; cap_s[d], cap_e[d] = n + 1, n end
+    path_clean = not dirty
+    return rt, d
+  end
+  return nil, alt
+end
+
+-- One segment of the descent: the "/" at index i starts it, j is the
+-- index after it.
+local DESCEND_STEP = [[
+    local j = find(path, "/", i + 1, true) or (n + 1)
+    local b = byte(path, i + 1)
+    if b == 46 or b == 47 then dirty = true end
+    local lit, c = node.lit, nil
+    if lit then
+      local seg = sub(path, i + 1, j - 1)
+      if pct then seg = unesc(seg) end
+      c = lit[seg]
+    end
+    if c then
+      if node.wild or node.multi then alt = true end
+    else
+      c = node.wild
+      if c then
+        if node.multi then alt = true end
+        d = d + 1
+        cap_s[d], cap_e[d] = i + 1, j - 1
+      else
+        c = node.multi
+        if not c then return nil, alt end
+        local rt = c.route
+        if rt.multi_named then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
+        return rt, d
+      end
+    end
+    node, i = c, j
+]]
+
+-- The first DESCEND_UNROLL segments are straight-line code, the rest a
+-- loop: with no loop inside, a request's match is part of the caller's
+-- trace (an inner loop would end it and add a trace exit per request).
+local DESCEND_UNROLL = 8
+
+local match_descend = assert(load(
+  "local find, sub, byte, unesc, cap_s, cap_e, descend_end = ...\n" ..
+  "return function(root, path, n, pct)\n" ..
+  "  local node, i, d, alt, dirty = root, 1, 0, false, false\n" ..
+  ("  if i < n then\n" .. DESCEND_STEP .. "  end\n"):rep(DESCEND_UNROLL) ..
+  "  while i < n do\n" .. DESCEND_STEP .. "  end\n" ..
+  "  return descend_end(node, i, n, d, alt, dirty)\n" ..
+  "end\n", "=muxx.lua(descend)"))(find, sub, byte, unesc, cap_s, cap_e, descend_end)
+
+-- The tree's match below one method root: the static table, the descent,
+-- and the full search only when the descent passed a branch over.
+local function match_root(root, path, n, pct)
+  if not pct then
+    local st = root.static
+    if st then
+      local rt = st[path]
+      if rt then path_clean = rt.static_clean; return rt, 0 end
+    end
+  end
+  local rt, d = match_descend(root, path, n, pct)
+  if rt then return rt, d end
+  if d then return match_path(root, path, n, pct) end
+  return nil
+end
+
 local function match_methods(hnode, method, path, n, pct)
   local root = hnode[method]
   if root then
-    local rt, d = match_path(root, path, n, pct)
+    local rt, d = match_root(root, path, n, pct)
     if rt then return rt, d end
   end
   if method == "HEAD" then
     root = hnode.GET
     if root then
-      local rt, d = match_path(root, path, n, pct)
+      local rt, d = match_root(root, path, n, pct)
       if rt then return rt, d end
     end
   end
   root = hnode[""]
-  if root then return match_path(root, path, n, pct) end
+  if root then return match_root(root, path, n, pct) end
   return nil
 end
 
 local function tree_match(mux, host, method, path)
+  path_clean = false
   local n = #path
   if n == 0 or byte(path, 1) ~= 47 then return nil end
   local pct = find(path, "%", 1, true) ~= nil
-  if host ~= "" then
+  if host ~= "" and mux._nhosts > 0 then
     local hnode = mux._hosts[host]
     if hnode then
       local rt, d = match_methods(hnode, method, path, n, pct)
@@ -461,6 +593,24 @@ local function tree_match(mux, host, method, path)
     end
   end
   return match_methods(mux._nohost, method, path, n, pct)
+end
+
+-- Capture k of the last match of path, as a string.
+local function capture(path, pct, k)
+  local v = sub(path, cap_s[k], cap_e[k])
+  if pct then return unesc(v) end
+  return v
+end
+
+-- The tree's match of (host, method, path) without redirects or 405: the
+-- pattern string and the captured values, or nil (for specs and benches).
+M._tree_match = tree_match
+function M._match(mux, host, method, path)
+  local rt, d = tree_match(mux, host, method, path)
+  if not rt then return nil end
+  local pct, vals = find(path, "%", 1, true) ~= nil, {}
+  for k = 1, d do vals[k] = capture(path, pct, k) end
+  return rt.pattern, vals
 end
 
 -- A match is exact unless a trailing multi wildcard took a non-empty rest.
@@ -564,12 +714,15 @@ local function escaped_path(u)
   return url.escape_path(p)
 end
 
--- Returns route, ncaptures for a match (captures in `cap`), or nil,
--- handler, pattern for the router's own answers.
+-- Returns route, ncaptures, matched path for a match (captures in
+-- cap_s/cap_e, positions in the matched path), or nil, handler, pattern for
+-- the router's own answers.
 local function lookup(mux, r)
   local method = r.method
   if r.request_uri == "*" and method ~= "CONNECT" then return nil, bad_request_star, "" end
-  local path = escaped_path(r.url)
+  local u = r.url
+  local path = u.raw_path
+  if path == nil or path == "" then path = escaped_path(u) end
   if method == "CONNECT" then
     local host = r.host or ""
     local rt, d = tree_match(mux, host, method, path)
@@ -580,14 +733,18 @@ local function lookup(mux, r)
       end
       if rt then rt, d = tree_match(mux, host, method, path) end
     end
-    if rt then return rt, d end
+    if rt then return rt, d, path end
     local allow = allowed_methods(mux, host, path)
     if #allow > 0 then return nil, method_not_allowed(allow), "" end
     return nil, not_found, ""
   end
-  local host = strip_port(r.host)
-  local cpath = clean_path(path)
-  local rt, d = tree_match(mux, host, method, cpath)
+  local host = mux._nhosts > 0 and strip_port(r.host) or ""
+  local rt, d = tree_match(mux, host, method, path)
+  local cpath = path
+  if not path_clean then
+    cpath = clean_path(path)
+    if cpath ~= path then rt, d = tree_match(mux, host, method, cpath) end
+  end
   -- As Go 1.22's matchOrRedirect/exactMatch: a path with no exact match
   -- (none at all, or only a multi-wildcard taking a non-empty rest) is
   -- redirected to its slashed form when that form is matched exactly: by
@@ -606,7 +763,7 @@ local function lookup(mux, r)
   if cpath ~= path then
     return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt.pattern or ""
   end
-  if rt then return rt, d end
+  if rt then return rt, d, cpath end
   local allow = allowed_methods(mux, host, cpath)
   if #allow > 0 then return nil, method_not_allowed(allow), "" end
   return nil, not_found, ""
@@ -718,7 +875,7 @@ local function register(g, pattern, h, fname)
     hnode = mux._nohost
   else
     hnode = mux._hosts[pat.host]
-    if not hnode then hnode = {}; mux._hosts[pat.host] = hnode end
+    if not hnode then hnode = {}; mux._hosts[pat.host] = hnode; mux._nhosts = mux._nhosts + 1 end
   end
   local root = hnode[pat.method]
   if not root then root = new_node(); hnode[pat.method] = root end
@@ -794,7 +951,7 @@ end
 
 --- A new, empty router. It is a handler: m:serve_http(w, r), or m(w, r).
 function M.new()
-  local m = setmetatable({ _host = "", _prefix = "", _mws = {}, _hosts = {}, _nohost = {}, _by_host = {}, _count = 0 }, Mux)
+  local m = setmetatable({ _host = "", _prefix = "", _mws = {}, _hosts = {}, _nohost = {}, _by_host = {}, _count = 0, _nhosts = 0 }, Mux)
   m._mux = m
   return m
 end
@@ -819,8 +976,10 @@ function Mux:serve_http(w, r)
   local rt, d, pattern = lookup(self, r)
   if rt then
     r.pattern = rt.pattern
-    local names = rt.names
-    for k = 1, d do r:set_path_value(names[k], cap[k]) end
+    if d > 0 then
+      local names, pct = rt.names, find(pattern, "%", 1, true) ~= nil
+      for k = 1, d do r:set_path_value(names[k], capture(pattern, pct, k)) end
+    end
     return rt.fn(w, r)
   end
   r.pattern = pattern
