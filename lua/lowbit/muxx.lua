@@ -332,7 +332,10 @@ end
 -- pattern made of literal segments only (optionally ending in {$}) -> its
 -- route, so such a request is one hash lookup.
 
-local function new_node() return {} end
+-- alt_lit: 1 when a {name} or {name...} child could be tried after a
+-- literal one; alt_wild: 1 when a {name...} child could be tried after the
+-- {name} one (the descent counts them to know whether a dead end is final).
+local function new_node() return { alt_lit = 0, alt_wild = 0 } end
 
 -- The request path a pattern of literals (and a final {$}) matches, or nil
 -- when it has a wildcard or a literal with "/" or "%" in it (the path of a
@@ -376,6 +379,8 @@ local function insert(root, pat, route)
       child = node.slash
       if not child then child = new_node(); node.slash = child end
     end
+    if node.wild or node.multi then node.alt_lit = 1 end
+    if node.multi then node.alt_wild = 1 end
     node = child
   end
   node.route = route
@@ -482,31 +487,36 @@ end
 local path_clean = false
 
 -- The end of a descent: the node reached with the path read to index i.
+-- alt and dirty count the branches passed over and the segments that are
+-- empty or start with ".".
 local function descend_end(node, i, n, d, alt, dirty)
   if i > n then
     local rt = node.route
-    if rt then path_clean = not dirty; return rt, d end
-    return nil, alt
+    if rt then path_clean = dirty == 0; return rt, d end
+    return nil, alt > 0
   end
   -- only the trailing slash is left: {$}, else a multi
   local c = node.slash
-  if c then path_clean = not dirty; return c.route, d end
+  if c then path_clean = dirty == 0; return c.route, d end
   c = node.multi
   if c then
     local rt = c.route
     if rt.multi_named then d = d + 1; cap_s[d], cap_e[d] = n + 1, n end
-    path_clean = not dirty
+    path_clean = dirty == 0
     return rt, d
   end
-  return nil, alt
+  return nil, alt > 0
 end
+
+-- 1 for "." and "/", else 0, by byte.
+local DOT_OR_SLASH = {}
+for b = 0, 255 do DOT_OR_SLASH[b] = (b == 46 or b == 47) and 1 or 0 end
 
 -- One segment of the descent: the "/" at index i starts it, j is the
 -- index after it.
 local DESCEND_STEP = [[
     local j = find(path, "/", i + 1, true) or (n + 1)
-    local b = byte(path, i + 1)
-    if b == 46 or b == 47 then dirty = true end
+    dirty = dirty + DOT_OR_SLASH[byte(path, i + 1)]
     local lit, c = node.lit, nil
     if lit then
       local seg = sub(path, i + 1, j - 1)
@@ -514,16 +524,16 @@ local DESCEND_STEP = [[
       c = lit[seg]
     end
     if c then
-      if node.wild or node.multi then alt = true end
+      alt = alt + node.alt_lit
     else
       c = node.wild
       if c then
-        if node.multi then alt = true end
+        alt = alt + node.alt_wild
         d = d + 1
         cap_s[d], cap_e[d] = i + 1, j - 1
       else
         c = node.multi
-        if not c then return nil, alt end
+        if not c then return nil, alt > 0 end
         local rt = c.route
         if rt.multi_named then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
         return rt, d
@@ -538,13 +548,13 @@ local DESCEND_STEP = [[
 local DESCEND_UNROLL = 8
 
 local match_descend = assert(load(
-  "local find, sub, byte, unesc, cap_s, cap_e, descend_end = ...\n" ..
+  "local find, sub, byte, unesc, cap_s, cap_e, descend_end, DOT_OR_SLASH = ...\n" ..
   "return function(root, path, n, pct)\n" ..
-  "  local node, i, d, alt, dirty = root, 1, 0, false, false\n" ..
+  "  local node, i, d, alt, dirty = root, 1, 0, 0, 0\n" ..
   ("  if i < n then\n" .. DESCEND_STEP .. "  end\n"):rep(DESCEND_UNROLL) ..
   "  while i < n do\n" .. DESCEND_STEP .. "  end\n" ..
   "  return descend_end(node, i, n, d, alt, dirty)\n" ..
-  "end\n", "=muxx.lua(descend)"))(find, sub, byte, unesc, cap_s, cap_e, descend_end)
+  "end\n", "=muxx.lua(descend)"))(find, sub, byte, unesc, cap_s, cap_e, descend_end, DOT_OR_SLASH)
 
 -- The tree's match below one method root: the static table, the descent,
 -- and the full search only when the descent passed a branch over.
