@@ -326,16 +326,28 @@ end
 -- The tree
 ---------------------------------------------------------------------------
 
--- A node: `lit` (segment -> child), `wild` ({name} child), `multi`
--- ({name...} or trailing-slash child), `slash` ({$} child), `route` (the
--- pattern ending here). A method root also has `static`: the path of every
+-- A node: LIT_ (segment -> child), WILD_ ({name} child), MULTI_
+-- ({name...} or trailing-slash child), SLASH_ ({$} child), ROUTE_ (the
+-- pattern ending here), false when absent. A method root also has STATIC_: the path of every
 -- pattern made of literal segments only (optionally ending in {$}) -> its
 -- route, so such a request is one hash lookup.
 
--- alt_lit: 1 when a {name} or {name...} child could be tried after a
--- literal one; alt_wild: 1 when a {name...} child could be tried after the
+-- ALT_LIT: 1 when a {name} or {name...} child could be tried after a
+-- literal one; ALT_WILD: 1 when a {name...} child could be tried after the
 -- {name} one (the descent counts them to know whether a dead end is final).
-local function new_node() return { alt_lit = 0, alt_wild = 0 } end
+--
+-- A node is an array (one or two cache lines, where named fields would
+-- spread over a hash part; with 2,000 routes the tree no longer fits in
+-- the CPU's caches and every line read counts).
+local LIT_, WILD_, MULTI_, SLASH_, ROUTE_, ALT_LIT, ALT_WILD, STATIC_ = 1, 2, 3, 4, 5, 6, 7, 8
+local function new_node() return { false, false, false, false, false, 0, 0, false } end
+
+-- A route is an array too, for the same reason: the handler (wrapped in its
+-- middleware), the pattern string, the handler as a function, the wildcard
+-- names, whether the pattern ends in a multi wildcard, whether that one
+-- has a name, whether its static path is clean, the number of segments;
+-- and, by name, `pat` (the parsed pattern) and `site` (where registered).
+local R_HANDLER, R_PATTERN, R_FN, R_NAMES, R_LAST_MULTI, R_MULTI_NAMED, R_STATIC_CLEAN, R_NSEGS = 1, 2, 3, 4, 5, 6, 7, 8
 
 -- The request path a pattern of literals (and a final {$}) matches, or nil
 -- when it has a wildcard or a literal with "/" or "%" in it (the path of a
@@ -365,32 +377,32 @@ local function insert(root, pat, route)
     local k = seg.kind
     local child
     if k == LIT then
-      local lit = node.lit
-      if not lit then lit = {}; node.lit = lit end
+      local lit = node[LIT_]
+      if not lit then lit = {}; node[LIT_] = lit end
       child = lit[seg.s]
       if not child then child = new_node(); lit[seg.s] = child end
     elseif k == WILD then
-      child = node.wild
-      if not child then child = new_node(); node.wild = child end
+      child = node[WILD_]
+      if not child then child = new_node(); node[WILD_] = child end
     elseif k == MULTI then
-      child = node.multi
-      if not child then child = new_node(); node.multi = child end
+      child = node[MULTI_]
+      if not child then child = new_node(); node[MULTI_] = child end
     else
-      child = node.slash
-      if not child then child = new_node(); node.slash = child end
+      child = node[SLASH_]
+      if not child then child = new_node(); node[SLASH_] = child end
     end
-    if node.wild or node.multi then node.alt_lit = 1 end
-    if node.multi then node.alt_wild = 1 end
+    if node[WILD_] or node[MULTI_] then node[ALT_LIT] = 1 end
+    if node[MULTI_] then node[ALT_WILD] = 1 end
     node = child
   end
-  node.route = route
+  node[ROUTE_] = route
   local key = static_key(pat)
   if key then
-    local st = root.static
-    if not st then st = {}; root.static = st end
+    local st = root[STATIC_]
+    if not st then st = {}; root[STATIC_] = st end
     st[key] = route
     -- Its path is clean unless a segment is "", "." or "..".
-    route.static_clean = not find(key, "//", 1, true) and not find(key, "/%.%.?/") and not find(key, "/%.%.?$")
+    route[R_STATIC_CLEAN] = not find(key, "//", 1, true) and not find(key, "/%.%.?/") and not find(key, "/%.%.?$")
   end
 end
 
@@ -420,23 +432,23 @@ local function match_path(root, path, n, pct)
     if stage == 0 then
       local i = s_pos[k]
       if i > n then -- nothing left
-        local rt = node.route
+        local rt = node[ROUTE_]
         if rt then return rt, s_d[k] end
         k = k - 1
       elseif i == n then -- only the trailing slash is left: {$}, else a multi
-        local c = node.slash
-        if c then return c.route, s_d[k] end
-        c = node.multi
+        local c = node[SLASH_]
+        if c then return c[ROUTE_], s_d[k] end
+        c = node[MULTI_]
         if c then
-          local rt, d = c.route, s_d[k]
-          if rt.multi_named then d = d + 1; cap_s[d] = n + 1; cap_e[d] = n end
+          local rt, d = c[ROUTE_], s_d[k]
+          if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d] = n + 1; cap_e[d] = n end
           return rt, d
         end
         k = k - 1
       else
         local j = find(path, "/", i + 1, true) or (n + 1)
         s_next[k], s_stage[k] = j, 1
-        local lit = node.lit
+        local lit = node[LIT_]
         if lit then
           local seg = sub(path, i + 1, j - 1)
           if pct then seg = unesc(seg) end
@@ -450,7 +462,7 @@ local function match_path(root, path, n, pct)
       end
     elseif stage == 1 then
       s_stage[k] = 2
-      local c = node.wild
+      local c = node[WILD_]
       if c then
         local d = s_d[k] + 1
         local j = s_next[k]
@@ -459,10 +471,10 @@ local function match_path(root, path, n, pct)
         s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
       end
     else
-      local c = node.multi
+      local c = node[MULTI_]
       if c then
-        local rt, d = c.route, s_d[k]
-        if rt.multi_named then
+        local rt, d = c[ROUTE_], s_d[k]
+        if rt[R_MULTI_NAMED] then
           d = d + 1
           cap_s[d], cap_e[d] = s_pos[k] + 1, n
         end
@@ -491,17 +503,17 @@ local path_clean = false
 -- empty or start with ".".
 local function descend_end(node, i, n, d, alt, dirty)
   if i > n then
-    local rt = node.route
+    local rt = node[ROUTE_]
     if rt then path_clean = dirty == 0; return rt, d end
     return nil, alt > 0
   end
   -- only the trailing slash is left: {$}, else a multi
-  local c = node.slash
-  if c then path_clean = dirty == 0; return c.route, d end
-  c = node.multi
+  local c = node[SLASH_]
+  if c then path_clean = dirty == 0; return c[ROUTE_], d end
+  c = node[MULTI_]
   if c then
-    local rt = c.route
-    if rt.multi_named then d = d + 1; cap_s[d], cap_e[d] = n + 1, n end
+    local rt = c[ROUTE_]
+    if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d], cap_e[d] = n + 1, n end
     path_clean = dirty == 0
     return rt, d
   end
@@ -517,25 +529,25 @@ for b = 0, 255 do DOT_OR_SLASH[b] = (b == 46 or b == 47) and 1 or 0 end
 local DESCEND_STEP = [[
     local j = find(path, "/", i + 1, true) or (n + 1)
     dirty = dirty + DOT_OR_SLASH[byte(path, i + 1)]
-    local lit, c = node.lit, nil
+    local lit, c = node[LIT_], nil
     if lit then
       local seg = sub(path, i + 1, j - 1)
       if pct then seg = unesc(seg) end
       c = lit[seg]
     end
     if c then
-      alt = alt + node.alt_lit
+      alt = alt + node[ALT_LIT]
     else
-      c = node.wild
+      c = node[WILD_]
       if c then
-        alt = alt + node.alt_wild
+        alt = alt + node[ALT_WILD]
         d = d + 1
         cap_s[d], cap_e[d] = i + 1, j - 1
       else
-        c = node.multi
+        c = node[MULTI_]
         if not c then return nil, alt > 0 end
-        local rt = c.route
-        if rt.multi_named then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
+        local rt = c[ROUTE_]
+        if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
         return rt, d
       end
     end
@@ -546,6 +558,14 @@ local DESCEND_STEP = [[
 -- loop: with no loop inside, a request's match is part of the caller's
 -- trace (an inner loop would end it and add a trace exit per request).
 local DESCEND_UNROLL = 8
+
+-- (node and route fields are written as numbers into the generated code)
+DESCEND_STEP = DESCEND_STEP:gsub("%[(%u[%u_]*)%]", {
+  LIT_ = "[" .. LIT_ .. "]", WILD_ = "[" .. WILD_ .. "]", MULTI_ = "[" .. MULTI_ .. "]",
+  ROUTE_ = "[" .. ROUTE_ .. "]", ALT_LIT = "[" .. ALT_LIT .. "]", ALT_WILD = "[" .. ALT_WILD .. "]",
+  R_MULTI_NAMED = "[" .. R_MULTI_NAMED .. "]",
+})
+assert(not DESCEND_STEP:find("%[%u"))
 
 local match_descend = assert(load(
   "local find, sub, byte, unesc, cap_s, cap_e, descend_end, DOT_OR_SLASH = ...\n" ..
@@ -560,10 +580,10 @@ local match_descend = assert(load(
 -- and the full search only when the descent passed a branch over.
 local function match_root(root, path, n, pct)
   if not pct then
-    local st = root.static
+    local st = root[STATIC_]
     if st then
       local rt = st[path]
-      if rt then path_clean = rt.static_clean; return rt, 0 end
+      if rt then path_clean = rt[R_STATIC_CLEAN]; return rt, 0 end
     end
   end
   local rt, d = match_descend(root, path, n, pct)
@@ -620,16 +640,16 @@ function M._match(mux, host, method, path)
   if not rt then return nil end
   local pct, vals = find(path, "%", 1, true) ~= nil, {}
   for k = 1, d do vals[k] = capture(path, pct, k) end
-  return rt.pattern, vals
+  return rt[R_PATTERN], vals
 end
 
 -- A match is exact unless a trailing multi wildcard took a non-empty rest.
 local function exact(rt, path)
   if rt == nil then return false end
-  if not rt.last_multi then return true end
+  if not rt[R_LAST_MULTI] then return true end
   if byte(path, #path) ~= 47 then return false end
   local _, slashes = gsub(path, "/", "")
-  return #rt.segs == slashes
+  return rt[R_NSEGS] == slashes
 end
 
 local function allowed_methods(mux, host, path)
@@ -771,7 +791,7 @@ local function lookup(mux, r)
     if rt and d > 0 then rt, d = tree_match(mux, host, method, cpath) end
   end
   if cpath ~= path then
-    return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt.pattern or ""
+    return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt[R_PATTERN] or ""
   end
   if rt then return rt, d, cpath end
   local allow = allowed_methods(mux, host, cpath)
@@ -876,8 +896,8 @@ local function register(g, pattern, h, fname)
   local wrapped = h
   if #mws > 0 then wrapped = chain(h, mws, format(" (for pattern %q at %s)", pat.str, where)) end
   local route = {
-    pattern = pat.str, pat = pat, site = where, fn = as_function(wrapped), handler = wrapped,
-    names = pat.names, multi_named = pat.multi_named, last_multi = pat.last_multi, segs = pat.segs,
+    wrapped, pat.str, as_function(wrapped), pat.names, pat.last_multi, pat.multi_named, false, #pat.segs,
+    pat = pat, site = where,
   }
   same_host[#same_host + 1] = route
   local hnode
@@ -973,7 +993,7 @@ end
 function Mux:handler(r)
   if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:handler: request expected, got " .. type(r), 2) end
   local rt, h, pattern = lookup(self, r)
-  if rt then return rt.handler, rt.pattern end
+  if rt then return rt[R_HANDLER], rt[R_PATTERN] end
   return h, pattern
 end
 
@@ -985,12 +1005,12 @@ function Mux:serve_http(w, r)
   if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:serve_http: request expected, got " .. type(r), 2) end
   local rt, d, pattern = lookup(self, r)
   if rt then
-    r.pattern = rt.pattern
+    r.pattern = rt[R_PATTERN]
     if d > 0 then
-      local names, pct = rt.names, find(pattern, "%", 1, true) ~= nil
+      local names, pct = rt[R_NAMES], find(pattern, "%", 1, true) ~= nil
       for k = 1, d do r:set_path_value(names[k], capture(pattern, pct, k)) end
     end
-    return rt.fn(w, r)
+    return rt[R_FN](w, r)
   end
   r.pattern = pattern
   return d(w, r)
