@@ -188,11 +188,9 @@ describe("lowbit.muxx tree matcher vs a brute-force reference", function()
       "/b/x/{r...}", "/{s}/c", "/c/{t}/", "/c/d/{u}/{v}", "/d/{w}/{$}", "/d/a/", "/",
       "GET /a/{x}", "HEAD /a/b", "POST /{x}/c/{y}", "GET /e/{f...}", "DELETE /e/a/b",
       "h.example/a/{x}", "h.example/{x}/b", "h.example/", "GET h.example/c/{$}",
-      "/a/%62/e", "/{x}/b/{y}/{z}", "/e/{x}/b",
+      "/a/%62/e", "/{x}/b/{y}/{z}", "/e/{x}/b", "/k/m/{x}", "POST /k/m/{x}/{$}", "/k/m/n/o/{rest...}",
     }
-    local m, pats = build(patterns)
-    assert.is_true(#pats >= 15, "too few patterns registered: " .. #pats)
-    local alphabet = { "a", "b", "c", "d", "e", "x", "%61" }
+    local alphabet = { "a", "b", "c", "d", "e", "x", "%61", "bb" }
     local paths = { "/" }
     local level = { "" }
     for _ = 1, 4 do
@@ -215,8 +213,22 @@ describe("lowbit.muxx tree matcher vs a brute-force reference", function()
         end
       end
     end
+    -- Chains of single literals ("/k/m" above) compared in one go: the
+    -- path must end, or have a "/", right after them.
+    for _, p in ipairs({ "/k/mm/z", "/k/m/z", "/k/m", "/k/mz", "/k/m/", "/km/z", "/k/m/n", "/k/m/n/o", "/k/m/n/oo",
+                         "/k/m/n/o/", "/k/m/z/", "/k/%6D/z", "/k//m/z", "/k/m/n/oo/z", "/k/m/n/o/z/y" }) do
+      for _, method in ipairs({ "GET", "POST" }) do cases[#cases + 1] = { "", method, p } end
+    end
     assert.is_true(#cases > 20000)
-    compare_all(m, pats, cases)
+    -- In the order above, and reversed (other patterns then lose the
+    -- conflicts, and the tree is built in another order).
+    local reversed = {}
+    for i = #patterns, 1, -1 do reversed[#reversed + 1] = patterns[i] end
+    for _, list in ipairs({ patterns, reversed }) do
+      local m, pats = build(list)
+      assert.is_true(#pats >= 15, "too few patterns registered: " .. #pats)
+      compare_all(m, pats, cases)
+    end
   end)
 
   it("gives the same answers through m:handler whatever the registration order", function()

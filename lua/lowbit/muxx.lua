@@ -340,7 +340,37 @@ end
 -- spread over a hash part; with 2,000 routes the tree no longer fits in
 -- the CPU's caches and every line read counts).
 local LIT_, WILD_, MULTI_, SLASH_, ROUTE_, ALT_LIT, ALT_WILD, STATIC_ = 1, 2, 3, 4, 5, 6, 7, 8
-local function new_node() return { false, false, false, false, false, 0, 0, false } end
+-- CHAIN_: when a node's only child is one literal, and so on down
+-- ("/api/v1" of every route of a group), the literals joined with "/"; the
+-- descent compares them with the path in one go and jumps to CHAIN_END.
+-- CHAIN_LEN is the string's length.
+local CHAIN_, CHAIN_END, CHAIN_LEN = 9, 10, 11
+local function new_node() return { false, false, false, false, false, 0, 0, false, false, false, 0 } end
+
+-- The literal and child when a node has exactly one child, a literal that
+-- a path without "%" spells as it is (no "/" or "%" in it) and that is no
+-- "", "." or ".." (those mark a path to clean).
+local function only_literal(node)
+  if node[WILD_] or node[MULTI_] or node[SLASH_] or node[ROUTE_] then return nil end
+  local lit = node[LIT_]
+  if not lit then return nil end
+  local k, c = next(lit)
+  if k == nil or next(lit, k) ~= nil then return nil end
+  if k == "" or k == "." or k == ".." or find(k, "[/%%]") then return nil end
+  return k, c
+end
+
+local function update_chain(node)
+  local k, c = only_literal(node)
+  if not k then
+    node[CHAIN_], node[CHAIN_END], node[CHAIN_LEN] = false, false, 0
+  elseif c[CHAIN_] then
+    node[CHAIN_], node[CHAIN_END] = k .. "/" .. c[CHAIN_], c[CHAIN_END]
+  else
+    node[CHAIN_], node[CHAIN_END] = k, c
+  end
+  if node[CHAIN_] then node[CHAIN_LEN] = #node[CHAIN_] end
+end
 
 -- A route is an array too, for the same reason: the handler (wrapped in its
 -- middleware), the pattern string, the handler as a function, the wildcard
@@ -372,6 +402,7 @@ end
 
 local function insert(root, pat, route)
   local node = root
+  local path_nodes = { root }
   for i = 1, #pat.segs do
     local seg = pat.segs[i]
     local k = seg.kind
@@ -394,8 +425,11 @@ local function insert(root, pat, route)
     if node[WILD_] or node[MULTI_] then node[ALT_LIT] = 1 end
     if node[MULTI_] then node[ALT_WILD] = 1 end
     node = child
+    path_nodes[#path_nodes + 1] = node
   end
   node[ROUTE_] = route
+  -- Only the nodes on this path changed, and a chain looks only down.
+  for i = #path_nodes, 1, -1 do update_chain(path_nodes[i]) end
   local key = static_key(pat)
   if key then
     local st = root[STATIC_]
@@ -527,6 +561,12 @@ for b = 0, 255 do DOT_OR_SLASH[b] = (b == 46 or b == 47) and 1 or 0 end
 -- One segment of the descent: the "/" at index i starts it, j is the
 -- index after it.
 local DESCEND_STEP = [[
+    local chain = node[CHAIN_]
+    if chain and not pct then
+      local j = i + node[CHAIN_LEN] + 1
+      if sub(path, i + 1, j - 1) ~= chain or (j <= n and byte(path, j) ~= 47) then return nil, alt > 0 end
+      node, i = node[CHAIN_END], j
+    else
     local j = find(path, "/", i + 1, true) or (n + 1)
     dirty = dirty + DOT_OR_SLASH[byte(path, i + 1)]
     local lit, c = node[LIT_], nil
@@ -552,6 +592,7 @@ local DESCEND_STEP = [[
       end
     end
     node, i = c, j
+    end
 ]]
 
 -- The first DESCEND_UNROLL segments are straight-line code, the rest a
@@ -564,6 +605,7 @@ DESCEND_STEP = DESCEND_STEP:gsub("%[(%u[%u_]*)%]", {
   LIT_ = "[" .. LIT_ .. "]", WILD_ = "[" .. WILD_ .. "]", MULTI_ = "[" .. MULTI_ .. "]",
   ROUTE_ = "[" .. ROUTE_ .. "]", ALT_LIT = "[" .. ALT_LIT .. "]", ALT_WILD = "[" .. ALT_WILD .. "]",
   R_MULTI_NAMED = "[" .. R_MULTI_NAMED .. "]",
+  CHAIN_ = "[" .. CHAIN_ .. "]", CHAIN_END = "[" .. CHAIN_END .. "]", CHAIN_LEN = "[" .. CHAIN_LEN .. "]",
 })
 assert(not DESCEND_STEP:find("%[%u"))
 
