@@ -244,3 +244,50 @@ describe("lowbit.muxx tree matcher vs a brute-force reference", function()
     end
   end)
 end)
+
+describe("lowbit.muxx matching runs compiled", function()
+  -- GitHub's 203 routes through m:handler: the descent (generated code,
+  -- chunk "muxx.lua(descend)") is compiled with no NYI abort anywhere in
+  -- muxx, and once warm a request leaves compiled code for the interpreter
+  -- almost never (an exit per request would cost more than the match).
+  it("compiles the descent with no NYI and stays in compiled code once warm", function()
+    if not (jit and jit.status()) then return end
+    local jutil = require "jit.util"
+    local traceerr = require("jit.vmdef").traceerr
+    local patterns = load_routes(ROOT .. "/bench/data/github-api-routes.txt")
+    local m = muxx.new()
+    for _, p in ipairs(patterns) do m:handle(p, function() end) end
+    local reqs = {}
+    for i, p in ipairs(patterns) do
+      local method, path = p:match("^(%S+) (.*)$")
+      reqs[i] = httptest.new_request(method, (path:gsub("{[^}]+}", "v1")))
+    end
+    local function run(rounds)
+      for _ = 1, rounds do
+        for i = 1, #reqs do m:handler(reqs[i]) end
+      end
+    end
+    local nyi = {}
+    local function on_trace(what, tr, func, pc, otr, oex)
+      local info = jutil.funcinfo(func, pc)
+      if not (info.source and info.source:find("muxx.lua", 1, true)) then return end
+      if what == "abort" then
+        local msg = traceerr[otr] or tostring(otr)
+        if msg:find("NYI", 1, true) and not info.source:find("spec", 1, true) then
+          nyi[#nyi + 1] = ("%s:%s %s"):format(info.source, tostring(info.currentline), msg:format(oex))
+        end
+      end
+    end
+    jit.flush()
+    jit.attach(on_trace, "trace")
+    run(200)
+    jit.attach(on_trace)
+    assert.same({}, nyi)
+    local exits = 0
+    local function on_exit() exits = exits + 1 end
+    jit.attach(on_exit, "texit")
+    run(50)
+    jit.attach(on_exit)
+    assert.is_true(exits < 0.05 * 50 * #reqs, ("%d exits to the interpreter in %d requests"):format(exits, 50 * #reqs))
+  end)
+end)
