@@ -326,19 +326,19 @@ end
 -- The tree
 ---------------------------------------------------------------------------
 
--- A node: LIT_ (segment -> child), WILD_ ({name} child), MULTI_
--- ({name...} or trailing-slash child), SLASH_ ({$} child), ROUTE_ (the
--- pattern ending here), false when absent. A method root also has STATIC_: the path of every
--- pattern made of literal segments only (optionally ending in {$}) -> its
--- route, so such a request is one hash lookup.
-
--- ALT_LIT: 1 when a {name} or {name...} child could be tried after a
--- literal one; ALT_WILD: 1 when a {name...} child could be tried after the
--- {name} one (the descent counts them to know whether a dead end is final).
---
 -- A node is an array (one or two cache lines, where named fields would
 -- spread over a hash part; with 2,000 routes the tree no longer fits in
--- the CPU's caches and every line read counts).
+-- the CPU's caches and every line read counts):
+--   LIT_ (segment -> child), WILD_ ({name} child), MULTI_ ({name...} or
+--   trailing-slash child), SLASH_ ({$} child), ROUTE_ (the route of the
+--   pattern ending here), each false when absent;
+--   ALT_LIT: 1 when a {name} or {name...} child could be tried after a
+--   literal one; ALT_WILD: 1 when a {name...} child could be tried after
+--   the {name} one (the descent counts them to know whether a dead end is
+--   final);
+--   STATIC_, on a method root: the path of every pattern made of literal
+--   segments only (optionally ending in {$}) -> its route, so such a
+--   request is one hash lookup.
 local LIT_, WILD_, MULTI_, SLASH_, ROUTE_, ALT_LIT, ALT_WILD, STATIC_ = 1, 2, 3, 4, 5, 6, 7, 8
 -- CHAIN_: when a node's only child is one literal, and so on down
 -- ("/api/v1" of every route of a group), the literals joined with "/"; the
@@ -525,8 +525,8 @@ end
 -- reaches a route it is the one match_path returns (the first leaf of its
 -- depth-first search). A dead end returns nil, true when a branch was
 -- passed over on the way (match_path must then search), nil, false when
--- none was (nothing matches). One loop with no stack writes: the common
--- REST request costs a find, a sub and a hash lookup per segment.
+-- none was (nothing matches). No stack writes: the common REST request
+-- costs a find, a sub and a hash lookup per segment.
 -- On the way it notes a segment that is empty or starts with "." (all
 -- that "//", "/./" and "/../" need): a match that read the whole path
 -- without one sets `path_clean`, and lookup skips clean_path.
@@ -558,8 +558,10 @@ end
 local DOT_OR_SLASH = {}
 for b = 0, 255 do DOT_OR_SLASH[b] = (b == 46 or b == 47) and 1 or 0 end
 
--- One segment of the descent: the "/" at index i starts it, j is the
--- index after it.
+-- One step of the descent from node, the "/" at index i starting the rest
+-- of the path: the node's chain of single literals compared in one go
+-- (not for a path with "%", whose segments are unescaped first), else one
+-- segment, ending before index j.
 local DESCEND_STEP = [[
     local chain = node[CHAIN_]
     if chain and not pct then
@@ -567,31 +569,31 @@ local DESCEND_STEP = [[
       if sub(path, i + 1, j - 1) ~= chain or (j <= n and byte(path, j) ~= 47) then return nil, alt > 0 end
       node, i = node[CHAIN_END], j
     else
-    local j = find(path, "/", i + 1, true) or (n + 1)
-    dirty = dirty + DOT_OR_SLASH[byte(path, i + 1)]
-    local lit, c = node[LIT_], nil
-    if lit then
-      local seg = sub(path, i + 1, j - 1)
-      if pct then seg = unesc(seg) end
-      c = lit[seg]
-    end
-    if c then
-      alt = alt + node[ALT_LIT]
-    else
-      c = node[WILD_]
-      if c then
-        alt = alt + node[ALT_WILD]
-        d = d + 1
-        cap_s[d], cap_e[d] = i + 1, j - 1
-      else
-        c = node[MULTI_]
-        if not c then return nil, alt > 0 end
-        local rt = c[ROUTE_]
-        if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
-        return rt, d
+      local j = find(path, "/", i + 1, true) or (n + 1)
+      dirty = dirty + DOT_OR_SLASH[byte(path, i + 1)]
+      local lit, c = node[LIT_], nil
+      if lit then
+        local seg = sub(path, i + 1, j - 1)
+        if pct then seg = unesc(seg) end
+        c = lit[seg]
       end
-    end
-    node, i = c, j
+      if c then
+        alt = alt + node[ALT_LIT]
+      else
+        c = node[WILD_]
+        if c then
+          alt = alt + node[ALT_WILD]
+          d = d + 1
+          cap_s[d], cap_e[d] = i + 1, j - 1
+        else
+          c = node[MULTI_]
+          if not c then return nil, alt > 0 end
+          local rt = c[ROUTE_]
+          if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
+          return rt, d
+        end
+      end
+      node, i = c, j
     end
 ]]
 
