@@ -326,49 +326,138 @@ end
 -- The tree
 ---------------------------------------------------------------------------
 
-local function new_node() return {} end
+-- A node is an array (one or two cache lines, where named fields would
+-- spread over a hash part; with 2,000 routes the tree no longer fits in
+-- the CPU's caches and every line read counts):
+--   LIT_ (segment -> child), WILD_ ({name} child), MULTI_ ({name...} or
+--   trailing-slash child), SLASH_ ({$} child), ROUTE_ (the route of the
+--   pattern ending here), each false when absent;
+--   ALT_LIT: 1 when a {name} or {name...} child could be tried after a
+--   literal one; ALT_WILD: 1 when a {name...} child could be tried after
+--   the {name} one (the descent counts them to know whether a dead end is
+--   final);
+--   STATIC_, on a method root: the path of every pattern made of literal
+--   segments only (optionally ending in {$}) -> its route, so such a
+--   request is one hash lookup.
+local LIT_, WILD_, MULTI_, SLASH_, ROUTE_, ALT_LIT, ALT_WILD, STATIC_ = 1, 2, 3, 4, 5, 6, 7, 8
+-- CHAIN_: when a node's only child is one literal, and so on down
+-- ("/api/v1" of every route of a group), the literals joined with "/"; the
+-- descent compares them with the path in one go and jumps to CHAIN_END.
+-- CHAIN_LEN is the string's length.
+local CHAIN_, CHAIN_END, CHAIN_LEN = 9, 10, 11
+local function new_node() return { false, false, false, false, false, 0, 0, false, false, false, 0 } end
+
+-- The literal and child when a node has exactly one child, a literal that
+-- a path without "%" spells as it is (no "/" or "%" in it) and that is no
+-- "", "." or ".." (those mark a path to clean).
+local function only_literal(node)
+  if node[WILD_] or node[MULTI_] or node[SLASH_] or node[ROUTE_] then return nil end
+  local lit = node[LIT_]
+  if not lit then return nil end
+  local k, c = next(lit)
+  if k == nil or next(lit, k) ~= nil then return nil end
+  if k == "" or k == "." or k == ".." or find(k, "[/%%]") then return nil end
+  return k, c
+end
+
+local function update_chain(node)
+  local k, c = only_literal(node)
+  if not k then
+    node[CHAIN_], node[CHAIN_END], node[CHAIN_LEN] = false, false, 0
+  elseif c[CHAIN_] then
+    node[CHAIN_], node[CHAIN_END] = k .. "/" .. c[CHAIN_], c[CHAIN_END]
+  else
+    node[CHAIN_], node[CHAIN_END] = k, c
+  end
+  if node[CHAIN_] then node[CHAIN_LEN] = #node[CHAIN_] end
+end
+
+-- A route is an array too, for the same reason: the handler (wrapped in its
+-- middleware), the pattern string, the handler as a function, the wildcard
+-- names, whether the pattern ends in a multi wildcard, whether that one
+-- has a name, whether its static path is clean, the number of segments;
+-- and, by name, `pat` (the parsed pattern) and `site` (where registered).
+local R_HANDLER, R_PATTERN, R_FN, R_NAMES, R_LAST_MULTI, R_MULTI_NAMED, R_STATIC_CLEAN, R_NSEGS = 1, 2, 3, 4, 5, 6, 7, 8
+
+-- The request path a pattern of literals (and a final {$}) matches, or nil
+-- when it has a wildcard or a literal with "/" or "%" in it (the path of a
+-- request with "%" takes the tree, as unescaping makes several spellings).
+local function static_key(pat)
+  local b = {}
+  local segs = pat.segs
+  for i = 1, #segs do
+    local seg = segs[i]
+    if seg.kind == LIT then
+      if find(seg.s, "[/%%]") then return nil end
+      b[#b + 1] = "/" .. seg.s
+    elseif seg.kind == SLASH then
+      b[#b + 1] = "/"
+    else
+      return nil
+    end
+  end
+  if #b == 0 then return nil end
+  return concat(b)
+end
 
 local function insert(root, pat, route)
   local node = root
+  local path_nodes = { root }
   for i = 1, #pat.segs do
     local seg = pat.segs[i]
     local k = seg.kind
     local child
     if k == LIT then
-      local lit = node.lit
-      if not lit then lit = {}; node.lit = lit end
+      local lit = node[LIT_]
+      if not lit then lit = {}; node[LIT_] = lit end
       child = lit[seg.s]
       if not child then child = new_node(); lit[seg.s] = child end
     elseif k == WILD then
-      child = node.wild
-      if not child then child = new_node(); node.wild = child end
+      child = node[WILD_]
+      if not child then child = new_node(); node[WILD_] = child end
     elseif k == MULTI then
-      child = node.multi
-      if not child then child = new_node(); node.multi = child end
+      child = node[MULTI_]
+      if not child then child = new_node(); node[MULTI_] = child end
     else
-      child = node.slash
-      if not child then child = new_node(); node.slash = child end
+      child = node[SLASH_]
+      if not child then child = new_node(); node[SLASH_] = child end
     end
+    if node[WILD_] or node[MULTI_] then node[ALT_LIT] = 1 end
+    if node[MULTI_] then node[ALT_WILD] = 1 end
     node = child
+    path_nodes[#path_nodes + 1] = node
   end
-  node.route = route
+  node[ROUTE_] = route
+  -- Only the nodes on this path changed, and a chain looks only down.
+  for i = #path_nodes, 1, -1 do update_chain(path_nodes[i]) end
+  local key = static_key(pat)
+  if key then
+    local st = root[STATIC_]
+    if not st then st = {}; root[STATIC_] = st end
+    st[key] = route
+    -- Its path is clean unless a segment is "", "." or "..".
+    route[R_STATIC_CLEAN] = not find(key, "//", 1, true) and not find(key, "/%.%.?/") and not find(key, "/%.%.?$")
+  end
 end
 
--- Captured wildcard values of the last match, by position (matching never
--- yields, so one scratch array serves every request).
-local cap = {}
+-- Captured wildcard values of the last match, as positions in the matched
+-- path: capture k is sub(path, cap_s[k], cap_e[k]), unescaped when the path
+-- has a "%". Strings are made only when a handler is run (serve_http), not
+-- for m:handler(r). Matching never yields, so one scratch pair serves every
+-- request.
+local cap_s, cap_e = {}, {}
 
 -- The backtracking stack of match_path, one entry per path segment:
 -- node, index of the "/" starting the rest, next stage to try (0 first
--- visit, 1 wildcard, 2 multi wildcard), the segment, the index after it,
--- and the number of captures on entry. An explicit stack (not recursion)
--- lets LuaJIT compile the loop.
-local s_node, s_pos, s_stage, s_seg, s_next, s_d = {}, {}, {}, {}, {}, {}
+-- visit, 1 wildcard, 2 multi wildcard), the index after the segment, and
+-- the number of captures on entry. An explicit stack (not recursion) lets
+-- LuaJIT compile the loop.
+local s_node, s_pos, s_stage, s_next, s_d = {}, {}, {}, {}, {}
 
 -- Matches path (escaped, starting with "/", length n) below root: literal
 -- child first, then the {name} child, then the {name...} child, going back
--- up only when a deeper segment fails. Returns route, number of captures
--- (in `cap`), or nil.
+-- up only when a deeper segment fails (Go's routingNode.matchPath, as a
+-- loop). Returns route, number of captures (in cap_s/cap_e), or nil.
 local function match_path(root, path, n, pct)
   local k = 1
   s_node[1], s_pos[1], s_stage[1], s_d[1] = root, 1, 0, 0
@@ -377,51 +466,51 @@ local function match_path(root, path, n, pct)
     if stage == 0 then
       local i = s_pos[k]
       if i > n then -- nothing left
-        local rt = node.route
+        local rt = node[ROUTE_]
         if rt then return rt, s_d[k] end
         k = k - 1
       elseif i == n then -- only the trailing slash is left: {$}, else a multi
-        local c = node.slash
-        if c then return c.route, s_d[k] end
-        c = node.multi
+        local c = node[SLASH_]
+        if c then return c[ROUTE_], s_d[k] end
+        c = node[MULTI_]
         if c then
-          local rt, d = c.route, s_d[k]
-          if rt.multi_named then d = d + 1; cap[d] = "" end
+          local rt, d = c[ROUTE_], s_d[k]
+          if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d] = n + 1; cap_e[d] = n end
           return rt, d
         end
         k = k - 1
       else
-        local j = find(path, "/", i + 1, true)
-        local seg
-        if j then seg = sub(path, i + 1, j - 1) else seg = sub(path, i + 1); j = n + 1 end
-        if pct then seg = unesc(seg) end
-        s_seg[k], s_next[k], s_stage[k] = seg, j, 1
-        local lit = node.lit
-        local c = lit and lit[seg]
-        if c then
-          local d = s_d[k]
-          k = k + 1
-          s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
+        local j = find(path, "/", i + 1, true) or (n + 1)
+        s_next[k], s_stage[k] = j, 1
+        local lit = node[LIT_]
+        if lit then
+          local seg = sub(path, i + 1, j - 1)
+          if pct then seg = unesc(seg) end
+          local c = lit[seg]
+          if c then
+            local d = s_d[k]
+            k = k + 1
+            s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
+          end
         end
       end
     elseif stage == 1 then
       s_stage[k] = 2
-      local c = node.wild
+      local c = node[WILD_]
       if c then
         local d = s_d[k] + 1
-        cap[d] = s_seg[k]
         local j = s_next[k]
+        cap_s[d], cap_e[d] = s_pos[k] + 1, j - 1
         k = k + 1
         s_node[k], s_pos[k], s_stage[k], s_d[k] = c, j, 0, d
       end
     else
-      local c = node.multi
+      local c = node[MULTI_]
       if c then
-        local rt, d = c.route, s_d[k]
-        if rt.multi_named then
+        local rt, d = c[ROUTE_], s_d[k]
+        if rt[R_MULTI_NAMED] then
           d = d + 1
-          local rest = sub(path, s_pos[k] + 1)
-          cap[d] = pct and unesc(rest) or rest
+          cap_s[d], cap_e[d] = s_pos[k] + 1, n
         end
         return rt, d
       end
@@ -431,29 +520,146 @@ local function match_path(root, path, n, pct)
   return nil
 end
 
+-- The first descent of match_path without its stack: at each segment the
+-- literal child, else the {name} child, else the {name...} child. When that
+-- reaches a route it is the one match_path returns (the first leaf of its
+-- depth-first search). A dead end returns nil, true when a branch was
+-- passed over on the way (match_path must then search), nil, false when
+-- none was (nothing matches). No stack writes: the common REST request
+-- costs a find, a sub and a hash lookup per segment.
+-- On the way it notes a segment that is empty or starts with "." (all
+-- that "//", "/./" and "/../" need): a match that read the whole path
+-- without one sets `path_clean`, and lookup skips clean_path.
+local path_clean = false
+
+-- The end of a descent: the node reached with the path read to index i.
+-- alt and dirty count the branches passed over and the segments that are
+-- empty or start with ".".
+local function descend_end(node, i, n, d, alt, dirty)
+  if i > n then
+    local rt = node[ROUTE_]
+    if rt then path_clean = dirty == 0; return rt, d end
+    return nil, alt > 0
+  end
+  -- only the trailing slash is left: {$}, else a multi
+  local c = node[SLASH_]
+  if c then path_clean = dirty == 0; return c[ROUTE_], d end
+  c = node[MULTI_]
+  if c then
+    local rt = c[ROUTE_]
+    if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d], cap_e[d] = n + 1, n end
+    path_clean = dirty == 0
+    return rt, d
+  end
+  return nil, alt > 0
+end
+
+-- 1 for "." and "/", else 0, by byte.
+local DOT_OR_SLASH = {}
+for b = 0, 255 do DOT_OR_SLASH[b] = (b == 46 or b == 47) and 1 or 0 end
+
+-- One step of the descent from node, the "/" at index i starting the rest
+-- of the path: the node's chain of single literals compared in one go
+-- (not for a path with "%", whose segments are unescaped first), else one
+-- segment, ending before index j.
+local DESCEND_STEP = [[
+    local chain = node[CHAIN_]
+    if chain and not pct then
+      local j = i + node[CHAIN_LEN] + 1
+      if sub(path, i + 1, j - 1) ~= chain or (j <= n and byte(path, j) ~= 47) then return nil, alt > 0 end
+      node, i = node[CHAIN_END], j
+    else
+      local j = find(path, "/", i + 1, true) or (n + 1)
+      dirty = dirty + DOT_OR_SLASH[byte(path, i + 1)]
+      local lit, c = node[LIT_], nil
+      if lit then
+        local seg = sub(path, i + 1, j - 1)
+        if pct then seg = unesc(seg) end
+        c = lit[seg]
+      end
+      if c then
+        alt = alt + node[ALT_LIT]
+      else
+        c = node[WILD_]
+        if c then
+          alt = alt + node[ALT_WILD]
+          d = d + 1
+          cap_s[d], cap_e[d] = i + 1, j - 1
+        else
+          c = node[MULTI_]
+          if not c then return nil, alt > 0 end
+          local rt = c[ROUTE_]
+          if rt[R_MULTI_NAMED] then d = d + 1; cap_s[d], cap_e[d] = i + 1, n end
+          return rt, d
+        end
+      end
+      node, i = c, j
+    end
+]]
+
+-- The first DESCEND_UNROLL segments are straight-line code, the rest a
+-- loop: with no loop inside, a request's match is part of the caller's
+-- trace (an inner loop would end it and add a trace exit per request).
+local DESCEND_UNROLL = 8
+
+-- (node and route fields are written as numbers into the generated code)
+DESCEND_STEP = DESCEND_STEP:gsub("%[(%u[%u_]*)%]", {
+  LIT_ = "[" .. LIT_ .. "]", WILD_ = "[" .. WILD_ .. "]", MULTI_ = "[" .. MULTI_ .. "]",
+  ROUTE_ = "[" .. ROUTE_ .. "]", ALT_LIT = "[" .. ALT_LIT .. "]", ALT_WILD = "[" .. ALT_WILD .. "]",
+  R_MULTI_NAMED = "[" .. R_MULTI_NAMED .. "]",
+  CHAIN_ = "[" .. CHAIN_ .. "]", CHAIN_END = "[" .. CHAIN_END .. "]", CHAIN_LEN = "[" .. CHAIN_LEN .. "]",
+})
+assert(not DESCEND_STEP:find("%[%u"))
+
+local match_descend = assert(load(
+  "local find, sub, byte, unesc, cap_s, cap_e, descend_end, DOT_OR_SLASH = ...\n" ..
+  "return function(root, path, n, pct)\n" ..
+  "  local node, i, d, alt, dirty = root, 1, 0, 0, 0\n" ..
+  ("  if i < n then\n" .. DESCEND_STEP .. "  end\n"):rep(DESCEND_UNROLL) ..
+  "  while i < n do\n" .. DESCEND_STEP .. "  end\n" ..
+  "  return descend_end(node, i, n, d, alt, dirty)\n" ..
+  "end\n", "=muxx.lua(descend)"))(find, sub, byte, unesc, cap_s, cap_e, descend_end, DOT_OR_SLASH)
+
+-- The tree's match below one method root: the static table, the descent,
+-- and the full search only when the descent passed a branch over.
+local function match_root(root, path, n, pct)
+  if not pct then
+    local st = root[STATIC_]
+    if st then
+      local rt = st[path]
+      if rt then path_clean = rt[R_STATIC_CLEAN]; return rt, 0 end
+    end
+  end
+  local rt, d = match_descend(root, path, n, pct)
+  if rt then return rt, d end
+  if d then return match_path(root, path, n, pct) end
+  return nil
+end
+
 local function match_methods(hnode, method, path, n, pct)
   local root = hnode[method]
   if root then
-    local rt, d = match_path(root, path, n, pct)
+    local rt, d = match_root(root, path, n, pct)
     if rt then return rt, d end
   end
   if method == "HEAD" then
     root = hnode.GET
     if root then
-      local rt, d = match_path(root, path, n, pct)
+      local rt, d = match_root(root, path, n, pct)
       if rt then return rt, d end
     end
   end
   root = hnode[""]
-  if root then return match_path(root, path, n, pct) end
+  if root then return match_root(root, path, n, pct) end
   return nil
 end
 
 local function tree_match(mux, host, method, path)
+  path_clean = false
   local n = #path
   if n == 0 or byte(path, 1) ~= 47 then return nil end
   local pct = find(path, "%", 1, true) ~= nil
-  if host ~= "" then
+  if host ~= "" and mux._nhosts > 0 then
     local hnode = mux._hosts[host]
     if hnode then
       local rt, d = match_methods(hnode, method, path, n, pct)
@@ -463,13 +669,31 @@ local function tree_match(mux, host, method, path)
   return match_methods(mux._nohost, method, path, n, pct)
 end
 
+-- Capture k of the last match of path, as a string.
+local function capture(path, pct, k)
+  local v = sub(path, cap_s[k], cap_e[k])
+  if pct then return unesc(v) end
+  return v
+end
+
+-- The tree's match of (host, method, path) without redirects or 405: the
+-- pattern string and the captured values, or nil (for specs and benches).
+M._tree_match = tree_match
+function M._match(mux, host, method, path)
+  local rt, d = tree_match(mux, host, method, path)
+  if not rt then return nil end
+  local pct, vals = find(path, "%", 1, true) ~= nil, {}
+  for k = 1, d do vals[k] = capture(path, pct, k) end
+  return rt[R_PATTERN], vals
+end
+
 -- A match is exact unless a trailing multi wildcard took a non-empty rest.
 local function exact(rt, path)
   if rt == nil then return false end
-  if not rt.last_multi then return true end
+  if not rt[R_LAST_MULTI] then return true end
   if byte(path, #path) ~= 47 then return false end
   local _, slashes = gsub(path, "/", "")
-  return #rt.segs == slashes
+  return rt[R_NSEGS] == slashes
 end
 
 local function allowed_methods(mux, host, path)
@@ -564,12 +788,15 @@ local function escaped_path(u)
   return url.escape_path(p)
 end
 
--- Returns route, ncaptures for a match (captures in `cap`), or nil,
--- handler, pattern for the router's own answers.
+-- Returns route, ncaptures, matched path for a match (captures in
+-- cap_s/cap_e, positions in the matched path), or nil, handler, pattern for
+-- the router's own answers.
 local function lookup(mux, r)
   local method = r.method
   if r.request_uri == "*" and method ~= "CONNECT" then return nil, bad_request_star, "" end
-  local path = escaped_path(r.url)
+  local u = r.url
+  local path = u.raw_path
+  if path == nil or path == "" then path = escaped_path(u) end
   if method == "CONNECT" then
     local host = r.host or ""
     local rt, d = tree_match(mux, host, method, path)
@@ -580,14 +807,18 @@ local function lookup(mux, r)
       end
       if rt then rt, d = tree_match(mux, host, method, path) end
     end
-    if rt then return rt, d end
+    if rt then return rt, d, path end
     local allow = allowed_methods(mux, host, path)
     if #allow > 0 then return nil, method_not_allowed(allow), "" end
     return nil, not_found, ""
   end
-  local host = strip_port(r.host)
-  local cpath = clean_path(path)
-  local rt, d = tree_match(mux, host, method, cpath)
+  local host = mux._nhosts > 0 and strip_port(r.host) or ""
+  local rt, d = tree_match(mux, host, method, path)
+  local cpath = path
+  if not path_clean then
+    cpath = clean_path(path)
+    if cpath ~= path then rt, d = tree_match(mux, host, method, cpath) end
+  end
   -- As Go 1.22's matchOrRedirect/exactMatch: a path with no exact match
   -- (none at all, or only a multi-wildcard taking a non-empty rest) is
   -- redirected to its slashed form when that form is matched exactly: by
@@ -604,9 +835,9 @@ local function lookup(mux, r)
     if rt and d > 0 then rt, d = tree_match(mux, host, method, cpath) end
   end
   if cpath ~= path then
-    return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt.pattern or ""
+    return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt[R_PATTERN] or ""
   end
-  if rt then return rt, d end
+  if rt then return rt, d, cpath end
   local allow = allowed_methods(mux, host, cpath)
   if #allow > 0 then return nil, method_not_allowed(allow), "" end
   return nil, not_found, ""
@@ -709,8 +940,8 @@ local function register(g, pattern, h, fname)
   local wrapped = h
   if #mws > 0 then wrapped = chain(h, mws, format(" (for pattern %q at %s)", pat.str, where)) end
   local route = {
-    pattern = pat.str, pat = pat, site = where, fn = as_function(wrapped), handler = wrapped,
-    names = pat.names, multi_named = pat.multi_named, last_multi = pat.last_multi, segs = pat.segs,
+    wrapped, pat.str, as_function(wrapped), pat.names, pat.last_multi, pat.multi_named, false, #pat.segs,
+    pat = pat, site = where,
   }
   same_host[#same_host + 1] = route
   local hnode
@@ -718,7 +949,7 @@ local function register(g, pattern, h, fname)
     hnode = mux._nohost
   else
     hnode = mux._hosts[pat.host]
-    if not hnode then hnode = {}; mux._hosts[pat.host] = hnode end
+    if not hnode then hnode = {}; mux._hosts[pat.host] = hnode; mux._nhosts = mux._nhosts + 1 end
   end
   local root = hnode[pat.method]
   if not root then root = new_node(); hnode[pat.method] = root end
@@ -794,7 +1025,7 @@ end
 
 --- A new, empty router. It is a handler: m:serve_http(w, r), or m(w, r).
 function M.new()
-  local m = setmetatable({ _host = "", _prefix = "", _mws = {}, _hosts = {}, _nohost = {}, _by_host = {}, _count = 0 }, Mux)
+  local m = setmetatable({ _host = "", _prefix = "", _mws = {}, _hosts = {}, _nohost = {}, _by_host = {}, _count = 0, _nhosts = 0 }, Mux)
   m._mux = m
   return m
 end
@@ -806,7 +1037,7 @@ end
 function Mux:handler(r)
   if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:handler: request expected, got " .. type(r), 2) end
   local rt, h, pattern = lookup(self, r)
-  if rt then return rt.handler, rt.pattern end
+  if rt then return rt[R_HANDLER], rt[R_PATTERN] end
   return h, pattern
 end
 
@@ -818,10 +1049,12 @@ function Mux:serve_http(w, r)
   if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:serve_http: request expected, got " .. type(r), 2) end
   local rt, d, pattern = lookup(self, r)
   if rt then
-    r.pattern = rt.pattern
-    local names = rt.names
-    for k = 1, d do r:set_path_value(names[k], cap[k]) end
-    return rt.fn(w, r)
+    r.pattern = rt[R_PATTERN]
+    if d > 0 then
+      local names, pct = rt[R_NAMES], find(pattern, "%", 1, true) ~= nil
+      for k = 1, d do r:set_path_value(names[k], capture(pattern, pct, k)) end
+    end
+    return rt[R_FN](w, r)
   end
   r.pattern = pattern
   return d(w, r)
