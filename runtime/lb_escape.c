@@ -477,6 +477,57 @@ static ptrdiff_t esc_srcset(const unsigned char *s, size_t n, char *o, char *end
   return o - start;
 }
 
+static int need_html(unsigned c) {
+  return c == 0 || c == '"' || c == '&' || c == '\'' || c == '+' || c == '<' || c == '>';
+}
+
+static int need_nospace(unsigned c) {
+  return need_html(c) || c >= 0x80 || (c >= '\t' && c <= '\r') || c == ' ' || c == '=' || c == '`';
+}
+
+static int need_js(unsigned c) {
+  return c < 0x20 || c == '"' || c == '\'' || c == '&' || c == '+' || c == '/' || c == '<' || c == '>' ||
+         c == '\\' || c == '`' || c == 0xe2;
+}
+
+static int need_js_re(unsigned c) {
+  return (need_js(c) && c != '`') || c == '$' || c == '(' || c == ')' || c == '*' || c == '-' || c == '.' ||
+         c == '?' || c == '[' || c == ']' || c == '^' || c == '{' || c == '|' || c == '}';
+}
+
+static int need_css_str(unsigned c) {
+  return c == 0 || c == '\t' || c == '\n' || c == '\f' || c == '\r' || c == '"' || c == '&' || c == '\'' ||
+         c == '(' || c == ')' || c == '+' || c == '/' || c == ':' || c == ';' || c == '<' || c == '>' ||
+         c == '\\' || c == '{' || c == '}';
+}
+
+#define SCAN(pred)                                                             \
+  do {                                                                         \
+    for (size_t i = 0; i < len; i++)                                           \
+      if (pred(s[i])) return 1;                                                \
+    return 0;                                                                  \
+  } while (0)
+
+int lb_escape_needed(int kind, const char *in, size_t len) {
+  const unsigned char *s = (const unsigned char *)in;
+  switch (kind) {
+  case LB_ESCAPE_HTML: SCAN(need_html);
+  case LB_ESCAPE_HTML_NOSPACE: SCAN(need_nospace);
+  case LB_ESCAPE_URL_NORM:
+    for (size_t i = 0; i < len; i++)
+      if (!url_keep(s[i], 1)) return 1;
+    return 0;
+  case LB_ESCAPE_URL_QUERY:
+    for (size_t i = 0; i < len; i++)
+      if (!url_keep(s[i], 0)) return 1;
+    return 0;
+  case LB_ESCAPE_JS_STR: SCAN(need_js);
+  case LB_ESCAPE_JS_REGEXP: SCAN(need_js_re);
+  case LB_ESCAPE_CSS_STR: SCAN(need_css_str);
+  default: return 1;
+  }
+}
+
 ptrdiff_t lb_escape(int kind, const char *in, size_t len, char *out, size_t cap) {
   const unsigned char *s = (const unsigned char *)in;
   char *end = out + cap;

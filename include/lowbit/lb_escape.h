@@ -64,6 +64,14 @@ size_t lb_escape_max_len(int kind, size_t len);
 ptrdiff_t lb_escape(int kind, const char *in, size_t len, char *out, size_t cap);
 
 /*
+ * 0 when lb_escape(kind, in, len, ...) would write the input unchanged (no
+ * byte of the value needs escaping), 1 when it may change it. Always 1 for LB_ESCAPE_JSON_STR, LB_ESCAPE_CSS_VALUE,
+ * LB_ESCAPE_SRCSET and unknown kinds. Lets a caller skip the copy for the
+ * common clean value with one cheap call.
+ */
+int lb_escape_needed(int kind, const char *in, size_t len);
+
+/*
  * 1 when the URL is safe to put in a URL attribute as it is: it has no
  * scheme (no ':' before the first '/'), or its scheme is http, https or
  * mailto (ASCII case-insensitive). 0 otherwise: the caller writes

@@ -12,6 +12,9 @@ static int esc_is(int kind, const char *in, const char *want) {
   char *out = malloc(cap);
   ptrdiff_t r = lb_escape(kind, in, n, out, cap);
   int ok = r >= 0 && (size_t)r == strlen(want) && memcmp(out, want, (size_t)r) == 0;
+  /* lb_escape_needed says 0 only when the output equals the input. */
+  if (lb_escape_needed(kind, in, n) == 0)
+    ok = ok && (size_t)r == n && memcmp(out, in, n) == 0;
   if (!ok) fprintf(stderr, "  kind %d %s -> got %.*s want %s\n", kind, in, r < 0 ? 0 : (int)r, out, want);
   for (ptrdiff_t c = 0; ok && c < r; c++) {
     char *small = malloc((size_t)c + 1);
@@ -106,6 +109,9 @@ static void test_random_bounds(void) {
     ptrdiff_t r = lb_escape(kind, in, n, out, cap);
     LB_CHECK(r >= 0 || (kind == LB_ESCAPE_CSS_VALUE && r == LB_EINVAL));
     LB_CHECK(r < 0 || (size_t)r <= cap);
+    if (r >= 0 && kind != LB_ESCAPE_JSON_STR && kind != LB_ESCAPE_CSS_VALUE && kind != LB_ESCAPE_SRCSET &&
+        lb_escape_needed(kind, in, n) == 0)
+      LB_CHECK((size_t)r == n && memcmp(out, in, n) == 0);
     free(out);
   }
 }

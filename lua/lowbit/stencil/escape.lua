@@ -103,17 +103,14 @@ M.stringify = stringify
 -- Stages. Each takes (s, t) and returns the escaped string.
 ---------------------------------------------------------------------------
 
-local P_HTML = "[%z&<>\"'+]"
-local P_NOSPACE = "[%z\t\n\v\f\r &<>\"'+=`\128-\255]"
-local P_URL_NORM = "[^%w!#$&*+,/:;=?@%[%]%-%._~%%]"
-local P_URL_QUERY = "[^%w%-%._~]"
-local P_JS_STR = "[%z\1-\31\"'&+/<>\\`\226]"
-local P_JS_RE = "[%z\1-\31\"'&+/<>\\%$%(%)%*%-%.%?%[%]%^{|}\226]"
 local P_JSON = "[%z\1-\31\"\\<>&\128-\255]"
-local P_CSS_STR = "[%z\t\n\f\r\"&'()+/:;<>\\{}]"
+
+-- Is escaping needed? One FFI call (string.find with a character class
+-- is not compiled by LuaJIT's JIT: it would stitch every action's trace).
+local needed = C.lb_escape_needed
 
 local function html(s)
-  if not find(s, P_HTML) then return s end
+  if needed(K_HTML, s, #s) == 0 then return s end
   return cesc(K_HTML, s)
 end
 M.html = html
@@ -128,7 +125,7 @@ function S.rcdata(s) return html(s) end
 S.attr = S.rcdata
 -- Unquoted attribute values.
 function S.nospace(s)
-  if not find(s, P_NOSPACE) then return s end
+  if needed(K_NOSPACE, s, #s) == 0 then return s end
   return cesc(K_NOSPACE, s)
 end
 -- An attribute name from data: [a-z0-9]+ (lowered) and of plain type.
@@ -148,12 +145,12 @@ function S.urlfilter(s, t)
   return s
 end
 function S.urlnorm(s)
-  if not find(s, P_URL_NORM) then return s end
+  if needed(K_URL_NORM, s, #s) == 0 then return s end
   return cesc(K_URL_NORM, s)
 end
 function S.urlquery(s, t)
   if t == "url" then return S.urlnorm(s) end
-  if not find(s, P_URL_QUERY) then return s end
+  if needed(K_URL_QUERY, s, #s) == 0 then return s end
   return cesc(K_URL_QUERY, s)
 end
 function S.srcset(s, t)
@@ -161,12 +158,12 @@ function S.srcset(s, t)
   return cesc(K_SRCSET, s)
 end
 function S.jsstr(s)
-  if not find(s, P_JS_STR) then return s end
+  if needed(K_JS_STR, s, #s) == 0 then return s end
   return cesc(K_JS_STR, s)
 end
 function S.jsre(s)
   if s == "" then return "(?:)" end
-  if not find(s, P_JS_RE) then return s end
+  if needed(K_JS_RE, s, #s) == 0 then return s end
   return cesc(K_JS_RE, s)
 end
 function S.cssvalue(s, t)
@@ -174,7 +171,7 @@ function S.cssvalue(s, t)
   return cesc(K_CSS_VALUE, s) or M.FAILSAFE
 end
 function S.cssstr(s)
-  if not find(s, P_CSS_STR) then return s end
+  if needed(K_CSS_STR, s, #s) == 0 then return s end
   return cesc(K_CSS_STR, s)
 end
 function S.comment() return "" end
