@@ -37,6 +37,7 @@ local open = io.open
 local getinfo = debug.getinfo
 
 escape.set_attr_type(context.attr_type)
+escape.set_strip_tags(context.strip_tags)
 
 local M = {}
 

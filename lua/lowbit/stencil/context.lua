@@ -532,6 +532,49 @@ function M.escape_text(c, s)
   return c, table.concat(out)
 end
 
+local in_tag = { tag = true, attrname = true, aftername = true, beforevalue = true, attr = true }
+
+--- The text of an HTML fragment with its tags and comments removed (what
+--- a trusted HTML value becomes inside an attribute): the state machine
+--- decides what is a tag, so `<div title="1>2">` and `I <3 you` survive.
+function M.strip_tags(html)
+  local out = {}
+  local c, i, n, all_text = ctx("text"), 1, #html, true
+  local guard = 0
+  while i <= n and guard < 1000000 do
+    guard = guard + 1
+    if c.delim == "none" then
+      local st = c.state
+      if c.el ~= "none" and not in_tag[st] then st = "rcdata" end
+      local d, nread = T[st](c, sub(html, i))
+      local i1 = i + nread
+      if c.state == "text" or c.state == "rcdata" then
+        local j = i1
+        if d.state ~= c.state then
+          for j1 = j - 1, i, -1 do
+            if byte(html, j1) == 60 then j = j1; break end
+          end
+        end
+        out[#out + 1] = sub(html, i, j - 1)
+      else
+        all_text = false
+      end
+      if d.state == "error" then return table.concat(out) end
+      c, i = d, i1
+    else
+      local rest = sub(html, i)
+      local k = c.delim == "space" and find(rest, delim_ends.space) or find(rest, delim_ends[c.delim], 1, true)
+      if not k then break end
+      local i1 = i + k - 1
+      if c.delim ~= "space" then i1 = i1 + 1 end
+      c, i = ctx("tag", nil, nil, nil, nil, c.el), i1
+    end
+  end
+  if all_text then return html end
+  if c.state == "text" or c.state == "rcdata" then out[#out + 1] = sub(html, i) end
+  return table.concat(out)
+end
+
 --- Go's nudge: the context an action in c really sits in.
 function M.nudge(c)
   if c.state == "tag" then c = copy(c); c.state = "attrname"

@@ -118,13 +118,26 @@ M.html = html
 local S = {}
 M.stages = S
 
+-- Trusted HTML outside text keeps its entities: the sets without '&'.
+local norm_map = { ["\0"] = "\239\191\189", ['"'] = "&#34;", ["'"] = "&#39;", ["+"] = "&#43;",
+                   ["<"] = "&lt;", [">"] = "&gt;" }
+local norm_nospace_map = { ["\0"] = "&#xfffd;", ["\t"] = "&#9;", ["\n"] = "&#10;", ["\v"] = "&#11;",
+  ["\f"] = "&#12;", ["\r"] = "&#13;", [" "] = "&#32;", ['"'] = "&#34;", ["'"] = "&#39;", ["+"] = "&#43;",
+  ["<"] = "&lt;", ["="] = "&#61;", [">"] = "&gt;", ["`"] = "&#96;" }
+local function norm_html(s) return (gsub(s, "[%z\"'+<>]", norm_map)) end
+local strip_tags -- set by M.set_strip_tags (lowbit.stencil.context)
+function M.set_strip_tags(f) strip_tags = f end
+
 -- Text: trusted HTML passes.
 function S.html(s, t) if t == "html" then return s end return html(s) end
--- RCDATA (title, textarea) and quoted attributes: everything is escaped.
-function S.rcdata(s) return html(s) end
-S.attr = S.rcdata
+-- RCDATA (title, textarea): everything is escaped (trusted HTML keeps its
+-- entities).
+function S.rcdata(s, t) if t == "html" then return norm_html(s) end return html(s) end
+-- Quoted attributes: trusted HTML loses its tags, keeps its entities.
+function S.attr(s, t) if t == "html" then return norm_html(strip_tags(s)) end return html(s) end
 -- Unquoted attribute values.
-function S.nospace(s)
+function S.nospace(s, t)
+  if t == "html" then return (gsub(strip_tags(s), "[%z\t\n\v\f\r \"'+<=>`]", norm_nospace_map)) end
   if needed(K_NOSPACE, s, #s) == 0 then return s end
   return cesc(K_NOSPACE, s)
 end
