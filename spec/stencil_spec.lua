@@ -200,6 +200,15 @@ local more_rows = {
   { tmpl = "<p title={{.}}>x</p>", kind = "html", value = "<b>a b</b>&amp;c" },
   { tmpl = "<title>{{.}}</title>", kind = "html", value = "<b>x</b>&amp;" },
   { tmpl = "<p>{{.}}</p>", kind = "html", value = "I <3 you" },
+  { tmpl = "<p>{{.}}</p>", kind = "url", value = "<x>&" },
+  { tmpl = "<p>{{.}}</p>", kind = "js", value = "<x>" },
+  { tmpl = "<p>{{.}}</p>", kind = "attr", value = "a=<b>" },
+  { tmpl = "<script>var x = {{.}};</script>", kind = "html", value = "<b>" },
+  { tmpl = "<script>var x = {{.}};</script>", kind = "url", value = "javascript:x" },
+  { tmpl = '<a href="{{.}}">x</a>', kind = "html", value = "javascript:<b>" },
+  { tmpl = '<a href="/q?x={{.}}">x</a>', kind = "url", value = "a b&c" },
+  { tmpl = "<style>p { color: {{.}} }</style>", kind = "html", value = "red;x" },
+  { tmpl = '<p style="color: {{.}}">x</p>', kind = "js", value = "red" },
   { tmpl = '<p title="{{.}}">x</p>', kind = "html", value = "I <3 you" },
   { tmpl = "<div data-url=\"{{.}}\">x</div>", kind = S, value = "javascript:x" },
   { tmpl = "<img srcset=\"{{.}}\">", kind = S, value = "/a.png 1x, javascript:x 2x, /c d.png" },
@@ -351,6 +360,9 @@ describe("lowbit.stencil", function()
       ["nontext.html"] = "<p>\n<a href=\"{{ x }}",
       ["runtime.html"] = "<p>\n\n{{ user.name }}</p>",
       ["call.html"] = "<p>\n{{ missing_fn(1) }}</p>",
+      ["noend.html"] = "<ul>\n{% for _, x in ipairs(xs) do %}\n<li>{{ x }}</li>\n</ul>",
+      ["extraend.html"] = "<p>\n\n{% end %}</p>",
+      ["badexpr.html"] = "<p>\n{{ a b }}</p>",
     }, layouts = {}, partials = {} }
     local function err_of(name)
       local s, err = e:render_to_string(name, { x = true })
@@ -365,6 +377,12 @@ describe("lowbit.stencil", function()
     assert.truthy(tostring(err_of("unclosed")):find("views/unclosed.html:2: {{ without a closing }}", 1, true))
     assert.truthy(tostring(err_of("unknown")):find("views/unknown.html:3: unknown tag {-block-}", 1, true))
     assert.truthy(tostring(err_of("nontext")):find("views/nontext.html:2: ends in a non-text context", 1, true))
+    err = err_of("noend")
+    assert.is_true(errors.is(err, stencil.COMPILE_ERROR))
+    assert.truthy(tostring(err):find("views/noend.html:", 1, true) and tostring(err):find("'end' expected", 1, true),
+      tostring(err))
+    assert.truthy(tostring(err_of("extraend")):find("views/extraend.html:3: 'end' without an open block", 1, true))
+    assert.truthy(tostring(err_of("badexpr")):find("views/badexpr.html:2:", 1, true))
     err = err_of("runtime")
     assert.is_true(errors.is(err, stencil.RENDER_ERROR))
     assert.truthy(tostring(err):find("views/runtime.html:3: attempt to index", 1, true), tostring(err))
