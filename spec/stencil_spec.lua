@@ -315,6 +315,31 @@ describe("lowbit.stencil", function()
     assert.is_true(refused >= 2)
   end)
 
+  it("7: random values through every context give Go html/template's bytes", function()
+    local alphabet = { "a", "Z", "0", " ", "\t", "\n", "\r", "\f", "\v", "\0", "\1", "\31", "\127", "<", ">", "&",
+      '"', "'", "`", "=", "+", "/", "\\", ":", ";", "(", ")", "{", "}", "[", "]", "?", "#", "%", "$", "*", ",",
+      ".", "-", "@", "!", "~", "^", "|", "expression", "javascript:", "http:", "url(", "--", "\195\169",
+      "\226\128\168", "\226\128\169", "\239\183\144", "\239\191\189", "\240\159\152\128", "\255", "\192\128",
+      "\237\160\128", "\\41", "\\3c " }
+    local templates = { "<p>{{.}}</p>", '<p title="{{.}}">x</p>', "<p title='{{.}}'>x</p>", "<p title={{.}}>x</p>",
+      '<a href="{{.}}">x</a>', '<a href="/p/{{.}}">x</a>', '<a href="/s?q={{.}}">x</a>', "<a href={{.}}>x</a>",
+      "<script>var v = {{.}};</script>", '<script>var s = "{{.}}";</script>', "<script>var s = '{{.}}';</script>",
+      "<script>var r = /{{.}}/;</script>", '<p onclick="f({{.}})">x</p>', "<style>p { color: {{.}} }</style>",
+      '<p style="color: {{.}}">x</p>', '<style>p { content: "{{.}}" }</style>', "<style>p { background: url({{.}}) }</style>",
+      '<img srcset="{{.}}">', "<title>{{.}}</title>", "<textarea>{{.}}</textarea>", '<a {{.}}="1">x</a>' }
+    local seed = 12345
+    local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n + 1 end
+    local cases = {}
+    for _, t in ipairs(templates) do
+      for _ = 1, 25 do
+        local parts = {}
+        for _ = 1, rnd(8) - 1 do parts[#parts + 1] = alphabet[rnd(#alphabet)] end
+        cases[#cases + 1] = { tmpl = t, kind = S, value = table.concat(parts) }
+      end
+    end
+    compare(cases)
+  end)
+
   it("8: the five single-context failures are blocked (and match Go)", function()
     compare(anchor_rows)
     for _, c in ipairs(anchor_rows) do
