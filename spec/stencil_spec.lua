@@ -469,6 +469,23 @@ describe("lowbit.stencil", function()
     assert.truthy(out:find("compile", 1, true), out)
   end)
 
+  it("language: {{ }} escaped, {* *} raw, {% %} Lua, {# #} dropped, {-raw-} verbatim, resty's {*view*}", function()
+    local f = assert(stencil.compile("{# note {{ x }} #}<p>{{ x }}|{* x *}|{-raw-}{{ x }} {% y %}{-raw-}|" ..
+      "{% for i = 1, 3 do %}{{ i }}{% end %}</p>"))
+    assert.equal("<p>&lt;b&gt;|<b>|{{ x }} {% y %}|123</p>", f({ x = "<b>" }))
+    local e = stencil.new { views = { ["v.html"] = "<p>{{ x }}</p>" },
+                            layouts = { ["resty.html"] = "<main>{*view*}</main>" } }
+    assert.equal("<main><p>1</p></main>", e:render_to_string("v", { x = 1 }, { layout = "resty" }))
+    for _, t in ipairs { "a\n{(header.html)}", "a\n{[name]}" } do
+      local g, err = stencil.compile(t, "t")
+      assert.is_nil(g)
+      assert.truthy(tostring(err):find("t:2: unsupported tag", 1, true), tostring(err))
+    end
+    -- Braces of scripts and styles are text.
+    assert.equal("<script>if (a) {(b)} {[1]}</script>",
+      assert(stencil.compile("<script>if (a) {(b)\n} {[1\n]}</script>"))({}):gsub("\n", ""))
+  end)
+
   it("refuses misuse with bad argument errors", function()
     assert.has_error(function() stencil.new("x") end)
     assert.has_error(function() stencil.new { views = 3 } end)

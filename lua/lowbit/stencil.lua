@@ -262,7 +262,9 @@ local function render_body(self, name, data, opts)
   end
   local s = run(view, data, self._plain)
   if lay then
-    s = run(lay, data, setmetatable({ yield = trusted("html", s) }, self._helpers_mt))
+    -- `view` too: lua-resty-template layouts insert the page with {*view*}.
+    local page = trusted("html", s)
+    s = run(lay, data, setmetatable({ yield = page, view = page }, self._helpers_mt))
   end
   return s
 end

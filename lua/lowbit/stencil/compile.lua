@@ -44,7 +44,7 @@ function M.parse(src)
   local closers = { ["{"] = "}}", ["*"] = "*}", ["%"] = "%}", ["#"] = "#}" }
   local kinds = { ["{"] = "expr", ["*"] = "raw", ["%"] = "code" }
   while pos <= n do
-    local i = find(src, "{[{*%%#%-]", pos)
+    local i = find(src, "{[{*%%#%-(%[]", pos)
     if not i then
       nodes[#nodes + 1] = { kind = "text", text = sub(src, pos), line = line }
       break
@@ -54,7 +54,17 @@ function M.parse(src)
       line = line + count_lines(src, pos, i - 1)
     end
     local t = sub(src, i + 1, i + 1)
-    if t == "-" then
+    if t == "(" or t == "[" then
+      -- lua-resty-template's {(file)} include and {[expr]} dynamic include.
+      local close = t == "(" and ")}" or "]}"
+      local j = find(src, close, i + 2, true)
+      local nl = find(src, "\n", i + 2, true)
+      if j and (not nl or nl > j) then
+        return nil, line, "unsupported tag {" .. t .. " " .. close .. " (use {{ partial(name, data) }})"
+      end
+      nodes[#nodes + 1] = { kind = "text", text = "{" .. t, line = line }
+      pos = i + 2
+    elseif t == "-" then
       if sub(src, i, i + 6) == "{-raw-}" then
         local j = find(src, "{-raw-}", i + 7, true)
         if not j then return nil, line, "{-raw-} without a closing {-raw-}" end
