@@ -3,7 +3,8 @@
  * The first byte picks the escaper; the rest is the value. Properties:
  *  1. never crash (ASan/UBSan), output within lb_escape_max_len;
  *  2. a cap one byte short of the result gives LB_ENOSPACE;
- *  3. the HTML and URL escapers leave no byte of their special sets in the
+ *  3. lb_escape_needed() == 0 only when the output equals the input;
+ *  4. the HTML and URL escapers leave no byte of their special sets in the
  *     output (no '<' from LB_ESCAPE_HTML, no space from URL ones). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ptrdiff_t r = lb_escape(kind, in, n, out, cap);
   if (r < 0 && !(kind == LB_ESCAPE_CSS_VALUE && r == LB_EINVAL)) abort();
   if (r >= 0 && (size_t)r > cap) abort();
+  if (lb_escape_needed(kind, in, n) == 0 && (r < 0 || (size_t)r != n || memcmp(out, in, n) != 0)) abort();
   if (r > 0) {
     char *small = malloc((size_t)r - 1 + 1);
     if (lb_escape(kind, in, n, small, (size_t)r - 1) != LB_ENOSPACE) abort();
