@@ -327,7 +327,7 @@ function M.pipeline(stages)
     return function(v) return d(jsval(v)) end
   end
   if #stages == 1 and stages[1] == "html" then
-    local html, find_, type_ = escape.html, find, type
+    local html, type_ = escape.html, type
     return function(v)
       if type_(v) == "string" then return html(v) end
       local s, t = stringify(v)
