@@ -77,8 +77,9 @@ if os.getenv("STENCIL_BENCH_GO") ~= "0" and os.execute("command -v go >/dev/null
   if p then p:close() end
   local gous = tonumber(res:match("go_us_per_render ([%d.]+)"))
   if gous then
-    print(("go html/template (GOMAXPROCS=1): %.1f us/render, %.0f renders/s, %s bytes out, parse+escape %s us"):format(
-      gous, 1e6 / gous, res:match("go_bytes (%d+)") or "?", res:match("go_parse_us ([%d.-]+)") or "?"))
+    print(("go html/template (GOMAXPROCS=1): %.1f us/render, %.0f renders/s, %s bytes out; parse %s us + escape analysis %s us"):format(
+      gous, 1e6 / gous, res:match("go_bytes (%d+)") or "?", res:match("go_parse_us ([%d.-]+)") or "?",
+      res:match("go_escape_us ([%d.-]+)") or "?"))
     print(("stencil vs go: %.1fx (goal >= 5x)"):format(gous / us))
   else
     print("go html/template: not run (" .. (built and "no output" or "build failed") .. ")")
