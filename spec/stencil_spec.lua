@@ -486,6 +486,39 @@ describe("lowbit.stencil", function()
       assert(stencil.compile("<script>if (a) {(b)\n} {[1\n]}</script>"))({}):gsub("\n", ""))
   end)
 
+  it("the render loop and the escapers are compiled by the JIT (no NYI aborts or stitches)", function()
+    local jutil, vmdef = require "jit.util", require "jit.vmdef"
+    local rows = {}
+    for i = 1, 100 do rows[i] = { name = "Customer " .. i, note = i % 10 == 0 and "<b>&" or "plain" } end
+    local e = stencil.new { views = { ["page.html"] = "<h1>{{ title }}</h1>{% for _, r in ipairs(rows) do %}" ..
+      "<td>{{ r.name }}</td><td><a href=\"/u?n={{ r.name }}\">{{ r.note }}</a></td>{% end %}" } }
+    local nyi, compiled = {}, 0
+    local started = {}
+    local function ours(src) return src == "=views/page.html" or src:find("stencil/escape.lua", 1, true) end
+    local function on_trace(what, tr, func, pc, otr, oex)
+      local info = jutil.funcinfo(func, pc)
+      local src = info.source or ""
+      if what == "start" then started[tr] = src end
+      if what == "stop" and src == "=views/page.html" then compiled = compiled + 1 end
+      -- A trace of ours that ends by stitching around a call the JIT cannot
+      -- compile (string.find with a character class did that on every value).
+      if what == "stop" and ours(started[tr] or "") then
+        local ti = jutil.traceinfo(tr)
+        if ti and ti.linktype == "stitch" then nyi[#nyi + 1] = started[tr] .. " trace " .. tr .. " stitched" end
+      end
+      if what == "abort" and src:find("stencil/escape.lua", 1, true) then
+        local msg = vmdef.traceerr[otr] or tostring(otr)
+        if msg:find("NYI", 1, true) then nyi[#nyi + 1] = src .. ":" .. tostring(info.currentline) .. " " .. msg:format(oex) end
+      end
+    end
+    jit.flush()
+    jit.attach(on_trace, "trace")
+    for _ = 1, 3000 do e:render_to_string("page", { title = "x", rows = rows }) end
+    jit.attach(on_trace)
+    assert.same({}, nyi)
+    assert.is_true(compiled > 0)
+  end)
+
   it("refuses misuse with bad argument errors", function()
     assert.has_error(function() stencil.new("x") end)
     assert.has_error(function() stencil.new { views = 3 } end)
