@@ -10,7 +10,7 @@ local MODULES = { "lowbit", "lowbit.context", "lowbit.errors", "lowbit.net", "lo
   "lowbit.muxx", "lowbit.problemjson", "lowbit.cooper", "lowbit.websockets", "lowbit.sse", "lowbit.retry",
   "lowbit.topic", "lowbit.rungroup", "lowbit.seriallane", "lowbit.urlsign",
   "lowbit.beacon", "lowbit.url", "lowbit.wireframe.frame", "lowbit.wireframe.schema",
-  "lowbit.wireframe.stream", "lowbit.wireframe.checksum", "lowbit.http.headers", "lowbit.log" }
+  "lowbit.wireframe.stream", "lowbit.wireframe.checksum", "lowbit.http.headers", "lowbit.log", "lowbit.stencil" }
 
 -- Calls where a number is a valid argument and the call rightly waits.
 local WAITS = { ["lowbit.sleep"] = true }
@@ -100,6 +100,7 @@ describe("wrong argument types to methods", function()
         websocket = require("lowbit.websockets").new(b, { server = true }),
         signer = require("lowbit.urlsign").new_signer("k", 60),
         server = require("lowbit.http").server{ handler = function() end },
+        stencil = require("lowbit.stencil").new{ views = { ["v.html"] = "x" } },
       }
       for oname, o in pairs(objs) do
         local mt = getmetatable(o)

@@ -95,3 +95,97 @@ describe("a browser page with a WebSocket and an EventSource", function()
     end)
   end)
 end)
+
+-- A stencil page with hostile values in every context: Chromium must run
+-- none of the injected script, and the page's own script must read every
+-- value back exactly (escaping keeps the data, it only defuses it).
+local STENCIL_PAGE = [[<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ v }}</title>
+<script>var pwned = []; function pwn(n) { pwned.push(n); } var clicked = [];</script>
+<style>p.c { color: {{ css }}; } p.d { font-family: "{{ v }}"; }</style>
+</head><body>
+<p id="text">{{ v }}</p>
+<p id="qattr" title="{{ v }}">q</p>
+<p id="sattr" title='{{ v }}'>s</p>
+<p id="uattr" title={{ v }}>u</p>
+<p id="uattr2" title={{ spaced }}>u2</p>
+<a id="link" href="{{ jsurl }}">link</a>
+<a id="query" href="/search?q={{ v }}">search</a>
+<img id="img" src="{{ jsurl }}" alt="">
+<button id="btn" onclick="clicked.push({{ v }})">b</button>
+<p id="styled" style="color: {{ css }}">styled</p>
+<textarea id="ta">{{ v }}</textarea>
+{{ partial("echo", v) }}
+<script>
+var s1 = "{{ v }}", s2 = '{{ v }}', s3 = {{ v }}, obj = {{ obj }};
+document.getElementById("link").click();
+document.getElementById("btn").click();
+setTimeout(function () {
+  var r = {
+    pwned: pwned, title: document.title, text: document.getElementById("text").textContent,
+    qattr: document.getElementById("qattr").title, sattr: document.getElementById("sattr").title,
+    uattr: document.getElementById("uattr").title, uattr2: document.getElementById("uattr2").title,
+    link: document.getElementById("link").getAttribute("href"),
+    query: new URL(document.getElementById("query").href).searchParams.get("q"),
+    ta: document.getElementById("ta").value, echo: document.getElementById("echo").textContent,
+    s1: s1, s2: s2, s3: s3, obj: obj, clicked: clicked,
+    styled: getComputedStyle(document.getElementById("styled")).color
+  };
+  fetch("/report", { method: "POST", body: JSON.stringify(r) });
+}, 300);
+</script></body></html>]]
+
+describe("a stencil page with hostile values", function()
+  it("runs no injected script in Chromium and reads every value back", function()
+    local stencil = require "lowbit.stencil"
+    local cjson = require "cjson"
+    local hostile = "</script><script>pwn(1)</script>\"'><img src=x onerror=pwn(2)>" ..
+      "</title></textarea></style><svg onload=pwn(3)> & \\ `${pwn(4)}` -->\226\128\168end"
+    local e = stencil.new { views = { ["page.html"] = STENCIL_PAGE },
+                            partials = { ["echo.html"] = '<p id="echo">{{ data }}</p>' } }
+    run(function()
+      local report = lowbit.chan(1)
+      local srv = http.server{ handler = function(w, r)
+        if r.url.path == "/" then
+          w:header():set("Content-Type", "text/html; charset=utf-8")
+          assert(e:render(w, "page", { v = hostile, spaced = "x onmouseover=pwn(5)", jsurl = "javascript:pwn(6)",
+            css = "red;background:url(javascript:pwn(7))", obj = { k = hostile, n = { 1, 2 } } }))
+        elseif r.url.path == "/report" then
+          report:try_send(r.body:read_all())
+          w:write("ok")
+        else
+          http.not_found(w, r)
+        end
+      end }
+      local ln = assert(net.listen("127.0.0.1:0"))
+      lowbit.go(function() srv:serve(ln) end)
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir -p " .. dir) == 0)
+      local stop, exited = lowbit.chan(1), lowbit.chan(1)
+      lowbit.go(function()
+        local code, _, errout = support.spawn("chromium", {
+          "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          "--user-data-dir=" .. dir, "http://" .. ln:addr() .. "/" }, stop)
+        exited:send{ code = code, errout = errout }
+      end)
+      local i, got = lowbit.select{ report, exited, lowbit.after(60) }
+      stop:try_send(true)
+      local ended = i == 2 and got or exited:recv()
+      os.execute("rm -rf '" .. dir .. "'")
+      srv:close()
+      assert.equal(1, i, "Chromium did not report; stderr: " .. tostring(ended.errout))
+      local rep = cjson.decode(got)
+      assert.same({}, rep.pwned)
+      for _, k in ipairs { "title", "text", "qattr", "sattr", "uattr", "query", "ta", "echo", "s1", "s2", "s3" } do
+        assert.equal(hostile, rep[k], k)
+      end
+      assert.equal("x onmouseover=pwn(5)", rep.uattr2)
+      assert.equal("#ZgotmplZ", rep.link)
+      assert.same({ hostile }, rep.clicked)
+      assert.same({ k = hostile, n = { 1, 2 } }, rep.obj)
+      assert.equal("rgb(0, 0, 0)", rep.styled)
+    end)
+  end)
+end)
