@@ -7,10 +7,11 @@
 --   if not c then return end            -- the refusal was written to w
 --   local buf = require("string.buffer").new()
 --   while true do
---     buf:reset()
 --     local msg, op = c:read_message(buf)  -- buf: no string made per message
 --     if not msg then break end             -- op is nil; see the error's code
 --     c:write_message(op, msg)
+--     -- reset keeps buf's memory; free releases it after a large message
+--     if #buf > websockets.BUFFER_KEEP then buf:free() else buf:reset() end
 --   end
 --
 --   -- client
@@ -99,6 +100,17 @@ local function make_err(kind, code, reason, detail)
   return e
 end
 
+--- Bytes of buffer a connection keeps between messages. A message that
+--- grows one of its buffers (reassembly, inflating, the read buffer) past
+--- this releases it when it is done, and a frame larger than this is
+--- written from the caller's string or buffer instead of being copied: an
+--- idle connection holds a few KiB whatever it carried.
+M.BUFFER_KEEP = 16 * 1024
+local KEEP = M.BUFFER_KEEP
+local DIRECT_MAX = KEEP - 14      -- larger payloads: send_large
+local SLICE = 256 * 1024          -- a server's large frame goes out in slices of this
+local STAGE = 64 * 1024           -- a client masks a large frame in slices of this
+
 -- Mask keys come from the CSPRNG, drawn 4 at a time from a pool.
 local KPOOL = 1024
 local kpool = ffi.new("uint8_t[?]", KPOOL)
@@ -181,6 +193,13 @@ function Deflate:_inflate(p, n, limit)
   return zin[0].data, r
 end
 
+-- Releases the output buffer of one direction when a message grew it
+-- past BUFFER_KEEP ("in": inflated data, "out": deflated data).
+function Deflate:_trim(which)
+  local b = which == "in" and self.zin or self.zout
+  if b[0].cap > KEEP then C.lb_buf_free(b) end
+end
+
 -- Appends the sync-flush tail (between chunks of a streamed message).
 function Deflate:_tail()
   C.lb_buf_append(self.zout, SYNC_TAIL, 4)
@@ -191,7 +210,9 @@ function Deflate:compress(s)
   if type(s) ~= "string" then arg_error("compressor:compress", "s", "string", s) end
   local p, n = self:_deflate(s, #s)
   if not p then return nil, errors.new("websocket: deflate failed: " .. core.strerror(n)) end
-  return ffi_string(p, n)
+  local z = ffi_string(p, n)
+  self:_trim("out")
+  return z
 end
 
 function Deflate:decompress(s, limit)
@@ -201,7 +222,9 @@ function Deflate:decompress(s, limit)
     if n == LB_ETOOLARGE then return nil, make_err(M.MESSAGE_TOO_BIG, 1009, "", "inflated message over the limit") end
     return nil, make_err(M.INVALID_DATA, 1007, "", core.strerror(n))
   end
-  return ffi_string(p, n)
+  local m = ffi_string(p, n)
+  self:_trim("in")
+  return m
 end
 
 function Deflate:reset()
@@ -292,7 +315,7 @@ function M.new(conn, opts)
     our_reset = params and ((server and params.server_no_context_takeover) or (not server and params.client_no_context_takeover)) or false,
     peer_reset = params and ((server and params.client_no_context_takeover) or (not server and params.server_no_context_takeover)) or false,
     proto = opts.subprotocol, on_pong = opts.on_pong,
-    wmu = lowbit.mutex(),
+    wmu = lowbit.mutex(), large = false,
     reading = false, sent_close = false, recv_close = false, conn_closed = false,
   }, WS)
   self.wbuf = type(conn.write_buffer) == "function"
@@ -340,20 +363,92 @@ local function flush_out(self)
   return true
 end
 
+local function mask_key()
+  if kpos >= KPOOL then
+    if C.lb_ws_random(kpool, KPOOL) ~= 0 then return nil end
+    kpos = 0
+  end
+  local key = kpool + kpos
+  kpos = kpos + 4
+  return key
+end
+
+-- A frame whose payload does not fit the frame buffer (see BUFFER_KEEP):
+-- the header goes out first, then the payload straight from p in slices
+-- (a server's frame), or masked through ob in slices that are released
+-- after (a client's). Called with the write mutex held; control frames
+-- sent meanwhile wait for it (self.large), so none lands inside this one.
+local function send_large(self, fin, rsv1, op, p, n)
+  local ob, conn = self.ob, self.conn
+  ob:reset()
+  local key
+  if self.client then
+    key = mask_key()
+    if not key then return nil, errors.new("websocket: CSPRNG failed") end
+  end
+  local hl = tonumber(build_header(ob:reserve(14), 14, fin, rsv1, op, key and 1 or 0, key, n))
+  ob:commit(hl)
+  local src = ffi_cast(u8ptr, p) -- (p, a string, stays referenced by the caller)
+  self.large = true
+  local ok, err = true, nil
+  local off = 0
+  if key then
+    while off < n do
+      local k = n - off
+      if k > STAGE then k = STAGE end
+      local d = ob:reserve(k)
+      ffi_copy(d, src + off, k)
+      ws_mask(d, k, key, off)
+      ob:commit(k)
+      ok, err = flush_out(self)
+      if not ok then break end
+      off = off + k
+    end
+    ob:free()
+  else
+    ok, err = flush_out(self)
+    if ok then
+      local wbuf = self.wbuf
+      local view = wbuf and buffer.new() or nil
+      while off < n do
+        local k = n - off
+        if k > SLICE then k = SLICE end
+        -- A TCP conn writes from the view without a copy (only the part
+        -- the socket did not take is copied, at most a slice).
+        if wbuf then view:set(src + off, k); ok, err = conn:write_buffer(view)
+        else ok, err = conn:write(ffi_string(src + off, k)) end
+        if not ok then self.werr = err; break end
+        off = off + k
+      end
+      if view then view:reset() end
+    end
+  end
+  self.large = false
+  if ok then return true end
+  return nil, err
+end
+
 -- Writes one frame; the payload p (string or pointer, n bytes) is copied
--- into the frame buffer before anything can yield.
+-- into the frame buffer before anything can yield, unless it is large.
 local function send_frame(self, fin, rsv1, op, p, n)
+  if n > DIRECT_MAX then return send_large(self, fin, rsv1, op, p, n) end
+  if self.large then
+    -- A control frame while a large frame goes out in parts: wait until it
+    -- is done. p may point into the read buffer, which may move meanwhile.
+    local s = ffi_string(p, n)
+    local mu = self.wmu
+    mu:lock()
+    local ok, err = send_frame(self, fin, rsv1, op, s, n)
+    mu:unlock()
+    return ok, err
+  end
   local ob = self.ob
   ob:reset()
   local dst = ob:reserve(n + 14)
   local hl
   if self.client then
-    if kpos >= KPOOL then
-      if C.lb_ws_random(kpool, KPOOL) ~= 0 then return nil, errors.new("websocket: CSPRNG failed") end
-      kpos = 0
-    end
-    local key = kpool + kpos
-    kpos = kpos + 4
+    local key = mask_key()
+    if not key then return nil, errors.new("websocket: CSPRNG failed") end
     hl = tonumber(build_header(dst, 14, fin, rsv1, op, 1, key, n))
     if n > 0 then
       ffi_copy(dst + hl, p, n)
@@ -429,6 +524,8 @@ function WS:write_message(op, s)
   if self.comp then
     local zp, zn = deflate(self, p, n)
     if zp then ok, err = send_frame(self, 1, 1, op, zp, zn) else err = zn end
+    if self.fast_comp then self.comp:_trim("out") end
+    self.zkeep = nil
   else
     ok, err = send_frame(self, 1, 0, op, p, n)
   end
@@ -521,6 +618,7 @@ function WS:stream_message(op, reader, chunk_size)
     if final then break end
     cur = nxt
   end
+  if self.fast_comp then comp:_trim("out") end
   mu:unlock()
   return true
 end
@@ -607,6 +705,12 @@ local function got_close(self, code, reason)
   return nil, err
 end
 
+-- After a large inflated message: its output buffer goes.
+local function release_inflated(self)
+  if self.fast_comp then self.comp:_trim("in") end
+  self.zkeep = nil
+end
+
 -- Inflates a whole message payload. Returns ptr, len (valid until the next
 -- call), or nil, core error code.
 local function inflate(self, p, n)
@@ -647,6 +751,7 @@ local function deliver_whole(self, buf, p, n, plen)
   local res
   if buf then buf:putcdata(rp, rn); res = buf else res = ffi_string(rp, rn) end
   ib:skip(n + plen)
+  if rn > KEEP and msg.compressed ~= 0 then release_inflated(self) end
   return res, opcode
 end
 
@@ -671,6 +776,13 @@ local function whole_message(self, buf)
   return false
 end
 
+-- Between messages, with nothing buffered (the connection is about to
+-- wait): a read buffer grown past BUFFER_KEEP by earlier traffic goes.
+local function release_read_buffer(ib)
+  local _, room = ib:reserve(0)
+  if room > KEEP then ib:free() end
+end
+
 local function read_msg(self, buf)
   local ib, h, msg = self.ib, self.h, self.msg
   local mb = self.mb
@@ -682,6 +794,7 @@ local function read_msg(self, buf)
     local n = EAGAIN
     if len >= 2 then n = tonumber(parse_header(h, p, len, self.pflags, self.wire_limit)) end
     if n == EAGAIN then
+      if len == 0 and not started then release_read_buffer(ib) end
       local ok, err = more(self)
       if not ok then return io_fail(self, err) end
       if not started then
@@ -755,17 +868,22 @@ local function read_msg(self, buf)
         end
         if fin then
           if compressed then
-            local zp, zn = self.zb:ref()
+            local zb = self.zb
+            local zp, zn = zb:ref()
             local rp, rn = inflate(self, zp, zn)
             if not rp then return fail(self, rn) end
             if opcode == TEXT and rn > 0 and utf8_check(rp, rn) ~= 0 then return fail(self, LB_EUTF8) end
             dst:putcdata(rp, rn)
+            if zn > KEEP then zb:free() else zb:reset() end
+            if rn > KEEP then release_inflated(self) end
           else
             if tonumber(msg.len) > self.limit then return fail(self, LB_ETOOLARGE) end
             if text and utf8_finish(self.u8) ~= 0 then return fail(self, LB_EUTF8) end
           end
           if buf then return buf, opcode end
-          return mb:get(), opcode
+          local res = mb:get()
+          if #res > KEEP then mb:free() end
+          return res, opcode
         end
       end
     end
