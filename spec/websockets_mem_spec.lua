@@ -1,0 +1,176 @@
+-- What a websocket connection holds once a large message has gone through
+-- it (issue 10): nothing above BUFFER_KEEP per buffer, large payloads
+-- written from the caller's string, and permessage-deflate without context
+-- takeover on pooled zlib streams. Real TCP conns on 127.0.0.1:0.
+local lowbit = require "lowbit"
+local net = require "lowbit.net"
+local websockets = require "lowbit.websockets"
+local buffer = require "string.buffer"
+local ffi = require "ffi"
+local run = require("support").run
+
+local BINARY, KEEP = websockets.BINARY, websockets.BUFFER_KEEP or 16 * 1024
+local MiB = 1024 * 1024
+
+-- A connected pair: server-side and client-side websockets over TCP.
+local function pair(opts)
+  opts = opts or {}
+  local ln = assert(net.listen("127.0.0.1:0"))
+  local raw_s
+  lowbit.go(function() raw_s = ln:accept() end)
+  local raw_c = assert(net.dial(nil, ln:addr()))
+  for _ = 1, 200 do if raw_s then break end lowbit.sleep(0.005) end
+  ln:close()
+  local function o(server)
+    return { server = server, read_limit = 64 * MiB, compression = opts.compression }
+  end
+  return assert(websockets.new(raw_s, o(true))), assert(websockets.new(raw_c, o(false)))
+end
+
+local function cap(b) return #b + select(2, b:reserve(0)) end
+
+-- Every buffer the connection holds, by name, with its capacity.
+local function held(c)
+  local t = { ib = cap(c.ib), mb = cap(c.mb), ob = cap(c.ob) }
+  if c.zb then t.zb = cap(c.zb) end
+  if c.comp and c.comp.zin then
+    t.zin, t.zout = tonumber(c.comp.zin[0].cap), tonumber(c.comp.zout[0].cap)
+  end
+  return t
+end
+
+local function assert_small(c, what)
+  for name, n in pairs(held(c)) do
+    assert(n <= KEEP, ("%s: %s %s holds %d bytes after the message"):format(what, c.server and "server" or "client", name, n))
+  end
+end
+
+local function payload(n, seed)
+  local b = buffer.new(n)
+  local x = seed
+  for _ = 1, n / 8 do
+    x = (x * 1103515245 + 12345) % 2147483648
+    b:put(string.char(x % 256, 97 + x % 7, 98, 99, 97 + x % 5, 100, 101, x % 251))
+  end
+  return b:tostring()
+end
+
+describe("websockets memory after large messages", function()
+  for _, variant in ipairs{
+    { name = "uncompressed" },
+    { name = "deflate, no context takeover",
+      compression = { server_no_context_takeover = true, client_no_context_takeover = true } },
+    { name = "deflate, context takeover", compression = {} },
+  } do
+    it("leaves every buffer at most BUFFER_KEEP (" .. variant.name .. ")", function()
+      run(function()
+        local s, c = pair(variant)
+        local big = payload(3 * MiB, 7)
+        -- a whole message each way, read into new strings
+        local got
+        lowbit.go(function() got = s:read_message() end)
+        assert(c:write_message(BINARY, big))
+        for _ = 1, 400 do if got then break end lowbit.sleep(0.01) end
+        assert.equal(#big, #got)
+        assert.is_true(got == big)
+        got = nil
+        lowbit.go(function() assert(s:write_message(BINARY, big)) end)
+        local back = c:read_message()
+        assert.is_true(back == big)
+        back = nil
+        -- a fragmented one (reassembled), client to server
+        lowbit.go(function() got = s:read_message() end)
+        local pos = 1
+        assert(c:stream_message(BINARY, { read = function(_, n)
+          if pos > #big then return nil, require("lowbit.errors").EOF end
+          local part = big:sub(pos, pos + n - 1); pos = pos + n; return part
+        end }, 256 * 1024))
+        for _ = 1, 400 do if got then break end lowbit.sleep(0.01) end
+        assert.is_true(got == big)
+        got = nil
+        -- both go idle: each waits for the next message
+        lowbit.go(function() s:read_message() end)
+        lowbit.go(function() c:read_message() end)
+        lowbit.sleep(0.05)
+        assert_small(s, variant.name)
+        assert_small(c, variant.name)
+        s:close()
+      end)
+    end)
+  end
+
+  it("writes a large payload from the caller's string, not from a copy", function()
+    run(function()
+      local s, c = pair()
+      local big = payload(8 * MiB, 3)
+      collectgarbage(); collectgarbage()
+      local before = collectgarbage("count")
+      local peak = 0
+      local done = false
+      -- nobody reads yet: the write blocks once the socket buffers are full
+      lowbit.go(function() assert(s:write_message(BINARY, big)); done = true end)
+      lowbit.sleep(0.1)
+      peak = (collectgarbage("count") - before) * 1024
+      assert.is_false(done)
+      local got = c:read_message()
+      assert.is_true(got == big)
+      assert.is_true(done)
+      -- a copy into a frame buffer would be 8 MiB; slices are 256 KiB
+      assert.is_true(peak < 2 * MiB, ("%d bytes allocated while the write was blocked"):format(peak))
+      c:close()
+    end)
+  end)
+
+  it("answers a ping between the parts of a large frame, never inside it", function()
+    run(function()
+      local pongs = 0
+      local s, c = pair()
+      c.on_pong = function(p) assert.equal("p1", p); pongs = pongs + 1 end
+      local big = payload(8 * MiB, 5)
+      lowbit.go(function() s:read_message() end) -- the server reads (and answers pings)
+      lowbit.go(function() assert(s:write_message(BINARY, big)) end)
+      lowbit.sleep(0.05)
+      assert(c:ping("p1")) -- arrives while the server's write is blocked
+      lowbit.sleep(0.05)
+      local got = c:read_message()
+      assert.is_true(got == big)
+      assert(c:write_message(BINARY, "x"))
+      lowbit.sleep(0.05)
+      assert(s:write_message(BINARY, "after"))
+      assert.equal("after", c:read_message()) -- the pong was read on the way
+      assert.equal(1, pongs)
+      c:close()
+    end)
+  end)
+
+  it("holds no zlib stream per connection without context takeover", function()
+    pcall(ffi.cdef, [[struct lb_mallinfo2 { size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks,
+      uordblks, fordblks, keepcost; }; struct lb_mallinfo2 mallinfo2(void);]])
+    local function in_use()
+      local mi = ffi.C.mallinfo2()
+      return tonumber(mi.uordblks) + tonumber(mi.hblkhd)
+    end
+    local nct = { server_no_context_takeover = true, client_no_context_takeover = true }
+    local keep = {}
+    local function grow(params, n)
+      collectgarbage(); collectgarbage()
+      local before = in_use()
+      for i = 1, n do
+        local z = assert(websockets.new_compressor(params, true))
+        -- one message each way, so that any lazily made state exists
+        local p = assert(z:compress(("hello %d "):format(i):rep(50)))
+        assert(z:decompress(p, 1e6))
+        keep[#keep + 1] = z
+      end
+      return (in_use() - before) / n
+    end
+    local per_nct = grow(nct, 50)
+    local per_takeover = grow({}, 20)
+    keep = nil
+    -- a zlib compressor alone is ~260 KiB; without takeover the streams are
+    -- pooled and a connection holds its context and its two lb_bufs (up to
+    -- BUFFER_KEEP: the inflate buffer starts at 16 KiB)
+    assert.is_true(per_nct < KEEP + 4096, ("%d bytes per connection without context takeover"):format(per_nct))
+    assert.is_true(per_takeover > 64 * 1024, ("%d bytes per connection with context takeover"):format(per_takeover))
+  end)
+end)
