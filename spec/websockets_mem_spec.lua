@@ -88,10 +88,11 @@ describe("websockets memory after large messages", function()
         for _ = 1, 400 do if got then break end lowbit.sleep(0.01) end
         assert.is_true(got == big)
         got = nil
-        -- both go idle: each waits for the next message
+        -- both go idle: each waits for the next message, and its grown
+        -- reading buffers go after IDLE_RELEASE seconds
         lowbit.go(function() s:read_message() end)
         lowbit.go(function() c:read_message() end)
-        lowbit.sleep(0.05)
+        lowbit.sleep((websockets.IDLE_RELEASE or 0) + 0.2)
         assert_small(s, variant.name)
         assert_small(c, variant.name)
         s:close()

@@ -42,6 +42,7 @@ local type, error, tostring, tonumber, setmetatable, getmetatable, pcall =
   type, error, tostring, tonumber, setmetatable, getmetatable, pcall
 local concat = table.concat
 local now = lowbit.now
+local timer_add, timer_cancel = lowbit._timer_add, lowbit._timer_cancel
 
 local parse_header, msg_frame, ws_mask, build_header =
   C.lb_ws_parse_header, C.lb_ws_msg_frame, C.lb_ws_mask, C.lb_ws_build_header
@@ -100,12 +101,16 @@ local function make_err(kind, code, reason, detail)
   return e
 end
 
---- Bytes of buffer a connection keeps between messages. A message that
---- grows one of its buffers (reassembly, inflating, the read buffer) past
---- this releases it when it is done, and a frame larger than this is
---- written from the caller's string or buffer instead of being copied: an
---- idle connection holds a few KiB whatever it carried.
+--- Bytes of buffer a connection keeps. A frame larger than this is written
+--- from the caller's string or buffer instead of being copied; the
+--- compressor's output buffers are released after a message that grew them
+--- past it; the reading buffers (read, reassembly) once the connection has
+--- waited IDLE_RELEASE seconds for the next message. An idle connection
+--- holds a few KiB whatever it carried.
 M.BUFFER_KEEP = 16 * 1024
+--- Seconds a connection waits between messages before its reading buffers
+--- grown past BUFFER_KEEP are released.
+M.IDLE_RELEASE = 0.5
 local KEEP = M.BUFFER_KEEP
 local DIRECT_MAX = KEEP - 14      -- larger payloads: send_large
 local SLICE = 256 * 1024          -- a server's large frame goes out in slices of this
@@ -315,7 +320,7 @@ function M.new(conn, opts)
     our_reset = params and ((server and params.server_no_context_takeover) or (not server and params.client_no_context_takeover)) or false,
     peer_reset = params and ((server and params.client_no_context_takeover) or (not server and params.server_no_context_takeover)) or false,
     proto = opts.subprotocol, on_pong = opts.on_pong,
-    wmu = lowbit.mutex(), large = false,
+    wmu = lowbit.mutex(), large = false, rel = false,
     reading = false, sent_close = false, recv_close = false, conn_closed = false,
   }, WS)
   self.wbuf = type(conn.write_buffer) == "function"
@@ -776,11 +781,29 @@ local function whole_message(self, buf)
   return false
 end
 
--- Between messages, with nothing buffered (the connection is about to
--- wait): a read buffer grown past BUFFER_KEEP by earlier traffic goes.
-local function release_read_buffer(ib)
-  local _, room = ib:reserve(0)
-  if room > KEEP then ib:free() end
+local function room(b)
+  local _, free = b:reserve(0)
+  return #b + free
+end
+
+-- Whether a reading buffer grew past BUFFER_KEEP (checked when the
+-- connection waits between messages).
+local function bloated(self)
+  local zb = self.zb
+  return room(self.ib) > KEEP or room(self.mb) > KEEP or (zb ~= nil and room(zb) > KEEP)
+end
+
+-- Timer callback: the connection has waited IDLE_RELEASE seconds between
+-- messages; its grown reading buffers go. (Released on a timer, not after
+-- each message: a stream of large messages would otherwise pay for a
+-- fresh buffer, page faults included, for every one.)
+local function release_idle(e)
+  local self = e.data
+  self.rel = false
+  local ib = self.ib
+  if #ib == 0 then ib:free() end -- (bytes may have come in this loop pass)
+  self.mb:free()
+  if self.zb then self.zb:free() end
 end
 
 local function read_msg(self, buf)
@@ -794,8 +817,12 @@ local function read_msg(self, buf)
     local n = EAGAIN
     if len >= 2 then n = tonumber(parse_header(h, p, len, self.pflags, self.wire_limit)) end
     if n == EAGAIN then
-      if len == 0 and not started then release_read_buffer(ib) end
+      if len == 0 and not started and not self.rel and bloated(self) then
+        self.rel = timer_add(now() + M.IDLE_RELEASE, release_idle, self)
+      end
       local ok, err = more(self)
+      local e = self.rel
+      if e then timer_cancel(e); self.rel = false end
       if not ok then return io_fail(self, err) end
       if not started then
         local res, op = whole_message(self, buf)
@@ -874,16 +901,14 @@ local function read_msg(self, buf)
             if not rp then return fail(self, rn) end
             if opcode == TEXT and rn > 0 and utf8_check(rp, rn) ~= 0 then return fail(self, LB_EUTF8) end
             dst:putcdata(rp, rn)
-            if zn > KEEP then zb:free() else zb:reset() end
+            zb:reset()
             if rn > KEEP then release_inflated(self) end
           else
             if tonumber(msg.len) > self.limit then return fail(self, LB_ETOOLARGE) end
             if text and utf8_finish(self.u8) ~= 0 then return fail(self, LB_EUTF8) end
           end
           if buf then return buf, opcode end
-          local res = mb:get()
-          if #res > KEEP then mb:free() end
-          return res, opcode
+          return mb:get(), opcode
         end
       end
     end
