@@ -169,9 +169,9 @@ describe("websockets memory after large messages", function()
     local per_takeover = grow({}, 20)
     keep = nil
     -- a zlib compressor alone is ~260 KiB; without takeover the streams are
-    -- pooled and a connection holds its context and its two lb_bufs (up to
-    -- BUFFER_KEEP: the inflate buffer starts at 16 KiB)
-    assert.is_true(per_nct < KEEP + 4096, ("%d bytes per connection without context takeover"):format(per_nct))
+    -- pooled and a connection holds its context and two lb_bufs of at most
+    -- 4 KiB each
+    assert.is_true(per_nct < 12 * 1024, ("%d bytes per connection without context takeover"):format(per_nct))
     assert.is_true(per_takeover > 64 * 1024, ("%d bytes per connection with context takeover"):format(per_takeover))
   end)
 end)

@@ -198,11 +198,14 @@ function Deflate:_inflate(p, n, limit)
   return zin[0].data, r
 end
 
--- Releases the output buffer of one direction when a message grew it
--- past BUFFER_KEEP ("in": inflated data, "out": deflated data).
+-- Releases the output buffer of one direction ("in": inflated data, "out":
+-- deflated data) after a message, unless it is small: the connection then
+-- holds no more than that between messages. (These are malloc'd: a fresh
+-- one per message costs far less than the compression.)
+local ZKEEP = 4096
 function Deflate:_trim(which)
   local b = which == "in" and self.zin or self.zout
-  if b[0].cap > KEEP then C.lb_buf_free(b) end
+  if b[0].cap > ZKEEP then C.lb_buf_free(b) end
 end
 
 -- Appends the sync-flush tail (between chunks of a streamed message).
@@ -710,7 +713,7 @@ local function got_close(self, code, reason)
   return nil, err
 end
 
--- After a large inflated message: its output buffer goes.
+-- After an inflated message: its output buffer goes, unless small.
 local function release_inflated(self)
   if self.fast_comp then self.comp:_trim("in") end
   self.zkeep = nil
@@ -756,7 +759,7 @@ local function deliver_whole(self, buf, p, n, plen)
   local res
   if buf then buf:putcdata(rp, rn); res = buf else res = ffi_string(rp, rn) end
   ib:skip(n + plen)
-  if rn > KEEP and msg.compressed ~= 0 then release_inflated(self) end
+  if msg.compressed ~= 0 then release_inflated(self) end
   return res, opcode
 end
 
@@ -902,7 +905,7 @@ local function read_msg(self, buf)
             if opcode == TEXT and rn > 0 and utf8_check(rp, rn) ~= 0 then return fail(self, LB_EUTF8) end
             dst:putcdata(rp, rn)
             zb:reset()
-            if rn > KEEP then release_inflated(self) end
+            release_inflated(self)
           else
             if tonumber(msg.len) > self.limit then return fail(self, LB_ETOOLARGE) end
             if text and utf8_finish(self.u8) ~= 0 then return fail(self, LB_EUTF8) end
