@@ -9,6 +9,9 @@
 #     Z: "" (no compression offered), nct (no context takeover), ctx (takeover)
 #   bash bench/ws_mem.sh lowbit echo 10 15728640        # the issue-10 case
 #   bash bench/ws_mem.sh gorilla echo 200 1024 nct text # per-conn cost of deflate
+# The server runs examples/ws_echo.lua from the current directory (echo
+# mode); LOWBIT=path picks another lowbit binary (to compare with a build of
+# an older commit, run from its checkout).
 set -u
 SRV=${1:-lowbit}; MODE=${2:-echo}; N=${3:-10}; SIZE=${4:-15728640}; Z=${5:-}; TEXT=${6:-}
 PORT=${PORT:-18177}
@@ -21,7 +24,7 @@ mkdir -p "$B"
 if ss -ltn 2>/dev/null | grep -q "127.0.0.1:$PORT "; then echo "port $PORT is in use"; exit 1; fi
 log=$(mktemp)
 case $SRV in
-  lowbit) "$here/../build/bin/lowbit" "$here/ws_mem/server.lua" "127.0.0.1:$PORT" "$MODE" 2>"$log" & ;;
+  lowbit) "${LOWBIT:-$here/../build/bin/lowbit}" "$here/ws_mem/server.lua" "127.0.0.1:$PORT" "$MODE" 2>"$log" & ;;
   gorilla) "$B/wsmem_gorilla" "127.0.0.1:$PORT" "$MODE" 2>"$log" & ;;
   *) echo "server: lowbit or gorilla"; exit 1 ;;
 esac
@@ -40,9 +43,9 @@ exec 3>"$fifo"
 for _ in $(seq 600); do grep -q ready "$fifo.out" 2>/dev/null && break; kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
 [ "$MODE" = read ] && sleep 1 # the server may still be reading the last bytes
 sleep 1.5
-r1=$(rss); h1=$(held)
-printf "%s %s conns=%s size=%s z=%s %s: RSS +%d KiB = %.1f KiB/conn; held +%d KiB = %.1f KiB/conn (%s)\n" \
-  "$SRV" "$MODE" "$N" "$SIZE" "${Z:-none}" "${TEXT:-random}" $((r1 - r0)) "$(echo "($r1 - $r0) / $N" | bc -l)" \
+r1=$(rss); h1=$(held); peak=$(awk '/^VmHWM/ {print $2}' "/proc/$spid/status")
+printf "%s %s conns=%s size=%s z=%s %s: RSS +%d KiB = %.1f KiB/conn (peak +%d KiB); held +%d KiB = %.1f KiB/conn (%s)\n" \
+  "$SRV" "$MODE" "$N" "$SIZE" "${Z:-none}" "${TEXT:-random}" $((r1 - r0)) "$(echo "($r1 - $r0) / $N" | bc -l)" $((peak - r0)) \
   $((h1 - h0)) "$(echo "($h1 - $h0) / $N" | bc -l)" "$(cat "$fifo.out")"
 exec 3>&-
 wait $cpid 2>/dev/null

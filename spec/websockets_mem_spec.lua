@@ -122,6 +122,30 @@ describe("websockets memory after large messages", function()
     end)
   end)
 
+  it("sends large frames in parts over a conn without write_buffer (a pipe), both ways", function()
+    run(function()
+      for _, comp in ipairs{ false, { server_no_context_takeover = true, client_no_context_takeover = true } } do
+        local a, b = net.pipe()
+        local s = websockets.new(a, { server = true, read_limit = 64 * MiB, compression = comp })
+        local c = websockets.new(b, { read_limit = 64 * MiB, compression = comp })
+        local big = payload(2 * MiB + 5, 11)
+        local sent = buffer.new():put(big) -- a string.buffer payload, not consumed
+        lowbit.go(function() assert(s:write_message(BINARY, sent)) end)
+        assert.is_true(c:read_message() == big)
+        assert.equal(#big, #sent)
+        lowbit.go(function() assert(c:write_message(BINARY, big)) end)
+        assert.is_true(s:read_message() == big)
+        lowbit.go(function() s:read_message() end)
+        lowbit.go(function() c:read_message() end)
+        lowbit.sleep((websockets.IDLE_RELEASE or 0) + 0.2)
+        assert_small(s, "pipe")
+        assert_small(c, "pipe")
+        a:close(); b:close()
+        lowbit.sleep(0.01)
+      end
+    end)
+  end)
+
   it("answers a ping between the parts of a large frame, never inside it", function()
     run(function()
       local pongs = 0
