@@ -22,7 +22,8 @@ local function pair(opts)
   for _ = 1, 200 do if raw_s then break end lowbit.sleep(0.005) end
   ln:close()
   local function o(server)
-    return { server = server, read_limit = 64 * MiB, compression = opts.compression }
+    return { server = server, read_limit = 64 * MiB, compression = opts.compression,
+             close_timeout = opts.close_timeout }
   end
   return assert(websockets.new(raw_s, o(true))), assert(websockets.new(raw_c, o(false)))
 end
@@ -165,6 +166,22 @@ describe("websockets memory after large messages", function()
       assert.equal("after", c:read_message()) -- the pong was read on the way
       assert.equal(1, pongs)
       c:close()
+    end)
+  end)
+
+  it("close() during a large frame to a peer that does not read ends the connection", function()
+    run(function()
+      local s, c = pair{ close_timeout = 0.3 }
+      local big = payload(16 * MiB, 9)
+      local wrote, werr = "pending", nil
+      lowbit.go(function() wrote, werr = s:write_message(BINARY, big) end)
+      lowbit.sleep(0.05)
+      assert.equal("pending", wrote) -- blocked: c reads nothing
+      s:close() -- its Close cannot go inside the frame: it waits, then gives up
+      for _ = 1, 200 do if wrote ~= "pending" then break end lowbit.sleep(0.01) end
+      assert.is_nil(wrote)
+      assert.is_not_nil(werr)
+      c.conn:close()
     end)
   end)
 

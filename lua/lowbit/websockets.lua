@@ -323,7 +323,7 @@ function M.new(conn, opts)
     our_reset = params and ((server and params.server_no_context_takeover) or (not server and params.client_no_context_takeover)) or false,
     peer_reset = params and ((server and params.client_no_context_takeover) or (not server and params.server_no_context_takeover)) or false,
     proto = opts.subprotocol, on_pong = opts.on_pong,
-    wmu = lowbit.mutex(), large = false, rel = false,
+    wmu = lowbit.mutex(), large = false, large_done = false, rel = false,
     reading = false, sent_close = false, recv_close = false, conn_closed = false,
   }, WS)
   self.wbuf = type(conn.write_buffer) == "function"
@@ -385,7 +385,8 @@ end
 -- the header goes out first, then the payload straight from p in slices
 -- (a server's frame), or masked through ob in slices that are released
 -- after (a client's). Called with the write mutex held; control frames
--- sent meanwhile wait for it (self.large), so none lands inside this one.
+-- sent meanwhile wait for it (self.large, self.large_done), so none lands
+-- inside this one.
 local function send_large(self, fin, rsv1, op, p, n)
   local ob, conn = self.ob, self.conn
   ob:reset()
@@ -432,6 +433,8 @@ local function send_large(self, fin, rsv1, op, p, n)
     end
   end
   self.large = false
+  local d = self.large_done
+  if d then self.large_done = false; d:close() end
   if ok then return true end
   return nil, err
 end
@@ -442,13 +445,19 @@ local function send_frame(self, fin, rsv1, op, p, n)
   if n > DIRECT_MAX then return send_large(self, fin, rsv1, op, p, n) end
   if self.large then
     -- A control frame while a large frame goes out in parts: wait until it
-    -- is done. p may point into the read buffer, which may move meanwhile.
+    -- is done (at most close_timeout: a peer that does not read must not
+    -- hold close() forever). p may point into the read buffer, which may
+    -- move meanwhile.
     local s = ffi_string(p, n)
-    local mu = self.wmu
-    mu:lock()
-    local ok, err = send_frame(self, fin, rsv1, op, s, n)
-    mu:unlock()
-    return ok, err
+    local deadline = now() + self.close_timeout
+    while self.large do
+      local left = deadline - now()
+      if left <= 0 then return nil, errors.TIMEOUT end
+      local d = self.large_done
+      if not d then d = lowbit.chan(0); self.large_done = d end
+      lowbit.select{ d, lowbit.after(left) }
+    end
+    return send_frame(self, fin, rsv1, op, s, n)
   end
   local ob = self.ob
   ob:reset()
