@@ -23,12 +23,10 @@ local function echo(w, r)
   if not c then return end                      -- refused; the answer was written
   local buf = buffer.new()                       -- reused: no string per message
   while true do
-    local msg, op = c:read_message(buf)
+    buf:reset()                                  -- (an idle connection gets its memory
+    local msg, op = c:read_message(buf)          -- released by read_message)
     if not msg then break end                    -- closed (op is the error: .code, .reason)
     if not c:write_message(op, buf) then break end
-    -- reset keeps the buffer's memory for the next message; after a large
-    -- one, free gives it back, so that an idle connection stays small
-    if #buf > websockets.BUFFER_KEEP then buf:free() else buf:reset() end
   end
 end
 

@@ -101,6 +101,36 @@ describe("websockets memory after large messages", function()
     end)
   end
 
+  it("releases the memory of the empty buffer given to read_message once idle, never its contents", function()
+    run(function()
+      local s, c = pair()
+      local big = payload(3 * MiB, 13)
+      local buf, kept = buffer.new(), buffer.new()
+      local n = 0
+      lowbit.go(function()
+        while true do
+          buf:reset()
+          if not s:read_message(buf) then break end
+          n = n + 1
+          if n == 2 then kept:put(buf:tostring(), string.rep("k", 2 * MiB)) end
+          if n == 3 then s:read_message(kept); break end -- waits with contents in kept
+
+        end
+      end)
+      assert(c:write_message(BINARY, big))
+      assert(c:write_message(BINARY, "second"))
+      lowbit.sleep((websockets.IDLE_RELEASE or 0) + 0.2)
+      assert.equal(2, n)
+      assert.equal(0, #buf)
+      assert.is_true(cap(buf) <= KEEP, ("the idle reader's buffer keeps %d bytes"):format(cap(buf)))
+      assert(c:write_message(BINARY, "third"))
+      lowbit.sleep((websockets.IDLE_RELEASE or 0) + 0.2)
+      assert.equal(6 + 2 * MiB, #kept) -- a buffer with contents is left alone
+      assert.equal("second", kept:get(6))
+      c:close()
+    end)
+  end)
+
   it("writes a large payload from the caller's string, not from a copy", function()
     run(function()
       local s, c = pair()

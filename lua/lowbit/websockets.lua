@@ -7,11 +7,10 @@
 --   if not c then return end            -- the refusal was written to w
 --   local buf = require("string.buffer").new()
 --   while true do
---     local msg, op = c:read_message(buf)  -- buf: no string made per message
+--     buf:reset()                           -- (read_message releases an empty
+--     local msg, op = c:read_message(buf)  -- buf's memory when idle)
 --     if not msg then break end             -- op is nil; see the error's code
 --     c:write_message(op, msg)
---     -- reset keeps buf's memory; free releases it after a large message
---     if #buf > websockets.BUFFER_KEEP then buf:free() else buf:reset() end
 --   end
 --
 --   -- client
@@ -323,7 +322,7 @@ function M.new(conn, opts)
     our_reset = params and ((server and params.server_no_context_takeover) or (not server and params.client_no_context_takeover)) or false,
     peer_reset = params and ((server and params.client_no_context_takeover) or (not server and params.server_no_context_takeover)) or false,
     proto = opts.subprotocol, on_pong = opts.on_pong,
-    wmu = lowbit.mutex(), large = false, large_done = false, rel = false,
+    wmu = lowbit.mutex(), large = false, large_done = false, rel = false, rel_buf = false,
     reading = false, sent_close = false, recv_close = false, conn_closed = false,
   }, WS)
   self.wbuf = type(conn.write_buffer) == "function"
@@ -382,9 +381,9 @@ local function mask_key()
 end
 
 -- A frame whose payload does not fit the frame buffer (see BUFFER_KEEP):
--- the header goes out first, then the payload straight from p in slices
--- (a server's frame), or masked through ob in slices that are released
--- after (a client's). Called with the write mutex held; control frames
+-- the header and the start of the payload go out from ob, then the rest
+-- straight from p in slices (a server's frame), or all of it masked
+-- through ob in slices that are released after (a client's). Called with the write mutex held; control frames
 -- sent meanwhile wait for it (self.large, self.large_done), so none lands
 -- inside this one.
 local function send_large(self, fin, rsv1, op, p, n)
@@ -415,6 +414,11 @@ local function send_large(self, fin, rsv1, op, p, n)
     end
     ob:free()
   else
+    -- The header goes with the start of the payload (no tiny packet of
+    -- its own), as much as fills ob up to BUFFER_KEEP.
+    off = KEEP - 14
+    ffi_copy(ob:reserve(off), src, off)
+    ob:commit(off)
     ok, err = flush_out(self)
     if ok then
       local wbuf = self.wbuf
@@ -806,7 +810,8 @@ local function bloated(self)
 end
 
 -- Timer callback: the connection has waited IDLE_RELEASE seconds between
--- messages; its grown reading buffers go. (Released on a timer, not after
+-- messages; its grown reading buffers go, and the buffer read_message was
+-- given if it is still empty (free = reset + the memory back). (Released on a timer, not after
 -- each message: a stream of large messages would otherwise pay for a
 -- fresh buffer, page faults included, for every one.)
 local function release_idle(e)
@@ -816,6 +821,11 @@ local function release_idle(e)
   if #ib == 0 then ib:free() end -- (bytes may have come in this loop pass)
   self.mb:free()
   if self.zb then self.zb:free() end
+  local ub = self.rel_buf
+  if ub then
+    self.rel_buf = false
+    if #ub == 0 then ub:free() end
+  end
 end
 
 local function read_msg(self, buf)
@@ -829,12 +839,17 @@ local function read_msg(self, buf)
     local n = EAGAIN
     if len >= 2 then n = tonumber(parse_header(h, p, len, self.pflags, self.wire_limit)) end
     if n == EAGAIN then
-      if len == 0 and not started and not self.rel and bloated(self) then
-        self.rel = timer_add(now() + M.IDLE_RELEASE, release_idle, self)
+      if len == 0 and not started and not self.rel then
+        -- The caller's buf, when empty, is only memory too.
+        local ub = buf and #buf == 0 and room(buf) > KEEP and buf or false
+        if ub or bloated(self) then
+          self.rel_buf = ub
+          self.rel = timer_add(now() + M.IDLE_RELEASE, release_idle, self)
+        end
       end
       local ok, err = more(self)
       local e = self.rel
-      if e then timer_cancel(e); self.rel = false end
+      if e then timer_cancel(e); self.rel = false; self.rel_buf = false end
       if not ok then return io_fail(self, err) end
       if not started then
         local res, op = whole_message(self, buf)
@@ -929,7 +944,9 @@ end
 
 --- Reads the next data message: returns payload, opcode (TEXT or BINARY).
 --- With buf (a string.buffer) the payload is appended to buf and buf is
---- returned instead of a new string. Control frames are handled on the
+--- returned instead of a new string; when buf is empty and larger than
+--- BUFFER_KEEP, and no message comes for IDLE_RELEASE seconds, its memory
+--- is released (buf:free(): still empty and usable). Control frames are handled on the
 --- way (see the module comment). At the end: nil, err (err.code,
 --- err.reason); every later call returns the same.
 function WS:read_message(buf)
