@@ -199,6 +199,29 @@ describe("websockets memory after large messages", function()
     end)
   end)
 
+  it("keeps reading while its large frame waits: a ping's pong is queued, not awaited", function()
+    run(function()
+      local pongs = 0
+      local s, c = pair()
+      c.on_pong = function(p) assert.equal("p2", p); pongs = pongs + 1 end
+      local big, big2 = payload(8 * MiB, 17), payload(8 * MiB, 19)
+      local got_s
+      lowbit.go(function() got_s = s:read_message() end)
+      lowbit.go(function() assert(s:write_message(BINARY, big)) end)
+      lowbit.sleep(0.05)
+      -- the client writes before it reads: the server must read meanwhile
+      assert(c:ping("p2"))
+      assert(c:write_message(BINARY, big2))
+      for _ = 1, 500 do if got_s then break end lowbit.sleep(0.01) end
+      assert.is_true(got_s == big2)
+      assert.is_true(c:read_message() == big)
+      assert(s:write_message(BINARY, "after"))
+      assert.equal("after", c:read_message())
+      assert.equal(1, pongs)
+      c:close()
+    end)
+  end)
+
   it("close() during a large frame to a peer that does not read ends the connection", function()
     run(function()
       local s, c = pair{ close_timeout = 0.3 }

@@ -101,11 +101,12 @@ local function make_err(kind, code, reason, detail)
 end
 
 --- Bytes of buffer a connection keeps. A frame larger than this is written
---- from the caller's string or buffer instead of being copied; the
---- compressor's output buffers are released after a message that grew them
---- past it; the reading buffers (read, reassembly) once the connection has
---- waited IDLE_RELEASE seconds for the next message. An idle connection
---- holds a few KiB whatever it carried.
+--- from the caller's string or buffer instead of being copied; the reading
+--- buffers (read, reassembly, and an empty buffer given to read_message)
+--- grown past it are released once the connection has waited IDLE_RELEASE
+--- seconds for the next message. (The default compressor's buffers go
+--- after each message unless at most 4 KiB.) An idle connection holds a
+--- few KiB whatever it carried.
 M.BUFFER_KEEP = 16 * 1024
 --- Seconds a connection waits between messages before its reading buffers
 --- grown past BUFFER_KEEP are released.
@@ -322,7 +323,8 @@ function M.new(conn, opts)
     our_reset = params and ((server and params.server_no_context_takeover) or (not server and params.client_no_context_takeover)) or false,
     peer_reset = params and ((server and params.client_no_context_takeover) or (not server and params.server_no_context_takeover)) or false,
     proto = opts.subprotocol, on_pong = opts.on_pong,
-    wmu = lowbit.mutex(), large = false, large_done = false, rel = false, rel_buf = false,
+    wmu = lowbit.mutex(), large = false, q_pong = false, q_ping = false, q_close = false,
+    rel = false, rel_buf = false,
     reading = false, sent_close = false, recv_close = false, conn_closed = false,
   }, WS)
   self.wbuf = type(conn.write_buffer) == "function"
@@ -380,12 +382,14 @@ local function mask_key()
   return key
 end
 
+local send_frame
+
 -- A frame whose payload does not fit the frame buffer (see BUFFER_KEEP):
 -- the header and the start of the payload go out from ob, then the rest
 -- straight from p in slices (a server's frame), or all of it masked
--- through ob in slices that are released after (a client's). Called with the write mutex held; control frames
--- sent meanwhile wait for it (self.large, self.large_done), so none lands
--- inside this one.
+-- through ob in slices that are released after (a client's). Called with
+-- the write mutex held; control frames sent meanwhile are queued
+-- (self.large) and go out right after it, never inside it.
 local function send_large(self, fin, rsv1, op, p, n)
   local ob, conn = self.ob, self.conn
   ob:reset()
@@ -437,31 +441,32 @@ local function send_large(self, fin, rsv1, op, p, n)
     end
   end
   self.large = false
-  local d = self.large_done
-  if d then self.large_done = false; d:close() end
+  -- The control frames that came meanwhile (the write mutex is still ours:
+  -- no data frame can start before them).
+  local pong, ping, close = self.q_pong, self.q_ping, self.q_close
+  if pong or ping or close then
+    self.q_pong, self.q_ping, self.q_close = false, false, false
+    if ok and pong then send_frame(self, 1, 0, PONG, pong, #pong) end
+    if ok and ping then send_frame(self, 1, 0, PING, ping, #ping) end
+    if ok and close then send_frame(self, 1, 0, CLOSE, close, #close) end
+  end
   if ok then return true end
   return nil, err
 end
 
 -- Writes one frame; the payload p (string or pointer, n bytes) is copied
 -- into the frame buffer before anything can yield, unless it is large.
-local function send_frame(self, fin, rsv1, op, p, n)
+function send_frame(self, fin, rsv1, op, p, n)
   if n > DIRECT_MAX then return send_large(self, fin, rsv1, op, p, n) end
   if self.large then
-    -- A control frame while a large frame goes out in parts: wait until it
-    -- is done (at most close_timeout: a peer that does not read must not
-    -- hold close() forever). p may point into the read buffer, which may
-    -- move meanwhile.
+    -- A control frame while a large frame goes out in parts: the task
+    -- writing that frame sends it right after, so nobody waits here (a
+    -- reader answering a ping must go on reading). One of each kind is
+    -- kept, the latest (a pong may answer only the latest ping, RFC 6455
+    -- 5.5.3). p may point into the read buffer: copied.
     local s = ffi_string(p, n)
-    local deadline = now() + self.close_timeout
-    while self.large do
-      local left = deadline - now()
-      if left <= 0 then return nil, errors.TIMEOUT end
-      local d = self.large_done
-      if not d then d = lowbit.chan(0); self.large_done = d end
-      lowbit.select{ d, lowbit.after(left) }
-    end
-    return send_frame(self, fin, rsv1, op, s, n)
+    if op == PONG then self.q_pong = s elseif op == PING then self.q_ping = s else self.q_close = s end
+    return true
   end
   local ob = self.ob
   ob:reset()
@@ -811,9 +816,9 @@ end
 
 -- Timer callback: the connection has waited IDLE_RELEASE seconds between
 -- messages; its grown reading buffers go, and the buffer read_message was
--- given if it is still empty (free = reset + the memory back). (Released on a timer, not after
--- each message: a stream of large messages would otherwise pay for a
--- fresh buffer, page faults included, for every one.)
+-- given if it is still empty (free = reset + the memory back). Released on
+-- a timer, not after each message: a stream of large messages would
+-- otherwise pay for a fresh buffer, page faults included, every time.
 local function release_idle(e)
   local self = e.data
   self.rel = false
@@ -946,8 +951,8 @@ end
 --- With buf (a string.buffer) the payload is appended to buf and buf is
 --- returned instead of a new string; when buf is empty and larger than
 --- BUFFER_KEEP, and no message comes for IDLE_RELEASE seconds, its memory
---- is released (buf:free(): still empty and usable). Control frames are handled on the
---- way (see the module comment). At the end: nil, err (err.code,
+--- is released (buf:free(): still empty and usable). Control frames are
+--- handled on the way (see the module comment). At the end: nil, err (err.code,
 --- err.reason); every later call returns the same.
 function WS:read_message(buf)
   if buf ~= nil and (type(buf) ~= "userdata" or not buf.putcdata) then
