@@ -24,8 +24,8 @@ local function echo(w, r)
   if not c then return end                      -- refused; the answer was written
   local buf = buffer.new()                       -- reused: no string per message
   while true do
-    buf:reset()
-    local msg, op = c:read_message(buf)
+    buf:reset()                                  -- (an idle connection gets its memory
+    local msg, op = c:read_message(buf)          -- released by read_message)
     if not msg then break end                    -- closed (op is the error: .code, .reason)
     if not c:write_message(op, buf) then break end
   end

@@ -13,16 +13,108 @@
 
 #include <zlib.h>
 
+/* A zlib stream on the heap: zlib's state points back at its z_stream, so
+ * a stream cannot move, and a pooled one changes hands by pointer. */
+typedef struct zstream {
+  z_stream z;
+  int inflating;        /* 1: inflate stream, 0: deflate */
+  int bits, level;      /* what it was made with (the pool's key) */
+  struct zstream *next; /* in the pool */
+} zstream;
+
 struct lb_deflate {
-  z_stream d;           /* our compressor */
-  z_stream i;           /* the peer's data (zlib path) */
-  lb_inflate *whole;    /* the peer's data (whole-message path) */
+  /* A direction with context takeover owns its stream (and keeps its
+   * window between messages); one without takes a stream from the thread's
+   * pool for the length of one call, so that idle connections hold none. */
+  zstream *d;           /* our compressor, when owned */
+  zstream *i;           /* the peer's data (zlib path), when owned */
   int d_no_takeover;
   int i_no_takeover;
-  int d_ready, i_ready; /* init succeeded (for free) */
+  int d_bits, i_bits, level;
+  int whole;            /* the peer's data goes through lb_inflate (pooled) */
   uint8_t *dict;        /* inflate window kept across a BFINAL (takeover only) */
   size_t dict_cap;
 };
+
+/* The pools: per thread (contexts are used by one thread at a time, and
+ * each call returns what it took before it ends), a few entries each. With
+ * one event loop per thread, a call never overlaps another, so one stream
+ * of each kind serves every connection. */
+enum { POOL_MAX = 4 };
+static __thread zstream *z_pool;
+static __thread int z_pooled;
+static __thread lb_inflate *w_pool[POOL_MAX];
+static __thread int w_pooled;
+
+static void zstream_free(zstream *s) {
+  if (s == NULL) return;
+  if (s->inflating) inflateEnd(&s->z);
+  else deflateEnd(&s->z);
+  free(s);
+}
+
+static zstream *zstream_new(int inflating, int bits, int level) {
+  zstream *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->inflating = inflating;
+  s->bits = bits;
+  s->level = level;
+  /* Negative window bits select a raw stream: no zlib header or trailer. */
+  int rc = inflating ? inflateInit2(&s->z, -bits)
+                     : deflateInit2(&s->z, level, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY);
+  if (rc != Z_OK) { free(s); return NULL; }
+  return s;
+}
+
+/* A reset stream from the pool, or a new one. */
+static zstream *pool_take(int inflating, int bits, int level) {
+  for (zstream **pp = &z_pool; *pp != NULL; pp = &(*pp)->next) {
+    zstream *s = *pp;
+    if (s->inflating == inflating && s->bits == bits && (inflating || s->level == level)) {
+      *pp = s->next;
+      z_pooled--;
+      s->next = NULL;
+      if ((inflating ? inflateReset(&s->z) : deflateReset(&s->z)) == Z_OK) return s;
+      zstream_free(s);
+      break;
+    }
+  }
+  return zstream_new(inflating, bits, level);
+}
+
+static void pool_give(zstream *s) {
+  if (z_pooled >= POOL_MAX) {
+    /* Full: the oldest entry goes (the last one in the list). */
+    zstream **pp = &z_pool;
+    while ((*pp)->next != NULL) pp = &(*pp)->next;
+    zstream_free(*pp);
+    *pp = NULL;
+    z_pooled--;
+  }
+  s->next = z_pool;
+  z_pool = s;
+  z_pooled++;
+}
+
+static lb_inflate *whole_take(void) {
+  if (w_pooled > 0) return w_pool[--w_pooled];
+  return lb_inflate_new();
+}
+
+static void whole_give(lb_inflate *w) {
+  if (w_pooled < POOL_MAX) w_pool[w_pooled++] = w;
+  else lb_inflate_free(w);
+}
+
+void lb_deflate_pool_clear(void) {
+  while (z_pool != NULL) {
+    zstream *s = z_pool;
+    z_pool = s->next;
+    zstream_free(s);
+  }
+  z_pooled = 0;
+  while (w_pooled > 0) lb_inflate_free(w_pool[--w_pooled]);
+}
 
 /* RFC 7692 7.2.1: the 4 octets a sync flush ends with (an empty stored
  * block's LEN/NLEN), removed by the sender and appended by the receiver. */
@@ -52,9 +144,18 @@ lb_deflate *lb_deflate_new(int deflate_bits, int deflate_no_takeover,
   if (c == NULL) return NULL;
   c->d_no_takeover = deflate_no_takeover ? 1 : 0;
   c->i_no_takeover = inflate_no_takeover ? 1 : 0;
-  /* Negative window bits select a raw stream: no zlib header or trailer. */
-  if (deflateInit2(&c->d, level, Z_DEFLATED, -db, 8, Z_DEFAULT_STRATEGY) != Z_OK) goto fail;
-  c->d_ready = 1;
+  c->d_bits = db;
+  c->i_bits = ib;
+  c->level = level;
+  if (c->d_no_takeover) {
+    /* Check now that such a stream can be made (the pool keeps it). */
+    zstream *s = pool_take(0, db, level);
+    if (s == NULL) goto fail;
+    pool_give(s);
+  } else {
+    c->d = zstream_new(0, db, level);
+    if (c->d == NULL) goto fail;
+  }
   if (c->i_no_takeover && ib == 15) {
     /* Every message is a stream of its own (RFC 7692 7.1.1.2): decode it
      * whole with lb_inflate, several times faster than zlib's inflate.
@@ -62,17 +163,23 @@ lb_deflate *lb_deflate_new(int deflate_bits, int deflate_no_takeover,
      * window does for them (the largest distance is 32768); with a smaller
      * negotiated window, a peer's match past it must be refused, so those
      * stay on zlib, which behaves as before for them. */
-    c->whole = lb_inflate_new();
-    if (c->whole == NULL) goto fail;
+    c->whole = 1;
+    lb_inflate *w = whole_take();
+    if (w == NULL) goto fail;
+    whole_give(w);
     return c;
   }
-  if (inflateInit2(&c->i, -ib) != Z_OK) goto fail;
-  c->i_ready = 1;
-  if (!c->i_no_takeover) {
-    c->dict_cap = (size_t)1 << ib;
-    c->dict = malloc(c->dict_cap);
-    if (c->dict == NULL) goto fail;
+  if (c->i_no_takeover) {
+    zstream *s = pool_take(1, ib, 0);
+    if (s == NULL) goto fail;
+    pool_give(s);
+    return c;
   }
+  c->i = zstream_new(1, ib, 0);
+  if (c->i == NULL) goto fail;
+  c->dict_cap = (size_t)1 << ib;
+  c->dict = malloc(c->dict_cap);
+  if (c->dict == NULL) goto fail;
   return c;
 fail:
   lb_deflate_free(c);
@@ -91,9 +198,8 @@ lb_deflate *lb_deflate_new_from_params(const lb_deflate_params *p, int is_server
 
 void lb_deflate_free(lb_deflate *c) {
   if (c == NULL) return;
-  if (c->d_ready) deflateEnd(&c->d);
-  if (c->i_ready) inflateEnd(&c->i);
-  lb_inflate_free(c->whole);
+  zstream_free(c->d);
+  zstream_free(c->i);
   free(c->dict);
   free(c);
 }
@@ -136,16 +242,26 @@ static ptrdiff_t compress_literals(const uint8_t *in, size_t n, lb_buf *out) {
   return (ptrdiff_t)o;
 }
 
+static ptrdiff_t compress_with(z_stream *z, const uint8_t *in, size_t n, lb_buf *out);
+
 ptrdiff_t lb_deflate_compress(lb_deflate *c, const uint8_t *in, size_t n, lb_buf *out) {
   /* Without context takeover every message stands alone, so one may be
    * coded without zlib. */
   if (c->d_no_takeover && n > 0 && n <= LITERAL_MAX) return compress_literals(in, n, out);
-  z_stream *z = &c->d;
+  /* Without context takeover (RFC 7692 7.1.1.1) a pooled stream, reset,
+   * serves this message and goes back. */
+  zstream *zs = c->d_no_takeover ? pool_take(0, c->d_bits, c->level) : c->d;
+  if (zs == NULL) return LB_ENOMEM;
+  ptrdiff_t r = compress_with(&zs->z, in, n, out);
+  if (c->d_no_takeover) pool_give(zs);
+  return r;
+}
+
+static ptrdiff_t compress_with(z_stream *z, const uint8_t *in, size_t n, lb_buf *out) {
   size_t start = out->len;
   const uint8_t *ip = in;
   size_t left = n;
   int rc = 0;
-  if (c->d_no_takeover) deflateReset(z); /* RFC 7692 7.1.1.1 */
   z->avail_in = 0;
   for (;;) {
     if (z->avail_in == 0 && left > 0) {
@@ -196,8 +312,7 @@ fail:
 /* After a message that ended the deflate stream (BFINAL), inflate needs a
  * reset; under context takeover the window is carried over as a preset
  * dictionary so later messages may still refer back into it. */
-static int restart_inflate(lb_deflate *c) {
-  z_stream *z = &c->i;
+static int restart_inflate(lb_deflate *c, z_stream *z) {
   if (c->i_no_takeover || c->dict == NULL) return inflateReset(z) == Z_OK ? 0 : LB_EINTERNAL;
   uInt dlen = 0;
   if (inflateGetDictionary(z, c->dict, &dlen) != Z_OK || dlen > c->dict_cap) return LB_EINTERNAL;
@@ -207,7 +322,7 @@ static int restart_inflate(lb_deflate *c) {
 }
 
 /* Whole-message decompression without context takeover (lb_inflate). */
-static ptrdiff_t decompress_whole(lb_deflate *c, const uint8_t *in, size_t n,
+static ptrdiff_t decompress_whole(lb_inflate *w, const uint8_t *in, size_t n,
                                   lb_buf *out, size_t limit) {
   if (n == 0) return 0; /* as on the zlib path */
   size_t need = n + sizeof WHOLE_TAIL; /* n is the size of an object: no overflow */
@@ -225,7 +340,7 @@ static ptrdiff_t decompress_whole(lb_deflate *c, const uint8_t *in, size_t n,
     uint8_t *dst = lb_buf_reserve(out, room);
     if (dst == NULL) return LB_ENOMEM;
     lb_inflate_result res;
-    int r = lb_inflate_decode2(c->whole, in, n, WHOLE_TAIL, sizeof WHOLE_TAIL, dst, room, &res);
+    int r = lb_inflate_decode2(w, in, n, WHOLE_TAIL, sizeof WHOLE_TAIL, dst, room, &res);
     if (r == LB_OK) {
       /* The stream may end (BFINAL, RFC 7692 7.2.3.3) inside the payload or
        * the sync-flush tail: what follows is ignored, as zlib's inflate
@@ -243,15 +358,32 @@ static ptrdiff_t decompress_whole(lb_deflate *c, const uint8_t *in, size_t n,
   }
 }
 
+static ptrdiff_t decompress_with(lb_deflate *c, z_stream *z, const uint8_t *in, size_t n,
+                                 lb_buf *out, size_t limit);
+
 ptrdiff_t lb_deflate_decompress(lb_deflate *c, const uint8_t *in, size_t n,
                                 lb_buf *out, size_t limit) {
-  if (c->whole != NULL) return decompress_whole(c, in, n, out, limit);
-  z_stream *z = &c->i;
+  if (c->whole) {
+    lb_inflate *w = whole_take();
+    if (w == NULL) return LB_ENOMEM;
+    ptrdiff_t r = decompress_whole(w, in, n, out, limit);
+    whole_give(w);
+    return r;
+  }
+  /* Without context takeover (RFC 7692 7.1.1.2), a pooled stream, reset. */
+  zstream *zs = c->i_no_takeover ? pool_take(1, c->i_bits, 0) : c->i;
+  if (zs == NULL) return LB_ENOMEM;
+  ptrdiff_t r = decompress_with(c, &zs->z, in, n, out, limit);
+  if (c->i_no_takeover) pool_give(zs);
+  return r;
+}
+
+static ptrdiff_t decompress_with(lb_deflate *c, z_stream *z, const uint8_t *in, size_t n,
+                                 lb_buf *out, size_t limit) {
   size_t start = out->len, produced = 0, left = n;
   const uint8_t *ip = in;
   int fed_tail = 0, rc = 0;
   uint8_t probe;
-  if (c->i_no_takeover) inflateReset(z); /* RFC 7692 7.1.1.2 */
   /* An empty payload is taken as an empty message (the canonical form is
    * the single byte 00, but nothing decodes to anything else). */
   if (n == 0) return 0;
@@ -298,7 +430,7 @@ ptrdiff_t lb_deflate_decompress(lb_deflate *c, const uint8_t *in, size_t n,
     if (r == Z_STREAM_END) {
       /* BFINAL form (RFC 7692 7.2.3.3): whatever follows the final block,
        * including our tail, is not part of the stream. */
-      rc = restart_inflate(c);
+      rc = restart_inflate(c, z);
       if (rc != 0) goto fail;
       break;
     }

@@ -5,13 +5,20 @@
  *
  * - A context (lb_deflate_new) holds one compressor (our messages) and one
  *   decompressor (the peer's), each with its window size and context
- *   takeover setting. Their state is allocated once, in lb_deflate_new; no
- *   call allocates per message except by growing the caller's lb_buf.
+ *   takeover setting. A direction with context takeover owns its zlib
+ *   stream, allocated once in lb_deflate_new (about 260 KiB to compress,
+ *   40-70 KiB to decompress); a direction without takes a stream from a
+ *   per-thread pool for the length of one call and gives it back, so an
+ *   idle context without takeover holds a few dozen bytes, and the streams
+ *   are shared by every context of the thread. No call allocates per
+ *   message except by growing the caller's lb_buf (and the pool's first
+ *   use of a stream kind).
  * - Negotiation: lb_deflate_parse_offer() reads one element of a
  *   Sec-WebSocket-Extensions value, lb_deflate_accept_offer() picks the
  *   server's answer, lb_deflate_format_params() writes it.
  *
- * A context is not thread-safe; use one per connection.
+ * A context is not thread-safe; use one per connection (the pools are
+ * per thread: a context may move between threads between calls).
  */
 #ifndef LOWBIT_LB_DEFLATE_H
 #define LOWBIT_LB_DEFLATE_H
@@ -66,6 +73,10 @@ lb_deflate *lb_deflate_new_from_params(const lb_deflate_params *p, int is_server
 
 /* Releases the context; NULL is allowed. */
 void lb_deflate_free(lb_deflate *ctx);
+
+/* Frees the calling thread's pooled streams (they are made again on
+ * demand); for a thread about to end, and for leak checkers. */
+void lb_deflate_pool_clear(void);
 
 /*
  * Compresses one whole message in[0..n) and appends the payload to *out:

@@ -7,8 +7,8 @@
 --   if not c then return end            -- the refusal was written to w
 --   local buf = require("string.buffer").new()
 --   while true do
---     buf:reset()
---     local msg, op = c:read_message(buf)  -- buf: no string made per message
+--     buf:reset()                           -- (read_message releases an empty
+--     local msg, op = c:read_message(buf)  -- buf's memory when idle)
 --     if not msg then break end             -- op is nil; see the error's code
 --     c:write_message(op, msg)
 --   end
@@ -41,6 +41,7 @@ local type, error, tostring, tonumber, setmetatable, getmetatable, pcall =
   type, error, tostring, tonumber, setmetatable, getmetatable, pcall
 local concat = table.concat
 local now = lowbit.now
+local timer_add, timer_cancel = lowbit._timer_add, lowbit._timer_cancel
 
 local parse_header, msg_frame, ws_mask, build_header =
   C.lb_ws_parse_header, C.lb_ws_msg_frame, C.lb_ws_mask, C.lb_ws_build_header
@@ -98,6 +99,22 @@ local function make_err(kind, code, reason, detail)
   e.code, e.reason = code, reason
   return e
 end
+
+--- Bytes of buffer a connection keeps. A frame larger than this is written
+--- from the caller's string or buffer instead of being copied; the reading
+--- buffers (read, reassembly, and an empty buffer given to read_message)
+--- grown past it are released once the connection has waited IDLE_RELEASE
+--- seconds for the next message. (The default compressor's buffers go
+--- after each message unless at most 4 KiB.) An idle connection holds a
+--- few KiB whatever it carried.
+M.BUFFER_KEEP = 16 * 1024
+--- Seconds a connection waits between messages before its reading buffers
+--- grown past BUFFER_KEEP are released.
+M.IDLE_RELEASE = 0.5
+local KEEP = M.BUFFER_KEEP
+local DIRECT_MAX = KEEP - 14      -- larger payloads: send_large
+local SLICE = 256 * 1024          -- a server's large frame goes out in slices of this
+local STAGE = 64 * 1024           -- a client masks a large frame in slices of this
 
 -- Mask keys come from the CSPRNG, drawn 4 at a time from a pool.
 local KPOOL = 1024
@@ -181,6 +198,16 @@ function Deflate:_inflate(p, n, limit)
   return zin[0].data, r
 end
 
+-- Releases the output buffer of one direction ("in": inflated data, "out":
+-- deflated data) after a message, unless it is small: the connection then
+-- holds no more than that between messages. (These are malloc'd: a fresh
+-- one per message costs far less than the compression.)
+local ZKEEP = 4096
+function Deflate:_trim(which)
+  local b = which == "in" and self.zin or self.zout
+  if b[0].cap > ZKEEP then C.lb_buf_free(b) end
+end
+
 -- Appends the sync-flush tail (between chunks of a streamed message).
 function Deflate:_tail()
   C.lb_buf_append(self.zout, SYNC_TAIL, 4)
@@ -191,7 +218,9 @@ function Deflate:compress(s)
   if type(s) ~= "string" then arg_error("compressor:compress", "s", "string", s) end
   local p, n = self:_deflate(s, #s)
   if not p then return nil, errors.new("websocket: deflate failed: " .. core.strerror(n)) end
-  return ffi_string(p, n)
+  local z = ffi_string(p, n)
+  self:_trim("out")
+  return z
 end
 
 function Deflate:decompress(s, limit)
@@ -201,7 +230,9 @@ function Deflate:decompress(s, limit)
     if n == LB_ETOOLARGE then return nil, make_err(M.MESSAGE_TOO_BIG, 1009, "", "inflated message over the limit") end
     return nil, make_err(M.INVALID_DATA, 1007, "", core.strerror(n))
   end
-  return ffi_string(p, n)
+  local m = ffi_string(p, n)
+  self:_trim("in")
+  return m
 end
 
 function Deflate:reset()
@@ -292,7 +323,8 @@ function M.new(conn, opts)
     our_reset = params and ((server and params.server_no_context_takeover) or (not server and params.client_no_context_takeover)) or false,
     peer_reset = params and ((server and params.client_no_context_takeover) or (not server and params.server_no_context_takeover)) or false,
     proto = opts.subprotocol, on_pong = opts.on_pong,
-    wmu = lowbit.mutex(),
+    wmu = lowbit.mutex(), large = false, q_pong = false, q_ping = false, q_close = false,
+    rel = false, rel_buf = false,
     reading = false, sent_close = false, recv_close = false, conn_closed = false,
   }, WS)
   self.wbuf = type(conn.write_buffer) == "function"
@@ -340,20 +372,109 @@ local function flush_out(self)
   return true
 end
 
+local function mask_key()
+  if kpos >= KPOOL then
+    if C.lb_ws_random(kpool, KPOOL) ~= 0 then return nil end
+    kpos = 0
+  end
+  local key = kpool + kpos
+  kpos = kpos + 4
+  return key
+end
+
+local send_frame
+
+-- A frame whose payload does not fit the frame buffer (see BUFFER_KEEP):
+-- the header and the start of the payload go out from ob, then the rest
+-- straight from p in slices (a server's frame), or all of it masked
+-- through ob in slices that are released after (a client's). Called with
+-- the write mutex held; control frames sent meanwhile are queued
+-- (self.large) and go out right after it, never inside it.
+local function send_large(self, fin, rsv1, op, p, n)
+  local ob, conn = self.ob, self.conn
+  ob:reset()
+  local key
+  if self.client then
+    key = mask_key()
+    if not key then return nil, errors.new("websocket: CSPRNG failed") end
+  end
+  local hl = tonumber(build_header(ob:reserve(14), 14, fin, rsv1, op, key and 1 or 0, key, n))
+  ob:commit(hl)
+  local src = ffi_cast(u8ptr, p) -- (p, a string, stays referenced by the caller)
+  self.large = true
+  local ok, err = true, nil
+  local off = 0
+  if key then
+    while off < n do
+      local k = n - off
+      if k > STAGE then k = STAGE end
+      local d = ob:reserve(k)
+      ffi_copy(d, src + off, k)
+      ws_mask(d, k, key, off)
+      ob:commit(k)
+      ok, err = flush_out(self)
+      if not ok then break end
+      off = off + k
+    end
+    ob:free()
+  else
+    -- The header goes with the start of the payload (no tiny packet of
+    -- its own), as much as fills ob up to BUFFER_KEEP.
+    off = KEEP - 14
+    ffi_copy(ob:reserve(off), src, off)
+    ob:commit(off)
+    ok, err = flush_out(self)
+    if ok then
+      local wbuf = self.wbuf
+      local view = wbuf and buffer.new() or nil
+      while off < n do
+        local k = n - off
+        if k > SLICE then k = SLICE end
+        -- A TCP conn writes from the view without a copy (only the part
+        -- the socket did not take is copied, at most a slice).
+        if wbuf then view:set(src + off, k); ok, err = conn:write_buffer(view)
+        else ok, err = conn:write(ffi_string(src + off, k)) end
+        if not ok then self.werr = err; break end
+        off = off + k
+      end
+      if view then view:reset() end
+    end
+  end
+  self.large = false
+  -- The control frames that came meanwhile (the write mutex is still ours:
+  -- no data frame can start before them).
+  local pong, ping, close = self.q_pong, self.q_ping, self.q_close
+  if pong or ping or close then
+    self.q_pong, self.q_ping, self.q_close = false, false, false
+    if ok and pong then send_frame(self, 1, 0, PONG, pong, #pong) end
+    if ok and ping then send_frame(self, 1, 0, PING, ping, #ping) end
+    if ok and close then send_frame(self, 1, 0, CLOSE, close, #close) end
+  end
+  if ok then return true end
+  return nil, err
+end
+
 -- Writes one frame; the payload p (string or pointer, n bytes) is copied
--- into the frame buffer before anything can yield.
-local function send_frame(self, fin, rsv1, op, p, n)
+-- into the frame buffer before anything can yield, unless it is large.
+function send_frame(self, fin, rsv1, op, p, n)
+  if n > DIRECT_MAX then return send_large(self, fin, rsv1, op, p, n) end
+  if self.large then
+    -- A control frame while a large frame goes out in parts: the task
+    -- writing that frame sends it right after, so nobody waits here (a
+    -- reader answering a ping must go on reading). One of each kind is
+    -- kept, the latest (a pong may answer only the latest ping, RFC 6455
+    -- 5.5.3). p may point into the read buffer: copied.
+    local s = ffi_string(p, n)
+    if op == PONG then self.q_pong = s elseif op == PING then self.q_ping = s else self.q_close = s end
+    return true
+  end
   local ob = self.ob
   ob:reset()
   local dst = ob:reserve(n + 14)
   local hl
   if self.client then
-    if kpos >= KPOOL then
-      if C.lb_ws_random(kpool, KPOOL) ~= 0 then return nil, errors.new("websocket: CSPRNG failed") end
-      kpos = 0
-    end
-    local key = kpool + kpos
-    kpos = kpos + 4
+    local key = mask_key()
+    if not key then return nil, errors.new("websocket: CSPRNG failed") end
     hl = tonumber(build_header(dst, 14, fin, rsv1, op, 1, key, n))
     if n > 0 then
       ffi_copy(dst + hl, p, n)
@@ -429,6 +550,8 @@ function WS:write_message(op, s)
   if self.comp then
     local zp, zn = deflate(self, p, n)
     if zp then ok, err = send_frame(self, 1, 1, op, zp, zn) else err = zn end
+    if self.fast_comp then self.comp:_trim("out") end
+    self.zkeep = nil
   else
     ok, err = send_frame(self, 1, 0, op, p, n)
   end
@@ -521,6 +644,7 @@ function WS:stream_message(op, reader, chunk_size)
     if final then break end
     cur = nxt
   end
+  if self.fast_comp then comp:_trim("out") end
   mu:unlock()
   return true
 end
@@ -607,6 +731,12 @@ local function got_close(self, code, reason)
   return nil, err
 end
 
+-- After an inflated message: its output buffer goes, unless small.
+local function release_inflated(self)
+  if self.fast_comp then self.comp:_trim("in") end
+  self.zkeep = nil
+end
+
 -- Inflates a whole message payload. Returns ptr, len (valid until the next
 -- call), or nil, core error code.
 local function inflate(self, p, n)
@@ -647,6 +777,7 @@ local function deliver_whole(self, buf, p, n, plen)
   local res
   if buf then buf:putcdata(rp, rn); res = buf else res = ffi_string(rp, rn) end
   ib:skip(n + plen)
+  if msg.compressed ~= 0 then release_inflated(self) end
   return res, opcode
 end
 
@@ -671,6 +802,37 @@ local function whole_message(self, buf)
   return false
 end
 
+local function room(b)
+  local _, free = b:reserve(0)
+  return #b + free
+end
+
+-- Whether a reading buffer grew past BUFFER_KEEP (checked when the
+-- connection waits between messages).
+local function bloated(self)
+  local zb = self.zb
+  return room(self.ib) > KEEP or room(self.mb) > KEEP or (zb ~= nil and room(zb) > KEEP)
+end
+
+-- Timer callback: the connection has waited IDLE_RELEASE seconds between
+-- messages; its grown reading buffers go, and the buffer read_message was
+-- given if it is still empty (free = reset + the memory back). Released on
+-- a timer, not after each message: a stream of large messages would
+-- otherwise pay for a fresh buffer, page faults included, every time.
+local function release_idle(e)
+  local self = e.data
+  self.rel = false
+  local ib = self.ib
+  if #ib == 0 then ib:free() end -- (bytes may have come in this loop pass)
+  self.mb:free()
+  if self.zb then self.zb:free() end
+  local ub = self.rel_buf
+  if ub then
+    self.rel_buf = false
+    if #ub == 0 then ub:free() end
+  end
+end
+
 local function read_msg(self, buf)
   local ib, h, msg = self.ib, self.h, self.msg
   local mb = self.mb
@@ -682,7 +844,17 @@ local function read_msg(self, buf)
     local n = EAGAIN
     if len >= 2 then n = tonumber(parse_header(h, p, len, self.pflags, self.wire_limit)) end
     if n == EAGAIN then
+      if len == 0 and not started and not self.rel then
+        -- The caller's buf, when empty, is only memory too.
+        local ub = buf and #buf == 0 and room(buf) > KEEP and buf or false
+        if ub or bloated(self) then
+          self.rel_buf = ub
+          self.rel = timer_add(now() + M.IDLE_RELEASE, release_idle, self)
+        end
+      end
       local ok, err = more(self)
+      local e = self.rel
+      if e then timer_cancel(e); self.rel = false; self.rel_buf = false end
       if not ok then return io_fail(self, err) end
       if not started then
         local res, op = whole_message(self, buf)
@@ -755,11 +927,14 @@ local function read_msg(self, buf)
         end
         if fin then
           if compressed then
-            local zp, zn = self.zb:ref()
+            local zb = self.zb
+            local zp, zn = zb:ref()
             local rp, rn = inflate(self, zp, zn)
             if not rp then return fail(self, rn) end
             if opcode == TEXT and rn > 0 and utf8_check(rp, rn) ~= 0 then return fail(self, LB_EUTF8) end
             dst:putcdata(rp, rn)
+            zb:reset()
+            release_inflated(self)
           else
             if tonumber(msg.len) > self.limit then return fail(self, LB_ETOOLARGE) end
             if text and utf8_finish(self.u8) ~= 0 then return fail(self, LB_EUTF8) end
@@ -774,8 +949,10 @@ end
 
 --- Reads the next data message: returns payload, opcode (TEXT or BINARY).
 --- With buf (a string.buffer) the payload is appended to buf and buf is
---- returned instead of a new string. Control frames are handled on the
---- way (see the module comment). At the end: nil, err (err.code,
+--- returned instead of a new string; when buf is empty and larger than
+--- BUFFER_KEEP, and no message comes for IDLE_RELEASE seconds, its memory
+--- is released (buf:free(): still empty and usable). Control frames are
+--- handled on the way (see the module comment). At the end: nil, err (err.code,
 --- err.reason); every later call returns the same.
 function WS:read_message(buf)
   if buf ~= nil and (type(buf) ~= "userdata" or not buf.putcdata) then

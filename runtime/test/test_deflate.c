@@ -690,6 +690,41 @@ static void test_short_messages_as_literals_roundtrip(void) {
   lb_deflate_free(rx);
 }
 
+/* ---- the pools of streams for directions without context takeover ---- */
+
+/* Connections without context takeover share pooled streams: interleaved
+ * messages of several contexts (two window sizes, one with takeover among
+ * them) each round-trip, and none sees another's state. */
+static void test_pooled_streams_interleave(void) {
+  enum { N = 4 };
+  const int bits[N] = {15, 9, 15, 12};
+  const int nt[N] = {1, 1, 0, 1};
+  lb_deflate *tx[N], *rx[N];
+  for (int k = 0; k < N; k++) {
+    tx[k] = lb_deflate_new(bits[k], nt[k], bits[k], nt[k], 1);
+    rx[k] = lb_deflate_new(bits[k], nt[k], bits[k], nt[k], 1);
+    LB_CHECK(tx[k] != NULL && rx[k] != NULL);
+  }
+  uint8_t msg[3000];
+  lb_buf z = {0}, out = {0};
+  for (int round = 0; round < 40; round++) {
+    int k = (int)(rnd() % N);
+    size_t n = 1 + (size_t)(rnd() % sizeof msg);
+    for (size_t j = 0; j < n; j++) msg[j] = (uint8_t)("abcdefgh"[rnd() % 8]);
+    lb_buf_reset(&z);
+    lb_buf_reset(&out);
+    ptrdiff_t zn = lb_deflate_compress(tx[k], msg, n, &z);
+    LB_CHECK(zn > 0);
+    LB_CHECK_EQ(lb_deflate_decompress(rx[k], z.data, (size_t)zn, &out, 0), (ptrdiff_t)n);
+    LB_CHECK(buf_is(&out, msg, n));
+  }
+  for (int k = 0; k < N; k++) { lb_deflate_free(tx[k]); lb_deflate_free(rx[k]); }
+  lb_buf_free(&z);
+  lb_buf_free(&out);
+  lb_deflate_pool_clear();
+  lb_deflate_pool_clear(); /* twice is fine */
+}
+
 int main(void) {
   LB_RUN(test_compress_hello_with_context_takeover);
   LB_RUN(test_compress_hello_without_context_takeover);
@@ -715,5 +750,6 @@ int main(void) {
   LB_RUN(test_parse_offer_list_steps_through_offers);
   LB_RUN(test_accept_offer_and_format);
   LB_RUN(test_new_from_params_directions);
+  LB_RUN(test_pooled_streams_interleave);
   return LB_DONE();
 }
