@@ -256,6 +256,7 @@ for k, s in pairs(M.scripts) do SCRIPT_OF[SHA[k]] = s end
 
 local IOFail = {}
 IOFail.__index = IOFail
+local Multi = {} -- the waiters of a coalesced command
 
 local function connect(self, ctx)
   local o = self.opts
@@ -279,7 +280,7 @@ end
 local function flush_loop(self)
   while #self.pending > 0 do
     local cmds, ws = self.pending, self.waiters
-    self.pending, self.waiters = {}, {}
+    self.pending, self.waiters, self.ack_cmd = {}, {}, nil
     local c, err = self.cmd_conn, nil
     if c == nil or c.closed then
       c, err = connect(self)
@@ -313,7 +314,14 @@ local function flush_loop(self)
     end
     local fail_v = not res and setmetatable({ err = err }, IOFail) or nil
     for i = 1, #ws do
-      try_send(ws[i], fail_v or res[i])
+      local w, v = ws[i], fail_v or res[i]
+      if getmetatable(w) == Multi then
+        -- A coalesced ack: waiter k gets the k-th element of the reply.
+        local arr = type(v) == "table" and getmetatable(v) == nil
+        for k = 1, #w do try_send(w[k], arr and v[k] or v) end
+      else
+        try_send(w, v)
+      end
     end
   end
   self.flushing = false
@@ -327,6 +335,34 @@ local function exec(self, cmd)
   local n = #self.pending + 1
   self.pending[n] = cmd
   self.waiters[n] = ch
+  if not self.flushing then
+    self.flushing = true
+    lowbit.go(flush_loop, self)
+  end
+  local v = ch:recv()
+  if getmetatable(v) == IOFail then return nil, v.err end
+  if is_server_error(v) then return nil, errors.wrap(M.SCRIPT_ERROR, "%s", tostring(v)) end
+  return v
+end
+
+-- Acks of many jobs waiting for the same pipeline join one ACK script
+-- call (its reply holds one 1/0 per job).
+local function exec_ack(self, rid, token)
+  if self.closed then return nil, errors.wrap(errors.CLOSED, "backstage redis store") end
+  local ch = lowbit.chan(1)
+  local cmd = self.ack_cmd
+  if cmd == nil or #cmd >= 2 * self.batch + 6 then
+    cmd = { "EVALSHA", SHA.ack, 1, self.k_active, self.prefix, self.ttl_ms }
+    self.ack_cmd = cmd
+    local n = #self.pending + 1
+    self.pending[n] = cmd
+    self.waiters[n] = setmetatable({}, Multi)
+    self.ack_w = self.waiters[n]
+  end
+  cmd[#cmd + 1] = rid
+  cmd[#cmd + 1] = token
+  local w = self.ack_w
+  w[#w + 1] = ch
   if not self.flushing then
     self.flushing = true
     lowbit.go(flush_loop, self)
@@ -563,7 +599,12 @@ function Store:pop(ctx)
   end
   self.parked = self.parked + 1
   if self.parked == 1 then try_send(self.need, true) end
-  local i, job = lselect({ self.ch, ctx:done() })
+  local cases = self.cases
+  if self.cases_ctx ~= ctx then
+    cases = { self.ch, ctx:done() }
+    self.cases, self.cases_ctx = cases, ctx
+  end
+  local i, job = lselect(cases)
   if i == 1 then return job end
   self.parked = self.parked - 1
   return nil, ctx:err()
@@ -576,9 +617,9 @@ end
 --- ack(job): success (or a terminal end without fail). A refused ack
 --- (another process holds the job now) emits lease_lost.
 function Store:ack(job)
-  local v, err = exec(self, script_cmd("ack", 1, self.k_active, self.prefix, self.ttl_ms, job.rid, job.token))
+  local v, err = exec_ack(self, job.rid, job.token)
   if v == nil then return nil, err end
-  if v[1] ~= 1 then lease_lost(self, job, "ack") end
+  if v ~= 1 then lease_lost(self, job, "ack") end
   return true
 end
 
