@@ -185,6 +185,29 @@ describe("lowbit.backstage.redis_store", function()
     end)
   end)
 
+  it("leases of running jobs are renewed by one extend call per process (all its jobs): long jobs are not recovered", function()
+    run(function()
+      local q = newq()
+      local st = store(q, { visibility = 0.3 })
+      local calls = {}
+      local extend = st.extend
+      st.extend = function(self, jobs) calls[#calls + 1] = #jobs; return extend(self, jobs) end
+      local sv, evs = new_sv()
+      sv:register_queue(q, { workers = 3, store = st })
+      local runs = 0
+      sv:handle("long", function() runs = runs + 1; lowbit.sleep(1) end)
+      for i = 1, 3 do assert.is_true(sv:dispatch(q, { id = "L" .. i, name = "long" })) end
+      local cancel, wait = start(sv)
+      assert.is_true(eventually(function() return #of_type(evs, "job_done") == 3 end))
+      assert.equal(3, runs)
+      assert.equal(0, #of_type(evs, "job_recovered")); assert.equal(0, #of_type(evs, "lease_lost"))
+      assert.is_true(#calls >= 2)
+      assert.equal(3, calls[2]) -- one call carries the three running jobs
+      cancel(); assert.is_nil(wait())
+      st:close()
+    end)
+  end)
+
   it("30: a job recovered max_stalls+1 times lands in dead (reason stalled); recoveries do not consume retries", function()
     run(function()
       local q = newq()
@@ -339,7 +362,6 @@ describe("lowbit.backstage.redis_store", function()
     run(function()
       -- One fake clock shared by the three supervisors.
       local fake = { t = 1800000000 }
-      local waiters = {}
       local clock = {
         now = function() return fake.t end,
         sleep = function(ctx, s)
@@ -352,9 +374,10 @@ describe("lowbit.backstage.redis_store", function()
         end,
       }
       local fires = {}
-      local cancels, waits = {}, {}
+      local cancels, waits, coords = {}, {}, {}
       for i = 1, 3 do
         local coord = rstore.coordinator{ addr = srv.addr }
+        coords[#coords + 1] = coord
         local sv = new_sv("fake-cluster", { clock = clock, coordinator = coord })
         sv:schedule(bs.must_cron("*/5 * * * *"), { name = "five", run = function() fires[#fires + 1] = fake.t end })
         sv:schedule(bs.every(60), { name = "minute", run = function() fires[#fires + 1] = -fake.t end })
@@ -366,7 +389,7 @@ describe("lowbit.backstage.redis_store", function()
         lowbit.sleep(0.03)
       end
       lowbit.sleep(0.1)
-      for i = 1, 3 do cancels[i]() ; assert.is_nil(waits[i]()) end
+      for i = 1, 3 do cancels[i]() ; assert.is_nil(waits[i]()); coords[i]:close() end
       local five, minute = 0, 0
       local seen = {}
       for _, t in ipairs(fires) do
@@ -376,7 +399,6 @@ describe("lowbit.backstage.redis_store", function()
       end
       assert.equal(6, five) -- 1800000000 is a multiple of 300: 30 min = 6 ticks
       assert.is_true(minute >= 28 and minute <= 30, "every(60) fired " .. minute .. " times")
-      _ = waiters
 
       -- Three real processes.
       cmd("DEL", "lbtest:fires", "lb:sched:cluster:beat")
@@ -508,6 +530,44 @@ describe("lowbit.backstage.redis_store", function()
       c:close()
       assert.equal(#accepted, n)
       support.sh("kill -9 $(cat " .. r2.dir .. "/pid2)")
+    end)
+  end)
+
+  it("bad input: a serving queue survives a Redis restart (store_error events, then jobs run again) and a script error in claim", function()
+    run(function()
+      local r3 = assert(support.start_redis())
+      local st = bs.redis_store{ addr = r3.addr, queue = "restart", timeout = 5 }
+      local sv, evs = new_sv()
+      sv:register_queue("restart", { workers = 2, store = st })
+      local ran = {}
+      sv:handle("h", function(_, job) ran[#ran + 1] = job.id end)
+      assert.is_true(sv:dispatch("restart", { id = "before", name = "h" }))
+      local cancel, wait = start(sv)
+      assert.is_true(eventually(function() return #ran == 1 end))
+      r3.stop()
+      local ok, err = sv:dispatch("restart", { id = "down", name = "h" })
+      assert.is_nil(ok); assert.is_truthy(err)
+      assert.is_true(eventually(function() return #of_type(evs, "store_error") > 0 end))
+      support.sh(("redis-server --port %d --bind 127.0.0.1 --dir %s --save '' --appendonly no --daemonize no >/dev/null 2>&1 & echo $! > %s/pid3")
+        :format(r3.port, r3.dir, r3.dir))
+      assert.is_true(eventually(function() return (sv:dispatch("restart", { id = "after", name = "h" })) == true end))
+      assert.is_true(eventually(function() return #ran == 2 end))
+      assert.same({ "before", "after" }, ran)
+      -- A claim that fails in its script (ready is not a list): store_error, nothing raised.
+      local c = assert(redis.connect(r3.addr))
+      local n0 = #of_type(evs, "store_error")
+      assert(c:call("SET", "lb:{restart}:ready", "oops"))
+      assert(c:call("ZADD", "lb:{restart}:marker", 0, "m"))
+      assert.is_true(eventually(function() return #of_type(evs, "store_error") > n0 end))
+      local e = of_type(evs, "store_error")[#of_type(evs, "store_error")]
+      assert.equal("claim", e.op); assert.is_truthy(tostring(e.err):find("WRONGTYPE", 1, true))
+      assert(c:call("DEL", "lb:{restart}:ready"))
+      c:close()
+      assert.is_true(sv:dispatch("restart", { id = "fixed", name = "h" }))
+      assert.is_true(eventually(function() return #ran == 3 end))
+      cancel(); assert.is_nil(wait())
+      st:close()
+      support.sh("kill -9 $(cat " .. r3.dir .. "/pid3)")
     end)
   end)
 end)

@@ -12,7 +12,8 @@
 -- lb:{q}:delayed (ZSET id -> due ms), lb:{q}:dead (ZSET id -> failed-at),
 -- lb:{q}:marker (ZSET, wakes one idle fetcher), lb:{q}:j:<id> (HASH data,
 -- fails, stalls, token, error, reason), lb:{q}:done:<id> (dedupe
--- tombstone), lb:{q}:seq (ids of jobs without one), lb:sched:<sv>:<name>
+-- tombstone), lb:{q}:seq (ids of jobs without one), lb:{q}:tok (fencing
+-- token counter), lb:sched:<sv>:<name>
 -- (schedule ticks). Every transition is one Lua script run by EVALSHA, so
 -- any number of processes can share a queue without locks.
 --
@@ -89,10 +90,10 @@ return id
 ]]
 
 -- KEYS ready, active, delayed, dead, marker; ARGV prefix, vt_ms,
--- max_stalls, token, n, dead_max -> { claimed (id, token, data, fails,
+-- max_stalls, (unused), n, dead_max; tokens are INCR of <prefix>tok -> { claimed (id, token, data, fails,
 -- stalls)..., recovered (id, stalls)..., dead (id, stalls)..., wake_ms }
 local CLAIM = NOW .. TRIM .. [[
-local pfx, vt, maxst, tok, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local pfx, vt, maxst, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
 for i = 1, #due do redis.call('ZREM', KEYS[3], due[i]); redis.call('LPUSH', KEYS[1], due[i]) end
 local rec, dead = {}, {}
@@ -118,6 +119,7 @@ if n > 0 then
   local ids = redis.call('RPOP', KEYS[1], n)
   if ids then
     local dl = now + vt
+    local tok = redis.call('INCR', pfx .. 'tok') -- fencing tokens unique across processes
     for i = 1, #ids do
       local id = ids[i]
       local jk = pfx .. 'j:' .. id
@@ -400,8 +402,6 @@ local function check_num(o, k, lo)
   return v
 end
 
-local seq = 0
-
 --- A Redis store for one queue. opts: addr ("host:port"), queue (the
 --- Redis queue name; default: the name given at register_queue),
 --- visibility (lease seconds, 30), max_stalls (5), dedupe_ttl (seconds a
@@ -438,8 +438,6 @@ function M.new(opts)
     fetching = false, fetch_conn = nil, emit = false, checked = false, closed = false,
     claims = 0,
   }, Store)
-  seq = seq + 1
-  self.tokpfx = ("%x.%x.%d"):format(math.random(0, 0x7fffffff), floor(os.time()), seq)
   if o.queue then self:set_queue(o.queue) end
   return self
 end
@@ -539,7 +537,7 @@ local function fetcher(self, ctx)
       local n = min(self.parked, self.batch)
       self.claims = self.claims + 1
       res, err = c:eval_script(CLAIM, { self.k_ready, self.k_active, self.k_delayed, self.k_dead, self.k_marker },
-        { self.prefix, self.vt_ms, self.max_stalls, self.tokpfx .. "." .. self.claims, n, self.dead_max }, ctx)
+        { self.prefix, self.vt_ms, self.max_stalls, "", n, self.dead_max }, ctx)
     end
     if not res then
       if ctx:err() ~= nil then break end
