@@ -288,7 +288,8 @@ local function flush_loop(self)
       c, err = connect(self)
       if c then
         local ok, lerr = load_scripts(c)
-        if not ok then c:close(); c, err = nil, lerr end
+        if not ok then c:close(); c, err = nil, lerr
+        elseif not self.checked then self:check_config(c) end
       end
       self.cmd_conn = c
     end
@@ -462,12 +463,16 @@ function Store:attach(info)
   if not self.queue then self:set_queue(info.queue) end
 end
 
--- The maxmemory-policy check (once, at the first connection the fetcher
--- makes): anything but noeviction can evict jobs.
-function Store:check_config()
+-- The maxmemory-policy check (once per store, on its first connection,
+-- c): anything but noeviction can evict jobs. A server that refuses
+-- CONFIG (renamed on managed services) is not warned about.
+function Store:check_config(c)
   if self.checked then return self.policy end
-  local v, err = exec(self, { "CONFIG", "GET", "maxmemory-policy" })
-  if not v then return nil, err end
+  local v, err = c:call("CONFIG", "GET", "maxmemory-policy")
+  if not v then
+    if is_server_error(err) then self.checked = true end
+    return nil, err
+  end
   self.checked = true
   local policy = type(v) == "table" and v[2] or tostring(v)
   self.policy = policy
@@ -530,7 +535,7 @@ local function fetcher(self, ctx)
     if c == nil or c.closed then
       c, err = connect(self, ctx)
       self.fetch_conn = c
-      if c then self:check_config() end
+      if c then self:check_config(c) end
     end
     local res
     if c then
