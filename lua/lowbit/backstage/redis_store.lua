@@ -613,7 +613,10 @@ function Store:pop(ctx)
   return nil, ctx:err()
 end
 
+-- Once per job: an extend that found the lease gone, then the refused ack.
 local function lease_lost(self, job, op)
+  if job.lost then return end
+  job.lost = true
   emit(self, { type = "lease_lost", id = job.id, name = job.name, op = op })
 end
 
@@ -675,7 +678,7 @@ function Store:extend(jobs)
   if lost == nil then return nil, err end
   for i = 1, #lost do
     local j = by[lost[i]]
-    if j and not j.lost then j.lost = true; lease_lost(self, j, "extend") end
+    if j then lease_lost(self, j, "extend") end
   end
   return true
 end
