@@ -118,13 +118,13 @@ describe("lowbit.backstage.redis_store", function()
       local st = store(q)
       local N = 1000
       for i = 1, N / 2 do assert(st:push({ id = "j" .. i, name = "rec" })) end
-      -- A: 20 workers, each job sleeps 20 ms, lease 1 s.
+      -- A: 20 workers, each job sleeps 20 ms (every 50th: 30 s), lease 1 s.
       local stopA = lowbit.chan(1)
       local codeA = lowbit.chan(1)
       lowbit.go(function()
         codeA:send(support.spawn(support.host, { "spec/backstage_redis_worker.lua", "jobs", srv.addr, q, "1", "20", tostring(N), "0.02" }, stopA))
       end)
-      assert.is_true(eventually(function() return cmd("HLEN", "lbtest:done") >= 100 end, 20))
+      assert.is_true(eventually(function() return cmd("HLEN", "lbtest:done") >= 100 and cmd("SCARD", "lbtest:started") >= 150 end, 20))
       stopA:send(true) -- SIGKILL
       codeA:recv()
       local started = cmd("SMEMBERS", "lbtest:started")
@@ -267,8 +267,8 @@ describe("lowbit.backstage.redis_store", function()
       svA:handle("quick", function() seen[#seen + 1] = "quick" end)
       assert.is_true(svA:dispatch(q, { id = "r", name = "h", retries = 2, retry_delay = 0.4 }))
       local cancelA, waitA = start(svA)
-      assert.is_true(eventually(function() return #seen == 1 end))
-      assert.equal(1, cmd("ZCARD", "lb:{" .. q .. "}:delayed"))
+      assert.is_true(eventually(function() return cmd("ZCARD", "lb:{" .. q .. "}:delayed") == 1 end))
+      assert.same({ "A1" }, seen)
       assert.equal("1", cmd("HGET", "lb:{" .. q .. "}:j:r", "fails"))
       -- The single worker is free during the delay.
       assert.is_true(svA:dispatch(q, { name = "quick" }))
