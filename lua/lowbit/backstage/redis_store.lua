@@ -542,7 +542,10 @@ local function fetcher(self, ctx)
       local n = min(self.parked, self.batch)
       self.claims = self.claims + 1
       res, err = c:eval_script(CLAIM, { self.k_ready, self.k_active, self.k_delayed, self.k_dead, self.k_marker },
-        { self.prefix, self.vt_ms, self.max_stalls, "", n, self.dead_max }, ctx)
+        { self.prefix, self.vt_ms, self.max_stalls, "", n, self.dead_max })
+      -- (not cut short by ctx: a claim whose reply were lost would leave
+      -- its jobs leased until they expire; the jobs of a claim that ends
+      -- after shutdown began are released below)
     end
     if not res then
       if ctx:err() ~= nil then break end
