@@ -526,10 +526,15 @@ local function sleep_ctx(ctx, s) return lowbit.sleep_ctx(ctx, s) end
 -- when nothing is ready.
 local function fetcher(self, ctx)
   local backoff = 0.05
+  local woke = false
   while ctx:err() == nil and not self.closed do
-    if self.parked == 0 then
+    -- After taking the marker with no idle worker, a claim of 0 jobs puts
+    -- it back (when jobs are ready) for the other processes.
+    if self.parked == 0 and not woke then
       if lselect({ self.need, ctx:done() }) ~= 1 then break end
     end
+    woke = false
+    local n = min(self.parked, self.batch)
     local c = self.fetch_conn
     local err
     if c == nil or c.closed then
@@ -539,7 +544,6 @@ local function fetcher(self, ctx)
     end
     local res
     if c then
-      local n = min(self.parked, self.batch)
       self.claims = self.claims + 1
       res, err = c:eval_script(CLAIM, { self.k_ready, self.k_active, self.k_delayed, self.k_dead, self.k_marker },
         { self.prefix, self.vt_ms, self.max_stalls, "", n, self.dead_max })
@@ -569,10 +573,12 @@ local function fetcher(self, ctx)
           self.buf[self.btail] = job
         end
       end
-      if #out == 0 then
+      if #out == 0 and n > 0 then
         local r, werr = c:call_ctx(ctx, "BZPOPMIN", self.k_marker, ("%.3f"):format(min(wake, 1000) / 1000))
-        if r == nil and ctx:err() == nil then
-          emit(self, { type = "store_error", op = "wait", err = werr })
+        if r == nil then
+          if ctx:err() == nil then emit(self, { type = "store_error", op = "wait", err = werr }) end
+        elseif r ~= redis.null then
+          woke = true
         end
       end
     end
