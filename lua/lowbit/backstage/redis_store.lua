@@ -34,7 +34,6 @@
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local redis = require "lowbit.redis"
-local context = require "lowbit.context"
 local sbuf = require "string.buffer"
 
 local M = {}
@@ -606,7 +605,6 @@ function Store:pop(ctx)
   if ctx:err() ~= nil then return nil, ctx:err() end
   if not self.fetching then
     self.fetching = true
-    self.fetch_ctx = ctx
     lowbit.go(fetcher, self, ctx)
   end
   self.parked = self.parked + 1
