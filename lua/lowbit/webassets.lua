@@ -203,31 +203,31 @@ local function dir_root(path)
   local function resolve(name)
     local full = base .. name
     local rp = uv.fs_realpath(full)
-    if not rp then return nil, errors.wrap(M.NOT_FOUND, "%s", name) end
-    if sub(rp, 1, #base) ~= base then return nil, errors.wrap(M.OUTSIDE_ROOT, "%s", name) end
+    if not rp then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s", name) end
+    if sub(rp, 1, #base) ~= base then return nil, errors.with_kind(M.OUTSIDE_ROOT, nil, "%s", name) end
     return rp
   end
   function R.stat(name)
     local rp, err = resolve(name)
     if not rp then return nil, err end
     local st, serr = uv.fs_stat(rp)
-    if not st then return nil, errors.wrap(M.NOT_FOUND, "%s: %s", name, tostring(serr)) end
+    if not st then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: %s", name, tostring(serr)) end
     return { size = st.size, mtime = st.mtime.sec, dir = st.type ~= "file" }
   end
   function R.read(name)
     local rp, err = resolve(name)
     if not rp then return nil, err end
     local fd, oerr = uv.fs_open(rp, "r", 0)
-    if not fd then return nil, errors.wrap(M.NOT_FOUND, "%s: %s", name, tostring(oerr)) end
+    if not fd then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: %s", name, tostring(oerr)) end
     local st = uv.fs_fstat(fd)
     if not st or st.type ~= "file" then
       uv.fs_close(fd)
-      return nil, errors.wrap(M.NOT_FOUND, "%s: not a regular file", name)
+      return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: not a regular file", name)
     end
     local parts, off = {}, 0
     while true do
       local d, rerr = uv.fs_read(fd, 256 * 1024, off)
-      if not d then uv.fs_close(fd); return nil, errors.wrap(M.NOT_FOUND, "%s: %s", name, tostring(rerr)) end
+      if not d then uv.fs_close(fd); return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: %s", name, tostring(rerr)) end
       if d == "" then break end
       parts[#parts + 1] = d
       off = off + #d
@@ -262,14 +262,14 @@ local function table_root(files)
     local f = get(name)
     if f == nil then
       if dirs[name] then return { size = 0, mtime = born, dir = true } end
-      return nil, errors.wrap(M.NOT_FOUND, "%s", name)
+      return nil, errors.with_kind(M.NOT_FOUND, nil, "%s", name)
     end
     if type(f) == "table" then return { size = #(f.data or ""), mtime = f.mtime or born } end
     return { size = #f, mtime = born }
   end
   function R.read(name)
     local f = get(name)
-    if f == nil then return nil, errors.wrap(M.NOT_FOUND, "%s", name) end
+    if f == nil then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s", name) end
     if type(f) == "table" then return f.data or "", f.mtime or born end
     return f, born
   end
@@ -284,16 +284,16 @@ local function fs_root(fs)
   function R.stat(name)
     if fs.stat then
       local ok, st, err = pcall(fs.stat, name)
-      if not ok then return nil, errors.wrap(M.NOT_FOUND, "%s: %s", name, tostring(st)) end
-      if not st then return nil, err or errors.wrap(M.NOT_FOUND, "%s", name) end
+      if not ok then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: %s", name, tostring(st)) end
+      if not st then return nil, err or errors.with_kind(M.NOT_FOUND, nil, "%s", name) end
       return st
     end
     return { mtime = born }
   end
   function R.read(name)
     local ok, data, mtime = pcall(fs.read, name)
-    if not ok then return nil, errors.wrap(M.NOT_FOUND, "%s: %s", name, tostring(data)) end
-    if type(data) ~= "string" then return nil, mtime or errors.wrap(M.NOT_FOUND, "%s", name) end
+    if not ok then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: %s", name, tostring(data)) end
+    if type(data) ~= "string" then return nil, mtime or errors.with_kind(M.NOT_FOUND, nil, "%s", name) end
     return data, tonumber(mtime) or born
   end
   return R
@@ -485,7 +485,7 @@ local function build(self, name)
       local data, t = nil, nil
       if sname then data, t = root.read(sname) end
       if type(data) ~= "string" then
-        return nil, 500, errors.wrap(M.BUNDLE_FAILED, "%s: source %s", name, tostring(t or src))
+        return nil, 500, errors.with_kind(M.BUNDLE_FAILED, t, "%s: source %s", name, src)
       end
       parts[i] = data
       t = tonumber(t) or 0
@@ -495,10 +495,10 @@ local function build(self, name)
   else
     local st, err = root.stat(name)
     if not st then return nil, 404, err end
-    if st.dir then return nil, 404, errors.wrap(M.NOT_FOUND, "%s: is a directory", name) end
+    if st.dir then return nil, 404, errors.with_kind(M.NOT_FOUND, nil, "%s: is a directory", name) end
     local data, t = root.read(name)
     if type(data) ~= "string" then
-      if t == nil then t = errors.wrap(M.NOT_FOUND, "%s", name) end
+      if t == nil then t = errors.with_kind(M.NOT_FOUND, nil, "%s", name) end
       return nil, 404, t
     end
     body, mtime = data, tonumber(t) or st.mtime or os.time()
@@ -510,7 +510,7 @@ local function build(self, name)
     if ok and type(out) == "string" then
       body = out
     else
-      report(self, errors.wrap(M.MINIFY_FAILED, "%s: %s (served as it is)", name, tostring(ok and merr or out)))
+      report(self, errors.with_kind(M.MINIFY_FAILED, ok and merr or out, "%s (served as it is)", name))
     end
   end
   local ctype = TYPES[ext] or sniff(body)
@@ -712,7 +712,7 @@ local function serve(self, w, r)
   end
   local name, status = clean_name(path)
   if not name then
-    if status == 404 then report(self, errors.wrap(M.NOT_FOUND, "%s: a directory or empty path", path)) end
+    if status == 404 then report(self, errors.with_kind(M.NOT_FOUND, nil, "%s: a directory or empty path", path)) end
     return plain_error(w, status, MESSAGES[status])
   end
   local immutable = false
@@ -725,7 +725,7 @@ local function serve(self, w, r)
         return plain_error(w, st, MESSAGES[st] or MESSAGES[500])
       end
       if a.hash ~= hash then
-        report(self, errors.wrap(M.NOT_FOUND, "%s: stale fingerprint (now %s)", name, a.hash))
+        report(self, errors.with_kind(M.NOT_FOUND, nil, "%s: stale fingerprint (now %s)", name, a.hash))
         return plain_error(w, 404, MESSAGES[404])
       end
       remember(self, orig, a, true, base)
@@ -759,7 +759,7 @@ Handler.__call = Handler.serve_http
 function Handler:url(name)
   if type(name) ~= "string" then error("bad argument 'name' to h:url: string expected, got " .. type(name), 2) end
   local clean, status = clean_name("/" .. name)
-  if not clean then return nil, errors.wrap(M.NOT_FOUND, "%s: not a servable name (%d)", name, status) end
+  if not clean then return nil, errors.with_kind(M.NOT_FOUND, nil, "%s: not a servable name (%d)", name, status) end
   local plain = self.prefix .. "/" .. clean
   if not self.fingerprint then return plain end
   local a, _, err = get(self, clean, nil)
