@@ -51,8 +51,8 @@ local compress = require "lowbit.webassets.compress"
 
 local M = {}
 
-local type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable =
-  type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable
+local type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable, getmetatable, rawget =
+  type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable, getmetatable, rawget
 local find, sub, byte, lower, match, gsub, format, char =
   string.find, string.sub, string.byte, string.lower, string.match, string.gsub, string.format, string.char
 local concat = table.concat
@@ -515,7 +515,7 @@ local function build(self, name)
   end
   local ctype = TYPES[ext] or sniff(body)
   local hash = compress.hash_hex(body)
-  local a = { body = body, size = #body, etag = '"' .. sub(hash, 1, 32) .. '"', hash = sub(hash, 1, HASH_LEN),
+  local a = { body = body, size = #body, len = tostring(#body), etag = '"' .. sub(hash, 1, 32) .. '"', hash = sub(hash, 1, HASH_LEN),
               mtime = mtime, last_modified = http_date(mtime), ctype = ctype }
   if self.compress and is_compressible(ext, ctype) and #body > 0 then
     a.vary = true
@@ -526,6 +526,7 @@ local function build(self, name)
       if z and #z < #body then
         a[e] = z
         a[e .. "_etag"] = '"' .. sub(hash, 1, 32) .. "-" .. e .. '"'
+        a[e .. "_len"] = tostring(#z)
       end
     end
   end
@@ -588,44 +589,86 @@ local function pick_encoding(a, ae)
   return nil
 end
 
+-- Request header values by lower-case name (the first of repeated ones).
+local function hval(hv, lname)
+  local v = hv[lname]
+  if type(v) == "table" then return v[1] end
+  return v
+end
+
+-- Sets a response header whose name and value are known valid (constants,
+-- and values made here): the work h:set does minus the checks, on the
+-- layout of lowbit.http.headers (lname -> value in _v, names in order in
+-- the array part). lname must be the canonical name lower-cased.
+local Headers = require("lowbit.http.headers").Headers
+local function fast_set(h, lname, name, value)
+  local vals = h._v
+  if getmetatable(h) ~= Headers or h._raw or vals == nil then return h:set(name, value) end
+  if vals[lname] == nil then
+    local n = h.n + 1
+    h.n = n
+    h[n] = lname
+    if lname == "etag" then -- the one name here not spelled canonically ("Etag")
+      local names = h._n
+      if not names then names = {}; h._n = names end
+      names.etag = name
+    end
+  end
+  vals[lname] = value
+end
+
 local function serve_asset(self, w, r, a, immutable)
   local rh = r.headers
+  rh:count() -- indexes a set parsed from the wire: _v then maps lower-case names
+  local hv = rh._v
   local h = w:header()
   local method = r.method
-  local range = rh:get("Range")
+  local range = hval(hv, "range")
   local enc = nil
-  if range == nil then enc = pick_encoding(a, rh:get("Accept-Encoding")) end
+  if range == nil and a.vary then enc = pick_encoding(a, hval(hv, "accept-encoding")) end
   local etag = enc and a[enc .. "_etag"] or a.etag
-  h:set("Last-Modified", a.last_modified)
-  h:set("ETag", etag)
-  if a.vary then h:set("Vary", "Accept-Encoding") end
-  if immutable then h:set("Cache-Control", "public, max-age=31536000, immutable")
-  elseif self.fingerprint then h:set("Cache-Control", "no-cache") end
+  fast_set(h, "last-modified", "Last-Modified", a.last_modified)
+  fast_set(h, "etag", "ETag", etag)
+  if a.vary then fast_set(h, "vary", "Vary", "Accept-Encoding") end
+  if immutable then fast_set(h, "cache-control", "Cache-Control", "public, max-age=31536000, immutable")
+  elseif self.fingerprint then fast_set(h, "cache-control", "Cache-Control", "no-cache") end
   -- Preconditions, RFC 9110 §13.2.2.
-  local im = rh:get("If-Match")
+  local im = hval(hv, "if-match")
   if im then
     if not strong_match(im, etag) then return plain_error(w, 412, "412 Precondition Failed") end
   else
-    local ius = parse_date(rh:get("If-Unmodified-Since"))
-    if ius and a.mtime > ius then return plain_error(w, 412, "412 Precondition Failed") end
+    local ius = hval(hv, "if-unmodified-since")
+    if ius then
+      ius = parse_date(ius)
+      if ius and a.mtime > ius then return plain_error(w, 412, "412 Precondition Failed") end
+    end
   end
-  local inm = rh:get("If-None-Match")
+  local inm = hval(hv, "if-none-match")
   if inm then
     if weak_match(inm, etag) then w:write_header(304); return end
   else
-    local ims = parse_date(rh:get("If-Modified-Since"))
-    if ims and a.mtime <= ims then w:write_header(304); return end
+    local ims = hval(hv, "if-modified-since")
+    if ims then
+      ims = parse_date(ims)
+      if ims and a.mtime <= ims then w:write_header(304); return end
+    end
   end
-  h:set("Content-Type", a.ctype)
+  fast_set(h, "content-type", "Content-Type", a.ctype)
   local body = enc and a[enc] or a.body
   local size = #body
   if enc then
-    h:set("Content-Encoding", enc)
+    fast_set(h, "content-encoding", "Content-Encoding", enc)
   else
-    h:set("Accept-Ranges", "bytes")
+    fast_set(h, "accept-ranges", "Accept-Ranges", "bytes")
+  end
+  if range == nil then
+    fast_set(h, "content-length", "Content-Length", enc and a[enc .. "_len"] or a.len)
+    w:write_header(200)
+    if method ~= "HEAD" then w:write(body) end
+    return
   end
   if range and method == "GET" or (range and method == "HEAD") then
-    local ir = rh:get("If-Range")
+    local ir = hval(hv, "if-range")
     local use = true
     if ir then
       if byte(ir, 1) == 34 or sub(ir, 1, 2) == "W/" then use = ir == etag
@@ -698,9 +741,14 @@ local function serve(self, w, r)
     w:header():set("Allow", "GET, HEAD")
     return plain_error(w, 405, MESSAGES[405])
   end
-  local u = r.url
-  local path = u.raw_path
-  if path == nil or path == "" then path = u.path or "/" end
+  -- The server's requests carry the raw path as _path (r.url is made
+  -- from it on first use; this skips making it).
+  local path = rawget(r, "_path")
+  if type(path) ~= "string" then
+    local u = r.url
+    path = u.raw_path
+    if path == nil or path == "" then path = u.path or "/" end
+  end
   local orig = path
   local hot = self.hot
   local hit = hot[orig]
