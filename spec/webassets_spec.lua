@@ -238,7 +238,8 @@ describe("webassets", function()
         assert.equal(304, s); assert.equal("", b)
         assert.equal(etag, hh.etag)
         assert.equal("no-cache", hh["cache-control"])
-        assert.equal("Accept-Encoding", hh.vary)
+        -- variants exist for cached assets only: Vary with them
+        assert.equal(mode and "Accept-Encoding" or nil, hh.vary)
         s = curl(u, "-H", 'If-None-Match: W/"x", ' .. etag)                          -- weak comparison, lists
         assert.equal(304, s)
         s = curl(u, "-H", "If-None-Match: *")                                          -- H6
@@ -381,6 +382,15 @@ describe("webassets", function()
       assert.equal("font/woff2", webassets.TYPES.woff2)
     end)
   end
+
+  it("S11 H17: with the cache off no variant is built per request (identity, no Vary)", function()
+    local h = webassets.new(site.root, { compress = true })
+    local w = call(h, "GET", "/css/big.css", { ["Accept-Encoding"] = "gzip, br" })
+    assert.equal(200, w.status)
+    assert.is_nil(hget(w, "Content-Encoding"))
+    assert.is_nil(hget(w, "Vary"))
+    assert.equal(BIG_CSS, w.body)
+  end)
 
   it("S11 H17: gzip and brotli variants that decode to the identity bytes, Vary on every response, an ETag per encoding, q=0 honoured", function()
     run(function()

@@ -27,7 +27,8 @@
 --                        ("/assets/manifest.json")
 --   error_logger = nil   function(err): every 404, 500, minify failure
 --   compress = false     true, or a list such as { "br", "gzip" }: variants
---                        built once per asset for text types, .json .svg .wasm
+--                        built once per cached asset (never per request: not
+--                        with the cache off) for text types, .json .svg .wasm
 --                        (kept only when smaller); Vary: Accept-Encoding on
 --                        every response of such an asset, one ETag per encoding
 --   fingerprint = false  h:url(name) gives prefix/name.<8 hex>.ext, served with
@@ -471,7 +472,7 @@ local HASH_LEN = 8
 
 -- Builds an asset: { body, etag, mtime, last_modified, ctype, variants }
 -- or nil, status, err.
-local function build(self, name)
+local function build(self, name, cached)
   local root = self.root
   local ext = ext_of(name)
   local body, mtime
@@ -517,7 +518,7 @@ local function build(self, name)
   local hash = compress.hash_hex(body)
   local a = { body = body, size = #body, len = tostring(#body), etag = '"' .. sub(hash, 1, 32) .. '"', hash = sub(hash, 1, HASH_LEN),
               mtime = mtime, last_modified = http_date(mtime), ctype = ctype }
-  if self.compress and is_compressible(ext, ctype) and #body > 0 then
+  if cached and self.compress and is_compressible(ext, ctype) and #body > 0 then
     a.vary = true
     local enc = self.compress
     for i = 1, #enc do
@@ -544,11 +545,11 @@ local function get(self, name, path)
   if self.cache and not excluded(self, name, path) then
     local a = self.assets[name]
     if a then return a end
-    local v, status, err = flight(self.inflight, name, function() return build(self, name) end)
+    local v, status, err = flight(self.inflight, name, function() return build(self, name, true) end)
     if v and not self.assets[name] then self.assets[name] = v end
     return v, status, err
   end
-  return build(self, name)
+  return build(self, name, false)
 end
 
 local function plain_error(w, status, msg)
@@ -617,10 +618,36 @@ local function fast_set(h, lname, name, value)
   vals[lname] = value
 end
 
-local function serve_asset(self, w, r, a, immutable)
+-- The request header fields this handler reads, by lower-case name (the
+-- first value of a repeated one). A set parsed from the wire is scanned
+-- raw, without building its index: only names starting with a, i or r
+-- matter (Accept-Encoding, If-*, Range). The table is reused: it is read
+-- before anything can park the task.
+local WANTED = { ["accept-encoding"] = true, ["if-match"] = true, ["if-none-match"] = true,
+  ["if-modified-since"] = true, ["if-unmodified-since"] = true, ["if-range"] = true, range = true }
+local fields = {}
+local clear = require "table.clear"
+local function request_fields(r)
   local rh = r.headers
-  rh:count() -- indexes a set parsed from the wire: _v then maps lower-case names
-  local hv = rh._v
+  local raw = rawget(rh, "_raw")
+  if type(raw) ~= "table" then
+    rh:count() -- index it: _v maps lower-case names to values
+    return rh._v
+  end
+  clear(fields)
+  for i = 1, #raw, 2 do
+    local name = raw[i]
+    local c = byte(name, 1)
+    if c == 97 or c == 65 or c == 105 or c == 73 or c == 114 or c == 82 then
+      local l = lower(name)
+      if WANTED[l] and fields[l] == nil then fields[l] = raw[i + 1] end
+    end
+  end
+  return fields
+end
+
+local function serve_asset(self, w, r, a, immutable)
+  local hv = request_fields(r)
   local h = w:header()
   local method = r.method
   local range = hval(hv, "range")
