@@ -362,7 +362,7 @@ M._clean_name = clean_name
 -- Go's parseRange: a list of {start, length}, or nil, "invalid" (416), or
 -- nil, "none" (416: no range overlaps the content).
 local function parse_range(s, size)
-  if sub(s, 1, 6) ~= "bytes=" then return nil, "invalid" end
+  if lower(sub(s, 1, 6)) ~= "bytes=" then return nil, "invalid" end
   local ranges, overlap = {}, false
   for spec in string.gmatch(sub(s, 7), "[^,]+") do
     spec = match(spec, "^[ \t]*(.-)[ \t]*$")
