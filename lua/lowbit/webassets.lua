@@ -628,8 +628,15 @@ local WANTED = { ["accept-encoding"] = true, ["if-match"] = true, ["if-none-matc
 local fields = {}
 local clear = require "table.clear"
 local function request_fields(r)
-  local rh = r.headers
-  local raw = rawget(rh, "_raw")
+  -- The server's requests keep the raw pairs as _raw until r.headers is
+  -- first used (then the set holds them until it is indexed).
+  local rh = rawget(r, "headers")
+  local raw
+  if rh == nil then raw = rawget(r, "_raw") end
+  if type(raw) ~= "table" then
+    rh = r.headers
+    raw = rawget(rh, "_raw")
+  end
   if type(raw) ~= "table" then
     rh:count() -- index it: _v maps lower-case names to values
     return rh._v
