@@ -334,7 +334,7 @@ end
 -- "css/a.css"), or nil, status: 400 (bad escape, encoded `/` or `\`, NUL,
 -- `..` above the root), 403 (a segment starting with `_`), 404 (a
 -- directory: an empty name or a trailing slash).
-local function clean_name(raw)
+local function clean_name(raw, allow_private)
   local segs, n = {}, 0
   local trailing = byte(raw, #raw) == 47
   for seg in string.gmatch(raw, "[^/]+") do
@@ -347,8 +347,10 @@ local function clean_name(raw)
       n = n + 1; segs[n] = s
     end
   end
-  for i = 1, n do
-    if byte(segs[i], 1) == 95 then return nil, 403 end -- "_"
+  if not allow_private then
+    for i = 1, n do
+      if byte(segs[i], 1) == 95 then return nil, 403 end -- "_"
+    end
   end
   if n == 0 or trailing then return nil, 404 end
   return concat(segs, "/")
@@ -482,7 +484,9 @@ local function build(self, name, cached)
     mtime = 0
     for i = 1, #sources do
       local src = sources[i]
-      local sname = clean_name("/" .. src)
+      -- Sources may be private (`_partials/x.js`): the _ rule is about
+      -- what is served, and a bundle is served under its own name.
+      local sname = clean_name("/" .. src, true)
       local data, t = nil, nil
       if sname then data, t = root.read(sname) end
       if type(data) ~= "string" then
