@@ -127,6 +127,26 @@ describe("webassets", function()
     end)
   end)
 
+  it("S1: behind a middleware that strips a prefix (rewriting r.url), the rewritten path counts", function()
+    run(function()
+      local h = webassets.new(site.root, { prefix = "" })
+      local function strip(prefix, next_h)
+        return function(w, r)
+          local u = r.url
+          if u.path:sub(1, #prefix + 1) ~= prefix .. "/" then return w:write_header(404) end
+          u.path = u.path:sub(#prefix + 1)
+          u.raw_path = u.raw_path:sub(#prefix + 1)
+          return next_h(w, r)
+        end
+      end
+      local base, srv = serve(strip("/static", h))
+      local status, _, body = curl(base .. "/static/css/site.css")
+      assert.equal(200, status)
+      assert.equal(SITE_CSS, body)
+      srv:close()
+    end)
+  end)
+
   it("S1 [minify contract]: minify=true serves the minified form (the bytes as they are while the minifier is missing)", function()
     local logged = {}
     local h = webassets.new(site.root, { minify = true, error_logger = function(e) logged[#logged + 1] = tostring(e) end })

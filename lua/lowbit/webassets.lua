@@ -781,7 +781,9 @@ local function serve(self, w, r)
   end
   -- The server's requests carry the raw path as _path (r.url is made
   -- from it on first use; this skips making it).
-  local path = rawget(r, "_path")
+  -- A middleware that rewrote r.url (a strip-prefix) made it first: then
+  -- r.url is what counts.
+  local path = rawget(r, "url") == nil and rawget(r, "_path") or nil
   if type(path) ~= "string" then
     local u = r.url
     path = u.raw_path
