@@ -7,7 +7,7 @@
 --     cache = true, minify = true, compress = true, fingerprint = true,
 --     bundles = { ["app.bundle.js"] = { "js/vendor.js", "js/app.js" } },
 --     cache_exclude = { "/assets/manifest.json" },
---     error_logger = function(err) log.error("webassets", "err", tostring(err)) end,
+--     error_logger = function(err) log.write("webassets: " .. tostring(err)) end,
 --   })
 --   m:handle("/assets/", h)        -- muxx; h is a handler function(w, r)
 --   h:url("app.bundle.js")         --> "/assets/app.bundle.3f2a1b9c.js"
