@@ -12,6 +12,7 @@ local context = require "lowbit.context"
 local http = require "lowbit.http"
 local muxx = require "lowbit.muxx"
 local webassets = require "lowbit.webassets"
+local log = require "lowbit.log"
 
 -- examples/assets/ next to this file (or below the current directory).
 local function static_dir()
@@ -25,7 +26,7 @@ return function(ctx, addr)
   local assets = webassets.new(static_dir(), {
     cache = true, minify = true, compress = true, fingerprint = true,
     bundles = { ["app.bundle.js"] = { "js/vendor.js", "js/app.js" } },
-    error_logger = function(err) io.stderr:write("assets: ", tostring(err), "\n") end,
+    error_logger = function(err) log.write("assets: " .. tostring(err)) end,
   })
   local m = muxx.new()
   m:handle("/assets/", assets)
