@@ -262,6 +262,8 @@ describe("webassets", function()
         assert.equal(mode and "Accept-Encoding" or nil, hh.vary)
         s = curl(u, "-H", 'If-None-Match: W/"x", ' .. etag)                          -- weak comparison, lists
         assert.equal(304, s)
+        s = curl(u, "-H", 'If-None-Match: "x"', "-H", "If-None-Match: " .. etag)       -- repeated fields form one list
+        assert.equal(304, s)
         s = curl(u, "-H", "If-None-Match: *")                                          -- H6
         assert.equal(304, s)
         s, _, b = curl(u, "-H", 'If-None-Match: "other"', "-H", "If-Modified-Since: " .. R_MTIME) -- H7

@@ -594,10 +594,12 @@ local function pick_encoding(a, ae)
   return nil
 end
 
--- Request header values by lower-case name (the first of repeated ones).
+-- Request header values by lower-case name (repeated fields joined with
+-- ", ", RFC 9110 §5.3: a repeated date or range becomes invalid, and is
+-- then ignored or refused as such).
 local function hval(hv, lname)
   local v = hv[lname]
-  if type(v) == "table" then return v[1] end
+  if type(v) == "table" then return concat(v, ", ") end
   return v
 end
 
@@ -622,8 +624,8 @@ local function fast_set(h, lname, name, value)
   vals[lname] = value
 end
 
--- The request header fields this handler reads, by lower-case name (the
--- first value of a repeated one). A set parsed from the wire is scanned
+-- The request header fields this handler reads, by lower-case name
+-- (repeated fields joined, as hval does). A set parsed from the wire is scanned
 -- raw, without building its index: only names starting with a, i or r
 -- matter (Accept-Encoding, If-*, Range). The table is reused: it is read
 -- before anything can park the task.
@@ -651,7 +653,10 @@ local function request_fields(r)
     local c = byte(name, 1)
     if c == 97 or c == 65 or c == 105 or c == 73 or c == 114 or c == 82 then
       local l = lower(name)
-      if WANTED[l] and fields[l] == nil then fields[l] = raw[i + 1] end
+      if WANTED[l] then
+        local prev = fields[l]
+        fields[l] = prev and prev .. ", " .. raw[i + 1] or raw[i + 1]
+      end
     end
   end
   return fields
@@ -705,7 +710,7 @@ local function serve_asset(self, w, r, a, immutable)
     if method ~= "HEAD" then w:write(body) end
     return
   end
-  if range and method == "GET" or (range and method == "HEAD") then
+  do -- a Range request (GET or HEAD)
     local ir = hval(hv, "if-range")
     local use = true
     if ir then
