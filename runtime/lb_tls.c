@@ -43,6 +43,7 @@ struct lb_tls_ctx {
   int verify_mode;
   int ca_loaded;     /* a CA was loaded: the system store is not implied */
   int system_ca;     /* the system store has been added */
+  int shared_store;  /* the trust store is the process-wide system one */
   uint8_t *alpn;     /* wire format; servers select from it */
   size_t alpn_len;
   lb__sni *sni;
@@ -114,6 +115,56 @@ static ptrdiff_t copy_out(char *dst, size_t cap, const char *s, size_t n, int tr
   return (ptrdiff_t)n;
 }
 
+/* ---- the system CA store, loaded once per process ------------------------ */
+
+/* Loading the system store parses the whole CA bundle (a few hundred
+ * certificates, tens of ms): client contexts that trust only the system
+ * store share one X509_STORE instead (reference counted by OpenSSL), loaded
+ * on first use and again only when SSL_CERT_FILE or SSL_CERT_DIR change. */
+static X509_STORE *sys_store;
+static char *sys_file_env, *sys_dir_env; /* their values when it was loaded */
+static long sys_loads;
+
+static int same_env(const char *cached, const char *now) {
+  if (cached == NULL || now == NULL) return cached == now;
+  return strcmp(cached, now) == 0;
+}
+
+static char *dup_env(const char *s, int *fail) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d == NULL) { *fail = 1; return NULL; }
+  memcpy(d, s, n);
+  return d;
+}
+
+/* The shared system store (a borrowed pointer), or NULL. */
+static X509_STORE *system_store(void) {
+  const char *fe = getenv(X509_get_default_cert_file_env());
+  const char *de = getenv(X509_get_default_cert_dir_env());
+  if (sys_store != NULL && same_env(sys_file_env, fe) && same_env(sys_dir_env, de)) return sys_store;
+  int fail = 0;
+  char *f = dup_env(fe, &fail), *d = dup_env(de, &fail);
+  X509_STORE *st = fail ? NULL : X509_STORE_new();
+  if (st == NULL || X509_STORE_set_default_paths(st) != 1) {
+    X509_STORE_free(st);
+    free(f);
+    free(d);
+    return NULL;
+  }
+  X509_STORE_free(sys_store); /* contexts using the old one keep their reference */
+  free(sys_file_env);
+  free(sys_dir_env);
+  sys_store = st;
+  sys_file_env = f;
+  sys_dir_env = d;
+  sys_loads++;
+  return st;
+}
+
+long lb_tls_system_store_loads(void) { return sys_loads; }
+
 /* ---- SNI and ALPN callbacks (run inside SSL_do_handshake) ------------------ */
 
 static lb_tls_ctx *sni_lookup(const lb_tls_ctx *c, const char *name) {
@@ -176,6 +227,11 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 
 /* ---- contexts ---------------------------------------------------------- */
 
+#define LB_TLS12_SERVER_CIPHERS                                                   \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                    \
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                    \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 lb_tls_ctx *lb_tls_ctx_new(int is_server) {
   lb_tls_ctx *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
@@ -192,6 +248,16 @@ lb_tls_ctx *lb_tls_ctx_new(int is_server) {
     SSL_CTX_set_tlsext_servername_callback(c->ssl, on_servername);
     SSL_CTX_set_alpn_select_cb(c->ssl, on_alpn, NULL);
     SSL_CTX_set_num_tickets(c->ssl, 1);
+    /* TLS 1.2: forward secrecy and AEAD only, the server's order (a client
+     * offering AES128-SHA first still gets ECDHE-GCM). TLS 1.3 suites are
+     * all AEAD with (EC)DHE and keep OpenSSL's defaults. */
+    SSL_CTX_set_options(c->ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_set_cipher_list(c->ssl, LB_TLS12_SERVER_CIPHERS) != 1) {
+      ERR_clear_error();
+      SSL_CTX_free(c->ssl);
+      free(c);
+      return NULL;
+    }
     c->verify_mode = LB_TLS_VERIFY_NONE;
     SSL_CTX_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
   } else {
@@ -295,9 +361,24 @@ int lb_tls_ctx_add_chain_pem(lb_tls_ctx *c, const char *pem, size_t len) {
   return 0;
 }
 
+/* Before adding to the trust store: a context still on the shared system
+ * store gets a store of its own (with the system CAs, which it trusted). */
+static int own_store(lb_tls_ctx *c) {
+  if (!c->shared_store) return 0;
+  X509_STORE *st = X509_STORE_new();
+  if (st == NULL || X509_STORE_set_default_paths(st) != 1) {
+    X509_STORE_free(st);
+    return ctx_fail(c, "system CA store");
+  }
+  SSL_CTX_set_cert_store(c->ssl, st); /* takes st, frees its shared reference */
+  c->shared_store = 0;
+  return 0;
+}
+
 int lb_tls_ctx_load_ca_file(lb_tls_ctx *c, const char *path) {
   if (c == NULL || path == NULL) return LB_EINVAL;
   ERR_clear_error();
+  if (own_store(c) != 0) return LB_ECERT;
   if (SSL_CTX_load_verify_locations(c->ssl, path, NULL) != 1) return ctx_fail(c, "CA file");
   c->ca_loaded = 1;
   return 0;
@@ -312,6 +393,7 @@ static int add_trusted(lb_tls_ctx *c, X509 *x) {
 int lb_tls_ctx_load_ca_pem(lb_tls_ctx *c, const char *pem, size_t len) {
   if (c == NULL || pem == NULL) return LB_EINVAL;
   ERR_clear_error();
+  if (own_store(c) != 0) return LB_ECERT;
   BIO *b = mem_bio(pem, len);
   if (b == NULL) return LB_ENOMEM;
   int n = each_cert(b, c, add_trusted);
@@ -326,7 +408,15 @@ int lb_tls_ctx_use_system_ca(lb_tls_ctx *c) {
   if (c == NULL) return LB_EINVAL;
   if (c->system_ca) return 0;
   ERR_clear_error();
-  if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) return ctx_fail(c, "system CA store");
+  if (!c->ca_loaded) {
+    /* Nothing else trusted yet: share the process-wide store. */
+    X509_STORE *st = system_store();
+    if (st == NULL) return ctx_fail(c, "system CA store");
+    SSL_CTX_set1_cert_store(c->ssl, st);
+    c->shared_store = 1;
+  } else if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) {
+    return ctx_fail(c, "system CA store");
+  }
   c->system_ca = 1;
   return 0;
 }
@@ -495,7 +585,9 @@ lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
         if (ip) {
           if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->server_name) != 1) goto fail;
         } else {
-          SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+          /* Names only from subjectAltName, never from the subject's
+           * Common Name (RFC 6125 6.4.4; Go does the same). */
+          SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
           if (SSL_set1_host(t->ssl, t->server_name) != 1) goto fail;
         }
       }
