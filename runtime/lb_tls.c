@@ -8,10 +8,14 @@
  * the write BIO always succeed (it grows), so SSL_ERROR_WANT_WRITE never
  * happens and SSL_write never writes part of its input.
  *
- * OpenSSL's error queue is per thread and may hold stale entries from
- * unrelated calls: it is cleared before every SSL call, and a failure's
- * message is copied into the object right away, since the queue does not
- * survive to the caller's next call.
+ * OpenSSL's error queue is per thread. Clearing it costs hundreds of
+ * instructions (it walks all its slots), so the per-record calls (read,
+ * write, feed, take_out) do not clear it first: every lb_tls call leaves it
+ * empty after a failure, and a stale entry left by unrelated code cannot
+ * turn "wants more input" into a failure because that case is recognized
+ * by the SSL object's state (SSL_want) before the queue is looked at.
+ * Context setup and handshakes, which are rare, clear it before each call.
+ * A failure's message is copied into the object right away.
  */
 #include "lowbit/lb_tls.h"
 
@@ -68,6 +72,7 @@ struct lb_tls {
   uint8_t hdr[5];
   size_t hdr_have;
   size_t body_left;
+  size_t in_left;    /* ciphertext in the read BIO (as of the last call) */
   char *server_name;
   char err[LB_TLS_ERROR_MAX];
 };
@@ -678,6 +683,7 @@ ptrdiff_t lb_tls_feed(lb_tls *t, const void *in, size_t n) {
     p += w;
     left -= (size_t)w;
   }
+  t->in_left += n;
   return (ptrdiff_t)n;
 }
 
@@ -697,12 +703,25 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
   if (t->failed) return t->failed;
   if (t->peer_closed) return 0;
   size_t got = 0;
+  if (!t->done) ERR_clear_error(); /* the handshake's calls clear it */
   while (got < cap) {
+    /* Nothing fed and nothing decrypted: SSL_read could only say so. */
+    if (t->done && t->in_left == 0 && !SSL_has_pending(t->ssl)) {
+      if (got > 0) break;
+      return LB_EAGAIN;
+    }
     size_t n = 0;
-    ERR_clear_error();
     int r = SSL_read_ex(t->ssl, (char *)dst + got, cap - got, &n);
     if (!t->done && SSL_is_init_finished(t->ssl)) t->done = 1;
+    t->in_left = (size_t)BIO_ctrl_pending(t->rbio);
     if (r == 1) { got += n; continue; }
+    /* The read BIO's "retry" leaves the SSL object wanting to read (SSL_read
+     * resets that state first): the error queue has nothing to say then,
+     * and is not looked at (see the top). */
+    if (t->done && SSL_want_read(t->ssl)) {
+      if (got > 0) break;
+      return LB_EAGAIN;
+    }
     /* Record the state (close_notify, fatal error) now; the bytes already
      * read are returned first and the state shows on the next call. */
     int code = ssl_result(t, r);
@@ -729,7 +748,6 @@ ptrdiff_t lb_tls_write(lb_tls *t, const void *src, size_t n) {
   if (!t->done || t->sent_shutdown) return LB_ESTATE;
   if (n == 0) return 0;
   size_t w = 0;
-  ERR_clear_error();
   if (SSL_write_ex(t->ssl, src, n, &w) == 1) return (ptrdiff_t)w;
   int code = ssl_result(t, 0);
   return code == 0 || code == LB_EAGAIN ? LB_ETLS : code;

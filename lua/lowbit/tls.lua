@@ -48,12 +48,9 @@ M.CONFIG = errors.new("invalid tls configuration")
 
 --- Plaintext bytes encrypted per core call (and sent per conn write).
 M.WRITE_CHUNK = 128 * 1024
---- Most plaintext one read returns.
-M.READ_CHUNK = 64 * 1024
 --- How long close() may wait to send close_notify.
 M.CLOSE_NOTIFY_TIMEOUT = 1
 
-local rscratch = ffi_new("uint8_t[?]", M.READ_CHUNK)
 local sbuf = ffi_new("char[?]", ERROR_MAX)
 local obuf = buffer.new()
 
@@ -326,8 +323,12 @@ local function flush_locked(self)
     if n == 0 then return true end
     local p, cap = obuf:reserve(n)
     obuf:commit(tonumber(C.lb_tls_take_out(t, p, cap)))
-    local ok, err = self.conn:write(obuf:get())
+    -- (obuf is shared: both ways empty it before any wait)
+    local ok, err
+    if self.inner_wb then ok, err = self.conn:write_buffer(obuf)
+    else ok, err = self.conn:write(obuf:get()) end
     if not ok then
+      obuf:reset()
       self.werr = self.werr or err
       return nil, err
     end
@@ -355,8 +356,13 @@ end
 local function new_conn(inner, cfg, is_server, server_name)
   local t = C.lb_tls_new(cfg.ctx, is_server and 1 or 0, server_name)
   if t == nil then error("tls: out of memory", 3) end
+  -- A wrapped conn that exposes its read buffer (TCP) is read in place.
+  local ib = false
+  if type(inner.fill) == "function" and type(inner.read_buffer) == "function" then ib = inner:read_buffer() end
+  local wb = type(inner.write_buffer) == "function"
   return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg, is_server = is_server,
-                        rbuf = buffer.new(), hs_done = false, closed = false,
+                        rbuf = buffer.new(), inner_buf = ib, inner_wb = wb, hs_done = false, closed = false,
+                        reading = false, rerr = false, werr = false, wclosed = false,
                         wlock = lowbit.mutex(), hslock = lowbit.mutex() }, Conn)
 end
 
@@ -471,31 +477,81 @@ function Conn:handshake(ctx)
   return ok, err
 end
 
-local function read_loop(self, max)
+-- Reading: ciphertext goes from the wrapped conn's read buffer straight
+-- into the core (TCP conns expose theirs: no Lua string per record), and
+-- plaintext from the core into self.rbuf, which parsers read in place
+-- (fill / read_buffer, as on TCP conns). The work after a wait is done in
+-- functions of their own: LuaJIT runs code that follows a resume
+-- interpreted until it calls into a compiled function.
+
+-- Plaintext decrypted per core call (at least one whole record).
+local DECRYPT_CHUNK = 16 * 1024
+
+-- Feeds what the wrapped conn has buffered. Returns its byte count.
+local function feed_buffered(t, ib)
+  local p, len = ib:ref()
+  if len > 0 then
+    C.lb_tls_feed(t, p, len)
+    ib:reset()
+  end
+  return len
+end
+
+-- Decrypts what the core can into rbuf. Returns the core's result: a
+-- count (> 0), 0 at close_notify, or a negative code.
+local function decrypt(t, rbuf)
+  local p, cap = rbuf:reserve(DECRYPT_CHUNK)
+  local n = tonumber(C.lb_tls_read(t, p, cap))
+  if n > 0 then rbuf:commit(n) end
+  return n
+end
+
+-- Waits for ciphertext from the wrapped conn and feeds it. true, or nil,
+-- err (the conn's error; EOF inside a record is UNEXPECTED_EOF).
+local function await_input(self)
+  local inner, data, err = self.conn, nil, nil
+  local ib = self.inner_buf
+  if ib then
+    if #ib > 0 then feed_buffered(self.t, ib); return true end
+    data, err = inner:fill()
+    if data then
+      if self.closed then return nil, CLOSED end
+      feed_buffered(self.t, ib)
+      return true
+    end
+  else
+    data, err = inner:read()
+    if data then
+      if self.closed then return nil, CLOSED end
+      C.lb_tls_feed(self.t, data, #data)
+      return true
+    end
+  end
+  if self.closed then return nil, CLOSED end
+  -- The peer closed the transport without close_notify: EOF at a record
+  -- boundary (as Go does), UNEXPECTED_EOF inside a record.
+  if err == EOF and C.lb_tls_partial_input(self.t) ~= 0 then err = UNEXPECTED_EOF end
+  if err ~= TIMEOUT then self.rerr = err end
+  return nil, err
+end
+
+-- Adds at least one byte of plaintext to self.rbuf. true or nil, err.
+local function fill_loop(self)
+  local rbuf = self.rbuf
   while true do
     if self.closed then return nil, CLOSED end
     if self.rerr then return nil, self.rerr end
-    local t = self.t
-    local n = tonumber(C.lb_tls_read(t, rscratch, (max and max < M.READ_CHUNK) and max or M.READ_CHUNK))
+    local n = decrypt(self.t, rbuf)
     if n > 0 then
-      local s = ffi_string(rscratch, n)
       flush_try(self)
-      return s
+      return true
     elseif n == 0 then
       self.rerr = EOF -- the peer's close_notify
       return nil, EOF
     elseif n == LB_EAGAIN then
       flush_try(self)
-      local data, err = self.conn:read()
-      if self.closed then return nil, CLOSED end
-      if not data then
-        -- The peer closed the transport without close_notify: EOF at a
-        -- record boundary (as Go does), UNEXPECTED_EOF inside a record.
-        if err == EOF and C.lb_tls_partial_input(self.t) ~= 0 then err = UNEXPECTED_EOF end
-        if err ~= TIMEOUT then self.rerr = err end
-        return nil, err
-      end
-      C.lb_tls_feed(self.t, data, #data)
+      local ok, err = await_input(self)
+      if not ok then return nil, err end
     else
       self.rerr = tls_error(self, n, M.PROTOCOL)
       return nil, self.rerr
@@ -503,24 +559,42 @@ local function read_loop(self, max)
   end
 end
 
---- Returns up to max bytes of plaintext (at least one; nil: what is
---- there, up to READ_CHUNK), or nil, errors.EOF after the peer's
---- close_notify, or nil, err.
-function Conn:read(max)
-  if max ~= nil and (type(max) ~= "number" or max < 1) then arg_error("conn:read", "max", "positive number or nil", max) end
+local function fill(self, fname)
   if self.closed then return nil, CLOSED end
-  local rbuf = self.rbuf
-  if #rbuf > 0 then return rbuf:get(max) end
   if not self.hs_done then
     local ok, err = self:handshake()
     if not ok then return nil, err end
   end
-  if self.reading then error("conn:read: another task is already reading this conn", 2) end
+  if self.reading then error(fname .. ": another task is already reading this conn", 3) end
   self.reading = true
-  local s, err = read_loop(self, max)
+  local ok, err = fill_loop(self)
   self.reading = false
-  return s, err
+  return ok, err
 end
+
+--- Returns up to max bytes of plaintext (at least one; nil: what is
+--- there), or nil, errors.EOF after the peer's close_notify, or nil, err.
+function Conn:read(max)
+  if max ~= nil and (type(max) ~= "number" or max < 1) then arg_error("conn:read", "max", "positive number or nil", max) end
+  if self.closed then return nil, CLOSED end
+  local rbuf = self.rbuf
+  if #rbuf == 0 then
+    local ok, err = fill(self, "conn:read")
+    if not ok then return nil, err end
+  end
+  return rbuf:get(max)
+end
+
+--- Waits until more plaintext is buffered (without taking any) and
+--- returns the read buffer (a string.buffer to consume from), or nil, err.
+function Conn:fill()
+  local ok, err = fill(self, "conn:fill")
+  if not ok then return nil, err end
+  return self.rbuf
+end
+
+--- The read buffer (plaintext received, not yet read).
+function Conn:read_buffer() return self.rbuf end
 
 Conn.read_full = net.read_full
 
@@ -551,10 +625,8 @@ end
 
 local EPIPE = errors.from_uv("EPIPE: write after close_write", "EPIPE", "write")
 
---- Encrypts and sends a string or an array of strings; returns the number
---- of plaintext bytes, or nil, err.
-function Conn:write(data)
-  local s = check_data(data, "conn:write")
+-- The checks a write makes before taking the lock: nil, or nil, err.
+local function write_check(self)
   if self.closed then return nil, CLOSED end
   if self.werr then return nil, self.werr end
   if self.wclosed then return nil, EPIPE end
@@ -564,28 +636,56 @@ function Conn:write(data)
   end
   local wd = self.wdeadline
   if wd and wd <= now() then return nil, TIMEOUT end
-  local total = #s
-  if total == 0 then return 0 end
-  self.wlock:lock()
-  local p = ffi_cast("const char *", s)
+  return true
+end
+
+-- Encrypts and sends total bytes at p (kept alive by the caller).
+local function write_locked(self, p, total)
   local off, chunk = 0, M.WRITE_CHUNK
-  local ok, err = true, nil
   while off < total do
-    if self.closed then ok, err = nil, CLOSED; break end
-    if self.werr then ok, err = nil, self.werr; break end
-    if self.wclosed then ok, err = nil, EPIPE; break end
+    if self.closed then return nil, CLOSED end
+    if self.werr then return nil, self.werr end
+    if self.wclosed then return nil, EPIPE end
     local k = min(chunk, total - off)
     local n = tonumber(C.lb_tls_write(self.t, p + off, k))
     if n < 0 then
       self.werr = tls_error(self, n, M.PROTOCOL)
-      ok, err = nil, self.werr
-      break
+      return nil, self.werr
     end
     off = off + n
-    ok, err = flush_locked(self)
-    if not ok then break end
+    local ok, err = flush_locked(self)
+    if not ok then return nil, err end
   end
+  return true
+end
+
+--- Encrypts and sends a string or an array of strings; returns the number
+--- of plaintext bytes, or nil, err.
+function Conn:write(data)
+  local s = check_data(data, "conn:write")
+  local ok, err = write_check(self)
+  if not ok then return nil, err end
+  local total = #s
+  if total == 0 then return 0 end
+  self.wlock:lock()
+  ok, err = write_locked(self, ffi_cast("const char *", s), total)
   self.wlock:unlock()
+  if not ok then return nil, err end
+  return total
+end
+
+--- Encrypts, sends and empties a string.buffer (servers build responses
+--- in one). Same results as write(buf:get()), without that string.
+function Conn:write_buffer(buf)
+  local ok, err = write_check(self)
+  if not ok then return nil, err end
+  local total = #buf
+  if total == 0 then return 0 end
+  self.wlock:lock()
+  local p = buf:ref()
+  ok, err = write_locked(self, p, total)
+  self.wlock:unlock()
+  buf:reset()
   if not ok then return nil, err end
   return total
 end
