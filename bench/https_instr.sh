@@ -24,7 +24,7 @@ one() {
   for _ in $(seq 150); do curl -sk -o /dev/null "https://127.0.0.1:$PORT/" && break; sleep 0.2; done
   N=$warm wrk -t1 -c$conns -d10s "${hdr[@]}" -s "$tmp/stop.lua" "https://127.0.0.1:$PORT/" >/dev/null
   callgrind_control -i on $pid >/dev/null 2>&1
-  N=$n wrk -t1 -c$conns -d20s "${hdr[@]}" -s "$tmp/stop.lua" "https://127.0.0.1:$PORT/" > "$tmp/wrk.out"
+  N=$n wrk -t1 -c$conns -d$((n / 200 + 20))s "${hdr[@]}" -s "$tmp/stop.lua" "https://127.0.0.1:$PORT/" > "$tmp/wrk.out"
   callgrind_control -i off $pid >/dev/null 2>&1
   kill $pid; wait $pid 2>/dev/null
   local reqs ir

@@ -1,12 +1,15 @@
 /*
  * lb_tls.c: TLS over OpenSSL 3 with memory BIOs.
  *
- * Each connection owns an SSL object whose read BIO is fed by lb_tls_feed
- * and whose write BIO is drained by lb_tls_take_out. Both are memory BIOs
- * that report "retry" (not EOF) when empty, so OpenSSL turns "no more
- * input" into SSL_ERROR_WANT_READ, which becomes LB_EAGAIN here. Writes into
- * the write BIO always succeed (it grows), so SSL_ERROR_WANT_WRITE never
- * happens and SSL_write never writes part of its input.
+ * Each connection owns an SSL object whose BIOs are two byte queues of its
+ * own (a BIO method of this file, cheaper than memory BIOs: OpenSSL asks
+ * its BIOs a dozen questions per record): lb_tls_feed appends to the input
+ * queue, which the read BIO drains, and the write BIO appends to the output
+ * queue, which lb_tls_take_out drains. An empty input queue reports
+ * "retry" (not EOF), so OpenSSL turns "no more input" into
+ * SSL_ERROR_WANT_READ, which becomes LB_EAGAIN here. Writes into the output
+ * queue always succeed (it grows), so SSL_ERROR_WANT_WRITE never happens
+ * and SSL_write never writes part of its input.
  *
  * OpenSSL's error queue is per thread. Clearing it costs hundreds of
  * instructions (it walks all its slots), so the per-record calls (read,
@@ -20,11 +23,13 @@
 #include "lowbit/lb_tls.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -55,9 +60,15 @@ struct lb_tls_ctx {
   char err[LB_TLS_ERROR_MAX];
 };
 
+/* A byte queue: bytes [off, len) of buf are queued. */
+typedef struct lb__queue {
+  uint8_t *buf;
+  size_t off, len, cap;
+} lb__queue;
+
 struct lb_tls {
   SSL *ssl;
-  BIO *rbio, *wbio;  /* owned by ssl */
+  lb__queue in, out; /* ciphertext from / to the peer */
   lb_tls_ctx *ctx;   /* the context the connection was made on (a reference) */
   lb_tls_ctx *active;/* the SNI-chosen context, or NULL (no reference: ctx's
                         registry keeps it alive) */
@@ -72,7 +83,6 @@ struct lb_tls {
   uint8_t hdr[5];
   size_t hdr_have;
   size_t body_left;
-  size_t in_left;    /* ciphertext in the read BIO (as of the last call) */
   char *server_name;
   char err[LB_TLS_ERROR_MAX];
 };
@@ -126,6 +136,7 @@ static ptrdiff_t copy_out(char *dst, size_t cap, const char *s, size_t n, int tr
  * certificates, tens of ms): client contexts that trust only the system
  * store share one X509_STORE instead (reference counted by OpenSSL), loaded
  * on first use and again only when SSL_CERT_FILE or SSL_CERT_DIR change. */
+static pthread_mutex_t sys_lock = PTHREAD_MUTEX_INITIALIZER;
 static X509_STORE *sys_store;
 static char *sys_file_env, *sys_dir_env; /* their values when it was loaded */
 static long sys_loads;
@@ -144,11 +155,12 @@ static char *dup_env(const char *s, int *fail) {
   return d;
 }
 
-/* The shared system store (a borrowed pointer), or NULL. */
-static X509_STORE *system_store(void) {
+/* The shared system store with a reference for the caller, or NULL. */
+static X509_STORE *system_store_locked(void) {
   const char *fe = getenv(X509_get_default_cert_file_env());
   const char *de = getenv(X509_get_default_cert_dir_env());
-  if (sys_store != NULL && same_env(sys_file_env, fe) && same_env(sys_dir_env, de)) return sys_store;
+  if (sys_store != NULL && same_env(sys_file_env, fe) && same_env(sys_dir_env, de))
+    return X509_STORE_up_ref(sys_store) == 1 ? sys_store : NULL;
   int fail = 0;
   char *f = dup_env(fe, &fail), *d = dup_env(de, &fail);
   X509_STORE *st = fail ? NULL : X509_STORE_new();
@@ -165,10 +177,22 @@ static X509_STORE *system_store(void) {
   sys_file_env = f;
   sys_dir_env = d;
   sys_loads++;
+  return X509_STORE_up_ref(st) == 1 ? st : NULL;
+}
+
+static X509_STORE *system_store(void) {
+  pthread_mutex_lock(&sys_lock);
+  X509_STORE *st = system_store_locked();
+  pthread_mutex_unlock(&sys_lock);
   return st;
 }
 
-long lb_tls_system_store_loads(void) { return sys_loads; }
+long lb_tls_system_store_loads(void) {
+  pthread_mutex_lock(&sys_lock);
+  long n = sys_loads;
+  pthread_mutex_unlock(&sys_lock);
+  return n;
+}
 
 /* ---- SNI and ALPN callbacks (run inside SSL_do_handshake) ------------------ */
 
@@ -417,7 +441,7 @@ int lb_tls_ctx_use_system_ca(lb_tls_ctx *c) {
     /* Nothing else trusted yet: share the process-wide store. */
     X509_STORE *st = system_store();
     if (st == NULL) return ctx_fail(c, "system CA store");
-    SSL_CTX_set1_cert_store(c->ssl, st);
+    SSL_CTX_set_cert_store(c->ssl, st); /* takes the reference */
     c->shared_store = 1;
   } else if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) {
     return ctx_fail(c, "system CA store");
@@ -542,6 +566,103 @@ ptrdiff_t lb_tls_ctx_last_error(const lb_tls_ctx *c, char *dst, size_t cap) {
   return copy_out(dst, cap, c->err, strlen(c->err), 1);
 }
 
+/* ---- the BIOs: byte queues of the connection ----------------------------- */
+
+/* Room for n more bytes at the end of q (moving the queued bytes to the
+ * front first when that is enough). 0 or -1. */
+static int queue_reserve(lb__queue *q, size_t n) {
+  if (q->cap - q->len >= n) return 0;
+  size_t used = q->len - q->off;
+  if (q->off > 0 && q->cap - used >= n) {
+    memmove(q->buf, q->buf + q->off, used);
+    q->off = 0;
+    q->len = used;
+    return 0;
+  }
+  if (n > SIZE_MAX / 2 - used) return -1;
+  size_t cap = q->cap ? q->cap : 4096;
+  while (cap - used < n) cap *= 2;
+  uint8_t *p = malloc(cap);
+  if (p == NULL) return -1;
+  if (used > 0) memcpy(p, q->buf + q->off, used);
+  free(q->buf);
+  q->buf = p;
+  q->cap = cap;
+  q->off = 0;
+  q->len = used;
+  return 0;
+}
+
+static size_t queue_take(lb__queue *q, void *dst, size_t cap) {
+  size_t n = q->len - q->off;
+  if (n > cap) n = cap;
+  if (n == 0) return 0;
+  memcpy(dst, q->buf + q->off, n);
+  q->off += n;
+  if (q->off == q->len) q->off = q->len = 0;
+  return n;
+}
+
+static int bio_read(BIO *b, char *dst, size_t cap, size_t *got) {
+  lb_tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (t->in.len == t->in.off) {
+    BIO_set_retry_read(b); /* "later", not EOF */
+    *got = 0;
+    return 0;
+  }
+  *got = queue_take(&t->in, dst, cap);
+  return 1;
+}
+
+static int bio_write(BIO *b, const char *src, size_t n, size_t *put) {
+  lb_tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (queue_reserve(&t->out, n) != 0) { *put = 0; return 0; }
+  memcpy(t->out.buf + t->out.len, src, n);
+  t->out.len += n;
+  *put = n;
+  return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num; (void)ptr;
+  lb_tls *t = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH: return 1;
+  case BIO_CTRL_PENDING: /* bytes queued: input for the read BIO, output for the write BIO */
+    if (t == NULL) return 0;
+    return (long)(b == SSL_get_rbio(t->ssl) ? t->in.len - t->in.off : t->out.len - t->out.off);
+  default: return 0; /* no kTLS, no EOF, nothing else to say */
+  }
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static BIO_METHOD *bio_method;
+static CRYPTO_ONCE bio_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void bio_method_init(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "lowbit queue");
+  if (m == NULL) return;
+  if (BIO_meth_set_read_ex(m, bio_read) != 1 || BIO_meth_set_write_ex(m, bio_write) != 1 ||
+      BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1) {
+    BIO_meth_free(m);
+    return;
+  }
+  bio_method = m;
+}
+
+static BIO *new_bio(lb_tls *t) {
+  if (!CRYPTO_THREAD_run_once(&bio_once, bio_method_init) || bio_method == NULL) return NULL;
+  BIO *b = BIO_new(bio_method);
+  if (b != NULL) BIO_set_data(b, t);
+  return b;
+}
+
 /* ---- connections ------------------------------------------------------- */
 
 static int is_ip_literal(const char *s) {
@@ -567,17 +688,13 @@ lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
   }
   t->ssl = SSL_new(ctx->ssl);
   if (t->ssl == NULL) goto fail;
-  t->rbio = BIO_new(BIO_s_mem());
-  t->wbio = BIO_new(BIO_s_mem());
-  if (t->rbio == NULL || t->wbio == NULL) {
-    BIO_free(t->rbio);
-    BIO_free(t->wbio);
+  BIO *rbio = new_bio(t), *wbio = new_bio(t);
+  if (rbio == NULL || wbio == NULL) {
+    BIO_free(rbio);
+    BIO_free(wbio);
     goto fail;
   }
-  /* Empty BIOs mean "retry later", not end of stream. */
-  BIO_set_mem_eof_return(t->rbio, -1);
-  BIO_set_mem_eof_return(t->wbio, -1);
-  SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_bio(t->ssl, rbio, wbio);
   SSL_set_app_data(t->ssl, t);
   if (t->is_server) {
     SSL_set_accept_state(t->ssl);
@@ -612,6 +729,8 @@ fail:
 void lb_tls_free(lb_tls *t) {
   if (t == NULL) return;
   SSL_free(t->ssl); /* frees both BIOs */
+  free(t->in.buf);
+  free(t->out.buf);
   lb_tls_ctx_free(t->ctx);
   free(t->server_name);
   free(t);
@@ -674,28 +793,23 @@ ptrdiff_t lb_tls_feed(lb_tls *t, const void *in, size_t n) {
       }
     }
   }
-  const char *p = in;
-  size_t left = n;
-  while (left > 0) {
-    int chunk = left > (size_t)INT_MAX ? INT_MAX : (int)left;
-    int w = BIO_write(t->rbio, p, chunk);
-    if (w <= 0) { ERR_clear_error(); return LB_ENOMEM; }
-    p += w;
-    left -= (size_t)w;
+  if (n > 0) {
+    if (queue_reserve(&t->in, n) != 0) return LB_ENOMEM;
+    memcpy(t->in.buf + t->in.len, in, n);
+    t->in.len += n;
   }
-  t->in_left += n;
   return (ptrdiff_t)n;
 }
 
 size_t lb_tls_pending_out(const lb_tls *t) {
-  return t == NULL ? 0 : (size_t)BIO_ctrl_pending(t->wbio);
+  return t == NULL ? 0 : t->out.len - t->out.off;
 }
 
 ptrdiff_t lb_tls_take_out(lb_tls *t, void *dst, size_t cap) {
   if (t == NULL || (dst == NULL && cap > 0)) return LB_EINVAL;
   if (cap == 0) return 0;
-  int r = BIO_read(t->wbio, dst, cap > (size_t)INT_MAX ? INT_MAX : (int)cap);
-  return r > 0 ? r : 0;
+  size_t n = queue_take(&t->out, dst, cap > (size_t)PTRDIFF_MAX ? (size_t)PTRDIFF_MAX : cap);
+  return (ptrdiff_t)n;
 }
 
 ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
@@ -706,14 +820,13 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
   if (!t->done) ERR_clear_error(); /* the handshake's calls clear it */
   while (got < cap) {
     /* Nothing fed and nothing decrypted: SSL_read could only say so. */
-    if (t->done && t->in_left == 0 && !SSL_has_pending(t->ssl)) {
+    if (t->done && t->in.len == t->in.off && !SSL_has_pending(t->ssl)) {
       if (got > 0) break;
       return LB_EAGAIN;
     }
     size_t n = 0;
     int r = SSL_read_ex(t->ssl, (char *)dst + got, cap - got, &n);
     if (!t->done && SSL_is_init_finished(t->ssl)) t->done = 1;
-    t->in_left = (size_t)BIO_ctrl_pending(t->rbio);
     if (r == 1) { got += n; continue; }
     /* The read BIO's "retry" leaves the SSL object wanting to read (SSL_read
      * resets that state first): the error queue has nothing to say then,
