@@ -261,6 +261,8 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                    \
   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+#define LB_TLS13_SERVER_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+
 lb_tls_ctx *lb_tls_ctx_new(int is_server) {
   lb_tls_ctx *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
@@ -279,9 +281,11 @@ lb_tls_ctx *lb_tls_ctx_new(int is_server) {
     SSL_CTX_set_num_tickets(c->ssl, 1);
     /* TLS 1.2: forward secrecy and AEAD only, the server's order (a client
      * offering AES128-SHA first still gets ECDHE-GCM). TLS 1.3 suites are
-     * all AEAD with (EC)DHE and keep OpenSSL's defaults. */
+     * all AEAD with (EC)DHE; the server's order is Go's (AES-128-GCM
+     * first: as strong in practice, and cheaper per handshake and byte). */
     SSL_CTX_set_options(c->ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_set_cipher_list(c->ssl, LB_TLS12_SERVER_CIPHERS) != 1) {
+    if (SSL_CTX_set_cipher_list(c->ssl, LB_TLS12_SERVER_CIPHERS) != 1 ||
+        SSL_CTX_set_ciphersuites(c->ssl, LB_TLS13_SERVER_SUITES) != 1) {
       ERR_clear_error();
       SSL_CTX_free(c->ssl);
       free(c);

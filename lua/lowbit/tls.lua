@@ -314,24 +314,43 @@ local function tls_error(self, rc, kind)
   return errors.with_kind(kind, nil, msg)
 end
 
--- Sends all pending ciphertext. The caller holds wlock.
+-- Sends what the core has pending, once. The caller holds wlock. true,
+-- or nil, err.
+local function send_pending(self, t)
+  local n = tonumber(C.lb_tls_pending_out(t))
+  if n == 0 then return true end
+  local p, cap = obuf:reserve(n)
+  obuf:commit(tonumber(C.lb_tls_take_out(t, p, cap)))
+  -- (obuf is shared: both ways empty it before any wait)
+  local ok, err
+  if self.inner_wb then ok, err = self.conn:write_buffer(obuf)
+  else ok, err = self.conn:write(obuf:get()) end
+  if not ok then
+    obuf:reset()
+    self.werr = self.werr or err
+    return nil, err
+  end
+  return true
+end
+
+-- Sends all pending ciphertext. The caller holds wlock. No loop in the
+-- usual case (one send): a loop here would become a root trace of its
+-- own, which returns into its callers through the interpreter.
 local function flush_locked(self)
+  local t = self.t
+  if t == nil then return nil, CLOSED end
+  local ok, err = send_pending(self, t)
+  if not ok then return nil, err end
+  t = self.t
+  if t == nil then return nil, CLOSED end
+  if C.lb_tls_pending_out(t) == 0 then return true end
+  -- The reader made more while the send waited: send until none is left.
   while true do
-    local t = self.t
+    ok, err = send_pending(self, t)
+    if not ok then return nil, err end
+    t = self.t
     if t == nil then return nil, CLOSED end
-    local n = tonumber(C.lb_tls_pending_out(t))
-    if n == 0 then return true end
-    local p, cap = obuf:reserve(n)
-    obuf:commit(tonumber(C.lb_tls_take_out(t, p, cap)))
-    -- (obuf is shared: both ways empty it before any wait)
-    local ok, err
-    if self.inner_wb then ok, err = self.conn:write_buffer(obuf)
-    else ok, err = self.conn:write(obuf:get()) end
-    if not ok then
-      obuf:reset()
-      self.werr = self.werr or err
-      return nil, err
-    end
+    if C.lb_tls_pending_out(t) == 0 then return true end
   end
 end
 
@@ -506,28 +525,32 @@ local function decrypt(t, rbuf)
   return n
 end
 
--- Waits for ciphertext from the wrapped conn and feeds it. true, or nil,
--- err (the conn's error; EOF inside a record is UNEXPECTED_EOF).
-local function await_input(self)
-  local inner, data, err = self.conn, nil, nil
+-- Feeds what the wrapped conn has read, decrypts what it can into rbuf
+-- and sends what the core produced (post-handshake answers). Returns the
+-- core's result: a count (> 0), 0 at close_notify, or a negative code.
+-- It runs right after the wait for input: as a function of its own it is
+-- compiled from its entry (see the top of this section).
+local function step(self, t)
   local ib = self.inner_buf
-  if ib then
-    if #ib > 0 then feed_buffered(self.t, ib); return true end
-    data, err = inner:fill()
-    if data then
-      if self.closed then return nil, CLOSED end
-      feed_buffered(self.t, ib)
-      return true
-    end
+  if ib and #ib > 0 then feed_buffered(t, ib) end
+  local n = decrypt(t, self.rbuf)
+  if C.lb_tls_pending_out(t) > 0 then flush_try(self) end
+  return n
+end
+
+-- Waits for ciphertext from the wrapped conn (fed by the next step).
+-- true, or nil, err (the conn's error; EOF inside a record is
+-- UNEXPECTED_EOF).
+local function await_input(self)
+  local data, err
+  if self.inner_buf then
+    data, err = self.conn:fill()
   else
-    data, err = inner:read()
-    if data then
-      if self.closed then return nil, CLOSED end
-      C.lb_tls_feed(self.t, data, #data)
-      return true
-    end
+    data, err = self.conn:read()
+    if data and not self.closed then C.lb_tls_feed(self.t, data, #data) end
   end
   if self.closed then return nil, CLOSED end
+  if data then return true end
   -- The peer closed the transport without close_notify: EOF at a record
   -- boundary (as Go does), UNEXPECTED_EOF inside a record.
   if err == EOF and C.lb_tls_partial_input(self.t) ~= 0 then err = UNEXPECTED_EOF end
@@ -535,27 +558,30 @@ local function await_input(self)
   return nil, err
 end
 
+-- The result of a step that decrypted nothing: true to wait for input,
+-- or nil, err.
+local function no_plaintext(self, n)
+  if n == 0 then
+    self.rerr = EOF -- the peer's close_notify
+    return nil, EOF
+  elseif n == LB_EAGAIN then
+    return true
+  end
+  self.rerr = tls_error(self, n, M.PROTOCOL)
+  return nil, self.rerr
+end
+
 -- Adds at least one byte of plaintext to self.rbuf. true or nil, err.
 local function fill_loop(self)
-  local rbuf = self.rbuf
   while true do
     if self.closed then return nil, CLOSED end
     if self.rerr then return nil, self.rerr end
-    local n = decrypt(self.t, rbuf)
-    if n > 0 then
-      flush_try(self)
-      return true
-    elseif n == 0 then
-      self.rerr = EOF -- the peer's close_notify
-      return nil, EOF
-    elseif n == LB_EAGAIN then
-      flush_try(self)
-      local ok, err = await_input(self)
-      if not ok then return nil, err end
-    else
-      self.rerr = tls_error(self, n, M.PROTOCOL)
-      return nil, self.rerr
-    end
+    local n = step(self, self.t)
+    if n > 0 then return true end
+    local ok, err = no_plaintext(self, n)
+    if not ok then return nil, err end
+    ok, err = await_input(self)
+    if not ok then return nil, err end
   end
 end
 
@@ -639,22 +665,31 @@ local function write_check(self)
   return true
 end
 
--- Encrypts and sends total bytes at p (kept alive by the caller).
+-- Encrypts k bytes at p and sends them. true or nil, err.
+local function write_chunk(self, p, k)
+  if self.closed then return nil, CLOSED end
+  if self.werr then return nil, self.werr end
+  if self.wclosed then return nil, EPIPE end
+  local n = tonumber(C.lb_tls_write(self.t, p, k))
+  if n < 0 then
+    self.werr = tls_error(self, n, M.PROTOCOL)
+    return nil, self.werr
+  end
+  return flush_locked(self)
+end
+
+-- Encrypts and sends total bytes at p (kept alive by the caller): in
+-- WRITE_CHUNK pieces, so that the ciphertext waiting in memory stays
+-- bounded. (No loop for one piece: see flush_locked.)
 local function write_locked(self, p, total)
-  local off, chunk = 0, M.WRITE_CHUNK
+  local chunk = M.WRITE_CHUNK
+  if total <= chunk then return write_chunk(self, p, total) end
+  local off = 0
   while off < total do
-    if self.closed then return nil, CLOSED end
-    if self.werr then return nil, self.werr end
-    if self.wclosed then return nil, EPIPE end
     local k = min(chunk, total - off)
-    local n = tonumber(C.lb_tls_write(self.t, p + off, k))
-    if n < 0 then
-      self.werr = tls_error(self, n, M.PROTOCOL)
-      return nil, self.werr
-    end
-    off = off + n
-    local ok, err = flush_locked(self)
+    local ok, err = write_chunk(self, p + off, k)
     if not ok then return nil, err end
+    off = off + k
   end
   return true
 end
