@@ -38,7 +38,7 @@ local concat, char, min = table.concat, string.char, math.min
 local now = lowbit.now
 
 local EOF, CLOSED, TIMEOUT, UNEXPECTED_EOF = errors.EOF, errors.CLOSED, errors.TIMEOUT, errors.UNEXPECTED_EOF
-local LB_EAGAIN, LB_ETLSVERIFY = C.LB_EAGAIN, C.LB_ETLSVERIFY
+local LB_EAGAIN, LB_ETLSVERIFY, TLS13 = C.LB_EAGAIN, C.LB_ETLSVERIFY, C.LB_TLS_VERSION_1_3
 local ERROR_MAX = C.LB_TLS_ERROR_MAX
 
 M.HANDSHAKE = errors.new("tls handshake failed")
@@ -317,6 +317,7 @@ end
 -- Sends what the core has pending, once. The caller holds wlock. true,
 -- or nil, err.
 local function send_pending(self, t)
+  self.defer_out = false
   local n = tonumber(C.lb_tls_pending_out(t))
   if n == 0 then return true end
   local p, cap = obuf:reserve(n)
@@ -366,7 +367,7 @@ end
 -- messages) unless a writer is busy, which then sends it with its own
 -- bytes (it loops until nothing is pending).
 local function flush_try(self)
-  if self.t and C.lb_tls_pending_out(self.t) > 0 and self.wlock:try_lock() then
+  if self.t and not self.defer_out and C.lb_tls_pending_out(self.t) > 0 and self.wlock:try_lock() then
     flush_locked(self)
     self.wlock:unlock()
   end
@@ -380,7 +381,7 @@ local function new_conn(inner, cfg, is_server, server_name)
   if type(inner.fill) == "function" and type(inner.read_buffer) == "function" then ib = inner:read_buffer() end
   local wb = type(inner.write_buffer) == "function"
   return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg, is_server = is_server,
-                        rbuf = buffer.new(), inner_buf = ib, inner_wb = wb, hs_done = false, closed = false,
+                        rbuf = buffer.new(), inner_buf = ib, inner_wb = wb, defer_out = false, hs_done = false, closed = false,
                         reading = false, rerr = false, werr = false, wclosed = false,
                         wlock = lowbit.mutex(), hslock = lowbit.mutex() }, Conn)
 end
@@ -420,6 +421,13 @@ local function handshake_loop(self)
     local t = self.t
     if t == nil then return nil, CLOSED end
     local rc = C.lb_tls_handshake(t)
+    if rc == 0 and self.is_server and C.lb_tls_version_id(t) == TLS13 then
+      -- All a TLS 1.3 server has left to send is its session tickets,
+      -- which nobody waits for: they go with the first write (or close)
+      -- instead of a write of their own on every connection.
+      self.defer_out = true
+      return true
+    end
     -- Send what the core produced, alerts included: the peer should learn
     -- why the handshake failed.
     local fok, ferr = flush(self)
