@@ -848,6 +848,12 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
   return (ptrdiff_t)got;
 }
 
+size_t lb_tls_read_bound(const lb_tls *t) {
+  if (t == NULL) return 0;
+  int p = SSL_pending(t->ssl);
+  return (t->in.len - t->in.off) + (p > 0 ? (size_t)p : 0);
+}
+
 size_t lb_tls_readable(const lb_tls *t) {
   if (t == NULL) return 0;
   int n = SSL_pending(t->ssl);

@@ -579,6 +579,31 @@ describe("lowbit.tls", function()
     end)
   end)
 
+  it("sends TLS 1.3 session tickets with the first write, and resumes with them", function()
+    run(function()
+      local ln = serve(server_cfg(), function(c)
+        local d = c:read()
+        if d then c:write("got " .. d) end
+        c:close()
+      end)
+      local sess = dir .. "/sess.pem"
+      local function s_client(extra)
+        local args = { "s_client", "-connect", ln:addr(), "-tls1_3", "-CAfile", dir .. "/ca.pem", "-ign_eof" }
+        for _, a in ipairs(extra) do args[#args + 1] = a end
+        return spawn("openssl", args, "ping\n")
+      end
+      local code, out = s_client({ "-sess_out", sess })
+      assert.equal(0, code)
+      assert.matches("got ping", out, 1, true)
+      assert.matches("New, TLSv1.3", out, 1, true)
+      code, out = s_client({ "-sess_in", sess })
+      assert.equal(0, code)
+      assert.matches("got ping", out, 1, true)
+      assert.matches("Reused, TLSv1.3", out, 1, true)
+      ln:close()
+    end)
+  end)
+
   it("reports unusable certificates and raises on bad arguments", function()
     local _, err = tls.server_config({ cert = "/nonexistent.pem", key = "/nonexistent.key" })
     assert.is_true(errors.is(err, tls.CONFIG))

@@ -180,6 +180,11 @@ ptrdiff_t lb_tls_take_out(lb_tls *t, void *dst, size_t cap);
  * LB_ETLSVERIFY; LB_EINVAL (cap == 0). */
 ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap);
 
+/* At least as many bytes as lb_tls_read can return before it needs more
+ * input (ciphertext fed and not yet decrypted, plus plaintext decrypted
+ * and not yet read): a buffer of this size (at least 1) takes all of it. */
+size_t lb_tls_read_bound(const lb_tls *t);
+
 /* Plaintext already decrypted and readable without more input. */
 size_t lb_tls_readable(const lb_tls *t);
 

@@ -511,9 +511,6 @@ end
 -- functions of their own: LuaJIT runs code that follows a resume
 -- interpreted until it calls into a compiled function.
 
--- Plaintext decrypted per core call (at least one whole record).
-local DECRYPT_CHUNK = 16 * 1024
-
 -- Feeds what the wrapped conn has buffered. Returns its byte count.
 local function feed_buffered(t, ib)
   local p, len = ib:ref()
@@ -525,9 +522,12 @@ local function feed_buffered(t, ib)
 end
 
 -- Decrypts what the core can into rbuf. Returns the core's result: a
--- count (> 0), 0 at close_notify, or a negative code.
+-- count (> 0), 0 at close_notify, or a negative code. rbuf grows only by
+-- what may come (a string.buffer's memory counts for the GC: a fixed 16
+-- KiB per conn would make it run far more often).
 local function decrypt(t, rbuf)
-  local p, cap = rbuf:reserve(DECRYPT_CHUNK)
+  local want = tonumber(C.lb_tls_read_bound(t))
+  local p, cap = rbuf:reserve(want > 0 and want or 1)
   local n = tonumber(C.lb_tls_read(t, p, cap))
   if n > 0 then rbuf:commit(n) end
   return n
