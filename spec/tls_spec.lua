@@ -604,6 +604,28 @@ describe("lowbit.tls", function()
     end)
   end)
 
+  it("serves a TCP conn whose first bytes were read and put back (protocol sniffing)", function()
+    run(function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local cfg = server_cfg()
+      lowbit.go(function()
+        local raw = ln:accept()
+        if not raw then return end
+        local first = raw:read()
+        raw:unread(first) -- a TLS ClientHello: hand it to TLS
+        local c = assert(tls.server(raw, cfg))
+        local d = c:read()
+        if d then c:write(d) end
+        c:close()
+      end)
+      local c = assert(tls.dial(bg, "localhost:" .. ln:port(), client_cfg()))
+      c:write("sniffed")
+      assert.equal("sniffed", c:read())
+      c:close()
+      ln:close()
+    end)
+  end)
+
   it("reports unusable certificates and raises on bad arguments", function()
     local _, err = tls.server_config({ cert = "/nonexistent.pem", key = "/nonexistent.key" })
     assert.is_true(errors.is(err, tls.CONFIG))

@@ -416,6 +416,16 @@ function M.client(conn, config, server_name)
   return new_conn(conn, cfg, false, server_name)
 end
 
+-- Feeds what the wrapped conn has buffered. Returns its byte count.
+local function feed_buffered(t, ib)
+  local p, len = ib:ref()
+  if len > 0 then
+    C.lb_tls_feed(t, p, len)
+    ib:reset()
+  end
+  return len
+end
+
 local function handshake_loop(self)
   while true do
     local t = self.t
@@ -437,10 +447,18 @@ local function handshake_loop(self)
       return true
     elseif rc == LB_EAGAIN then
       if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
-      local data, err = self.conn:read()
-      if self.closed then return nil, CLOSED end
-      if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
-      C.lb_tls_feed(self.t, data, #data)
+      local ib, data, err = self.inner_buf, nil, nil
+      if ib then -- in place, as reads do (bytes already there first)
+        if #ib > 0 then data = true else data, err = self.conn:fill() end
+        if self.closed then return nil, CLOSED end
+        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+        feed_buffered(self.t, ib)
+      else
+        data, err = self.conn:read()
+        if self.closed then return nil, CLOSED end
+        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+        C.lb_tls_feed(self.t, data, #data)
+      end
     else
       return nil, tls_error(self, rc, M.HANDSHAKE)
     end
@@ -510,16 +528,6 @@ end
 -- (fill / read_buffer, as on TCP conns). The work after a wait is done in
 -- functions of their own: LuaJIT runs code that follows a resume
 -- interpreted until it calls into a compiled function.
-
--- Feeds what the wrapped conn has buffered. Returns its byte count.
-local function feed_buffered(t, ib)
-  local p, len = ib:ref()
-  if len > 0 then
-    C.lb_tls_feed(t, p, len)
-    ib:reset()
-  end
-  return len
-end
 
 -- Decrypts what the core can into rbuf. Returns the core's result: a
 -- count (> 0), 0 at close_notify, or a negative code. rbuf grows only by
