@@ -48,6 +48,8 @@ M.CONFIG = errors.new("invalid tls configuration")
 
 --- Plaintext bytes encrypted per core call (and sent per conn write).
 M.WRITE_CHUNK = 128 * 1024
+--- Most plaintext one read returns.
+M.READ_CHUNK = 64 * 1024
 --- How long close() may wait to send close_notify.
 M.CLOSE_NOTIFY_TIMEOUT = 1
 
@@ -615,7 +617,8 @@ local function fill(self, fname)
 end
 
 --- Returns up to max bytes of plaintext (at least one; nil: what is
---- there), or nil, errors.EOF after the peer's close_notify, or nil, err.
+--- there, up to READ_CHUNK), or nil, errors.EOF after the peer's
+--- close_notify, or nil, err.
 function Conn:read(max)
   if max ~= nil and (type(max) ~= "number" or max < 1) then arg_error("conn:read", "max", "positive number or nil", max) end
   if self.closed then return nil, CLOSED end
@@ -624,7 +627,8 @@ function Conn:read(max)
     local ok, err = fill(self, "conn:read")
     if not ok then return nil, err end
   end
-  return rbuf:get(max)
+  local chunk = M.READ_CHUNK
+  return rbuf:get((max and max < chunk) and max or chunk)
 end
 
 --- Waits until more plaintext is buffered (without taking any) and
