@@ -850,8 +850,13 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
 
 size_t lb_tls_read_bound(const lb_tls *t) {
   if (t == NULL) return 0;
+  size_t b = t->in.len - t->in.off; /* plaintext is never longer than its record */
   int p = SSL_pending(t->ssl);
-  return (t->in.len - t->in.off) + (p > 0 ? (size_t)p : 0);
+  if (p > 0) return b + (size_t)p; /* the rest of a decrypted record */
+  /* Part of a record already taken from the queue: at most a whole one
+   * (TLS 1.2's limit, 2^14 + 2048 bytes after the 5-byte header). */
+  if (SSL_has_pending(t->ssl)) b += 5 + 16384 + 2048;
+  return b;
 }
 
 size_t lb_tls_readable(const lb_tls *t) {

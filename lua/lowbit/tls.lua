@@ -10,7 +10,7 @@
 --   end)
 --   local c = assert(tls.dial(ctx, "localhost:8443", { ca_file = "ca.pem" }))
 --
--- The protocol runs in the lb_tls C core (OpenSSL with memory BIOs); this
+-- The protocol runs in the lb_tls C core (OpenSSL, sans-I/O); this
 -- module moves ciphertext between the core and the wrapped conn. A read
 -- waiting for ciphertext never holds up a write: the reader only flushes
 -- the core's output (TLS 1.3 session tickets, key update answers) when no

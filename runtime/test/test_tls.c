@@ -233,8 +233,20 @@ static void test_partial_record(void) {
     LB_CHECK_EQ(lb_tls_partial_input(c), 1);
   }
   LB_CHECK_EQ(lb_tls_feed(c, rec + n - 1, 1), 1);
+  LB_CHECK(lb_tls_read_bound(c) >= 3); /* a buffer this big takes it all */
   { ptrdiff_t got_ = lb_tls_read(c, buf, sizeof buf); LB_CHECK_MEM(buf, "abc", got_); }
   LB_CHECK_EQ(lb_tls_partial_input(c), 0);
+  LB_CHECK_EQ(lb_tls_read_bound(c), 0);
+  /* two records fed at once, read through a buffer of the bound's size */
+  LB_CHECK_EQ(lb_tls_write(s, "hello", 5), 5);
+  LB_CHECK_EQ(lb_tls_write(s, "world", 5), 5);
+  pump(s, c, 0);
+  size_t bound = lb_tls_read_bound(c);
+  LB_CHECK(bound >= 10 && bound <= sizeof rec);
+  LB_CHECK_EQ(lb_tls_read(c, rec, bound), 10);
+  LB_CHECK_MEM(rec, "helloworld", 10);
+  LB_CHECK_EQ(lb_tls_read_bound(c), 0);
+  LB_CHECK_EQ(lb_tls_read(c, buf, sizeof buf), LB_EAGAIN);
   lb_tls_free(c);
   lb_tls_free(s);
   lb_tls_ctx_free(sc);
