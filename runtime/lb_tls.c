@@ -1,26 +1,35 @@
 /*
  * lb_tls.c: TLS over OpenSSL 3 with memory BIOs.
  *
- * Each connection owns an SSL object whose read BIO is fed by lb_tls_feed
- * and whose write BIO is drained by lb_tls_take_out. Both are memory BIOs
- * that report "retry" (not EOF) when empty, so OpenSSL turns "no more
- * input" into SSL_ERROR_WANT_READ, which becomes LB_EAGAIN here. Writes into
- * the write BIO always succeed (it grows), so SSL_ERROR_WANT_WRITE never
- * happens and SSL_write never writes part of its input.
+ * Each connection owns an SSL object whose BIOs are two byte queues of its
+ * own (a BIO method of this file, cheaper than memory BIOs: OpenSSL asks
+ * its BIOs a dozen questions per record): lb_tls_feed appends to the input
+ * queue, which the read BIO drains, and the write BIO appends to the output
+ * queue, which lb_tls_take_out drains. An empty input queue reports
+ * "retry" (not EOF), so OpenSSL turns "no more input" into
+ * SSL_ERROR_WANT_READ, which becomes LB_EAGAIN here. Writes into the output
+ * queue always succeed (it grows), so SSL_ERROR_WANT_WRITE never happens
+ * and SSL_write never writes part of its input.
  *
- * OpenSSL's error queue is per thread and may hold stale entries from
- * unrelated calls: it is cleared before every SSL call, and a failure's
- * message is copied into the object right away, since the queue does not
- * survive to the caller's next call.
+ * OpenSSL's error queue is per thread. Clearing it costs hundreds of
+ * instructions (it walks all its slots), so the per-record calls (read,
+ * write, feed, take_out) do not clear it first: every lb_tls call leaves it
+ * empty after a failure, and a stale entry left by unrelated code cannot
+ * turn "wants more input" into a failure because that case is recognized
+ * by the SSL object's state (SSL_want) before the queue is looked at.
+ * Context setup and handshakes, which are rare, clear it before each call.
+ * A failure's message is copied into the object right away.
  */
 #include "lowbit/lb_tls.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -43,6 +52,7 @@ struct lb_tls_ctx {
   int verify_mode;
   int ca_loaded;     /* a CA was loaded: the system store is not implied */
   int system_ca;     /* the system store has been added */
+  int shared_store;  /* the trust store is the process-wide system one */
   uint8_t *alpn;     /* wire format; servers select from it */
   size_t alpn_len;
   lb__sni *sni;
@@ -50,9 +60,15 @@ struct lb_tls_ctx {
   char err[LB_TLS_ERROR_MAX];
 };
 
+/* A byte queue: bytes [off, len) of buf are queued. */
+typedef struct lb__queue {
+  uint8_t *buf;
+  size_t off, len, cap;
+} lb__queue;
+
 struct lb_tls {
   SSL *ssl;
-  BIO *rbio, *wbio;  /* owned by ssl */
+  lb__queue in, out; /* ciphertext from / to the peer */
   lb_tls_ctx *ctx;   /* the context the connection was made on (a reference) */
   lb_tls_ctx *active;/* the SNI-chosen context, or NULL (no reference: ctx's
                         registry keeps it alive) */
@@ -112,6 +128,70 @@ static ptrdiff_t copy_out(char *dst, size_t cap, const char *s, size_t n, int tr
   memcpy(dst, s, n);
   dst[n] = '\0';
   return (ptrdiff_t)n;
+}
+
+/* ---- the system CA store, loaded once per process ------------------------ */
+
+/* Loading the system store parses the whole CA bundle (a few hundred
+ * certificates, tens of ms): client contexts that trust only the system
+ * store share one X509_STORE instead (reference counted by OpenSSL), loaded
+ * on first use and again only when SSL_CERT_FILE or SSL_CERT_DIR change. */
+static pthread_mutex_t sys_lock = PTHREAD_MUTEX_INITIALIZER;
+static X509_STORE *sys_store;
+static char *sys_file_env, *sys_dir_env; /* their values when it was loaded */
+static long sys_loads;
+
+static int same_env(const char *cached, const char *now) {
+  if (cached == NULL || now == NULL) return cached == now;
+  return strcmp(cached, now) == 0;
+}
+
+static char *dup_env(const char *s, int *fail) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d == NULL) { *fail = 1; return NULL; }
+  memcpy(d, s, n);
+  return d;
+}
+
+/* The shared system store with a reference for the caller, or NULL. */
+static X509_STORE *system_store_locked(void) {
+  const char *fe = getenv(X509_get_default_cert_file_env());
+  const char *de = getenv(X509_get_default_cert_dir_env());
+  if (sys_store != NULL && same_env(sys_file_env, fe) && same_env(sys_dir_env, de))
+    return X509_STORE_up_ref(sys_store) == 1 ? sys_store : NULL;
+  int fail = 0;
+  char *f = dup_env(fe, &fail), *d = dup_env(de, &fail);
+  X509_STORE *st = fail ? NULL : X509_STORE_new();
+  if (st == NULL || X509_STORE_set_default_paths(st) != 1) {
+    X509_STORE_free(st);
+    free(f);
+    free(d);
+    return NULL;
+  }
+  X509_STORE_free(sys_store); /* contexts using the old one keep their reference */
+  free(sys_file_env);
+  free(sys_dir_env);
+  sys_store = st;
+  sys_file_env = f;
+  sys_dir_env = d;
+  sys_loads++;
+  return X509_STORE_up_ref(st) == 1 ? st : NULL;
+}
+
+static X509_STORE *system_store(void) {
+  pthread_mutex_lock(&sys_lock);
+  X509_STORE *st = system_store_locked();
+  pthread_mutex_unlock(&sys_lock);
+  return st;
+}
+
+long lb_tls_system_store_loads(void) {
+  pthread_mutex_lock(&sys_lock);
+  long n = sys_loads;
+  pthread_mutex_unlock(&sys_lock);
+  return n;
 }
 
 /* ---- SNI and ALPN callbacks (run inside SSL_do_handshake) ------------------ */
@@ -176,6 +256,13 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 
 /* ---- contexts ---------------------------------------------------------- */
 
+#define LB_TLS12_SERVER_CIPHERS                                                   \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                    \
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                    \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+#define LB_TLS13_SERVER_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+
 lb_tls_ctx *lb_tls_ctx_new(int is_server) {
   lb_tls_ctx *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
@@ -192,6 +279,18 @@ lb_tls_ctx *lb_tls_ctx_new(int is_server) {
     SSL_CTX_set_tlsext_servername_callback(c->ssl, on_servername);
     SSL_CTX_set_alpn_select_cb(c->ssl, on_alpn, NULL);
     SSL_CTX_set_num_tickets(c->ssl, 1);
+    /* TLS 1.2: forward secrecy and AEAD only, the server's order (a client
+     * offering AES128-SHA first still gets ECDHE-GCM). TLS 1.3 suites are
+     * all AEAD with (EC)DHE; the server's order is Go's (AES-128-GCM
+     * first: as strong in practice, and cheaper per handshake and byte). */
+    SSL_CTX_set_options(c->ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_set_cipher_list(c->ssl, LB_TLS12_SERVER_CIPHERS) != 1 ||
+        SSL_CTX_set_ciphersuites(c->ssl, LB_TLS13_SERVER_SUITES) != 1) {
+      ERR_clear_error();
+      SSL_CTX_free(c->ssl);
+      free(c);
+      return NULL;
+    }
     c->verify_mode = LB_TLS_VERIFY_NONE;
     SSL_CTX_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
   } else {
@@ -295,9 +394,24 @@ int lb_tls_ctx_add_chain_pem(lb_tls_ctx *c, const char *pem, size_t len) {
   return 0;
 }
 
+/* Before adding to the trust store: a context still on the shared system
+ * store gets a store of its own (with the system CAs, which it trusted). */
+static int own_store(lb_tls_ctx *c) {
+  if (!c->shared_store) return 0;
+  X509_STORE *st = X509_STORE_new();
+  if (st == NULL || X509_STORE_set_default_paths(st) != 1) {
+    X509_STORE_free(st);
+    return ctx_fail(c, "system CA store");
+  }
+  SSL_CTX_set_cert_store(c->ssl, st); /* takes st, frees its shared reference */
+  c->shared_store = 0;
+  return 0;
+}
+
 int lb_tls_ctx_load_ca_file(lb_tls_ctx *c, const char *path) {
   if (c == NULL || path == NULL) return LB_EINVAL;
   ERR_clear_error();
+  if (own_store(c) != 0) return LB_ECERT;
   if (SSL_CTX_load_verify_locations(c->ssl, path, NULL) != 1) return ctx_fail(c, "CA file");
   c->ca_loaded = 1;
   return 0;
@@ -312,6 +426,7 @@ static int add_trusted(lb_tls_ctx *c, X509 *x) {
 int lb_tls_ctx_load_ca_pem(lb_tls_ctx *c, const char *pem, size_t len) {
   if (c == NULL || pem == NULL) return LB_EINVAL;
   ERR_clear_error();
+  if (own_store(c) != 0) return LB_ECERT;
   BIO *b = mem_bio(pem, len);
   if (b == NULL) return LB_ENOMEM;
   int n = each_cert(b, c, add_trusted);
@@ -326,7 +441,15 @@ int lb_tls_ctx_use_system_ca(lb_tls_ctx *c) {
   if (c == NULL) return LB_EINVAL;
   if (c->system_ca) return 0;
   ERR_clear_error();
-  if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) return ctx_fail(c, "system CA store");
+  if (!c->ca_loaded) {
+    /* Nothing else trusted yet: share the process-wide store. */
+    X509_STORE *st = system_store();
+    if (st == NULL) return ctx_fail(c, "system CA store");
+    SSL_CTX_set_cert_store(c->ssl, st); /* takes the reference */
+    c->shared_store = 1;
+  } else if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) {
+    return ctx_fail(c, "system CA store");
+  }
   c->system_ca = 1;
   return 0;
 }
@@ -447,6 +570,103 @@ ptrdiff_t lb_tls_ctx_last_error(const lb_tls_ctx *c, char *dst, size_t cap) {
   return copy_out(dst, cap, c->err, strlen(c->err), 1);
 }
 
+/* ---- the BIOs: byte queues of the connection ----------------------------- */
+
+/* Room for n more bytes at the end of q (moving the queued bytes to the
+ * front first when that is enough). 0 or -1. */
+static int queue_reserve(lb__queue *q, size_t n) {
+  if (q->cap - q->len >= n) return 0;
+  size_t used = q->len - q->off;
+  if (q->off > 0 && q->cap - used >= n) {
+    memmove(q->buf, q->buf + q->off, used);
+    q->off = 0;
+    q->len = used;
+    return 0;
+  }
+  if (n > SIZE_MAX / 2 - used) return -1;
+  size_t cap = q->cap ? q->cap : 4096;
+  while (cap - used < n) cap *= 2;
+  uint8_t *p = malloc(cap);
+  if (p == NULL) return -1;
+  if (used > 0) memcpy(p, q->buf + q->off, used);
+  free(q->buf);
+  q->buf = p;
+  q->cap = cap;
+  q->off = 0;
+  q->len = used;
+  return 0;
+}
+
+static size_t queue_take(lb__queue *q, void *dst, size_t cap) {
+  size_t n = q->len - q->off;
+  if (n > cap) n = cap;
+  if (n == 0) return 0;
+  memcpy(dst, q->buf + q->off, n);
+  q->off += n;
+  if (q->off == q->len) q->off = q->len = 0;
+  return n;
+}
+
+static int bio_read(BIO *b, char *dst, size_t cap, size_t *got) {
+  lb_tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (t->in.len == t->in.off) {
+    BIO_set_retry_read(b); /* "later", not EOF */
+    *got = 0;
+    return 0;
+  }
+  *got = queue_take(&t->in, dst, cap);
+  return 1;
+}
+
+static int bio_write(BIO *b, const char *src, size_t n, size_t *put) {
+  lb_tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (queue_reserve(&t->out, n) != 0) { *put = 0; return 0; }
+  memcpy(t->out.buf + t->out.len, src, n);
+  t->out.len += n;
+  *put = n;
+  return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num; (void)ptr;
+  lb_tls *t = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH: return 1;
+  case BIO_CTRL_PENDING: /* bytes queued: input for the read BIO, output for the write BIO */
+    if (t == NULL) return 0;
+    return (long)(b == SSL_get_rbio(t->ssl) ? t->in.len - t->in.off : t->out.len - t->out.off);
+  default: return 0; /* no kTLS, no EOF, nothing else to say */
+  }
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static BIO_METHOD *bio_method;
+static CRYPTO_ONCE bio_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void bio_method_init(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "lowbit queue");
+  if (m == NULL) return;
+  if (BIO_meth_set_read_ex(m, bio_read) != 1 || BIO_meth_set_write_ex(m, bio_write) != 1 ||
+      BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1) {
+    BIO_meth_free(m);
+    return;
+  }
+  bio_method = m;
+}
+
+static BIO *new_bio(lb_tls *t) {
+  if (!CRYPTO_THREAD_run_once(&bio_once, bio_method_init) || bio_method == NULL) return NULL;
+  BIO *b = BIO_new(bio_method);
+  if (b != NULL) BIO_set_data(b, t);
+  return b;
+}
+
 /* ---- connections ------------------------------------------------------- */
 
 static int is_ip_literal(const char *s) {
@@ -472,17 +692,13 @@ lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
   }
   t->ssl = SSL_new(ctx->ssl);
   if (t->ssl == NULL) goto fail;
-  t->rbio = BIO_new(BIO_s_mem());
-  t->wbio = BIO_new(BIO_s_mem());
-  if (t->rbio == NULL || t->wbio == NULL) {
-    BIO_free(t->rbio);
-    BIO_free(t->wbio);
+  BIO *rbio = new_bio(t), *wbio = new_bio(t);
+  if (rbio == NULL || wbio == NULL) {
+    BIO_free(rbio);
+    BIO_free(wbio);
     goto fail;
   }
-  /* Empty BIOs mean "retry later", not end of stream. */
-  BIO_set_mem_eof_return(t->rbio, -1);
-  BIO_set_mem_eof_return(t->wbio, -1);
-  SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_bio(t->ssl, rbio, wbio);
   SSL_set_app_data(t->ssl, t);
   if (t->is_server) {
     SSL_set_accept_state(t->ssl);
@@ -495,7 +711,9 @@ lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
         if (ip) {
           if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->server_name) != 1) goto fail;
         } else {
-          SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+          /* Names only from subjectAltName, never from the subject's
+           * Common Name (RFC 6125 6.4.4; Go does the same). */
+          SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
           if (SSL_set1_host(t->ssl, t->server_name) != 1) goto fail;
         }
       }
@@ -515,6 +733,8 @@ fail:
 void lb_tls_free(lb_tls *t) {
   if (t == NULL) return;
   SSL_free(t->ssl); /* frees both BIOs */
+  free(t->in.buf);
+  free(t->out.buf);
   lb_tls_ctx_free(t->ctx);
   free(t->server_name);
   free(t);
@@ -577,27 +797,23 @@ ptrdiff_t lb_tls_feed(lb_tls *t, const void *in, size_t n) {
       }
     }
   }
-  const char *p = in;
-  size_t left = n;
-  while (left > 0) {
-    int chunk = left > (size_t)INT_MAX ? INT_MAX : (int)left;
-    int w = BIO_write(t->rbio, p, chunk);
-    if (w <= 0) { ERR_clear_error(); return LB_ENOMEM; }
-    p += w;
-    left -= (size_t)w;
+  if (n > 0) {
+    if (queue_reserve(&t->in, n) != 0) return LB_ENOMEM;
+    memcpy(t->in.buf + t->in.len, in, n);
+    t->in.len += n;
   }
   return (ptrdiff_t)n;
 }
 
 size_t lb_tls_pending_out(const lb_tls *t) {
-  return t == NULL ? 0 : (size_t)BIO_ctrl_pending(t->wbio);
+  return t == NULL ? 0 : t->out.len - t->out.off;
 }
 
 ptrdiff_t lb_tls_take_out(lb_tls *t, void *dst, size_t cap) {
   if (t == NULL || (dst == NULL && cap > 0)) return LB_EINVAL;
   if (cap == 0) return 0;
-  int r = BIO_read(t->wbio, dst, cap > (size_t)INT_MAX ? INT_MAX : (int)cap);
-  return r > 0 ? r : 0;
+  size_t n = queue_take(&t->out, dst, cap > (size_t)PTRDIFF_MAX ? (size_t)PTRDIFF_MAX : cap);
+  return (ptrdiff_t)n;
 }
 
 ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
@@ -605,12 +821,24 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
   if (t->failed) return t->failed;
   if (t->peer_closed) return 0;
   size_t got = 0;
+  if (!t->done) ERR_clear_error(); /* the handshake's calls clear it */
   while (got < cap) {
+    /* Nothing fed and nothing decrypted: SSL_read could only say so. */
+    if (t->done && t->in.len == t->in.off && !SSL_has_pending(t->ssl)) {
+      if (got > 0) break;
+      return LB_EAGAIN;
+    }
     size_t n = 0;
-    ERR_clear_error();
     int r = SSL_read_ex(t->ssl, (char *)dst + got, cap - got, &n);
     if (!t->done && SSL_is_init_finished(t->ssl)) t->done = 1;
     if (r == 1) { got += n; continue; }
+    /* The read BIO's "retry" leaves the SSL object wanting to read (SSL_read
+     * resets that state first): the error queue has nothing to say then,
+     * and is not looked at (see the top). */
+    if (t->done && SSL_want_read(t->ssl)) {
+      if (got > 0) break;
+      return LB_EAGAIN;
+    }
     /* Record the state (close_notify, fatal error) now; the bytes already
      * read are returned first and the state shows on the next call. */
     int code = ssl_result(t, r);
@@ -618,6 +846,17 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
     return code;
   }
   return (ptrdiff_t)got;
+}
+
+size_t lb_tls_read_bound(const lb_tls *t) {
+  if (t == NULL) return 0;
+  size_t b = t->in.len - t->in.off; /* plaintext is never longer than its record */
+  int p = SSL_pending(t->ssl);
+  if (p > 0) return b + (size_t)p; /* the rest of a decrypted record */
+  /* Part of a record already taken from the queue: at most a whole one
+   * (TLS 1.2's limit, 2^14 + 2048 bytes after the 5-byte header). */
+  if (SSL_has_pending(t->ssl)) b += 5 + 16384 + 2048;
+  return b;
 }
 
 size_t lb_tls_readable(const lb_tls *t) {
@@ -637,7 +876,6 @@ ptrdiff_t lb_tls_write(lb_tls *t, const void *src, size_t n) {
   if (!t->done || t->sent_shutdown) return LB_ESTATE;
   if (n == 0) return 0;
   size_t w = 0;
-  ERR_clear_error();
   if (SSL_write_ex(t->ssl, src, n, &w) == 1) return (ptrdiff_t)w;
   int code = ssl_result(t, 0);
   return code == 0 || code == LB_EAGAIN ? LB_ETLS : code;

@@ -494,6 +494,138 @@ describe("lowbit.tls", function()
     end)
   end)
 
+  it("loads the system CA store once per process, honouring SSL_CERT_FILE", function()
+    local ffi = require "ffi"
+    local C = require("lowbit.core").C
+    pcall(ffi.cdef, "int setenv(const char *, const char *, int); int unsetenv(const char *);")
+    local old_file = os.getenv("SSL_CERT_FILE")
+    local function restore()
+      if old_file then ffi.C.setenv("SSL_CERT_FILE", old_file, 1) else ffi.C.unsetenv("SSL_CERT_FILE") end
+    end
+    local ok, err = pcall(run, function()
+      local ln = serve(server_cfg())
+      local addr = "localhost:" .. ln:port()
+      -- The test CA as "the system store": default configs trust it.
+      ffi.C.setenv("SSL_CERT_FILE", dir .. "/ca.pem", 1)
+      local before = tonumber(C.lb_tls_system_store_loads())
+      for _ = 1, 3 do -- a new default config (and context) per dial, as clients make them
+        local c = assert(tls.dial(bg, addr, tls.client_config()))
+        c:write("x")
+        assert.equal("x", c:read())
+        c:close()
+      end
+      local c = assert(tls.dial(bg, addr)) -- no config at all
+      c:close()
+      assert.equal(before + 1, tonumber(C.lb_tls_system_store_loads()))
+      -- Another bundle: loaded again, and it does not know the test CA.
+      ffi.C.setenv("SSL_CERT_FILE", dir .. "/self.pem", 1)
+      local _, derr = tls.dial(bg, addr, tls.client_config())
+      assert.is_true(errors.is(derr, tls.VERIFY))
+      assert.matches("unable to get local issuer certificate", tostring(derr), 1, true)
+      assert.equal(before + 2, tonumber(C.lb_tls_system_store_loads()))
+      -- A config with a CA of its own plus the system store does not
+      -- touch the shared store: the shared one still refuses the test CA.
+      c = assert(tls.dial(bg, addr, tls.client_config({ ca_file = dir .. "/ca.pem", system_ca = true })))
+      c:close()
+      _, derr = tls.dial(bg, addr, tls.client_config())
+      assert.is_true(errors.is(derr, tls.VERIFY))
+      ln:close()
+    end)
+    restore()
+    assert(ok, err)
+  end)
+
+  it("makes TLS 1.2 clients use ECDHE with AEAD, by the server's preference", function()
+    run(function()
+      local ln = serve(server_cfg())
+      local function s_client(ciphers)
+        return spawn("openssl", { "s_client", "-connect", ln:addr(), "-tls1_2", "-cipher", ciphers,
+          "-CAfile", dir .. "/ca.pem" }, "ping\n")
+      end
+      -- The client prefers a suite without forward secrecy: the server picks.
+      local code, out = s_client("AES128-SHA:AES256-SHA:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256")
+      assert.equal(0, code)
+      assert.matches("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256", out, 1, true)
+      code, out = s_client("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-CHACHA20-POLY1305")
+      assert.equal(0, code)
+      assert.matches("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305", out, 1, true)
+      -- Only suites without forward secrecy or AEAD: no handshake at all.
+      for _, weak in ipairs({ "AES128-SHA:AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-SHA" }) do
+        code, out = s_client(weak)
+        assert.are_not.equal(0, code)
+        assert.matches("Cipher is (NONE)", out, 1, true)
+      end
+      ln:close()
+    end)
+  end)
+
+  it("refuses a certificate that names the host only in its Common Name", function()
+    -- A CA-signed certificate for CN=localhost without subjectAltName.
+    local cnf = dir .. "/cnonly.cnf"
+    local f = assert(io.open(cnf, "w"))
+    f:write("[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n",
+            "basicConstraints = critical,CA:FALSE\n")
+    f:close()
+    sh(("openssl req -x509 -config %s -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 " ..
+        "-subj /CN=localhost -keyout %s/cnonly.key -out %s/cnonly.pem -CA %s/ca.pem -CAkey %s/ca.key")
+        :format(cnf, dir, dir, dir, dir))
+    assert.not_matches("Subject Alternative Name", sh("openssl x509 -noout -text -in " .. dir .. "/cnonly.pem"))
+    run(function()
+      local ln = serve(server_cfg({ cert = dir .. "/cnonly.pem", key = dir .. "/cnonly.key" }))
+      local _, err = tls.dial(bg, "localhost:" .. ln:port(), client_cfg())
+      assert.is_true(errors.is(err, tls.VERIFY))
+      assert.equal("tls handshake failed: certificate verify failed: hostname mismatch", tostring(err))
+      ln:close()
+    end)
+  end)
+
+  it("sends TLS 1.3 session tickets with the first write, and resumes with them", function()
+    run(function()
+      local ln = serve(server_cfg(), function(c)
+        local d = c:read()
+        if d then c:write("got " .. d) end
+        c:close()
+      end)
+      local sess = dir .. "/sess.pem"
+      local function s_client(extra)
+        local args = { "s_client", "-connect", ln:addr(), "-tls1_3", "-CAfile", dir .. "/ca.pem", "-ign_eof" }
+        for _, a in ipairs(extra) do args[#args + 1] = a end
+        return spawn("openssl", args, "ping\n")
+      end
+      local code, out = s_client({ "-sess_out", sess })
+      assert.equal(0, code)
+      assert.matches("got ping", out, 1, true)
+      assert.matches("New, TLSv1.3", out, 1, true)
+      code, out = s_client({ "-sess_in", sess })
+      assert.equal(0, code)
+      assert.matches("got ping", out, 1, true)
+      assert.matches("Reused, TLSv1.3", out, 1, true)
+      ln:close()
+    end)
+  end)
+
+  it("serves a TCP conn whose first bytes were read and put back (protocol sniffing)", function()
+    run(function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local cfg = server_cfg()
+      lowbit.go(function()
+        local raw = ln:accept()
+        if not raw then return end
+        local first = raw:read()
+        raw:unread(first) -- a TLS ClientHello: hand it to TLS
+        local c = assert(tls.server(raw, cfg))
+        local d = c:read()
+        if d then c:write(d) end
+        c:close()
+      end)
+      local c = assert(tls.dial(bg, "localhost:" .. ln:port(), client_cfg()))
+      c:write("sniffed")
+      assert.equal("sniffed", c:read())
+      c:close()
+      ln:close()
+    end)
+  end)
+
   it("reports unusable certificates and raises on bad arguments", function()
     local _, err = tls.server_config({ cert = "/nonexistent.pem", key = "/nonexistent.key" })
     assert.is_true(errors.is(err, tls.CONFIG))

@@ -34,4 +34,12 @@ fi
 if command -v wrk >/dev/null; then
   echo "== bench/https_hello.sh"
   sh bench/https_hello.sh 3
+  # CPU per HTTPS request and per new TLS connection against nginx + lua
+  # (the goal is a ratio of at most 1.0 on both).
+  echo "== bench/https_nginx.sh (examples/hello.lua vs nginx + lua, TLS 1.3, P-256)"
+  bash bench/https_nginx.sh 4
+fi
+if command -v wrk >/dev/null && command -v valgrind >/dev/null; then
+  echo "== bench/https_instr.sh (examples/hello.lua under callgrind)"
+  bash bench/https_instr.sh "$host examples/hello.lua" 10000
 fi

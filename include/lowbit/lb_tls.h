@@ -58,8 +58,12 @@ enum {
 
 /* A new context for servers (is_server != 0) or clients, holding one
  * reference. Defaults: TLS 1.2 minimum, renegotiation off, clients verify
- * the peer against the system CA store unless a CA is loaded. Returns NULL
- * when memory runs out. */
+ * the peer against the system CA store unless a CA is loaded; servers
+ * choose the cipher suite by their own preference, and offer TLS 1.2
+ * suites with ECDHE and AEAD only (ECDHE-ECDSA/RSA with AES-GCM or
+ * ChaCha20-Poly1305). Host names are checked against the subjectAltName
+ * only, never the subject's Common Name. Returns NULL when memory runs
+ * out. */
 lb_tls_ctx *lb_tls_ctx_new(int is_server);
 
 /* Drops one reference; the context is freed with its last one. NULL is
@@ -90,9 +94,17 @@ int lb_tls_ctx_add_chain_pem(lb_tls_ctx *c, const char *pem, size_t len);
 int lb_tls_ctx_load_ca_file(lb_tls_ctx *c, const char *path);
 int lb_tls_ctx_load_ca_pem(lb_tls_ctx *c, const char *pem, size_t len);
 
-/* Trusts the system CA store (OpenSSL's default paths) as well. Returns 0
+/* Trusts the system CA store (OpenSSL's default paths, honouring
+ * SSL_CERT_FILE and SSL_CERT_DIR) as well. Without other CAs the context
+ * shares the process-wide copy (see lb_tls_system_store_loads). Returns 0
  * or LB_ECERT. */
 int lb_tls_ctx_use_system_ca(lb_tls_ctx *c);
+
+/* How many times this process has loaded the system CA store. Client
+ * contexts trusting only the system store (the default) share one copy,
+ * loaded on first use and again only when the SSL_CERT_FILE or
+ * SSL_CERT_DIR environment variables have changed since. */
+long lb_tls_system_store_loads(void);
 
 /* Sets the verification mode (LB_TLS_VERIFY_*). For a client, NONE is
  * "insecure skip verify": any certificate is accepted. Returns 0 or
@@ -167,6 +179,11 @@ ptrdiff_t lb_tls_take_out(lb_tls *t, void *dst, size_t cap);
  * every later call); LB_EAGAIN when more input is needed; LB_ETLS,
  * LB_ETLSVERIFY; LB_EINVAL (cap == 0). */
 ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap);
+
+/* At least as many bytes as lb_tls_read can return before it needs more
+ * input (ciphertext fed and not yet decrypted, plus plaintext decrypted
+ * and not yet read): a buffer of this size (at least 1) takes all of it. */
+size_t lb_tls_read_bound(const lb_tls *t);
 
 /* Plaintext already decrypted and readable without more input. */
 size_t lb_tls_readable(const lb_tls *t);

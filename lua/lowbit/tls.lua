@@ -10,7 +10,7 @@
 --   end)
 --   local c = assert(tls.dial(ctx, "localhost:8443", { ca_file = "ca.pem" }))
 --
--- The protocol runs in the lb_tls C core (OpenSSL with memory BIOs); this
+-- The protocol runs in the lb_tls C core (OpenSSL, sans-I/O); this
 -- module moves ciphertext between the core and the wrapped conn. A read
 -- waiting for ciphertext never holds up a write: the reader only flushes
 -- the core's output (TLS 1.3 session tickets, key update answers) when no
@@ -38,7 +38,7 @@ local concat, char, min = table.concat, string.char, math.min
 local now = lowbit.now
 
 local EOF, CLOSED, TIMEOUT, UNEXPECTED_EOF = errors.EOF, errors.CLOSED, errors.TIMEOUT, errors.UNEXPECTED_EOF
-local LB_EAGAIN, LB_ETLSVERIFY = C.LB_EAGAIN, C.LB_ETLSVERIFY
+local LB_EAGAIN, LB_ETLSVERIFY, TLS13 = C.LB_EAGAIN, C.LB_ETLSVERIFY, C.LB_TLS_VERSION_1_3
 local ERROR_MAX = C.LB_TLS_ERROR_MAX
 
 M.HANDSHAKE = errors.new("tls handshake failed")
@@ -57,7 +57,6 @@ M.READ_CHUNK = 64 * 1024
 --- How long close() may wait to send close_notify.
 M.CLOSE_NOTIFY_TIMEOUT = 1
 
-local rscratch = ffi_new("uint8_t[?]", M.READ_CHUNK)
 local sbuf = ffi_new("char[?]", ERROR_MAX)
 local obuf = buffer.new()
 
@@ -321,20 +320,44 @@ local function tls_error(self, rc, kind)
   return errors.with_kind(kind, nil, msg)
 end
 
--- Sends all pending ciphertext. The caller holds wlock.
+-- Sends what the core has pending, once. The caller holds wlock. true,
+-- or nil, err.
+local function send_pending(self, t)
+  self.defer_out = false
+  local n = tonumber(C.lb_tls_pending_out(t))
+  if n == 0 then return true end
+  local p, cap = obuf:reserve(n)
+  obuf:commit(tonumber(C.lb_tls_take_out(t, p, cap)))
+  -- (obuf is shared: both ways empty it before any wait)
+  local ok, err
+  if self.inner_wb then ok, err = self.conn:write_buffer(obuf)
+  else ok, err = self.conn:write(obuf:get()) end
+  if not ok then
+    obuf:reset()
+    self.werr = self.werr or err
+    return nil, err
+  end
+  return true
+end
+
+-- Sends all pending ciphertext. The caller holds wlock. No loop in the
+-- usual case (one send): a loop here would become a root trace of its
+-- own, which returns into its callers through the interpreter.
 local function flush_locked(self)
+  local t = self.t
+  if t == nil then return nil, CLOSED end
+  local ok, err = send_pending(self, t)
+  if not ok then return nil, err end
+  t = self.t
+  if t == nil then return nil, CLOSED end
+  if C.lb_tls_pending_out(t) == 0 then return true end
+  -- The reader made more while the send waited: send until none is left.
   while true do
-    local t = self.t
+    ok, err = send_pending(self, t)
+    if not ok then return nil, err end
+    t = self.t
     if t == nil then return nil, CLOSED end
-    local n = tonumber(C.lb_tls_pending_out(t))
-    if n == 0 then return true end
-    local p, cap = obuf:reserve(n)
-    obuf:commit(tonumber(C.lb_tls_take_out(t, p, cap)))
-    local ok, err = self.conn:write(obuf:get())
-    if not ok then
-      self.werr = self.werr or err
-      return nil, err
-    end
+    if C.lb_tls_pending_out(t) == 0 then return true end
   end
 end
 
@@ -350,7 +373,7 @@ end
 -- messages) unless a writer is busy, which then sends it with its own
 -- bytes (it loops until nothing is pending).
 local function flush_try(self)
-  if self.t and C.lb_tls_pending_out(self.t) > 0 and self.wlock:try_lock() then
+  if self.t and not self.defer_out and C.lb_tls_pending_out(self.t) > 0 and self.wlock:try_lock() then
     flush_locked(self)
     self.wlock:unlock()
   end
@@ -359,8 +382,13 @@ end
 local function new_conn(inner, cfg, is_server, server_name)
   local t = C.lb_tls_new(cfg.ctx, is_server and 1 or 0, server_name)
   if t == nil then error("tls: out of memory", 3) end
+  -- A wrapped conn that exposes its read buffer (TCP) is read in place.
+  local ib = false
+  if type(inner.fill) == "function" and type(inner.read_buffer) == "function" then ib = inner:read_buffer() end
+  local wb = type(inner.write_buffer) == "function"
   return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg, is_server = is_server,
-                        rbuf = buffer.new(), hs_done = false, closed = false, head = "",
+                        rbuf = buffer.new(), inner_buf = ib, inner_wb = wb, defer_out = false, hs_done = false, closed = false,
+                        reading = false, rerr = false, werr = false, wclosed = false, head = "",
                         wlock = lowbit.mutex(), hslock = lowbit.mutex() }, Conn)
 end
 
@@ -398,6 +426,24 @@ end
 -- HTTP from a TLS record header.
 local HTTP_HEADS = { ["GET /"] = true, ["HEAD "] = true, ["POST "] = true, ["PUT /"] = true, ["OPTIO"] = true }
 
+-- A server keeps the first five bytes it was sent, to tell plain HTTP.
+local function note_head(self, p, len)
+  local head = self.head
+  if self.is_server and #head < 5 and len > 0 then
+    self.head = head .. ffi_string(p, len < 5 - #head and len or 5 - #head)
+  end
+end
+
+-- Feeds what the wrapped conn has buffered. Returns its byte count.
+local function feed_buffered(t, ib)
+  local p, len = ib:ref()
+  if len > 0 then
+    C.lb_tls_feed(t, p, len)
+    ib:reset()
+  end
+  return len
+end
+
 local function handshake_loop(self)
   while true do
     local t = self.t
@@ -406,6 +452,13 @@ local function handshake_loop(self)
     -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
     if rc ~= 0 and rc ~= LB_EAGAIN and self.is_server and HTTP_HEADS[self.head] then
       return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
+    end
+    if rc == 0 and self.is_server and C.lb_tls_version_id(t) == TLS13 then
+      -- All a TLS 1.3 server has left to send is its session tickets,
+      -- which nobody waits for: they go with the first write (or close)
+      -- instead of a write of their own on every connection.
+      self.defer_out = true
+      return true
     end
     -- Send what the core produced, alerts included: the peer should learn
     -- why the handshake failed.
@@ -416,12 +469,20 @@ local function handshake_loop(self)
       return true
     elseif rc == LB_EAGAIN then
       if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
-      local data, err = self.conn:read()
-      if self.closed then return nil, CLOSED end
-      if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
-      local head = self.head
-      if self.is_server and #head < 5 then self.head = head .. data:sub(1, 5 - #head) end
-      C.lb_tls_feed(self.t, data, #data)
+      local ib, data, err = self.inner_buf, nil, nil
+      if ib then -- in place, as reads do (bytes already there first)
+        if #ib > 0 then data = true else data, err = self.conn:fill() end
+        if self.closed then return nil, CLOSED end
+        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+        note_head(self, ib:ref())
+        feed_buffered(self.t, ib)
+      else
+        data, err = self.conn:read()
+        if self.closed then return nil, CLOSED end
+        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+        note_head(self, data, #data)
+        C.lb_tls_feed(self.t, data, #data)
+      end
     else
       return nil, tls_error(self, rc, M.HANDSHAKE)
     end
@@ -485,36 +546,96 @@ function Conn:handshake(ctx)
   return ok, err
 end
 
-local function read_loop(self, max)
+-- Reading: ciphertext goes from the wrapped conn's read buffer straight
+-- into the core (TCP conns expose theirs: no Lua string per record), and
+-- plaintext from the core into self.rbuf, which parsers read in place
+-- (fill / read_buffer, as on TCP conns). The work after a wait is done in
+-- functions of their own: LuaJIT runs code that follows a resume
+-- interpreted until it calls into a compiled function.
+
+-- Decrypts what the core can into rbuf. Returns the core's result: a
+-- count (> 0), 0 at close_notify, or a negative code. rbuf grows only by
+-- what may come (a string.buffer's memory counts for the GC: a fixed 16
+-- KiB per conn would make it run far more often).
+local function decrypt(t, rbuf)
+  local want = tonumber(C.lb_tls_read_bound(t))
+  local p, cap = rbuf:reserve(want > 0 and want or 1)
+  local n = tonumber(C.lb_tls_read(t, p, cap))
+  if n > 0 then rbuf:commit(n) end
+  return n
+end
+
+-- Feeds what the wrapped conn has read, decrypts what it can into rbuf
+-- and sends what the core produced (post-handshake answers). Returns the
+-- core's result: a count (> 0), 0 at close_notify, or a negative code.
+-- It runs right after the wait for input: as a function of its own it is
+-- compiled from its entry (see the top of this section).
+local function step(self, t)
+  local ib = self.inner_buf
+  if ib and #ib > 0 then feed_buffered(t, ib) end
+  local n = decrypt(t, self.rbuf)
+  if C.lb_tls_pending_out(t) > 0 then flush_try(self) end
+  return n
+end
+
+-- Waits for ciphertext from the wrapped conn (fed by the next step).
+-- true, or nil, err (the conn's error; EOF inside a record is
+-- UNEXPECTED_EOF).
+local function await_input(self)
+  local data, err
+  if self.inner_buf then
+    data, err = self.conn:fill()
+  else
+    data, err = self.conn:read()
+    if data and not self.closed then C.lb_tls_feed(self.t, data, #data) end
+  end
+  if self.closed then return nil, CLOSED end
+  if data then return true end
+  -- The peer closed the transport without close_notify: EOF at a record
+  -- boundary (as Go does), UNEXPECTED_EOF inside a record.
+  if err == EOF and C.lb_tls_partial_input(self.t) ~= 0 then err = UNEXPECTED_EOF end
+  if err ~= TIMEOUT then self.rerr = err end
+  return nil, err
+end
+
+-- The result of a step that decrypted nothing: true to wait for input,
+-- or nil, err.
+local function no_plaintext(self, n)
+  if n == 0 then
+    self.rerr = EOF -- the peer's close_notify
+    return nil, EOF
+  elseif n == LB_EAGAIN then
+    return true
+  end
+  self.rerr = tls_error(self, n, M.PROTOCOL)
+  return nil, self.rerr
+end
+
+-- Adds at least one byte of plaintext to self.rbuf. true or nil, err.
+local function fill_loop(self)
   while true do
     if self.closed then return nil, CLOSED end
     if self.rerr then return nil, self.rerr end
-    local t = self.t
-    local n = tonumber(C.lb_tls_read(t, rscratch, (max and max < M.READ_CHUNK) and max or M.READ_CHUNK))
-    if n > 0 then
-      local s = ffi_string(rscratch, n)
-      flush_try(self)
-      return s
-    elseif n == 0 then
-      self.rerr = EOF -- the peer's close_notify
-      return nil, EOF
-    elseif n == LB_EAGAIN then
-      flush_try(self)
-      local data, err = self.conn:read()
-      if self.closed then return nil, CLOSED end
-      if not data then
-        -- The peer closed the transport without close_notify: EOF at a
-        -- record boundary (as Go does), UNEXPECTED_EOF inside a record.
-        if err == EOF and C.lb_tls_partial_input(self.t) ~= 0 then err = UNEXPECTED_EOF end
-        if err ~= TIMEOUT then self.rerr = err end
-        return nil, err
-      end
-      C.lb_tls_feed(self.t, data, #data)
-    else
-      self.rerr = tls_error(self, n, M.PROTOCOL)
-      return nil, self.rerr
-    end
+    local n = step(self, self.t)
+    if n > 0 then return true end
+    local ok, err = no_plaintext(self, n)
+    if not ok then return nil, err end
+    ok, err = await_input(self)
+    if not ok then return nil, err end
   end
+end
+
+local function fill(self, fname)
+  if self.closed then return nil, CLOSED end
+  if not self.hs_done then
+    local ok, err = self:handshake()
+    if not ok then return nil, err end
+  end
+  if self.reading then error(fname .. ": another task is already reading this conn", 3) end
+  self.reading = true
+  local ok, err = fill_loop(self)
+  self.reading = false
+  return ok, err
 end
 
 --- Returns up to max bytes of plaintext (at least one; nil: what is
@@ -524,17 +645,24 @@ function Conn:read(max)
   if max ~= nil and (type(max) ~= "number" or max < 1) then arg_error("conn:read", "max", "positive number or nil", max) end
   if self.closed then return nil, CLOSED end
   local rbuf = self.rbuf
-  if #rbuf > 0 then return rbuf:get(max) end
-  if not self.hs_done then
-    local ok, err = self:handshake()
+  if #rbuf == 0 then
+    local ok, err = fill(self, "conn:read")
     if not ok then return nil, err end
   end
-  if self.reading then error("conn:read: another task is already reading this conn", 2) end
-  self.reading = true
-  local s, err = read_loop(self, max)
-  self.reading = false
-  return s, err
+  local chunk = M.READ_CHUNK
+  return rbuf:get((max and max < chunk) and max or chunk)
 end
+
+--- Waits until more plaintext is buffered (without taking any) and
+--- returns the read buffer (a string.buffer to consume from), or nil, err.
+function Conn:fill()
+  local ok, err = fill(self, "conn:fill")
+  if not ok then return nil, err end
+  return self.rbuf
+end
+
+--- The read buffer (plaintext received, not yet read).
+function Conn:read_buffer() return self.rbuf end
 
 Conn.read_full = net.read_full
 
@@ -565,10 +693,8 @@ end
 
 local EPIPE = errors.from_uv("EPIPE: write after close_write", "EPIPE", "write")
 
---- Encrypts and sends a string or an array of strings; returns the number
---- of plaintext bytes, or nil, err.
-function Conn:write(data)
-  local s = check_data(data, "conn:write")
+-- The checks a write makes before taking the lock: nil, or nil, err.
+local function write_check(self)
   if self.closed then return nil, CLOSED end
   if self.werr then return nil, self.werr end
   if self.wclosed then return nil, EPIPE end
@@ -578,28 +704,65 @@ function Conn:write(data)
   end
   local wd = self.wdeadline
   if wd and wd <= now() then return nil, TIMEOUT end
+  return true
+end
+
+-- Encrypts k bytes at p and sends them. true or nil, err.
+local function write_chunk(self, p, k)
+  if self.closed then return nil, CLOSED end
+  if self.werr then return nil, self.werr end
+  if self.wclosed then return nil, EPIPE end
+  local n = tonumber(C.lb_tls_write(self.t, p, k))
+  if n < 0 then
+    self.werr = tls_error(self, n, M.PROTOCOL)
+    return nil, self.werr
+  end
+  return flush_locked(self)
+end
+
+-- Encrypts and sends total bytes at p (kept alive by the caller): in
+-- WRITE_CHUNK pieces, so that the ciphertext waiting in memory stays
+-- bounded. (No loop for one piece: see flush_locked.)
+local function write_locked(self, p, total)
+  local chunk = M.WRITE_CHUNK
+  if total <= chunk then return write_chunk(self, p, total) end
+  local off = 0
+  while off < total do
+    local k = min(chunk, total - off)
+    local ok, err = write_chunk(self, p + off, k)
+    if not ok then return nil, err end
+    off = off + k
+  end
+  return true
+end
+
+--- Encrypts and sends a string or an array of strings; returns the number
+--- of plaintext bytes, or nil, err.
+function Conn:write(data)
+  local s = check_data(data, "conn:write")
+  local ok, err = write_check(self)
+  if not ok then return nil, err end
   local total = #s
   if total == 0 then return 0 end
   self.wlock:lock()
-  local p = ffi_cast("const char *", s)
-  local off, chunk = 0, M.WRITE_CHUNK
-  local ok, err = true, nil
-  while off < total do
-    if self.closed then ok, err = nil, CLOSED; break end
-    if self.werr then ok, err = nil, self.werr; break end
-    if self.wclosed then ok, err = nil, EPIPE; break end
-    local k = min(chunk, total - off)
-    local n = tonumber(C.lb_tls_write(self.t, p + off, k))
-    if n < 0 then
-      self.werr = tls_error(self, n, M.PROTOCOL)
-      ok, err = nil, self.werr
-      break
-    end
-    off = off + n
-    ok, err = flush_locked(self)
-    if not ok then break end
-  end
+  ok, err = write_locked(self, ffi_cast("const char *", s), total)
   self.wlock:unlock()
+  if not ok then return nil, err end
+  return total
+end
+
+--- Encrypts, sends and empties a string.buffer (servers build responses
+--- in one). Same results as write(buf:get()), without that string.
+function Conn:write_buffer(buf)
+  local ok, err = write_check(self)
+  if not ok then return nil, err end
+  local total = #buf
+  if total == 0 then return 0 end
+  self.wlock:lock()
+  local p = buf:ref()
+  ok, err = write_locked(self, p, total)
+  self.wlock:unlock()
+  buf:reset()
   if not ok then return nil, err end
   return total
 end

@@ -24,7 +24,7 @@ typedef struct pair {
   char *key_pem;
 } pair;
 
-static pair ca, bad_ca, srv, other, wild, bad_srv, client_cert;
+static pair ca, bad_ca, srv, other, wild, bad_srv, client_cert, cn_only;
 
 static void add_ext(X509 *x, X509V3_CTX *v, int nid, const char *value) {
   X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, v, nid, value);
@@ -73,6 +73,7 @@ static void make_all(void) {
   wild = make("*.wild.test", "DNS:*.wild.test", &ca, 0);
   bad_srv = make("localhost", "DNS:localhost", &bad_ca, 0);
   client_cert = make("client one", NULL, &ca, 0);
+  cn_only = make("localhost", NULL, &ca, 0);
 }
 
 /* ---- contexts and pumping ----------------------------------------------- */
@@ -232,8 +233,20 @@ static void test_partial_record(void) {
     LB_CHECK_EQ(lb_tls_partial_input(c), 1);
   }
   LB_CHECK_EQ(lb_tls_feed(c, rec + n - 1, 1), 1);
+  LB_CHECK(lb_tls_read_bound(c) >= 3); /* a buffer this big takes it all */
   { ptrdiff_t got_ = lb_tls_read(c, buf, sizeof buf); LB_CHECK_MEM(buf, "abc", got_); }
   LB_CHECK_EQ(lb_tls_partial_input(c), 0);
+  LB_CHECK_EQ(lb_tls_read_bound(c), 0);
+  /* two records fed at once, read through a buffer of the bound's size */
+  LB_CHECK_EQ(lb_tls_write(s, "hello", 5), 5);
+  LB_CHECK_EQ(lb_tls_write(s, "world", 5), 5);
+  pump(s, c, 0);
+  size_t bound = lb_tls_read_bound(c);
+  LB_CHECK(bound >= 10 && bound <= sizeof rec);
+  LB_CHECK_EQ(lb_tls_read(c, rec, bound), 10);
+  LB_CHECK_MEM(rec, "helloworld", 10);
+  LB_CHECK_EQ(lb_tls_read_bound(c), 0);
+  LB_CHECK_EQ(lb_tls_read(c, buf, sizeof buf), LB_EAGAIN);
   lb_tls_free(c);
   lb_tls_free(s);
   lb_tls_ctx_free(sc);
@@ -431,6 +444,60 @@ static void test_verify_failures(void) {
   lb_tls_ctx_free(sc);
   lb_tls_ctx_free(bc);
   lb_tls_ctx_free(cc);
+}
+
+/* A name only in the subject's CN is no name (RFC 6125 6.4.4, as Go). */
+static void test_cn_only_refused(void) {
+  lb_tls_ctx *sc = server_ctx(&cn_only), *cc = client_ctx(&ca);
+  char msg[256];
+  int rc;
+  lb_tls *c = lb_tls_new(cc, 0, "localhost"), *s = lb_tls_new(sc, 1, NULL);
+  LB_CHECK(handshake(c, s, 0, &rc, NULL) != 0);
+  LB_CHECK_EQ(rc, LB_ETLSVERIFY);
+  text(lb_tls_last_error, c, msg);
+  LB_CHECK(strcmp(msg, "certificate verify failed: hostname mismatch") == 0);
+  lb_tls_free(c);
+  lb_tls_free(s);
+  lb_tls_ctx_free(sc);
+  lb_tls_ctx_free(cc);
+}
+
+/* Default client contexts share one system store, loaded once; a context
+ * that then adds a CA of its own gets its own store, and the shared one
+ * does not learn that CA. */
+static void test_system_store_shared(void) {
+  lb_tls_ctx *sc = server_ctx(&srv);
+  long before = lb_tls_system_store_loads();
+  lb_tls_ctx *a = lb_tls_ctx_new(0), *b = lb_tls_ctx_new(0);
+  lb_tls *ca_ = lb_tls_new(a, 0, "localhost"), *cb = lb_tls_new(b, 0, "localhost");
+  LB_CHECK(ca_ != NULL && cb != NULL);
+  LB_CHECK(lb_tls_system_store_loads() - before <= 1);
+  long loaded = lb_tls_system_store_loads();
+  lb_tls_free(ca_);
+  lb_tls_free(cb);
+  /* a trusts the test CA as well now */
+  LB_CHECK_EQ(lb_tls_ctx_load_ca_pem(a, ca.cert_pem, strlen(ca.cert_pem)), 0);
+  int rc;
+  lb_tls *c = lb_tls_new(a, 0, "localhost"), *s = lb_tls_new(sc, 1, NULL);
+  LB_CHECK_EQ(handshake(c, s, 0, NULL, NULL), 0);
+  lb_tls_free(c);
+  lb_tls_free(s);
+  /* b (and a new default context) still do not */
+  lb_tls_ctx *d = lb_tls_ctx_new(0);
+  lb_tls_ctx *others[2] = {b, d};
+  for (int i = 0; i < 2; i++) {
+    c = lb_tls_new(others[i], 0, "localhost");
+    s = lb_tls_new(sc, 1, NULL);
+    LB_CHECK(handshake(c, s, 0, &rc, NULL) != 0);
+    LB_CHECK_EQ(rc, LB_ETLSVERIFY);
+    lb_tls_free(c);
+    lb_tls_free(s);
+  }
+  LB_CHECK_EQ(lb_tls_system_store_loads(), loaded);
+  lb_tls_ctx_free(a);
+  lb_tls_ctx_free(b);
+  lb_tls_ctx_free(d);
+  lb_tls_ctx_free(sc);
 }
 
 static void test_alpn_mismatch(void) {
@@ -653,6 +720,8 @@ int main(void) {
   LB_RUN(test_sni_registry);
   LB_RUN(test_verify_failures);
   LB_RUN(test_alpn_mismatch);
+  LB_RUN(test_cn_only_refused);
+  LB_RUN(test_system_store_shared);
   LB_RUN(test_clean_shutdown);
   LB_RUN(test_garbage);
   LB_RUN(test_client_certificates);
@@ -664,5 +733,6 @@ int main(void) {
   free_pair(&wild);
   free_pair(&bad_srv);
   free_pair(&client_cert);
+  free_pair(&cn_only);
   return LB_DONE();
 }
