@@ -38,7 +38,10 @@
 --     X-Content-Type-Options: nosniff).
 -- 307 (what current Go sends) keeps the method and body of a POST or PUT,
 -- where 301 lets clients turn them into a GET.
+local core = require "lowbit.core"
 local url = require "lowbit.url"
+
+local ffi, C = core.ffi, core.C
 
 local M = {}
 
@@ -345,7 +348,10 @@ local LIT_, WILD_, MULTI_, SLASH_, ROUTE_, ALT_LIT, ALT_WILD, STATIC_ = 1, 2, 3,
 -- descent compares them with the path in one go and jumps to CHAIN_END.
 -- CHAIN_LEN is the string's length.
 local CHAIN_, CHAIN_END, CHAIN_LEN = 9, 10, 11
-local function new_node() return { false, false, false, false, false, 0, 0, false, false, false, 0 } end
+-- CTREE_, on a method root: the lb_muxx copy of the tree below it (false
+-- until the first match after a registration), CROUTES_ its routes by id.
+local CTREE_, CROUTES_ = 12, 13
+local function new_node() return { false, false, false, false, false, 0, 0, false, false, false, 0, false, false } end
 
 -- The literal and child when a node has exactly one child, a literal that
 -- a path without "%" spells as it is (no "/" or "%" in it) and that is no
@@ -428,6 +434,7 @@ local function insert(root, pat, route)
     path_nodes[#path_nodes + 1] = node
   end
   node[ROUTE_] = route
+  root[CTREE_], root[CROUTES_] = false, false -- copied again on the next match
   -- Only the nodes on this path changed, and a chain looks only down.
   for i = #path_nodes, 1, -1 do update_chain(path_nodes[i]) end
   local key = static_key(pat)
@@ -620,10 +627,76 @@ local match_descend = assert(load(
   "  return descend_end(node, i, n, d, alt, dirty)\n" ..
   "end\n", "=muxx.lua(descend)"))(find, sub, byte, unesc, cap_s, cap_e, descend_end, DOT_OR_SLASH)
 
--- The tree's match below one method root: the static table, the descent,
--- and the full search only when the descent passed a branch over.
+-- The C copy of the tree below a method root (lb_muxx.h): nodes numbered
+-- breadth-first from 0, routes from 1. nil when memory ran out (the Lua
+-- descent serves then).
+local LB_MUXX_MAXCAP = C.LB_MUXX_MAXCAP
+local function build_ctree(root)
+  local nodes, ids = { root }, {}
+  local nlits, keybytes, i = 0, 0, 1
+  while nodes[i] do
+    local node = nodes[i]
+    ids[node] = i - 1
+    i = i + 1
+    local lit = node[LIT_]
+    if lit then
+      for k, c in pairs(lit) do
+        nlits, keybytes = nlits + 1, keybytes + #k
+        nodes[#nodes + 1] = c
+      end
+    end
+    if node[WILD_] then nodes[#nodes + 1] = node[WILD_] end
+    if node[MULTI_] then nodes[#nodes + 1] = node[MULTI_] end
+    if node[SLASH_] then nodes[#nodes + 1] = node[SLASH_] end
+  end
+  local t = C.lb_muxx_new(#nodes, nlits, keybytes)
+  if t == nil then return nil end
+  t = ffi.gc(t, C.lb_muxx_free)
+  local routes = {}
+  for k = 1, #nodes do
+    local node = nodes[k]
+    local rid, flags = 0, 0
+    local rt = node[ROUTE_]
+    if rt then
+      routes[#routes + 1] = rt
+      rid = #routes
+      if rt[R_MULTI_NAMED] then flags = flags + C.LB_MUXX_MULTI_NAMED end
+    end
+    if node[ALT_LIT] ~= 0 then flags = flags + C.LB_MUXX_ALT_LIT end
+    if node[ALT_WILD] ~= 0 then flags = flags + C.LB_MUXX_ALT_WILD end
+    local w, m, sl = node[WILD_], node[MULTI_], node[SLASH_]
+    assert(C.lb_muxx_set_node(t, k - 1, w and ids[w] or -1, m and ids[m] or -1, sl and ids[sl] or -1, rid, flags) == 0)
+    local lit = node[LIT_]
+    if lit then
+      for key, c in pairs(lit) do assert(C.lb_muxx_add_lit(t, k - 1, key, #key, ids[c]) == 0) end
+    end
+  end
+  root[CTREE_], root[CROUTES_] = t, routes
+  return t
+end
+
+-- lb_muxx_match's output: the number of captures, whether the path is
+-- clean, then each capture's start and end. caps_c is true when the last
+-- match's captures are there rather than in cap_s/cap_e.
+local cout = ffi.new("int32_t[?]", 2 + 2 * LB_MUXX_MAXCAP)
+local caps_c = false
+
+-- The tree's match below one method root: the C descent (for a path with
+-- no "%"; else the static table and the Lua descent), and the full search
+-- only when the descent passed a branch over.
 local function match_root(root, path, n, pct)
   if not pct then
+    local ct = root[CTREE_] or build_ctree(root)
+    if ct then
+      local r = C.lb_muxx_match(ct, path, n, cout)
+      if r > 0 then
+        path_clean, caps_c = cout[1] ~= 0, true
+        return root[CROUTES_][r], cout[0]
+      end
+      if r == 0 then return nil end
+      if r == -1 then return match_path(root, path, n, pct) end
+      -- more captures than the C side reports: the Lua descent
+    end
     local st = root[STATIC_]
     if st then
       local rt = st[path]
@@ -655,7 +728,7 @@ local function match_methods(hnode, method, path, n, pct)
 end
 
 local function tree_match(mux, host, method, path)
-  path_clean = false
+  path_clean, caps_c = false, false
   local n = #path
   if n == 0 or byte(path, 1) ~= 47 then return nil end
   local pct = find(path, "%", 1, true) ~= nil
@@ -671,7 +744,8 @@ end
 
 -- Capture k of the last match of path, as a string.
 local function capture(path, pct, k)
-  local v = sub(path, cap_s[k], cap_e[k])
+  local v
+  if caps_c then v = sub(path, cout[2 * k], cout[2 * k + 1]) else v = sub(path, cap_s[k], cap_e[k]) end
   if pct then return unesc(v) end
   return v
 end
