@@ -349,7 +349,11 @@ local LIT_, WILD_, MULTI_, SLASH_, ROUTE_, ALT_LIT, ALT_WILD, STATIC_ = 1, 2, 3,
 -- CHAIN_LEN is the string's length.
 local CHAIN_, CHAIN_END, CHAIN_LEN = 9, 10, 11
 -- CTREE_, on a method root: the lb_muxx copy of the tree below it (false
--- until the first match after a registration), CROUTES_ its routes by id.
+-- until the first match after a registration), CROUTES_ its routes by id,
+-- flat: route id r is at 4r - 3 .. 4r as its handler, whether it ends in a
+-- multi wildcard, its pattern string and the route itself. What a match
+-- reads of its route then sits in one cache line of one array, not in the
+-- route's table header and array part (with 2,000 routes, cache misses).
 local CTREE_, CROUTES_ = 12, 13
 local function new_node() return { false, false, false, false, false, 0, 0, false, false, false, 0, false, false } end
 
@@ -652,14 +656,16 @@ local function build_ctree(root)
   local t = C.lb_muxx_new(#nodes, nlits, keybytes)
   if t == nil then return nil end
   t = ffi.gc(t, C.lb_muxx_free)
-  local routes = {}
+  local routes, nroutes = {}, 0
   for k = 1, #nodes do
     local node = nodes[k]
     local rid, flags = 0, 0
     local rt = node[ROUTE_]
     if rt then
-      routes[#routes + 1] = rt
-      rid = #routes
+      nroutes = nroutes + 1
+      rid = nroutes
+      local b = 4 * rid
+      routes[b - 3], routes[b - 2], routes[b - 1], routes[b] = rt[R_HANDLER], rt[R_LAST_MULTI], rt[R_PATTERN], rt
       if rt[R_MULTI_NAMED] then flags = flags + C.LB_MUXX_MULTI_NAMED end
     end
     if node[ALT_LIT] ~= 0 then flags = flags + C.LB_MUXX_ALT_LIT end
@@ -683,7 +689,9 @@ local caps_c = false
 
 -- The tree's match below one method root: the C descent (for a path with
 -- no "%"; else the static table and the Lua descent), and the full search
--- only when the descent passed a branch over.
+-- only when the descent passed a branch over. Returns route, number of
+-- captures and, for a C match, the flat route table and the route's index
+-- in it (see CROUTES_).
 local function match_root(root, path, n, pct)
   if not pct then
     local ct = root[CTREE_] or build_ctree(root)
@@ -691,7 +699,8 @@ local function match_root(root, path, n, pct)
       local r = C.lb_muxx_match(ct, path, n, cout)
       if r > 0 then
         path_clean, caps_c = cout[1] ~= 0, true
-        return root[CROUTES_][r], cout[0]
+        local fl, b = root[CROUTES_], 4 * r
+        return fl[b], cout[0], fl, b
       end
       if r == 0 then return nil end
       if r == -1 then return match_path(root, path, n, pct) end
@@ -712,14 +721,14 @@ end
 local function match_methods(hnode, method, path, n, pct)
   local root = hnode[method]
   if root then
-    local rt, d = match_root(root, path, n, pct)
-    if rt then return rt, d end
+    local rt, d, fl, b = match_root(root, path, n, pct)
+    if rt then return rt, d, fl, b end
   end
   if method == "HEAD" then
     root = hnode.GET
     if root then
-      local rt, d = match_root(root, path, n, pct)
-      if rt then return rt, d end
+      local rt, d, fl, b = match_root(root, path, n, pct)
+      if rt then return rt, d, fl, b end
     end
   end
   root = hnode[""]
@@ -735,8 +744,8 @@ local function tree_match(mux, host, method, path)
   if host ~= "" and mux._nhosts > 0 then
     local hnode = mux._hosts[host]
     if hnode then
-      local rt, d = match_methods(hnode, method, path, n, pct)
-      if rt then return rt, d end
+      local rt, d, fl, b = match_methods(hnode, method, path, n, pct)
+      if rt then return rt, d, fl, b end
     end
   end
   return match_methods(mux._nohost, method, path, n, pct)
@@ -762,9 +771,14 @@ function M._match(mux, host, method, path)
 end
 
 -- A match is exact unless a trailing multi wildcard took a non-empty rest.
-local function exact(rt, path)
+-- fl, b: the match's flat route table and index, when it has them.
+local function exact(rt, path, fl, b)
   if rt == nil then return false end
-  if not rt[R_LAST_MULTI] then return true end
+  if fl then
+    if not fl[b - 2] then return true end
+  elseif not rt[R_LAST_MULTI] then
+    return true
+  end
   if byte(path, #path) ~= 47 then return false end
   local _, slashes = gsub(path, "/", "")
   return rt[R_NSEGS] == slashes
@@ -862,9 +876,9 @@ local function escaped_path(u)
   return url.escape_path(p)
 end
 
--- Returns route, ncaptures, matched path for a match (captures in
--- cap_s/cap_e, positions in the matched path), or nil, handler, pattern for
--- the router's own answers.
+-- Returns route, ncaptures, matched path (and, for a C match, the flat
+-- route table and index) for a match (captures in cap_s/cap_e or cout, see
+-- capture), or nil, handler, pattern for the router's own answers.
 local function lookup(mux, r)
   local method = r.method
   if r.request_uri == "*" and method ~= "CONNECT" then return nil, bad_request_star, "" end
@@ -887,11 +901,11 @@ local function lookup(mux, r)
     return nil, not_found, ""
   end
   local host = mux._nhosts > 0 and strip_port(r.host) or ""
-  local rt, d = tree_match(mux, host, method, path)
+  local rt, d, fl, fb = tree_match(mux, host, method, path)
   local cpath = path
   if not path_clean then
     cpath = clean_path(path)
-    if cpath ~= path then rt, d = tree_match(mux, host, method, cpath) end
+    if cpath ~= path then rt, d, fl, fb = tree_match(mux, host, method, cpath) end
   end
   -- As Go 1.22's matchOrRedirect/exactMatch: a path with no exact match
   -- (none at all, or only a multi-wildcard taking a non-empty rest) is
@@ -899,19 +913,19 @@ local function lookup(mux, r)
   -- "{$}" ("/a/b/{$}"), by a literal or "{name}" ahead of "{$}", or by a
   -- trailing multi-wildcard ("/a/b/", "/a/b/{rest...}") taking the empty
   -- rest. "/a/" taking "b/" from "/a/b/" is no exact match: no redirect.
-  if not exact(rt, cpath) and cpath ~= "" and byte(cpath, #cpath) ~= 47 then
+  if not exact(rt, cpath, fl, fb) and cpath ~= "" and byte(cpath, #cpath) ~= 47 then
     local slashed = cpath .. "/"
-    local rt2 = tree_match(mux, host, method, slashed)
-    if exact(rt2, slashed) then
+    local rt2, _, fl2, fb2 = tree_match(mux, host, method, slashed)
+    if exact(rt2, slashed, fl2, fb2) then
       return nil, redirect_handler(with_query(slashed, r), M.REDIRECT_STATUS), slashed
     end
     -- The second lookup overwrote the captures of the first.
-    if rt and d > 0 then rt, d = tree_match(mux, host, method, cpath) end
+    if rt and d > 0 then rt, d, fl, fb = tree_match(mux, host, method, cpath) end
   end
   if cpath ~= path then
     return nil, redirect_handler(with_query(cpath, r), M.REDIRECT_STATUS), rt and rt[R_PATTERN] or ""
   end
-  if rt then return rt, d, cpath end
+  if rt then return rt, d, cpath, fl, fb end
   local allow = allowed_methods(mux, host, cpath)
   if #allow > 0 then return nil, method_not_allowed(allow), "" end
   return nil, not_found, ""
@@ -1110,8 +1124,11 @@ end
 --- target path for a trailing-slash redirect). Does not touch r.
 function Mux:handler(r)
   if type(r) ~= "table" or type(r.url) ~= "table" then error("bad argument 'r' to mux:handler: request expected, got " .. type(r), 2) end
-  local rt, h, pattern = lookup(self, r)
-  if rt then return rt[R_HANDLER], rt[R_PATTERN] end
+  local rt, h, pattern, fl, b = lookup(self, r)
+  if rt then
+    if fl then return fl[b - 3], fl[b - 1] end
+    return rt[R_HANDLER], rt[R_PATTERN]
+  end
   return h, pattern
 end
 
