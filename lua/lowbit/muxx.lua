@@ -687,13 +687,18 @@ end
 local cout = ffi.new("int32_t[?]", 2 + 2 * LB_MUXX_MAXCAP)
 local caps_c = false
 
--- The tree's match below one method root: the C descent (for a path with
--- no "%"; else the static table and the Lua descent), and the full search
--- only when the descent passed a branch over. Returns route, number of
--- captures and, for a C match, the flat route table and the route's index
--- in it (see CROUTES_).
+-- The tree's match below one method root: for a path with no "%", the
+-- static table (one lookup of the interned path) and then the C descent;
+-- else the Lua descent; the full search only when the descent passed a
+-- branch over. Returns route, number of captures and, for a C match, the
+-- flat route table and the route's index in it (see CROUTES_).
 local function match_root(root, path, n, pct)
   if not pct then
+    local st = root[STATIC_]
+    if st then
+      local rt = st[path]
+      if rt then path_clean = rt[R_STATIC_CLEAN]; return rt, 0 end
+    end
     local ct = root[CTREE_] or build_ctree(root)
     if ct then
       local r = C.lb_muxx_match(ct, path, n, cout)
@@ -705,11 +710,6 @@ local function match_root(root, path, n, pct)
       if r == 0 then return nil end
       if r == -1 then return match_path(root, path, n, pct) end
       -- more captures than the C side reports: the Lua descent
-    end
-    local st = root[STATIC_]
-    if st then
-      local rt = st[path]
-      if rt then path_clean = rt[R_STATIC_CLEAN]; return rt, 0 end
     end
   end
   local rt, d = match_descend(root, path, n, pct)
