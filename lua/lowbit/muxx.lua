@@ -23,7 +23,10 @@
 -- method -> path segments, each node holding literal children in a hash
 -- table, then one `{name}` child, then one `{name...}` child; matching tries
 -- them in that order and backtracks only when a deeper segment fails, so the
--- cost of a request does not grow with the number of routes.
+-- cost of a request does not grow with the number of routes. The first
+-- descent runs in C on a flat copy of each method's tree (lb_muxx.h), made
+-- on the first match after a registration; paths with "%" and the
+-- backtracking search stay in Lua.
 --
 -- The router answers by itself:
 --   * `/x` with no exact match when `/x/` has one (Go's exactMatch: a
