@@ -42,6 +42,7 @@ struct lb_muxx {
 #define MX_ONES 0x0101010101010101ull
 #define MX_HIGHS 0x8080808080808080ull
 #define MX_SLASHES (MX_ONES * (uint64_t)'/')
+#define MX_PERCENTS (MX_ONES * (uint64_t)'%')
 #define MX_K 0x9E3779B97F4A7C15ull
 
 /* 8 bytes at p, the first one lowest. */
@@ -62,18 +63,19 @@ static inline uint64_t load_tail(const char *p, size_t k) {
   return w;
 }
 
-/* A segment: its length, its hash (seeded with the parent node) and its
- * first 16 bytes as words. */
+/* A segment: its length, its hash (seeded with the parent node), its
+ * first 16 bytes as words, and whether it holds a "%". */
 typedef struct {
   uint64_t hash, w0, w1;
   size_t len;
+  int pct;
 } mx_seg;
 
 /* Reads the segment at p (avail bytes left in the path, avail > 0) up to
  * the next "/" or the end, 8 bytes at a time: a word's "/" is found with
  * the zero-byte trick on w ^ "////////" (its lowest flagged byte is exact). */
 static inline void scan(const char *p, size_t avail, uint32_t parent, mx_seg *sg) {
-  uint64_t h = (uint64_t)parent * MX_K, w0 = 0, w1 = 0;
+  uint64_t h = (uint64_t)parent * MX_K, w0 = 0, w1 = 0, pct = 0;
   size_t i = 0, k = 0;
   for (;;) {
     uint64_t w = avail - i >= 8 ? load8(p + i) : load_tail(p + i, avail - i);
@@ -84,6 +86,9 @@ static inline void scan(const char *p, size_t avail, uint32_t parent, mx_seg *sg
       b = (size_t)__builtin_ctzll(t) >> 3;
       w = b ? w & (~0ull >> (64 - 8 * b)) : 0;
     }
+    /* the bytes past the segment are 0 now: no "%" there */
+    uint64_t y = w ^ MX_PERCENTS;
+    pct |= (y - MX_ONES) & ~y & MX_HIGHS;
     if (k == 0) w0 = w; else if (k == 1) w1 = w;
     h = (h ^ w) * MX_K;
     i += b;
@@ -96,6 +101,7 @@ static inline void scan(const char *p, size_t avail, uint32_t parent, mx_seg *sg
   sg->w0 = w0;
   sg->w1 = w1;
   sg->len = i;
+  sg->pct = pct != 0;
 }
 
 lb_muxx *lb_muxx_new(uint32_t nnodes, uint32_t nlits, size_t keybytes) {
@@ -170,7 +176,7 @@ int lb_muxx_add_lit(lb_muxx *t, uint32_t parent, const char *key, size_t len,
   /* A segment never holds a "/": such a key (from "%2F" in a pattern) can
    * only be matched by an escaped path, which the caller matches itself. */
   if (len > 0 && memchr(key, '/', len) != NULL) return 0;
-  mx_seg sg = { 0, 0, 0, 0 };
+  mx_seg sg = { 0, 0, 0, 0, 0 };
   if (len > 0) scan(key, len, parent, &sg);
   else scan("/", 1, parent, &sg);
   mx_edge *e = (mx_edge *)find_edge(t, parent, key, &sg);
@@ -181,6 +187,10 @@ int lb_muxx_add_lit(lb_muxx *t, uint32_t parent, const char *key, size_t len,
   return 0;
 }
 
+/* Every byte of a path that gives a route was scanned (or, for a
+ * {name...} taking the rest, searched for "%"), so a route means the path
+ * has no "%"; a dead end before the first "%" is one for the unescaped
+ * path too, as no segment before it changes. */
 int lb_muxx_match(const lb_muxx *t, const char *path, size_t n, int32_t *out) {
   if (t == NULL || path == NULL || out == NULL || n == 0 || n >= MX_LIMIT || path[0] != '/') {
     return LB_MUXX_FALLBACK;
@@ -196,6 +206,7 @@ int lb_muxx_match(const lb_muxx *t, const char *path, size_t n, int32_t *out) {
     dirty |= (c0 == '.' || c0 == '/');
     mx_seg sg;
     scan(seg, n - p - 1, node, &sg);
+    if (sg.pct) return LB_MUXX_ESCAPED;
     size_t q = p + 1 + sg.len; /* the index after the segment */
     const mx_node *nd = &nodes[node];
     const mx_edge *e = find_edge(t, node, seg, &sg);
@@ -211,6 +222,7 @@ int lb_muxx_match(const lb_muxx *t, const char *path, size_t n, int32_t *out) {
       node = (uint32_t)nd->wild;
     } else if (nd->multi >= 0) {
       /* The rest, whatever it is: the path is not known to be clean. */
+      if (memchr(seg, '%', n - p - 1) != NULL) return LB_MUXX_ESCAPED;
       const mx_node *m = &nodes[nd->multi];
       if (m->flags & LB_MUXX_MULTI_NAMED) {
         if (d >= LB_MUXX_MAXCAP) return LB_MUXX_FALLBACK;

@@ -15,7 +15,8 @@
  * its {name...} child. It counts the branches passed over (a literal taken
  * where a wildcard existed, a {name} taken where a {name...} existed): a
  * dead end after one is not final, the caller must run its full search.
- * Paths with "%" are not for this matcher (the caller unescapes segments).
+ * Segments with "%" are not for this matcher (the caller unescapes them):
+ * it answers LB_MUXX_ESCAPED when it meets one.
  */
 #ifndef LOWBIT_LB_MUXX_H
 #define LOWBIT_LB_MUXX_H
@@ -40,7 +41,8 @@ enum {
   /* lb_muxx_match results besides a route id (> 0). */
   LB_MUXX_NONE = 0,
   LB_MUXX_SEARCH = -1,
-  LB_MUXX_FALLBACK = -2
+  LB_MUXX_FALLBACK = -2,
+  LB_MUXX_ESCAPED = -3
 };
 
 /* A tree of nnodes nodes (node 0 is the root) with nlits literal edges whose
@@ -63,14 +65,19 @@ int lb_muxx_set_node(lb_muxx *t, uint32_t id, int32_t wild, int32_t multi,
 int lb_muxx_add_lit(lb_muxx *t, uint32_t parent, const char *key, size_t len,
                     uint32_t child);
 
-/* Matches path[0..n) (starting with "/", no "%"). Returns the route id
+/* Matches path[0..n) (starting with "/"). Returns the route id
  * (> 0) with out[0] = the number of captures d, out[1] = 1 when the path
  * has no empty segment and none starting with "." (it is clean: muxx skips
  * cleaning it) else 0, and capture k (0-based) as 1-based inclusive
  * positions out[2 + 2k], out[3 + 2k] (Lua's string.sub arguments). Else
  * LB_MUXX_NONE (nothing matches), LB_MUXX_SEARCH (the descent failed after
- * passing a branch over) or LB_MUXX_FALLBACK (more than LB_MUXX_MAXCAP
- * captures, or a bad argument). out holds 2 + 2 * LB_MUXX_MAXCAP int32s. */
+ * passing a branch over), LB_MUXX_FALLBACK (more than LB_MUXX_MAXCAP
+ * captures, or a bad argument) or LB_MUXX_ESCAPED (the descent met a
+ * segment with a "%", or a {name...} would take a rest with one: the path
+ * must be matched with its segments unescaped; a path with a "%" after a
+ * dead end gets LB_MUXX_NONE or LB_MUXX_SEARCH, which hold for its
+ * unescaped form too, and a route means the path has no "%").
+ * out holds 2 + 2 * LB_MUXX_MAXCAP int32s. */
 int lb_muxx_match(const lb_muxx *t, const char *path, size_t n, int32_t *out);
 
 #endif

@@ -690,12 +690,15 @@ end
 local cout = ffi.new("int32_t[?]", 2 + 2 * LB_MUXX_MAXCAP)
 local caps_c = false
 
--- The tree's match below one method root: for a path with no "%", the
--- static table (one lookup of the interned path) and then the C descent;
--- else the Lua descent; the full search only when the descent passed a
--- branch over. Returns route, number of captures and, for a C match, the
--- flat route table and the route's index in it (see CROUTES_).
+-- The tree's match below one method root: the static table (one lookup of
+-- the interned path) and the C descent, which tells when it meets a "%";
+-- for such a path the Lua descent (segments unescaped); the full search
+-- only when the descent passed a branch over. pct: whether path has a "%",
+-- nil when not known yet (the C descent finds out). Returns route, number
+-- of captures and, for a C match, the flat route table and the route's
+-- index in it (see CROUTES_).
 local function match_root(root, path, n, pct)
+  local search = false
   if not pct then
     local st = root[STATIC_]
     if st then
@@ -711,10 +714,12 @@ local function match_root(root, path, n, pct)
         return fl[b], cout[0], fl, b
       end
       if r == 0 then return nil end
-      if r == -1 then return match_path(root, path, n, pct) end
-      -- more captures than the C side reports: the Lua descent
+      if r == -1 then search = true elseif r == -3 then pct = true end
+      -- else more captures than the C side reports: the Lua descent
     end
   end
+  if pct == nil then pct = find(path, "%", 1, true) ~= nil end
+  if search then return match_path(root, path, n, pct) end
   local rt, d = match_descend(root, path, n, pct)
   if rt then return rt, d end
   if d then return match_path(root, path, n, pct) end
@@ -743,7 +748,7 @@ local function tree_match(mux, host, method, path)
   path_clean, caps_c = false, false
   local n = #path
   if n == 0 or byte(path, 1) ~= 47 then return nil end
-  local pct = find(path, "%", 1, true) ~= nil
+  local pct = nil -- not known yet: the C descent tells when it meets a "%"
   if host ~= "" and mux._nhosts > 0 then
     local hnode = mux._hosts[host]
     if hnode then

@@ -171,7 +171,7 @@ static int ref_n;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void) { return lb_test_xorshift(&rng); }
 
-static const char ALPHA[] = "ab.xyz-_0123456789";
+static const char ALPHA[] = "ab.xyz-_0123456789%";
 
 static int new_ref_node(void) {
   if (ref_n >= RN) return -1;
@@ -223,6 +223,7 @@ static int ref_match(const char *path, size_t n, int32_t *o) {
     size_t q = p + 1;
     while (q < n && path[q] != '/') q++;
     if (path[p + 1] == '.' || path[p + 1] == '/') dirty = 1;
+    if (memchr(path + p + 1, '%', q - p - 1) != NULL) return LB_MUXX_ESCAPED;
     const ref_node *r = &ref[node];
     int c = -1;
     for (int k = 0; k < r->nlit; k++) {
@@ -239,6 +240,7 @@ static int ref_match(const char *path, size_t n, int32_t *o) {
       d++;
       node = r->wild;
     } else if (r->multi >= 0) {
+      if (memchr(path + p + 1, '%', n - p - 1) != NULL) return LB_MUXX_ESCAPED;
       if (ref[r->multi].flags & LB_MUXX_MULTI_NAMED) {
         o[2 + 2 * d] = (int32_t)(p + 2);
         o[3 + 2 * d] = (int32_t)n;
@@ -345,6 +347,29 @@ static void test_word_scan_matches_byte_reference(void) {
   LB_CHECK(!bad);
 }
 
+static void test_escaped_segments(void) {
+  lb_muxx *t = make_tree();
+  LB_CHECK(t != NULL);
+  if (t == NULL) return;
+  LB_CHECK_EQ(match(t, "/users/a%20b"), LB_MUXX_ESCAPED);
+  LB_CHECK_EQ(match(t, "/%75sers/x"), LB_MUXX_ESCAPED);
+  LB_CHECK_EQ(match(t, "/users/search/abcdefgh%"), LB_MUXX_ESCAPED);
+  /* the rest a {name...} takes */
+  LB_CHECK_EQ(match(t, "/files/a/b%2Fc"), LB_MUXX_ESCAPED);
+  LB_CHECK_EQ(match(t, "/other/x%41"), LB_MUXX_ESCAPED);
+  /* a "%" after a final dead end: the unescaped path ends there too */
+  lb_muxx *u = lb_muxx_new(2, 1, 1);
+  LB_CHECK(u != NULL);
+  if (u != NULL) {
+    LB_CHECK_EQ(lb_muxx_add_lit(u, 0, "a", 1, 1), 0);
+    LB_CHECK_EQ(lb_muxx_set_node(u, 1, -1, -1, -1, 7, 0), 0);
+    LB_CHECK_EQ(match(u, "/b/%41"), LB_MUXX_NONE);
+    LB_CHECK_EQ(match(u, "/%61"), LB_MUXX_ESCAPED);
+    lb_muxx_free(u);
+  }
+  lb_muxx_free(t);
+}
+
 static void test_keys_with_a_slash_never_match(void) {
   lb_muxx *t = lb_muxx_new(2, 1, 3);
   LB_CHECK(t != NULL);
@@ -364,5 +389,6 @@ int main(void) {
   LB_RUN(test_argument_errors);
   LB_RUN(test_word_scan_matches_byte_reference);
   LB_RUN(test_keys_with_a_slash_never_match);
+  LB_RUN(test_escaped_segments);
   return LB_DONE();
 }
