@@ -82,7 +82,7 @@ local function on(payload)
   if got == n then done:try_send(true) end
 end
 if mode == "bridge" then
-  local b = bridge.new{ redis = addr, channel = "bench" }
+  local b = bridge.new{ redis = addr, channel = arg[4] or "bench" }
   b:subscribe(function(_, m) if m.kind == "message" then on(m.data) end end)
   lowbit.go(function() b:run(ctx) end)
 else
@@ -180,12 +180,30 @@ local ok, err = pcall(function()
   local br_pub = N / (lowbit.now() - t0)
   local bn, bsec, bp50, bp99 = wait():match("(%d+) ([%d%.]+) ([%d%.]+) ([%d%.]+)")
 
+  -- The bridge subscriber's own capacity: pipelined PUBLISH in its wire
+  -- format (origin "\n" id "\n" payload), as fast as the raw case.
+  wait = child(SUB, addr, "bridge", tostring(N), "bench2")
+  numsub(ctl, "topic:{bench2}", 1)
+  pc = assert(redis.connect(addr))
+  sent = 0
+  while sent < N do
+    local k = math.min(100, N - sent)
+    assert(pc:pipeline(function(p)
+      for _ = 1, k do p:call("PUBLISH", "topic:{bench2}", "x\n\n" .. ("%.6f"):format(lowbit.now()) .. pad) end
+    end))
+    sent = sent + k
+  end
+  pc:close()
+  local sn, ssec, sp50, sp99 = wait():match("(%d+) ([%d%.]+) ([%d%.]+) ([%d%.]+)")
+
   print(("topic over Redis, %d messages of ~42 bytes, publisher and subscriber in two processes:"):format(N))
   print(("  redis-benchmark PUBLISH -P 100 -c 1 (redis-cli subscriber): %.0f msg/s"):format(anchor or 0))
   print(("  lowbit.redis pipelined PUBLISH (P=100) -> raw subscriber: publish %.0f msg/s, delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
     :format(raw_pub, rn, tonumber(rsec), tonumber(rn) / tonumber(rsec), rp50, rp99))
   print(("  topic.redis bridge, %d publisher tasks -> bridge subscriber: publish %.0f msg/s, delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
     :format(C, br_pub, bn, tonumber(bsec), tonumber(bn) / tonumber(bsec), bp50, bp99))
+  print(("  pipelined PUBLISH (P=100) -> topic.redis bridge subscriber: delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
+    :format(sn, tonumber(ssec), tonumber(sn) / tonumber(ssec), sp50, sp99))
 
   -- Lanes: acquire + release, one task, then 2 tasks contending for one key.
   local m = lanes.new{ redis = addr, ttl = 10, poll = 0.05 }
