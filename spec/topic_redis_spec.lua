@@ -6,6 +6,7 @@ local redis = require "lowbit.redis"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
 local bridge = require "lowbit.topic.redis"
+local sse = require "lowbit.sse"
 local support = require "support"
 local procs = require "redis_procs"
 local run = support.run
@@ -172,6 +173,66 @@ describe("topic.redis (scale.md C3)", function()
     end)
     assert.same({ "m3", "m4", "m5", "m6" }, res.got)
     assert.same({ res.ids[3], res.ids[4], res.ids[5], res.id6 }, res.gotids)
+  end)
+
+  it("C3.3: over HTTP, an SSE client (curl) reconnecting with Last-Event-ID gets the events published by another process while it was away", function()
+    local res = run(function()
+      local ctx, cancel = context.with_cancel(context.background())
+      local b = bridge.new{ redis = srv.addr, channel = "sse", stream = { maxlen = 100 } }
+      lowbit.go(function() b:run(ctx) end)
+      assert(b:ready(context.with_timeout(ctx, 5)))
+      -- The SSE endpoint: replays after Last-Event-ID, then live events,
+      -- ending the response after ?n events.
+      local srv_http, ln = support.http_server{ handler = function(w, r)
+        local want = tonumber(r.url.raw_query:match("n=(%d+)")) or 1
+        local e = sse.new_emitter(w, { ctx = r.ctx })
+        local q = lowbit.chan(1000)
+        local last = r.headers:get("Last-Event-ID")
+        local unsub = assert(b:subscribe(function(_, m)
+          if m.kind == "message" then q:try_send(m) end
+        end, { after = last ~= "" and last or nil, replay = true }))
+        for _ = 1, want do
+          local i, m = lowbit.select{ q, r.ctx:done(), lowbit.after(10) }
+          if i ~= 1 then break end
+          e:send{ id = m.id, data = m.data }
+        end
+        unsub()
+      end }
+      local url = "http://" .. ln:addr() .. "/events?n="
+      -- First connection: the client sees e1, e2, then goes away.
+      local first = lowbit.chan(1)
+      lowbit.go(function()
+        first:send({ support.spawn("curl", { "-sN", url .. "2" }, 20) })
+      end)
+      local cl = assert(redis.connect(srv.addr))
+      for _ = 1, 500 do
+        local r = cl:call("PUBSUB", "NUMSUB", "topic:{sse}")
+        if r[2] >= 1 and b:count() >= 1 then break end
+        lowbit.sleep(0.01)
+      end
+      cl:close()
+      local pub = procs.child(PUBLISHER, srv.addr, "sse", "2")
+      local c1, o1 = pub.wait(20)
+      assert.equal(0, c1)
+      local r1 = first:recv()
+      -- While it is away, another process publishes three more (m1..m3 of its own).
+      local pub2 = procs.child(PUBLISHER, srv.addr, "sse", "3")
+      local c2, o2 = pub2.wait(20)
+      assert.equal(0, c2)
+      -- The client reconnects with the last id it saw.
+      local last_id = r1[2]:match("id: *([%d%-]+)\n[^\n]*\n\n$") or r1[2]:match(".*id: *([%d%-]+)")
+      local code, out = support.spawn("curl", { "-sN", "-H", "Last-Event-ID: " .. tostring(last_id), url .. "3" }, 20)
+      cancel()
+      srv_http:close()
+      return { r1 = r1, first_ids = o1, second_ids = o2, code = code, out = out, last_id = last_id }
+    end)
+    assert.equal(0, res.r1[1])
+    local ids1, ids2 = {}, {}
+    for id in res.first_ids:gmatch("[%d%-]+") do ids1[#ids1 + 1] = id end
+    for id in res.second_ids:gmatch("[%d%-]+") do ids2[#ids2 + 1] = id end
+    assert.equal(("id: %s\ndata: m1\n\nid: %s\ndata: m2\n\n"):format(ids1[1], ids1[2]), res.r1[2])
+    assert.equal(0, res.code)
+    assert.equal(("id: %s\ndata: m1\n\nid: %s\ndata: m2\n\nid: %s\ndata: m3\n\n"):format(ids2[1], ids2[2], ids2[3]), res.out)
   end)
 
   it("C3.3: the stream is trimmed (MAXLEN ~) and a gap is refilled from it for replay subscribers", function()
