@@ -10,9 +10,13 @@ local M = {}
 --- wait kills the child (SIGKILL, by its handle) when it has not exited
 --- within limit seconds.
 function M.child(source, ...)
+  return M.start(support.tmpfile(source, ".lua"), true, ...)
+end
+
+--- The same for a script file (removed at the end when temporary).
+function M.start(path, temporary, ...)
   local uv = require "luv"
   local lowbit = require "lowbit"
-  local path = support.tmpfile(source, ".lua")
   local args = { path, ... }
   local out = {}
   local stdout = uv.new_pipe(false)
@@ -33,7 +37,7 @@ function M.child(source, ...)
       uv.process_kill(h, "sigkill")
       done:recv()
     end
-    os.remove(path)
+    if temporary then os.remove(path) end
     return code, table.concat(out)
   end
   return r

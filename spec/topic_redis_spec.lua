@@ -235,6 +235,69 @@ describe("topic.redis (scale.md C3)", function()
     assert.equal(("id: %s\ndata: m1\n\nid: %s\ndata: m2\n\nid: %s\ndata: m3\n\n"):format(ids2[1], ids2[2], ids2[3]), res.out)
   end)
 
+  it("examples/cluster_chat.lua: two processes on two ports sharing one Redis form one room", function()
+    local res = run(function()
+      local http = require "lowbit.http"
+      local websockets = require "lowbit.websockets"
+      local ports = { 21000 + math.random(0, 4499), 25500 + math.random(0, 4499) }
+      local servers = {}
+      for i = 1, 2 do
+        servers[i] = procs.start(support.root .. "/examples/cluster_chat.lua", false,
+          "127.0.0.1:" .. ports[i], srv.addr)
+      end
+      local base = {}
+      for i = 1, 2 do
+        base[i] = "http://127.0.0.1:" .. ports[i]
+        for _ = 1, 250 do
+          local resp = http.get(base[i] .. "/")
+          if resp then resp.body:close(); break end
+          lowbit.sleep(0.02)
+        end
+      end
+      -- Both processes subscribed to both channels.
+      local cl = assert(redis.connect(srv.addr))
+      for _ = 1, 250 do
+        local r = cl:call("PUBSUB", "NUMSUB", "topic:{chat:says}", "topic:{chat:presence}")
+        if r[2] == 2 and r[4] == 2 then break end
+        lowbit.sleep(0.02)
+      end
+      cl:close()
+      local out = {}
+      local resp = assert(http.get(base[2] .. "/events"))
+      local feed = sse.new_reader(resp.body)
+      local function ev() local e = assert(feed:read()); out[#out + 1] = e.name .. "=" .. e.data end
+      ev()
+      local ann = assert(websockets.dial(base[1]:gsub("^http", "ws") .. "/ws?name=ann"))
+      ev()
+      local bob = assert(websockets.dial(base[2]:gsub("^http", "ws") .. "/ws?name=bob"))
+      ev()
+      ann:write_message(websockets.TEXT, "hi bob")
+      out[#out + 1] = (bob:read_message())
+      out[#out + 1] = (ann:read_message())
+      bob:write_message(websockets.TEXT, "hi ann")
+      out[#out + 1] = (ann:read_message())
+      ann:close()
+      ev()
+      -- A new page on A sees bob, connected to B.
+      local resp2 = assert(http.get(base[1] .. "/events"))
+      local e2 = assert(sse.new_reader(resp2.body):read())
+      out[#out + 1] = "A:" .. e2.name .. "=" .. e2.data
+      resp2.body:close()
+      bob:close()
+      ev()
+      resp.body:close()
+      local codes = {}
+      for i = 1, 2 do
+        os.execute("kill -INT " .. servers[i].pid)
+        codes[i] = servers[i].wait(10)
+      end
+      return { out = out, codes = codes }
+    end)
+    assert.same({ "members=[]", "join=ann", "join=bob", "ann: hi bob", "ann: hi bob", "bob: hi ann",
+                  "leave=ann", 'A:members=["bob"]', "leave=bob" }, res.out)
+    assert.same({ 0, 0 }, res.codes)
+  end)
+
   it("C3.3: the stream is trimmed (MAXLEN ~) and a gap is refilled from it for replay subscribers", function()
     local res = run(function()
       local ctx, cancel = context.with_cancel(context.background())
