@@ -142,6 +142,42 @@ describe("topic.redis (scale.md C3)", function()
     assert.same({ "before", "after" }, res.msgs)
   end)
 
+  it("C3.2: a paused Redis (SIGSTOP, connection open but silent) is noticed by the heartbeat; after SIGCONT the bridge resubscribes and reports the gap", function()
+    local res = run(function()
+      local ctx, cancel = context.with_cancel(context.background())
+      local b = bridge.new{ redis = srv.addr, channel = "hb", heartbeat = 0.2, backoff = function() return 0.05 end }
+      local got, gaps = {}, 0
+      local arrived = lowbit.chan(10)
+      b:subscribe(function(_, m)
+        if m.kind == "gap" then gaps = gaps + 1; arrived:try_send("gap")
+        else got[#got + 1] = m.data; arrived:try_send(m.data) end
+      end)
+      lowbit.go(function() b:run(ctx) end)
+      assert(b:ready(context.with_timeout(ctx, 5)))
+      local pub = bridge.new{ redis = srv.addr, channel = "hb" }
+      assert(pub:publish(ctx, "a"))
+      lowbit.select{ arrived, lowbit.after(5) }
+      os.execute("kill -STOP " .. srv.pid)
+      -- Three heartbeats without a word: the connection is given up.
+      for _ = 1, 250 do
+        if not b.connected then break end
+        lowbit.sleep(0.02)
+      end
+      local noticed = not b.connected
+      os.execute("kill -CONT " .. srv.pid)
+      lowbit.select{ arrived, lowbit.after(5) }
+      redis.close_idle()
+      assert(b:ready(context.with_timeout(ctx, 5)))
+      assert(pub:publish(ctx, "b"))
+      lowbit.select{ arrived, lowbit.after(5) }
+      cancel()
+      return { noticed = noticed, got = got, gaps = gaps }
+    end)
+    assert.is_true(res.noticed)
+    assert.equal(1, res.gaps)
+    assert.same({ "a", "b" }, res.got)
+  end)
+
   it("C3.3: with a stream, a client reconnecting with Last-Event-ID gets the events it missed, published by another process", function()
     local res = run(function()
       local ctx, cancel = context.with_cancel(context.background())
@@ -296,6 +332,23 @@ describe("topic.redis (scale.md C3)", function()
     assert.same({ "members=[]", "join=ann", "join=bob", "ann: hi bob", "ann: hi bob", "bob: hi ann",
                   "leave=ann", 'A:members=["bob"]', "leave=bob" }, res.out)
     assert.same({ 0, 0 }, res.codes)
+  end)
+
+  it("C3.3: a replay longer than one XRANGE page is read page by page", function()
+    local res = run(function()
+      local ctx = context.background()
+      local b = bridge.new{ redis = srv.addr, channel = "pages", stream = { maxlen = 100 } }
+      local ids = {}
+      for i = 1, 7 do ids[i] = assert(b:publish(ctx, "p" .. i)) end
+      local saved = bridge.REPLAY_COUNT
+      bridge.REPLAY_COUNT = 2
+      local got = {}
+      local cancel = assert(b:subscribe(function(_, m) got[#got + 1] = m.data end, { after = ids[1] }))
+      bridge.REPLAY_COUNT = saved
+      cancel()
+      return got
+    end)
+    assert.same({ "p2", "p3", "p4", "p5", "p6", "p7" }, res)
   end)
 
   it("C3.3: the stream is trimmed (MAXLEN ~) and a gap is refilled from it for replay subscribers", function()

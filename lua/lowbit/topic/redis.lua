@@ -50,6 +50,7 @@ M.SUBSCRIPTION_LOST = errors.new("topic.redis: subscription lost, messages may b
 --- Defaults.
 M.REPLAY_COUNT = 1000   -- at most this many entries per XRANGE
 M.BACKOFF = retry.exponential(0.05, 0.5)
+M.HEARTBEAT = 5
 
 local Bridge = {}
 Bridge.__index = Bridge
@@ -79,7 +80,7 @@ end
 M.id_less = id_less
 
 local OPTS = { redis = true, channel = true, stream = true, encode = true, decode = true, echo = true,
-               on_gap = true, backoff = true, topic = true }
+               on_gap = true, backoff = true, topic = true, heartbeat = true }
 
 --- A bridge. opts:
 ---   redis    redis.connect's argument ("host:port" or options table;
@@ -92,6 +93,11 @@ local OPTS = { redis = true, channel = true, stream = true, encode = true, decod
 ---   backoff  a lowbit.retry policy for reconnecting (default
 ---            retry.exponential(0.05, 0.5))
 ---   topic    the local lowbit.topic (default: a new one)
+---   heartbeat  seconds (default M.HEARTBEAT; false: none): run publishes
+---            to a channel of its own this often, and a subscriber
+---            connection silent for 3 heartbeats is taken for dead (a
+---            Redis host gone without closing it, a paused server):
+---            closed, reconnected, and a gap reported
 function M.new(opts)
   if type(opts) ~= "table" then error("bad argument 'opts' to topic.redis.new: table expected, got " .. type(opts), 2) end
   for k in pairs(opts) do
@@ -112,8 +118,14 @@ function M.new(opts)
       error("bad argument 'opts." .. k .. "' to topic.redis.new: function expected, got " .. type(opts[k]), 2)
     end
   end
+  local hb = opts.heartbeat
+  if hb == nil then hb = M.HEARTBEAT end
+  if hb ~= false and (type(hb) ~= "number" or hb <= 0) then
+    error("bad argument 'opts.heartbeat' to topic.redis.new: positive number or false expected", 2)
+  end
   local copts = type(r) == "string" and { addr = r } or r
   local name = opts.channel
+  local origin = random_id()
   return setmetatable({
     copts = copts, name = name,
     channel = "topic:{" .. name .. "}",
@@ -121,7 +133,8 @@ function M.new(opts)
     maxlen = opts.stream and opts.stream.maxlen or nil,
     encode = opts.encode or identity, decode = opts.decode or function(s) return s end,
     echo = opts.echo ~= false, on_gap = opts.on_gap, backoff = opts.backoff or M.BACKOFF,
-    topic = opts.topic or topic.new(), origin = random_id(),
+    topic = opts.topic or topic.new(), origin = origin, heartbeat = hb,
+    hb_channel = "topic:{" .. name .. "}:hb:" .. origin,
     connected = false, gaps = 0, service_name = "topic.redis " .. name,
   }, Bridge)
 end
@@ -130,10 +143,11 @@ local function check_self(self, fname)
   if getmetatable(self) ~= Bridge then error("bad self to bridge:" .. fname .. ": bridge expected (use ':')", 3) end
 end
 
-local function connect(self, ctx)
+local function connect(self, ctx, timeout)
   local o = {}
   for k, v in pairs(self.copts) do o[k] = v end
   o.ctx = ctx
+  if timeout then o.timeout = timeout end
   return redis.connect(o)
 end
 
@@ -227,9 +241,11 @@ function Bridge:subscribe(fn, opts)
   local function catch_up(ctx)
     st.catching = true
     local list, err
-    if st.last ~= nil then
+    while st.last ~= nil and not st.cancelled do
       list, err = bridge:replay(ctx, st.last)
-      if list then for i = 1, #list do deliver(ctx, list[i]) end end
+      if not list then break end
+      for i = 1, #list do deliver(ctx, list[i]) end
+      if #list < M.REPLAY_COUNT then break end
     end
     while #st.q > 0 do
       local q = st.q
@@ -248,11 +264,12 @@ function Bridge:subscribe(fn, opts)
     end
     return deliver(ctx, m)
   end)
+  local function cancel_all() st.cancelled = true; return cancel() end
   if st.last ~= nil then
     local ok, err = catch_up(opts.ctx or BACKGROUND)
-    if not ok then cancel(); return nil, err end
+    if not ok then cancel_all(); return nil, err end
   end
-  return cancel
+  return cancel_all
 end
 
 local function dispatch(self, ctx, payload)
@@ -275,11 +292,27 @@ function Bridge:run(ctx)
   check_self(self, "run")
   if not context.is_context(ctx) then error("bad argument 'ctx' to bridge:run: context expected, got " .. type(ctx), 2) end
   local lost
+  local hb = self.heartbeat
+  if hb then
+    local channel, origin = self.hb_channel, self.origin
+    lowbit.go(function()
+      while lowbit.sleep_ctx(ctx, hb) do
+        local pctx, pcancel = context.with_timeout(ctx, hb)
+        local c = connect(self, pctx)
+        if c then
+          if c:call_ctx(pctx, "PUBLISH", channel, origin) then c:release() else c:close() end
+        end
+        pcancel()
+      end
+    end)
+  end
   while true do
     local c, err = retry.run(ctx, self.backoff, function(rctx)
-      local cl, cerr = connect(self, rctx)
+      local cl, cerr = connect(self, rctx, hb and 3 * hb or nil)
       if not cl then return nil, cerr end
-      local ok, serr = cl:subscribe(self.channel)
+      local ok, serr
+      if hb then ok, serr = cl:subscribe(self.channel, self.hb_channel)
+      else ok, serr = cl:subscribe(self.channel) end
       if not ok then cl:close(); return nil, serr end
       return cl
     end)
