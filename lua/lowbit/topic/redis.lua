@@ -29,7 +29,9 @@
 -- also XADD ... MAXLEN ~ N (in the same script as the PUBLISH), and a
 -- subscriber given `after` (an SSE Last-Event-ID), or `replay = true`,
 -- gets the entries after that id (XRANGE (id +) before the live ones, and
--- again after each gap, each message once, in id order.
+-- again after each gap, each message once, in id order. Entries trimmed by
+-- MAXLEN (or lost with a Redis that keeps no data) are gone: size maxlen
+-- for the longest absence a client may come back from.
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
@@ -238,19 +240,26 @@ function Bridge:subscribe(fn, opts)
     return fn(ctx, m)
   end
   -- Replays from st.last, then what arrived meanwhile (deduplicated).
+  -- A gap that arrives meanwhile is passed on, and the replay done again.
   local function catch_up(ctx)
     st.catching = true
     local list, err
-    while st.last ~= nil and not st.cancelled do
-      list, err = bridge:replay(ctx, st.last)
-      if not list then break end
-      for i = 1, #list do deliver(ctx, list[i]) end
-      if #list < M.REPLAY_COUNT then break end
-    end
-    while #st.q > 0 do
-      local q = st.q
-      st.q = {}
-      for i = 1, #q do deliver(ctx, q[i]) end
+    local again = true
+    while again do
+      again = false
+      while st.last ~= nil and not st.cancelled do
+        list, err = bridge:replay(ctx, st.last)
+        if not list then break end
+        for i = 1, #list do deliver(ctx, list[i]) end
+        if #list < M.REPLAY_COUNT then break end
+      end
+      while #st.q > 0 do
+        local q = st.q
+        st.q = {}
+        for i = 1, #q do
+          if q[i].kind == "gap" then fn(ctx, q[i]); again = true else deliver(ctx, q[i]) end
+        end
+      end
     end
     st.catching = false
     return list ~= nil or st.last == nil, err
