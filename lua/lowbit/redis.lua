@@ -25,6 +25,13 @@
 --     (redis.PROTOCOL) -> `nil, err`, and the connection is closed: its
 --     stream is no longer in a known state. Reconnecting is the caller's
 --     policy (lowbit.retry).
+--   - Redis Cluster (connect option cluster = true): call, call_ctx and
+--     eval_script send a command to the node owning its first key's slot
+--     (as learned from MOVED replies, per seed address), follow MOVED (and
+--     remember it) and ASK (ASKING first, on that node, once), at most 5
+--     redirects, through pooled connections to the other nodes. Pipelines
+--     and subscriber mode stay on this client's node (PUBLISH reaches the
+--     whole cluster). Multi-key commands need one hash tag (CROSSSLOT).
 --   - misuse (wrong argument types, a command other than (P)SUBSCRIBE,
 --     (P)UNSUBSCRIBE or PING in subscriber mode, using a closed or
 --     released client) raises.
@@ -148,6 +155,13 @@ M.Client = Client
 
 local NODES0 = 64
 
+local cluster_slotmaps = {}
+local function slotmap(k)
+  local m = cluster_slotmaps[k]
+  if not m then m = {}; cluster_slotmaps[k] = m end
+  return m
+end
+
 local function new_client(conn, o, key)
   local inplace = conn.fill ~= nil and conn.read_buffer ~= nil
   local p = ffi_new("lb_resp_parser")
@@ -159,7 +173,8 @@ local function new_client(conn, o, key)
     wb = buffer.new(), parser = p, nodes = ffi_new("lb_resp_node[?]", NODES0), cap = NODES0,
     key = key, timeout = o.timeout, addr = o.addr or "conn", resp = o.resp or 2,
     subscribed = false, subs = 0, subsets = { {}, {} }, msgq = nil, scripts = {}, pool_size = o.pool_size,
-    idle_timeout = o.idle_timeout,
+    idle_timeout = o.idle_timeout, copts = o, cluster = o.cluster and true or false,
+    slotmap = o.cluster and slotmap(key or o.addr) or nil,
   }, Client)
 end
 
@@ -405,10 +420,126 @@ local function do_call(self, ctx, fname, n, ...)
   return v
 end
 
+---------------------------------------------------------------------------
+-- Redis Cluster: key slots, MOVED and ASK
+---------------------------------------------------------------------------
+
+local bit = require "bit"
+local band, bxor, lshift, rshift = bit.band, bit.bxor, bit.lshift, bit.rshift
+
+local crc_table = {}
+for i = 0, 255 do
+  local c = lshift(i, 8)
+  for _ = 1, 8 do
+    if band(c, 0x8000) ~= 0 then c = band(bxor(lshift(c, 1), 0x1021), 0xffff)
+    else c = band(lshift(c, 1), 0xffff) end
+  end
+  crc_table[i] = c
+end
+
+--- The cluster hash slot (0..16383) of a key: CRC16 (XMODEM) of the key,
+--- or of its hash tag (the bytes between the first "{" and the next "}",
+--- when not empty), modulo 16384.
+local function key_slot(key)
+  if type(key) == "number" then key = arg_string(key, 1, "redis.key_slot") end
+  if type(key) ~= "string" then arg_error("redis.key_slot", "key", "string", key) end
+  local s, e = key:find("{", 1, true), nil
+  if s then
+    e = key:find("}", s + 1, true)
+    if e and e > s + 1 then key = key:sub(s + 1, e - 1) end
+  end
+  local crc = 0
+  for i = 1, #key do
+    crc = band(bxor(lshift(crc, 8), crc_table[bxor(rshift(crc, 8), byte(key, i))]), 0xffff)
+  end
+  return crc % 16384
+end
+M.key_slot = key_slot
+
+-- Commands whose second word is not a key.
+local NOKEY = { PING = true, INFO = true, CLIENT = true, CONFIG = true, PUBSUB = true, CLUSTER = true,
+  SCRIPT = true, FLUSHALL = true, FLUSHDB = true, DBSIZE = true, AUTH = true, HELLO = true,
+  SELECT = true, ECHO = true, TIME = true, COMMAND = true, ASKING = true, READONLY = true,
+  FUNCTION = true, MEMORY = true, SLOWLOG = true, LATENCY = true, ACL = true, WAIT = true,
+  SUBSCRIBE = true, PSUBSCRIBE = true, UNSUBSCRIBE = true, PUNSUBSCRIBE = true, PUBLISH = true }
+
+-- The slot of a command's first key, or nil.
+local function command_slot(n, ...)
+  local name, a2, a3, a4 = ...
+  if type(name) ~= "string" or n < 2 then return nil end
+  name = upper(name)
+  if NOKEY[name] then return nil end
+  if name == "EVAL" or name == "EVALSHA" or name == "EVAL_RO" or name == "EVALSHA_RO" or name == "FCALL" then
+    if n >= 4 and tonumber(a3) and tonumber(a3) > 0 then return key_slot(tostring(a4)) end
+    return nil
+  end
+  if type(a2) ~= "string" and type(a2) ~= "number" then return nil end
+  return key_slot(tostring(a2))
+end
+
+-- A client for another node of the cluster (same options, from the pool).
+local function node_client(self, addr)
+  local o = {}
+  for k, v in pairs(self.copts) do o[k] = v end
+  o.addr, o.ctx = addr, nil
+  return M.connect(o)
+end
+
+local MAX_REDIRECTS = 5
+
+-- A command on a cluster: sent to the node the slot map says owns its
+-- key (else to this client's node); MOVED updates the map and resends
+-- there, ASK resends to the node named, preceded by ASKING.
+local function cluster_call(self, ctx, fname, n, ...)
+  local slot = command_slot(n, ...)
+  local map = self.slotmap
+  local addr = slot and map[slot]
+  local target, borrowed = self, nil
+  if addr and addr ~= self.addr then
+    local err
+    borrowed, err = node_client(self, addr)
+    if not borrowed then return nil, err end
+    target = borrowed
+  end
+  local asking = false
+  local v, err
+  for _ = 0, MAX_REDIRECTS do
+    if asking then
+      local res
+      res, err = target:pipeline({ { "ASKING" }, { ... } }, ctx)
+      if res then
+        v = res[2]
+        if getmetatable(v) == ServerError then v, err = nil, v end
+      else
+        v = nil
+      end
+    else
+      v, err = do_call(target, ctx, fname, n, ...)
+    end
+    local redirect = v == nil and getmetatable(err) == ServerError and (err.code == "MOVED" or err.code == "ASK")
+    if borrowed then borrowed:release(); borrowed = nil end
+    if not redirect then return v, err end
+    local s, a = err.msg:match("^%S+ (%d+) (%S+)")
+    if not s then return nil, err end
+    if err.code == "MOVED" then map[tonumber(s)] = a end
+    asking = err.code == "ASK"
+    target = self
+    if a ~= self.addr then
+      local cerr
+      borrowed, cerr = node_client(self, a)
+      if not borrowed then return nil, cerr end
+      target = borrowed
+    end
+  end
+  if borrowed then borrowed:release() end
+  return nil, err
+end
+
 --- Sends one command and returns its reply (see the header for values
 --- and errors). Arguments are strings or numbers.
 function Client:call(...)
   check_open(self, "client:call")
+  if self.cluster then return cluster_call(self, nil, "client:call", select("#", ...), ...) end
   return do_call(self, nil, "client:call", select("#", ...), ...)
 end
 
@@ -417,6 +548,7 @@ end
 function Client:call_ctx(ctx, ...)
   check_open(self, "client:call_ctx")
   check_ctx(ctx, "client:call_ctx")
+  if self.cluster then return cluster_call(self, ctx, "client:call_ctx", select("#", ...), ...) end
   return do_call(self, ctx, "client:call_ctx", select("#", ...), ...)
 end
 
@@ -506,10 +638,11 @@ function Client:eval_script(script, keys, args, ctx)
   local argv = { "EVALSHA", sha, nk }
   for i = 1, nk do argv[3 + i] = keys[i] end
   for i = 1, na do argv[3 + nk + i] = args[i] end
-  local v, err = do_call(self, ctx, "client:eval_script", #argv, unpack(argv))
+  local send = self.cluster and cluster_call or do_call
+  local v, err = send(self, ctx, "client:eval_script", #argv, unpack(argv))
   if v == nil and getmetatable(err) == ServerError and err.code == "NOSCRIPT" then
     argv[1], argv[2] = "EVAL", script
-    return do_call(self, ctx, "client:eval_script", #argv, unpack(argv))
+    return send(self, ctx, "client:eval_script", #argv, unpack(argv))
   end
   return v, err
 end
@@ -672,13 +805,13 @@ end
 local function pool_key(o)
   if o.conn then return nil end
   return table.concat({ o.addr, tostring(o.db or 0), o.username or "", o.password or "",
-                        tostring(o.resp or 2), tls_key(o.tls), o.server_name or "" }, "|")
+                        tostring(o.resp or 2), tls_key(o.tls), o.server_name or "", o.cluster and "cluster" or "" }, "|")
 end
 
 local CONNECT_OPTS = { addr = true, conn = true, tls = true, server_name = true, ctx = true,
   connect_timeout = true, timeout = true, password = true, username = true, db = true,
   resp = true, pool_size = true, idle_timeout = true, max_bulk = true, max_depth = true,
-  max_count = true, name = true }
+  max_count = true, name = true, cluster = true }
 
 -- The connection setup (HELLO / AUTH, SELECT, CLIENT SETNAME), in one
 -- pipeline.
