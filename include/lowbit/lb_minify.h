@@ -1,0 +1,152 @@
+/*
+ * lb_minify.h: a token-level JavaScript and CSS minifier.
+ *
+ * What it does: removes whitespace and comments, and nothing else. It never
+ * rewrites a value, a number, a string, a shorthand or a selector, never
+ * renames an identifier and never inserts a semicolon. Its guarantees:
+ *
+ * JavaScript
+ * - The output has the same tokens as the input, minus comments (the
+ *   lexer declared below is exposed so a test can check exactly that).
+ * - A separator (one space) is written between two tokens only where
+ *   joining them would change them: identifier/number characters on both
+ *   sides (non-ASCII characters count as identifier characters), a
+ *   decimal integer before `.`, punctuators that would merge (`+ +`,
+ *   `- -`, `a+ ++b`), `/` before `/` or `*`, `< !--`, `-- >`, and `<` before
+ *   `/` (so `</script` cannot form).
+ * - A line break of the input (in whitespace or inside a block comment) is
+ *   kept as one "\n" wherever automatic semicolon insertion or a
+ *   restricted production could depend on it: after a token that can end
+ *   an expression (identifier, keyword, literal, `)`, `]`, `}`, `++`, `--`,
+ *   a template's end) when the next token cannot continue that expression
+ *   (identifier, literal, `{`, `!`, `~`, `++`, `--`, `#x`, `@`); and after
+ *   return, throw, break, continue, yield, async, await and let before any
+ *   token other than `;` `}` `)` `]` `,` `:`. Elsewhere it is dropped.
+ * - Regex or division: `/` starts a regular expression unless the previous
+ *   significant token is an identifier (other than the keywords return,
+ *   typeof, instanceof, in, new, delete, void, throw, case, do, else,
+ *   yield, await, extends), a number, a string, a regex, a template's end,
+ *   `]`, `++`, `--`, or a `)` that does not close `if (`, `while (`,
+ *   `for (` or `with (`. After `}` (a block's end or an object literal's:
+ *   a lexer cannot tell) it is a regular expression: blocks followed by a
+ *   regex occur in real code, `{} / x` does not. Such a division then fails
+ *   as an unterminated regex (an error, never a wrong output) unless a
+ *   second `/` follows on the line, in which case the text between is
+ *   copied verbatim, which gives the same program.
+ * - Template literals are copied verbatim, `${ }` nesting tracked by a
+ *   brace stack (at most LB_MINIFY_MAX_NESTING open `${`). Strings and
+ *   regular expressions (with their classes `[/]`) are copied verbatim.
+ * - `</script` (any case) inside a string, template, regex or kept comment
+ *   is written `<\/script`; it never appears in the output.
+ * - A `#!` first line is kept with its line break. `/\*! ... *\/` comments
+ *   are kept verbatim. Annex B comments (`<!--` anywhere, `-->` at the
+ *   start of a line) are comments.
+ * - Whitespace: space, tab, VT, FF, NBSP, BOM and the Unicode Zs spaces;
+ *   line terminators: LF, CR, U+2028, U+2029.
+ *
+ * CSS
+ * - Whitespace and comments collapse to one space, dropped next to
+ *   `{ } ; , !` (before or after), after `( :` and before `)`, and around
+ *   `>` and `~` outside parentheses. A space is kept everywhere else: before
+ *   `:` (`a :hover`), around `+`, `-`, `*`, `/` (`calc(1px + 2px)`), before
+ *   `(` (`and (`), after `)`, and as the descendant combinator.
+ * - Strings, `url()` (unquoted: trimmed only), escapes (`\31 ` keeps its
+ *   space) and `/\*! *\/` comments are copied verbatim. A custom property's
+ *   value (`--x: value`) is copied verbatim, trimmed; an empty value that
+ *   had whitespace keeps one space (`--x: ;`).
+ *
+ * The whole input is given at once (no incremental feed): lb_minify_js and
+ * lb_minify_css are pure functions of their input. Nothing allocates.
+ */
+#ifndef LOWBIT_LB_MINIFY_H
+#define LOWBIT_LB_MINIFY_H
+
+#ifndef LB_CDEF
+#include <stddef.h>
+#include <stdint.h>
+#include "lowbit/lb_base.h"
+#endif
+
+enum {
+  LB_MINIFY_MAX_NESTING = 64,   /* open template `${` at once */
+  LB_MINIFY_PAREN_BITS = 1024   /* parens tracked for `if (...) /re/` */
+};
+
+/* Token kinds of the JavaScript lexer. */
+enum {
+  LB_MINIFY_TOK_IDENT = 1,    /* identifier, keyword, #private */
+  LB_MINIFY_TOK_NUMBER = 2,
+  LB_MINIFY_TOK_STRING = 3,
+  LB_MINIFY_TOK_TEMPLATE = 4, /* one piece: `..` `..${ }..${ }..` */
+  LB_MINIFY_TOK_REGEX = 5,
+  LB_MINIFY_TOK_PUNCT = 6,
+  LB_MINIFY_TOK_COMMENT = 7,  /* a kept /\*! comment only */
+  LB_MINIFY_TOK_HASHBANG = 8  /* the #! line, without its line break */
+};
+
+/* One token: in[off .. off+len). nl_before is 1 when a line terminator
+ * (whitespace or inside a comment) separates it from the previous token. */
+typedef struct lb_minify_token {
+  uint32_t kind;
+  uint32_t nl_before;
+  size_t off;
+  size_t len;
+} lb_minify_token;
+
+/* JavaScript lexer state. Caller-allocated; set up by
+ * lb_minify_js_lexer_init. The fields are private. */
+typedef struct lb_minify_js_lexer {
+  const uint8_t *in;
+  size_t len;
+  size_t pos;
+  size_t prev_off;
+  size_t prev_len;
+  size_t err_pos;
+  uint32_t prev_kind;
+  uint32_t regex_ok;     /* 1 when `/` starts a regex */
+  uint32_t tpl_depth;
+  uint32_t paren_depth;
+  uint32_t tpl_braces[64];
+  uint64_t paren_kw[16];
+} lb_minify_js_lexer;
+
+/* The output capacity that is always enough for an input of len bytes:
+ * 2*len + 16 (each separator follows a token of at least one byte). Real
+ * code never grows: every separator replaces whitespace, except `-- >`,
+ * `1 in`-like joins and the `<\/script` escape. */
+size_t lb_minify_max_len(size_t len);
+
+/* Minifies JavaScript in[0..len) into out[0..cap). Returns the output
+ * length, or:
+ *   LB_ENOSPACE   cap is too small (lb_minify_max_len(len) never is);
+ *   LB_ESTRING    unterminated string literal;
+ *   LB_ECOMMENT   unterminated block comment;
+ *   LB_EREGEXP    unterminated regular expression;
+ *   LB_ETEMPLATE  unterminated template literal;
+ *   LB_ETOOMANY   more than LB_MINIFY_MAX_NESTING open template `${`;
+ *   LB_EINVAL     in or out NULL with a non-zero length.
+ * On an error, *line (when line is not NULL) is the 1-based line where the
+ * offending token starts; it is 0 on success. */
+ptrdiff_t lb_minify_js(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+                       size_t *line);
+
+/* Minifies CSS in[0..len) into out[0..cap). Returns the output length, or
+ * LB_ENOSPACE, LB_ESTRING (unterminated string), LB_ECOMMENT, LB_EURLTOKEN
+ * (unterminated url(), LB_EINVAL; *line as for lb_minify_js. The output is
+ * never longer than the input. */
+ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+                        size_t *line);
+
+/* Starts lexing in[0..len) (kept by pointer: it must outlive the lexer). */
+void lb_minify_js_lexer_init(lb_minify_js_lexer *lx, const uint8_t *in, size_t len);
+
+/* The next token into *t. Returns 1 for a token, 0 at the end of input, or
+ * a negative code as for lb_minify_js (lx->err_pos is then the offending
+ * token's offset). Comments and whitespace are skipped, except kept
+ * /\*! comments (LB_MINIFY_TOK_COMMENT). */
+int lb_minify_js_next(lb_minify_js_lexer *lx, lb_minify_token *t);
+
+/* The 1-based line number of offset pos in in[0..len). */
+size_t lb_minify_line_of(const uint8_t *in, size_t len, size_t pos);
+
+#endif

@@ -1,0 +1,905 @@
+/*
+ * lb_minify.c: token-level JavaScript and CSS minifier (see lb_minify.h for
+ * the guarantees). The JavaScript half is a lexer (lb_minify_js_next) and
+ * an emitter that decides, between each pair of tokens, whether to write
+ * nothing, a space or a line break. The CSS half is one pass over the bytes.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "lowbit/lb_minify.h"
+
+/* Character classes, one table lookup per byte. */
+enum {
+  C_ID = 1,     /* identifier part: A-Z a-z 0-9 _ $ \ and bytes >= 0x80 */
+  C_IDSTART = 2,/* identifier start (not digits) */
+  C_DIGIT = 4,
+  C_WS = 8,     /* ASCII whitespace other than line terminators */
+  C_NL = 16,    /* \n \r */
+  C_HEX = 32
+};
+
+static uint8_t cls[256];
+static int cls_ready;
+
+static void init_cls(void) {
+  if (cls_ready) return;
+  for (int c = 0; c < 256; c++) {
+    uint8_t v = 0;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' ||
+        c == '\\' || c >= 0x80)
+      v |= C_ID | C_IDSTART;
+    if (c >= '0' && c <= '9') v |= C_ID | C_DIGIT | C_HEX;
+    if ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) v |= C_HEX;
+    if (c == ' ' || c == '\t' || c == '\v' || c == '\f') v |= C_WS;
+    if (c == '\n' || c == '\r') v |= C_NL;
+    cls[c] = v;
+  }
+  cls_ready = 1; /* idempotent: racing initialisations write the same bytes */
+}
+
+/* Non-ASCII whitespace and line terminators, in UTF-8. Returns the sequence
+ * length when in[i..] starts with one (sets *nl for U+2028/U+2029), else 0. */
+static size_t uni_space(const uint8_t *in, size_t len, size_t i, int *nl) {
+  uint8_t c = in[i];
+  if (c == 0xC2) {
+    if (i + 1 < len && in[i + 1] == 0xA0) return 2; /* NBSP */
+    return 0;
+  }
+  if (c < 0xE1 || c > 0xEF || i + 2 >= len) return 0;
+  uint8_t d = in[i + 1], e = in[i + 2];
+  if (c == 0xEF) return (d == 0xBB && e == 0xBF) ? 3 : 0; /* BOM */
+  if (c == 0xE1) return (d == 0x9A && e == 0x80) ? 3 : 0; /* U+1680 */
+  if (c == 0xE3) return (d == 0x80 && e == 0x80) ? 3 : 0; /* U+3000 */
+  if (c != 0xE2) return 0;
+  if (d == 0x80) {
+    if (e >= 0x80 && e <= 0x8A) return 3; /* U+2000..U+200A */
+    if (e == 0xA8 || e == 0xA9) { *nl = 1; return 3; }
+    if (e == 0xAF) return 3; /* U+202F */
+    return 0;
+  }
+  if (d == 0x81 && e == 0x9F) return 3; /* U+205F */
+  return 0;
+}
+
+size_t lb_minify_max_len(size_t len) {
+  if (len > (SIZE_MAX - 16) / 2) return SIZE_MAX;
+  return 2 * len + 16;
+}
+
+size_t lb_minify_line_of(const uint8_t *in, size_t len, size_t pos) {
+  size_t line = 1;
+  if (pos > len) pos = len;
+  for (size_t i = 0; i < pos; i++) {
+    if (in[i] == '\n') line++;
+    else if (in[i] == '\r' && !(i + 1 < len && in[i + 1] == '\n')) line++;
+  }
+  return line;
+}
+
+/* ---------------------------------------------------------------- JS lexer */
+
+static int word_is(const uint8_t *p, size_t n, const char *w) {
+  size_t m = strlen(w);
+  return n == m && memcmp(p, w, m) == 0;
+}
+
+/* Keywords after which `/` starts a regular expression. */
+static int kw_before_regex(const uint8_t *p, size_t n) {
+  if (n < 2 || n > 10) return 0;
+  switch (p[0]) {
+  case 'r': return word_is(p, n, "return");
+  case 't': return word_is(p, n, "typeof") || word_is(p, n, "throw");
+  case 'i': return word_is(p, n, "instanceof") || word_is(p, n, "in");
+  case 'n': return word_is(p, n, "new");
+  case 'd': return word_is(p, n, "delete") || word_is(p, n, "do");
+  case 'v': return word_is(p, n, "void");
+  case 'c': return word_is(p, n, "case");
+  case 'e': return word_is(p, n, "else") || word_is(p, n, "extends");
+  case 'y': return word_is(p, n, "yield");
+  case 'a': return word_is(p, n, "await");
+  }
+  return 0;
+}
+
+/* Keywords after which a line break is never dropped (restricted
+ * productions, and contextual keywords whose meaning a line break changes). */
+static int kw_restricted(const uint8_t *p, size_t n) {
+  if (n < 3 || n > 8) return 0;
+  switch (p[0]) {
+  case 'r': return word_is(p, n, "return");
+  case 't': return word_is(p, n, "throw");
+  case 'b': return word_is(p, n, "break");
+  case 'c': return word_is(p, n, "continue");
+  case 'y': return word_is(p, n, "yield");
+  case 'a': return word_is(p, n, "async") || word_is(p, n, "await");
+  case 'l': return word_is(p, n, "let");
+  }
+  return 0;
+}
+
+static int kw_paren_stmt(const uint8_t *p, size_t n) {
+  return word_is(p, n, "if") || word_is(p, n, "while") || word_is(p, n, "for") ||
+         word_is(p, n, "with");
+}
+
+/* Length of the longest punctuator at p[0..n) (n >= 1). Unknown bytes are
+ * one-byte punctuators. `?.` before a digit is `?` (a conditional and a
+ * number), as the grammar says. */
+static size_t punct_len(const uint8_t *p, size_t n) {
+#define AT(k) ((k) < n ? p[k] : 0)
+  uint8_t c = p[0], d = AT(1), e = AT(2), f = AT(3);
+  switch (c) {
+  case '{': case '}': case '(': case ')': case '[': case ']': case ';': case ',':
+  case '~': case ':': case '@': case '#':
+    return 1;
+  case '.':
+    return (d == '.' && e == '.') ? 3 : 1;
+  case '?':
+    if (d == '?') return e == '=' ? 3 : 2;
+    if (d == '.' && !(e >= '0' && e <= '9')) return 2;
+    return 1;
+  case '=':
+    if (d == '=') return e == '=' ? 3 : 2;
+    if (d == '>') return 2;
+    return 1;
+  case '!':
+    if (d == '=') return e == '=' ? 3 : 2;
+    return 1;
+  case '<':
+    if (d == '<') return e == '=' ? 3 : 2;
+    if (d == '=') return 2;
+    return 1;
+  case '>':
+    if (d == '>') {
+      if (e == '>') return f == '=' ? 4 : 3;
+      return e == '=' ? 3 : 2;
+    }
+    if (d == '=') return 2;
+    return 1;
+  case '*':
+    if (d == '*') return e == '=' ? 3 : 2;
+    return d == '=' ? 2 : 1;
+  case '&': case '|':
+    if (d == c) return e == '=' ? 3 : 2;
+    return d == '=' ? 2 : 1;
+  case '+': case '-':
+    if (d == c) return 2;
+    return d == '=' ? 2 : 1;
+  case '%': case '^': case '/':
+    return d == '=' ? 2 : 1;
+  }
+  return 1;
+#undef AT
+}
+
+void lb_minify_js_lexer_init(lb_minify_js_lexer *lx, const uint8_t *in, size_t len) {
+  init_cls();
+  memset(lx, 0, sizeof *lx);
+  lx->in = in;
+  lx->len = len;
+  lx->regex_ok = 1;
+}
+
+/* Skips whitespace and comments. Returns 0, or an error (unterminated
+ * comment). Sets *nl when a line terminator was crossed. Stops at a kept
+ * comment (it is a token). */
+static int skip_space(lb_minify_js_lexer *lx, int *nl) {
+  const uint8_t *in = lx->in;
+  size_t len = lx->len, i = lx->pos;
+  int line_start = (i == 0) || *nl;
+  while (i < len) {
+    uint8_t c = in[i];
+    uint8_t k = cls[c];
+    if (k & C_WS) { i++; continue; }
+    if (k & C_NL) { *nl = 1; line_start = 1; i++; continue; }
+    if (c >= 0x80) {
+      int unl = 0;
+      size_t m = uni_space(in, len, i, &unl);
+      if (!m) break;
+      if (unl) { *nl = 1; line_start = 1; }
+      i += m;
+      continue;
+    }
+    if (c == '/' && i + 1 < len && in[i + 1] == '/') {
+      goto line_comment;
+    }
+    if (c == '/' && i + 1 < len && in[i + 1] == '*') {
+      if (i + 2 < len && in[i + 2] == '!') break; /* kept: a token */
+      size_t j = i + 2;
+      for (;;) {
+        const uint8_t *s = memchr(in + j, '*', len - j);
+        size_t end = s ? (size_t)(s - in) : len;
+        for (size_t q = j; q < end; q++) {
+          if (in[q] == '\n' || in[q] == '\r') { *nl = 1; line_start = 1; }
+          else if (in[q] == 0xE2 && q + 2 < len && in[q + 1] == 0x80 &&
+                   (in[q + 2] == 0xA8 || in[q + 2] == 0xA9)) { *nl = 1; line_start = 1; }
+        }
+        if (!s) { lx->err_pos = i; return LB_ECOMMENT; }
+        if (end + 1 < len && in[end + 1] == '/') { i = end + 2; break; }
+        j = end + 1;
+      }
+      continue;
+    }
+    /* Annex B: `<!--` anywhere and `-->` at a line start open a line comment. */
+    if (c == '<' && i + 3 < len && in[i + 1] == '!' && in[i + 2] == '-' && in[i + 3] == '-')
+      goto line_comment;
+    if (c == '-' && line_start && i + 2 < len && in[i + 1] == '-' && in[i + 2] == '>')
+      goto line_comment;
+    break;
+  line_comment:
+    while (i < len) {
+      uint8_t b = in[i];
+      if (b == '\n' || b == '\r') break;
+      if (b == 0xE2 && i + 2 < len && in[i + 1] == 0x80 && (in[i + 2] == 0xA8 || in[i + 2] == 0xA9))
+        break;
+      i++;
+    }
+  }
+  lx->pos = i;
+  return 0;
+}
+
+/* Scans an identifier from i; returns its end. `\uXXXX` and `\u{...}`
+ * escapes are identifier parts. */
+static size_t scan_ident(const uint8_t *in, size_t len, size_t i) {
+  while (i < len) {
+    uint8_t c = in[i];
+    if (!(cls[c] & C_ID)) break;
+    if (c >= 0x80) {
+      int nl = 0;
+      if (uni_space(in, len, i, &nl)) break;
+    } else if (c == '\\') {
+      i++;
+      if (i < len && in[i] == 'u') {
+        i++;
+        if (i < len && in[i] == '{') {
+          while (i < len && in[i] != '}' && (cls[in[i]] & (C_HEX)) ) i++;
+          if (i < len && in[i] == '}') i++;
+        }
+      }
+      continue;
+    }
+    i++;
+  }
+  return i;
+}
+
+static size_t scan_number(const uint8_t *in, size_t len, size_t i) {
+  if (in[i] == '0' && i + 1 < len &&
+      (in[i + 1] == 'x' || in[i + 1] == 'X' || in[i + 1] == 'b' || in[i + 1] == 'B' ||
+       in[i + 1] == 'o' || in[i + 1] == 'O')) {
+    i += 2;
+    while (i < len && ((cls[in[i]] & C_HEX) || in[i] == '_')) i++;
+    if (i < len && in[i] == 'n') i++;
+    return i;
+  }
+  while (i < len && ((cls[in[i]] & C_DIGIT) || in[i] == '_')) i++;
+  if (i < len && in[i] == '.') {
+    i++;
+    while (i < len && ((cls[in[i]] & C_DIGIT) || in[i] == '_')) i++;
+  }
+  if (i < len && (in[i] == 'e' || in[i] == 'E')) {
+    size_t j = i + 1;
+    if (j < len && (in[j] == '+' || in[j] == '-')) j++;
+    if (j < len && (cls[in[j]] & C_DIGIT)) {
+      i = j;
+      while (i < len && ((cls[in[i]] & C_DIGIT) || in[i] == '_')) i++;
+    }
+  }
+  if (i < len && in[i] == 'n') i++;
+  return i;
+}
+
+static int is_line_term(const uint8_t *in, size_t len, size_t i) {
+  if (in[i] == '\n' || in[i] == '\r') return 1;
+  return in[i] == 0xE2 && i + 2 < len && in[i + 1] == 0x80 &&
+         (in[i + 2] == 0xA8 || in[i + 2] == 0xA9);
+}
+
+/* Scans a regular expression whose `/` is at i. Returns its end, or 0 when
+ * a line terminator or the end of input comes first. */
+static size_t scan_regex(const uint8_t *in, size_t len, size_t i) {
+  int cls_open = 0;
+  i++;
+  while (i < len) {
+    uint8_t c = in[i];
+    if (c == '\\') {
+      i++;
+      if (i >= len || is_line_term(in, len, i)) return 0;
+      i++;
+      continue;
+    }
+    if (is_line_term(in, len, i)) return 0;
+    if (c == '[') cls_open = 1;
+    else if (c == ']') cls_open = 0;
+    else if (c == '/' && !cls_open) {
+      i++;
+      return scan_ident(in, len, i); /* flags */
+    }
+    i++;
+  }
+  return 0;
+}
+
+/* Scans a template piece from i (just after "`" or "}"). Returns the end
+ * (after "`" or "${"), sets *open when it ends with "${"; 0 if unterminated. */
+static size_t scan_template(const uint8_t *in, size_t len, size_t i, int *open) {
+  while (i < len) {
+    uint8_t c = in[i];
+    if (c == '\\') { i += 2; continue; }
+    if (c == '`') { *open = 0; return i + 1; }
+    if (c == '$' && i + 1 < len && in[i + 1] == '{') { *open = 1; return i + 2; }
+    i++;
+  }
+  return 0;
+}
+
+static void set_prev(lb_minify_js_lexer *lx, uint32_t kind, size_t off, size_t len,
+                     uint32_t regex_ok) {
+  lx->prev_kind = kind;
+  lx->prev_off = off;
+  lx->prev_len = len;
+  lx->regex_ok = regex_ok;
+}
+
+int lb_minify_js_next(lb_minify_js_lexer *lx, lb_minify_token *t) {
+  const uint8_t *in = lx->in;
+  size_t len = lx->len;
+  int nl = 0;
+  if (lx->pos == 0 && len >= 2 && in[0] == '#' && in[1] == '!') {
+    size_t i = 2;
+    while (i < len && !is_line_term(in, len, i)) i++;
+    t->kind = LB_MINIFY_TOK_HASHBANG;
+    t->nl_before = 0;
+    t->off = 0;
+    t->len = i;
+    lx->pos = i;
+    set_prev(lx, LB_MINIFY_TOK_HASHBANG, 0, i, 1);
+    return 1;
+  }
+  int rc = skip_space(lx, &nl);
+  if (rc) return rc;
+  size_t i = lx->pos;
+  if (i >= len) {
+    if (lx->tpl_depth) { lx->err_pos = len; return LB_ETEMPLATE; }
+    return 0;
+  }
+  uint8_t c = in[i];
+  uint8_t k = cls[c];
+  size_t end;
+  uint32_t kind;
+  t->nl_before = (uint32_t)nl;
+  t->off = i;
+  if (k & C_DIGIT || (c == '.' && i + 1 < len && (cls[in[i + 1]] & C_DIGIT))) {
+    end = scan_number(in, len, i);
+    kind = LB_MINIFY_TOK_NUMBER;
+    set_prev(lx, kind, i, end - i, 0);
+  } else if (((k & C_IDSTART) && (end = scan_ident(in, len, i)) > i) ||
+             (c == '#' && i + 1 < len && (cls[in[i + 1]] & C_IDSTART) &&
+              (end = scan_ident(in, len, i + 1)) > i + 1)) {
+    kind = LB_MINIFY_TOK_IDENT;
+    set_prev(lx, kind, i, end - i, (uint32_t)kw_before_regex(in + i, end - i));
+  } else if (c == '"' || c == '\'') {
+    size_t j = i + 1;
+    for (;;) {
+      if (j >= len) { lx->err_pos = i; return LB_ESTRING; }
+      uint8_t b = in[j];
+      if (b == c) { j++; break; }
+      if (b == '\\') {
+        j++;
+        if (j < len && in[j] == '\r' && j + 1 < len && in[j + 1] == '\n') j++;
+        j++;
+        continue;
+      }
+      if (b == '\n' || b == '\r') { lx->err_pos = i; return LB_ESTRING; }
+      j++;
+    }
+    end = j;
+    kind = LB_MINIFY_TOK_STRING;
+    set_prev(lx, kind, i, end - i, 0);
+  } else if (c == '`' || (c == '}' && lx->tpl_depth && lx->tpl_braces[lx->tpl_depth - 1] == 0)) {
+    int open = 0;
+    end = scan_template(in, len, i + 1, &open);
+    if (!end) { lx->err_pos = i; return LB_ETEMPLATE; }
+    if (c == '}') lx->tpl_depth--;
+    if (open) {
+      if (lx->tpl_depth >= LB_MINIFY_MAX_NESTING) { lx->err_pos = i; return LB_ETOOMANY; }
+      lx->tpl_braces[lx->tpl_depth++] = 0;
+    }
+    kind = LB_MINIFY_TOK_TEMPLATE;
+    set_prev(lx, kind, i, end - i, (uint32_t)open);
+  } else if (c == '/' && i + 2 < len && in[i + 1] == '*' && in[i + 2] == '!') {
+    const uint8_t *s = i + 3 < len ? memchr(in + i + 3, '/', len - i - 3) : NULL;
+    while (s && s[-1] != '*') {
+      size_t q = (size_t)(s - in) + 1;
+      s = q < len ? memchr(in + q, '/', len - q) : NULL;
+    }
+    if (!s) { lx->err_pos = i; return LB_ECOMMENT; }
+    end = (size_t)(s - in) + 1;
+    t->kind = LB_MINIFY_TOK_COMMENT;
+    t->len = end - i;
+    lx->pos = end;
+    return 1; /* the previous significant token is unchanged */
+  } else if (c == '/' && lx->regex_ok) {
+    end = scan_regex(in, len, i);
+    if (!end) { lx->err_pos = i; return LB_EREGEXP; }
+    kind = LB_MINIFY_TOK_REGEX;
+    set_prev(lx, kind, i, end - i, 0);
+  } else {
+    end = i + punct_len(in + i, len - i);
+    kind = LB_MINIFY_TOK_PUNCT;
+    uint32_t rok = 1;
+    if (c == '(') {
+      uint32_t d = lx->paren_depth++;
+      if (d < LB_MINIFY_PAREN_BITS) {
+        uint64_t bit = (uint64_t)1 << (d & 63);
+        int kw = lx->prev_kind == LB_MINIFY_TOK_IDENT &&
+                 kw_paren_stmt(in + lx->prev_off, lx->prev_len);
+        if (kw) lx->paren_kw[d >> 6] |= bit;
+        else lx->paren_kw[d >> 6] &= ~bit;
+      }
+    } else if (c == ')') {
+      rok = 0;
+      if (lx->paren_depth) {
+        uint32_t d = --lx->paren_depth;
+        if (d < LB_MINIFY_PAREN_BITS && (lx->paren_kw[d >> 6] >> (d & 63) & 1)) rok = 1;
+      }
+    } else if (c == ']') {
+      rok = 0;
+    } else if (c == '}') {
+      if (lx->tpl_depth) lx->tpl_braces[lx->tpl_depth - 1]--;
+      rok = 1; /* a block's end: see lb_minify.h */
+    } else if (c == '{') {
+      if (lx->tpl_depth) lx->tpl_braces[lx->tpl_depth - 1]++;
+    } else if ((c == '+' || c == '-') && end - i == 2 && in[i + 1] == c) {
+      rok = 0;
+    }
+    set_prev(lx, kind, i, end - i, rok);
+  }
+  t->kind = kind;
+  t->len = end - i;
+  lx->pos = end;
+  return 1;
+}
+
+/* -------------------------------------------------------------- JS emitter */
+
+typedef struct out_t {
+  uint8_t *p;
+  size_t n, cap;
+} out_t;
+
+static int put(out_t *o, const uint8_t *s, size_t n) {
+  if (n > o->cap - o->n) return LB_ENOSPACE;
+  memcpy(o->p + o->n, s, n);
+  o->n += n;
+  return 0;
+}
+
+static int put1(out_t *o, uint8_t c) {
+  if (o->n >= o->cap) return LB_ENOSPACE;
+  o->p[o->n++] = c;
+  return 0;
+}
+
+/* Copies a literal body, writing `</script` (any case) as `<\/script`. */
+static int put_body(out_t *o, const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    const uint8_t *lt = memchr(s + i, '<', n - i);
+    if (!lt) break;
+    size_t at = (size_t)(lt - s);
+    if (at + 8 <= n && s[at + 1] == '/' && strncasecmp((const char *)s + at + 2, "script", 6) == 0) {
+      if (put(o, s + i, at + 1 - i) || put1(o, '\\')) return LB_ENOSPACE;
+      i = at + 1;
+    } else {
+      if (put(o, s + i, at + 1 - i)) return LB_ENOSPACE;
+      i = at + 1;
+    }
+  }
+  return put(o, s + i, n - i);
+}
+
+static int tok_is(const uint8_t *in, const lb_minify_token *t, char c) {
+  return t->kind == LB_MINIFY_TOK_PUNCT && t->len == 1 && in[t->off] == (uint8_t)c;
+}
+
+static int tok_is2(const uint8_t *in, const lb_minify_token *t, char c) {
+  return t->kind == LB_MINIFY_TOK_PUNCT && t->len == 2 && in[t->off] == (uint8_t)c &&
+         in[t->off + 1] == (uint8_t)c;
+}
+
+/* A token after which a statement may end (ASI may apply). */
+static int ends_expr(const uint8_t *in, const lb_minify_token *a) {
+  switch (a->kind) {
+  case LB_MINIFY_TOK_IDENT: case LB_MINIFY_TOK_NUMBER: case LB_MINIFY_TOK_STRING:
+  case LB_MINIFY_TOK_REGEX:
+    return 1;
+  case LB_MINIFY_TOK_TEMPLATE:
+    return in[a->off + a->len - 1] == '`';
+  case LB_MINIFY_TOK_PUNCT:
+    return tok_is(in, a, ')') || tok_is(in, a, ']') || tok_is(in, a, '}') ||
+           tok_is2(in, a, '+') || tok_is2(in, a, '-');
+  }
+  return 0;
+}
+
+/* A token that cannot continue an expression: ASI inserts `;` before it
+ * when a line break precedes it. */
+static int starts_stmt(const uint8_t *in, const lb_minify_token *b) {
+  switch (b->kind) {
+  case LB_MINIFY_TOK_IDENT: case LB_MINIFY_TOK_NUMBER: case LB_MINIFY_TOK_STRING:
+  case LB_MINIFY_TOK_REGEX:
+    return 1;
+  case LB_MINIFY_TOK_PUNCT:
+    return tok_is(in, b, '{') || tok_is(in, b, '!') || tok_is(in, b, '~') ||
+           tok_is2(in, b, '+') || tok_is2(in, b, '-') || tok_is(in, b, '@') ||
+           tok_is(in, b, '#');
+  }
+  return 0;
+}
+
+static int keep_newline(const uint8_t *in, const lb_minify_token *a, const lb_minify_token *b) {
+  if (a->kind == LB_MINIFY_TOK_IDENT && kw_restricted(in + a->off, a->len)) {
+    if (b->kind == LB_MINIFY_TOK_PUNCT && b->len == 1) {
+      uint8_t c = in[b->off];
+      if (c == ';' || c == '}' || c == ')' || c == ']' || c == ',' || c == ':') return 0;
+    }
+    return 1;
+  }
+  return ends_expr(in, a) && starts_stmt(in, b);
+}
+
+static int all_digits(const uint8_t *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!(cls[s[i]] & C_DIGIT) && s[i] != '_') return 0;
+  return 1;
+}
+
+/* Whether writing piece b right after piece a (as written in the output,
+ * a = o[aoff..o->n)) would change the tokens. */
+static int need_space(const out_t *o, size_t aoff, uint32_t akind, const uint8_t *b,
+                      size_t blen, uint32_t bkind) {
+  const uint8_t *a = o->p + aoff;
+  size_t alen = o->n - aoff;
+  if (!alen || !blen) return 0;
+  uint8_t x = a[alen - 1], y = b[0];
+  if (bkind == LB_MINIFY_TOK_COMMENT) return x == '/' || x == '<';
+  if ((akind == LB_MINIFY_TOK_IDENT || akind == LB_MINIFY_TOK_NUMBER ||
+       akind == LB_MINIFY_TOK_REGEX) && (cls[y] & C_ID))
+    return 1;
+  if (x == '/' && (y == '/' || y == '*')) return 1;
+  if (x == '#' && ((cls[y] & C_IDSTART) || y == '!')) return 1; /* `#x`, `#!` */
+  if (x == '<' && y == '/') return 1;
+  if ((x == '+' || x == '-') && y == x) return 1;
+  if (akind == LB_MINIFY_TOK_NUMBER && y == '.' && all_digits(a, alen)) return 1;
+  if (akind == LB_MINIFY_TOK_PUNCT) {
+    if (x == '.' && ((cls[y] & C_DIGIT) || y == '.')) return 1; /* `. . .` is not `...` */
+    if (x == '-' && alen >= 2 && a[alen - 2] == '-' && y == '>') return 1;
+    uint8_t buf[8];
+    size_t na = alen < 4 ? alen : 4, nb = blen < 4 ? blen : 4;
+    memcpy(buf, a + alen - na, na);
+    memcpy(buf + na, b, nb);
+    if (alen <= 4 && punct_len(buf, na + nb) != alen) return 1;
+  }
+  /* `<!` followed by `--`. */
+  if (y == '-' && blen >= 2 && b[1] == '-' && x == '!' && alen == 1 && aoff >= 1 &&
+      o->p[aoff - 1] == '<')
+    return 1;
+  return 0;
+}
+
+ptrdiff_t lb_minify_js(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
+                       size_t *line) {
+  if (line) *line = 0;
+  if ((!in && len) || (!outp && cap)) return LB_EINVAL;
+  lb_minify_js_lexer lx;
+  lb_minify_js_lexer_init(&lx, in, len);
+  out_t o = {outp, 0, cap};
+  lb_minify_token a = {0, 0, 0, 0}, t;
+  size_t aoff = 0;          /* where the last written piece starts in out */
+  uint32_t akind = 0;       /* its kind */
+  int have_a = 0;           /* a significant token was written */
+  int out_nl = 0;           /* a line break was written since a */
+  int rc;
+  while ((rc = lb_minify_js_next(&lx, &t)) > 0) {
+    const uint8_t *s = in + t.off;
+    int e = 0;
+    if (t.kind == LB_MINIFY_TOK_HASHBANG) {
+      e = put_body(&o, s, t.len); /* a comment: `<\/script` is harmless */
+      if (!e && t.len < len) {
+        /* keep the line break as it is (CR LF, LF, CR, U+2028/9) */
+        size_t j = t.len, m = in[j] == '\r' && j + 1 < len && in[j + 1] == '\n' ? 2
+                              : in[j] >= 0x80 ? 3 : 1;
+        e = put(&o, in + j, m);
+        out_nl = 1;
+      }
+      aoff = o.n;
+      akind = 0;
+      if (e) return e;
+      continue;
+    }
+    if (t.kind == LB_MINIFY_TOK_COMMENT) {
+      if (t.nl_before && o.n && !out_nl) { e = put1(&o, '\n'); out_nl = 1; }
+      else if (o.n && need_space(&o, aoff, akind, s, t.len, t.kind)) e = put1(&o, ' ');
+      size_t start = o.n;
+      if (!e) e = put_body(&o, s, t.len);
+      if (e) return e;
+      if (memchr(s, '\n', t.len) || memchr(s, '\r', t.len)) out_nl = 1;
+      aoff = start;
+      akind = LB_MINIFY_TOK_COMMENT;
+      continue;
+    }
+    if (have_a && t.nl_before && !out_nl && keep_newline(in, &a, &t)) {
+      e = put1(&o, '\n');
+    } else if (o.n && need_space(&o, aoff, akind, s, t.len, t.kind)) {
+      e = put1(&o, ' ');
+    }
+    size_t start = o.n;
+    if (!e) {
+      if (t.kind == LB_MINIFY_TOK_REGEX) {
+        /* The body is escaped, the closing `/` and the flags are not: a
+         * body ending in `<` before flags "script" would write `</script`
+         * (such flags are a syntax error anyway). */
+        size_t sl = t.len - 1;
+        while (s[sl] != '/') sl--;
+        if (s[sl - 1] == '<' && t.len - sl - 1 >= 6 &&
+            strncasecmp((const char *)s + sl + 1, "script", 6) == 0) {
+          if (line) *line = lb_minify_line_of(in, len, t.off);
+          return LB_EREGEXP;
+        }
+        e = put_body(&o, s, sl);
+        if (!e) e = put(&o, s + sl, t.len - sl);
+      } else if (t.kind == LB_MINIFY_TOK_STRING || t.kind == LB_MINIFY_TOK_TEMPLATE)
+        e = put_body(&o, s, t.len);
+      else
+        e = put(&o, s, t.len);
+    }
+    if (e) return e;
+    aoff = start;
+    akind = t.kind;
+    a = t;
+    have_a = 1;
+    out_nl = 0;
+  }
+  if (rc < 0) {
+    if (line) *line = lb_minify_line_of(in, len, lx.err_pos);
+    return rc;
+  }
+  return (ptrdiff_t)o.n;
+}
+
+/* --------------------------------------------------------------------- CSS */
+
+static int css_ident(uint8_t c) {
+  return (cls[c] & C_ID) || c == '-';
+}
+
+/* Whether the space between P (last byte written) and N (next byte) can go. */
+static int css_drop(uint8_t p, uint8_t n, int paren) {
+  switch (p) {
+  case '{': case '}': case ';': case ',': case '!': case '(': case ':':
+    return 1;
+  case '>': case '~':
+    if (!paren) return 1;
+  }
+  switch (n) {
+  case '{': case '}': case ';': case ',': case ')': case '!':
+    return 1;
+  case '>': case '~':
+    if (!paren) return 1;
+  }
+  return 0;
+}
+
+/* Copies a CSS string starting at i (quote); returns its end or 0. */
+static size_t css_string(const uint8_t *in, size_t len, size_t i) {
+  uint8_t q = in[i++];
+  while (i < len) {
+    uint8_t c = in[i];
+    if (c == q) return i + 1;
+    if (c == '\\') {
+      i++;
+      if (i < len && in[i] == '\r' && i + 1 < len && in[i + 1] == '\n') i++;
+      i++;
+      continue;
+    }
+    if (c == '\n' || c == '\r' || c == '\f') return 0;
+    i++;
+  }
+  return 0;
+}
+
+/* End of a comment starting at i ("/" "*"), or 0. */
+static size_t css_comment(const uint8_t *in, size_t len, size_t i) {
+  size_t j = i + 2;
+  while (j + 1 < len) {
+    const uint8_t *s = memchr(in + j, '*', len - 1 - j);
+    if (!s) return 0;
+    j = (size_t)(s - in);
+    if (in[j + 1] == '/') return j + 2;
+    j++;
+  }
+  return 0;
+}
+
+/* An escape at i ("\\"): returns its end (hex digits and one whitespace
+ * after them are part of it). */
+static size_t css_escape(const uint8_t *in, size_t len, size_t i) {
+  i++;
+  if (i >= len) return i;
+  if (cls[in[i]] & C_HEX) {
+    size_t k = 0;
+    while (i < len && k < 6 && (cls[in[i]] & C_HEX)) { i++; k++; }
+    if (i < len && in[i] == '\r' && i + 1 < len && in[i + 1] == '\n') return i + 2;
+    if (i < len && (in[i] == ' ' || in[i] == '\t' || in[i] == '\n' || in[i] == '\r' || in[i] == '\f'))
+      i++;
+    return i;
+  }
+  return i + 1;
+}
+
+static int css_ws(uint8_t c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
+                        size_t *line) {
+  if (line) *line = 0;
+  if ((!in && len) || (!outp && cap)) return LB_EINVAL;
+  init_cls();
+  out_t o = {outp, 0, cap};
+  size_t i = 0, err_pos = 0;
+  int pending = 0, paren = 0, stmt_start = 1, code = 0;
+  uint8_t p = 0; /* last byte written */
+  while (i < len) {
+    uint8_t c = in[i];
+    if (css_ws(c)) { pending = 1; i++; continue; }
+    if (c == '/' && i + 1 < len && in[i + 1] == '*') {
+      size_t end = css_comment(in, len, i);
+      if (!end) { code = LB_ECOMMENT; err_pos = i; goto fail; }
+      if (i + 2 < len && in[i + 2] == '!') {
+        if (pending && o.n && !css_drop(p, '/', paren) && put1(&o, ' ')) goto nospace;
+        pending = 0;
+        if (put(&o, in + i, end - i)) goto nospace;
+        p = '/';
+      } else {
+        pending = 1;
+      }
+      i = end;
+      continue;
+    }
+    if (pending && o.n && !css_drop(p, c, paren)) {
+      if (put1(&o, ' ')) goto nospace;
+      p = ' ';
+    }
+    pending = 0;
+    if (c == '"' || c == '\'') {
+      size_t end = css_string(in, len, i);
+      if (!end) { code = LB_ESTRING; err_pos = i; goto fail; }
+      if (put(&o, in + i, end - i)) goto nospace;
+      p = c;
+      i = end;
+      stmt_start = 0;
+      continue;
+    }
+    if (c == '\\') {
+      size_t end = css_escape(in, len, i);
+      if (put(&o, in + i, end - i)) goto nospace;
+      p = 'a'; /* an identifier character, whatever the escape ended with */
+      i = end;
+      stmt_start = 0;
+      continue;
+    }
+    if ((c == 'u' || c == 'U') && i + 3 < len && (in[i + 1] | 0x20) == 'r' &&
+        (in[i + 2] | 0x20) == 'l' && in[i + 3] == '(' && !(i > 0 && css_ident(in[i - 1]))) {
+      size_t j = i + 4;
+      while (j < len && css_ws(in[j])) j++;
+      if (j < len && (in[j] == '"' || in[j] == '\'')) {
+        /* url("..."): a function with a string; handled token by token */
+        if (put(&o, in + i, 4)) goto nospace;
+        paren++;
+        p = '(';
+        i += 4;
+        stmt_start = 0;
+        continue;
+      }
+      size_t k = j;
+      while (k < len && in[k] != ')') {
+        if (in[k] == '\\') k++;
+        k++;
+      }
+      if (k >= len) { code = LB_EURLTOKEN; err_pos = i; goto fail; }
+      size_t e = k;
+      while (e > j && css_ws(in[e - 1]) && !(e - 1 > j && in[e - 2] == '\\')) e--;
+      if (put(&o, in + i, 4) || put(&o, in + j, e - j) || put1(&o, ')')) goto nospace;
+      p = ')';
+      i = k + 1;
+      stmt_start = 0;
+      continue;
+    }
+    if (c == '-' && stmt_start && i + 1 < len && in[i + 1] == '-') {
+      /* A custom property? `--name` then `:`: the value is kept verbatim. */
+      size_t j = i + 2;
+      while (j < len) {
+        if (in[j] == '\\') { j = css_escape(in, len, j); continue; }
+        if (!css_ident(in[j])) break;
+        j++;
+      }
+      size_t k = j;
+      while (k < len && css_ws(in[k])) k++;
+      if (k < len && in[k] == ':') {
+        if (put(&o, in + i, j - i) || put1(&o, ':')) goto nospace;
+        size_t v = k + 1;
+        int had_ws = 0;
+        while (v < len && css_ws(in[v])) { v++; had_ws = 1; }
+        size_t e = v;
+        int depth = 0;
+        while (e < len) {
+          uint8_t b = in[e];
+          if (b == '"' || b == '\'') {
+            size_t se = css_string(in, len, e);
+            if (!se) { code = LB_ESTRING; err_pos = e; goto fail; }
+            e = se;
+            continue;
+          }
+          if (b == '/' && e + 1 < len && in[e + 1] == '*') {
+            size_t ce = css_comment(in, len, e);
+            if (!ce) { code = LB_ECOMMENT; err_pos = e; goto fail; }
+            e = ce;
+            continue;
+          }
+          if (b == '\\') { e += 2; continue; }
+          if (b == '(' || b == '[' || b == '{') depth++;
+          else if (b == ')' || b == ']' || b == '}') {
+            if (depth == 0) break;
+            depth--;
+          } else if (b == ';' && depth == 0) break;
+          e++;
+        }
+        if (e > len) e = len;
+        size_t vend = e;
+        while (vend > v && css_ws(in[vend - 1]) && !(vend - 1 > v && in[vend - 2] == '\\')) {
+          vend--; /* (an escaped whitespace is part of the value) */
+          had_ws = 1;
+        }
+        if (vend == v && had_ws) {
+          if (put1(&o, ' ')) goto nospace;
+          p = ' ';
+        } else {
+          if (put(&o, in + v, vend - v)) goto nospace;
+          p = vend > v ? in[vend - 1] : ':';
+        }
+        i = e;
+        stmt_start = 0;
+        continue;
+      }
+    }
+    /* Any other byte: copied. */
+    if (put1(&o, c)) goto nospace;
+    p = c;
+    i++;
+    switch (c) {
+    case '{': case '}': case ';':
+      stmt_start = 1;
+      break;
+    case '(':
+      paren++;
+      stmt_start = 0;
+      break;
+    case ')':
+      if (paren) paren--;
+      stmt_start = 0;
+      break;
+    default:
+      stmt_start = 0;
+    }
+  }
+  return (ptrdiff_t)o.n;
+nospace:
+  return LB_ENOSPACE;
+fail:
+  if (line) *line = lb_minify_line_of(in, len, err_pos);
+  return code;
+}
