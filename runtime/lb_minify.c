@@ -679,14 +679,15 @@ static int css_ident(uint8_t c) {
 /* Whether the space between P (last byte written) and N (next byte) can go. */
 static int css_drop(uint8_t p, uint8_t n, int paren) {
   switch (p) {
-  case '{': case '}': case ';': case ',': case '!': case '(': case ':':
+  case '{': case '}': case ';': case '!': case '(': case ':':
     return 1;
-  case '>': case '~':
+  case ',': case '>': case '~':
     if (!paren) return 1;
   }
   switch (n) {
-  case '{': case '}': case ';': case ',': case ')': case '!':
+  case '{': case '}': case ';': case ')': case '!':
     return 1;
+  case ',':
   case '>': case '~':
     if (!paren) return 1;
   }

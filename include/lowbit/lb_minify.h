@@ -46,8 +46,10 @@
  *
  * CSS
  * - Whitespace and comments collapse to one space, dropped next to
- *   `{ } ; , !` (before or after), after `( :` and before `)`, and around
- *   `>` and `~` outside parentheses. A space is kept everywhere else: before
+ *   `{ } ; !` (before or after), after `( :` and before `)`, and around
+ *   `,` `>` `~` outside parentheses (inside them a space after a comma is
+ *   kept: values holding var() are token lists, spaces included, for
+ *   some tools). A space is kept everywhere else: before
  *   `:` (`a :hover`), around `+`, `-`, `*`, `/` (`calc(1px + 2px)`), before
  *   `(` (`and (`), after `)`, and as the descendant combinator.
  * - Strings, `url()` (unquoted: trimmed only), escapes (`\31 ` keeps its

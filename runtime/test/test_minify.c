@@ -180,7 +180,7 @@ static const vec CSS[] = {
   {"negative value keeps its space", "a { margin: 0 -1px }", "a{margin:0 -1px}"},
   {"comment between tokens is a space", "a/**/b { x: y }", "a b{x:y}"},
   {"shorthands not rewritten", "a { padding: 0px 0px 0px 0px; flex: 1 1 0%; color: #FFFFFF }", "a{padding:0px 0px 0px 0px;flex:1 1 0%;color:#FFFFFF}"},
-  {"var() fallback units kept (tdewolff#371)", "a { x: var(--a, 0px) }", "a{x:var(--a,0px)}"},
+  {"var() fallback units kept (tdewolff#371)", "a { x: var(--a, 0px) }", "a{x:var(--a, 0px)}"},
 };
 
 static void test_js_hazard_rows(void) {
