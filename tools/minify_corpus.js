@@ -24,10 +24,28 @@ function pure(lib, file) {
   // Loaded as a CommonJS module body whatever package.json says (d3's
   // package is "type": "module", its dist file is UMD).
   const mod = { exports: {} };
-  new Function('module', 'exports', 'require', fs.readFileSync(file, 'utf8'))(mod, mod.exports, require);
-  const m = mod.exports;
+  const src = fs.readFileSync(file, 'utf8');
+  if (lib === 'vue') {
+    // the global build defines `var Vue`; its compiler looks Vue up globally
+    globalThis.Vue = new Function(src + '\n;return Vue')();
+  } else {
+    new Function('module', 'exports', 'require', '__filename', '__dirname', src)(
+      mod, mod.exports, require, path.resolve(file), path.dirname(path.resolve(file)));
+  }
+  const m = lib === 'vue' ? globalThis.Vue : mod.exports;
   const r = [];
   if (lib === 'plus') r.push(m.v); // the harness's own mutation test
+  if (lib === 'vue') {
+    r.push(m.version, Object.keys(m).sort(), String(m.compile('<div :a="b" @click="f(1)">{{ c + 1 }}<span v-if="d">x</span><i v-for="i in 3">{{ i }}</i></div>')));
+    r.push(m.reactive({ a: [1, { b: 2 }] }).a[1].b, m.computed(() => 6 * 7).value, m.isRef(m.ref(1)), m.toRaw(m.shallowReactive({ x: 1 })));
+  }
+  if (lib === 'typescript') {
+    r.push(m.version, m.transpileModule('enum E { A, B = "x" } let x: number = 1; class C<T> { constructor(private a: T) {} }\n' +
+      'export default async function* f(o?: { p: number }) { yield o?.p ?? x; }\nconst t = `a${x}b` as const; label: for (;;) break label;',
+      { compilerOptions: { target: 1, module: 1 } }).outputText);
+    const sf = m.createSourceFile('a.ts', 'let a = /re/g.test(b) ? 1 : 2; type T = { [k: string]: T };', 99, true);
+    r.push(sf.statements.length, m.SyntaxKind[sf.statements[0].kind], m.createPrinter().printFile(sf));
+  }
   if (lib === 'lodash') {
     const _ = m;
     r.push(_.template('hello <%= user %> <%- tag %>!')({ user: 'x', tag: '<b>' }));
