@@ -179,6 +179,7 @@ void lb_minify_js_lexer_init(lb_minify_js_lexer *lx, const uint8_t *in, size_t l
   lx->in = in;
   lx->len = len;
   lx->regex_ok = 1;
+  lx->final = 1;
 }
 
 /* Skips whitespace and comments. Returns 0, or an error (unterminated
@@ -187,7 +188,7 @@ void lb_minify_js_lexer_init(lb_minify_js_lexer *lx, const uint8_t *in, size_t l
 static int skip_space(lb_minify_js_lexer *lx, int *nl) {
   const uint8_t *in = lx->in;
   size_t len = lx->len, i = lx->pos;
-  int line_start = (i == 0) || *nl;
+  int line_start = (lx->base + i == 0) || *nl;
   while (i < len) {
     uint8_t c = in[i];
     uint8_t k = cls[c];
@@ -215,7 +216,7 @@ static int skip_space(lb_minify_js_lexer *lx, int *nl) {
           else if (in[q] == 0xE2 && q + 2 < len && in[q + 1] == 0x80 &&
                    (in[q + 2] == 0xA8 || in[q + 2] == 0xA9)) { *nl = 1; line_start = 1; }
         }
-        if (!s) { lx->err_pos = i; return LB_ECOMMENT; }
+        if (!s) { lx->err_pos = lx->base + i; return LB_ECOMMENT; }
         if (end + 1 < len && in[end + 1] == '/') { i = end + 2; break; }
         j = end + 1;
       }
@@ -298,15 +299,17 @@ static int is_line_term(const uint8_t *in, size_t len, size_t i) {
 }
 
 /* Scans a regular expression whose `/` is at i. Returns its end, or 0 when
- * a line terminator or the end of input comes first. */
-static size_t scan_regex(const uint8_t *in, size_t len, size_t i) {
+ * a line terminator (*eof = 0) or the end of input (*eof = 1) comes first. */
+static size_t scan_regex(const uint8_t *in, size_t len, size_t i, int *eof) {
   int cls_open = 0;
+  *eof = 0;
   i++;
   while (i < len) {
     uint8_t c = in[i];
     if (c == '\\') {
       i++;
-      if (i >= len || is_line_term(in, len, i)) return 0;
+      if (i >= len) break;
+      if (is_line_term(in, len, i)) return 0;
       i++;
       continue;
     }
@@ -319,6 +322,7 @@ static size_t scan_regex(const uint8_t *in, size_t len, size_t i) {
     }
     i++;
   }
+  *eof = 1;
   return 0;
 }
 
@@ -335,108 +339,133 @@ static size_t scan_template(const uint8_t *in, size_t len, size_t i, int *open) 
   return 0;
 }
 
-static void set_prev(lb_minify_js_lexer *lx, uint32_t kind, size_t off, size_t len,
-                     uint32_t regex_ok) {
-  lx->prev_kind = kind;
-  lx->prev_off = off;
-  lx->prev_len = len;
-  lx->regex_ok = regex_ok;
-}
+/* Lookahead the lexer may need past a token's end (`>>>=`, `-->`, `<!--`,
+ * a UTF-8 space): while feeding, a token that ends closer than this to the
+ * end of the available input waits for more. */
+enum { LOOKAHEAD = LB_MINIFY_LOOKAHEAD };
+
+/* Not at the end of the input yet: give back what this call scanned. */
+#define MORE(start)                                                           \
+  do {                                                                        \
+    lx->pos = (start);                                                        \
+    return LB_EAGAIN;                                                         \
+  } while (0)
 
 int lb_minify_js_next(lb_minify_js_lexer *lx, lb_minify_token *t) {
   const uint8_t *in = lx->in;
-  size_t len = lx->len;
-  int nl = 0;
-  if (lx->pos == 0 && len >= 2 && in[0] == '#' && in[1] == '!') {
-    size_t i = 2;
-    while (i < len && !is_line_term(in, len, i)) i++;
-    t->kind = LB_MINIFY_TOK_HASHBANG;
-    t->nl_before = 0;
-    t->off = 0;
-    t->len = i;
-    lx->pos = i;
-    set_prev(lx, LB_MINIFY_TOK_HASHBANG, 0, i, 1);
-    return 1;
+  size_t len = lx->len, start = lx->pos;
+  int nl = 0, fin = (int)lx->final;
+  if (lx->base + lx->pos == 0 && len >= 1 && in[0] == '#') {
+    if (len < 2 && !fin) MORE(start);
+    if (len >= 2 && in[1] == '!') {
+      size_t i = 2;
+      while (i < len && !is_line_term(in, len, i)) i++;
+      if (!fin && i + LOOKAHEAD > len) MORE(start);
+      t->kind = LB_MINIFY_TOK_HASHBANG;
+      t->nl_before = 0;
+      t->off = 0;
+      t->len = i;
+      lx->pos = i;
+      lx->prev_kind = LB_MINIFY_TOK_HASHBANG;
+      lx->regex_ok = 1;
+      lx->prev_paren_kw = 0;
+      return 1;
+    }
   }
   int rc = skip_space(lx, &nl);
-  if (rc) return rc;
+  if (rc) {
+    if (!fin) MORE(start); /* only an unterminated comment fails here */
+    return rc;
+  }
   size_t i = lx->pos;
   if (i >= len) {
-    if (lx->tpl_depth) { lx->err_pos = len; return LB_ETEMPLATE; }
+    if (!fin) MORE(start);
+    if (lx->tpl_depth) { lx->err_pos = lx->base + len; return LB_ETEMPLATE; }
     return 0;
   }
   uint8_t c = in[i];
   uint8_t k = cls[c];
-  size_t end;
+  size_t end = 0;
   uint32_t kind;
-  t->nl_before = (uint32_t)nl;
-  t->off = i;
+  int open = 0, code = 0;
+  /* Scan: no state changes until the token is known to be complete. */
   if (k & C_DIGIT || (c == '.' && i + 1 < len && (cls[in[i + 1]] & C_DIGIT))) {
     end = scan_number(in, len, i);
     kind = LB_MINIFY_TOK_NUMBER;
-    set_prev(lx, kind, i, end - i, 0);
   } else if (((k & C_IDSTART) && (end = scan_ident(in, len, i)) > i) ||
              (c == '#' && i + 1 < len && (cls[in[i + 1]] & C_IDSTART) &&
               (end = scan_ident(in, len, i + 1)) > i + 1)) {
     kind = LB_MINIFY_TOK_IDENT;
-    set_prev(lx, kind, i, end - i, (uint32_t)kw_before_regex(in + i, end - i));
   } else if (c == '"' || c == '\'') {
     size_t j = i + 1;
+    kind = LB_MINIFY_TOK_STRING;
     for (;;) {
-      if (j >= len) { lx->err_pos = i; return LB_ESTRING; }
+      if (j >= len) { code = fin ? LB_ESTRING : LB_EAGAIN; break; }
       uint8_t b = in[j];
-      if (b == c) { j++; break; }
+      if (b == c) { end = j + 1; break; }
       if (b == '\\') {
         j++;
         if (j < len && in[j] == '\r' && j + 1 < len && in[j + 1] == '\n') j++;
         j++;
         continue;
       }
-      if (b == '\n' || b == '\r') { lx->err_pos = i; return LB_ESTRING; }
+      if (b == '\n' || b == '\r') { code = LB_ESTRING; break; }
       j++;
     }
-    end = j;
-    kind = LB_MINIFY_TOK_STRING;
-    set_prev(lx, kind, i, end - i, 0);
   } else if (c == '`' || (c == '}' && lx->tpl_depth && lx->tpl_braces[lx->tpl_depth - 1] == 0)) {
-    int open = 0;
-    end = scan_template(in, len, i + 1, &open);
-    if (!end) { lx->err_pos = i; return LB_ETEMPLATE; }
-    if (c == '}') lx->tpl_depth--;
-    if (open) {
-      if (lx->tpl_depth >= LB_MINIFY_MAX_NESTING) { lx->err_pos = i; return LB_ETOOMANY; }
-      lx->tpl_braces[lx->tpl_depth++] = 0;
-    }
     kind = LB_MINIFY_TOK_TEMPLATE;
-    set_prev(lx, kind, i, end - i, (uint32_t)open);
+    end = scan_template(in, len, i + 1, &open);
+    if (!end) code = fin ? LB_ETEMPLATE : LB_EAGAIN;
   } else if (c == '/' && i + 2 < len && in[i + 1] == '*' && in[i + 2] == '!') {
+    kind = LB_MINIFY_TOK_COMMENT;
     const uint8_t *s = i + 3 < len ? memchr(in + i + 3, '/', len - i - 3) : NULL;
     while (s && s[-1] != '*') {
       size_t q = (size_t)(s - in) + 1;
       s = q < len ? memchr(in + q, '/', len - q) : NULL;
     }
-    if (!s) { lx->err_pos = i; return LB_ECOMMENT; }
-    end = (size_t)(s - in) + 1;
-    t->kind = LB_MINIFY_TOK_COMMENT;
-    t->len = end - i;
-    lx->pos = end;
-    return 1; /* the previous significant token is unchanged */
+    if (!s) code = fin ? LB_ECOMMENT : LB_EAGAIN;
+    else end = (size_t)(s - in) + 1;
   } else if (c == '/' && lx->regex_ok) {
-    end = scan_regex(in, len, i);
-    if (!end) { lx->err_pos = i; return LB_EREGEXP; }
+    int eof;
     kind = LB_MINIFY_TOK_REGEX;
-    set_prev(lx, kind, i, end - i, 0);
+    end = scan_regex(in, len, i, &eof);
+    if (!end) code = (eof && !fin) ? LB_EAGAIN : LB_EREGEXP;
   } else {
     end = i + punct_len(in + i, len - i);
     kind = LB_MINIFY_TOK_PUNCT;
-    uint32_t rok = 1;
+  }
+  if (code == LB_EAGAIN || (!code && !fin && end + LOOKAHEAD > len)) MORE(start);
+  if (code) { lx->err_pos = lx->base + i; return code; }
+  /* Commit. */
+  t->nl_before = (uint32_t)nl;
+  t->off = i;
+  t->kind = kind;
+  t->len = end - i;
+  lx->pos = end;
+  if (kind == LB_MINIFY_TOK_COMMENT) return 1; /* the previous token stays */
+  uint32_t rok = 0, pkw = 0;
+  switch (kind) {
+  case LB_MINIFY_TOK_IDENT:
+    rok = (uint32_t)kw_before_regex(in + i, end - i);
+    pkw = (uint32_t)kw_paren_stmt(in + i, end - i);
+    break;
+  case LB_MINIFY_TOK_TEMPLATE:
+    if (open && lx->tpl_depth - (c == '}') >= LB_MINIFY_MAX_NESTING) {
+      lx->pos = start;
+      lx->err_pos = lx->base + i;
+      return LB_ETOOMANY;
+    }
+    if (c == '}') lx->tpl_depth--;
+    if (open) lx->tpl_braces[lx->tpl_depth++] = 0;
+    rok = (uint32_t)open;
+    break;
+  case LB_MINIFY_TOK_PUNCT:
+    rok = 1;
     if (c == '(') {
       uint32_t d = lx->paren_depth++;
       if (d < LB_MINIFY_PAREN_BITS) {
         uint64_t bit = (uint64_t)1 << (d & 63);
-        int kw = lx->prev_kind == LB_MINIFY_TOK_IDENT &&
-                 kw_paren_stmt(in + lx->prev_off, lx->prev_len);
-        if (kw) lx->paren_kw[d >> 6] |= bit;
+        if (lx->prev_paren_kw) lx->paren_kw[d >> 6] |= bit;
         else lx->paren_kw[d >> 6] &= ~bit;
       }
     } else if (c == ')') {
@@ -455,11 +484,11 @@ int lb_minify_js_next(lb_minify_js_lexer *lx, lb_minify_token *t) {
     } else if ((c == '+' || c == '-') && end - i == 2 && in[i + 1] == c) {
       rok = 0;
     }
-    set_prev(lx, kind, i, end - i, rok);
+    break;
   }
-  t->kind = kind;
-  t->len = end - i;
-  lx->pos = end;
+  lx->prev_kind = kind;
+  lx->regex_ok = rok;
+  lx->prev_paren_kw = pkw;
   return 1;
 }
 
@@ -540,31 +569,34 @@ static int starts_stmt(const uint8_t *in, const lb_minify_token *b) {
   return 0;
 }
 
-static int keep_newline(const uint8_t *in, const lb_minify_token *a, const lb_minify_token *b) {
-  if (a->kind == LB_MINIFY_TOK_IDENT && kw_restricted(in + a->off, a->len)) {
-    if (b->kind == LB_MINIFY_TOK_PUNCT && b->len == 1) {
-      uint8_t c = in[b->off];
-      if (c == ';' || c == '}' || c == ')' || c == ']' || c == ',' || c == ':') return 0;
-    }
-    return 1;
-  }
-  return ends_expr(in, a) && starts_stmt(in, b);
-}
-
 static int all_digits(const uint8_t *s, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (!(cls[s[i]] & C_DIGIT) && s[i] != '_') return 0;
   return 1;
 }
 
-/* Whether writing piece b right after piece a (as written in the output,
- * a = o[aoff..o->n)) would change the tokens. */
-static int need_space(const out_t *o, size_t aoff, uint32_t akind, const uint8_t *b,
-                      size_t blen, uint32_t bkind) {
-  const uint8_t *a = o->p + aoff;
-  size_t alen = o->n - aoff;
+/* Whether a line break between the last significant token and b must be
+ * kept (see lb_minify.h). */
+static int keep_newline(const lb_minify_js_state *m, const uint8_t *in, const lb_minify_token *b) {
+  if (m->a_restricted) {
+    if (b->kind == LB_MINIFY_TOK_PUNCT && b->len == 1) {
+      uint8_t c = in[b->off];
+      if (c == ';' || c == '}' || c == ')' || c == ']' || c == ',' || c == ':') return 0;
+    }
+    return 1;
+  }
+  return m->a_ends_expr && starts_stmt(in, b);
+}
+
+/* Whether writing piece b right after the last piece written (its last
+ * bytes are m->tail) would change the tokens. */
+static int need_space(const lb_minify_js_state *m, const uint8_t *b, size_t blen, uint32_t bkind) {
+  size_t alen = m->piece_len;
+  uint32_t akind = m->piece_kind;
   if (!alen || !blen) return 0;
-  uint8_t x = a[alen - 1], y = b[0];
+  size_t na = alen < 4 ? alen : 4;
+  const uint8_t *a = m->tail + 4 - na; /* the last na bytes of the piece */
+  uint8_t x = m->tail[3], y = b[0];
   if (bkind == LB_MINIFY_TOK_COMMENT) return x == '/' || x == '<';
   if ((akind == LB_MINIFY_TOK_IDENT || akind == LB_MINIFY_TOK_NUMBER ||
        akind == LB_MINIFY_TOK_REGEX) && (cls[y] & C_ID))
@@ -573,69 +605,89 @@ static int need_space(const out_t *o, size_t aoff, uint32_t akind, const uint8_t
   if (x == '#' && ((cls[y] & C_IDSTART) || y == '!')) return 1; /* `#x`, `#!` */
   if (x == '<' && y == '/') return 1;
   if ((x == '+' || x == '-') && y == x) return 1;
-  if (akind == LB_MINIFY_TOK_NUMBER && y == '.' && all_digits(a, alen)) return 1;
+  if (akind == LB_MINIFY_TOK_NUMBER && y == '.' && m->piece_digits) return 1;
   if (akind == LB_MINIFY_TOK_PUNCT) {
     if (x == '.' && ((cls[y] & C_DIGIT) || y == '.')) return 1; /* `. . .` is not `...` */
-    if (x == '-' && alen >= 2 && a[alen - 2] == '-' && y == '>') return 1;
+    if (x == '-' && alen >= 2 && a[na - 2] == '-' && y == '>') return 1;
     uint8_t buf[8];
-    size_t na = alen < 4 ? alen : 4, nb = blen < 4 ? blen : 4;
-    memcpy(buf, a + alen - na, na);
+    size_t nb = blen < 4 ? blen : 4;
+    memcpy(buf, a, na);
     memcpy(buf + na, b, nb);
     if (alen <= 4 && punct_len(buf, na + nb) != alen) return 1;
   }
   /* `<!` followed by `--`. */
-  if (y == '-' && blen >= 2 && b[1] == '-' && x == '!' && alen == 1 && aoff >= 1 &&
-      o->p[aoff - 1] == '<')
+  if (y == '-' && blen >= 2 && b[1] == '-' && x == '!' && alen == 1 && m->before == '<')
     return 1;
   return 0;
 }
 
-ptrdiff_t lb_minify_js(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
-                       size_t *line) {
-  if (line) *line = 0;
-  if ((!in && len) || (!outp && cap)) return LB_EINVAL;
-  lb_minify_js_lexer lx;
-  lb_minify_js_lexer_init(&lx, in, len);
+/* Records the piece just written at out[start .. o->n). */
+static void wrote_piece(lb_minify_js_state *m, const out_t *o, size_t start, uint8_t before,
+                        uint32_t kind) {
+  size_t n = o->n - start, k = n < 4 ? n : 4;
+  memcpy(m->tail + 4 - k, o->p + o->n - k, k);
+  m->piece_len = n;
+  m->piece_kind = kind;
+  m->before = before;
+  m->piece_digits = kind == LB_MINIFY_TOK_NUMBER && all_digits(o->p + start, n);
+}
+
+void lb_minify_js_init(lb_minify_js_state *m) {
+  memset(m, 0, sizeof *m);
+  lb_minify_js_lexer_init(&m->lx, NULL, 0);
+}
+
+/* One pass over in[0..len): every token known to be complete is written.
+ * *consumed is where the next call must resume (all of it when final). */
+static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, int final,
+                        uint8_t *outp, size_t cap, size_t *consumed, size_t *line) {
+  lb_minify_js_lexer *lx = &m->lx;
+  lx->in = in;
+  lx->len = len;
+  lx->pos = 0;
+  lx->final = (uint32_t)final;
   out_t o = {outp, 0, cap};
-  lb_minify_token a = {0, 0, 0, 0}, t;
-  size_t aoff = 0;          /* where the last written piece starts in out */
-  uint32_t akind = 0;       /* its kind */
-  int have_a = 0;           /* a significant token was written */
-  int out_nl = 0;           /* a line break was written since a */
+  lb_minify_token t;
+  size_t done = 0;
   int rc;
-  while ((rc = lb_minify_js_next(&lx, &t)) > 0) {
+  if (line) *line = 0;
+  while ((rc = lb_minify_js_next(lx, &t)) > 0) {
     const uint8_t *s = in + t.off;
+    uint8_t before = o.n ? o.p[o.n - 1] : m->last;
     int e = 0;
     if (t.kind == LB_MINIFY_TOK_HASHBANG) {
       e = put_body(&o, s, t.len); /* a comment: `<\/script` is harmless */
       if (!e && t.len < len) {
         /* keep the line break as it is (CR LF, LF, CR, U+2028/9) */
-        size_t j = t.len, m = in[j] == '\r' && j + 1 < len && in[j + 1] == '\n' ? 2
+        size_t j = t.len, k = in[j] == '\r' && j + 1 < len && in[j + 1] == '\n' ? 2
                               : in[j] >= 0x80 ? 3 : 1;
-        e = put(&o, in + j, m);
-        out_nl = 1;
+        e = put(&o, in + j, k);
+        m->out_nl = 1;
       }
-      aoff = o.n;
-      akind = 0;
       if (e) return e;
+      m->piece_len = 0;
+      m->piece_kind = 0;
+      done = lx->pos;
       continue;
     }
     if (t.kind == LB_MINIFY_TOK_COMMENT) {
-      if (t.nl_before && o.n && !out_nl) { e = put1(&o, '\n'); out_nl = 1; }
-      else if (o.n && need_space(&o, aoff, akind, s, t.len, t.kind)) e = put1(&o, ' ');
+      if (t.nl_before && (o.n || m->out_any) && !m->out_nl) { e = put1(&o, '\n'); m->out_nl = 1; }
+      else if (need_space(m, s, t.len, t.kind)) e = put1(&o, ' ');
+      before = o.n ? o.p[o.n - 1] : m->last;
       size_t start = o.n;
       if (!e) e = put_body(&o, s, t.len);
       if (e) return e;
-      if (memchr(s, '\n', t.len) || memchr(s, '\r', t.len)) out_nl = 1;
-      aoff = start;
-      akind = LB_MINIFY_TOK_COMMENT;
+      if (memchr(s, '\n', t.len) || memchr(s, '\r', t.len)) m->out_nl = 1;
+      wrote_piece(m, &o, start, before, LB_MINIFY_TOK_COMMENT);
+      done = lx->pos;
       continue;
     }
-    if (have_a && t.nl_before && !out_nl && keep_newline(in, &a, &t)) {
+    if (m->have_a && t.nl_before && !m->out_nl && keep_newline(m, in, &t)) {
       e = put1(&o, '\n');
-    } else if (o.n && need_space(&o, aoff, akind, s, t.len, t.kind)) {
+    } else if (need_space(m, s, t.len, t.kind)) {
       e = put1(&o, ' ');
     }
+    before = o.n ? o.p[o.n - 1] : m->last;
     size_t start = o.n;
     if (!e) {
       if (t.kind == LB_MINIFY_TOK_REGEX) {
@@ -646,28 +698,57 @@ ptrdiff_t lb_minify_js(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
         while (s[sl] != '/') sl--;
         if (s[sl - 1] == '<' && t.len - sl - 1 >= 6 &&
             strncasecmp((const char *)s + sl + 1, "script", 6) == 0) {
-          if (line) *line = lb_minify_line_of(in, len, t.off);
+          if (line) *line = m->lines + lb_minify_line_of(in, len, t.off);
           return LB_EREGEXP;
         }
         e = put_body(&o, s, sl);
         if (!e) e = put(&o, s + sl, t.len - sl);
-      } else if (t.kind == LB_MINIFY_TOK_STRING || t.kind == LB_MINIFY_TOK_TEMPLATE)
+      } else if (t.kind == LB_MINIFY_TOK_STRING || t.kind == LB_MINIFY_TOK_TEMPLATE) {
         e = put_body(&o, s, t.len);
-      else
+      } else {
         e = put(&o, s, t.len);
+      }
     }
     if (e) return e;
-    aoff = start;
-    akind = t.kind;
-    a = t;
-    have_a = 1;
-    out_nl = 0;
+    wrote_piece(m, &o, start, before, t.kind);
+    m->a_ends_expr = (uint32_t)ends_expr(in, &t);
+    m->a_restricted = t.kind == LB_MINIFY_TOK_IDENT && kw_restricted(s, t.len);
+    m->have_a = 1;
+    m->out_nl = 0;
+    done = lx->pos;
   }
-  if (rc < 0) {
-    if (line) *line = lb_minify_line_of(in, len, lx.err_pos);
+  if (rc < 0 && rc != LB_EAGAIN) {
+    if (line) *line = m->lines + lb_minify_line_of(in, len, lx->err_pos - lx->base);
     return rc;
   }
+  if (final) done = len;
+  m->lines += lb_minify_line_of(in, done, done) - 1;
+  lx->base += done;
+  if (o.n) {
+    m->last = o.p[o.n - 1];
+    m->out_any = 1;
+  }
+  *consumed = done;
   return (ptrdiff_t)o.n;
+}
+
+ptrdiff_t lb_minify_js_feed(lb_minify_js_state *m, const uint8_t *in, size_t len, int final,
+                            uint8_t *out, size_t cap, size_t *consumed, size_t *line) {
+  *consumed = 0;
+  if (line) *line = 0;
+  if ((!in && len) || !out) return LB_EINVAL;
+  if (cap < lb_minify_max_len(len)) return LB_ENOSPACE;
+  return js_run(m, in, len, final, out, cap, consumed, line);
+}
+
+ptrdiff_t lb_minify_js(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
+                       size_t *line) {
+  if (line) *line = 0;
+  if ((!in && len) || (!outp && cap)) return LB_EINVAL;
+  lb_minify_js_state m;
+  size_t consumed;
+  lb_minify_js_init(&m);
+  return js_run(&m, in, len, 1, outp, cap, &consumed, line);
 }
 
 /* --------------------------------------------------------------------- CSS */

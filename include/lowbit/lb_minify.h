@@ -57,8 +57,9 @@
  *   value (`--x: value`) is copied verbatim, trimmed; an empty value that
  *   had whitespace keeps one space (`--x: ;`).
  *
- * The whole input is given at once (no incremental feed): lb_minify_js and
- * lb_minify_css are pure functions of their input. Nothing allocates.
+ * lb_minify_js and lb_minify_css take the whole input at once; JavaScript
+ * can also be fed in pieces (lb_minify_js_feed), with the same output.
+ * CSS is whole-buffer only. Nothing allocates.
  */
 #ifndef LOWBIT_LB_MINIFY_H
 #define LOWBIT_LB_MINIFY_H
@@ -71,7 +72,8 @@
 
 enum {
   LB_MINIFY_MAX_NESTING = 64,   /* open template `${` at once */
-  LB_MINIFY_PAREN_BITS = 1024   /* parens tracked for `if (...) /re/` */
+  LB_MINIFY_PAREN_BITS = 1024,  /* parens tracked for `if (...) /re/` */
+  LB_MINIFY_LOOKAHEAD = 4       /* bytes the lexer may look past a token */
 };
 
 /* Token kinds of the JavaScript lexer. */
@@ -101,16 +103,36 @@ typedef struct lb_minify_js_lexer {
   const uint8_t *in;
   size_t len;
   size_t pos;
-  size_t prev_off;
-  size_t prev_len;
-  size_t err_pos;
+  size_t base;           /* offset of in[0] in the whole source (feeding) */
+  size_t err_pos;        /* offset in the whole source */
+  uint32_t final;        /* 1: the source ends at len */
   uint32_t prev_kind;
   uint32_t regex_ok;     /* 1 when `/` starts a regex */
+  uint32_t prev_paren_kw;/* the previous token is if/while/for/with */
   uint32_t tpl_depth;
   uint32_t paren_depth;
   uint32_t tpl_braces[64];
   uint64_t paren_kw[16];
 } lb_minify_js_lexer;
+
+/* Streaming state of the JavaScript minifier (lb_minify_js_feed).
+ * Caller-allocated, set up by lb_minify_js_init; the fields are private. */
+typedef struct lb_minify_js_state {
+  lb_minify_js_lexer lx;
+  size_t lines;          /* line breaks in the input consumed so far */
+  size_t piece_len;      /* the last piece written: its length, */
+  uint32_t piece_kind;   /* kind (0: none), */
+  uint32_t piece_digits; /* whether it is a number of digits only, */
+  uint8_t tail[4];       /* last bytes (right-aligned), */
+  uint8_t before;        /* and the output byte before it */
+  uint8_t last;          /* the last byte written by an earlier call */
+  uint8_t pad[2];
+  uint32_t a_ends_expr;  /* the last significant token ends an expression */
+  uint32_t a_restricted; /* ... is return/throw/break/continue/yield/... */
+  uint32_t have_a;
+  uint32_t out_nl;       /* a line break was written after it */
+  uint32_t out_any;      /* an earlier call wrote something */
+} lb_minify_js_state;
 
 /* The output capacity that is always enough for an input of len bytes:
  * 2*len + 16 (each separator follows a token of at least one byte). Real
@@ -131,6 +153,23 @@ size_t lb_minify_max_len(size_t len);
  * offending token starts; it is 0 on success. */
 ptrdiff_t lb_minify_js(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
                        size_t *line);
+
+/* Sets up a streaming JavaScript minification. */
+void lb_minify_js_init(lb_minify_js_state *m);
+
+/* Feeds in[0..len): the source's next bytes, after the unconsumed ones of
+ * the previous call (the caller keeps them: *consumed says how many bytes
+ * of in[] were used; in[*consumed..len) must be given again, followed by
+ * more input). final = 1 marks the end of the source. Writes the output of
+ * every token known to be complete into out and returns its length; the
+ * concatenated outputs equal lb_minify_js of the whole source, however it
+ * is split. cap must be at least lb_minify_max_len(len), else LB_ENOSPACE
+ * (nothing consumed). Errors as for lb_minify_js, with *line counted from
+ * the start of the source; the state is unusable after an error. A token
+ * is held back until LB_MINIFY_LOOKAHEAD more bytes (or the end) follow it,
+ * so a single token longer than the caller's buffer needs a larger one. */
+ptrdiff_t lb_minify_js_feed(lb_minify_js_state *m, const uint8_t *in, size_t len, int final,
+                            uint8_t *out, size_t cap, size_t *consumed, size_t *line);
 
 /* Minifies CSS in[0..len) into out[0..cap). Returns the output length, or
  * LB_ENOSPACE, LB_ESTRING (unterminated string), LB_ECOMMENT, LB_EURLTOKEN

@@ -9,7 +9,10 @@
  *     dropped, `<\/` read as `</`), never with a line break before a token
  *     that had none in the input, and never containing `</script`;
  *  3. minifying the output again gives the output (both languages), and
- *     CSS never grows. */
+ *     CSS never grows;
+ *  4. JS fed through lb_minify_js_feed byte by byte, and in chunks of a
+ *     size drawn from the first byte, gives the same output, or the same
+ *     error on the same line. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,6 +68,39 @@ static void check_js(const uint8_t *in, size_t n, const uint8_t *out, size_t m) 
   if (memmem(out, m, "</script", 8)) abort();
 }
 
+/* lb_minify_js_feed in chunks of step bytes, the caller keeping what was
+ * not consumed. Returns the output length or the error. */
+static ptrdiff_t feed(const uint8_t *in, size_t n, size_t step, uint8_t *o, size_t *line) {
+  lb_minify_js_state m;
+  lb_minify_js_init(&m);
+  uint8_t *pend = malloc(n + 1), *tmp = malloc(lb_minify_max_len(n) + 1);
+  size_t have = 0, at = 0, w = 0;
+  ptrdiff_t r;
+  for (;;) {
+    size_t c = n - at < step ? n - at : step;
+    memcpy(pend + have, in + at, c);
+    have += c;
+    at += c;
+    int fin = at == n;
+    size_t used;
+    r = lb_minify_js_feed(&m, pend, have, fin, tmp, lb_minify_max_len(have), &used, line);
+    if (r < 0) break;
+    if (used > have) abort();
+    memcpy(o + w, tmp, (size_t)r);
+    w += (size_t)r;
+    memmove(pend, pend + used, have - used);
+    have -= used;
+    if (fin) {
+      if (have) abort();
+      r = (ptrdiff_t)w;
+      break;
+    }
+  }
+  free(pend);
+  free(tmp);
+  return r;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   int css = data[0] & 1;
@@ -75,6 +111,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t line = 0;
   ptrdiff_t r = css ? lb_minify_css(in, n, out, cap, &line) : lb_minify_js(in, n, out, cap, &line);
   if (r == LB_ENOSPACE) abort();
+  if (!css) {
+    size_t steps[2] = {1, (size_t)(data[0] >> 1) % 13 + 2};
+    for (int k = 0; k < 2; k++) {
+      size_t fl = 0;
+      ptrdiff_t fr = feed(in, n, steps[k], out2, &fl);
+      if (fr != r) abort();
+      if (r >= 0 && memcmp(out, out2, (size_t)r) != 0) abort();
+      if (r < 0 && fl != line) abort();
+    }
+  }
   if (r < 0) {
     if (line < 1) abort();
     if (!css) {

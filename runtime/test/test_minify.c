@@ -19,6 +19,37 @@ static ptrdiff_t run(int css, const char *in, size_t n, uint8_t **out, size_t *l
   return r;
 }
 
+/* Feeds in[0..n) to lb_minify_js_feed in chunks of `step` bytes (the caller
+ * keeps the unconsumed bytes and gives them again with the next chunk).
+ * Returns the output length or the error; *out is malloc'd. */
+static ptrdiff_t feed_js(const uint8_t *in, size_t n, size_t step, uint8_t **out, size_t *line) {
+  lb_minify_js_state m;
+  lb_minify_js_init(&m);
+  uint8_t *pend = malloc(n + 1), *o = malloc(lb_minify_max_len(n) + 1);
+  uint8_t *tmp = malloc(lb_minify_max_len(n) + 16);
+  size_t have = 0, at = 0, w = 0;
+  ptrdiff_t r = 0;
+  for (;;) {
+    size_t c = n - at < step ? n - at : step;
+    memcpy(pend + have, in + at, c);
+    have += c;
+    at += c;
+    int fin = at == n;
+    size_t used;
+    r = lb_minify_js_feed(&m, pend, have, fin, tmp, lb_minify_max_len(have), &used, line);
+    if (r < 0) break;
+    memcpy(o + w, tmp, (size_t)r);
+    w += (size_t)r;
+    memmove(pend, pend + used, have - used);
+    have -= used;
+    if (fin) { r = have == 0 ? (ptrdiff_t)w : -9999; break; }
+  }
+  free(pend);
+  free(tmp);
+  *out = o;
+  return r;
+}
+
 /* Token texts of a JS source, comments skipped, `<\/` read as `</`. */
 static size_t tokens(const uint8_t *s, size_t n, char *buf, size_t cap) {
   lb_minify_js_lexer lx;
@@ -51,6 +82,18 @@ static void check_js(const vec *v) {
     lb__t_cur_failed = 1;
     free(out);
     return;
+  }
+  /* fed byte by byte and in 3-byte chunks: the same output */
+  for (size_t step = 1; step <= 3; step += 2) {
+    uint8_t *f;
+    size_t fl;
+    ptrdiff_t fr = feed_js((const uint8_t *)v->in, n, step, &f, &fl);
+    if (fr != r || memcmp(f, out, (size_t)r) != 0) {
+      fprintf(stderr, "  FAIL js %s: fed in %zu-byte pieces: [%.*s] (r=%td)\n", v->name, step,
+              fr < 0 ? 0 : (int)fr, f, fr);
+      lb__t_cur_failed = 1;
+    }
+    free(f);
   }
   static char a[8192], b[8192];
   tokens((const uint8_t *)v->in, n, a, sizeof a);
@@ -224,6 +267,14 @@ static void check_err(int css, const char *src, ptrdiff_t code, size_t line) {
     lb__t_cur_failed = 1;
   }
   free(out);
+  if (css) return;
+  got = 99;
+  r = feed_js((const uint8_t *)src, strlen(src), 1, &out, &got);
+  if (r != code || got != line) {
+    fprintf(stderr, "  FAIL error fed byte by byte [%s]: r=%td line=%zu (want %td, %zu)\n", src, r, got, code, line);
+    lb__t_cur_failed = 1;
+  }
+  free(out);
 }
 
 static void test_errors_name_the_line(void) {
@@ -266,11 +317,30 @@ static void test_capacity(void) {
   LB_CHECK_MEM(out, "1 $1$1$1$x-- >0", (size_t)r);
 }
 
+static void test_feed_capacity_and_held_tokens(void) {
+  lb_minify_js_state m;
+  uint8_t out[64];
+  size_t used, line;
+  lb_minify_js_init(&m);
+  /* too small an output buffer: refused before anything is consumed */
+  LB_CHECK_EQ(lb_minify_js_feed(&m, (const uint8_t *)"var a", 5, 0, out, 8, &used, &line), LB_ENOSPACE);
+  LB_CHECK_EQ(used, 0);
+  /* `1` may continue (`1e5`) and `=` may be `==`: held back; `var a` is
+   * complete (LB_MINIFY_LOOKAHEAD bytes follow it) */
+  LB_CHECK_EQ(lb_minify_js_feed(&m, (const uint8_t *)"var a = 1", 9, 0, out, sizeof out, &used, &line), 5);
+  LB_CHECK_MEM(out, "var a", 5);
+  LB_CHECK_EQ(used, 5);
+  ptrdiff_t r = lb_minify_js_feed(&m, (const uint8_t *)" = 1", 4, 1, out, sizeof out, &used, &line);
+  LB_CHECK_MEM(out, "=1", (size_t)r);
+  LB_CHECK_EQ(used, 4);
+}
+
 int main(void) {
   LB_RUN(test_js_hazard_rows);
   LB_RUN(test_css_hazard_rows);
   LB_RUN(test_regex_or_division_tokens);
   LB_RUN(test_errors_name_the_line);
   LB_RUN(test_capacity);
+  LB_RUN(test_feed_capacity_and_held_tokens);
   return LB_DONE();
 }
