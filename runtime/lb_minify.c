@@ -722,7 +722,7 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
     return rc;
   }
   if (final) done = len;
-  m->lines += lb_minify_line_of(in, done, done) - 1;
+  m->lines += lb_minify_line_of(in, len, done) - 1;
   lx->base += done;
   if (o.n) {
     m->last = o.p[o.n - 1];
@@ -790,7 +790,7 @@ static size_t css_string(const uint8_t *in, size_t len, size_t i) {
     if (c == '\n' || c == '\r' || c == '\f') return 0;
     i++;
   }
-  return 0;
+  return SIZE_MAX; /* the end of the input came first */
 }
 
 /* End of a comment starting at i ("/" "*"), or 0. */
@@ -826,24 +826,50 @@ static int css_ws(uint8_t c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
 }
 
-ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
-                        size_t *line) {
-  if (line) *line = 0;
-  if ((!in && len) || (!outp && cap)) return LB_EINVAL;
+/* Lookahead of the CSS pass: `url(`, an escape's six hex digits and its
+ * whitespace (CR LF). While feeding, a unit (a byte, string, comment,
+ * escape, url() or custom property value) is written only when this many
+ * bytes, or the end of the source, follow it. */
+enum { CSS_LOOK = 9 };
+
+void lb_minify_css_init(lb_minify_css_state *st) {
+  memset(st, 0, sizeof *st);
+  st->stmt_start = 1;
+}
+
+static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len, int final,
+                         uint8_t *outp, size_t cap, size_t *consumed, size_t *line) {
   init_cls();
   out_t o = {outp, 0, cap};
   size_t i = 0, err_pos = 0;
-  int pending = 0, paren = 0, stmt_start = 1, code = 0;
-  uint8_t p = 0; /* last byte written */
+  int code = 0;
+  uint8_t p = st->p; /* last byte written */
+  int pending = (int)st->pending, paren = (int)st->paren, stmt_start = (int)st->stmt_start;
+  int any = (int)st->out_any;
+#define SEP(next)                                                             \
+  do {                                                                        \
+    if (pending && (o.n || any) && !css_drop(p, (next), paren)) {             \
+      if (put1(&o, ' ')) goto nospace;                                        \
+      p = ' ';                                                                \
+    }                                                                         \
+    pending = 0;                                                              \
+  } while (0)
+#define HOLD(end)                                                             \
+  if (!final && (end) + CSS_LOOK > len) break
+  if (line) *line = 0;
   while (i < len) {
+    if (!final && i + CSS_LOOK > len) break;
     uint8_t c = in[i];
     if (css_ws(c)) { pending = 1; i++; continue; }
     if (c == '/' && i + 1 < len && in[i + 1] == '*') {
       size_t end = css_comment(in, len, i);
-      if (!end) { code = LB_ECOMMENT; err_pos = i; goto fail; }
+      if (!end) {
+        if (!final) break;
+        code = LB_ECOMMENT; err_pos = i; goto fail;
+      }
+      HOLD(end);
       if (i + 2 < len && in[i + 2] == '!') {
-        if (pending && o.n && !css_drop(p, '/', paren) && put1(&o, ' ')) goto nospace;
-        pending = 0;
+        SEP('/');
         if (put(&o, in + i, end - i)) goto nospace;
         p = '/';
       } else {
@@ -852,14 +878,12 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
       i = end;
       continue;
     }
-    if (pending && o.n && !css_drop(p, c, paren)) {
-      if (put1(&o, ' ')) goto nospace;
-      p = ' ';
-    }
-    pending = 0;
     if (c == '"' || c == '\'') {
       size_t end = css_string(in, len, i);
-      if (!end) { code = LB_ESTRING; err_pos = i; goto fail; }
+      if (end == SIZE_MAX && !final) break;
+      if (!end || end == SIZE_MAX) { code = LB_ESTRING; err_pos = i; goto fail; }
+      HOLD(end);
+      SEP(c);
       if (put(&o, in + i, end - i)) goto nospace;
       p = c;
       i = end;
@@ -868,18 +892,23 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
     }
     if (c == '\\') {
       size_t end = css_escape(in, len, i);
+      HOLD(end);
+      SEP(c);
       if (put(&o, in + i, end - i)) goto nospace;
       p = 'a'; /* an identifier character, whatever the escape ended with */
       i = end;
       stmt_start = 0;
       continue;
     }
+    uint8_t before = i > 0 ? in[i - 1] : st->prev_in;
     if ((c == 'u' || c == 'U') && i + 3 < len && (in[i + 1] | 0x20) == 'r' &&
-        (in[i + 2] | 0x20) == 'l' && in[i + 3] == '(' && !(i > 0 && css_ident(in[i - 1]))) {
+        (in[i + 2] | 0x20) == 'l' && in[i + 3] == '(' && !css_ident(before)) {
       size_t j = i + 4;
       while (j < len && css_ws(in[j])) j++;
+      if (j >= len && !final) break;
       if (j < len && (in[j] == '"' || in[j] == '\'')) {
         /* url("..."): a function with a string; handled token by token */
+        SEP(c);
         if (put(&o, in + i, 4)) goto nospace;
         paren++;
         p = '(';
@@ -892,9 +921,14 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
         if (in[k] == '\\') k++;
         k++;
       }
-      if (k >= len) { code = LB_EURLTOKEN; err_pos = i; goto fail; }
+      if (k >= len) {
+        if (!final) break;
+        code = LB_EURLTOKEN; err_pos = i; goto fail;
+      }
+      HOLD(k + 1);
       size_t e = k;
       while (e > j && css_ws(in[e - 1]) && !(e - 1 > j && in[e - 2] == '\\')) e--;
+      SEP(c);
       if (put(&o, in + i, 4) || put(&o, in + j, e - j) || put1(&o, ')')) goto nospace;
       p = ')';
       i = k + 1;
@@ -911,8 +945,8 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
       }
       size_t k = j;
       while (k < len && css_ws(in[k])) k++;
+      if (k >= len && !final) break;
       if (k < len && in[k] == ':') {
-        if (put(&o, in + i, j - i) || put1(&o, ':')) goto nospace;
         size_t v = k + 1;
         int had_ws = 0;
         while (v < len && css_ws(in[v])) { v++; had_ws = 1; }
@@ -922,13 +956,22 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
           uint8_t b = in[e];
           if (b == '"' || b == '\'') {
             size_t se = css_string(in, len, e);
+            if (se == SIZE_MAX) {
+              if (final) { code = LB_ESTRING; err_pos = e; goto fail; }
+              e = len;
+              break;
+            }
             if (!se) { code = LB_ESTRING; err_pos = e; goto fail; }
             e = se;
             continue;
           }
           if (b == '/' && e + 1 < len && in[e + 1] == '*') {
             size_t ce = css_comment(in, len, e);
-            if (!ce) { code = LB_ECOMMENT; err_pos = e; goto fail; }
+            if (!ce) {
+              if (final) { code = LB_ECOMMENT; err_pos = e; goto fail; }
+              e = len;
+              break;
+            }
             e = ce;
             continue;
           }
@@ -941,6 +984,10 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
           e++;
         }
         if (e > len) e = len;
+        if (!final && e >= len) break; /* the value may go on */
+        HOLD(e);
+        SEP(c);
+        if (put(&o, in + i, j - i) || put1(&o, ':')) goto nospace;
         size_t vend = e;
         while (vend > v && css_ws(in[vend - 1]) && !(vend - 1 > v && in[vend - 2] == '\\')) {
           vend--; /* (an escaped whitespace is part of the value) */
@@ -959,6 +1006,7 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
       }
     }
     /* Any other byte: copied. */
+    SEP(c);
     if (put1(&o, c)) goto nospace;
     p = c;
     i++;
@@ -978,10 +1026,40 @@ ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap
       stmt_start = 0;
     }
   }
+#undef SEP
+#undef HOLD
+  if (final) i = len;
+  if (i) st->prev_in = in[i - 1];
+  st->lines += lb_minify_line_of(in, len, i) - 1;
+  st->p = p;
+  st->pending = (uint32_t)pending;
+  st->paren = (uint32_t)paren;
+  st->stmt_start = (uint32_t)stmt_start;
+  if (o.n) st->out_any = 1;
+  *consumed = i;
   return (ptrdiff_t)o.n;
 nospace:
   return LB_ENOSPACE;
 fail:
-  if (line) *line = lb_minify_line_of(in, len, err_pos);
+  if (line) *line = st->lines + lb_minify_line_of(in, len, err_pos);
   return code;
+}
+
+ptrdiff_t lb_minify_css_feed(lb_minify_css_state *st, const uint8_t *in, size_t len, int final,
+                             uint8_t *out, size_t cap, size_t *consumed, size_t *line) {
+  *consumed = 0;
+  if (line) *line = 0;
+  if ((!in && len) || !out) return LB_EINVAL;
+  if (cap < len + 1) return LB_ENOSPACE;
+  return css_run(st, in, len, final, out, cap, consumed, line);
+}
+
+ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *outp, size_t cap,
+                        size_t *line) {
+  if (line) *line = 0;
+  if ((!in && len) || (!outp && cap)) return LB_EINVAL;
+  lb_minify_css_state st;
+  size_t consumed;
+  lb_minify_css_init(&st);
+  return css_run(&st, in, len, 1, outp, cap, &consumed, line);
 }

@@ -57,9 +57,9 @@
  *   value (`--x: value`) is copied verbatim, trimmed; an empty value that
  *   had whitespace keeps one space (`--x: ;`).
  *
- * lb_minify_js and lb_minify_css take the whole input at once; JavaScript
- * can also be fed in pieces (lb_minify_js_feed), with the same output.
- * CSS is whole-buffer only. Nothing allocates.
+ * lb_minify_js and lb_minify_css take the whole input at once; both can
+ * also be fed in pieces (lb_minify_js_feed, lb_minify_css_feed), with the
+ * same output. Nothing allocates.
  */
 #ifndef LOWBIT_LB_MINIFY_H
 #define LOWBIT_LB_MINIFY_H
@@ -177,6 +177,29 @@ ptrdiff_t lb_minify_js_feed(lb_minify_js_state *m, const uint8_t *in, size_t len
  * never longer than the input. */
 ptrdiff_t lb_minify_css(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
                         size_t *line);
+
+/* Streaming state of the CSS minifier (lb_minify_css_feed). */
+typedef struct lb_minify_css_state {
+  size_t lines;          /* line breaks in the input consumed so far */
+  uint32_t pending;      /* whitespace or a comment since the last byte written */
+  uint32_t paren;        /* open parentheses */
+  uint32_t stmt_start;   /* at the start of a declaration or rule */
+  uint32_t out_any;      /* something was written */
+  uint8_t p;             /* the last byte written */
+  uint8_t prev_in;       /* the last input byte consumed */
+  uint8_t pad[6];
+} lb_minify_css_state;
+
+/* Sets up a streaming CSS minification. */
+void lb_minify_css_init(lb_minify_css_state *st);
+
+/* As lb_minify_js_feed, for CSS: the same output as lb_minify_css of the
+ * whole source however it is split; cap must be at least len + 1. A unit
+ * (a string, comment, url() or custom property value) is written once 9
+ * bytes or the end follow it, so one longer than the caller's buffer needs
+ * a larger one. */
+ptrdiff_t lb_minify_css_feed(lb_minify_css_state *st, const uint8_t *in, size_t len, int final,
+                             uint8_t *out, size_t cap, size_t *consumed, size_t *line);
 
 /* Starts lexing in[0..len) (kept by pointer: it must outlive the lexer). */
 void lb_minify_js_lexer_init(lb_minify_js_lexer *lx, const uint8_t *in, size_t len);

@@ -10,7 +10,7 @@
  *     that had none in the input, and never containing `</script`;
  *  3. minifying the output again gives the output (both languages), and
  *     CSS never grows;
- *  4. JS fed through lb_minify_js_feed byte by byte, and in chunks of a
+ *  4. fed through lb_minify_{js,css}_feed byte by byte, and in chunks of a
  *     size drawn from the first byte, gives the same output, or the same
  *     error on the same line. */
 #define _GNU_SOURCE
@@ -70,9 +70,11 @@ static void check_js(const uint8_t *in, size_t n, const uint8_t *out, size_t m) 
 
 /* lb_minify_js_feed in chunks of step bytes, the caller keeping what was
  * not consumed. Returns the output length or the error. */
-static ptrdiff_t feed(const uint8_t *in, size_t n, size_t step, uint8_t *o, size_t *line) {
+static ptrdiff_t feed(int css, const uint8_t *in, size_t n, size_t step, uint8_t *o, size_t *line) {
   lb_minify_js_state m;
+  lb_minify_css_state cs;
   lb_minify_js_init(&m);
+  lb_minify_css_init(&cs);
   uint8_t *pend = malloc(n + 1), *tmp = malloc(lb_minify_max_len(n) + 1);
   size_t have = 0, at = 0, w = 0;
   ptrdiff_t r;
@@ -83,7 +85,8 @@ static ptrdiff_t feed(const uint8_t *in, size_t n, size_t step, uint8_t *o, size
     at += c;
     int fin = at == n;
     size_t used;
-    r = lb_minify_js_feed(&m, pend, have, fin, tmp, lb_minify_max_len(have), &used, line);
+    r = css ? lb_minify_css_feed(&cs, pend, have, fin, tmp, lb_minify_max_len(have), &used, line)
+            : lb_minify_js_feed(&m, pend, have, fin, tmp, lb_minify_max_len(have), &used, line);
     if (r < 0) break;
     if (used > have) abort();
     memcpy(o + w, tmp, (size_t)r);
@@ -111,11 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t line = 0;
   ptrdiff_t r = css ? lb_minify_css(in, n, out, cap, &line) : lb_minify_js(in, n, out, cap, &line);
   if (r == LB_ENOSPACE) abort();
-  if (!css) {
+  {
     size_t steps[2] = {1, (size_t)(data[0] >> 1) % 13 + 2};
     for (int k = 0; k < 2; k++) {
       size_t fl = 0;
-      ptrdiff_t fr = feed(in, n, steps[k], out2, &fl);
+      ptrdiff_t fr = feed(css, in, n, steps[k], out2, &fl);
       if (fr != r) abort();
       if (r >= 0 && memcmp(out, out2, (size_t)r) != 0) abort();
       if (r < 0 && fl != line) abort();

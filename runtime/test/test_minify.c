@@ -19,12 +19,20 @@ static ptrdiff_t run(int css, const char *in, size_t n, uint8_t **out, size_t *l
   return r;
 }
 
-/* Feeds in[0..n) to lb_minify_js_feed in chunks of `step` bytes (the caller
+static ptrdiff_t feed_any(int css, const uint8_t *in, size_t n, size_t step, uint8_t **out, size_t *line);
+
+/* Feeds in[0..n) to lb_minify_js_feed (or _css_feed) in chunks of `step` bytes (the caller
  * keeps the unconsumed bytes and gives them again with the next chunk).
  * Returns the output length or the error; *out is malloc'd. */
 static ptrdiff_t feed_js(const uint8_t *in, size_t n, size_t step, uint8_t **out, size_t *line) {
+  return feed_any(0, in, n, step, out, line);
+}
+
+static ptrdiff_t feed_any(int css, const uint8_t *in, size_t n, size_t step, uint8_t **out, size_t *line) {
   lb_minify_js_state m;
+  lb_minify_css_state cs;
   lb_minify_js_init(&m);
+  lb_minify_css_init(&cs);
   uint8_t *pend = malloc(n + 1), *o = malloc(lb_minify_max_len(n) + 1);
   uint8_t *tmp = malloc(lb_minify_max_len(n) + 16);
   size_t have = 0, at = 0, w = 0;
@@ -36,7 +44,8 @@ static ptrdiff_t feed_js(const uint8_t *in, size_t n, size_t step, uint8_t **out
     at += c;
     int fin = at == n;
     size_t used;
-    r = lb_minify_js_feed(&m, pend, have, fin, tmp, lb_minify_max_len(have), &used, line);
+    r = css ? lb_minify_css_feed(&cs, pend, have, fin, tmp, lb_minify_max_len(have), &used, line)
+            : lb_minify_js_feed(&m, pend, have, fin, tmp, lb_minify_max_len(have), &used, line);
     if (r < 0) break;
     memcpy(o + w, tmp, (size_t)r);
     w += (size_t)r;
@@ -127,6 +136,17 @@ static void check_css(const vec *v) {
     return;
   }
   if ((size_t)r > n) { fprintf(stderr, "  FAIL css %s: grew\n", v->name); lb__t_cur_failed = 1; }
+  for (size_t step = 1; step <= 3; step += 2) {
+    uint8_t *f;
+    size_t fl;
+    ptrdiff_t fr = feed_any(1, (const uint8_t *)v->in, n, step, &f, &fl);
+    if (fr != r || memcmp(f, out, (size_t)r) != 0) {
+      fprintf(stderr, "  FAIL css %s: fed in %zu-byte pieces: [%.*s] (r=%td)\n", v->name, step,
+              fr < 0 ? 0 : (int)fr, f, fr);
+      lb__t_cur_failed = 1;
+    }
+    free(f);
+  }
   ptrdiff_t r2 = run(1, (const char *)out, (size_t)r, &out2, &line);
   if (r2 != r || memcmp(out, out2, (size_t)r) != 0) {
     fprintf(stderr, "  FAIL css %s: not idempotent\n", v->name);
@@ -267,9 +287,8 @@ static void check_err(int css, const char *src, ptrdiff_t code, size_t line) {
     lb__t_cur_failed = 1;
   }
   free(out);
-  if (css) return;
   got = 99;
-  r = feed_js((const uint8_t *)src, strlen(src), 1, &out, &got);
+  r = feed_any(css, (const uint8_t *)src, strlen(src), 1, &out, &got);
   if (r != code || got != line) {
     fprintf(stderr, "  FAIL error fed byte by byte [%s]: r=%td line=%zu (want %td, %zu)\n", src, r, got, code, line);
     lb__t_cur_failed = 1;
