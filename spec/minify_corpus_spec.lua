@@ -165,6 +165,40 @@ describe("minify corpus harness", function()
     assert.truthy(out:find("/*! keep */", 1, true))
   end)
 
+  -- statement 16: the C core fed in pieces gives the same output.
+  it("jquery.js and bootstrap.css fed byte by byte and in 4 KiB pieces give the whole-buffer output (statement 16)", function()
+    local core = require "lowbit.core"
+    local ffi, C = core.ffi, core.C
+    local function fed(css, src, step)
+      local st = ffi.new(css and "lb_minify_css_state" or "lb_minify_js_state")
+      if css then C.lb_minify_css_init(st) else C.lb_minify_js_init(st) end
+      local cap = tonumber(C.lb_minify_max_len(step + 4096)) + 65536
+      local out = ffi.new("uint8_t[?]", cap)
+      local used, line = ffi.new("size_t[1]"), ffi.new("size_t[1]")
+      local parts, pend, at = {}, "", 1
+      while true do
+        pend = pend .. src:sub(at, at + step - 1)
+        at = at + step
+        local fin = at > #src and 1 or 0
+        assert(tonumber(C.lb_minify_max_len(#pend)) <= cap, "a token longer than the test's buffer")
+        local r = tonumber(css and C.lb_minify_css_feed(st, pend, #pend, fin, out, cap, used, line)
+                                or C.lb_minify_js_feed(st, pend, #pend, fin, out, cap, used, line))
+        assert(r >= 0, "feed failed: " .. r)
+        parts[#parts + 1] = ffi.string(out, r)
+        pend = pend:sub(tonumber(used[0]) + 1)
+        if fin == 1 then assert(pend == "") break end
+      end
+      return table.concat(parts)
+    end
+    local js = readf(nm .. "/jquery/dist/jquery.js")
+    local css = readf(nm .. "/bootstrap/dist/css/bootstrap.css")
+    local whole_js, whole_css = assert(minify.js(js)), assert(minify.css(css))
+    for _, step in ipairs({ 1, 4096 }) do
+      assert.is_true(fed(false, js, step) == whole_js, "jquery.js fed in " .. step .. "-byte pieces differs")
+      assert.is_true(fed(true, css, step) == whole_css, "bootstrap.css fed in " .. step .. "-byte pieces differs")
+    end
+  end)
+
   -- statement 12's mutation check: the harness fails on broken outputs.
   it("fails when newlines become spaces, so // comments swallow code", function()
     local src = readf(nm .. "/jquery/dist/jquery.js")
