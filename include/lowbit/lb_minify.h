@@ -12,8 +12,9 @@
  *   joining them would change them: identifier/number characters on both
  *   sides (non-ASCII characters count as identifier characters), a
  *   decimal integer before `.`, punctuators that would merge (`+ +`,
- *   `- -`, `a+ ++b`), `/` before `/` or `*`, `< !--`, `-- >`, and `<` before
- *   `/` (so `</script` cannot form).
+ *   `- -`, `a+ ++b`, `= >`, `. . .`), `.` before a digit, `# x`, `/`
+ *   before `/` or `*`, `< !--`, `-- >`, and `<` before `/` (so `</script`
+ *   cannot form).
  * - A line break of the input (in whitespace or inside a block comment) is
  *   kept as one "\n" wherever automatic semicolon insertion or a
  *   restricted production could depend on it: after a token that can end
@@ -36,8 +37,10 @@
  * - Template literals are copied verbatim, `${ }` nesting tracked by a
  *   brace stack (at most LB_MINIFY_MAX_NESTING open `${`). Strings and
  *   regular expressions (with their classes `[/]`) are copied verbatim.
- * - `</script` (any case) inside a string, template, regex or kept comment
- *   is written `<\/script`; it never appears in the output.
+ * - `</script` (any case) inside a string, template, regex, kept comment
+ *   or `#!` line is written `<\/script`; it never appears in the output (a
+ *   regex whose body ends in `<` before flags "script", a syntax error
+ *   anyway, is refused with LB_EREGEXP).
  * - A `#!` first line is kept with its line break. `/\*! ... *\/` comments
  *   are kept verbatim. Annex B comments (`<!--` anywhere, `-->` at the
  *   start of a line) are comments.
