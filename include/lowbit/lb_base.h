@@ -50,6 +50,11 @@
   X(EDEFLATE,    -119, "invalid compressed data")                             \
   X(ETLS,        -130, "TLS protocol error")                                  \
   X(ETLSVERIFY,  -131, "TLS certificate verification failed")                 \
+  X(ESTRING,     -160, "unterminated string literal")                       \
+  X(ECOMMENT,    -161, "unterminated comment")                              \
+  X(EREGEXP,     -162, "unterminated regular expression")                   \
+  X(ETEMPLATE,   -163, "unterminated template literal")                     \
+  X(EURLTOKEN,   -164, "unterminated url()")                                \
   X(EINVAL,      -200, "invalid argument")                                    \
   X(ESTATE,      -201, "call not valid in this state")                        \
   X(EFORMAT,     -202, "invalid format description")                          \
