@@ -3,10 +3,8 @@
 -- ("H1".."H29") they show. The path rows go over a real server with curl
 -- (--path-as-is: the bytes reach the handler as written).
 --
--- The minifier (lowbit.webassets.minify) is built on another branch: specs
--- marked [minify contract] compare with webassets.minify.js/css, whose
--- documented fallback while it is missing is `nil, "minifier not
--- available"` (the handler then serves the bytes as they are and reports).
+-- Specs of minified output compare with webassets.minify.js/css (the C
+-- core lb_minify; its own rules are in spec/minify_spec.lua).
 local support = require "support"
 local lowbit = require "lowbit"
 local muxx = require "lowbit.muxx"
@@ -102,10 +100,11 @@ local function call(h, method, target, headers)
 end
 local function hget(w, name) return (w.snapshot or w:header()):get(name) end
 
--- The minifier's output for s, or s itself while it is missing ([minify contract]).
+-- The minifier's output for s (which must minify, and shrink).
 local function minified(kind, s)
-  local out = webassets.minify[kind](s)
-  return out or s
+  local out = assert(webassets.minify[kind](s))
+  assert(#out < #s, "nothing was minified")
+  return out
 end
 
 describe("webassets", function()
@@ -147,25 +146,16 @@ describe("webassets", function()
     end)
   end)
 
-  it("S1 [minify contract]: minify=true serves the minified form (the bytes as they are while the minifier is missing)", function()
+  it("S1: minify=true serves the minified form", function()
     local logged = {}
     local h = webassets.new(site.root, { minify = true, error_logger = function(e) logged[#logged + 1] = tostring(e) end })
     local w = call(h, "GET", "/assets/css/site.css")
     assert.equal(200, w.status)
-    local out, err = webassets.minify.css(SITE_CSS)
-    if out then
-      assert.equal(out, w.body)
-      assert.is_true(#w.body < #SITE_CSS)
-      assert.equal(0, #logged)
-    else
-      assert.matches("minifier not available", tostring(err))
-      assert.equal(SITE_CSS, w.body)
-      assert.equal(1, #logged)
-      assert.matches("css/site.css", logged[1])
-    end
+    assert.equal(minified("css", SITE_CSS), w.body)
+    assert.equal(0, #logged)
   end)
 
-  it("a file that fails to minify is served as it is and reported [minify contract]", function()
+  it("a file that fails to minify is served as it is and reported", function()
     local logged = {}
     local real = webassets.minify
     webassets.minify = { js = function() return nil, "line 3: unterminated string" end, css = real.css }
@@ -182,11 +172,10 @@ describe("webassets", function()
     assert(ok, err)
   end)
 
-  it("webassets.minify.js/css: the minifier, or nil and 'minifier not available' while it is missing", function()
-    for _, kind in ipairs({ "js", "css" }) do
-      local out, err = webassets.minify[kind](kind == "js" and A_JS or SITE_CSS)
-      if out then assert.is_string(out) else assert.matches("minifier not available", tostring(err)) end
-    end
+  it("webassets.minify is lowbit.webassets.minify (js and css)", function()
+    assert.equal(require("lowbit.webassets.minify"), webassets.minify)
+    assert.equal("var a=1;", minified("js", "var a = 1 ;\n"))
+    assert.equal("a{color:red;}", minified("css", "a {\n  color: red;\n}\n")) -- tokens kept, whitespace out
   end)
 
   for _, mode in ipairs({ false, true }) do
@@ -603,7 +592,7 @@ describe("webassets", function()
       local s, hdr, b = curl(base .. u)
       assert.equal(200, s)
       assert.equal("public, max-age=31536000, immutable", hdr["cache-control"])
-      assert.equal(minified("js", A_JS .. ";\n" .. B_JS), b)
+      assert.equal(A_JS .. ";\n" .. B_JS, b) -- minify is off by default
       s = curl(base .. "/assets/app.bundle.00000000.js")
       assert.equal(404, s)
       s, hdr = curl(base .. "/assets/app.bundle.js")

@@ -64,31 +64,14 @@ M.FORBIDDEN = errors.new("webassets: forbidden")
 M.OUTSIDE_ROOT = errors.new("webassets: path resolves outside the root")
 M.BUNDLE_FAILED = errors.new("webassets: bundle build failed")
 M.MINIFY_FAILED = errors.new("webassets: minify failed")
-M.MINIFIER_UNAVAILABLE = errors.new("minifier not available")
 
 ---------------------------------------------------------------------------
--- The minifier (lowbit.webassets.minify, loaded on first use)
+-- The minifier
 ---------------------------------------------------------------------------
-
-local minifier -- the module, or false when it cannot be loaded
-local function get_minifier()
-  if minifier == nil then
-    local ok, m = pcall(require, "lowbit.webassets.minify")
-    minifier = ok and type(m) == "table" and m or false
-  end
-  return minifier
-end
-
-local function unavailable() return nil, M.MINIFIER_UNAVAILABLE end
 
 --- webassets.minify.js(s), webassets.minify.css(s): the C minifier's Lua
---- API; while it is not installed both return nil, "minifier not available".
-M.minify = setmetatable({}, { __index = function(_, k)
-  local m = get_minifier()
-  if m then return m[k] end
-  if k == "js" or k == "css" then return unavailable end
-  return nil
-end })
+--- API (lowbit.webassets.minify): string, or nil, err naming the line.
+M.minify = require "lowbit.webassets.minify"
 
 ---------------------------------------------------------------------------
 -- Content types (a fixed table, as Go's builtin one; sniffing otherwise)
