@@ -12,7 +12,7 @@ return function(ctx, addr)
   local wk = host.worker
   local srv = http.server{
     handler = function(w, r)
-      if r.path == "/slow" then lowbit.sleep(0.5) end
+      if r.url.path == "/slow" then lowbit.sleep(0.5) end
       w:header():set("Content-Type", "text/plain")
       w:write(("pid=%d worker=%s/%s\n"):format(pid, wk and wk.index or "-", wk and wk.count or "-"))
     end,

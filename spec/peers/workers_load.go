@@ -4,6 +4,11 @@
 // any byte) and other failures separately. With -at K -pid P -sig S it
 // sends signal S to process P once K responses have arrived, and reports
 // how long until a pid not seen before the signal answered.
+// With -stopkill, the signal is SIGSTOP, then (while the process is
+// stopped) the connections it holds and those queued on the listening
+// sockets of -port are counted with ss, then SIGKILL: a killed process
+// takes the connections it had accepted with it, and the spec checks that
+// no other connection is lost.
 // Prints one JSON object.
 package main
 
@@ -16,7 +21,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +39,8 @@ type result struct {
 	NewPid  float64        `json:"new_pid_ms"` // -1: none, or no signal
 	Signal  bool           `json:"signalled"`
 	Samples []string       `json:"samples"`
+	Held    int            `json:"held"`
+	Queued  int            `json:"queued"`
 }
 
 var pidRe = regexp.MustCompile(`pid=(\d+)`)
@@ -43,6 +53,7 @@ func main() {
 	at := flag.Int("at", -1, "signal after this many responses")
 	pid := flag.Int("pid", 0, "process to signal")
 	sig := flag.Int("sig", 0, "signal number")
+	stopkill := flag.Bool("stopkill", false, "SIGSTOP, count, SIGKILL")
 	flag.Parse()
 
 	var mu sync.Mutex
@@ -99,7 +110,13 @@ func main() {
 				if *at >= 0 && done == *at && !res.Signal {
 					res.Signal = true
 					sigAt = time.Now()
-					if e := syscall.Kill(*pid, syscall.Signal(*sig)); e != nil {
+					if *stopkill {
+						mu.Unlock()
+						held, queued := stopKill(*pid, *addr)
+						mu.Lock()
+						res.Held, res.Queued = held, queued
+						sigAt = time.Now()
+					} else if e := syscall.Kill(*pid, syscall.Signal(*sig)); e != nil {
 						sample("kill: " + e.Error())
 					}
 				}
@@ -124,4 +141,30 @@ func get(addr, path string) ([]byte, error) {
 		return nil, err
 	}
 	return io.ReadAll(conn)
+}
+
+// SIGSTOP pid, let the load queue up for 100 ms, count the TCP connections
+// pid holds (accepted, or being accepted) and those queued on the
+// listening sockets of addr's port, then SIGKILL pid.
+func stopKill(pid int, addr string) (held, queued int) {
+	syscall.Kill(pid, syscall.SIGSTOP)
+	time.Sleep(100 * time.Millisecond)
+	_, port, _ := net.SplitHostPort(addr)
+	out, _ := exec.Command("ss", "-Htanp").Output()
+	tag := "pid=" + strconv.Itoa(pid) + ","
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, tag) && !strings.HasPrefix(l, "LISTEN") {
+			held++
+		}
+	}
+	out, _ = exec.Command("ss", "-Hltn", "sport = :"+port).Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 {
+			q, _ := strconv.Atoi(f[1])
+			queued += q
+		}
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	return held, queued
 }
