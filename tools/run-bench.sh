@@ -23,6 +23,10 @@ if command -v wrk >/dev/null; then
   sh bench/http_cpu.sh "$host examples/hello.lua 127.0.0.1:18100" 18100 3
   sh bench/http_cpu.sh "$host examples/hello_muxx.lua 127.0.0.1:18100" 18100 3
 fi
+if command -v wrk >/dev/null && command -v nginx >/dev/null; then
+  echo "== bench/workers_http.sh (lowbit -w 2 vs OpenResty with 2 workers, CPU per request)"
+  bash bench/workers_http.sh
+fi
 if command -v wrk >/dev/null && command -v valgrind >/dev/null; then
   echo "== bench/http_instr.sh (examples/hello.lua under callgrind)"
   bash bench/http_instr.sh "$host examples/hello.lua"
