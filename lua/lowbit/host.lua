@@ -95,7 +95,7 @@ end
 -- The master runs no user code. Per worker slot it creates a listening
 -- socket on addr (SO_REUSEPORT, close-on-exec) and never accepts on it.
 -- Each worker is this executable run again (spawn + exec: a clean LuaJIT
--- and luv state) as `lowbit script.lua args...` in its own session, with
+-- and luv state) as `lowbit script.lua args...` in its own process group, with
 -- its slot's socket as fd 3 and the write end of a readiness pipe as fd 4,
 -- and in its environment:
 --   LOWBIT_LISTEN_FDS=1         a socket is inherited (fd 3)
@@ -136,6 +136,7 @@ for _, decl in ipairs({
   "int fcntl(int, int, ...);",
   "int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long);",
   "int getppid(void);",
+  "int setpgid(int, int);",
   "int close(int);",
   "int setsockopt(int, int, int, const void *, unsigned int);",
 }) do pcall(ffi.cdef, decl) end
@@ -239,7 +240,7 @@ local function spawn(st, slot)
   local args = { st.script }
   for _, a in ipairs(st.args) do args[#args + 1] = a end
   local proc, pid = uv.spawn(st.exe, {
-    args = args, env = worker_env(st, slot), stdio = { 0, 1, 2, slot.fd, ready }, detached = true,
+    args = args, env = worker_env(st, slot), stdio = { 0, 1, 2, slot.fd, ready },
   }, function(code, sig) on_worker_exit(st, w, code, sig) end)
   if not proc then
     uv.close(ready)
@@ -445,6 +446,10 @@ local function worker_setup()
     uv.os_unsetenv(k)
   end
   M.worker = { index = idx, count = cnt }
+  -- Its own process group (in the master's session, so the scheduler
+  -- still groups it with the master): a Ctrl-C on the terminal reaches the
+  -- master alone, which then TERMs each worker once.
+  C.setpgid(0, 0)
   set_cloexec(3) -- not for the script's own child processes
   set_cloexec(4)
   -- The worker ends (gracefully) with its master, even a killed one.
