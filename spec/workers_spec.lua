@@ -242,6 +242,23 @@ describe("lowbit -w N (scale.md list B)", function()
     assert(ok, err)
   end)
 
+  it("B5 (orphans): the workers of a master killed with kill -9 stop too (PR_SET_PDEATHSIG)", function()
+    local m = start_master(2)
+    local ok, err = pcall(function()
+      local kids = children(m.pid)
+      assert.equal(2, #kids)
+      sh("kill -KILL " .. m.pid)
+      for _ = 1, 100 do
+        if not alive(kids[1]) and not alive(kids[2]) then break end
+        sleep(0.05)
+      end
+      for _, k in ipairs(kids) do assert.falsy(alive(k)) end
+      assert.same({}, listeners(m.port))
+    end)
+    cleanup(m)
+    assert(ok, err)
+  end)
+
   it("B6: a crash-looping worker is restarted with growing backoff; after K crashes in T the master exits non-zero with the last error", function()
     local script = support.tmpfile([[
 local lowbit = require "lowbit"
