@@ -328,7 +328,7 @@ end
 
 function on_worker_exit(st, w, code, sig)
   w.exited = true
-  uv.close(w.proc)
+  if w.proc then uv.close(w.proc) end
   if w.pipe and not uv.is_closing(w.pipe) then uv.close(w.pipe) end
   cancel_timer(w.ready_timer)
   st.live[w] = nil
