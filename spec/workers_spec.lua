@@ -55,8 +55,8 @@ local function start_master(n, opts)
     sleep(0.02)
   end
   -- The workers have adopted their sockets when they answer.
-  if m.addr then
-    sh(("for i in $(seq 100); do curl -s -o /dev/null http://%s/ && break; sleep 0.05; done"):format(m.addr))
+  if m.addr and not opts.no_wait then
+    sh(("for i in $(seq 100); do curl -s -m 2 -o /dev/null http://%s/ && break; sleep 0.05; done"):format(m.addr))
   end
   return m
 end
@@ -265,7 +265,7 @@ local lowbit = require "lowbit"
 lowbit.sleep(0.01)
 error("boom at start")
 ]], ".lua")
-    local m = start_master(1, { script = script })
+    local m = start_master(1, { script = script, no_wait = true })
     local ok, err = pcall(function()
       local rc = wait_exit(m, 20)
       local log = read(m.err)
@@ -313,6 +313,23 @@ error("boom at start")
       assert.equal(1, #listeners(m.port)) -- only the first master's
     end)
     cleanup(m)
+    assert(ok, err)
+  end)
+
+  it("a worker that never listens on the -l address is reported (its connections would wait)", function()
+    local script = support.tmpfile([[require("lowbit").sleep(30)]], ".lua")
+    local m = start_master(1, { script = script, no_wait = true })
+    local ok, err = pcall(function()
+      local log
+      for _ = 1, 160 do
+        log = read(m.err)
+        if log:find("has not listened", 1, true) then break end
+        sleep(0.05)
+      end
+      assert.matches("worker 1 %(pid %d+%) has not listened on " .. m.addr:gsub("%.", "%%.") .. " after 5 s", log)
+    end)
+    cleanup(m)
+    os.remove(script)
     assert(ok, err)
   end)
 

@@ -124,7 +124,7 @@ end
 M.MAX_WORKERS = 256
 M.GRACE = 30
 M.BACKLOG = 511
-M.RESTART = { min = 0.1, max = 5, reset = 10, crashes = 5, within = 10, ready = 1 }
+M.RESTART = { min = 0.1, max = 5, reset = 10, crashes = 5, within = 10, ready = 1, adopt_warn = 5 }
 
 --- In a worker of `lowbit -w N`: { index = 1..N, count = N }; nil otherwise.
 M.worker = nil
@@ -249,6 +249,15 @@ local function spawn(st, slot)
   w.proc, w.pid = proc, pid
   st.live[w] = true
   st.nlive = st.nlive + 1
+  -- Connections queue on the slot's socket until a worker adopts it: say
+  -- so when a worker does not (a script listening on another address).
+  w.warn_timer = after(M.RESTART.adopt_warn, function()
+    w.warn_timer = nil
+    if not w.ready and not w.exited then
+      say(("worker %d (pid %d) has not listened on %s after %g s: connections wait in its queue")
+        :format(slot.index, pid, st.addr, M.RESTART.adopt_warn))
+    end
+  end)
   uv.read_start(ready, function(err, data)
     if data and not err then
       on_ready(st, w)
@@ -307,14 +316,18 @@ local function roll_next(st)
     return
   end
   slot.next = w
-  w.ready_timer = after(M.RESTART.ready, function() w.ready_timer = nil; on_ready(st, w) end)
+  w.ready_timer = after(M.RESTART.ready, function() w.ready_timer = nil; on_ready(st, w, true) end)
 end
 
 -- The new worker of a slot has adopted its socket (or had its time):
 -- during a rolling restart, it replaces the old one.
-function on_ready(st, w)
-  w.ready = true
-  if w.pipe and not uv.is_closing(w.pipe) then uv.close(w.pipe) end
+function on_ready(st, w, timed_out)
+  if not timed_out then
+    w.ready = true
+    cancel_timer(w.warn_timer)
+    w.warn_timer = nil
+    if w.pipe and not uv.is_closing(w.pipe) then uv.close(w.pipe) end
+  end
   cancel_timer(w.ready_timer)
   w.ready_timer = nil
   local slot = w.slot
@@ -329,6 +342,7 @@ end
 function on_worker_exit(st, w, code, sig)
   w.exited = true
   if w.proc then uv.close(w.proc) end
+  cancel_timer(w.warn_timer)
   if w.pipe and not uv.is_closing(w.pipe) then uv.close(w.pipe) end
   cancel_timer(w.ready_timer)
   st.live[w] = nil
