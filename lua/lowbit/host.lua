@@ -404,18 +404,7 @@ local function run_master(n, addr, grace, script, args)
     exe = uv.exepath(), live = {}, nlive = 0, crashes = {}, timers = {}, signals = {}, status = 0,
     stopping = false, finished = false, rolling = false, roll_i = 0,
   }
-  for _, slot in ipairs(slots) do
-    local w, err = spawn(st, slot)
-    if not w then
-      say("cannot start worker ", slot.index, ": ", err)
-      stop(st, 1)
-      break
-    end
-    slot.worker = w
-  end
-  if not st.stopping then
-    say(("master %d: %d worker(s) on %s"):format(uv.os_getpid(), n, bound_addr))
-  end
+  -- Signals first: a SIGTERM right after the spawns must not kill the master.
   local nsig = 0
   for _, name in ipairs({ "sigterm", "sigint" }) do
     local h = uv.new_signal()
@@ -443,6 +432,18 @@ local function run_master(n, addr, grace, script, args)
     roll_next(st)
   end)
   st.signals[#st.signals + 1] = hup
+  for _, slot in ipairs(slots) do
+    local w, err = spawn(st, slot)
+    if not w then
+      say("cannot start worker ", slot.index, ": ", err)
+      stop(st, 1)
+      break
+    end
+    slot.worker = w
+  end
+  if not st.stopping then
+    say(("master %d: %d worker(s) on %s"):format(uv.os_getpid(), n, bound_addr))
+  end
   if st.nlive == 0 then finish(st) end
   if not st.finished then uv.run() end
   return st.status
