@@ -26,6 +26,8 @@ fi
 if command -v wrk >/dev/null && command -v nginx >/dev/null; then
   echo "== bench/assets_http.sh (webassets cached 6 KB asset vs nginx open_file_cache)"
   bash bench/assets_http.sh 3
+  echo "== bench/workers_http.sh (lowbit -w 2 vs OpenResty with 2 workers, CPU per request)"
+  bash bench/workers_http.sh
 fi
 if command -v wrk >/dev/null && command -v valgrind >/dev/null; then
   echo "== bench/http_instr.sh (examples/hello.lua under callgrind)"

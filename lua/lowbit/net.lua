@@ -516,8 +516,29 @@ local Listener = {}
 Listener.__index = Listener
 M.Listener = Listener
 
+-- Under `lowbit -w N` (lowbit.host), a worker inherits its slot's listening
+-- socket from the master: M._inherited = { fd, ip, port, spec_port, on_ready }.
+-- The first net.listen whose address resolves to the same ip, with the
+-- bound port or the port given to `-l` (0 included), opens that socket
+-- instead of binding a new one, so scripts need no change.
+M._inherited = nil
+M._resolve = resolve
+
+local function adopt(ip, port)
+  local inh = M._inherited
+  if not inh or inh.used or ip ~= inh.ip then return nil end
+  if port ~= inh.port and port ~= inh.spec_port then return nil end
+  inh.used = true
+  local h = uv.new_tcp()
+  local ok, err = uv.tcp_open(h, inh.fd)
+  if not ok then uv.close(h); return nil, err end
+  return h, inh
+end
+
 --- Listens on "host:port" (port 0 picks a free one). opts.backlog (511),
 --- opts.reuseport (SO_REUSEPORT, for several worker processes on a port).
+--- In a worker of `lowbit -w N -l addr`, listening on addr adopts the
+--- socket the master holds for the worker's slot.
 function M.listen(addr, opts)
   if type(addr) ~= "string" then arg_error("net.listen", "addr", "string", addr) end
   opts = opts or {}
@@ -526,10 +547,14 @@ function M.listen(addr, opts)
   local ips, rerr = resolve(nil, host, "stream")
   if not ips then return nil, errors.wrap(rerr, "listen tcp %s", addr) end
   local ip = ips[1]
-  local h = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
+  local h, inh = adopt(ip, port)
+  if not h and inh then return nil, errors.from_uv(inh, nil, "listen tcp " .. addr) end
   local ok, err = true, nil
-  if opts.reuseport then ok, err = set_reuseport(h) end
-  if ok then ok, err = uv.tcp_bind(h, ip, port) end
+  if not h then
+    h = uv.new_tcp(ip:find(":", 1, true) and "inet6" or "inet")
+    if opts.reuseport then ok, err = set_reuseport(h) end
+    if ok then ok, err = uv.tcp_bind(h, ip, port) end
+  end
   local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new() }, Listener)
   if ok then
     ok, err = uv.listen(h, opts.backlog or 511, function(e)
@@ -543,6 +568,7 @@ function M.listen(addr, opts)
     uv.close(h)
     return nil, errors.from_uv(err, nil, "listen tcp " .. addr)
   end
+  if h and inh and inh.on_ready then inh.on_ready() end
   return l
 end
 

@@ -715,8 +715,14 @@ end
 -- incomplete) and the time the wait for the head began; nil when the
 -- server is shutting down.
 local function next_head(srv, cs, preq, first)
-  cs.state = "idle"
-  if srv.shutting_down then return nil end
+  if first then
+    -- Accepted, nothing read yet: even during shutdown it gets
+    -- read_header_timeout for its first request (golang/go#22682).
+    cs.state = "new"
+  else
+    cs.state = "idle"
+    if srv.shutting_down then return nil end
+  end
   local conn, ib = cs.conn, cs.ib
   local start = now()
   local rht, it = srv.read_header_timeout, srv.idle_timeout
@@ -817,7 +823,7 @@ end
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
-  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "idle",
+  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "new", born = now(),
                                      remote = conn:remote_addr(), resp_h = headers.new(),
                                      in_handler = false, expect = false, keep_alive = false,
                                      close_after = false, peer_gone = false, linger = false,
@@ -972,8 +978,14 @@ function Server:listen_and_serve(addr)
   return self:serve(ln)
 end
 
+-- How long shutdown waits for the first request of a connection accepted
+-- before it, when the server has no read_header_timeout (Go: 5 s).
+M.NEW_CONN_WAIT = 5
+
 --- Stops the server gracefully: closes listeners (serve returns
---- SERVER_CLOSED), closes idle connections, cancels request contexts, lets
+--- SERVER_CLOSED), closes idle connections (a connection accepted but not
+--- yet read still gets read_header_timeout, or NEW_CONN_WAIT seconds, for
+--- its first request, answered with Connection: close), cancels request contexts, lets
 --- in-flight requests finish (their responses get Connection: close), and
 --- waits until none remain or ctx ends (then returns nil, ctx:err()).
 -- A response write blocked since the last look at least WRITE_STALL ago
@@ -1000,6 +1012,10 @@ function Server:shutdown(ctx)
     for cs in pairs(self.conns) do
       local st = cs.state
       if st == "idle" or st == "draining" then cs.conn:close()
+      elseif st == "new" then
+        -- Its first request may still come (its response will say
+        -- Connection: close), within read_header_timeout or NEW_CONN_WAIT.
+        if t - cs.born >= (self.read_header_timeout or M.NEW_CONN_WAIT) then cs.conn:close() end
       else cut_stalled(cs, t) end
     end
     if self.nconns == 0 then return true end
