@@ -12,6 +12,12 @@
 -- loop resumes it when it can go on. Wakes go through one ready queue that
 -- runs between loop iterations, so no callback ever resumes a task inside
 -- another task.
+-- string.buffer (LuaJIT 2.1, 2021 on) carries every byte path: without it
+-- nothing would work, so say so once, here.
+if not pcall(require, "string.buffer") then
+  error("lowbit needs LuaJIT 2.1 with string.buffer (this is "
+    .. (jit and jit.version or _VERSION) .. "); PUC Lua and older LuaJIT builds are not supported", 0)
+end
 local uv = require "luv"
 local errors = require "lowbit.errors"
 local log = require "lowbit.log"
