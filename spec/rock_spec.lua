@@ -68,7 +68,7 @@ describe("the lowbit rock", function()
     -- against the tree only: no ./lua, no LOWBIT_LIB, no LOWBIT_ROOT.
     local run = tmp .. "/run"
     local specs = { "errors_spec.lua", "url_spec.lua", "urlsign_spec.lua", "retry_spec.lua",
-                    "context_spec.lua", "websockets_spec.lua", "http_server_spec.lua" }
+                    "context_spec.lua", "scheduler_spec.lua", "net_spec.lua", "http_server_spec.lua" }
     assert.equal(0, select(2, sh("mkdir -p " .. q(run .. "/spec") .. " && cp " .. q(root .. "/spec") .. "/*.lua "
       .. q(run .. "/spec/"))))
     local env = "cd " .. q(run) .. " && eval \"$(" .. LR .. " --tree " .. q(tree) .. " path)\" && "
