@@ -156,6 +156,18 @@ describe("lowbit.ngx inside nginx", function()
     assert.is_true(after < 2, state)
   end)
 
+  it("A3: lowbit.sse's emitter streams unchanged (no 'nothing to flush' failure)", function()
+    local status, h, body = fetch(nginx.base .. "/probe/sse")
+    assert.equal(200, status)
+    assert.equal("text/event-stream", h["content-type"])
+    local ids = {}
+    for id in body:gmatch("id: (%d)\n") do ids[#ids + 1] = id end
+    assert.same({ "1", "2", "3" }, ids)
+    assert.matches("event: tick\nid: 1\ndata: event 1\n\n", body)
+    local _, _, st = fetch(nginx.base .. "/probe/state")
+    assert.matches("sse=nil", st)
+  end)
+
   it("A6: sleep, chan, select+after, mutex, with_timeout and retry behave as on luv", function()
     local status, _, body = fetch(nginx.base .. "/probe/sync")
     assert.equal(200, status, body)

@@ -94,7 +94,7 @@ P["/probe/leave"] = function(w, r)
 end
 
 P["/probe/state"] = function(w)
-  w:write("leave=" .. tostring(state.leave) .. " abort=" .. tostring(state.abort) .. "\n")
+  w:write("leave=" .. tostring(state.leave) .. " abort=" .. tostring(state.abort) .. " sse=" .. tostring(state.sse) .. "\n")
 end
 
 P["/probe/raw"] = function(w, r)
@@ -137,6 +137,22 @@ P["/probe/stream"] = function(w, r)
   local t0 = lowbit.now()
   local i = lowbit.select{ r.ctx:done(), lowbit.after(10) }
   state.abort = ("case %d %s after %.1f"):format(i, tostring(r.ctx:err()), lowbit.now() - t0)
+end
+
+-- lowbit.sse's emitter, unchanged: headers sent and flushed at once, a
+-- heartbeat task, and the first event flushed when sent.
+P["/probe/sse"] = function(w, r)
+  local sse = require "lowbit.sse"
+  local e = sse.new_emitter(w)
+  local hctx, stop = context.with_cancel(r.ctx)
+  lowbit.go(e.serve_heartbeats, e, hctx, 0.05)
+  for i = 1, 3 do
+    local ok, err = e:send{ name = "tick", id = tostring(i), data = "event " .. i }
+    if not ok then state.sse = tostring(err); break end
+    lowbit.sleep(0.02)
+  end
+  state.sse = tostring(e:err())
+  stop()
 end
 
 return function(w, r)
