@@ -39,6 +39,10 @@ local M = {}
 --- cancelled, before they are killed.
 M.GRACE = 0.2
 
+--- Cancel r.ctx when the client goes away (ngx.on_abort: costs a
+--- coroutine per request; needs lua_check_client_abort on).
+M.WATCH_ABORT = true
+
 ---------------------------------------------------------------------------
 -- lowbit.log, without luv: lines go to nginx's error log.
 ---------------------------------------------------------------------------
@@ -235,13 +239,16 @@ local function check_fn(fn, name)
   end
 end
 
--- Per request (or per timer): the tasks started there and a waitgroup.
+-- Per request (or per timer): the tasks started there and a waitgroup,
+-- found from the running coroutine (the request's entry thread, or a task
+-- it started): no ngx.ctx table per request.
+local states = setmetatable({}, { __mode = "k" })
 local function req_state()
-  local c = ngx.ctx
-  local st = c.__lowbit
+  local co = co_running()
+  local st = states[co]
   if not st then
     st = { threads = {}, n = 0, wg = L.waitgroup() }
-    c.__lowbit = st
+    states[co] = st
   end
   return st
 end
@@ -254,6 +261,7 @@ local function report(err)
 end
 
 local function run_task(st, fn, ...)
+  if st then states[co_running()] = st end
   xpcall(fn, report, ...)
   if st then st.wg:done() end
 end
@@ -712,7 +720,7 @@ function M.serve(handler)
     error("bad argument 'handler' to lowbit.ngx.serve: function or table with serve_http expected, got " .. t, 2)
   end
   local ctx, cancel = context.with_cancel(root_ctx)
-  pcall(ngx.on_abort, function() cancel() end) -- needs lua_check_client_abort on
+  if M.WATCH_ABORT then pcall(ngx.on_abort, cancel) end -- needs lua_check_client_abort on
   local r, peer = new_request(ctx)
   local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
                            buf = {}, nbuf = 0, blen = 0, peer = peer }, W)
@@ -729,7 +737,7 @@ function M.serve(handler)
   finish(w)
   cancel()
   -- The request's tasks: a grace period after the cancel, then killed.
-  local st = ngx.ctx.__lowbit
+  local st = states[co_running()]
   if st and st.n > 0 then
     local deadline = now() + M.GRACE
     while st.wg.n > 0 and now() < deadline do ngx.sleep(0.01) end
