@@ -168,6 +168,47 @@ describe("lowbit.ngx inside nginx", function()
     assert.matches("sse=nil", st)
   end)
 
+  for _, compression in ipairs({ false, true }) do
+    it("A4/A5: lowbit.websockets echoes 16 B to 1 MiB inside nginx" .. (compression and ", permessage-deflate" or "")
+      .. "; two writers in two light threads; close(1000) completes", function()
+      local lowbit = require "lowbit"
+      local websockets = require "lowbit.websockets"
+      local got = {}
+      support.run(function()
+        local c = assert(websockets.dial("ws://127.0.0.1:" .. nginx.port .. "/probe/ws",
+          { compression = compression, max_message_size = 4 * 1024 * 1024 }))
+        got.params = c:compression() ~= nil
+        c:set_deadline(lowbit.now() + 20)
+        for _, n in ipairs({ 16, 4096, 65536, 1024 * 1024 }) do
+          local msg = string.rep("x", n - 1) .. tostring(n % 10)
+          assert(c:write_message(2, msg))
+          local back, op = c:read_message()
+          got[#got + 1] = back == msg and n or ("bad " .. n .. " " .. tostring(op))
+        end
+        assert(c:write_message(1, "big"))
+        local a = assert(c:read_message())
+        local b = assert(c:read_message())
+        got.big = (a == string.rep("A", 1024 * 1024) or a == string.rep("B", 1024 * 1024))
+          and (b == string.rep("A", 1024 * 1024) or b == string.rep("B", 1024 * 1024)) and a ~= b
+        assert(c:write_message(1, "close"))
+        local m, err = c:read_message()
+        got.close = tostring(m) .. " " .. tostring(err and err.code)
+        c:close()
+      end)
+      assert.same({ 16, 4096, 65536, 1024 * 1024 }, { got[1], got[2], got[3], got[4] })
+      assert.equal(compression, got.params)
+      assert.is_true(got.big)
+      assert.equal("nil 1000", got.close)
+      local st
+      for _ = 1, 40 do
+        st = select(3, fetch(nginx.base .. "/probe/ws_state"))
+        if st:find("^closed") then break end
+        sh("sleep 0.05")
+      end
+      assert.equal("closed true nil\n", st)
+    end)
+  end
+
   it("A6: sleep, chan, select+after, mutex, with_timeout and retry behave as on luv", function()
     local status, _, body = fetch(nginx.base .. "/probe/sync")
     assert.equal(200, status, body)
@@ -251,6 +292,12 @@ describe("lowbit.ngx inside nginx", function()
     local status, _, body = fetch(nginx.h2 .. "/probe/h2", "GET", "--http2-prior-knowledge")
     assert.equal(500, status, body)
     assert.matches("^hijack refused: lowbit.ngx: hijack is not possible over HTTP/2", body)
+    -- websockets.accept answers with an error status.
+    status = fetch(nginx.h2 .. "/probe/ws", "GET", "--http2-prior-knowledge -H 'Sec-WebSocket-Version: 13' "
+      .. "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='")
+    assert.is_true(status >= 400 and status < 500, tostring(status))
+    local _, _, st = fetch(nginx.base .. "/probe/ws_state")
+    assert.matches("^accept: ", st)
   end)
 
   it("A11: after every request above, luv was never loaded in the worker", function()

@@ -391,11 +391,25 @@ function M.conn(sock, opts)
   end
   opts = opts or {}
   return setmetatable({ sock = sock, raw = opts.raw and true or false, closed = false,
-                        rdl = false, wdl = false, rerr = nil, peer = opts.peer }, Conn)
+                        rdl = false, wdl = false, rerr = nil, peer = opts.peer, prefix = nil }, Conn)
 end
+
+--- Puts s back in front of the unread bytes (protocol switches).
+function Conn:unread(s)
+  if type(s) ~= "string" then error("bad argument 's' to conn:unread: string expected, got " .. type(s), 2) end
+  if #s > 0 then self.prefix = s .. (self.prefix or "") end
+end
+function Conn:buffered() return self.prefix and #self.prefix or 0 end
 
 function Conn:read(maxn)
   if self.closed then return nil, CLOSED end
+  local pre = self.prefix
+  if pre then
+    maxn = maxn or 65536
+    if #pre <= maxn then self.prefix = nil; return pre end
+    self.prefix = pre:sub(maxn + 1)
+    return pre:sub(1, maxn)
+  end
   if self.rerr then return nil, self.rerr end
   if self.rdl and self.rdl <= now() then return nil, TIMEOUT end
   apply_timeouts(self)
@@ -410,10 +424,19 @@ function Conn:read_full(n)
   if self.closed then return nil, CLOSED end
   if self.rerr then return nil, self.rerr end
   if self.rdl and self.rdl <= now() then return nil, TIMEOUT end
+  local pre = self.prefix
+  if pre then
+    if #pre >= n then
+      self.prefix = #pre > n and pre:sub(n + 1) or nil
+      return pre:sub(1, n)
+    end
+    self.prefix = nil
+    n = n - #pre
+  end
   apply_timeouts(self)
   local data, err, partial = self.sock:receive(n)
-  if data then return data end
-  local e = map_err(err, partial)
+  if data then return pre and pre .. data or data end
+  local e = map_err(err, (pre or "") .. (partial or ""))
   if e ~= TIMEOUT then self.rerr = e end
   return nil, e
 end
@@ -465,6 +488,25 @@ function M.dial(ctx, addr, opts)
   local ok, err = sock:connect(host, tonumber(port))
   if not ok then return nil, map_err(err) end
   return M.conn(sock, { peer = addr })
+end
+
+-- lowbit.net without luv: what the protocol modules (cooper, websockets,
+-- the HTTP client) take from it, over cosockets. Installed only when the
+-- real one is not loaded (it never is in a worker that loaded this first).
+if package.loaded["lowbit.net"] == nil then
+  package.loaded["lowbit.net"] = {
+    EOF = EOF, CLOSED = CLOSED, TIMEOUT = TIMEOUT, backend = "ngx",
+    dial = M.dial,
+    prefixed = function(conn, prefix)
+      if prefix == nil or prefix == "" then return conn end
+      conn:unread(prefix)
+      return conn
+    end,
+    join_host_port = function(host, port)
+      if host:find(":", 1, true) then return "[" .. host .. "]:" .. tostring(port) end
+      return host .. ":" .. tostring(port)
+    end,
+  }
 end
 
 ---------------------------------------------------------------------------

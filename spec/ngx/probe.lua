@@ -155,6 +155,43 @@ P["/probe/sse"] = function(w, r)
   stop()
 end
 
+-- WebSocket echo through lowbit.websockets, unchanged; a message "big"
+-- makes two light threads write 1 MiB messages at once; "close" makes the
+-- server close with 1000.
+P["/probe/ws"] = function(w, r)
+  local websockets = require "lowbit.websockets"
+  local c, err = websockets.accept(w, r)
+  if not c then state.ws = "accept: " .. tostring(err); return end
+  while true do
+    local msg, op = c:read_message()
+    if not msg then
+      state.ws = ("read: %s code %s"):format(tostring(op), tostring(type(op) == "table" and op.code))
+      break
+    end
+    if msg == "big" then
+      local wg = lowbit.waitgroup()
+      for k = 1, 2 do
+        wg:add(1)
+        lowbit.go(function()
+          local ok, werr = c:write_message(2, string.rep(string.char(64 + k), 1024 * 1024))
+          if not ok then state.ws = "write: " .. tostring(werr) end
+          wg:done()
+        end)
+      end
+      wg:wait()
+    elseif msg == "close" then
+      local ok, cerr = c:close(1000, "bye")
+      state.ws = "closed " .. tostring(ok) .. " " .. tostring(cerr)
+      break
+    else
+      local ok, werr = c:write_message(op, msg)
+      if not ok then state.ws = "write: " .. tostring(werr); break end
+    end
+  end
+end
+
+P["/probe/ws_state"] = function(w) w:write(tostring(state.ws) .. "\n") end
+
 return function(w, r)
   local h = P[r.url.path]
   if not h then w:write_header(404); w:write("no probe " .. r.url.path .. "\n"); return end
