@@ -300,6 +300,16 @@ describe("lowbit.ngx inside nginx", function()
     assert.matches("^accept: ", st)
   end)
 
+  it("init_worker(main) runs a background service with tasks, channels and timers outside requests", function()
+    local body
+    for _ = 1, 40 do
+      body = select(3, fetch(nginx.base .. "/probe/background"))
+      if body:find("true", 1, true) then break end
+      sh("sleep 0.05")
+    end
+    assert.equal("from a background task, ticks>0: true\n", body)
+  end)
+
   it("A11: after every request above, luv was never loaded in the worker", function()
     local status, _, body = fetch(nginx.base .. "/probe/luv")
     assert.equal(200, status)

@@ -190,6 +190,11 @@ P["/probe/ws"] = function(w, r)
   end
 end
 
+P["/probe/background"] = function(w)
+  local bg = require "background"
+  w:write(("%s, ticks>0: %s\n"):format(tostring(bg.got), tostring(bg.ticks > 0)))
+end
+
 P["/probe/ws_state"] = function(w) w:write(tostring(state.ws) .. "\n") end
 
 return function(w, r)
