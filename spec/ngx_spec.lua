@@ -93,6 +93,12 @@ describe("lowbit.ngx inside nginx", function()
     assert.equal(("version=%s path=liblowbit.so verify=true nil tampered=nil\n"):format(require("lowbit").VERSION), body)
   end)
 
+  it("the request carries the raw target, Host, proto, peer address and raw headers", function()
+    local status, _, body = fetch(nginx.base .. "/probe/request?a=%2F&b", "GET", "-A Agent/1 -H 'Host: example.test'")
+    assert.equal(200, status, body)
+    assert.equal("GET /probe/request?a=%2F&b host=example.test proto=HTTP/1.1 remote=127.0.0.1:P cl=0 ua=Agent/1\n", body)
+  end)
+
   it("A2: examples/app.lua answers the same under lowbit's server and under nginx", function()
     local log = os.tmpname()
     local host = root .. "/build/bin/lowbit"

@@ -509,6 +509,12 @@ if package.loaded["lowbit.net"] == nil then
   }
 end
 
+-- "addr:port" of the client (two ngx.var lookups: only when asked).
+local function peer_addr()
+  local var = ngx.var
+  return (var.remote_addr or "") .. ":" .. (var.remote_port or "")
+end
+
 ---------------------------------------------------------------------------
 -- The response writer.
 ---------------------------------------------------------------------------
@@ -658,7 +664,7 @@ function W:hijack()
   local sock, err = ngx.req.socket(true)
   if not sock then return nil, errors.new("lowbit.ngx: hijack: " .. tostring(err)) end
   self.hijacked = true
-  return M.conn(sock, { raw = true, peer = self.peer })
+  return M.conn(sock, { raw = true, peer = peer_addr() })
 end
 
 local function finish(w)
@@ -674,17 +680,29 @@ end
 -- The request.
 ---------------------------------------------------------------------------
 
+-- The raw (name, value, ...) pairs, and the Host, Content-Length and
+-- Transfer-Encoding values picked up on the way (ngx.var lookups cost
+-- microseconds each per request; one ngx.req.get_headers call does not).
 local function raw_headers()
   local h = ngx.req.get_headers(0, true)
   local raw, n = {}, 0
+  local host, cl, te
   for name, v in pairs(h) do
+    local len = #name
+    if len == 4 or len == 14 or len == 17 then
+      local ln = lower(name)
+      local first = type(v) == "table" and v[1] or v
+      if ln == "host" then host = first
+      elseif ln == "content-length" then cl = first
+      elseif ln == "transfer-encoding" then te = first end
+    end
     if type(v) == "table" then
       for i = 1, #v do raw[n + 1], raw[n + 2] = name, v[i]; n = n + 2 end
     else
       raw[n + 1], raw[n + 2] = name, v; n = n + 2
     end
   end
-  return raw
+  return raw, host, cl, te
 end
 
 -- The body, read on first use (nginx reads chunked bodies itself).
@@ -722,28 +740,26 @@ end
 function Body:close() self.s, self.pos = "", 1; return true end
 
 local function new_request(ctx)
-  local var = ngx.var
-  local target = var.request_uri or "/"
+  local target = ngx.var.request_uri or "/"
   local path, query = target:match("^([^?]*)%?(.*)$")
   if not path then path = target end
   local v = ngx.req.http_version() or 1.1
   local minor = v == 1.0 and 0 or 1
-  local cl = tonumber(var.http_content_length)
-  local peer = (var.remote_addr or "") .. ":" .. (var.remote_port or "")
+  local raw, host, cl, te = raw_headers()
   local r = request.new({
     method = ngx.req.get_method(),
     _path = path, _query = query or false,
     request_uri = target,
-    host = var.http_host or "",
+    host = host or "",
     proto = v == 2 and "HTTP/2.0" or (minor == 1 and "HTTP/1.1" or "HTTP/1.0"),
     proto_minor = minor,
-    _raw = raw_headers(),
-    content_length = cl or (var.http_transfer_encoding and -1 or 0),
-    remote_addr = peer,
+    _raw = raw,
+    content_length = tonumber(cl) or (te and -1 or 0),
+    remote_addr = peer_addr(),
     body = setmetatable({ s = false, pos = 1 }, Body),
   })
   rawset(r, "ctx", ctx)
-  return r, peer
+  return r
 end
 
 local function call_handler(h, w, r)
@@ -763,9 +779,9 @@ function M.serve(handler)
   end
   local ctx, cancel = context.with_cancel(root_ctx)
   if M.WATCH_ABORT then pcall(ngx.on_abort, cancel) end -- needs lua_check_client_abort on
-  local r, peer = new_request(ctx)
+  local r = new_request(ctx)
   local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
-                           buf = {}, nbuf = 0, blen = 0, peer = peer }, W)
+                           buf = {}, nbuf = 0, blen = 0 }, W)
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
   if not ok then
     ngx_log(ngx_ERR, "lowbit.ngx: handler failed: ", tostring(err))

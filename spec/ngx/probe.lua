@@ -19,6 +19,11 @@ P["/probe/core"] = function(w)
     core.path:match("[^/]+$"), tostring(ok), tostring(err), tostring(bad)))
 end
 
+P["/probe/request"] = function(w, r)
+  w:write(("%s %s host=%s proto=%s remote=%s cl=%d ua=%s\n"):format(r.method, r.request_uri, r.host, r.proto,
+    tostring(r.remote_addr):gsub("%d+$", "P"), r.content_length, tostring(r.headers:get("user-agent"))))
+end
+
 P["/probe/luv"] = function(w)
   w:write("luv loaded: " .. tostring(package.loaded.luv ~= nil) .. "\n")
 end
