@@ -342,6 +342,7 @@ M.lowbit = L
 
 local context = require "lowbit.context"
 local headers = require "lowbit.http.headers"
+local canonical = headers.canonical
 local request = require "lowbit.http.request"
 
 -- The worker's root context: cancelled when the worker exits.
@@ -572,18 +573,18 @@ local function send_head(w, sample, length)
   local h = w.hdr
   local has_ct = false
   if h then
-    local vals = {}
-    for name, v in h:each() do
-      local ln = lower(name)
-      if not SKIP[ln] then
+    -- The set's own fields, not h:each(): a closure per response keeps
+    -- LuaJIT from compiling this path (FNEW is not compiled).
+    local vals, names, nh = h._v, h._n, h.n
+    local ngx_header = ngx.header
+    for i = 1, nh do
+      local ln = h[i]
+      local v = vals[ln]
+      if v ~= nil and not SKIP[ln] then
         if ln == "content-type" then has_ct = true end
-        local cur = vals[name]
-        if cur == nil then vals[name] = v
-        elseif type(cur) == "table" then cur[#cur + 1] = v
-        else vals[name] = { cur, v } end
+        ngx_header[names and names[ln] or canonical(ln)] = v -- a table sends each value
       end
     end
-    for name, v in pairs(vals) do ngx.header[name] = v end
   end
   local st = ngx.status
   local bodyless = (st >= 100 and st < 200) or st == 204 or st == 304
