@@ -740,7 +740,17 @@ function Body:read_all(limit)
 end
 function Body:close() self.s, self.pos = "", 1; return true end
 
-local function new_request(ctx)
+-- r.ctx, made on first use (most handlers never ask for it): a child of
+-- the worker's root, cancelled by ngx.on_abort and when the handler returns.
+local function make_ctx(r)
+  local ctx, cancel = context.with_cancel(root_ctx)
+  rawset(r, "_cancel", cancel)
+  if rawget(r, "_over") then cancel(); return ctx end -- asked for after the handler returned
+  if M.WATCH_ABORT then pcall(ngx.on_abort, cancel) end -- needs lua_check_client_abort on
+  return ctx
+end
+
+local function new_request()
   local target = ngx.var.request_uri or "/"
   local path, query = target:match("^([^?]*)%?(.*)$")
   if not path then path = target end
@@ -758,8 +768,8 @@ local function new_request(ctx)
     content_length = tonumber(cl) or (te and -1 or 0),
     remote_addr = peer_addr(),
     body = setmetatable({ s = false, pos = 1 }, Body),
+    _make_ctx = make_ctx,
   })
-  rawset(r, "ctx", ctx)
   return r
 end
 
@@ -778,9 +788,7 @@ function M.serve(handler)
   if not (t == "function" or (t == "table" and (handler.serve_http or (getmetatable(handler) or {}).__call))) then
     error("bad argument 'handler' to lowbit.ngx.serve: function or table with serve_http expected, got " .. t, 2)
   end
-  local ctx, cancel = context.with_cancel(root_ctx)
-  if M.WATCH_ABORT then pcall(ngx.on_abort, cancel) end -- needs lua_check_client_abort on
-  local r = new_request(ctx)
+  local r = new_request()
   local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
                            buf = {}, nbuf = 0, blen = 0 }, W)
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
@@ -794,7 +802,9 @@ function M.serve(handler)
     end
   end
   finish(w)
-  cancel()
+  rawset(r, "_over", true)
+  local cancel = rawget(r, "_cancel")
+  if cancel then cancel() end
   -- The request's tasks: a grace period after the cancel, then killed.
   local st = states[co_running()]
   if st and st.n > 0 then
