@@ -11,7 +11,9 @@
 # then make the goal in a sub-make that reads this file afresh.
 ifndef LB_DEPS_CHECKED
 GOALS  := $(or $(MAKECMDGOALS),all)
-NODEPS := help clean deps
+# rock and rock-install run under luarocks, which has already checked the
+# external dependencies: they never try apt-get.
+NODEPS := help clean deps rock rock-install
 .PHONY: $(GOALS)
 $(GOALS):
 	@case " $(NODEPS) " in *" $@ "*) ;; *) sh tools/deps.sh ;; esac
@@ -23,8 +25,8 @@ LUAJIT  ?= luajit
 VERSION := 0.1.0
 BUILD   := build
 
-PKG_CFLAGS := $(shell pkg-config --cflags luajit libuv openssl zlib 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs openssl zlib 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags luajit libuv openssl zlib 2>/dev/null) $(ROCK_CFLAGS)
+PKG_LIBS   := $(ROCK_LDFLAGS) $(or $(shell pkg-config --libs openssl zlib 2>/dev/null),-lssl -lcrypto -lz)
 
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
@@ -32,9 +34,10 @@ CFLAGS_ALL = $(CFLAGS) $(WARN) -std=gnu99 -fPIC -Iinclude -DLB_VERSION='"$(VERSI
 
 # llhttp's C sources ship in Debian's node-llhttp; they are compiled as they
 # come (their own warnings are not ours to fix, so no -Werror there).
-LLHTTP_DIR := /usr/share/llhttp
-LLHTTP_INC := /usr/share/include/llhttp
-LLHTTP_SRCS := $(LLHTTP_DIR)/llhttp.c $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c
+# The rockspec passes both from its LLHTTP external dependency.
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+LLHTTP_SRCS := $(LLHTTP_SRC)/llhttp.c $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c
 
 CORE_SRCS := $(sort $(wildcard runtime/lb_*.c))
 CORE_HDRS := $(sort $(wildcard include/lowbit/lb_*.h))
@@ -50,8 +53,11 @@ LIB_OBJS  := $(CORE_OBJS) $(LLHTTP_OBJS) $(GLUE_OBJS)
 LUA_SRCS  := $(shell find lua bindings -name '*.lua' | sort)
 CDEF_LUA  := $(BUILD)/lua/lowbit/cdef.lua
 
+# The host links luv statically; where that archive is missing (any system
+# but Debian's lua-luv-dev) the rock installs no host.
+LUV_A     ?= /usr/lib/x86_64-linux-gnu/liblua5.1-luv.a
 HOST_LIBS := -Wl,--whole-archive $(BUILD)/lib/liblowbit.a -Wl,--no-whole-archive \
-             -Wl,--whole-archive /usr/lib/x86_64-linux-gnu/liblua5.1-luv.a -Wl,--no-whole-archive \
+             -Wl,--whole-archive $(LUV_A) -Wl,--no-whole-archive \
              -Wl,-Bstatic -lluajit-5.1 -Wl,-Bdynamic -luv $(PKG_LIBS) -lm -ldl -lpthread
 
 TEST_SRCS := $(sort $(wildcard runtime/test/test_*.c))
@@ -62,7 +68,7 @@ FUZZ_SRCS := $(sort $(wildcard runtime/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:runtime/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps lib host test test-c test-lua bench fuzz example clean help rock-install
+.PHONY: all deps lib host test test-c test-lua bench fuzz example clean help rock rock-install
 
 all: lib host $(CDEF_LUA)
 
@@ -89,7 +95,7 @@ $(BUILD)/obj/glue/%.o: bindings/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -w -I$(LLHTTP_INC) -c $< -o $@
 
@@ -127,7 +133,7 @@ $(BUILD)/san/%.o: runtime/%.c $(CORE_HDRS) $(CORE_PRIV)
 	$(CC) -O1 -g $(WARN) -std=gnu99 $(SAN) -Iinclude $(PKG_CFLAGS) -I$(LLHTTP_INC) \
 	  -DLB_VERSION='"$(VERSION)"' -c $< -o $@
 
-$(BUILD)/san/llhttp/%.o: $(LLHTTP_DIR)/%.c
+$(BUILD)/san/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -w $(SAN) -I$(LLHTTP_INC) -c $< -o $@
 
@@ -167,14 +173,19 @@ bench: all
 example: all
 	$(BUILD)/bin/lowbit examples/hello.lua 127.0.0.1:8080
 
-# Used by the rockspec (build.type = "make"): installs the Lua modules and
-# the core library into a LuaRocks tree.
-rock-install: all
+# Used by the rockspec (build.type = "command"): `rock` builds what a rock
+# needs (the library and the FFI declarations, plus the host where luv's
+# static archive exists); `rock-install` copies them into the LuaRocks tree.
+ROCK_HOST := $(if $(wildcard $(LUV_A)),host)
+rock: lib $(CDEF_LUA) $(ROCK_HOST)
+
+rock-install: rock
 	mkdir -p "$(LUADIR)/lowbit" "$(LIBDIR)"
 	cd lua && find lowbit -name '*.lua' -exec install -D -m 644 {} "$(LUADIR)/{}" \;
 	cd bindings && find lowbit -name '*.lua' -exec install -D -m 644 {} "$(LUADIR)/{}" \;
 	install -m 644 $(CDEF_LUA) "$(LUADIR)/lowbit/cdef.lua"
 	install -m 755 $(BUILD)/lib/liblowbit.so "$(LIBDIR)/liblowbit.so"
+	if [ -n "$(ROCK_HOST)" ] && [ -n "$(BINDIR)" ]; then mkdir -p "$(BINDIR)" && install -m 755 $(BUILD)/bin/lowbit "$(BINDIR)/lowbit"; fi
 
 clean:
 	rm -rf $(BUILD)

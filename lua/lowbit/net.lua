@@ -168,6 +168,32 @@ M.Conn = Conn
 -- rbuf and wakes its reader. No Lua callback, string or closure per read.
 local ffi = require "ffi"
 local C = require("lowbit.core").C
+
+-- Two libuvs in one process: lb_uvread (in liblowbit, linked to the system
+-- libuv) works on handles that luv creates. A luv built with its own
+-- bundled libuv (the luv rock's default) lays those handles out for its
+-- copy; reading them with ours would corrupt memory. Their versions are
+-- compared at load, and a mismatch is refused with what to do.
+pcall(ffi.cdef, "unsigned int uv_version(void);")
+
+--- The refusal message when luv's libuv (version number luv_v, as
+--- uv.version() gives it) is not the libuv liblowbit uses (ours), else nil.
+function M._libuv_mismatch(luv_v, ours)
+  if luv_v == ours then return nil end
+  local function s(v) return ("%d.%d.%d"):format(math.floor(v / 65536), math.floor(v / 256) % 256, v % 256) end
+  return ("lowbit.net: luv runs libuv %s but liblowbit uses libuv %s: two libuvs in one process"
+    .. " cannot share handles. Build luv against the system libuv (luarocks install luv"
+    .. " WITH_SHARED_LIBUV=ON, or Debian's lua-luv), or rebuild liblowbit against luv's libuv"):format(s(luv_v), s(ours))
+end
+
+do
+  local ok, ours = pcall(function() return tonumber(C.uv_version()) end)
+  if ok and ours then
+    local msg = M._libuv_mismatch(uv.version(), ours)
+    if msg then error(msg, 0) end
+  end
+end
+
 local reading = {} -- id -> conn, while C may report on it (anchors conn and handle)
 local next_id = 0
 local UV_EOF = -4095

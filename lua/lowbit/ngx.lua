@@ -1,0 +1,832 @@
+-- lowbit.ngx: lowbit handlers and tasks inside nginx's Lua module.
+--
+--   init_worker_by_lua_block { require("lowbit.ngx").init_worker() }
+--   location / { content_by_lua_block { require("lowbit.ngx").serve(require("app")) } }
+--
+-- Not a second runtime: loading this module installs, as the "lowbit"
+-- module, a backend under the same channels, select, mutexes, waitgroups,
+-- contexts and timers (lowbit/sched.lua) that park on ngx.semaphore and run
+-- tasks as ngx light threads. It never loads luv. Handlers function(w, r)
+-- run unchanged: r is lowbit's request (raw target, raw headers, a context
+-- cancelled on client abort and when the handler returns), w the response
+-- writer over ngx.print/ngx.flush, and w:hijack() the raw request socket.
+--
+-- Tasks started in a request are ngx light threads of that request; when
+-- its handler returns, r.ctx is cancelled, they get GRACE seconds to end,
+-- and the rest are killed. Outside requests (init_worker) a task is a
+-- 0-delay ngx.timer. Timers (lowbit.after, sleeps with a context,
+-- deadlines) share one scheduler thread per worker.
+local ngx = ngx
+if type(ngx) ~= "table" or not ngx.thread then
+  error("lowbit.ngx: runs inside nginx's Lua module (content_by_lua, init_worker_by_lua)", 2)
+end
+
+local ffi = require "ffi"
+local semaphore = require "ngx.semaphore"
+local errors = require "lowbit.errors"
+
+local type, error, tostring, select, pcall, xpcall, setmetatable =
+  type, error, tostring, select, pcall, xpcall, setmetatable
+local co_running = coroutine.running
+local traceback = debug.traceback
+local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+local unpack = unpack
+local ngx_log, ngx_ERR = ngx.log, ngx.ERR
+
+local M = {}
+
+--- Seconds a request's tasks get, after its handler returns and its ctx is
+--- cancelled, before they are killed.
+M.GRACE = 0.2
+
+--- Cancel r.ctx when the client goes away (ngx.on_abort: costs a
+--- coroutine per request; needs lua_check_client_abort on).
+M.WATCH_ABORT = true
+
+---------------------------------------------------------------------------
+-- lowbit.log, without luv: lines go to nginx's error log.
+---------------------------------------------------------------------------
+
+if package.loaded["lowbit.log"] == nil then
+  local dropped = 0
+  local function write(msg) ngx_log(ngx_ERR, tostring(msg)); return true end
+  package.loaded["lowbit.log"] = {
+    write = write, write_always = write, flush = function() return true end,
+    limit = function(_, msg) return write(msg) end,
+    stats = function() return { written = 0, dropped = dropped } end,
+    _set_sink = function() end,
+  }
+end
+
+---------------------------------------------------------------------------
+-- The clock: CLOCK_MONOTONIC through the FFI (never ngx.now(), which is
+-- epoch time cached per event loop pass). Conn deadlines use it too.
+---------------------------------------------------------------------------
+
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_nsec; } lb_ngx_timespec;
+int clock_gettime(int clk, lb_ngx_timespec *ts);
+]])
+local ts = ffi.new("lb_ngx_timespec")
+local CLOCK_MONOTONIC = 1
+local clock_gettime = ffi.C.clock_gettime
+local function now()
+  clock_gettime(CLOCK_MONOTONIC, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+---------------------------------------------------------------------------
+-- The backend: the "lowbit" module inside nginx.
+---------------------------------------------------------------------------
+
+local L = { VERSION = "0.1.0", errors = errors, now = now, backend = "ngx" }
+
+function L.on_error(err, tb)
+  ngx_log(ngx_ERR, "lowbit: error in task: ", tostring(tb or err))
+end
+
+-- A unit is what parks: one per light thread (or timer, or the request's
+-- entry thread), with its own semaphore, made on first need.
+local units = setmetatable({}, { __mode = "k" })
+
+local PHASE_OK = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
+                   ssl_session_fetch = true, preread = true }
+
+local function need_task(what)
+  local co = co_running()
+  local u = co and units[co]
+  if u then return u end
+  if not co or not PHASE_OK[ngx.get_phase()] then
+    error(what .. ": must be called from a lowbit task (a request handler, lowbit.go, or ngx.ngx.timer)", 3)
+  end
+  u = { sema = semaphore.new(0), a = nil, b = nil, co = co }
+  units[co] = u
+  return u
+end
+L._need_task = need_task
+
+-- A wake before the park is kept by the semaphore's count.
+local PARK_SLICE = 3600
+local function park()
+  local u = units[co_running()]
+  local sema = u.sema
+  while true do
+    local ok, err = sema:wait(PARK_SLICE)
+    if ok then break end
+    if err ~= "timeout" then error("lowbit: parking failed: " .. tostring(err)) end
+  end
+  local a, b = u.a, u.b
+  u.a, u.b = nil, nil
+  return a, b
+end
+L._park = park
+
+local function wake(u, a, b)
+  u.a, u.b = a, b
+  u.sema:post(1)
+end
+L._wake = wake
+
+---------------------------------------------------------------------------
+-- Timers: one min-heap, one scheduler thread per worker.
+---------------------------------------------------------------------------
+
+local heap, heap_n = {}, 0
+local sched_sema = semaphore.new(0)
+local sched_running, sched_until = false, nil
+
+local function hswap(i, j)
+  local a, b = heap[i], heap[j]
+  heap[i], heap[j] = b, a
+  b.idx, a.idx = i, j
+end
+local function hup(i)
+  while i > 1 do
+    local p = floor(i / 2)
+    if heap[p].at <= heap[i].at then break end
+    hswap(i, p); i = p
+  end
+end
+local function hdown(i)
+  while true do
+    local l = 2 * i
+    if l > heap_n then break end
+    local m = l
+    if l < heap_n and heap[l + 1].at < heap[l].at then m = l + 1 end
+    if heap[i].at <= heap[m].at then break end
+    hswap(i, m); i = m
+  end
+end
+
+local root_cancel -- set by init_worker
+
+local function sched_loop(premature)
+  if premature then sched_running = false; return end
+  while true do
+    local t = now()
+    while heap_n > 0 and heap[1].at <= t + 0.0005 do
+      local e = heap[1]
+      heap[1] = heap[heap_n]; heap[1].idx = 1
+      heap[heap_n] = nil; heap_n = heap_n - 1
+      if heap_n > 0 then hdown(1) end
+      e.idx = nil
+      local ok, err = pcall(e.fn, e)
+      if not ok then ngx_log(ngx_ERR, "lowbit: timer callback failed: ", tostring(err)) end
+    end
+    if ngx.worker.exiting() then
+      if root_cancel then root_cancel() end
+      break
+    end
+    local wait = 1
+    if heap_n > 0 then wait = min(max(heap[1].at - now(), 0.001), 1) end
+    sched_until = now() + wait
+    sched_sema:wait(wait)
+    sched_until = nil
+  end
+  sched_running = false
+end
+
+local function sched_start()
+  if sched_running then return end
+  local ok, err = ngx.timer.at(0, sched_loop)
+  if ok then sched_running = true
+  else ngx_log(ngx_ERR, "lowbit: cannot start the timer thread: ", tostring(err)) end
+end
+
+local function timer_add(at, fn, data)
+  local e = { at = at, fn = fn, data = data, idx = false }
+  heap_n = heap_n + 1
+  heap[heap_n] = e
+  e.idx = heap_n
+  hup(heap_n)
+  if not sched_running then sched_start()
+  elseif e.idx == 1 and (sched_until == nil or at < sched_until) then sched_sema:post(1) end
+  return e
+end
+L._timer_add = timer_add
+
+local function timer_cancel(e)
+  local i = e.idx
+  if i == nil or i == false then return false end
+  e.idx = nil
+  local last = heap[heap_n]
+  heap[heap_n] = nil
+  heap_n = heap_n - 1
+  if i <= heap_n then
+    heap[i] = last; last.idx = i
+    hup(i); hdown(last.idx)
+  end
+  return true
+end
+L._timer_cancel = timer_cancel
+function L._timer_count() return heap_n end
+
+require("lowbit.sched")(L, {
+  need_task = need_task, park = park, wake = wake,
+  timer_add = timer_add, timer_cancel = timer_cancel, now = now,
+})
+
+---------------------------------------------------------------------------
+-- Tasks
+---------------------------------------------------------------------------
+
+local function check_fn(fn, name)
+  if type(fn) ~= "function" then
+    local mt = getmetatable(fn)
+    if not (mt and mt.__call) then
+      error("bad argument 'fn' to " .. name .. ": function expected, got " .. type(fn), 3)
+    end
+  end
+end
+
+-- Per request (or per timer): the tasks started there and a waitgroup,
+-- found from the running coroutine (the request's entry thread, or a task
+-- it started): no ngx.ctx table per request.
+local states = setmetatable({}, { __mode = "k" })
+local function req_state()
+  local co = co_running()
+  local st = states[co]
+  if not st then
+    st = { threads = {}, n = 0, wg = L.waitgroup() }
+    states[co] = st
+  end
+  return st
+end
+
+local function report(err)
+  local tb = traceback(tostring(err), 2)
+  local ok, rerr = pcall(L.on_error, err, tb)
+  if not ok then ngx_log(ngx_ERR, "lowbit: on_error failed: ", tostring(rerr), "\n", tb) end
+  return err
+end
+
+local function run_task(st, fn, ...)
+  if st then states[co_running()] = st end
+  xpcall(fn, report, ...)
+  if st then st.wg:done() end
+end
+
+function L.go(fn, ...)
+  check_fn(fn, "lowbit.go")
+  local phase = ngx.get_phase()
+  if PHASE_OK[phase] then
+    local st = req_state()
+    st.wg:add(1)
+    -- A light thread runs at once until it first yields.
+    local th, err = ngx.thread.spawn(run_task, st, fn, ...)
+    if not th then st.wg:done(); error("lowbit.go: " .. tostring(err), 2) end
+    st.n = st.n + 1
+    st.threads[st.n] = th
+    return th
+  end
+  local n, args = select("#", ...), { ... }
+  local ok, err = ngx.timer.at(0, function(premature)
+    if premature then return end
+    run_task(nil, fn, unpack(args, 1, n))
+  end)
+  if not ok then error("lowbit.go: " .. tostring(err), 2) end
+  return true
+end
+
+function L.detach() return false end
+function L.current()
+  local co = co_running()
+  return co and units[co] or nil
+end
+
+local function check_seconds(s, name)
+  if type(s) ~= "number" or s ~= s then
+    error("bad argument 'seconds' to " .. name .. ": number expected, got " .. type(s), 3)
+  end
+end
+
+function L.sleep(s)
+  check_seconds(s, "lowbit.sleep")
+  need_task("lowbit.sleep")
+  ngx.sleep(s > 0 and s or 0)
+end
+
+function L.yield()
+  need_task("lowbit.yield")
+  ngx.sleep(0)
+end
+
+--- Runs fn(...) in the current light thread, then waits for the tasks it
+--- started. No deadlock detection: a timer can always wake a light thread.
+function L.run(fn, ...)
+  check_fn(fn, "lowbit.run")
+  need_task("lowbit.run")
+  local res = { n = select("#", ...) }
+  local function keep(...) res = { n = select("#", ...), ... } end
+  keep(fn(...))
+  req_state().wg:wait()
+  return unpack(res, 1, res.n)
+end
+L.run_virtual = L.run
+function L.is_virtual() return false end
+function L.is_running() return true end
+function L._set_after_poll() end
+function L._ignore_sigpipe() end
+function L._track_tasks() end
+function L._abort() end
+L.trace_spawn_sites = false
+L.DEADLOCK = errors.new("all tasks are asleep: deadlock")
+
+-- Installed before any module that requires "lowbit" loads.
+local prev = package.loaded.lowbit
+if prev ~= nil and prev.backend ~= "ngx" then
+  error("lowbit.ngx: the luv runtime is already loaded in this nginx worker; require lowbit.ngx first", 2)
+end
+if prev == nil then package.loaded.lowbit = L else L = prev end
+M.lowbit = L
+
+local context = require "lowbit.context"
+local headers = require "lowbit.http.headers"
+local canonical = headers.canonical
+local request = require "lowbit.http.request"
+
+-- The worker's root context: cancelled when the worker exits.
+local root_ctx
+root_ctx, root_cancel = context.with_cancel(context.background())
+M.root = root_ctx
+
+---------------------------------------------------------------------------
+-- The conn over cosockets (w:hijack(), outbound ngx.socket.tcp()).
+---------------------------------------------------------------------------
+
+local EOF, UNEXPECTED_EOF, TIMEOUT, CLOSED = errors.EOF, errors.UNEXPECTED_EOF, errors.TIMEOUT, errors.new("use of closed network connection")
+M.CLOSED = CLOSED
+local NOT_RAW = errors.new("lowbit.ngx: close_write is not possible on an nginx cosocket")
+local FAR_MS = 24 * 3600 * 1000
+
+local Conn = {}
+Conn.__index = Conn
+M.Conn = Conn
+
+local function ms_until(dl, t)
+  if not dl then return FAR_MS end
+  return max(1, ceil((dl - t) * 1000))
+end
+
+local function apply_timeouts(c)
+  local t = now()
+  c.sock:settimeouts(FAR_MS, ms_until(c.wdl, t), ms_until(c.rdl, t))
+end
+
+local function map_err(err, partial)
+  -- With lua_check_client_abort on, a raw request socket whose peer left
+  -- reports "client aborted": the same end of stream as "closed".
+  if err == "closed" or err == "client aborted" then
+    if partial and partial ~= "" then return UNEXPECTED_EOF end
+    return EOF
+  end
+  if err == "timeout" then return TIMEOUT end
+  return errors.new("ngx: " .. tostring(err))
+end
+
+--- A conn (lowbit's conn interface) over a cosocket. opts.raw: the raw
+--- request socket (close only marks it closed; no half-close).
+function M.conn(sock, opts)
+  if sock == nil or type(sock.receive) ~= "function" then
+    error("bad argument 'sock' to lowbit.ngx.conn: cosocket expected, got " .. type(sock), 2)
+  end
+  opts = opts or {}
+  return setmetatable({ sock = sock, raw = opts.raw and true or false, closed = false,
+                        rdl = false, wdl = false, rerr = nil, peer = opts.peer, prefix = nil }, Conn)
+end
+
+--- Puts s back in front of the unread bytes (protocol switches).
+function Conn:unread(s)
+  if type(s) ~= "string" then error("bad argument 's' to conn:unread: string expected, got " .. type(s), 2) end
+  if #s > 0 then self.prefix = s .. (self.prefix or "") end
+end
+function Conn:buffered() return self.prefix and #self.prefix or 0 end
+
+function Conn:read(maxn)
+  if self.closed then return nil, CLOSED end
+  local pre = self.prefix
+  if pre then
+    maxn = maxn or 65536
+    if #pre <= maxn then self.prefix = nil; return pre end
+    self.prefix = pre:sub(maxn + 1)
+    return pre:sub(1, maxn)
+  end
+  if self.rerr then return nil, self.rerr end
+  if self.rdl and self.rdl <= now() then return nil, TIMEOUT end
+  apply_timeouts(self)
+  local data, err = self.sock:receiveany(maxn or 65536)
+  if data then return data end
+  local e = map_err(err)
+  if e ~= TIMEOUT then self.rerr = e end
+  return nil, e
+end
+
+function Conn:read_full(n)
+  if self.closed then return nil, CLOSED end
+  if self.rerr then return nil, self.rerr end
+  if self.rdl and self.rdl <= now() then return nil, TIMEOUT end
+  local pre = self.prefix
+  if pre then
+    if #pre >= n then
+      self.prefix = #pre > n and pre:sub(n + 1) or nil
+      return pre:sub(1, n)
+    end
+    self.prefix = nil
+    n = n - #pre
+  end
+  apply_timeouts(self)
+  local data, err, partial = self.sock:receive(n)
+  if data then return pre and pre .. data or data end
+  local e = map_err(err, (pre or "") .. (partial or ""))
+  if e ~= TIMEOUT then self.rerr = e end
+  return nil, e
+end
+
+function Conn:write(s)
+  if self.closed then return nil, CLOSED end
+  if self.wdl and self.wdl <= now() then return nil, TIMEOUT end
+  apply_timeouts(self)
+  local n, err = self.sock:send(s)
+  if not n then return nil, map_err(err) end
+  return n
+end
+
+function Conn:close()
+  if self.closed then return nil, CLOSED end
+  self.closed = true
+  if not self.raw then self.sock:close() end
+  return true
+end
+
+function Conn:close_write()
+  if self.closed then return nil, CLOSED end
+  return nil, NOT_RAW
+end
+
+local function check_deadline(t, fname)
+  if t ~= nil and (type(t) ~= "number" or t ~= t) then
+    error("bad argument 't' to conn:" .. fname .. ": number or nil expected, got " .. type(t), 3)
+  end
+end
+function Conn:set_read_deadline(t) check_deadline(t, "set_read_deadline"); self.rdl = t or false; return true end
+function Conn:set_write_deadline(t) check_deadline(t, "set_write_deadline"); self.wdl = t or false; return true end
+function Conn:set_deadline(t)
+  check_deadline(t, "set_deadline")
+  self.rdl, self.wdl = t or false, t or false
+  return true
+end
+function Conn:remote_addr() return self.peer end
+function Conn:local_addr() return nil end
+
+--- Dials host:port with ngx.socket.tcp() (names need a `resolver`).
+function M.dial(ctx, addr, opts)
+  if type(addr) ~= "string" then error("bad argument 'addr' to lowbit.ngx.dial: string expected", 2) end
+  local host, port = addr:match("^%[?(.-)%]?:(%d+)$")
+  if not host then return nil, errors.new("lowbit.ngx.dial: address host:port expected: " .. addr) end
+  local sock = ngx.socket.tcp()
+  local t = ctx and ctx.deadline and ctx:deadline()
+  sock:settimeouts(t and ms_until(t, now()) or 60000, FAR_MS, FAR_MS)
+  local ok, err = sock:connect(host, tonumber(port))
+  if not ok then return nil, map_err(err) end
+  return M.conn(sock, { peer = addr })
+end
+
+-- lowbit.net without luv: what the protocol modules (cooper, websockets,
+-- the HTTP client) take from it, over cosockets. Installed only when the
+-- real one is not loaded (it never is in a worker that loaded this first).
+if package.loaded["lowbit.net"] == nil then
+  package.loaded["lowbit.net"] = {
+    EOF = EOF, CLOSED = CLOSED, TIMEOUT = TIMEOUT, backend = "ngx",
+    dial = M.dial,
+    prefixed = function(conn, prefix)
+      if prefix == nil or prefix == "" then return conn end
+      conn:unread(prefix)
+      return conn
+    end,
+    join_host_port = function(host, port)
+      if host:find(":", 1, true) then return "[" .. host .. "]:" .. tostring(port) end
+      return host .. ":" .. tostring(port)
+    end,
+  }
+end
+
+-- "addr:port" of the client (two ngx.var lookups: only when asked).
+local function peer_addr()
+  local var = ngx.var
+  return (var.remote_addr or "") .. ":" .. (var.remote_port or "")
+end
+
+---------------------------------------------------------------------------
+-- The response writer.
+---------------------------------------------------------------------------
+
+local W = {}
+W.__index = W
+M.ResponseWriter = W
+
+local HIJACKED = errors.new("http: connection has been hijacked")
+M.HIJACKED = HIJACKED
+
+-- What lowbit's own server sniffs when the handler sets no Content-Type.
+local lower = string.lower
+local function sniff(s)
+  local head = s:sub(1, 512)
+  local t = head:match("^[\t\n\f\r ]*(.*)$")
+  local l = lower(t:sub(1, 14))
+  if l:find("^<!doctype html") or l:find("^<html") or l:find("^<head") or l:find("^<body")
+    or l:find("^<script") or l:find("^<title") or l:find("^<div") or l:find("^<p[ >]")
+    or l:find("^<h1") or l:find("^<table") or l:find("^<a[ >]") or l:find("^<br") then
+    return "text/html; charset=utf-8"
+  end
+  if t:find("^<%?xml") then return "text/xml; charset=utf-8" end
+  if head:find("^%%PDF%-") then return "application/pdf" end
+  if head:find("^\137PNG\r\n\26\n") then return "image/png" end
+  if head:find("^\255\216\255") then return "image/jpeg" end
+  if head:find("^GIF8[79]a") then return "image/gif" end
+  if head:find("[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
+  return "text/plain; charset=utf-8"
+end
+
+local BUFFER_MAX = 64 * 1024
+local SKIP = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+
+function W:header()
+  local h = self.hdr
+  if not h then h = headers.new(); self.hdr = h end
+  return h
+end
+
+function W:write_header(status)
+  if type(status) ~= "number" or status < 100 or status > 999 or status % 1 ~= 0 then
+    error("invalid WriteHeader code " .. tostring(status), 2)
+  end
+  if self.hijacked then return nil, HIJACKED end
+  if self.status then return end
+  if status >= 100 and status < 200 and status ~= 101 then return true end -- nginx sends its own 100
+  self.status = status
+end
+
+-- Copies status and headers into ngx; sample: the body's first bytes.
+local function send_head(w, sample, length)
+  w.head_sent = true
+  ngx.status = w.status or 200
+  local h = w.hdr
+  local has_ct = false
+  if h then
+    -- The set's own fields, not h:each(): a closure per response keeps
+    -- LuaJIT from compiling this path (FNEW is not compiled).
+    local vals, names, nh = h._v, h._n, h.n
+    local ngx_header = ngx.header
+    for i = 1, nh do
+      local ln = h[i]
+      local v = vals[ln]
+      if v ~= nil and not SKIP[ln] then
+        if ln == "content-type" then has_ct = true end
+        ngx_header[names and names[ln] or canonical(ln)] = v -- a table sends each value
+      end
+    end
+  end
+  local st = ngx.status
+  local bodyless = (st >= 100 and st < 200) or st == 204 or st == 304
+  if not has_ct and not bodyless then
+    if sample and sample ~= "" then ngx.header["Content-Type"] = sniff(sample)
+    elseif length ~= 0 then ngx.header["Content-Type"] = "text/plain; charset=utf-8" end
+  end
+  if length and not bodyless then ngx.header["Content-Length"] = length end
+  local ok, err = ngx.send_headers()
+  if not ok and err then w.werr = errors.new("ngx: " .. tostring(err)) end
+end
+
+local function pending(w)
+  local b = w.buf
+  if w.nbuf == 0 then return "" end
+  local s = table.concat(b, "", 1, w.nbuf)
+  for i = 1, w.nbuf do b[i] = nil end
+  w.nbuf, w.blen = 0, 0
+  return s
+end
+
+function W:write(s)
+  if type(s) ~= "string" then
+    if type(s) == "number" then s = tostring(s)
+    else error("bad argument 's' to w:write: string expected, got " .. type(s), 2) end
+  end
+  if self.hijacked then return nil, HIJACKED end
+  if self.werr then return nil, self.werr end
+  if not self.status then self.status = 200 end
+  if #s == 0 then return 0 end
+  if not self.head_sent then
+    self.nbuf = self.nbuf + 1
+    self.buf[self.nbuf] = s
+    self.blen = self.blen + #s
+    if self.blen < BUFFER_MAX then return #s end
+    local body = pending(self)
+    send_head(self, body)
+    s = body
+  end
+  local ok, err = ngx.print(s)
+  if not ok then self.werr = errors.new("ngx: " .. tostring(err)); return nil, self.werr end
+  return #s
+end
+
+function W:flush()
+  if self.hijacked then return nil, HIJACKED end
+  if self.werr then return nil, self.werr end
+  if not self.status then self.status = 200 end
+  if not self.head_sent then
+    local body = pending(self)
+    send_head(self, body)
+    if body ~= "" then
+      local ok, err = ngx.print(body)
+      if not ok then self.werr = errors.new("ngx: " .. tostring(err)); return nil, self.werr end
+    end
+  end
+  local ok, err = ngx.flush(true)
+  -- "nothing to flush" is success: everything already reached the kernel.
+  if not ok and err ~= "nothing to flush" then
+    self.werr = errors.new("ngx: " .. tostring(err))
+    return nil, self.werr
+  end
+  return true
+end
+
+--- The raw request socket as a conn (HTTP/1.x only): the handler writes
+--- the whole response itself (cooper's 101). nil, err where impossible.
+function W:hijack()
+  if self.hijacked then return nil, HIJACKED end
+  local v = ngx.req.http_version()
+  if v ~= 1.1 and v ~= 1.0 then
+    return nil, errors.new("lowbit.ngx: hijack is not possible over HTTP/" .. tostring(v))
+  end
+  if self.head_sent then
+    local ok, err = ngx.flush(true)
+    if not ok and err ~= "nothing to flush" then return nil, errors.new("ngx: " .. tostring(err)) end
+  end
+  local sock, err = ngx.req.socket(true)
+  if not sock then return nil, errors.new("lowbit.ngx: hijack: " .. tostring(err)) end
+  self.hijacked = true
+  return M.conn(sock, { raw = true, peer = peer_addr() })
+end
+
+local function finish(w)
+  if w.hijacked or w.werr then return end
+  if not w.head_sent then
+    local body = pending(w)
+    send_head(w, body, #body)
+    if body ~= "" then ngx.print(body) end
+  end
+end
+
+---------------------------------------------------------------------------
+-- The request.
+---------------------------------------------------------------------------
+
+-- The raw (name, value, ...) pairs, and the Host, Content-Length and
+-- Transfer-Encoding values picked up on the way (ngx.var lookups cost
+-- microseconds each per request; one ngx.req.get_headers call does not).
+local function raw_headers()
+  local h = ngx.req.get_headers(0, true)
+  local raw, n = {}, 0
+  local host, cl, te
+  for name, v in pairs(h) do
+    local len = #name
+    if len == 4 or len == 14 or len == 17 then
+      local ln = lower(name)
+      local first = type(v) == "table" and v[1] or v
+      if ln == "host" then host = first
+      elseif ln == "content-length" then cl = first
+      elseif ln == "transfer-encoding" then te = first end
+    end
+    if type(v) == "table" then
+      for i = 1, #v do raw[n + 1], raw[n + 2] = name, v[i]; n = n + 2 end
+    else
+      raw[n + 1], raw[n + 2] = name, v; n = n + 2
+    end
+  end
+  return raw, host, cl, te
+end
+
+-- The body, read on first use (nginx reads chunked bodies itself).
+local Body = {}
+Body.__index = Body
+local function load_body(b)
+  if b.s then return end
+  ngx.req.read_body()
+  local s = ngx.req.get_body_data()
+  if not s then
+    local path = ngx.req.get_body_file()
+    if path then
+      local f = io.open(path, "rb")
+      if f then s = f:read("*a"); f:close() end
+    end
+  end
+  b.s, b.pos = s or "", 1
+end
+function Body:read(n)
+  load_body(self)
+  local s, pos = self.s, self.pos
+  if pos > #s then return nil, EOF end
+  n = n or 65536
+  local chunk = s:sub(pos, pos + n - 1)
+  self.pos = pos + #chunk
+  return chunk
+end
+function Body:read_all(limit)
+  load_body(self)
+  local rest = self.s:sub(self.pos)
+  if limit and #rest > limit then return nil, errors.new("http: request body too large") end
+  self.pos = #self.s + 1
+  return rest
+end
+function Body:close() self.s, self.pos = "", 1; return true end
+
+-- r.ctx, made on first use (most handlers never ask for it): a child of
+-- the worker's root, cancelled by ngx.on_abort and when the handler returns.
+local function make_ctx(r)
+  local ctx, cancel = context.with_cancel(root_ctx)
+  rawset(r, "_cancel", cancel)
+  if rawget(r, "_over") then cancel(); return ctx end -- asked for after the handler returned
+  if M.WATCH_ABORT then pcall(ngx.on_abort, cancel) end -- needs lua_check_client_abort on
+  return ctx
+end
+
+local function new_request()
+  local target = ngx.var.request_uri or "/"
+  local path, query = target:match("^([^?]*)%?(.*)$")
+  if not path then path = target end
+  local v = ngx.req.http_version() or 1.1
+  local minor = v == 1.0 and 0 or 1
+  local raw, host, cl, te = raw_headers()
+  local r = request.new({
+    method = ngx.req.get_method(),
+    _path = path, _query = query or false,
+    request_uri = target,
+    host = host or "",
+    proto = v == 2 and "HTTP/2.0" or (minor == 1 and "HTTP/1.1" or "HTTP/1.0"),
+    proto_minor = minor,
+    _raw = raw,
+    content_length = tonumber(cl) or (te and -1 or 0),
+    remote_addr = peer_addr(),
+    body = setmetatable({ s = false, pos = 1 }, Body),
+    _make_ctx = make_ctx,
+  })
+  return r
+end
+
+local function call_handler(h, w, r)
+  if type(h) == "table" and h.serve_http then return h:serve_http(w, r) end
+  return h(w, r)
+end
+
+---------------------------------------------------------------------------
+-- Entry points.
+---------------------------------------------------------------------------
+
+--- content_by_lua: serves this request with handler(w, r).
+function M.serve(handler)
+  local t = type(handler)
+  if not (t == "function" or (t == "table" and (handler.serve_http or (getmetatable(handler) or {}).__call))) then
+    error("bad argument 'handler' to lowbit.ngx.serve: function or table with serve_http expected, got " .. t, 2)
+  end
+  local r = new_request()
+  local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
+                           buf = {}, nbuf = 0, blen = 0 }, W)
+  local ok, err = xpcall(call_handler, traceback, handler, w, r)
+  if not ok then
+    ngx_log(ngx_ERR, "lowbit.ngx: handler failed: ", tostring(err))
+    if not w.head_sent and not w.hijacked then
+      w.status, w.hdr = 500, false
+      pending(w)
+      w:header():set("Content-Type", "text/plain; charset=utf-8")
+      w:write("Internal Server Error\n")
+    end
+  end
+  finish(w)
+  rawset(r, "_over", true)
+  local cancel = rawget(r, "_cancel")
+  if cancel then cancel() end
+  -- The request's tasks: a grace period after the cancel, then killed.
+  local st = states[co_running()]
+  if st and st.n > 0 then
+    local deadline = now() + M.GRACE
+    while st.wg.n > 0 and now() < deadline do ngx.sleep(0.01) end
+    for i = 1, st.n do
+      local th = st.threads[i]
+      if th then pcall(ngx.thread.kill, th) end
+      st.threads[i] = nil
+    end
+    st.n = 0
+  end
+end
+
+--- init_worker_by_lua: starts the timer thread, and main(ctx) (optional)
+--- as a background task whose ctx is cancelled when the worker exits.
+function M.init_worker(main)
+  sched_start()
+  if main ~= nil then
+    check_fn(main, "lowbit.ngx.init_worker")
+    L.go(main, root_ctx)
+  end
+end
+
+return M
