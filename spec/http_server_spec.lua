@@ -655,7 +655,7 @@ describe("issue 12: a head and a mid-size body sent together", function()
   -- follows in order, byte for byte.
   it("delivers every pipelined response whole when the socket fills up", function()
     run(function()
-      local N, SIZE = 60, 50000
+      local N, SIZE = 200, 60000
       local addr, srv = serve(function(w, r)
         local i = tonumber(r.url.path:match("%d+"))
         local body = string.char(65 + i % 26):rep(SIZE - 6) .. string.format("%06d", i)
