@@ -6,7 +6,8 @@
 # The server gets "127.0.0.1:PORT" as its last argument. It runs under
 # valgrind (JIT code included); the first 3,000 requests warm the JIT up and
 # are not counted; then wrk sends N more (16 connections, keep-alive).
-CMD=$1; N=${2:-20000}; PORT=${PORT:-18120}
+# URLPATH (default /) is the path requested, e.g. URLPATH=/css/normalize.css.
+CMD=$1; N=${2:-20000}; PORT=${PORT:-18120}; URLPATH=${URLPATH:-/}
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 0; }
 command -v wrk >/dev/null || { echo "wrk is not installed"; exit 0; }
 tmp=$(mktemp -d)
@@ -17,10 +18,10 @@ LUA
 valgrind --tool=callgrind --smc-check=all-non-file --instr-atstart=no \
   --callgrind-out-file="$tmp/cg.out" $CMD "127.0.0.1:$PORT" >/dev/null 2>"$tmp/vg.err" &
 pid=$!
-for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
-N=3000 wrk -t1 -c16 -d5s -s "$tmp/stop.lua" "http://127.0.0.1:$PORT/" >/dev/null
+for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$PORT$URLPATH" && break; sleep 0.2; done
+N=3000 wrk -t1 -c16 -d5s -s "$tmp/stop.lua" "http://127.0.0.1:$PORT$URLPATH" >/dev/null
 callgrind_control -i on $pid >/dev/null 2>&1
-N=$N wrk -t1 -c16 -d10s -s "$tmp/stop.lua" "http://127.0.0.1:$PORT/" > "$tmp/wrk.out"
+N=$N wrk -t1 -c16 -d10s -s "$tmp/stop.lua" "http://127.0.0.1:$PORT$URLPATH" > "$tmp/wrk.out"
 callgrind_control -i off $pid >/dev/null 2>&1
 kill $pid; wait $pid 2>/dev/null
 reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.out")

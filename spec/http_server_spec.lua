@@ -647,3 +647,51 @@ describe("issue 10: unread bodies, framing conflicts, OPTIONS *, stalled writes"
     end)
   end)
 end)
+
+describe("issue 12: a head and a mid-size body sent together", function()
+  -- A body between the 4 KiB buffer and BIG_WRITE, with its Content-Length,
+  -- goes out with the head in one writev from the handler's string; when
+  -- the socket takes only part of it (the client reads late), the rest
+  -- follows in order, byte for byte.
+  it("delivers every pipelined response whole when the socket fills up", function()
+    run(function()
+      local N, SIZE = 200, 60000
+      local addr, srv = serve(function(w, r)
+        local i = tonumber(r.url.path:match("%d+"))
+        local body = string.char(65 + i % 26):rep(SIZE - 6) .. string.format("%06d", i)
+        w:header():set("Content-Type", "text/plain")
+        w:header():set("Content-Length", tostring(#body))
+        w:write(body)
+      end)
+      local reqs = {}
+      for i = 1, N do
+        reqs[i] = "GET /r" .. i .. " HTTP/1.1\r\nHost: a\r\n" .. (i == N and "Connection: close\r\n" or "") .. "\r\n"
+      end
+      local c = assert(net.dial(nil, addr))
+      c:set_deadline(lowbit.now() + 10)
+      assert(c:write(table.concat(reqs)))
+      lowbit.sleep(0.3) -- the server's writes meet a full socket
+      local parts = {}
+      while true do
+        local d = c:read()
+        if not d then break end
+        parts[#parts + 1] = d
+      end
+      c:close()
+      local all = table.concat(parts)
+      local pos = 1
+      for i = 1, N do
+        local hs, he = all:find("\r\n\r\n", pos, true)
+        assert.truthy(hs, "response " .. i .. " is missing")
+        local head = all:sub(pos, he)
+        assert.equal(200, status_of(head))
+        assert.matches("\r\nContent%-Length: " .. SIZE .. "\r\n", head)
+        local b = all:sub(he + 1, he + SIZE)
+        assert.equal(string.char(65 + i % 26):rep(SIZE - 6) .. string.format("%06d", i), b)
+        pos = he + SIZE + 1
+      end
+      assert.equal(#all + 1, pos)
+      srv:close()
+    end)
+  end)
+end)

@@ -313,6 +313,41 @@ function W:write_header(status)
   self.status = status
 end
 
+pcall(ffi.cdef, "struct iovec { void *iov_base; size_t iov_len; };") -- (may be declared already)
+pcall(ffi.cdef, "ssize_t writev(int, const struct iovec *, int);")
+local libc_writev = ffi.C.writev
+local iov2 = ffi.new("struct iovec[2]")
+
+-- Sends the head in out and the body string s in one writev(2), s from its
+-- own bytes (no copy of it into out). When the socket does not take both
+-- whole (or cannot be written directly now), what is left goes through
+-- conn_write_buf as before: the same bytes, the same results.
+local function write_head_body(w, out, s)
+  local conn = w.cs.conn
+  local fd = conn.fd
+  local wd = conn.wdeadline
+  if fd and conn.write_buffer and not conn.closed and not conn.werr and not conn.wpending
+     and not (wd and wd <= now()) then
+    local p, hn = out:ref()
+    local n = #s
+    iov2[0].iov_base, iov2[0].iov_len = p, hn
+    iov2[1].iov_base, iov2[1].iov_len = cast("void *", cast("const char *", s)), n
+    local k = tonumber(libc_writev(fd, iov2, 2))
+    if k == hn + n then
+      local cs = w.cs
+      cs.wn = cs.wn + 1
+      out:reset()
+      return hn + n
+    end
+    if k > 0 then
+      if k >= hn then out:reset(); s = sub(s, k - hn + 1)
+      else out:skip(k) end
+    end
+  end
+  out:put(s)
+  return conn_write_buf(w, out)
+end
+
 -- Sends the head (and what is buffered, and `more` when given: a body
 -- string of at most BIG_WRITE bytes) now; the body goes on streamed.
 -- sample: the body's first bytes when w.buf does not hold them.
@@ -326,6 +361,10 @@ local function send_head(w, sample, more)
     if blen > 0 then
       if w.chunked then out:put(("%x\r\n"):format(blen), w.buf, "\r\n")
       else out:put(w.buf) end
+    end
+    if more and blen == 0 and not w.chunked then
+      w.buf:reset()
+      return write_head_body(w, out, more)
     end
     if more then
       if w.chunked then out:put(("%x\r\n"):format(#more), more, "\r\n")
