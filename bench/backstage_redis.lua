@@ -26,36 +26,11 @@ local function sh(cmd)
   return out
 end
 
-local pid
+local srv
 if not PORT then
-  if sh("command -v redis-server"):match("^%s*$") then
-    print("backstage_redis: skipped (redis-server not installed: make deps)")
-    return
-  end
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p " .. dir)
-  math.randomseed(os.time())
-  for _ = 1, 8 do
-    PORT = math.random(20000, 32000)
-    local log = dir .. "/redis.log"
-    os.remove(log)
-    pid = tonumber(sh(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s " ..
-      "--logfile %s >/dev/null 2>&1 & echo $!"):format(PORT, dir, log)))
-    local ready
-    for _ = 1, 200 do
-      local f = io.open(log)
-      local t = f and f:read("*a") or ""
-      if f then f:close() end
-      if t:find("Ready to accept", 1, true) then ready = true break end
-      if os.execute("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
-      os.execute("sleep 0.02")
-    end
-    if ready then break end
-    os.execute("kill -9 " .. pid .. " 2>/dev/null")
-    pid = nil
-  end
-  if not pid then print("backstage_redis: skipped (redis-server did not start)") return end
+  srv = dofile("bench/redis_server.lua")("backstage_redis")
+  if not srv then return end
+  PORT = srv.port
 end
 local addr = "127.0.0.1:" .. PORT
 
@@ -128,4 +103,4 @@ if os.getenv("LOWBIT_NO_BULLMQ") ~= "1" and arg and arg[5] ~= "nobullmq" then
   end
 end
 
-if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+if srv then srv.stop() end

@@ -23,33 +23,9 @@ if sh("command -v redis-server redis-benchmark"):match("^%s*$") then
   return
 end
 
--- A server on a free loopback port, stopped by pid at the end.
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. dir)
-local port, pid
-math.randomseed(os.time())
-for _ = 1, 8 do
-  port = math.random(20000, 32000)
-  local log = dir .. "/redis.log"
-  os.remove(log)
-  pid = tonumber(sh(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s " ..
-    "--logfile %s >/dev/null 2>&1 & echo $!"):format(port, dir, log)))
-  local ready
-  for _ = 1, 200 do
-    local f = io.open(log)
-    local t = f and f:read("*a") or ""
-    if f then f:close() end
-    if t:find("Ready to accept", 1, true) then ready = true break end
-    if os.execute("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.02")
-  end
-  if ready then break end
-  os.execute("kill -9 " .. pid .. " 2>/dev/null")
-  pid = nil
-end
-if not pid then print("redis: skipped (redis-server did not start)") return end
-local addr = "127.0.0.1:" .. port
+local srv = dofile("bench/redis_server.lua")("redis")
+if not srv then return end
+local port, addr = srv.port, srv.addr
 
 local function anchor()
   local out = sh(("redis-benchmark -p %d -t set,get -n %d -P %d -c 1 -q --csv 2>/dev/null"):format(port, N, P))
@@ -108,6 +84,5 @@ local ok, err = pcall(function()
   print(("redis GET, one round trip each (1 conn): lowbit %.0f ops/s | redis-benchmark %s ops/s")
     :format(rt, a.RT and ("%.0f"):format(a.RT) or "?"))
 end)
-os.execute("kill -9 " .. pid .. " 2>/dev/null")
-os.execute("rm -rf '" .. dir .. "'")
+srv.stop()
 if not ok then print("redis: failed: " .. tostring(err)) end

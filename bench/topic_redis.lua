@@ -33,32 +33,9 @@ for _, prog in ipairs{ "redis-server", "redis-benchmark", "redis-cli" } do
   end
 end
 
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p " .. dir)
-local port, pid
-math.randomseed(os.time())
-for _ = 1, 8 do
-  port = math.random(20000, 32000)
-  local log = dir .. "/redis.log"
-  os.remove(log)
-  pid = tonumber(sh(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s " ..
-    "--logfile %s >/dev/null 2>&1 & echo $!"):format(port, dir, log)))
-  local ready
-  for _ = 1, 200 do
-    local f = io.open(log)
-    local t = f and f:read("*a") or ""
-    if f then f:close() end
-    if t:find("Ready to accept", 1, true) then ready = true break end
-    if os.execute("kill -0 " .. pid .. " 2>/dev/null") ~= 0 then break end
-    os.execute("sleep 0.02")
-  end
-  if ready then break end
-  os.execute("kill -9 " .. pid .. " 2>/dev/null")
-  pid = nil
-end
-if not pid then print("topic_redis: skipped (redis-server did not start)") return end
-local addr = "127.0.0.1:" .. port
+local srv = dofile("bench/redis_server.lua")("topic_redis")
+if not srv then return end
+local port, addr = srv.port, srv.addr
 
 -- The subscriber process: mode "bridge" (a topic.redis bridge) or "raw"
 -- (a lowbit.redis subscriber); payloads start with the send time
@@ -221,6 +198,5 @@ local ok, err = pcall(function()
     :format(one * 1e6, 1 / one, multi * 1e6))
   ctl:close()
 end)
-os.execute("kill -9 " .. pid .. " 2>/dev/null")
-os.execute("rm -rf '" .. dir .. "'")
+srv.stop()
 if not ok then print("topic_redis: failed: " .. tostring(err)) end
