@@ -20,5 +20,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "lowbit: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Another apt-get (unattended upgrades on a fresh machine) may hold apt's
+# locks for a while: wait for them rather than fail the first run.
+apt_get() {
+  for try in 1 2 3 4 5 6; do
+    apt-get -o DPkg::Lock::Timeout=60 "$@" && return 0
+    [ "$try" -lt 6 ] && { echo "lowbit: apt-get failed, trying again in 10 s" >&2; sleep 10; }
+  done
+  return 1
+}
+apt_get update -qq >/dev/null
+apt_get install -y -qq --no-install-recommends $missing >/dev/null
