@@ -34,7 +34,8 @@ Runs the script as the main task on the luv loop; exits when all tasks end.]]
 
 M.EXIT_FLUSH = 2
 
--- LuaJIT's limits for the executable, as OpenResty's LuaJIT sets them:
+-- LuaJIT's limits for the executable, as OpenResty's LuaJIT sets them
+-- (and four times the constants per trace):
 -- with the stock ones (4000 IR instructions, 500 constants per trace) the
 -- traces through a request (HTTP server loop, TLS read path, handler)
 -- abort as "trace too long", get blacklisted after a few tries and leave
