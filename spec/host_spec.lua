@@ -50,6 +50,27 @@ return tonumber(arg[2])
     assert.equal("executable\tneed more input\n", out)
   end)
 
+  -- The traces through an HTTP(S) request are longer than stock LuaJIT's
+  -- limits (500 constants, 4000 IR instructions per trace): they aborted as
+  -- "trace too long" and part of each request ran interpreted.
+  it("lets LuaJIT compile a loop longer than its stock trace limits", function()
+    local out, rc = sh(host .. " -e " .. q([[
+local parts = { "local s = ... for i = 1, 200 do s = s" }
+for k = 1, 800 do parts[#parts + 1] = (" + %d.25"):format(k) end
+parts[#parts + 1] = " end return s"
+local f = assert(loadstring(table.concat(parts)))
+local stopped, aborted = 0, 0
+local function on_trace(what)
+  if what == "stop" then stopped = stopped + 1 elseif what == "abort" then aborted = aborted + 1 end
+end
+jit.attach(on_trace, "trace")
+f(0)
+jit.attach(on_trace)
+print(stopped > 0, aborted)]]))
+    assert.equal(0, rc)
+    assert.equal("true\t0\n", out)
+  end)
+
   it("waits for every task before exiting", function()
     local out, rc = sh(host .. " -e " .. q([[
 local lowbit = require "lowbit"

@@ -41,6 +41,15 @@ by one; SIGTERM/SIGINT drain them (killed after -g seconds, default 30).]]
 
 M.EXIT_FLUSH = 2
 
+-- LuaJIT's limits for the executable, as OpenResty's LuaJIT sets them
+-- (and four times the constants per trace):
+-- with the stock ones (4000 IR instructions, 500 constants per trace) the
+-- traces through a request (HTTP server loop, TLS read path, handler)
+-- abort as "trace too long", get blacklisted after a few tries and leave
+-- part of each request interpreted, more or less depending on which trace
+-- formed first. Applied by main before the script runs.
+M.JIT_OPTS = { "maxtrace=8000", "maxrecord=16000", "maxirconst=2000", "maxmcode=40960" }
+
 local function say(...)
   log.write_always(table.concat({ "lowbit: ", ... }))
 end
@@ -568,6 +577,7 @@ local function main(argv)
   _G.arg = argt
 
   if not worker_setup() then return 1 end
+  if jit and jit.opt then jit.opt.start(unpack(M.JIT_OPTS)) end
   local sig = install_signals()
   local ok, res = pcall(lowbit.run, function()
     local r = chunk(unpack(args))

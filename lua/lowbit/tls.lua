@@ -611,18 +611,29 @@ local function no_plaintext(self, n)
   return nil, self.rerr
 end
 
+local fill_wait
+
 -- Adds at least one byte of plaintext to self.rbuf. true or nil, err.
+-- fill_loop and fill_wait repeat by tail calls rather than a loop: a
+-- trace LuaJIT starts at conn:fill would reach that loop on nearly every
+-- request (the next request is rarely there yet) and abort as "inner loop
+-- in root trace", until conn:fill was blacklisted and ran interpreted.
 local function fill_loop(self)
-  while true do
-    if self.closed then return nil, CLOSED end
-    if self.rerr then return nil, self.rerr end
-    local n = step(self, self.t)
-    if n > 0 then return true end
-    local ok, err = no_plaintext(self, n)
-    if not ok then return nil, err end
-    ok, err = await_input(self)
-    if not ok then return nil, err end
-  end
+  if self.closed then return nil, CLOSED end
+  if self.rerr then return nil, self.rerr end
+  local n = step(self, self.t)
+  if n > 0 then return true end
+  return fill_wait(self, n)
+end
+
+-- After a step that decrypted nothing (its result n): waits for input and
+-- steps again.
+function fill_wait(self, n)
+  local ok, err = no_plaintext(self, n)
+  if not ok then return nil, err end
+  ok, err = await_input(self)
+  if not ok then return nil, err end
+  return fill_loop(self)
 end
 
 local function fill(self, fname)
