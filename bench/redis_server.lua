@@ -33,7 +33,7 @@ return function(name)
   local dir = os.tmpname()
   os.remove(dir)
   os.execute("mkdir -p " .. dir)
-  math.randomseed(os.time())
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000) -- apart from a run started in the same second
   for _ = 1, 8 do -- a random port may be taken: another try
     local port = math.random(20000, 32000)
     local log = dir .. "/redis.log"

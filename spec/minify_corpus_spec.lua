@@ -77,9 +77,13 @@ describe("minify corpus harness", function()
   setup(function()
     dir = corpus()
     nm = dir .. "/node_modules"
-    run = dir .. "/run"
-    assert(sh("rm -rf " .. run .. " && mkdir -p " .. run .. "/orig " .. run .. "/min " .. run .. "/bad"))
+    -- A folder of this run's own: two runs on one machine share the corpus.
+    local out, code = sh("mktemp -d " .. dir .. "/run.XXXXXX")
+    assert(code == 0, out)
+    run = out:match("^(%S+)")
+    assert(sh("mkdir -p " .. run .. "/orig " .. run .. "/min " .. run .. "/bad"))
   end)
+  teardown(function() if run then sh("rm -rf " .. run) end end)
 
   local function harness(...)
     return sh("NODE_PATH=" .. nm .. " node " .. root .. "/tools/minify_corpus.js " .. table.concat({ ... }, " "))
