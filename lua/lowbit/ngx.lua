@@ -567,6 +567,8 @@ function W:write_header(status)
 end
 
 -- Copies status and headers into ngx; sample: the body's first bytes.
+-- With a non-empty sample, the caller prints it next: ngx.print sends the
+-- head itself (one C call less per response than ngx.send_headers first).
 local function send_head(w, sample, length)
   w.head_sent = true
   local st = w.status or 200
@@ -593,6 +595,7 @@ local function send_head(w, sample, length)
     elseif length ~= 0 then ngx_header["Content-Type"] = "text/plain; charset=utf-8" end
   end
   if length and not bodyless then ngx_header["Content-Length"] = length end
+  if sample and sample ~= "" then return end
   local ok, err = ngx.send_headers()
   if not ok and err then w.werr = errors.new("ngx: " .. tostring(err)) end
 end
