@@ -266,10 +266,16 @@ local function run_task(st, fn, ...)
   if st then st.wg:done() end
 end
 
+-- Bumped by every task started in a request: serve() looks its request's
+-- state up (coroutine.running is not compiled: the trace would stitch)
+-- only when this moved while its handler ran.
+local spawned = 0
+
 function L.go(fn, ...)
   check_fn(fn, "lowbit.go")
   local phase = ngx.get_phase()
   if PHASE_OK[phase] then
+    spawned = spawned + 1
     local st = req_state()
     st.wg:add(1)
     -- A light thread runs at once until it first yields.
@@ -838,6 +844,7 @@ function M.serve(handler)
   local r = new_request()
   local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
                            b1 = false, buf = false, nbuf = 0, blen = 0 }, W)
+  local spawned0 = spawned
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
   if not ok then
     ngx_log(ngx_ERR, "lowbit.ngx: handler failed: ", tostring(err))
@@ -853,7 +860,7 @@ function M.serve(handler)
   local cancel = rawget(r, "_cancel")
   if cancel then cancel() end
   -- The request's tasks: a grace period after the cancel, then killed.
-  local st = states[co_running()]
+  local st = spawned ~= spawned0 and states[co_running()]
   if st and st.n > 0 then
     local deadline = now() + M.GRACE
     while st.wg.n > 0 and now() < deadline do ngx.sleep(0.01) end
