@@ -534,22 +534,31 @@ local HIJACKED = errors.new("http: connection has been hijacked")
 M.HIJACKED = HIJACKED
 
 -- What lowbit's own server sniffs when the handler sets no Content-Type.
-local lower, concat = string.lower, table.concat
+-- Byte tests and plain finds: a pattern find is not compiled (each one
+-- stitches the trace), and this runs on every such response.
+local lower, concat, byte, sub, find = string.lower, table.concat, string.byte, string.sub, string.find
+local HTML_TAGS = { "<!doctype html", "<html", "<head", "<body", "<script", "<title", "<div", "<h1",
+                    "<table", "<br" }
 local function sniff(s)
-  local head = s:sub(1, 512)
-  local t = head:match("^[\t\n\f\r ]*(.*)$")
-  local l = lower(t:sub(1, 14))
-  if l:find("^<!doctype html") or l:find("^<html") or l:find("^<head") or l:find("^<body")
-    or l:find("^<script") or l:find("^<title") or l:find("^<div") or l:find("^<p[ >]")
-    or l:find("^<h1") or l:find("^<table") or l:find("^<a[ >]") or l:find("^<br") then
-    return "text/html; charset=utf-8"
+  local head = #s > 512 and sub(s, 1, 512) or s
+  local i, c = 1, byte(head, 1)
+  while c == 32 or c == 9 or c == 10 or c == 12 or c == 13 do i = i + 1; c = byte(head, i) end
+  if c == 60 then -- "<"
+    local l = lower(sub(head, i, i + 13))
+    for k = 1, #HTML_TAGS do
+      local tag = HTML_TAGS[k]
+      if sub(l, 1, #tag) == tag then return "text/html; charset=utf-8" end
+    end
+    local c2, c3 = byte(l, 2), byte(l, 3)
+    if (c2 == 112 or c2 == 97) and (c3 == 32 or c3 == 62) then return "text/html; charset=utf-8" end -- "<p ", "<a>"
+    if sub(head, i, i + 4) == "<?xml" then return "text/xml; charset=utf-8" end
   end
-  if t:find("^<%?xml") then return "text/xml; charset=utf-8" end
-  if head:find("^%%PDF%-") then return "application/pdf" end
-  if head:find("^\137PNG\r\n\26\n") then return "image/png" end
-  if head:find("^\255\216\255") then return "image/jpeg" end
-  if head:find("^GIF8[79]a") then return "image/gif" end
-  if head:find("[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
+  if sub(head, 1, 5) == "%PDF-" then return "application/pdf" end
+  if sub(head, 1, 8) == "\137PNG\r\n\26\n" then return "image/png" end
+  if sub(head, 1, 3) == "\255\216\255" then return "image/jpeg" end
+  local g = sub(head, 1, 6)
+  if g == "GIF87a" or g == "GIF89a" then return "image/gif" end
+  if find(head, "[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
   return "text/plain; charset=utf-8"
 end
 
