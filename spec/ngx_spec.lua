@@ -93,6 +93,24 @@ describe("lowbit.ngx inside nginx", function()
     assert.equal(("version=%s path=liblowbit.so verify=true nil tampered=nil\n"):format(require("lowbit").VERSION), body)
   end)
 
+  it("sniffs the Content-Type of a response that sets none, as lowbit's server does", function()
+    local want = { html = "text/html; charset=utf-8", p = "text/html; charset=utf-8", png = "image/png",
+      text = "text/plain; charset=utf-8", bin = "application/octet-stream", xml = "text/xml; charset=utf-8",
+      pdf = "application/pdf", gif = "image/gif" }
+    for k, ct in pairs(want) do
+      local status, h = fetch(nginx.base .. "/probe/sniff?" .. k)
+      assert.equal(200, status, k)
+      assert.equal(ct, h["content-type"], k)
+    end
+  end)
+
+  it("request fields made on first use: url before headers, body and Content-Length after", function()
+    local status, _, body = fetch(nginx.base .. "/probe/lazy?q=1", "POST",
+      "-H 'Host: lazy.test' -H 'X-A: a1' --data-binary 'body!'")
+    assert.equal(200, status, body)
+    assert.equal("POST|lazy.test|/probe/lazy|q=1|HTTP/1.1|1|/probe/lazy?q=1|a1|5|lazy.test|body!\n", body)
+  end)
+
   it("the request carries the raw target, Host, proto, peer address and raw headers", function()
     local status, _, body = fetch(nginx.base .. "/probe/request?a=%2F&b", "GET", "-A Agent/1 -H 'Host: example.test'")
     assert.equal(200, status, body)

@@ -266,10 +266,16 @@ local function run_task(st, fn, ...)
   if st then st.wg:done() end
 end
 
+-- Bumped by every task started in a request: serve() looks its request's
+-- state up (coroutine.running is not compiled: the trace would stitch)
+-- only when this moved while its handler ran.
+local spawned = 0
+
 function L.go(fn, ...)
   check_fn(fn, "lowbit.go")
   local phase = ngx.get_phase()
   if PHASE_OK[phase] then
+    spawned = spawned + 1
     local st = req_state()
     st.wg:add(1)
     -- A light thread runs at once until it first yields.
@@ -528,22 +534,31 @@ local HIJACKED = errors.new("http: connection has been hijacked")
 M.HIJACKED = HIJACKED
 
 -- What lowbit's own server sniffs when the handler sets no Content-Type.
-local lower = string.lower
+-- Byte tests and plain finds: a pattern find is not compiled (each one
+-- stitches the trace), and this runs on every such response.
+local lower, concat, byte, sub, find = string.lower, table.concat, string.byte, string.sub, string.find
+local HTML_TAGS = { "<!doctype html", "<html", "<head", "<body", "<script", "<title", "<div", "<h1",
+                    "<table", "<br" }
 local function sniff(s)
-  local head = s:sub(1, 512)
-  local t = head:match("^[\t\n\f\r ]*(.*)$")
-  local l = lower(t:sub(1, 14))
-  if l:find("^<!doctype html") or l:find("^<html") or l:find("^<head") or l:find("^<body")
-    or l:find("^<script") or l:find("^<title") or l:find("^<div") or l:find("^<p[ >]")
-    or l:find("^<h1") or l:find("^<table") or l:find("^<a[ >]") or l:find("^<br") then
-    return "text/html; charset=utf-8"
+  local head = #s > 512 and sub(s, 1, 512) or s
+  local i, c = 1, byte(head, 1)
+  while c == 32 or c == 9 or c == 10 or c == 12 or c == 13 do i = i + 1; c = byte(head, i) end
+  if c == 60 then -- "<"
+    local l = lower(sub(head, i, i + 13))
+    for k = 1, #HTML_TAGS do
+      local tag = HTML_TAGS[k]
+      if sub(l, 1, #tag) == tag then return "text/html; charset=utf-8" end
+    end
+    local c2, c3 = byte(l, 2), byte(l, 3)
+    if (c2 == 112 or c2 == 97) and (c3 == 32 or c3 == 62) then return "text/html; charset=utf-8" end -- "<p ", "<a>"
+    if sub(head, i, i + 4) == "<?xml" then return "text/xml; charset=utf-8" end
   end
-  if t:find("^<%?xml") then return "text/xml; charset=utf-8" end
-  if head:find("^%%PDF%-") then return "application/pdf" end
-  if head:find("^\137PNG\r\n\26\n") then return "image/png" end
-  if head:find("^\255\216\255") then return "image/jpeg" end
-  if head:find("^GIF8[79]a") then return "image/gif" end
-  if head:find("[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
+  if sub(head, 1, 5) == "%PDF-" then return "application/pdf" end
+  if sub(head, 1, 8) == "\137PNG\r\n\26\n" then return "image/png" end
+  if sub(head, 1, 3) == "\255\216\255" then return "image/jpeg" end
+  local g = sub(head, 1, 6)
+  if g == "GIF87a" or g == "GIF89a" then return "image/gif" end
+  if find(head, "[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
   return "text/plain; charset=utf-8"
 end
 
@@ -567,16 +582,19 @@ function W:write_header(status)
 end
 
 -- Copies status and headers into ngx; sample: the body's first bytes.
+-- With a non-empty sample, the caller prints it next: ngx.print sends the
+-- head itself (one C call less per response than ngx.send_headers first).
 local function send_head(w, sample, length)
   w.head_sent = true
-  ngx.status = w.status or 200
+  local st = w.status or 200
+  ngx.status = st
+  local ngx_header = ngx.header
   local h = w.hdr
   local has_ct = false
   if h then
     -- The set's own fields, not h:each(): a closure per response keeps
     -- LuaJIT from compiling this path (FNEW is not compiled).
     local vals, names, nh = h._v, h._n, h.n
-    local ngx_header = ngx.header
     for i = 1, nh do
       local ln = h[i]
       local v = vals[ln]
@@ -586,23 +604,31 @@ local function send_head(w, sample, length)
       end
     end
   end
-  local st = ngx.status
   local bodyless = (st >= 100 and st < 200) or st == 204 or st == 304
   if not has_ct and not bodyless then
-    if sample and sample ~= "" then ngx.header["Content-Type"] = sniff(sample)
-    elseif length ~= 0 then ngx.header["Content-Type"] = "text/plain; charset=utf-8" end
+    if sample and sample ~= "" then ngx_header["Content-Type"] = sniff(sample)
+    elseif length ~= 0 then ngx_header["Content-Type"] = "text/plain; charset=utf-8" end
   end
-  if length and not bodyless then ngx.header["Content-Length"] = length end
+  if length and not bodyless then ngx_header["Content-Length"] = length end
+  if sample and sample ~= "" then return end
   local ok, err = ngx.send_headers()
   if not ok and err then w.werr = errors.new("ngx: " .. tostring(err)) end
 end
 
+-- The body written before the head went: one string in b1 (the usual
+-- case: no table per response), more in buf, made on the second write.
 local function pending(w)
-  local b = w.buf
-  if w.nbuf == 0 then return "" end
-  local s = table.concat(b, "", 1, w.nbuf)
-  for i = 1, w.nbuf do b[i] = nil end
-  w.nbuf, w.blen = 0, 0
+  local n = w.nbuf
+  if n == 0 then return "" end
+  local s
+  if n == 1 then
+    s = w.b1
+  else
+    local b = w.buf
+    s = concat(b, "", 1, n)
+    for i = 1, n do b[i] = nil end
+  end
+  w.b1, w.nbuf, w.blen = false, 0, 0
   return s
 end
 
@@ -616,8 +642,16 @@ function W:write(s)
   if not self.status then self.status = 200 end
   if #s == 0 then return 0 end
   if not self.head_sent then
-    self.nbuf = self.nbuf + 1
-    self.buf[self.nbuf] = s
+    local n = self.nbuf + 1
+    self.nbuf = n
+    if n == 1 then
+      self.b1 = s
+    else
+      local b = self.buf
+      if not b then b = {}; self.buf = b end
+      if n == 2 then b[1] = self.b1 end
+      b[n] = s
+    end
     self.blen = self.blen + #s
     if self.blen < BUFFER_MAX then return #s end
     local body = pending(self)
@@ -750,27 +784,55 @@ local function make_ctx(r)
   return ctx
 end
 
-local function new_request()
+-- Every field is made on first use (the hello handler reads none): each
+-- ngx.var lookup is a C call that hashes its name, ngx.req.get_headers
+-- builds a table of every header. LAZY[k](r) returns the field after
+-- rawsetting it, or nil after rawsetting what Request's own code needs
+-- (_path and host for r.url, _raw for r.headers).
+local function load_target(r)
   local target = ngx.var.request_uri or "/"
   local path, query = target:match("^([^?]*)%?(.*)$")
-  if not path then path = target end
+  rawset(r, "request_uri", target)
+  rawset(r, "_path", path or target)
+  rawset(r, "_query", query or false)
+end
+local function load_headers(r)
+  local raw, host, cl, te = raw_headers()
+  rawset(r, "_raw", raw)
+  if rawget(r, "host") == nil then rawset(r, "host", host or "") end
+  if rawget(r, "content_length") == nil then rawset(r, "content_length", tonumber(cl) or (te and -1 or 0)) end
+end
+local function load_proto(r)
   local v = ngx.req.http_version() or 1.1
   local minor = v == 1.0 and 0 or 1
-  local raw, host, cl, te = raw_headers()
-  local r = request.new({
-    method = ngx.req.get_method(),
-    _path = path, _query = query or false,
-    request_uri = target,
-    host = host or "",
-    proto = v == 2 and "HTTP/2.0" or (minor == 1 and "HTTP/1.1" or "HTTP/1.0"),
-    proto_minor = minor,
-    _raw = raw,
-    content_length = tonumber(cl) or (te and -1 or 0),
-    remote_addr = peer_addr(),
-    body = setmetatable({ s = false, pos = 1 }, Body),
-    _make_ctx = make_ctx,
-  })
-  return r
+  rawset(r, "proto", v == 2 and "HTTP/2.0" or (minor == 1 and "HTTP/1.1" or "HTTP/1.0"))
+  rawset(r, "proto_minor", minor)
+end
+local LAZY = {
+  method = function(r) local m = ngx.req.get_method(); rawset(r, "method", m); return m end,
+  request_uri = function(r) load_target(r); return rawget(r, "request_uri") end,
+  url = function(r)
+    if rawget(r, "_path") == nil then load_target(r) end
+    if rawget(r, "host") == nil then rawset(r, "host", ngx.var.http_host or "") end
+    return nil
+  end,
+  host = function(r) local h = ngx.var.http_host or ""; rawset(r, "host", h); return h end,
+  headers = function(r) if rawget(r, "_raw") == nil then load_headers(r) end; return nil end,
+  content_length = function(r) load_headers(r); return rawget(r, "content_length") end,
+  proto = function(r) load_proto(r); return rawget(r, "proto") end,
+  proto_minor = function(r) load_proto(r); return rawget(r, "proto_minor") end,
+  remote_addr = function(r) local a = peer_addr(); rawset(r, "remote_addr", a); return a end,
+  body = function(r) local b = setmetatable({ s = false, pos = 1 }, Body); rawset(r, "body", b); return b end,
+  ctx = function(r) local c = make_ctx(r); rawset(r, "ctx", c); return c end,
+}
+local function lazy(r, k)
+  local f = LAZY[k]
+  if f then return f(r) end
+  return nil
+end
+
+local function new_request()
+  return request.new({ _lazy = lazy, _over = false })
 end
 
 local function call_handler(h, w, r)
@@ -790,7 +852,8 @@ function M.serve(handler)
   end
   local r = new_request()
   local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
-                           buf = {}, nbuf = 0, blen = 0 }, W)
+                           b1 = false, buf = false, nbuf = 0, blen = 0 }, W)
+  local spawned0 = spawned
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
   if not ok then
     ngx_log(ngx_ERR, "lowbit.ngx: handler failed: ", tostring(err))
@@ -806,7 +869,7 @@ function M.serve(handler)
   local cancel = rawget(r, "_cancel")
   if cancel then cancel() end
   -- The request's tasks: a grace period after the cancel, then killed.
-  local st = states[co_running()]
+  local st = spawned ~= spawned0 and states[co_running()]
   if st and st.n > 0 then
     local deadline = now() + M.GRACE
     while st.wg.n > 0 and now() < deadline do ngx.sleep(0.01) end

@@ -200,6 +200,20 @@ P["/probe/background"] = function(w)
   w:write(("%s, ticks>0: %s\n"):format(tostring(bg.got), tostring(bg.ticks > 0)))
 end
 
+local SNIFF = { html = " \n<!DOCTYPE html><p>", p = "<P>x", png = "\137PNG\r\n\26\nxx", text = "hello",
+  bin = "a\0b", xml = "<?xml version='1.0'?>", pdf = "%PDF-1.4", gif = "GIF89a" }
+P["/probe/sniff"] = function(w, r) w:write(SNIFF[r.url.raw_query]) end
+
+-- Fields made on first use, read in an order that loads them one by one:
+-- r.url before r.headers (Host from one variable), the body and the
+-- Content-Length after.
+P["/probe/lazy"] = function(w, r)
+  local u = r.url
+  local out = { r.method, u.host, u.path, u.raw_query, r.proto, tostring(r.proto_minor), r.request_uri,
+                r.headers:get("X-A") or "-", tostring(r.content_length), r.host, r.body:read_all() or "" }
+  w:write(table.concat(out, "|") .. "\n")
+end
+
 P["/probe/ws_state"] = function(w) w:write(tostring(state.ws) .. "\n") end
 
 return function(w, r)

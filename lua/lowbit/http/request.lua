@@ -29,6 +29,13 @@ local rawget, rawset, setmetatable = rawget, rawset, setmetatable
 Request.__index = function(r, k)
   local m = Request[k]
   if m ~= nil then return m end
+  -- A server that fills fields on first use (lowbit.ngx) sets _lazy: it
+  -- returns the field, or nil after rawsetting what the code below needs.
+  local lazy = rawget(r, "_lazy")
+  if lazy ~= nil then
+    local v = lazy(r, k)
+    if v ~= nil then return v end
+  end
   if k == "proto_major" then return 1 end
   if k == "url" then
     -- Made on first use from the target the parser split (server side).
