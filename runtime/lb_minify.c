@@ -63,8 +63,8 @@ static size_t uni_space(const uint8_t *in, size_t len, size_t i, int *nl) {
 }
 
 size_t lb_minify_max_len(size_t len) {
-  if (len > (SIZE_MAX - 16) / 2) return SIZE_MAX;
-  return 2 * len + 16;
+  if (len > (SIZE_MAX - 32) / 2) return SIZE_MAX;
+  return 2 * len + 16 + LB_MINIFY_MAX_HELD;
 }
 
 size_t lb_minify_line_of(const uint8_t *in, size_t len, size_t pos) {
@@ -632,6 +632,29 @@ static void wrote_piece(lb_minify_js_state *m, const out_t *o, size_t start, uin
   m->piece_digits = kind == LB_MINIFY_TOK_NUMBER && all_digits(o->p + start, n);
 }
 
+/* Writes a `;` that was held back (m->pend_semi). A `;` never needs a line
+ * break around it (see keep_newline), only maybe a space. */
+static int flush_semi(lb_minify_js_state *m, out_t *o) {
+  static const uint8_t semi = ';';
+  int e = 0;
+  uint32_t k = m->pend_semi;
+  m->pend_semi = 0;
+  if (need_space(m, &semi, 1, LB_MINIFY_TOK_PUNCT)) e = put1(o, ' ');
+  for (; k && !e; k--) {
+    uint8_t before = o->n ? o->p[o->n - 1] : m->last;
+    size_t start = o->n;
+    e = put1(o, ';');
+    if (!e) wrote_piece(m, o, start, before, LB_MINIFY_TOK_PUNCT);
+  }
+  if (e) return e;
+  m->a_ends_expr = 0;
+  m->a_restricted = 0;
+  m->a_body = 0;
+  m->have_a = 1;
+  m->out_nl = 0;
+  return 0;
+}
+
 void lb_minify_js_init(lb_minify_js_state *m) {
   memset(m, 0, sizeof *m);
   lb_minify_js_lexer_init(&m->lx, NULL, 0);
@@ -670,6 +693,13 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
       done = lx->pos;
       continue;
     }
+    if (m->pend_semi && !tok_is(in, &t, '}') && !tok_is(in, &t, ';')) {
+      /* Only a `}` lets the held `;` go (ASI puts it back); anything else,
+       * a kept comment included, gets it written first. */
+      int fe = flush_semi(m, &o);
+      if (fe) return fe;
+      before = o.n ? o.p[o.n - 1] : m->last;
+    }
     if (t.kind == LB_MINIFY_TOK_COMMENT) {
       if (t.nl_before && (o.n || m->out_any) && !m->out_nl) { e = put1(&o, '\n'); m->out_nl = 1; }
       else if (need_space(m, s, t.len, t.kind)) e = put1(&o, ' ');
@@ -682,6 +712,26 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
       done = lx->pos;
       continue;
     }
+    int semi = tok_is(in, &t, ';');
+    if (!semi) m->semi_keep = 0;
+    if (semi && m->pend_semi == LB_MINIFY_MAX_HELD) {
+      /* A longer run than can be held (the output bound): all of it is
+       * written, the same way whatever the feeding. */
+      int fe = flush_semi(m, &o);
+      if (fe) return fe;
+      m->semi_keep = 1;
+    }
+    if (semi && !m->semi_keep && (m->pend_semi || !m->a_body)) {
+      /* Held back until the next token: before a `}` it goes. Not after
+       * the `)` of an if/for/while/with header, else, do or a `:`, where it
+       * is an empty statement that is the body. The `;`s that follow a
+       * held one are empty statements of the same list: they go too. In
+       * valid code a `;` before a `}` is never a for(;;) separator. */
+      m->pend_semi++;
+      done = lx->pos;
+      continue;
+    }
+    m->pend_semi = 0; /* (a `}` follows: the held `;`s are dropped) */
     if (m->have_a && t.nl_before && !m->out_nl && keep_newline(m, in, &t)) {
       e = put1(&o, '\n');
     } else if (need_space(m, s, t.len, t.kind)) {
@@ -713,6 +763,10 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
     wrote_piece(m, &o, start, before, t.kind);
     m->a_ends_expr = (uint32_t)ends_expr(in, &t);
     m->a_restricted = t.kind == LB_MINIFY_TOK_IDENT && kw_restricted(s, t.len);
+    m->a_body = (tok_is(in, &t, ')') &&
+                 (lx->regex_ok || lx->paren_depth >= LB_MINIFY_PAREN_BITS)) || tok_is(in, &t, ':') ||
+                (t.kind == LB_MINIFY_TOK_IDENT &&
+                 (word_is(s, t.len, "else") || word_is(s, t.len, "do")));
     m->have_a = 1;
     m->out_nl = 0;
     done = lx->pos;
@@ -721,7 +775,10 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
     if (line) *line = m->lines + lb_minify_line_of(in, len, lx->err_pos - lx->base);
     return rc;
   }
-  if (final) done = len;
+  if (final) {
+    done = len;
+    if (m->pend_semi && (rc = flush_semi(m, &o)) != 0) return rc;
+  }
   m->lines += lb_minify_line_of(in, len, done) - 1;
   lx->base += done;
   if (o.n) {

@@ -26,6 +26,14 @@ describe("webassets.minify.js", function()
     assert.equal("x=/[/]/g.test(s)?`a  ${b}`:'c  d'", minify.js("x = /[/]/g.test(s) ? `a  ${ b }` : 'c  d'"))
   end)
 
+  it("drops a ; just before } unless it is an empty statement body", function()
+    assert.equal("function f(){a();return}", minify.js("function f() { a(); return; }"))
+    assert.equal("{a}", minify.js("{ a;; /* c */ }"))
+    assert.equal("{if(a);while(b);for(;;);l:;}", minify.js("{ if (a) ; while (b) ; for (;;) ; l: ; }"))
+    assert.equal("{if(a)b;else;do;while(c)}", minify.js("{ if (a) b; else ; do ; while (c) }"))
+    assert.equal("a();/*! k */", minify.js("a(); /*! k */"))
+  end)
+
   it("keeps the line break ASI depends on", function()
     assert.equal("function f(){return\n42}", minify.js("function f() {\n  return\n  42\n}"))
     assert.equal("a\n++b", minify.js("a\n++b"))
@@ -123,6 +131,8 @@ describe("JS hazard rows under node", function()
     { "throw restricted", "try { (function(){ throw 1\n })() } catch (e) { console.log('caught', e) }" },
     { "class private names", "class A { #x = 1; m() { return #x in this } }; console.log(new A().m())" },
     { "optional chaining and ?.5", "var a = null; console.log(a ?.5 : 2, a?.b)" },
+    { "; before } dropped (ASI puts it back)", "function f(){ var a = 1; a++; return a; }\nclass A { x = 1; m() { return this.x; }; }\nvar o = { g: function(){ return 3; } };\nconsole.log(f(), new A().x, new A().m(), o.g())" },
+    { "; before } kept where it is the body", "var n = 0, o = { a: 1 }; function g(a){ if (a) ; }\nfunction h(){ for (var i = 0; i < 3; i++) ; n += i; }\nfunction w(){ var k = 2; while (k-- > 0) ; }\nfunction e(a){ if (a) n++; else ; }\nfunction l(){ L: ; }\nfunction s(x){ switch (x) { case 1: ; default: ; } }\nfunction d(){ var k = 3; { do ; while (k-- > 0) } return k; }\nfunction x(){ with (o) ; }\nfunction p(){ if ((n) && g(1)) ; }\ng(1); h(); w(); e(0); l(); s(1); x(); p(); console.log(n, d())" },
   }
   for _, row in ipairs(rows) do
     it(row[1], function()

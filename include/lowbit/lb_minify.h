@@ -76,7 +76,8 @@
 enum {
   LB_MINIFY_MAX_NESTING = 64,   /* open template `${` at once */
   LB_MINIFY_PAREN_BITS = 1024,  /* parens tracked for `if (...) /re/` */
-  LB_MINIFY_LOOKAHEAD = 4       /* bytes the lexer may look past a token */
+  LB_MINIFY_LOOKAHEAD = 4,      /* bytes the lexer may look past a token */
+  LB_MINIFY_MAX_HELD = 16       /* `;`s held back at once (a longer run is kept) */
 };
 
 /* Token kinds of the JavaScript lexer. */
@@ -135,10 +136,17 @@ typedef struct lb_minify_js_state {
   uint32_t have_a;
   uint32_t out_nl;       /* a line break was written after it */
   uint32_t out_any;      /* an earlier call wrote something */
+  uint32_t a_body;       /* a `;` after it would be an empty statement body
+                            (`)` of if/for/while/with, else, do, any `:`) */
+  uint32_t pend_semi;    /* `;`s read but not written yet: dropped before `}` */
+  uint32_t semi_keep;    /* this run of `;` is longer than LB_MINIFY_MAX_HELD:
+                            all of it is written */
 } lb_minify_js_state;
 
 /* The output capacity that is always enough for an input of len bytes:
- * 2*len + 16 (each separator follows a token of at least one byte). Real
+ * 2*len + 32 (each separator follows a token of at least one byte; a feed
+ * call may also write up to LB_MINIFY_MAX_HELD `;`s held by earlier calls,
+ * see lb_minify_js_feed). Real
  * code never grows: every separator replaces whitespace, except `-- >`,
  * `1 in`-like joins and the `<\/script` escape. */
 size_t lb_minify_max_len(size_t len);
