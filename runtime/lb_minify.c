@@ -903,6 +903,7 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
   uint8_t p = st->p; /* last byte written */
   int pending = (int)st->pending, paren = (int)st->paren, stmt_start = (int)st->stmt_start;
   int any = (int)st->out_any;
+  int at_stmt = (int)st->at_stmt, custom = (int)st->custom;
 #define SEP(next)                                                             \
   do {                                                                        \
     if (pending && (o.n || any) && !css_drop(p, (next), paren)) {             \
@@ -1059,9 +1060,39 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
         }
         i = e;
         stmt_start = 0;
+        custom = 1;
         continue;
       }
     }
+    if (c == ';' && !paren && !at_stmt && !custom) {
+      /* A declaration's `;` before the block's `}` (whitespace, comments
+       * and more `;`s between) goes, all of them. Decided once the byte
+       * after them is there, so the feeding does not matter. */
+      size_t j = i + 1;
+      int more = 0;
+      for (;;) {
+        if (j >= len) { more = 1; break; }
+        uint8_t b = in[j];
+        if (css_ws(b) || b == ';') { j++; continue; }
+        if (b == '/') {
+          if (j + 2 >= len) { more = 1; break; } /* a kept comment or not: unknown yet */
+          if (in[j + 1] == '*' && in[j + 2] != '!') {
+            size_t ce = css_comment(in, len, j);
+            if (!ce) { more = 1; break; }
+            j = ce;
+            continue;
+          }
+        }
+        break;
+      }
+      if (more && !final) break;
+      if (!more && in[j] == '}') {
+        pending = 1;
+        i = j;
+        continue;
+      }
+    }
+    custom = 0;
     /* Any other byte: copied. */
     SEP(c);
     if (put1(&o, c)) goto nospace;
@@ -1070,6 +1101,11 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
     switch (c) {
     case '{': case '}': case ';':
       stmt_start = 1;
+      at_stmt = 0;
+      break;
+    case '@':
+      if (stmt_start) at_stmt = 1;
+      stmt_start = 0;
       break;
     case '(':
       paren++;
@@ -1092,6 +1128,8 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
   st->pending = (uint32_t)pending;
   st->paren = (uint32_t)paren;
   st->stmt_start = (uint32_t)stmt_start;
+  st->at_stmt = (uint32_t)at_stmt;
+  st->custom = (uint32_t)custom;
   if (o.n) st->out_any = 1;
   *consumed = i;
   return (ptrdiff_t)o.n;

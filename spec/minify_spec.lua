@@ -77,13 +77,18 @@ end)
 
 describe("webassets.minify.css", function()
   it("keeps the spaces CSS needs and drops the others", function()
-    assert.equal("@media screen and (max-width:100px){a :hover,.a .b>c{width:calc(100% - 2px)!important;}}",
+    assert.equal("@media screen and (max-width:100px){a :hover,.a .b>c{width:calc(100% - 2px)!important}}",
       minify.css("@media screen and (max-width: 100px) {\n  a :hover, .a .b > c { width: calc(100% - 2px) ! important; }\n}"))
   end)
 
   it("keeps strings, url(), escapes, custom properties and /*! comments verbatim", function()
     assert.equal('/*! lic */ a{content:"/* x */ ; }";background:url(a.png)}.\\31 0{--x: ;--y:;--j:{"k": 1}}',
       minify.css('/*! lic */\na { content: "/* x */ ; }" ; background: url( a.png ) }\n.\\31 0 { --x: ; --y:; --j: {"k": 1} }'))
+  end)
+
+  it("drops a declaration's ; before } but not a custom property's or an at-rule's", function()
+    assert.equal("a{b:c;d:e}f{}", minify.css("a { b: c; d: e; ; }\nf { ; }"))
+    assert.equal("a{--x: ;}b{--y:1;}@media print{@import url(x.css);}", minify.css("a { --x: ; } b { --y:1; } @media print { @import url(x.css); }"))
   end)
 
   it("returns nil, err naming the line", function()

@@ -196,6 +196,8 @@ typedef struct lb_minify_css_state {
   uint32_t paren;        /* open parentheses */
   uint32_t stmt_start;   /* at the start of a declaration or rule */
   uint32_t out_any;      /* something was written */
+  uint32_t at_stmt;      /* in an at-rule's prelude (its `;` stays before `}`) */
+  uint32_t custom;       /* the last thing written is a custom property value */
   uint8_t p;             /* the last byte written */
   uint8_t prev_in;       /* the last input byte consumed */
   uint8_t pad[6];

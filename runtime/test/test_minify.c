@@ -287,6 +287,13 @@ static const vec CSS[] = {
   {"comment between tokens is a space", "a/**/b { x: y }", "a b{x:y}"},
   {"shorthands not rewritten", "a { padding: 0px 0px 0px 0px; flex: 1 1 0%; color: #FFFFFF }", "a{padding:0px 0px 0px 0px;flex:1 1 0%;color:#FFFFFF}"},
   {"var() fallback units kept (tdewolff#371)", "a { x: var(--a, 0px) }", "a{x:var(--a, 0px)}"},
+  {"; before } dropped (size: esbuild drops it)", "a { b: c; d: e; }\nf { g: h ; /* x */ }", "a{b:c;d:e}f{g:h}"},
+  {";; before } and empty declarations dropped", "a { b: c;; ; } d { ; }", "a{b:c}d{}"},
+  {"; before } in nested rules and @media", "@media print { a { b: c; & x { d: e; } } }", "@media print{a{b:c;& x{d:e}}}"},
+  {"; before } kept before a kept comment", "a { b: c; /*! k */ }", "a{b:c;/*! k */}"},
+  {"; before } kept after a custom property (cssnano#1165)", "a { --x: ; } b { --y:; } c { --z: 1; }", "a{--x: ;}b{--y:;}c{--z:1;}"},
+  {"; before } kept after an at-rule statement", "@media print { @import url(x.css); @layer a, b; }", "@media print{@import url(x.css);@layer a,b;}"},
+  {"; inside a string or url() is not a separator", "a { b: \";}\"; c: url(a;}) }", "a{b:\";}\";c:url(a;})}"},
 };
 
 static void test_js_hazard_rows(void) {
