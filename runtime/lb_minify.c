@@ -650,6 +650,9 @@ static int flush_semi(lb_minify_js_state *m, out_t *o) {
   m->a_ends_expr = 0;
   m->a_restricted = 0;
   m->a_body = 0;
+  m->a_stmt = 1;
+  m->a_block_end = 0;
+  m->fn_state = 0;
   m->have_a = 1;
   m->out_nl = 0;
   return 0;
@@ -761,7 +764,49 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
     }
     if (e) return e;
     wrote_piece(m, &o, start, before, t.kind);
-    m->a_ends_expr = (uint32_t)ends_expr(in, &t);
+    /* Blocks: the `}` of a block statement ends no expression, so no line
+     * break after it is needed. Only braces known to open a block count:
+     * after a statement boundary or a statement keyword, and the body of a
+     * function declaration; an object literal, a function, class or arrow
+     * body in an expression is never taken for one. */
+    {
+      int stmt = !m->have_a || m->a_stmt;
+      uint32_t fs = m->fn_state, d = lx->paren_depth;
+      m->a_block_end = 0;
+      if (tok_is(in, &t, '{')) {
+        uint32_t bd = m->brace_depth++;
+        if (bd < LB_MINIFY_PAREN_BITS) {
+          uint64_t bit = (uint64_t)1 << (bd & 63);
+          if (stmt || fs == 4) m->brace_block[bd >> 6] |= bit;
+          else m->brace_block[bd >> 6] &= ~bit;
+        }
+      } else if (tok_is(in, &t, '}')) {
+        if (m->brace_depth) {
+          uint32_t bd = --m->brace_depth;
+          m->a_block_end = bd < LB_MINIFY_PAREN_BITS && (m->brace_block[bd >> 6] >> (bd & 63) & 1);
+        }
+      }
+      if (fs == 3) {
+        if (tok_is(in, &t, ')') && d == m->fn_paren) m->fn_state = 4;
+      } else if (t.kind == LB_MINIFY_TOK_IDENT && word_is(s, t.len, "function")) {
+        m->fn_state = stmt ? 1 : 0;
+      } else if (fs == 1 && tok_is(in, &t, '*')) {
+        /* function* */
+      } else if (fs == 1 && t.kind == LB_MINIFY_TOK_IDENT) {
+        m->fn_state = 2;
+      } else if (fs == 2 && tok_is(in, &t, '(')) {
+        m->fn_state = 3;
+        m->fn_paren = d - 1;
+      } else {
+        m->fn_state = 0;
+      }
+      m->a_stmt = tok_is(in, &t, ';') || tok_is(in, &t, '{') || tok_is(in, &t, '}') ||
+                  (tok_is(in, &t, ')') && (lx->regex_ok || d >= LB_MINIFY_PAREN_BITS)) ||
+                  (t.kind == LB_MINIFY_TOK_IDENT &&
+                   (word_is(s, t.len, "else") || word_is(s, t.len, "do") ||
+                    word_is(s, t.len, "try") || word_is(s, t.len, "finally")));
+    }
+    m->a_ends_expr = (uint32_t)ends_expr(in, &t) && !m->a_block_end;
     m->a_restricted = t.kind == LB_MINIFY_TOK_IDENT && kw_restricted(s, t.len);
     m->a_body = (tok_is(in, &t, ')') &&
                  (lx->regex_ok || lx->paren_depth >= LB_MINIFY_PAREN_BITS)) || tok_is(in, &t, ':') ||

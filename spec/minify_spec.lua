@@ -136,6 +136,8 @@ describe("JS hazard rows under node", function()
     { "throw restricted", "try { (function(){ throw 1\n })() } catch (e) { console.log('caught', e) }" },
     { "class private names", "class A { #x = 1; m() { return #x in this } }; console.log(new A().m())" },
     { "optional chaining and ?.5", "var a = null; console.log(a ?.5 : 2, a?.b)" },
+    { "newline after a block statement's } dropped", "var n = 0\nfunction f(a = {}, b = function(){ return 1 }) { return b() }\nn += f()\nif (n) { n++ }\nn *= 10\ntry { n++ } finally { n++ }\n++n\nconsole.log(n)" },
+    { "newline after an expression's } kept", "var a = {}\nvar n = 0\nvar c = function(){ return 2 }\nn += c()\nvar e = () => {}\nn++\nvar g = class {}\nn++\nswitch (n) {}\nn++\ntry { n++ } catch (x) {}\nn++\nconsole.log(n, typeof a, typeof e, typeof g)" },
     { "; before } dropped (ASI puts it back)", "function f(){ var a = 1; a++; return a; }\nclass A { x = 1; m() { return this.x; }; }\nvar o = { g: function(){ return 3; } };\nconsole.log(f(), new A().x, new A().m(), o.g())" },
     { "; before } kept where it is the body", "var n = 0, o = { a: 1 }; function g(a){ if (a) ; }\nfunction h(){ for (var i = 0; i < 3; i++) ; n += i; }\nfunction w(){ var k = 2; while (k-- > 0) ; }\nfunction e(a){ if (a) n++; else ; }\nfunction l(){ L: ; }\nfunction s(x){ switch (x) { case 1: ; default: ; } }\nfunction d(){ var k = 3; { do ; while (k-- > 0) } return k; }\nfunction x(){ with (o) ; }\nfunction p(){ if ((n) && g(1)) ; }\ng(1); h(); w(); e(0); l(); s(1); x(); p(); console.log(n, d())" },
   }

@@ -141,6 +141,14 @@ typedef struct lb_minify_js_state {
   uint32_t pend_semi;    /* `;`s read but not written yet: dropped before `}` */
   uint32_t semi_keep;    /* this run of `;` is longer than LB_MINIFY_MAX_HELD:
                             all of it is written */
+  uint32_t a_stmt;       /* a `{` after it is a block, `function` a declaration */
+  uint32_t a_block_end;  /* it is the `}` of a block statement (no ASI needed) */
+  uint32_t fn_state;     /* function declaration head: 1 `function`, 2 name,
+                            3 in the parameters, 4 after them */
+  uint32_t fn_paren;     /* paren depth of its parameter list */
+  uint32_t brace_depth;  /* open `{` */
+  uint32_t pad2;
+  uint64_t brace_block[LB_MINIFY_PAREN_BITS / 64]; /* each open `{`: a block? */
 } lb_minify_js_state;
 
 /* The output capacity that is always enough for an input of len bytes:
