@@ -6,8 +6,13 @@
  * renames an identifier and never inserts a semicolon. Its guarantees:
  *
  * JavaScript
- * - The output has the same tokens as the input, minus comments (the
- *   lexer declared below is exposed so a test can check exactly that).
+ * - The output has the same tokens as the input, minus comments and minus
+ *   the `;`s just before a `}` (the lexer declared below is exposed so a
+ *   test can check exactly that). Such a `;` goes (ASI puts it back) unless
+ *   it is an empty statement forming a statement's body: after the `)` of
+ *   an if/for/while/with header, after else, do or any `:` (labels, case,
+ *   default) it stays. A run of them goes whole; a run longer than
+ *   LB_MINIFY_MAX_HELD, or one before a kept comment or the end, stays.
  * - A separator (one space) is written between two tokens only where
  *   joining them would change them: identifier/number characters on both
  *   sides (non-ASCII characters count as identifier characters), a
@@ -22,7 +27,12 @@
  *   a template's end) when the next token cannot continue that expression
  *   (identifier, literal, `{`, `!`, `~`, `++`, `--`, `#x`, `@`); and after
  *   return, throw, break, continue, yield, async, await and let before any
- *   token other than `;` `}` `)` `]` `,` `:`. Elsewhere it is dropped.
+ *   token other than `;` `}` `)` `]` `,` `:`. Elsewhere it is dropped,
+ *   and after the `}` of a block statement: a `{` after a statement boundary
+ *   (`;` `{` `}`, the start), after the `)` of an if/for/while/with header,
+ *   else, do, try or finally, or the body of a function declaration (the
+ *   `function` after such a boundary). Other braces (object literals,
+ *   function, arrow and class bodies, switch, catch) keep the line break.
  * - Regex or division: `/` starts a regular expression unless the previous
  *   significant token is an identifier (other than the keywords return,
  *   typeof, instanceof, in, new, delete, void, throw, case, do, else,
@@ -48,6 +58,10 @@
  *   line terminators: LF, CR, U+2028, U+2029.
  *
  * CSS
+ * - A declaration's `;` before the block's `}` goes (with empty `;`s and
+ *   comments between); it stays after a custom property's value, after an
+ *   at-rule statement (`@import ...;`), inside parentheses and before a
+ *   `/\*! *\/` comment.
  * - Whitespace and comments collapse to one space, dropped next to
  *   `{ } ; !` (before or after), after `( :` and before `)`, and around
  *   `,` `>` `~` outside parentheses (inside them a space after a comma is

@@ -68,8 +68,10 @@ static void check_js(const uint8_t *in, size_t n, const uint8_t *out, size_t m) 
      * of them not a statement body: after the `)` of if/for/while/with,
      * else, do or a `:`). */
     if (ra && rb && is_p(in, &ta, ';') && !is_p(out, &tb, ';') && !body) {
-      while (ra && is_p(in, &ta, ';')) ra = next(&a, &ta);
+      uint32_t nl = 0; /* a line break before a dropped `;` is before the `}` now */
+      while (ra && is_p(in, &ta, ';')) { nl |= ta.nl_before; ra = next(&a, &ta); }
       if (!ra || !is_p(in, &ta, '}') || !is_p(out, &tb, '}')) abort();
+      ta.nl_before |= nl;
     }
     if (ra != rb) abort();
     if (!ra) break;
