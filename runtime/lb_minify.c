@@ -118,6 +118,22 @@ static int kw_restricted(const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* Keywords the emitter tracks for `;` and block braces. */
+enum { KW_NONE, KW_ELSE, KW_DO, KW_TRY, KW_FINALLY, KW_FUNCTION };
+
+static int kw_stmt(const uint8_t *p, size_t n) {
+  if (n < 2 || n > 8) return KW_NONE;
+  switch (p[0]) {
+  case 'e': return word_is(p, n, "else") ? KW_ELSE : KW_NONE;
+  case 'd': return word_is(p, n, "do") ? KW_DO : KW_NONE;
+  case 't': return word_is(p, n, "try") ? KW_TRY : KW_NONE;
+  case 'f':
+    if (word_is(p, n, "finally")) return KW_FINALLY;
+    return word_is(p, n, "function") ? KW_FUNCTION : KW_NONE;
+  }
+  return KW_NONE;
+}
+
 static int kw_paren_stmt(const uint8_t *p, size_t n) {
   return word_is(p, n, "if") || word_is(p, n, "while") || word_is(p, n, "for") ||
          word_is(p, n, "with");
@@ -769,6 +785,7 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
      * after a statement boundary or a statement keyword, and the body of a
      * function declaration; an object literal, a function, class or arrow
      * body in an expression is never taken for one. */
+    int kw = t.kind == LB_MINIFY_TOK_IDENT ? kw_stmt(s, t.len) : KW_NONE;
     {
       int stmt = !m->have_a || m->a_stmt;
       uint32_t fs = m->fn_state, d = lx->paren_depth;
@@ -788,7 +805,7 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
       }
       if (fs == 3) {
         if (tok_is(in, &t, ')') && d == m->fn_paren) m->fn_state = 4;
-      } else if (t.kind == LB_MINIFY_TOK_IDENT && word_is(s, t.len, "function")) {
+      } else if (kw == KW_FUNCTION) {
         m->fn_state = stmt ? 1 : 0;
       } else if (fs == 1 && tok_is(in, &t, '*')) {
         /* function* */
@@ -802,16 +819,13 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
       }
       m->a_stmt = tok_is(in, &t, ';') || tok_is(in, &t, '{') || tok_is(in, &t, '}') ||
                   (tok_is(in, &t, ')') && (lx->regex_ok || d >= LB_MINIFY_PAREN_BITS)) ||
-                  (t.kind == LB_MINIFY_TOK_IDENT &&
-                   (word_is(s, t.len, "else") || word_is(s, t.len, "do") ||
-                    word_is(s, t.len, "try") || word_is(s, t.len, "finally")));
+                  (kw != KW_NONE && kw != KW_FUNCTION);
     }
     m->a_ends_expr = (uint32_t)ends_expr(in, &t) && !m->a_block_end;
     m->a_restricted = t.kind == LB_MINIFY_TOK_IDENT && kw_restricted(s, t.len);
     m->a_body = (tok_is(in, &t, ')') &&
                  (lx->regex_ok || lx->paren_depth >= LB_MINIFY_PAREN_BITS)) || tok_is(in, &t, ':') ||
-                (t.kind == LB_MINIFY_TOK_IDENT &&
-                 (word_is(s, t.len, "else") || word_is(s, t.len, "do")));
+                kw == KW_ELSE || kw == KW_DO;
     m->have_a = 1;
     m->out_nl = 0;
     done = lx->pos;
