@@ -63,8 +63,8 @@ static size_t uni_space(const uint8_t *in, size_t len, size_t i, int *nl) {
 }
 
 size_t lb_minify_max_len(size_t len) {
-  if (len > (SIZE_MAX - 16) / 2) return SIZE_MAX;
-  return 2 * len + 16;
+  if (len > (SIZE_MAX - 32) / 2) return SIZE_MAX;
+  return 2 * len + 16 + LB_MINIFY_MAX_HELD;
 }
 
 size_t lb_minify_line_of(const uint8_t *in, size_t len, size_t pos) {
@@ -116,6 +116,22 @@ static int kw_restricted(const uint8_t *p, size_t n) {
   case 'l': return word_is(p, n, "let");
   }
   return 0;
+}
+
+/* Keywords the emitter tracks for `;` and block braces. */
+enum { KW_NONE, KW_ELSE, KW_DO, KW_TRY, KW_FINALLY, KW_FUNCTION };
+
+static int kw_stmt(const uint8_t *p, size_t n) {
+  if (n < 2 || n > 8) return KW_NONE;
+  switch (p[0]) {
+  case 'e': return word_is(p, n, "else") ? KW_ELSE : KW_NONE;
+  case 'd': return word_is(p, n, "do") ? KW_DO : KW_NONE;
+  case 't': return word_is(p, n, "try") ? KW_TRY : KW_NONE;
+  case 'f':
+    if (word_is(p, n, "finally")) return KW_FINALLY;
+    return word_is(p, n, "function") ? KW_FUNCTION : KW_NONE;
+  }
+  return KW_NONE;
 }
 
 static int kw_paren_stmt(const uint8_t *p, size_t n) {
@@ -632,6 +648,32 @@ static void wrote_piece(lb_minify_js_state *m, const out_t *o, size_t start, uin
   m->piece_digits = kind == LB_MINIFY_TOK_NUMBER && all_digits(o->p + start, n);
 }
 
+/* Writes a `;` that was held back (m->pend_semi). A `;` never needs a line
+ * break around it (see keep_newline), only maybe a space. */
+static int flush_semi(lb_minify_js_state *m, out_t *o) {
+  static const uint8_t semi = ';';
+  int e = 0;
+  uint32_t k = m->pend_semi;
+  m->pend_semi = 0;
+  if (need_space(m, &semi, 1, LB_MINIFY_TOK_PUNCT)) e = put1(o, ' ');
+  for (; k && !e; k--) {
+    uint8_t before = o->n ? o->p[o->n - 1] : m->last;
+    size_t start = o->n;
+    e = put1(o, ';');
+    if (!e) wrote_piece(m, o, start, before, LB_MINIFY_TOK_PUNCT);
+  }
+  if (e) return e;
+  m->a_ends_expr = 0;
+  m->a_restricted = 0;
+  m->a_body = 0;
+  m->a_stmt = 1;
+  m->a_block_end = 0;
+  m->fn_state = 0;
+  m->have_a = 1;
+  m->out_nl = 0;
+  return 0;
+}
+
 void lb_minify_js_init(lb_minify_js_state *m) {
   memset(m, 0, sizeof *m);
   lb_minify_js_lexer_init(&m->lx, NULL, 0);
@@ -670,6 +712,13 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
       done = lx->pos;
       continue;
     }
+    if (m->pend_semi && !tok_is(in, &t, '}') && !tok_is(in, &t, ';')) {
+      /* Only a `}` lets the held `;` go (ASI puts it back); anything else,
+       * a kept comment included, gets it written first. */
+      int fe = flush_semi(m, &o);
+      if (fe) return fe;
+      before = o.n ? o.p[o.n - 1] : m->last;
+    }
     if (t.kind == LB_MINIFY_TOK_COMMENT) {
       if (t.nl_before && (o.n || m->out_any) && !m->out_nl) { e = put1(&o, '\n'); m->out_nl = 1; }
       else if (need_space(m, s, t.len, t.kind)) e = put1(&o, ' ');
@@ -682,6 +731,26 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
       done = lx->pos;
       continue;
     }
+    int semi = tok_is(in, &t, ';');
+    if (!semi) m->semi_keep = 0;
+    if (semi && m->pend_semi == LB_MINIFY_MAX_HELD) {
+      /* A longer run than can be held (the output bound): all of it is
+       * written, the same way whatever the feeding. */
+      int fe = flush_semi(m, &o);
+      if (fe) return fe;
+      m->semi_keep = 1;
+    }
+    if (semi && !m->semi_keep && (m->pend_semi || !m->a_body)) {
+      /* Held back until the next token: before a `}` it goes. Not after
+       * the `)` of an if/for/while/with header, else, do or a `:`, where it
+       * is an empty statement that is the body. The `;`s that follow a
+       * held one are empty statements of the same list: they go too. In
+       * valid code a `;` before a `}` is never a for(;;) separator. */
+      m->pend_semi++;
+      done = lx->pos;
+      continue;
+    }
+    m->pend_semi = 0; /* (a `}` follows: the held `;`s are dropped) */
     if (m->have_a && t.nl_before && !m->out_nl && keep_newline(m, in, &t)) {
       e = put1(&o, '\n');
     } else if (need_space(m, s, t.len, t.kind)) {
@@ -711,8 +780,52 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
     }
     if (e) return e;
     wrote_piece(m, &o, start, before, t.kind);
-    m->a_ends_expr = (uint32_t)ends_expr(in, &t);
+    /* Blocks: the `}` of a block statement ends no expression, so no line
+     * break after it is needed. Only braces known to open a block count:
+     * after a statement boundary or a statement keyword, and the body of a
+     * function declaration; an object literal, a function, class or arrow
+     * body in an expression is never taken for one. */
+    int kw = t.kind == LB_MINIFY_TOK_IDENT ? kw_stmt(s, t.len) : KW_NONE;
+    {
+      int stmt = !m->have_a || m->a_stmt;
+      uint32_t fs = m->fn_state, d = lx->paren_depth;
+      m->a_block_end = 0;
+      if (tok_is(in, &t, '{')) {
+        uint32_t bd = m->brace_depth++;
+        if (bd < LB_MINIFY_PAREN_BITS) {
+          uint64_t bit = (uint64_t)1 << (bd & 63);
+          if (stmt || fs == 4) m->brace_block[bd >> 6] |= bit;
+          else m->brace_block[bd >> 6] &= ~bit;
+        }
+      } else if (tok_is(in, &t, '}')) {
+        if (m->brace_depth) {
+          uint32_t bd = --m->brace_depth;
+          m->a_block_end = bd < LB_MINIFY_PAREN_BITS && (m->brace_block[bd >> 6] >> (bd & 63) & 1);
+        }
+      }
+      if (fs == 3) {
+        if (tok_is(in, &t, ')') && d == m->fn_paren) m->fn_state = 4;
+      } else if (kw == KW_FUNCTION) {
+        m->fn_state = stmt ? 1 : 0;
+      } else if (fs == 1 && tok_is(in, &t, '*')) {
+        /* function* */
+      } else if (fs == 1 && t.kind == LB_MINIFY_TOK_IDENT) {
+        m->fn_state = 2;
+      } else if (fs == 2 && tok_is(in, &t, '(')) {
+        m->fn_state = 3;
+        m->fn_paren = d - 1;
+      } else {
+        m->fn_state = 0;
+      }
+      m->a_stmt = tok_is(in, &t, ';') || tok_is(in, &t, '{') || tok_is(in, &t, '}') ||
+                  (tok_is(in, &t, ')') && (lx->regex_ok || d >= LB_MINIFY_PAREN_BITS)) ||
+                  (kw != KW_NONE && kw != KW_FUNCTION);
+    }
+    m->a_ends_expr = (uint32_t)ends_expr(in, &t) && !m->a_block_end;
     m->a_restricted = t.kind == LB_MINIFY_TOK_IDENT && kw_restricted(s, t.len);
+    m->a_body = (tok_is(in, &t, ')') &&
+                 (lx->regex_ok || lx->paren_depth >= LB_MINIFY_PAREN_BITS)) || tok_is(in, &t, ':') ||
+                kw == KW_ELSE || kw == KW_DO;
     m->have_a = 1;
     m->out_nl = 0;
     done = lx->pos;
@@ -721,7 +834,10 @@ static ptrdiff_t js_run(lb_minify_js_state *m, const uint8_t *in, size_t len, in
     if (line) *line = m->lines + lb_minify_line_of(in, len, lx->err_pos - lx->base);
     return rc;
   }
-  if (final) done = len;
+  if (final) {
+    done = len;
+    if (m->pend_semi && (rc = flush_semi(m, &o)) != 0) return rc;
+  }
   m->lines += lb_minify_line_of(in, len, done) - 1;
   lx->base += done;
   if (o.n) {
@@ -846,6 +962,7 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
   uint8_t p = st->p; /* last byte written */
   int pending = (int)st->pending, paren = (int)st->paren, stmt_start = (int)st->stmt_start;
   int any = (int)st->out_any;
+  int at_stmt = (int)st->at_stmt, custom = (int)st->custom;
 #define SEP(next)                                                             \
   do {                                                                        \
     if (pending && (o.n || any) && !css_drop(p, (next), paren)) {             \
@@ -1002,9 +1119,39 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
         }
         i = e;
         stmt_start = 0;
+        custom = 1;
         continue;
       }
     }
+    if (c == ';' && !paren && !at_stmt && !custom) {
+      /* A declaration's `;` before the block's `}` (whitespace, comments
+       * and more `;`s between) goes, all of them. Decided once the byte
+       * after them is there, so the feeding does not matter. */
+      size_t j = i + 1;
+      int more = 0;
+      for (;;) {
+        if (j >= len) { more = 1; break; }
+        uint8_t b = in[j];
+        if (css_ws(b) || b == ';') { j++; continue; }
+        if (b == '/') {
+          if (j + 2 >= len) { more = 1; break; } /* a kept comment or not: unknown yet */
+          if (in[j + 1] == '*' && in[j + 2] != '!') {
+            size_t ce = css_comment(in, len, j);
+            if (!ce) { more = 1; break; }
+            j = ce;
+            continue;
+          }
+        }
+        break;
+      }
+      if (more && !final) break;
+      if (!more && in[j] == '}') {
+        pending = 1;
+        i = j;
+        continue;
+      }
+    }
+    custom = 0;
     /* Any other byte: copied. */
     SEP(c);
     if (put1(&o, c)) goto nospace;
@@ -1013,6 +1160,11 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
     switch (c) {
     case '{': case '}': case ';':
       stmt_start = 1;
+      at_stmt = 0;
+      break;
+    case '@':
+      if (stmt_start) at_stmt = 1;
+      stmt_start = 0;
       break;
     case '(':
       paren++;
@@ -1035,6 +1187,8 @@ static ptrdiff_t css_run(lb_minify_css_state *st, const uint8_t *in, size_t len,
   st->pending = (uint32_t)pending;
   st->paren = (uint32_t)paren;
   st->stmt_start = (uint32_t)stmt_start;
+  st->at_stmt = (uint32_t)at_stmt;
+  st->custom = (uint32_t)custom;
   if (o.n) st->out_any = 1;
   *consumed = i;
   return (ptrdiff_t)o.n;

@@ -26,6 +26,14 @@ describe("webassets.minify.js", function()
     assert.equal("x=/[/]/g.test(s)?`a  ${b}`:'c  d'", minify.js("x = /[/]/g.test(s) ? `a  ${ b }` : 'c  d'"))
   end)
 
+  it("drops a ; just before } unless it is an empty statement body", function()
+    assert.equal("function f(){a();return}", minify.js("function f() { a(); return; }"))
+    assert.equal("{a}", minify.js("{ a;; /* c */ }"))
+    assert.equal("{if(a);while(b);for(;;);l:;}", minify.js("{ if (a) ; while (b) ; for (;;) ; l: ; }"))
+    assert.equal("{if(a)b;else;do;while(c)}", minify.js("{ if (a) b; else ; do ; while (c) }"))
+    assert.equal("a();/*! k */", minify.js("a(); /*! k */"))
+  end)
+
   it("keeps the line break ASI depends on", function()
     assert.equal("function f(){return\n42}", minify.js("function f() {\n  return\n  42\n}"))
     assert.equal("a\n++b", minify.js("a\n++b"))
@@ -69,13 +77,18 @@ end)
 
 describe("webassets.minify.css", function()
   it("keeps the spaces CSS needs and drops the others", function()
-    assert.equal("@media screen and (max-width:100px){a :hover,.a .b>c{width:calc(100% - 2px)!important;}}",
+    assert.equal("@media screen and (max-width:100px){a :hover,.a .b>c{width:calc(100% - 2px)!important}}",
       minify.css("@media screen and (max-width: 100px) {\n  a :hover, .a .b > c { width: calc(100% - 2px) ! important; }\n}"))
   end)
 
   it("keeps strings, url(), escapes, custom properties and /*! comments verbatim", function()
     assert.equal('/*! lic */ a{content:"/* x */ ; }";background:url(a.png)}.\\31 0{--x: ;--y:;--j:{"k": 1}}',
       minify.css('/*! lic */\na { content: "/* x */ ; }" ; background: url( a.png ) }\n.\\31 0 { --x: ; --y:; --j: {"k": 1} }'))
+  end)
+
+  it("drops a declaration's ; before } but not a custom property's or an at-rule's", function()
+    assert.equal("a{b:c;d:e}f{}", minify.css("a { b: c; d: e; ; }\nf { ; }"))
+    assert.equal("a{--x: ;}b{--y:1;}@media print{@import url(x.css);}", minify.css("a { --x: ; } b { --y:1; } @media print { @import url(x.css); }"))
   end)
 
   it("returns nil, err naming the line", function()
@@ -123,6 +136,10 @@ describe("JS hazard rows under node", function()
     { "throw restricted", "try { (function(){ throw 1\n })() } catch (e) { console.log('caught', e) }" },
     { "class private names", "class A { #x = 1; m() { return #x in this } }; console.log(new A().m())" },
     { "optional chaining and ?.5", "var a = null; console.log(a ?.5 : 2, a?.b)" },
+    { "newline after a block statement's } dropped", "var n = 0\nfunction f(a = {}, b = function(){ return 1 }) { return b() }\nn += f()\nif (n) { n++ }\nn *= 10\ntry { n++ } finally { n++ }\n++n\nconsole.log(n)" },
+    { "newline after an expression's } kept", "var a = {}\nvar n = 0\nvar c = function(){ return 2 }\nn += c()\nvar e = () => {}\nn++\nvar g = class {}\nn++\nswitch (n) {}\nn++\ntry { n++ } catch (x) {}\nn++\nconsole.log(n, typeof a, typeof e, typeof g)" },
+    { "; before } dropped (ASI puts it back)", "function f(){ var a = 1; a++; return a; }\nclass A { x = 1; m() { return this.x; }; }\nvar o = { g: function(){ return 3; } };\nconsole.log(f(), new A().x, new A().m(), o.g())" },
+    { "; before } kept where it is the body", "var n = 0, o = { a: 1 }; function g(a){ if (a) ; }\nfunction h(){ for (var i = 0; i < 3; i++) ; n += i; }\nfunction w(){ var k = 2; while (k-- > 0) ; }\nfunction e(a){ if (a) n++; else ; }\nfunction l(){ L: ; }\nfunction s(x){ switch (x) { case 1: ; default: ; } }\nfunction d(){ var k = 3; { do ; while (k-- > 0) } return k; }\nfunction x(){ with (o) ; }\nfunction p(){ if ((n) && g(1)) ; }\ng(1); h(); w(); e(0); l(); s(1); x(); p(); console.log(n, d())" },
   }
   for _, row in ipairs(rows) do
     it(row[1], function()

@@ -6,8 +6,13 @@
  * renames an identifier and never inserts a semicolon. Its guarantees:
  *
  * JavaScript
- * - The output has the same tokens as the input, minus comments (the
- *   lexer declared below is exposed so a test can check exactly that).
+ * - The output has the same tokens as the input, minus comments and minus
+ *   the `;`s just before a `}` (the lexer declared below is exposed so a
+ *   test can check exactly that). Such a `;` goes (ASI puts it back) unless
+ *   it is an empty statement forming a statement's body: after the `)` of
+ *   an if/for/while/with header, after else, do or any `:` (labels, case,
+ *   default) it stays. A run of them goes whole; a run longer than
+ *   LB_MINIFY_MAX_HELD, or one before a kept comment or the end, stays.
  * - A separator (one space) is written between two tokens only where
  *   joining them would change them: identifier/number characters on both
  *   sides (non-ASCII characters count as identifier characters), a
@@ -22,7 +27,12 @@
  *   a template's end) when the next token cannot continue that expression
  *   (identifier, literal, `{`, `!`, `~`, `++`, `--`, `#x`, `@`); and after
  *   return, throw, break, continue, yield, async, await and let before any
- *   token other than `;` `}` `)` `]` `,` `:`. Elsewhere it is dropped.
+ *   token other than `;` `}` `)` `]` `,` `:`. Elsewhere it is dropped,
+ *   and after the `}` of a block statement: a `{` after a statement boundary
+ *   (`;` `{` `}`, the start), after the `)` of an if/for/while/with header,
+ *   else, do, try or finally, or the body of a function declaration (the
+ *   `function` after such a boundary). Other braces (object literals,
+ *   function, arrow and class bodies, switch, catch) keep the line break.
  * - Regex or division: `/` starts a regular expression unless the previous
  *   significant token is an identifier (other than the keywords return,
  *   typeof, instanceof, in, new, delete, void, throw, case, do, else,
@@ -48,6 +58,10 @@
  *   line terminators: LF, CR, U+2028, U+2029.
  *
  * CSS
+ * - A declaration's `;` before the block's `}` goes (with empty `;`s and
+ *   comments between); it stays after a custom property's value, after an
+ *   at-rule statement (`@import ...;`), inside parentheses and before a
+ *   `/\*! *\/` comment.
  * - Whitespace and comments collapse to one space, dropped next to
  *   `{ } ; !` (before or after), after `( :` and before `)`, and around
  *   `,` `>` `~` outside parentheses (inside them a space after a comma is
@@ -76,7 +90,8 @@
 enum {
   LB_MINIFY_MAX_NESTING = 64,   /* open template `${` at once */
   LB_MINIFY_PAREN_BITS = 1024,  /* parens tracked for `if (...) /re/` */
-  LB_MINIFY_LOOKAHEAD = 4       /* bytes the lexer may look past a token */
+  LB_MINIFY_LOOKAHEAD = 4,      /* bytes the lexer may look past a token */
+  LB_MINIFY_MAX_HELD = 16       /* `;`s held back at once (a longer run is kept) */
 };
 
 /* Token kinds of the JavaScript lexer. */
@@ -135,10 +150,25 @@ typedef struct lb_minify_js_state {
   uint32_t have_a;
   uint32_t out_nl;       /* a line break was written after it */
   uint32_t out_any;      /* an earlier call wrote something */
+  uint32_t a_body;       /* a `;` after it would be an empty statement body
+                            (`)` of if/for/while/with, else, do, any `:`) */
+  uint32_t pend_semi;    /* `;`s read but not written yet: dropped before `}` */
+  uint32_t semi_keep;    /* this run of `;` is longer than LB_MINIFY_MAX_HELD:
+                            all of it is written */
+  uint32_t a_stmt;       /* a `{` after it is a block, `function` a declaration */
+  uint32_t a_block_end;  /* it is the `}` of a block statement (no ASI needed) */
+  uint32_t fn_state;     /* function declaration head: 1 `function`, 2 name,
+                            3 in the parameters, 4 after them */
+  uint32_t fn_paren;     /* paren depth of its parameter list */
+  uint32_t brace_depth;  /* open `{` */
+  uint32_t pad2;
+  uint64_t brace_block[LB_MINIFY_PAREN_BITS / 64]; /* each open `{`: a block? */
 } lb_minify_js_state;
 
 /* The output capacity that is always enough for an input of len bytes:
- * 2*len + 16 (each separator follows a token of at least one byte). Real
+ * 2*len + 32 (each separator follows a token of at least one byte; a feed
+ * call may also write up to LB_MINIFY_MAX_HELD `;`s held by earlier calls,
+ * see lb_minify_js_feed). Real
  * code never grows: every separator replaces whitespace, except `-- >`,
  * `1 in`-like joins and the `<\/script` escape. */
 size_t lb_minify_max_len(size_t len);
@@ -188,6 +218,8 @@ typedef struct lb_minify_css_state {
   uint32_t paren;        /* open parentheses */
   uint32_t stmt_start;   /* at the start of a declaration or rule */
   uint32_t out_any;      /* something was written */
+  uint32_t at_stmt;      /* in an at-rule's prelude (its `;` stays before `}`) */
+  uint32_t custom;       /* the last thing written is a custom property value */
   uint8_t p;             /* the last byte written */
   uint8_t prev_in;       /* the last input byte consumed */
   uint8_t pad[6];

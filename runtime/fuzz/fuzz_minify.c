@@ -6,7 +6,8 @@
  *  2. JS: minify fails only where lexing the input fails (or on a regex
  *     that would write `</script`), and the
  *     output lexes to the same token stream (kinds and bytes, comments
- *     dropped, `<\/` read as `</`), never with a line break before a token
+ *     dropped, `<\/` read as `</`, less the `;`s dropped before a `}`
+ *     where none is a statement body), never with a line break before a token
  *     that had none in the input, and never containing `</script`;
  *  3. minifying the output again gives the output (both languages), and
  *     CSS never grows;
@@ -49,6 +50,10 @@ static int same_text(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
   return i == an && j == bn;
 }
 
+static int is_p(const uint8_t *s, const lb_minify_token *t, char c) {
+  return t->kind == LB_MINIFY_TOK_PUNCT && t->len == 1 && s[t->off] == (uint8_t)c;
+}
+
 static void check_js(const uint8_t *in, size_t n, const uint8_t *out, size_t m) {
   it a, b;
   memset(&a, 0, sizeof a);
@@ -56,10 +61,25 @@ static void check_js(const uint8_t *in, size_t n, const uint8_t *out, size_t m) 
   lb_minify_js_lexer_init(&a.lx, in, n);
   lb_minify_js_lexer_init(&b.lx, out, m);
   lb_minify_token ta, tb;
+  int body = 0; /* a `;` after the last input token would be a statement body */
   for (;;) {
     int ra = next(&a, &ta), rb = next(&b, &tb);
+    /* The only tokens allowed to go: `;`s just before a `}` (the first
+     * of them not a statement body: after the `)` of if/for/while/with,
+     * else, do or a `:`). */
+    if (ra && rb && is_p(in, &ta, ';') && !is_p(out, &tb, ';') && !body) {
+      uint32_t nl = 0; /* a line break before a dropped `;` is before the `}` now */
+      while (ra && is_p(in, &ta, ';')) { nl |= ta.nl_before; ra = next(&a, &ta); }
+      if (!ra || !is_p(in, &ta, '}') || !is_p(out, &tb, '}')) abort();
+      ta.nl_before |= nl;
+    }
     if (ra != rb) abort();
     if (!ra) break;
+    body = (is_p(in, &ta, ')') && (a.lx.regex_ok || a.lx.paren_depth >= LB_MINIFY_PAREN_BITS)) ||
+           is_p(in, &ta, ':') ||
+           (ta.kind == LB_MINIFY_TOK_IDENT &&
+            ((ta.len == 4 && memcmp(in + ta.off, "else", 4) == 0) ||
+             (ta.len == 2 && memcmp(in + ta.off, "do", 2) == 0)));
     if (ta.kind != tb.kind) abort();
     if (!same_text(in + ta.off, ta.len, out + tb.off, tb.len)) abort();
     if (tb.nl_before && !ta.nl_before) abort();
