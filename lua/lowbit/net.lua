@@ -333,31 +333,60 @@ end
 
 Conn.read_full = read_full
 
+-- One look at what fill waits for: the read buffer when it grew past
+-- before, nil, err when the conn cannot fill it, false when fill must wait.
+local function fill_check(c, before)
+  if c.closed then return nil, CLOSED end
+  local rbuf = c.rbuf
+  if #rbuf > before then return rbuf end
+  if c.rerr then return nil, c.rerr end
+  if c.eof then return nil, EOF end
+  local rd = c.rdeadline
+  if rd and rd <= now() then return nil, TIMEOUT end
+  return false
+end
+
+-- One wait of fill for bytes; false on timeout.
+local function fill_wait(c)
+  start_reading(c)
+  if not c.rerr then
+    -- One waiter object per conn, reset for each wait: fill runs once per
+    -- request on HTTP keep-alive connections.
+    local sel = c.fsel
+    if not sel then sel = new_sel("conn:fill"); c.fsel = sel
+    else sel.co = lowbit._need_task("conn:fill"); sel.done = false; sel.index = nil; sel.value = nil end
+    local why = wait_readable(c, sel, c.rdeadline)
+    if why == "timeout" then return false end
+  end
+  return true
+end
+
+-- The rest of fill after a wait that brought nothing new (rare).
+local function fill_loop(c, before)
+  while true do
+    local b, err = fill_check(c, before)
+    if b ~= false then return b, err end
+    if c.rsel then error("conn:fill: another task is already reading this conn", 3) end
+    if not fill_wait(c) then return nil, TIMEOUT end
+  end
+end
+
 --- Waits until more bytes are buffered (without taking any) and returns
 --- the conn's read buffer (a string.buffer the caller may consume from),
 --- or nil, err. Protocol parsers use it to parse in place.
+-- No loop on the common path (check, wait once, check): it runs once per
+-- request on keep-alive connections, and a loop whose usual exit follows
+-- a yield would leave that exit to the interpreter.
 function Conn:fill()
   local before = #self.rbuf
-  while true do
-    if self.closed then return nil, CLOSED end
-    local rbuf = self.rbuf
-    if #rbuf > before then return rbuf end
-    if self.rerr then return nil, self.rerr end
-    if self.eof then return nil, EOF end
-    local rd = self.rdeadline
-    if rd and rd <= now() then return nil, TIMEOUT end
-    if self.rsel then error("conn:fill: another task is already reading this conn", 2) end
-    start_reading(self)
-    if not self.rerr then
-      -- One waiter object per conn, reset for each wait: fill runs once per
-      -- request on HTTP keep-alive connections.
-      local sel = self.fsel
-      if not sel then sel = new_sel("conn:fill"); self.fsel = sel
-      else sel.co = lowbit._need_task("conn:fill"); sel.done = false; sel.index = nil; sel.value = nil end
-      local why = wait_readable(self, sel, rd)
-      if why == "timeout" then return nil, TIMEOUT end
-    end
-  end
+  local b, err = fill_check(self, before)
+  if b ~= false then return b, err end
+  if self.rsel then error("conn:fill: another task is already reading this conn", 2) end
+  if not fill_wait(self) then return nil, TIMEOUT end
+  b, err = fill_check(self, before)
+  if b ~= false then return b, err end
+  b, err = fill_loop(self, before)
+  return b, err
 end
 
 --- The conn's read buffer (bytes received, not yet read).

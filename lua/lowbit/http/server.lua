@@ -775,22 +775,31 @@ local function next_head(srv, cs, preq, first)
   return parse_head(ib, preq, srv.max_header_bytes), start
 end
 
+-- One read and parse of await_head: the parser's result, nil at EOF,
+-- timeout or error. got_bytes: the connection had bytes before this read.
+local function await_more(srv, cs, preq, first, got_bytes)
+  if not cs:more() then return nil end
+  if not got_bytes then
+    cs.state = "active"
+    local rht = srv.read_header_timeout
+    if not first and rht then cs.conn:set_read_deadline(now() + rht) end
+  end
+  return parse_head(cs.ib, preq, srv.max_header_bytes)
+end
+
+-- A head that came in several reads (rare): the loop, apart from the
+-- common case so that await_head has none (see serve_requests).
+local function await_rest(srv, cs, preq, first)
+  local n = EAGAIN
+  while n == EAGAIN do n = await_more(srv, cs, preq, first, true) end
+  return n
+end
+
 -- Reads until the head is whole. Returns the parser's result, or nil at
 -- EOF, timeout or error before a whole head.
 local function await_head(srv, cs, preq, first)
-  local ib = cs.ib
-  local got_bytes = #ib > 0
-  local n = EAGAIN
-  while n == EAGAIN do
-    if not cs:more() then return nil end
-    if not got_bytes then
-      got_bytes = true
-      cs.state = "active"
-      local rht = srv.read_header_timeout
-      if not first and rht then cs.conn:set_read_deadline(now() + rht) end
-    end
-    n = parse_head(ib, preq, srv.max_header_bytes)
-  end
+  local n = await_more(srv, cs, preq, first, #cs.ib > 0)
+  if n == EAGAIN then n = await_rest(srv, cs, preq, first) end
   return n
 end
 
@@ -834,17 +843,24 @@ end
 -- function. So the loop is only glue around three calls (each compiled
 -- from its entry), and a request on a keep-alive connection whose head has
 -- arrived costs one call to next_head and one to serve_one.
-local function serve_requests(srv, cs)
-  local preq = ffi.new("lb_http1_req")
-  preq.headers = shared_hdrs
-  preq.max_headers = M.MAX_HEADERS
-  cs.body_opts = { on_done = body_done }
-  cs.make_ctx = function(r)
+-- The request ctx maker of a connection (made here: a closure in
+-- serve_requests would make each of its returns close upvalues, which
+-- LuaJIT cannot compile, and its loop would stay interpreted).
+local function ctx_maker(srv, cs)
+  return function(r)
     local ctx, cancel = context.with_cancel(srv.base_ctx)
     cs.cancel_req = cancel
     if r.body.done then start_watch(cs) end
     return ctx
   end
+end
+
+local function serve_requests(srv, cs)
+  local preq = ffi.new("lb_http1_req")
+  preq.headers = shared_hdrs
+  preq.max_headers = M.MAX_HEADERS
+  cs.body_opts = { on_done = body_done }
+  cs.make_ctx = ctx_maker(srv, cs)
   local first = true
   while true do
     local n, start = next_head(srv, cs, preq, first)
