@@ -427,6 +427,26 @@ describe("lowbit.redis on a real server", function()
     end)
   end)
 
+  it("never hands out a pooled connection the server closed while it was idle, over TCP and TLS", function()
+    run(function()
+      redis.close_idle()
+      for _, opts in ipairs({ { addr = srv.addr }, { addr = tls_srv.addr, tls = { ca_file = pki .. "/ca.pem" } } }) do
+        local c = assert(redis.connect(opts))
+        local id = assert(c:call("CLIENT", "ID"))
+        c:release()
+        -- another pool (db 1) kills the idle one from the server's side
+        local k = assert(redis.connect{ addr = opts.addr, tls = opts.tls, db = 1 })
+        assert.equal(1, k:call("CLIENT", "KILL", "ID", id))
+        k:close()
+        lowbit.sleep(0.1) -- the FIN (or close_notify) reaches the idle conn
+        local again = assert(redis.connect(opts))
+        assert.not_equal(c, again)
+        assert.equal("PONG", again:call("PING"))
+        again:close()
+      end
+    end)
+  end)
+
   it("pools released connections per address and options", function()
     run(function()
       redis.close_idle()

@@ -154,7 +154,12 @@ function M.start_redis(opts)
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. dir) == 0)
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+  -- Seeded once per process: reseeding on every call (same second, the
+  -- same table address) picked the port of the server started just before.
+  if not M._redis_seeded then
+    math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+    M._redis_seeded = true
+  end
   for _ = 1, 8 do
     -- A port outside Linux's ephemeral range (32768-60999), retried when
     -- taken: redis-server exits at once then.

@@ -457,6 +457,41 @@ end
 pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
 local libc = ffi.C
 
+pcall(ffi.cdef, "ssize_t recv(int, void *, size_t, int);")
+local MSG_PEEK, MSG_DONTWAIT = 0x2, 0x40
+local peek_buf = ffi.new("char[1]")
+
+--- Whether an idle conn (one a client pools between requests) may carry a
+--- new request: nothing arrived while it was idle, no byte, no EOF, no
+--- error, as Go's idle read loop checks. It looks at the bytes libuv has
+--- collected, then at the kernel's (a MSG_PEEK that never waits), and for
+--- TLS (or any wrapping conn) at what a read that may not wait makes of
+--- them (a session ticket is fine, a close_notify or data is not). The
+--- caller checks its own read buffer first.
+function M.idle_usable(c)
+  if c.closed then return false end
+  local inner = c.inner and c:inner() or c
+  local is_tls = inner ~= c
+  if not is_tls and (c.eof or c.rerr or (c.rbuf and #c.rbuf > 0)) then return false end
+  local fd = type(inner) == "table" and inner.fd or nil
+  if fd then
+    local n = tonumber(libc.recv(fd, peek_buf, 1, MSG_PEEK + MSG_DONTWAIT))
+    if n == 0 then return false end -- EOF
+    if n < 0 then
+      local e = ffi.errno()
+      if e ~= 11 and e ~= 4 then return false end -- not EAGAIN / EINTR: broken
+    end
+    -- Unsolicited bytes on a plain conn; on TLS they may be a ticket.
+    if not is_tls then return n < 0 end
+  end
+  c:set_read_deadline(0)
+  local d, err = c:read(1)
+  if c.closed then return false end
+  c:set_read_deadline(nil)
+  if d then return false end
+  return err == TIMEOUT
+end
+
 --- Writes and empties a string.buffer (servers build responses in one).
 --- Same results as write(buf:get()).
 function Conn:write_buffer(buf)

@@ -880,7 +880,10 @@ function M.connect(addr_or_opts)
     while pool and #pool > 0 do
       local e = table.remove(pool)
       local c = e.client
-      if now() - e.since <= (c.idle_timeout or M.IDLE_TIMEOUT) and not c.closed then
+      -- Not one the server closed (or wrote to) while it was idle: a
+      -- restarted Redis would otherwise fail the caller's first command.
+      if now() - e.since <= (c.idle_timeout or M.IDLE_TIMEOUT) and not c.closed
+         and #c.ib == 0 and net.idle_usable(c.conn) then
         c.released = false
         c.timeout, c.pool_size, c.idle_timeout = o.timeout, o.pool_size, o.idle_timeout
         return c

@@ -69,45 +69,10 @@ local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true, PUT 
 
 local pool = {} -- key -> array of { conn, ib, idle_since }
 
-pcall(ffi.cdef, "ssize_t recv(int, void *, size_t, int);")
-local MSG_PEEK, MSG_DONTWAIT = 0x2, 0x40
-local peek_buf = ffi.new("char[1]")
-local libc = ffi.C
-
--- The raw fd under a conn (TCP, or TLS over TCP), or nil.
-local function raw_fd(conn)
-  local inner = conn.inner and conn:inner() or conn
-  return type(inner) == "table" and inner.fd or nil
-end
-
--- Whether an idle pooled connection may carry a new request: nothing
--- arrived while it was idle (no byte, no EOF, no error), as Go's idle
--- read loop checks. Bytes the loop has collected, those still in the
--- kernel (a MSG_PEEK), and for TLS what a non-blocking read makes of them
--- (a session ticket is fine, a close_notify or data is not).
+-- Whether an idle pooled connection may carry a new request: nothing in
+-- our buffer, and nothing arrived on the conn (net.idle_usable).
 local function idle_usable(pc)
-  local c = pc.conn
-  if c.closed or #pc.ib > 0 then return false end
-  local is_tls = c.inner ~= nil
-  if not is_tls and (c.eof or c.rerr) then return false end
-  local fd = raw_fd(c)
-  if fd then
-    local n = tonumber(libc.recv(fd, peek_buf, 1, MSG_PEEK + MSG_DONTWAIT))
-    if n == 0 then return false end -- EOF
-    if n < 0 then
-      local e = ffi.errno()
-      if e ~= 11 and e ~= 4 then return false end -- not EAGAIN / EINTR: broken
-    end
-    -- Unsolicited bytes on a plain conn; on TLS they may be a ticket.
-    if not is_tls then return n < 0 end
-  end
-  -- TLS (or any other conn): a read that may not wait.
-  c:set_read_deadline(0)
-  local d, err = c:read(1)
-  if c.closed then return false end
-  c:set_read_deadline(nil)
-  if d then return false end
-  return err == errors.TIMEOUT
+  return #pc.ib == 0 and net.idle_usable(pc.conn)
 end
 
 local function pool_get(key)
