@@ -469,6 +469,7 @@ local peek_buf = ffi.new("char[1]")
 --- them (a session ticket is fine, a close_notify or data is not). The
 --- caller checks its own read buffer first.
 function M.idle_usable(c)
+  if type(c) ~= "table" or type(c.read) ~= "function" then arg_error("net.idle_usable", "c", "conn", c) end
   if c.closed then return false end
   local inner = c.inner and c:inner() or c
   local is_tls = inner ~= c
