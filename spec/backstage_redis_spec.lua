@@ -12,11 +12,8 @@ local flows = require "backstage_redis_flows"
 local run = support.run
 
 local bg = context.background()
-local srv
+local srv = support.use_redis{ once = true }
 local qn = 0
-
-setup(function() srv = assert(support.start_redis()) end)
-teardown(function() if srv then srv.stop() end end)
 
 local function of_type(evs, ty)
   local out = {}

@@ -45,18 +45,7 @@ io.write(table.concat(ids, ","), "\n")
 ]]
 
 describe("topic.redis (scale.md C3)", function()
-  local srv
-
-  before_each(function()
-    local err
-    srv, err = support.start_redis()
-    assert(srv, err)
-  end)
-
-  after_each(function()
-    run(function() redis.close_idle() end)
-    if srv then srv.stop() end
-  end)
+  local srv = support.use_redis()
 
   it("C3.1: a publish in process A reaches the subscribers in processes B and C", function()
     local outs = run(function()
