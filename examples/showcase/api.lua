@@ -92,7 +92,7 @@ function M.mount(m, app)
   api:use(request_id, recover, limit_body)
 
   api:handle_func("GET /health", function(w, r)
-    send_json(w, 200, cjson.encode{ ok = true, shared = app.feed.shared, worker = app.worker })
+    send_json(w, 200, cjson.encode{ ok = true, shared = app.feed.shared, worker = app.worker and app.worker.index })
   end)
 
   api:handle_func("GET /messages", function(w, r)

@@ -83,7 +83,7 @@ end
 
 return function(ctx, addr)
   -- Under `lowbit -w N -l ADDR` every worker listens on the master's ADDR.
-  addr = addr or os.getenv("LOWBIT_LISTEN") or "127.0.0.1:8080"
+  addr = addr or (host.worker and host.worker.addr) or "127.0.0.1:8080"
   local raddr = redis_addr(os.getenv("REDIS_URL"))
   local link_ttl = tonumber(os.getenv("SHOWCASE_LINK_TTL")) or 300
   local note = state_note(raddr, host.worker)
@@ -116,7 +116,7 @@ return function(ctx, addr)
   local group = rungroup.new{
     shutdown_timeout = 15,
     on_event = function(e)
-      if e.err then log.write(("showcase: %s %s: %s"):format(e.type, e.service, tostring(e.err))) end
+      if e.err and not errors.is(e.err, context.CANCELED) then log.write(("showcase: %s %s: %s"):format(e.type, e.service, tostring(e.err))) end
     end,
   }
   group:add(function(gctx) return feed:run(gctx) end, { name = "feed" })
