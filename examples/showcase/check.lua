@@ -50,9 +50,8 @@ function M.message(t)
   return { name = name, text = text }
 end
 
---- A job's step count: an integer in 1..20 (a number, or digits from a form).
+--- A job's step count: an integer number in 1..20.
 function M.steps(v)
-  if type(v) == "string" and v:match("^%s*%d+%s*$") then v = tonumber(v) end
   if type(v) ~= "number" or v ~= math.floor(v) or v < M.STEPS_MIN or v > M.STEPS_MAX then
     return nil, ("steps must be a whole number from %d to %d"):format(M.STEPS_MIN, M.STEPS_MAX), "/steps"
   end

@@ -57,7 +57,7 @@ function M.mount(m, app)
   site:handle_func("POST /jobs", function(w, r)
     local form = read_form(w, r, "/jobs")
     if not form then return end
-    local steps, why = check.steps(form:get("steps"))
+    local steps, why = check.steps(tonumber(form:get("steps") or ""))
     if not steps then return pages.problem(w, 422, "That job was not started", why, "/jobs") end
     local id, err = jobs.start(r.ctx, steps)
     if not id then return pages.problem(w, 503, "That job was not started", tostring(err), "/jobs") end
