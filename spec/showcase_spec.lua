@@ -514,3 +514,45 @@ describe("the showcase on Redis (REDIS_URL)", function()
     assert(ok, err)
   end)
 end)
+
+describe("make example REDIS=1", function()
+  it("serves the showcase with a private redis-server, stopped by pid when the app exits", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local port = 21000 + math.random(0, 8999)
+    -- setsid: its own process group, which gets the Ctrl-C.
+    sh(("cd %s && (setsid make example REDIS=1 ADDR=127.0.0.1:%d >%s/out 2>%s/err & echo $! >%s/pid) & true")
+      :format(support.root, port, dir, dir, dir))
+    local out, redis_pid, base = "", nil, nil
+    for _ = 1, 600 do -- make may have to build first
+      out = read(dir .. "/out") or ""
+      redis_pid = out:match("redis%-server %(pid (%d+)%)")
+      base = out:match("showcase listening on (http://[%d.:]+)/")
+      if base then break end
+      sleep(0.05)
+    end
+    local pgid = (read(dir .. "/pid") or ""):match("%d+")
+    local ok, err = pcall(function()
+      assert.truthy(base, out .. (read(dir .. "/err") or ""))
+      assert.matches("example: open http://127%.0%.0%.1:" .. port .. "/", out)
+      local _, _, body = fetch(q(base .. "/api/health"))
+      assert.is_true(cjson.decode(body).shared)
+      sh("kill -INT -" .. pgid) -- Ctrl-C
+      local gone
+      for _ = 1, 200 do
+        local _, rc = sh("kill -0 " .. redis_pid .. " 2>/dev/null")
+        local _, rc2 = sh("kill -0 -" .. pgid .. " 2>/dev/null")
+        gone = rc ~= 0 and rc2 ~= 0
+        if gone then break end
+        sleep(0.05)
+      end
+      assert.is_true(gone, "redis-server or the app still runs")
+      assert.falsy((read(dir .. "/err") or ""):find("traceback", 1, true))
+    end)
+    if pgid then sh("kill -9 -" .. pgid .. " 2>/dev/null") end
+    if redis_pid then sh("kill -9 " .. redis_pid .. " 2>/dev/null") end
+    sh("rm -rf " .. dir)
+    assert(ok, err)
+  end)
+end)
