@@ -464,8 +464,16 @@ describe("the showcase under lowbit -w 2", function()
 end)
 
 describe("the showcase on Redis (REDIS_URL)", function()
+  local redis
+  lazy_setup(function() redis = assert(support.start_redis()) end)
+  lazy_teardown(function()
+    if redis then
+      redis.stop()
+      sh("rm -rf " .. redis.dir)
+    end
+  end)
+
   it("carries chat, events and jobs from one process to another", function()
-    local redis = assert(support.start_redis())
     local env = { REDIS_URL = "redis://" .. redis.addr, SHOWCASE_SECRET = "spec-secret" }
     local a, b
     local ok, err = pcall(function()
@@ -509,8 +517,47 @@ describe("the showcase on Redis (REDIS_URL)", function()
     end)
     if a then a.cleanup() end
     if b then b.cleanup() end
-    redis.stop()
-    sh("rm -rf " .. redis.dir)
+    assert(ok, err)
+  end)
+
+  it("under -w 2 shares chat and the link key between the workers", function()
+    local app = start{ workers = 2, env = { REDIS_URL = "redis://" .. redis.addr } }
+    local ok, err = pcall(function()
+      local _, _, page = fetch(q(app.base .. "/downloads"))
+      local link = page:match('<a class="download" href="([^"]+)">report%.txt</a>'):gsub("&amp;", "&")
+      for _ = 1, 20 do assert.equal(200, (fetch(q(app.base .. link)))) end -- either worker took it
+      run(function()
+        local ctx, cancel = context.with_timeout(context.background(), 30)
+        local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+        tab:set_read_deadline(lowbit.now() + 20)
+        local ready = {} -- both workers' Redis subscriptions are up
+        for _ = 1, 200 do
+          local resp = assert(http.get(app.base .. "/api/health", { ctx = ctx, headers = { Connection = "close" } }))
+          local h = cjson.decode((resp:read_all()))
+          if h.ok then ready[h.worker] = true end
+          if ready[1] and ready[2] then break end
+          lowbit.sleep(0.02)
+        end
+        assert.same({ true, true }, ready)
+        local want = 0
+        for i = 1, 10 do -- new connections: both workers take some
+          local resp = assert(http.request{ method = "POST", url = app.base .. "/api/messages", ctx = ctx,
+            headers = { Connection = "close" }, body = cjson.encode{ name = "w", text = tostring(i) } })
+          assert.equal(201, resp.status)
+          resp:read_all()
+          want = want + 1
+        end
+        local got = {}
+        for _ = 1, want do got[#got + 1] = cjson.decode((assert(tab:read_message()))).text end
+        table.sort(got, function(x, y) return tonumber(x) < tonumber(y) end)
+        assert.same({ "1", "2", "3", "4", "5", "6", "7", "8", "9", "10" }, got)
+        tab:close()
+        cancel()
+      end)
+      assert.equal(0, app.stop("TERM"))
+      assert.falsy(app.stderr():find("traceback", 1, true), app.stderr())
+    end)
+    app.cleanup()
     assert(ok, err)
   end)
 end)
