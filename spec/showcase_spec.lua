@@ -91,11 +91,11 @@ local function fetch(args)
   return tonumber(code), ctype, body, head
 end
 
--- POSTs the exact bytes `body` to url.
-local function post(url, body, ctype)
+-- POSTs the exact bytes `body` to url (more curl arguments in `extra`).
+local function post(url, body, ctype, extra)
   local f = support.tmpfile(body)
-  local code, rtype, rbody, head = fetch(("-X POST --data-binary @%s -H %s %s")
-    :format(f, q("Content-Type: " .. (ctype or "application/json")), q(url)))
+  local code, rtype, rbody, head = fetch(("-X POST --data-binary @%s -H %s %s %s")
+    :format(f, q("Content-Type: " .. (ctype or "application/json")), extra or "", q(url)))
   os.remove(f)
   return code, rtype, rbody, head
 end
@@ -287,6 +287,13 @@ describe("the showcase", function()
     for _, s in ipairs({ "abc", "nan", "11", "-1", "inf", "0x" }) do
       code, ctype, body = fetch(q(api .. "/slow?seconds=" .. s))
       assert_problem(422, code, ctype, body, "slow " .. s)
+    end
+    -- Links are signed for the Host the client sent, whatever it is.
+    for _, h in ipairs({ "a b", 'evil"><script>', "[::1", "x:99999", "", ("h"):rep(300) }) do
+      local c1 = fetch("-H " .. q("Host: " .. h) .. " " .. q(app.base .. "/downloads"))
+      local c2, t2 = post(app.base .. "/api/links", '{"file":"report.txt"}', nil, "-H " .. q("Host: " .. h))
+      assert.is_true(c1 == 200 or c1 == 400, h .. ": " .. tostring(c1))
+      assert.is_true(c2 == 200 or c2 == 400, h .. ": " .. tostring(c2) .. " " .. tostring(t2))
     end
     -- A hostile request id is replaced; a plain one is echoed.
     local _, _, _, head = fetch("-H 'X-Request-Id: <script>alert(1)</script>' " .. q(api .. "/health"))
