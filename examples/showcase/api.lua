@@ -112,9 +112,9 @@ function M.mount(m, app)
     if not doc then return end
     local msg, why, pointer = check.message(doc)
     if not msg then return invalid(w, r, why, pointer) end
-    local ok, err = app.board.post(r.ctx, msg)
-    if not ok then return pj.service_unavailable{ detail = "not sent", err = err }:serve_http(w, r) end
-    send_json(w, 201, cjson.encode(msg))
+    local sent, err = app.board.post(r.ctx, msg)
+    if not sent then return pj.service_unavailable{ detail = "not sent", err = err }:serve_http(w, r) end
+    send_json(w, 201, cjson.encode(sent))
   end)
 
   api:handle_func("POST /jobs", function(w, r)
