@@ -423,10 +423,14 @@ describe("the showcase", function()
 end)
 
 describe("the showcase's graceful shutdown", function()
-  it("lets an in-flight request finish after SIGTERM and exits 0", function()
+  it("lets an in-flight request finish after SIGTERM, closes the live streams and exits 0", function()
     local app = start()
     local ok, err = pcall(function()
       run(function()
+        local ctx, cancel = context.with_timeout(context.background(), 20)
+        local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+        local feed = sse.connect(app.base .. "/events", { ctx = ctx, max_retries = 0 })
+        assert.equal("hello", assert(feed:read()).name)
         local done = lowbit.chan(1)
         lowbit.go(function()
           done:send({ support.spawn("curl", { "-s", "-w", " %{http_code}", app.base .. "/api/slow?seconds=1.5" }, 20) })
@@ -436,6 +440,16 @@ describe("the showcase's graceful shutdown", function()
         local res = done:recv()
         assert.equal(0, res[1])
         assert.equal('{"slept":1.5}\n 200', res[2])
+        tab:set_read_deadline(lowbit.now() + 10)
+        local data, werr = tab:read_message()
+        assert.is_nil(data)
+        assert.equal(1001, werr.code) -- going away
+        local ev, ferr
+        repeat ev, ferr = feed:read() until not ev or ev.name ~= "chat.join"
+        assert.is_nil(ev, "the stream ended")
+        assert.truthy(ferr)
+        feed:close()
+        cancel()
       end)
       for _ = 1, 200 do
         if app.exit_status() then break end
