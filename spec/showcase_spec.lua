@@ -409,6 +409,11 @@ describe("the showcase", function()
     -- A hostile Last-Event-ID is ignored: the stream starts as usual.
     local out = sh("curl -sN --max-time 1 -H 'Last-Event-ID: ../../<script>' " .. q(app.base .. "/events"))
     assert.matches("event: hello", out)
+    assert.falsy(out:find("\nid: ", 1, true), out)
+    -- One it issued replays what came after it (the earlier tests made events).
+    out = sh("curl -sN --max-time 1 -H 'Last-Event-ID: 2' " .. q(app.base .. "/events"))
+    assert.matches("event: hello.-\nid: 3\n.-\nid: 4\n", out)
+    assert.falsy(out:find("\nid: 2\n", 1, true), out)
   end)
 
   it("is still serving after all that, with no Lua traceback on its stderr", function()
