@@ -7,7 +7,15 @@
   var nameIn = $("chat-name"), textIn = $("chat-text"), errorOut = $("chat-error");
   var ws;
 
-  nameIn.value = localStorage.getItem("showcase.name") || "";
+  // The name is remembered by the browser (when storage is allowed).
+  function remembered(value) {
+    try {
+      if (value === undefined) return localStorage.getItem("showcase.name") || "";
+      localStorage.setItem("showcase.name", value);
+    } catch (err) { return ""; }
+  }
+
+  nameIn.value = remembered();
 
   function showMessage(m) {
     var li = el("li", "chat-msg");
@@ -46,7 +54,7 @@
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     if (!ws || ws.readyState !== WebSocket.OPEN) { errorOut.textContent = "not connected yet"; return; }
-    localStorage.setItem("showcase.name", nameIn.value);
+    remembered(nameIn.value);
     errorOut.textContent = "";
     ws.send(JSON.stringify({ name: nameIn.value, text: textIn.value }));
     textIn.value = "";
