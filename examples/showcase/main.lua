@@ -91,11 +91,13 @@ end
 -- A sentence for every page and the log: where the live state lives.
 local function state_note(raddr, worker)
   if raddr then return ("Chat, events and jobs go through Redis at %s: every process shares them."):format(raddr) end
-  if worker then
-    return ("Worker %d of %d: chat, events and jobs are per worker here (set REDIS_URL to share them)."):format(
-      worker.index, worker.count)
+  if not worker then return nil end
+  local note = ("Worker %d of %d: chat, events and jobs are per worker here (set REDIS_URL to share them)."):format(
+    worker.index, worker.count)
+  if (os.getenv("SHOWCASE_SECRET") or "") == "" then
+    note = note .. " So is the key of download links: a link works on the worker that made it (set SHOWCASE_SECRET)."
   end
-  return nil
+  return note
 end
 
 return function(ctx, addr)
