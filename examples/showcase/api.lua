@@ -46,7 +46,9 @@ local function request_id(next_h)
       request_ids = request_ids + 1
       id = ("%x-%d"):format(os.time(), request_ids)
     end
-    w:header():set("X-Request-Id", id)
+    local h = w:header()
+    h:set("X-Request-Id", id)
+    h:set("X-Content-Type-Options", "nosniff") -- JSON is never read as anything else
     return next_h(w, r)
   end
 end
