@@ -74,7 +74,7 @@ all: lib host $(CDEF_LUA)
 
 help:
 	@echo "make            build build/lib/liblowbit.{a,so} and build/bin/lowbit"
-	@echo "make example    build and run the main example"
+	@echo "make example    build and serve the showcase on http://127.0.0.1:8080/ (REDIS=1: with a private redis-server)"
 	@echo "make test       every suite (C under ASan+UBSan, busted specs on LuaJIT)"
 	@echo "make bench      benchmarks, printing figures"
 	@echo "make fuzz       short fuzz runs of every parser (FUZZ_SECONDS=$(FUZZ_SECONDS) each)"
@@ -170,8 +170,11 @@ fuzz: $(FUZZ_BINS)
 bench: all
 	@sh tools/run-bench.sh
 
+# The showcase on http://127.0.0.1:8080/ (examples/showcase/); REDIS=1 also
+# starts a private redis-server for it. The first example stays runnable:
+# build/bin/lowbit examples/hello.lua 127.0.0.1:8080
 example: all
-	$(BUILD)/bin/lowbit examples/hello.lua 127.0.0.1:8080
+	@sh tools/example.sh $(if $(REDIS),--redis)
 
 # Used by the rockspec (build.type = "command"): `rock` builds what a rock
 # needs (the library and the FFI declarations, plus the host where luv's

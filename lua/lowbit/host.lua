@@ -135,7 +135,9 @@ M.GRACE = 30
 M.BACKLOG = 511
 M.RESTART = { min = 0.1, max = 5, reset = 10, crashes = 5, within = 10, ready = 1, adopt_warn = 5 }
 
---- In a worker of `lowbit -w N`: { index = 1..N, count = N }; nil otherwise.
+--- In a worker of `lowbit -w N -l addr`: { index = 1..N, count = N, addr =
+--- the "ip:port" the master listens on (net.listen(addr) adopts it) }; nil
+--- otherwise.
 M.worker = nil
 
 local ffi = require "ffi"
@@ -464,12 +466,13 @@ local function worker_setup()
   local idx, cnt = tonumber(os.getenv("LOWBIT_WORKER")), tonumber(os.getenv("LOWBIT_WORKERS"))
   local master = tonumber(os.getenv("LOWBIT_MASTER_PID"))
   local net = require "lowbit.net"
-  local host, port = net.split_host_port(os.getenv("LOWBIT_LISTEN") or "")
+  local listen = os.getenv("LOWBIT_LISTEN")
+  local host, port = net.split_host_port(listen or "")
   local spec_port = tonumber(os.getenv("LOWBIT_LISTEN_PORT"))
   for _, k in ipairs({ "LOWBIT_LISTEN_FDS", "LOWBIT_LISTEN", "LOWBIT_LISTEN_PORT", "LOWBIT_READY_FD", "LOWBIT_MASTER_PID" }) do
     uv.os_unsetenv(k)
   end
-  M.worker = { index = idx, count = cnt }
+  M.worker = { index = idx, count = cnt, addr = listen }
   -- Its own process group (in the master's session, so the scheduler
   -- still groups it with the master): a Ctrl-C on the terminal reaches the
   -- master alone, which then TERMs each worker once.
