@@ -51,6 +51,8 @@ local function read(path)
 end
 
 describe("support.cdp", function()
+  after_each(function() cdp.cleanup() end) -- a run cut short by the watchdog leaves no Chromium
+
   it("decodes base64", function()
     assert.equal("", cdp.base64_decode(""))
     assert.equal("f", cdp.base64_decode("Zg=="))
@@ -61,7 +63,9 @@ describe("support.cdp", function()
   end)
 
   it("evaluates, types, clicks, waits and takes a PNG screenshot of a lowbit page", function()
-    local shot = os.tmpname() .. ".png"
+    local shot = os.tmpname()
+    os.remove(shot) -- (tmpname made the file)
+    shot = shot .. ".png"
     local dir
     run(function()
       local srv, base = serve()

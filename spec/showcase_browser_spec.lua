@@ -87,12 +87,17 @@ end
 -- Runs fn(app, browser) with a fresh showcase and a fresh Chromium, and
 -- stops both whatever happens; a failure carries the showcase's output.
 local function with_showcase(fn)
-  run(function()
-    local app = start_showcase()
-    local ok, err = pcall(cdp.with_browser, { timeout = WAIT }, function(b) return fn(app, b) end)
+  local app
+  local ok, err = pcall(run, function()
+    app = start_showcase()
+    local fok, ferr = pcall(cdp.with_browser, { timeout = WAIT }, function(b) return fn(app, b) end)
     app.stop()
-    if not ok then error(tostring(err) .. "\n-- the showcase's output --\n" .. app.output(), 0) end
+    if not fok then error(tostring(ferr) .. "\n-- the showcase's output --\n" .. app.output(), 0) end
   end)
+  -- A run cut short (support.run's watchdog) left no time for the stops.
+  cdp.cleanup()
+  if app and not app.exit_code then uv.kill(app.pid, "sigkill") end
+  if not ok then error(err, 0) end
 end
 
 local js = cdp.js_string

@@ -26,7 +26,7 @@ local cjson = require "cjson"
 
 local M = {}
 
-M.CHROMIUM = os.getenv("CHROMIUM") or "/usr/bin/chromium"
+M.CHROMIUM = os.getenv("CHROMIUM") or "/usr/bin/chromium" -- Debian's (its launcher script execs the browser)
 M.TIMEOUT = 20         -- seconds for each wait unless told otherwise
 M.START_TIMEOUT = 60   -- seconds for Chromium to write DevToolsActivePort
 M.WIDTH, M.HEIGHT = 1200, 800
@@ -72,6 +72,10 @@ end
 
 ---------------------------------------------------------------------------
 -- The browser process
+
+-- Browsers started and not yet closed: M.cleanup() stops them without a
+-- task, for a run that was aborted (a watchdog) before their close.
+local live = {}
 
 local Browser = {}
 Browser.__index = Browser
@@ -155,6 +159,7 @@ function M.launch(opts)
     error("cdp: cannot start " .. M.CHROMIUM .. ": " .. tostring(pid_or_err), 2)
   end
   self.handle, self.pid = h, pid_or_err
+  live[self] = true
   -- stderr is kept (its last 16 KB) for the error messages; stdout dropped.
   uv.read_start(stderr, function(_, d)
     if d then
@@ -346,6 +351,25 @@ function Browser:close()
     lowbit.sleep(0.1)
   end
   os.execute("rm -rf '" .. self.dir .. "'")
+  live[self] = nil
+end
+
+--- Kills every browser launched and not closed (SIGKILL by pid, then its
+--- helpers), and removes their profiles; needs no task. For the end of a
+--- spec whose run may have been cut short before Browser:close ran.
+function M.cleanup()
+  for b in pairs(live) do
+    live[b] = nil
+    b.closed = true
+    uv.kill(b.pid, "sigkill")
+    for _ = 1, 40 do
+      local left = M.pids_using(b.dir)
+      if #left == 0 then break end
+      for _, pid in ipairs(left) do uv.kill(pid, "sigkill") end
+      os.execute("sleep 0.05")
+    end
+    os.execute("rm -rf '" .. b.dir .. "'")
+  end
 end
 
 --- Runs fn(browser) with a launched browser and always closes it, also
