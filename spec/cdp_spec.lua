@@ -161,6 +161,31 @@ describe("support.cdp", function()
     assert.is_nil(io.open(dir))
   end)
 
+  it("says that Chromium died when it dies under a test, at once and in every later call", function()
+    local dir
+    run(function()
+      local srv, base = serve()
+      local ok, err = pcall(cdp.with_browser, {}, function(b)
+        dir = b.dir
+        local tab = b:new_tab(base .. "/")
+        require("luv").kill(b.pid, "sigkill")
+        local t0 = lowbit.now()
+        local eok, eerr = pcall(tab.evaluate, tab, "later(60000, 1)") -- an answer that never comes
+        assert.is_false(eok)
+        assert.matches("connection to chromium closed", eerr)
+        assert.is_true(lowbit.now() - t0 < b.timeout, "the dead browser's call waited its whole timeout")
+        eok, eerr = pcall(tab.evaluate, tab, "1")
+        assert.is_false(eok)
+        assert.matches("cannot send Runtime.evaluate: the connection to chromium closed", eerr)
+        error("after the death", 0)
+      end)
+      assert.is_false(ok)
+      assert.equal("after the death", err)
+      srv:close()
+    end)
+    assert.same({}, cdp.pids_using(dir))
+  end)
+
   it("fails with a clear message when Chromium cannot start", function()
     run(function()
       local saved = cdp.CHROMIUM

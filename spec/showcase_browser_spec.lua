@@ -255,10 +255,15 @@ describe("the showcase in a browser", function()
       assert.is_truthy(href, "no a.download link on /downloads")
       -- the file, fetched as the link points to it
       local got = tab:evaluate(("fetch(%s).then(function (r) { return r.text().then(function (t) { "
-        .. "return { status: r.status, cd: r.headers.get('content-disposition'), len: t.length }; }); })"):format(js(href)))
+        .. "return { status: r.status, cd: r.headers.get('content-disposition'), body: t }; }); })"):format(js(href)))
       assert.equal(200, got.status)
       assert.matches("^attachment", got.cd)
-      assert.is_true(got.len > 0)
+      -- the bytes of the file in examples/showcase/files/
+      local name = href:match("/files/([^/?]+)")
+      local f = assert(io.open(support.root .. "/examples/showcase/files/" .. name, "rb"))
+      local want = f:read("*a")
+      f:close()
+      assert.equal(want, got.body)
       -- a signature changed by one character: 403, the link-invalid page
       local bad = tab:evaluate(([[(function () {
         var u = new URL(%s), best = null;

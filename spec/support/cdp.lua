@@ -121,6 +121,9 @@ end
 --- width/height (each tab's viewport). Raises when Chromium is missing or
 --- does not start, with its stderr.
 function M.launch(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument 'opts' to cdp.launch: table or nil expected, got " .. type(opts), 2)
+  end
   opts = opts or {}
   lowbit._need_task("cdp.launch")
   local f = io.open(M.CHROMIUM, "rb")
@@ -232,11 +235,25 @@ function Browser:_read_loop()
       end
     end
   end
-  -- The connection is over: every call still waiting learns it now.
+  -- The connection is over: every call still waiting learns it now, and
+  -- every later call at once.
+  self.conn_over = true
   for id, ch in pairs(self.pending) do
     self.pending[id] = nil
-    ch:try_send({ error = { message = "connection to chromium closed: " .. tostring(self.read_err) } })
+    ch:try_send({ error = { message = self:_gone() } })
   end
+end
+
+-- Why the connection to Chromium is over, as best known.
+function Browser:_gone()
+  local why = "the connection to chromium closed (" .. tostring(self.read_err) .. ")"
+  if self.exit_code then
+    why = why .. "; chromium exited with code " .. tostring(self.exit_code)
+      .. ((self.exit_signal or 0) ~= 0 and (" (signal " .. self.exit_signal .. ")") or "")
+  end
+  local e = self:stderr()
+  if e ~= "" then why = why .. "; stderr:\n" .. e end
+  return why
 end
 
 function Browser:_dispatch(m)
@@ -278,6 +295,7 @@ end
 --- result table, or raises naming the method and Chromium's error.
 function Browser:call(method, params, session, timeout)
   if self.closed then error("cdp: " .. method .. " on a closed browser", 2) end
+  if self.conn_over then error("cdp: cannot send " .. method .. ": " .. self:_gone(), 2) end
   timeout = timeout or self.timeout
   self.next_id = self.next_id + 1
   local id = self.next_id
