@@ -25,16 +25,18 @@ end
 
 -- Starts `lowbit examples/showcase/main.lua 127.0.0.1:PORT` as a child
 -- process and waits (bounded) for its "showcase listening on http://.../"
--- line. Returns { base = "http://host:port", pid, stop = fn }; stop sends
--- SIGINT (the showcase's graceful shutdown), then SIGKILL after 10 s.
-local function start_showcase()
+-- line. extra_env: { NAME = value } added to the environment. Returns
+-- { base = "http://host:port", pid, stop = fn }; stop sends SIGINT (the
+-- showcase's graceful shutdown), then SIGKILL after 10 s.
+local function start_showcase(extra_env)
   local host = support.host
   assert(io.open(host), host .. " is missing: run make first")
   local env = {}
   for k, v in pairs(uv.os_environ()) do
-    if k ~= "REDIS_URL" then env[#env + 1] = k .. "=" .. v end -- the memory store
+    if k ~= "REDIS_URL" then env[#env + 1] = k .. "=" .. v end -- the memory store unless told
   end
   env[#env + 1] = "SHOWCASE_SECRET=browser-spec-secret"
+  for k, v in pairs(extra_env or {}) do env[#env + 1] = k .. "=" .. v end
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
   local out, errout = {}, {}
   local exited, line = lowbit.chan(1), lowbit.chan(1)
@@ -86,17 +88,30 @@ end
 
 -- Runs fn(app, browser) with a fresh showcase and a fresh Chromium, and
 -- stops both whatever happens; a failure carries the showcase's output.
-local function with_showcase(fn)
-  local app
+-- opts.env: more environment for the showcase; opts.apps: how many
+-- showcase processes (default 1), passed to fn after the browser.
+local function with_showcase(fn, opts)
+  opts = opts or {}
+  local apps = {}
   local ok, err = pcall(run, function()
-    app = start_showcase()
-    local fok, ferr = pcall(cdp.with_browser, { timeout = WAIT }, function(b) return fn(app, b) end)
-    app.stop()
-    if not fok then error(tostring(ferr) .. "\n-- the showcase's output --\n" .. app.output(), 0) end
+    for i = 1, opts.apps or 1 do apps[i] = start_showcase(opts.env) end
+    local fok, ferr = pcall(cdp.with_browser, { timeout = WAIT }, function(b)
+      if opts.apps then return fn(b, unpack(apps)) end
+      return fn(apps[1], b)
+    end)
+    for _, app in ipairs(apps) do app.stop() end
+    if not fok then
+      for i, app in ipairs(apps) do
+        ferr = tostring(ferr) .. "\n-- the output of showcase " .. i .. " --\n" .. app.output()
+      end
+      error(ferr, 0)
+    end
   end)
   -- A run cut short (support.run's watchdog) left no time for the stops.
   cdp.cleanup()
-  if app and not app.exit_code then uv.kill(app.pid, "sigkill") end
+  for _, app in ipairs(apps) do
+    if not app.exit_code then uv.kill(app.pid, "sigkill") end
+  end
   if not ok then error(err, 0) end
 end
 
@@ -285,6 +300,34 @@ describe("the showcase in a browser", function()
       assert.equal(410, tab:evaluate("performance.getEntriesByType('navigation')[0].responseStatus"))
       tab:screenshot(SHOTS .. "/link-expired.png")
     end)
+  end)
+
+  it("carries a chat message between two tabs on two showcase processes sharing Redis", function()
+    local redis = assert(support.start_redis())
+    local ok, err = pcall(with_showcase, function(b, one, two)
+      local a = b:new_tab(one.base .. "/board")
+      local c = b:new_tab(two.base .. "/board")
+      for name, tab in pairs { A = a, B = c } do
+        tab:wait_for("document.getElementById('ws-state').textContent.trim() === 'open'",
+          "tab " .. name .. "'s WebSocket (#ws-state open)")
+      end
+      -- The Redis bridge of process two may still be subscribing: send again
+      -- (bounded) until tab B shows one of the messages.
+      local seen
+      for i = 1, 8 do
+        a:type("#chat-name", "Ada")
+        a:type("#chat-text", "across processes " .. i)
+        a:click("#chat-send")
+        seen = pcall(c.wait_for, c, [[[].some.call(document.querySelectorAll('#chat-log li.chat-msg .text'),
+          function (t) { return t.textContent.indexOf('across processes ') === 0; })]],
+          "a message from process one in tab B", 3)
+        if seen then break end
+      end
+      assert.is_true(seen, "no message sent on process one reached tab B on process two")
+    end, { apps = 2, env = { REDIS_URL = "redis://" .. redis.addr } })
+    redis.stop()
+    os.execute("rm -rf '" .. redis.dir .. "'")
+    assert(ok, err)
   end)
 
   it("answers an unknown page with the not-found page", function()
