@@ -91,11 +91,11 @@ local function fetch(args)
   return tonumber(code), ctype, body, head
 end
 
--- POSTs the exact bytes `body` to url.
-local function post(url, body, ctype)
+-- POSTs the exact bytes `body` to url (more curl arguments in `extra`).
+local function post(url, body, ctype, extra)
   local f = support.tmpfile(body)
-  local code, rtype, rbody, head = fetch(("-X POST --data-binary @%s -H %s %s")
-    :format(f, q("Content-Type: " .. (ctype or "application/json")), q(url)))
+  local code, rtype, rbody, head = fetch(("-X POST --data-binary @%s -H %s %s %s")
+    :format(f, q("Content-Type: " .. (ctype or "application/json")), extra or "", q(url)))
   os.remove(f)
   return code, rtype, rbody, head
 end
@@ -288,6 +288,13 @@ describe("the showcase", function()
       code, ctype, body = fetch(q(api .. "/slow?seconds=" .. s))
       assert_problem(422, code, ctype, body, "slow " .. s)
     end
+    -- Links are signed for the Host the client sent, whatever it is.
+    for _, h in ipairs({ "a b", 'evil"><script>', "[::1", "x:99999", "", ("h"):rep(300) }) do
+      local c1 = fetch("-H " .. q("Host: " .. h) .. " " .. q(app.base .. "/downloads"))
+      local c2, t2 = post(app.base .. "/api/links", '{"file":"report.txt"}', nil, "-H " .. q("Host: " .. h))
+      assert.is_true(c1 == 200 or c1 == 400, h .. ": " .. tostring(c1))
+      assert.is_true(c2 == 200 or c2 == 400, h .. ": " .. tostring(c2) .. " " .. tostring(t2))
+    end
     -- A hostile request id is replaced; a plain one is echoed.
     local _, _, _, head = fetch("-H 'X-Request-Id: <script>alert(1)</script>' " .. q(api .. "/health"))
     assert.falsy(head:find("<script>", 1, true))
@@ -416,10 +423,14 @@ describe("the showcase", function()
 end)
 
 describe("the showcase's graceful shutdown", function()
-  it("lets an in-flight request finish after SIGTERM and exits 0", function()
+  it("lets an in-flight request finish after SIGTERM, closes the live streams and exits 0", function()
     local app = start()
     local ok, err = pcall(function()
       run(function()
+        local ctx, cancel = context.with_timeout(context.background(), 20)
+        local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+        local feed = sse.connect(app.base .. "/events", { ctx = ctx, max_retries = 0 })
+        assert.equal("hello", assert(feed:read()).name)
         local done = lowbit.chan(1)
         lowbit.go(function()
           done:send({ support.spawn("curl", { "-s", "-w", " %{http_code}", app.base .. "/api/slow?seconds=1.5" }, 20) })
@@ -429,6 +440,16 @@ describe("the showcase's graceful shutdown", function()
         local res = done:recv()
         assert.equal(0, res[1])
         assert.equal('{"slept":1.5}\n 200', res[2])
+        tab:set_read_deadline(lowbit.now() + 10)
+        local data, werr = tab:read_message()
+        assert.is_nil(data)
+        assert.equal(1001, werr.code) -- going away
+        local ev, ferr
+        repeat ev, ferr = feed:read() until not ev or ev.name ~= "chat.join"
+        assert.is_nil(ev, "the stream ended")
+        assert.truthy(ferr)
+        feed:close()
+        cancel()
       end)
       for _ = 1, 200 do
         if app.exit_status() then break end
@@ -464,8 +485,16 @@ describe("the showcase under lowbit -w 2", function()
 end)
 
 describe("the showcase on Redis (REDIS_URL)", function()
+  local redis
+  lazy_setup(function() redis = assert(support.start_redis()) end)
+  lazy_teardown(function()
+    if redis then
+      redis.stop()
+      sh("rm -rf " .. redis.dir)
+    end
+  end)
+
   it("carries chat, events and jobs from one process to another", function()
-    local redis = assert(support.start_redis())
     local env = { REDIS_URL = "redis://" .. redis.addr, SHOWCASE_SECRET = "spec-secret" }
     local a, b
     local ok, err = pcall(function()
@@ -509,8 +538,89 @@ describe("the showcase on Redis (REDIS_URL)", function()
     end)
     if a then a.cleanup() end
     if b then b.cleanup() end
-    redis.stop()
-    sh("rm -rf " .. redis.dir)
+    assert(ok, err)
+  end)
+
+  it("under -w 2 shares chat and the link key between the workers", function()
+    local app = start{ workers = 2, env = { REDIS_URL = "redis://" .. redis.addr } }
+    local ok, err = pcall(function()
+      local _, _, page = fetch(q(app.base .. "/downloads"))
+      local link = page:match('<a class="download" href="([^"]+)">report%.txt</a>'):gsub("&amp;", "&")
+      for _ = 1, 20 do assert.equal(200, (fetch(q(app.base .. link)))) end -- either worker took it
+      run(function()
+        local ctx, cancel = context.with_timeout(context.background(), 30)
+        local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+        tab:set_read_deadline(lowbit.now() + 20)
+        local ready = {} -- both workers' Redis subscriptions are up
+        for _ = 1, 200 do
+          local resp = assert(http.get(app.base .. "/api/health", { ctx = ctx, headers = { Connection = "close" } }))
+          local h = cjson.decode((resp:read_all()))
+          if h.ok then ready[h.worker] = true end
+          if ready[1] and ready[2] then break end
+          lowbit.sleep(0.02)
+        end
+        assert.same({ true, true }, ready)
+        local want = 0
+        for i = 1, 10 do -- new connections: both workers take some
+          local resp = assert(http.request{ method = "POST", url = app.base .. "/api/messages", ctx = ctx,
+            headers = { Connection = "close" }, body = cjson.encode{ name = "w", text = tostring(i) } })
+          assert.equal(201, resp.status)
+          resp:read_all()
+          want = want + 1
+        end
+        local got = {}
+        for _ = 1, want do got[#got + 1] = cjson.decode((assert(tab:read_message()))).text end
+        table.sort(got, function(x, y) return tonumber(x) < tonumber(y) end)
+        assert.same({ "1", "2", "3", "4", "5", "6", "7", "8", "9", "10" }, got)
+        tab:close()
+        cancel()
+      end)
+      assert.equal(0, app.stop("TERM"))
+      assert.falsy(app.stderr():find("traceback", 1, true), app.stderr())
+    end)
+    app.cleanup()
+    assert(ok, err)
+  end)
+end)
+
+describe("make example REDIS=1", function()
+  it("serves the showcase with a private redis-server, stopped by pid when the app exits", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local port = 21000 + math.random(0, 8999)
+    -- setsid: its own process group, which gets the Ctrl-C.
+    sh(("cd %s && (setsid make example REDIS=1 ADDR=127.0.0.1:%d >%s/out 2>%s/err & echo $! >%s/pid) & true")
+      :format(support.root, port, dir, dir, dir))
+    local out, redis_pid, base = "", nil, nil
+    for _ = 1, 600 do -- make may have to build first
+      out = read(dir .. "/out") or ""
+      redis_pid = out:match("redis%-server %(pid (%d+)%)")
+      base = out:match("showcase listening on (http://[%d.:]+)/")
+      if base then break end
+      sleep(0.05)
+    end
+    local pgid = (read(dir .. "/pid") or ""):match("%d+")
+    local ok, err = pcall(function()
+      assert.truthy(base, out .. (read(dir .. "/err") or ""))
+      assert.matches("example: open http://127%.0%.0%.1:" .. port .. "/", out)
+      local _, _, body = fetch(q(base .. "/api/health"))
+      assert.is_true(cjson.decode(body).shared)
+      sh("kill -INT -" .. pgid) -- Ctrl-C
+      local gone
+      for _ = 1, 200 do
+        local _, rc = sh("kill -0 " .. redis_pid .. " 2>/dev/null")
+        local _, rc2 = sh("kill -0 -" .. pgid .. " 2>/dev/null")
+        gone = rc ~= 0 and rc2 ~= 0
+        if gone then break end
+        sleep(0.05)
+      end
+      assert.is_true(gone, "redis-server or the app still runs")
+      assert.falsy((read(dir .. "/err") or ""):find("traceback", 1, true))
+    end)
+    if pgid then sh("kill -9 -" .. pgid .. " 2>/dev/null") end
+    if redis_pid then sh("kill -9 " .. redis_pid .. " 2>/dev/null") end
+    sh("rm -rf " .. dir)
     assert(ok, err)
   end)
 end)

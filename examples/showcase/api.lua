@@ -11,6 +11,7 @@
 --   curl -s '127.0.0.1:8080/api/slow?seconds=3'            (Ctrl-C the server meanwhile: it still answers)
 local cjson = require "cjson.safe"
 local errors = require "lowbit.errors"
+local http = require "lowbit.http"
 local lowbit = require "lowbit"
 local log = require "lowbit.log"
 local pj = require "lowbit.problemjson"
@@ -69,8 +70,13 @@ end
 
 -- The request's JSON object, or nil after answering with a problem.
 local function read_object(w, r)
-  local body = r.body:read_all(MAX_BODY)
-  if not body then TOO_LARGE:serve_http(w, r); return nil end -- chunked past the limit
+  local body, err = r.body:read_all(MAX_BODY)
+  if not body then
+    local p = errors.is(err, http.BODY_TOO_LARGE) and TOO_LARGE -- chunked past the limit
+      or pj.bad_request{ detail = "the body could not be read", err = err }
+    p:serve_http(w, r)
+    return nil
+  end
   local doc, why = check.json_object(body)
   if not doc then pj.bad_request{ detail = why }:serve_http(w, r) end
   return doc
@@ -92,7 +98,9 @@ function M.mount(m, app)
   api:use(request_id, recover, limit_body)
 
   api:handle_func("GET /health", function(w, r)
-    send_json(w, 200, cjson.encode{ ok = true, shared = app.feed.shared, worker = app.worker and app.worker.index })
+    local ready = app.feed:ready()
+    send_json(w, ready and 200 or 503, cjson.encode{ ok = ready, shared = app.feed.shared,
+      worker = app.worker and app.worker.index })
   end)
 
   api:handle_func("GET /messages", function(w, r)
@@ -104,9 +112,9 @@ function M.mount(m, app)
     if not doc then return end
     local msg, why, pointer = check.message(doc)
     if not msg then return invalid(w, r, why, pointer) end
-    local ok, err = app.board.post(r.ctx, msg)
-    if not ok then return pj.service_unavailable{ detail = "not sent", err = err }:serve_http(w, r) end
-    send_json(w, 201, cjson.encode(msg))
+    local sent, err = app.board.post(r.ctx, msg)
+    if not sent then return pj.service_unavailable{ detail = "not sent", err = err }:serve_http(w, r) end
+    send_json(w, 201, cjson.encode(sent))
   end)
 
   api:handle_func("POST /jobs", function(w, r)

@@ -41,10 +41,13 @@ function M.new(opts)
   --- The last messages, oldest first.
   function board.history() return { unpack(history) } end
 
-  --- Publishes a checked message; true, or nil, err (Redis unreachable).
+  --- Publishes a checked message: the message as sent (with `at`), or
+  --- nil, err (Redis unreachable).
   function board.post(ctx, msg)
-    return feed:publish(ctx, "chat.message",
-      { name = msg.name, text = msg.text, at = os.date("!%Y-%m-%dT%H:%M:%SZ") })
+    local sent = { name = msg.name, text = msg.text, at = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+    local ok, err = feed:publish(ctx, "chat.message", sent)
+    if not ok then return nil, err end
+    return sent
   end
 
   local function presence(kind)

@@ -90,6 +90,11 @@ function Feed:subscribe(fn, after)
   return self.topic:subscribe(function(_, ev) fn(ev) end)
 end
 
+--- Whether events flow: on Redis, once the subscriber connection is up.
+function Feed:ready()
+  return self.bridge == nil or self.bridge.connected
+end
+
 --- The feed's service: the Redis subscriber connection (reconnecting after
 --- a drop); in memory there is nothing to run.
 function Feed:run(ctx)

@@ -40,7 +40,7 @@ function M.new(opts)
     known[st.id] = st
   end
   feed:subscribe(function(ev)
-    if ev.name:find("^job%.") then remember(ev.value) end
+    if ev.name:find("^job%.") and type(ev.value.id) == "string" then remember(ev.value) end
   end)
 
   local function report(ctx, name, id, steps, step, state, err)

@@ -59,16 +59,33 @@ local function redis_addr(u)
 end
 
 -- One key for every process: $SHOWCASE_SECRET, or the first one stored in
--- Redis, or (alone) a random one.
+-- Redis, or (alone) a random one. nil, err when Redis does not answer.
 local function signing_key(raddr)
   local key = os.getenv("SHOWCASE_SECRET")
   if key and key ~= "" then return key end
   if not raddr then return random_key() end
-  local c = assert(redis.connect(raddr))
-  assert(c:call("SET", "showcase:secret", random_key(), "NX", "EX", 86400 * 30))
-  key = assert(c:call("GET", "showcase:secret"))
+  local c, err = redis.connect(raddr)
+  if not c then return nil, err end
+  local mine = random_key()
+  key, err = c:call("SET", "showcase:secret", mine, "NX", "GET", "EX", 86400 * 30) -- the old one, if any
+  if key == nil then c:close(); return nil, err end
+  if key == redis.null then key = mine end
   c:release()
   return key
+end
+
+-- The HTTP server as a rungroup service: serves ln until ctx ends, then
+-- stops accepting and gives in-flight requests 10 s to finish.
+local function http_service(srv, ln)
+  return function(ctx)
+    lowbit.go(function()
+      ctx:wait()
+      srv:shutdown(context.with_timeout(context.background(), 10))
+      srv:close()
+    end)
+    local _, err = srv:serve(ln)
+    if err ~= http.SERVER_CLOSED then return nil, errors.with_kind(rungroup.SHUTDOWN_ALL, err, "http") end
+  end
 end
 
 -- A sentence for every page and the log: where the live state lives.
@@ -93,20 +110,26 @@ return function(ctx, addr)
     bundles = { ["app.js"] = { "_js/live.js", "_js/board.js", "_js/jobs.js" } },
     error_logger = function(err) log.write("showcase assets: " .. tostring(err)) end,
   })
+  local key, kerr = signing_key(raddr)
+  if not key then
+    io.stderr:write("showcase: redis at ", raddr, ": ", tostring(kerr), "\n")
+    return 1
+  end
   local feed = feed_mod.new{ redis = raddr }
   local app = {
     feed = feed, assets = assets, link_ttl = link_ttl, worker = host.worker,
     pages = pages_mod.new{ dir = here, assets = assets, note = note },
     board = board_mod.new{ feed = feed, ctx = ctx },
     jobs = jobs_mod.new{ feed = feed, redis = raddr },
-    downloads = downloads_mod.new{ dir = here .. "/files", secret = signing_key(raddr), ttl = link_ttl },
+    downloads = downloads_mod.new{ dir = here .. "/files", secret = key, ttl = link_ttl },
   }
   local m = muxx.new()
   api.mount(m, app)
   web.mount(m, app)
 
-  -- No read/write timeouts: the event stream and the WebSockets last.
-  local srv = http.server{ handler = m, read_header_timeout = 10, idle_timeout = 60, max_body_bytes = 1024 * 1024 }
+  -- No write_timeout: the event streams and the WebSockets last.
+  local srv = http.server{ handler = m, read_header_timeout = 10, read_timeout = 30, idle_timeout = 60,
+                           max_body_bytes = 1024 * 1024 }
   local ln, err = net.listen(addr)
   if not ln then
     io.stderr:write("showcase: ", tostring(err), "\n")
@@ -116,20 +139,14 @@ return function(ctx, addr)
   local group = rungroup.new{
     shutdown_timeout = 15,
     on_event = function(e)
-      if e.err and not errors.is(e.err, context.CANCELED) then log.write(("showcase: %s %s: %s"):format(e.type, e.service, tostring(e.err))) end
+      if e.err and not errors.is(e.err, context.CANCELED) then
+        log.write(("showcase: %s %s: %s"):format(e.type, e.service, tostring(e.err)))
+      end
     end,
   }
   group:add(function(gctx) return feed:run(gctx) end, { name = "feed" })
   group:add(app.jobs.serve, { name = "jobs" })
-  group:add(function(gctx)
-    lowbit.go(function()
-      gctx:wait()
-      srv:shutdown(context.with_timeout(context.background(), 10)) -- in-flight requests finish
-      srv:close()
-    end)
-    local _, serr = srv:serve(ln)
-    if serr ~= http.SERVER_CLOSED then return nil, errors.with_kind(rungroup.SHUTDOWN_ALL, serr, "http") end
-  end, { name = "http", restart = rungroup.NEVER })
+  group:add(http_service(srv, ln), { name = "http", restart = rungroup.NEVER })
 
   io.stdout:write("showcase listening on http://", ln:addr(), "/\n")
   io.stdout:flush()

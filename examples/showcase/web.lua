@@ -1,6 +1,8 @@
 -- The HTML side of the showcase: the pages, what their forms post (the
 -- pages' scripts use the WebSocket and the API instead; the forms work
 -- without them), the signed files, the live endpoints and the 404 page.
+local errors = require "lowbit.errors"
+local http = require "lowbit.http"
 local url = require "lowbit.url"
 local check = require "showcase.check"
 
@@ -16,11 +18,15 @@ function M.mount(m, app)
   local pages, board, jobs, downloads = app.pages, app.board, app.jobs, app.downloads
   m:handle("/assets/", app.assets)
 
-  -- The form's fields, or nil after answering 413.
+  -- The form's fields, or nil after answering with an error page.
   local function read_form(w, r, back)
-    local body = r.body:read_all(FORM_MAX)
+    local body, err = r.body:read_all(FORM_MAX)
     if not body then
-      pages.problem(w, 413, "That was too much", ("A form may send at most %d bytes."):format(FORM_MAX), back)
+      if errors.is(err, http.BODY_TOO_LARGE) then
+        pages.problem(w, 413, "That was too much", ("A form may send at most %d bytes."):format(FORM_MAX), back)
+      else
+        pages.problem(w, 400, "That form did not arrive", "The request body could not be read.", back)
+      end
       return nil
     end
     return url.parse_query(body) -- what parses; a bad escape leaves a field out
