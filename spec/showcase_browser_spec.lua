@@ -203,6 +203,59 @@ describe("the showcase in a browser", function()
         assert.same({}, tab.dialogs, "a hostile message opened a dialog in tab " .. name)
       end
       c:screenshot(SHOTS .. "/board-hostile.png")
+      -- and as text again when the board is rendered by the server (stencil)
+      local d = b:new_tab(app.base .. "/board")
+      local rendered = d:evaluate(texts("#chat-log li.chat-msg", ".text"))
+      local found = false
+      for _, t in ipairs(rendered) do found = found or t == hostile_text end
+      assert.is_true(found, "the server-rendered board lacks the hostile message as text: "
+        .. require("cjson").encode(rendered))
+      lowbit.sleep(0.5)
+      assert.equal(0, d:evaluate("document.querySelectorAll('#chat-log img, #chat-log script, #chat-log svg, #chat-log a').length"),
+        "markup from a chat message became elements in the server-rendered board")
+      assert.is_nil(d:evaluate("window.pwned"), "the server-rendered hostile message ran script")
+      assert.same({}, d.dialogs)
+    end)
+  end)
+
+  it("works without JavaScript: the chat and job forms post and the pages show the result", function()
+    with_showcase(function(app, b)
+      local live = b:new_tab(app.base .. "/board") -- a tab with JavaScript, watching
+      live:wait_for("document.getElementById('ws-state').textContent.trim() === 'open'", "the live tab's WebSocket")
+      local tab = b:new_tab()
+      tab:set_javascript(false)
+      assert.equal(200, tab:navigate(app.base .. "/board"))
+      assert.equal("connecting", tab:evaluate("document.getElementById('ws-state').textContent.trim()"))
+      tab:type("#chat-name", "No Script")
+      tab:type("#chat-text", "posted by a form <b>as text</b>")
+      local loaded = tab:expect("Page.loadEventFired")
+      tab:click("#chat-send")
+      loaded(WAIT, "the board after the chat form's POST")
+      tab:wait_for(([[[].some.call(document.querySelectorAll('#chat-log li.chat-msg .text'), function (t) {
+          return t.textContent === %s; })]]):format(js("posted by a form <b>as text</b>")),
+        "the form's message on the board rendered by the server")
+      assert.equal(0, tab:evaluate("document.querySelectorAll('#chat-log b').length"))
+      live:wait_for(([[[].some.call(document.querySelectorAll('#chat-log li.chat-msg .text'), function (t) {
+          return t.textContent === %s; })]]):format(js("posted by a form <b>as text</b>")),
+        "the form's message in the live tab")
+      -- a job started by the form, followed by reloading the page
+      assert.equal(200, tab:navigate(app.base .. "/jobs"))
+      tab:type("#job-steps", "2")
+      loaded = tab:expect("Page.loadEventFired")
+      tab:click("#job-start")
+      loaded(WAIT, "the jobs page after the job form's POST")
+      assert.equal("jobs", data_page(tab))
+      local id = tab:wait_for("(document.querySelector('#jobs li.job[data-job-id]') || {}).dataset && "
+        .. "document.querySelector('#jobs li.job[data-job-id]').dataset.jobId", "the job the form started")
+      local state
+      for _ = 1, 30 do
+        state = tab:evaluate(("(document.querySelector(%s + ' .job-state') || {}).textContent"):format(
+          js(("#jobs li.job[data-job-id=%s]"):format(js(id)))))
+        if state and state:match("completed") then break end
+        lowbit.sleep(0.5)
+        tab:navigate(app.base .. "/jobs")
+      end
+      assert.equal("completed", state and state:match("^%s*(.-)%s*$"), "job " .. id .. " as the reloaded page shows it")
     end)
   end)
 

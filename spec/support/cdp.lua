@@ -560,6 +560,13 @@ function Tab:press(key)
   end
 end
 
+--- Turns the page's own JavaScript off (on = false) or back on, as a user
+--- who disabled it would have it; evaluate still works (it is DevTools').
+--- Applies to the documents loaded afterwards.
+function Tab:set_javascript(on)
+  self:call("Emulation.setScriptExecutionDisabled", { value = not on })
+end
+
 --- Saves a PNG screenshot of the viewport (opts.full_page: of the whole
 --- page) to path, making its folder; returns the PNG's size in bytes.
 function Tab:screenshot(path, opts)
