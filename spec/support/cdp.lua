@@ -91,14 +91,17 @@ local function read_file(path)
   return s
 end
 
---- The pids of the processes with the argument --user-data-dir=dir:
---- Chromium's helpers (zygote, renderers, GPU, network service) carry the
---- profile folder of their browser, unique to it. Read from /proc directly
---- (a grep's own command line would name dir too).
+--- The pids of the processes of the browser whose profile is dir: those
+--- with the argument --user-data-dir=dir (Chromium's helpers: zygote,
+--- renderers, GPU, network service carry it) or LOWBIT_CDP_PROFILE=dir in
+--- their environment (launch sets it; crashpad's handlers, which leave the
+--- process group, inherit it). Read from /proc directly (a grep's own
+--- command line would name dir too).
 function M.pids_using(dir)
   -- (Chromium rewrites its helpers' titles: the arguments may be joined
   -- by spaces rather than NULs)
   local want = "--user-data-dir=" .. dir
+  local marker = "\0LOWBIT_CDP_PROFILE=" .. dir .. "\0"
   local pids = {}
   local h = uv.fs_scandir("/proc")
   while h do
@@ -109,7 +112,10 @@ function M.pids_using(dir)
       local cmd = read_file("/proc/" .. name .. "/cmdline")
       local at = cmd and cmd:find(want, 1, true)
       local after = at and cmd:sub(at + #want, at + #want)
-      if after == "" or after == "\0" or after == " " then pids[#pids + 1] = pid end
+      local env = not at and read_file("/proc/" .. name .. "/environ")
+      if after == "" or after == "\0" or after == " " or (env and ("\0" .. env):find(marker, 1, true)) then
+        pids[#pids + 1] = pid
+      end
     end
   end
   return pids
@@ -152,7 +158,13 @@ function M.launch(opts)
   local stderr = uv.new_pipe(false)
   local stdout = uv.new_pipe(false)
   local h, pid_or_err
-  h, pid_or_err = uv.spawn(M.CHROMIUM, { args = args, stdio = { nil, stdout, stderr } }, function(code, sig)
+  -- The profile is also named in the environment, which every process
+  -- Chromium starts inherits (crashpad's handlers, which do not carry
+  -- --user-data-dir and leave the process group, included).
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
+  env[#env + 1] = "LOWBIT_CDP_PROFILE=" .. dir
+  h, pid_or_err = uv.spawn(M.CHROMIUM, { args = args, env = env, stdio = { nil, stdout, stderr } }, function(code, sig)
     self.exit_code, self.exit_signal = code, sig
     uv.close(h)
     self.exited:try_send(true)
