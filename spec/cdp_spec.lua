@@ -154,11 +154,14 @@ describe("support.cdp", function()
       local srv, base = serve()
       cdp.with_browser({}, function(b)
         local tab = b:new_tab(base .. "/")
-        tab:evaluate("setTimeout(function () { alert('hi'); }, 0); 1")
-        tab:wait_for("true", "the page after the alert")
-        lowbit.sleep(0.2)
-        tab:wait_for("document.title === 'cdp spec'", "the page to answer again")
+        -- an alert from the evaluated script itself: evaluate returns once
+        -- the driver has dismissed it
+        assert.equal(1, tab:evaluate("alert('hi'); 1"))
         assert.same({ "alert: hi" }, tab.dialogs)
+        -- one from the page later on: a confirm, answered no
+        tab:evaluate("setTimeout(function () { window.answer = confirm('sure?'); }, 0); 1")
+        tab:wait_for("window.answer === false", "the page's confirm to be answered")
+        assert.same({ "alert: hi", "confirm: sure?" }, tab.dialogs)
       end)
       srv:close()
     end)
