@@ -391,7 +391,7 @@ function M.cleanup()
   for b in pairs(live) do
     live[b] = nil
     b.closed = true
-    uv.kill(b.pid, "sigkill")
+    if not b.exit_code then uv.kill(b.pid, "sigkill") end -- (a reaped pid may be another's now)
     for _ = 1, 40 do
       local left = M.pids_using(b.dir)
       if #left == 0 then break end
