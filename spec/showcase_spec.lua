@@ -541,6 +541,40 @@ describe("the showcase on Redis (REDIS_URL)", function()
     assert(ok, err)
   end)
 
+  it("answers 503 (problem+json, no internals) while its Redis is down, and still serves pages", function()
+    local own = assert(support.start_redis())
+    local app
+    local ok, err = pcall(function()
+      app = start{ env = { REDIS_URL = "redis://" .. own.addr } }
+      own.stop()
+      for _, c in ipairs({ { "/api/messages", '{"name":"a","text":"b"}' }, { "/api/jobs", '{"steps":1}' } }) do
+        local code, ctype, body = post(app.base .. c[1], c[2])
+        assert_problem(503, code, ctype, body, c[1])
+        assert.falsy(body:find(tostring(own.port), 1, true), body)
+      end
+      local code, ctype, body = fetch(q(app.base .. "/api/health"))
+      assert.equal(503, code)
+      assert.is_false(cjson.decode(body).ok)
+      code, ctype, body = post(app.base .. "/board", "name=a&text=b", "application/x-www-form-urlencoded")
+      assert_page(503, "problem", code, ctype, body, "form while Redis is down")
+      code, ctype, body = fetch(q(app.base .. "/board"))
+      assert_page(200, "board", code, ctype, body, "board while Redis is down")
+      run(function()
+        local tab = assert(websockets.dial(ws_url(app)))
+        tab:set_read_deadline(lowbit.now() + 10)
+        assert(tab:write_message(websockets.TEXT, '{"name":"a","text":"b"}'))
+        assert.matches("not sent", cjson.decode((assert(tab:read_message()))).error)
+        tab:close()
+      end)
+      assert.equal(0, app.stop("TERM"))
+      assert.falsy(app.stderr():find("traceback", 1, true), app.stderr())
+    end)
+    if app then app.cleanup() end
+    own.stop()
+    sh("rm -rf " .. own.dir)
+    assert(ok, err)
+  end)
+
   it("under -w 2 shares chat and the link key between the workers", function()
     local app = start{ workers = 2, env = { REDIS_URL = "redis://" .. redis.addr } }
     local ok, err = pcall(function()

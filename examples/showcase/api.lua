@@ -88,6 +88,12 @@ local function invalid(w, r, why, pointer)
     :serve_http(w, r)
 end
 
+-- 503: the cause goes to the log, not to the client (it names our servers).
+local function unavailable(w, r, detail, err)
+  log.write(("showcase api: %s %s: %s: %s"):format(r.method, r.url.path, detail, tostring(err)))
+  pj.service_unavailable{ detail = detail .. "; try again later" }:serve_http(w, r)
+end
+
 -- Routes -----------------------------------------------------------------
 
 local M = {}
@@ -113,7 +119,7 @@ function M.mount(m, app)
     local msg, why, pointer = check.message(doc)
     if not msg then return invalid(w, r, why, pointer) end
     local sent, err = app.board.post(r.ctx, msg)
-    if not sent then return pj.service_unavailable{ detail = "not sent", err = err }:serve_http(w, r) end
+    if not sent then return unavailable(w, r, "the message was not sent", err) end
     send_json(w, 201, cjson.encode(sent))
   end)
 
@@ -123,9 +129,10 @@ function M.mount(m, app)
     local steps, why, pointer = check.steps(doc.steps)
     if not steps then return invalid(w, r, why, pointer) end
     local id, err = app.jobs.start(r.ctx, steps)
-    if not id then
-      local p = errors.is(err, bs.QUEUE_FULL) and pj.too_many_requests or pj.service_unavailable
-      return p{ detail = "the job was not queued", err = err }:serve_http(w, r)
+    if not id and errors.is(err, bs.QUEUE_FULL) then
+      return pj.too_many_requests{ detail = "too many jobs are waiting; try again later" }:serve_http(w, r)
+    elseif not id then
+      return unavailable(w, r, "the job was not queued", err)
     end
     w:header():set("Location", "/api/jobs/" .. id)
     send_json(w, 202, cjson.encode{ id = id, steps = steps })
@@ -144,7 +151,7 @@ function M.mount(m, app)
       return invalid(w, r, "file must be one of: " .. table.concat(app.downloads.names, ", "), "/file")
     end
     local url, expires = app.downloads.link(r, doc.file)
-    if not url then return pj.bad_request{ detail = "cannot sign a link for this host", err = expires }:serve_http(w, r) end
+    if not url then return pj.bad_request{ detail = "cannot sign a link for this Host header" }:serve_http(w, r) end
     send_json(w, 200, cjson.encode{ url = url, expires = expires })
   end)
 

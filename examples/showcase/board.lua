@@ -9,6 +9,7 @@
 local cjson = require "cjson.safe"
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
+local log = require "lowbit.log"
 local sse = require "lowbit.sse"
 local websockets = require "lowbit.websockets"
 local check = require "showcase.check"
@@ -86,7 +87,10 @@ function M.new(opts)
       if msg then msg, why = check.message(msg) end
       if msg then
         local ok, err = board.post(app_ctx, msg)
-        if not ok then why = "not sent: " .. tostring(err) end
+        if not ok then
+          log.write("showcase: chat message not sent: " .. tostring(err))
+          why = "not sent; try again in a moment"
+        end
       end
       if why then outbox:try_send(cjson.encode{ error = why }) end
     end

@@ -3,6 +3,7 @@
 -- without them), the signed files, the live endpoints and the 404 page.
 local errors = require "lowbit.errors"
 local http = require "lowbit.http"
+local log = require "lowbit.log"
 local url = require "lowbit.url"
 local check = require "showcase.check"
 
@@ -32,6 +33,12 @@ function M.mount(m, app)
     return url.parse_query(body) -- what parses; a bad escape leaves a field out
   end
 
+  -- 503 page; the cause goes to the log (it names our servers).
+  local function unavailable(w, r, title, err, back)
+    log.write(("showcase: %s %s: %s"):format(r.method, r.url.path, tostring(err)))
+    pages.problem(w, 503, title, "The server could not reach its store. Try again in a moment.", back)
+  end
+
   local site = m:group("/")
   site:use(pages.recover)
 
@@ -50,7 +57,7 @@ function M.mount(m, app)
     local msg, why = check.message{ name = form:get("name") or "", text = form:get("text") or "" }
     if not msg then return pages.problem(w, 422, "That message was not sent", why, "/board") end
     local ok, err = board.post(r.ctx, msg)
-    if not ok then return pages.problem(w, 503, "That message was not sent", tostring(err), "/board") end
+    if not ok then return unavailable(w, r, "That message was not sent", err, "/board") end
     w:header():set("Location", "/board")
     w:write_header(303)
   end)
@@ -66,7 +73,7 @@ function M.mount(m, app)
     local steps, why = check.steps(tonumber(form:get("steps") or ""))
     if not steps then return pages.problem(w, 422, "That job was not started", why, "/jobs") end
     local id, err = jobs.start(r.ctx, steps)
-    if not id then return pages.problem(w, 503, "That job was not started", tostring(err), "/jobs") end
+    if not id then return unavailable(w, r, "That job was not started", err, "/jobs") end
     w:header():set("Location", "/jobs")
     w:write_header(303)
   end)
@@ -75,7 +82,7 @@ function M.mount(m, app)
     local links = {}
     for _, name in ipairs(downloads.names) do
       local link, expires = downloads.link(r, name)
-      if not link then return pages.problem(w, 400, "No links for this host", tostring(expires)) end
+      if not link then return pages.problem(w, 400, "No links for this host", "Links cannot be signed for this Host header.") end
       links[#links + 1] = { name = name, href = local_part(link), expires = os.date("!%H:%M:%S UTC", expires) }
     end
     local expired = downloads.names[1] and downloads.link(r, downloads.names[1], { expired = true })
