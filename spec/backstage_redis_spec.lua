@@ -466,7 +466,7 @@ describe("lowbit.backstage.redis_store", function()
       assert.is_true(minute >= 28 and minute <= 30, "every(60) fired " .. minute .. " times")
 
       -- Three real processes.
-      cmd("DEL", "lbtest:fires", "lb:sched:cluster:beat")
+      cmd("DEL", "lbtest:fires", "lb:sched:{cluster:beat}")
       local wg = lowbit.waitgroup()
       local codes = {}
       for p = 1, 3 do

@@ -67,7 +67,7 @@ local function signing_key(raddr)
   local c, err = redis.connect(raddr)
   if not c then return nil, err end
   local mine = random_key()
-  key, err = c:call("SET", "showcase:secret", mine, "NX", "GET", "EX", 86400 * 30) -- the old one, if any
+  key, err = c:call("SET", "showcase:{secret}", mine, "NX", "GET", "EX", 86400 * 30) -- the old one, if any
   if key == nil then c:close(); return nil, err end
   if key == redis.null then key = mine end
   c:release()

@@ -29,7 +29,8 @@
 --     eval_script send a command to the node owning its first key's slot
 --     (as learned from MOVED replies, per seed address), follow MOVED (and
 --     remember it) and ASK (ASKING first, on that node, once), at most 5
---     redirects, through pooled connections to the other nodes. Pipelines
+--     redirects, and send again what a slot migration answered TRYAGAIN
+--     (redis.TRYAGAIN_LIMIT), through pooled connections to the other nodes. Pipelines
 --     and subscriber mode stay on this client's node (PUBLISH reaches the
 --     whole cluster). Multi-key commands need one hash tag (CROSSSLOT).
 --   - misuse (wrong argument types, a command other than (P)SUBSCRIBE,
@@ -456,6 +457,15 @@ local function key_slot(key)
 end
 M.key_slot = key_slot
 
+local TAG_ESC = { ["%"] = "%25", ["}"] = "%7D" }
+--- "{" .. s .. "}", a hash tag for the keys built around it: "%" and "}"
+--- in s are escaped (%25, %7D), so the tag is all of s and never empty
+--- (s: a non-empty string), and two names never share a tag.
+function M.hash_tag(s)
+  if type(s) ~= "string" or s == "" then arg_error("redis.hash_tag", "s", "non-empty string", s) end
+  return "{" .. s:gsub("[%%}]", TAG_ESC) .. "}"
+end
+
 -- Commands whose second word is not a key.
 local NOKEY = { PING = true, INFO = true, CLIENT = true, CONFIG = true, PUBSUB = true, CLUSTER = true,
   SCRIPT = true, FLUSHALL = true, FLUSHDB = true, DBSIZE = true, AUTH = true, HELLO = true,
@@ -485,12 +495,32 @@ local function node_client(self, addr)
   return M.connect(o)
 end
 
+local cluster_call_once
+local BACKGROUND = context.background()
 local MAX_REDIRECTS = 5
+--- Longest time (seconds) a cluster command answered TRYAGAIN (a
+--- multi-key command or script on a slot being migrated, its keys split
+--- between the two nodes) is sent again before that error is returned.
+M.TRYAGAIN_LIMIT = 10
 
 -- A command on a cluster: sent to the node the slot map says owns its
 -- key (else to this client's node); MOVED updates the map and resends
--- there, ASK resends to the node named, preceded by ASKING.
+-- there, ASK resends to the node named, preceded by ASKING. TRYAGAIN
+-- (nothing was run) waits and starts over, with a backoff, for at most
+-- TRYAGAIN_LIMIT seconds (and ctx).
 local function cluster_call(self, ctx, fname, n, ...)
+  local deadline, pause = nil, 0.005
+  while true do
+    local v, err = cluster_call_once(self, ctx, fname, n, ...)
+    if v ~= nil or getmetatable(err) ~= ServerError or err.code ~= "TRYAGAIN" then return v, err end
+    deadline = deadline or now() + M.TRYAGAIN_LIMIT
+    if now() + pause > deadline then return nil, err end
+    if not lowbit.sleep_ctx(ctx or BACKGROUND, pause) then return nil, ctx:err() end
+    pause = pause * 2 > 0.1 and 0.1 or pause * 2
+  end
+end
+
+cluster_call_once = function(self, ctx, fname, n, ...)
   local slot = command_slot(n, ...)
   local map = self.slotmap
   local addr = slot and map[slot]

@@ -14,7 +14,11 @@
 -- d:<id> data, t:<id> lease token, f:<id> fails, s:<id> stalls, e:<id>
 -- error, r:<id> dead reason), lb:{q}:done (ZSET id -> end of its dedupe
 -- ttl, ms), lb:{q}:seq (ids of jobs without one), lb:{q}:tok (fencing
--- token counter), lb:sched:<sv>:<name> (schedule ticks). Every
+-- token counter), lb:sched:{<sv>:<name>} (schedule ticks, one key per
+-- schedule and script call). In the tags, "%" and "}" are escaped (%25,
+-- %7D: redis.hash_tag), so a name that holds them still gets a whole,
+-- non-empty tag (keys of stores older than this used the name as it was,
+-- and lb:sched:<sv>:<name>, untagged: not read any more). Every
 -- transition is one Lua script run by EVALSHA, so any number of
 -- processes can share a queue without locks. A script touches only the
 -- keys it is given, all with the queue's hash tag, so a queue lives on
@@ -45,7 +49,7 @@ local type, tostring, tonumber, error, setmetatable, getmetatable, pairs, ipairs
   type, tostring, tonumber, error, setmetatable, getmetatable, pairs, ipairs, pcall
 local floor, min = math.floor, math.min
 local try_send, lselect = lowbit.Chan.try_send, lowbit.select
-local is_server_error, key_slot = redis.is_server_error, redis.key_slot
+local is_server_error, key_slot, hash_tag = redis.is_server_error, redis.key_slot, redis.hash_tag
 
 local function bs() return require "lowbit.backstage" end
 
@@ -283,6 +287,7 @@ for k, s in pairs(M.scripts) do SCRIPT_OF[SHA[k]] = s end
 
 local IOFail = {}
 IOFail.__index = IOFail
+local ASKING = { "ASKING" }
 local Multi = {} -- the waiters of a coalesced command
 
 local function connect(self, ctx, addr)
@@ -328,10 +333,11 @@ local function moved(self, v)
 end
 
 -- Sends cmds in one pipeline on the command connection to addr
--- (connecting and loading the scripts first when needed). A NOSCRIPT
--- reply (a restarted or flushed server) is run again with EVAL, which
--- loads the script. -> replies | nil, err
-local function run_pipeline(self, addr, cmds)
+-- (connecting and loading the scripts first when needed); asking[i]
+-- (optional) sends cmds[i] after an ASKING (an ASK redirect during a slot
+-- migration). A NOSCRIPT reply (a restarted or flushed server) is run
+-- again with EVAL, which loads the script. -> replies | nil, err
+local function run_pipeline(self, addr, cmds, asking)
   local c = self.cmd_conns[addr]
   if c == nil or c.closed then
     local err
@@ -342,51 +348,100 @@ local function run_pipeline(self, addr, cmds)
     if not ok then c:close(); self.cmd_conns[addr] = nil; return nil, lerr end
     if not self.checked then self:check_config(c) end
   end
-  local res, err = c:pipeline(cmds)
-  if not res then return nil, err end
-  local again, at = nil, nil
+  local wire, at = cmds, nil
+  if asking then
+    wire, at = {}, {}
+    for i = 1, #cmds do
+      if asking[i] then wire[#wire + 1] = ASKING end
+      wire[#wire + 1] = cmds[i]; at[i] = #wire
+    end
+  end
+  local r, err = c:pipeline(wire)
+  if not r then return nil, err end
+  local res = r
+  if at then
+    res = {}
+    for i = 1, #cmds do res[i] = r[at[i]] end
+  end
+  local again, idx = nil, nil
   for i = 1, #cmds do
     local v = res[i]
     if is_server_error(v) and v.code == "NOSCRIPT" then
-      again = again or {}; at = at or {}
+      again = again or {}; idx = idx or {}
       local cmd = cmds[i]
       local e = { "EVAL", SCRIPT_OF[cmd[2]] }
       for k = 3, #cmd do e[k] = cmd[k] end
-      again[#again + 1] = e; at[#at + 1] = i
+      if asking and asking[i] then again[#again + 1] = ASKING end
+      again[#again + 1] = e; idx[#idx + 1] = { i, #again }
     end
   end
   if again then
     local r2, e2 = c:pipeline(again)
-    for k = 1, #at do res[at[k]] = r2 and r2[k] or setmetatable({ err = e2 }, IOFail) end
+    for k = 1, #idx do
+      res[idx[k][1]] = r2 and r2[idx[k][2]] or setmetatable({ err = e2 }, IOFail)
+    end
   end
   return res
 end
 
+-- The node named by an ASK reply (a slot being migrated, the key is
+-- already on the importing node), or nil.
+local function ask_addr(self, v)
+  if not (self.cluster and is_server_error(v) and v.code == "ASK") then return nil end
+  return (v.msg:match("^%S+ %d+ (%S+)"))
+end
+
+local function tryagain(self, v)
+  return self.cluster and is_server_error(v) and v.code == "TRYAGAIN"
+end
+
 -- The cluster case: cmds grouped by node, one pipeline per node; those
--- answered MOVED go again (to the node named) up to 3 times.
+-- answered MOVED go again to the node named (which is remembered), those
+-- answered ASK go to the node named once, after ASKING (at most 5
+-- redirects each). During a slot migration, a script whose keys are
+-- split between the two nodes is answered TRYAGAIN (it did not run): it
+-- goes again after a pause (5 ms doubling to 100 ms), for at most the
+-- store's timeout (10 s by default).
 local function run_cluster(self, cmds)
-  local res, todo = {}, {}
-  for i = 1, #cmds do todo[i] = i end
-  for _ = 1, 4 do
+  local res, todo, ask, hops = {}, {}, {}, {}
+  for i = 1, #cmds do todo[i] = i; hops[i] = 0 end
+  local deadline, pause = nil, 0.005
+  while #todo > 0 do
     local groups, order = {}, {}
     for _, i in ipairs(todo) do
-      local a = node_of(self, cmd_key(cmds[i]))
+      local a = ask[i] or node_of(self, cmd_key(cmds[i]))
       local g = groups[a]
-      if not g then g = {}; groups[a] = g; order[#order + 1] = a end
+      if not g then g = { asking = {} }; groups[a] = g; order[#order + 1] = a end
       g[#g + 1] = i
+      g.asking[#g] = ask[i] ~= nil
+      if ask[i] then g.any = true end
     end
     todo = {}
+    local wait = false
     for _, a in ipairs(order) do
       local g, sub = groups[a], {}
       for k = 1, #g do sub[k] = cmds[g[k]] end
-      local r, err = run_pipeline(self, a, sub)
+      local r, err = run_pipeline(self, a, sub, g.any and g.asking or nil)
       for k = 1, #g do
+        local i = g[k]
         local v = r and r[k] or setmetatable({ err = err }, IOFail)
-        res[g[k]] = v
-        if moved(self, v) then todo[#todo + 1] = g[k] end
+        res[i] = v
+        ask[i] = nil
+        local to = ask_addr(self, v)
+        if moved(self, v) or to then
+          hops[i] = hops[i] + 1
+          if hops[i] <= 5 then ask[i] = to; todo[#todo + 1] = i end
+        elseif tryagain(self, v) then
+          wait = true; todo[#todo + 1] = i; hops[i] = 0
+        end
       end
     end
-    if #todo == 0 then break end
+    if wait and #todo > 0 then
+      deadline = deadline or lowbit.now() + (self.opts.timeout > 0 and self.opts.timeout or 10)
+      if lowbit.now() + pause > deadline then break end
+      lowbit.sleep(pause)
+      pause = min(pause * 2, 0.1)
+    end
   end
   return res
 end
@@ -534,7 +589,7 @@ end
 
 function Store:set_queue(q)
   self.queue = q
-  local p = (self.opts.prefix or "lb") .. ":{" .. q .. "}:"
+  local p = (self.opts.prefix or "lb") .. ":" .. hash_tag(q) .. ":"
   self.prefix = p
   self.k_ready, self.k_active, self.k_delayed = p .. "ready", p .. "active", p .. "delayed"
   self.k_dead, self.k_marker, self.k_seq = p .. "dead", p .. "marker", p .. "seq"
@@ -633,6 +688,7 @@ local function fetcher(self, ctx)
       if c then self:check_config(c) end
     end
     local res
+    local migrating = false
     if c then
       self.claims = self.claims + 1
       res, err = c:eval_script(CLAIM, { self.k_ready, self.k_active, self.k_delayed, self.k_dead, self.k_marker,
@@ -640,6 +696,13 @@ local function fetcher(self, ctx)
       -- (not cut short by ctx: a claim whose reply were lost would leave
       -- its jobs leased until they expire; the jobs of a claim that ends
       -- after shutdown began are released below)
+      if not res and (ask_addr(self, err) or tryagain(self, err)) then
+        -- The queue's slot is being migrated: the shared path follows
+        -- ASK and sends again what was answered TRYAGAIN (not run).
+        migrating = true
+        res, err = exec(self, script_cmd("claim", 7, self.k_ready, self.k_active, self.k_delayed, self.k_dead,
+          self.k_marker, self.k_tok, self.k_jobs, self.vt_ms, self.max_stalls, n, self.dead_max))
+      end
     end
     if not res and moved(self, err) then
       -- (the queue's slot lives on another node: claim there)
@@ -666,10 +729,17 @@ local function fetcher(self, ctx)
           self.buf[self.btail] = job
         end
       end
-      if #out == 0 and n > 0 then
+      if #out == 0 and n > 0 and migrating then
+        -- (no wait on the marker while its slot moves: poll)
+        if not sleep_ctx(ctx, min(wake, 50) / 1000) then break end
+        woke = true
+      elseif #out == 0 and n > 0 then
         local r, werr = c:call_ctx(ctx, "BZPOPMIN", self.k_marker, ("%.3f"):format(min(wake, 1000) / 1000))
         if r == nil and moved(self, werr) then
           c:close(); self.fetch_conn = nil; woke = true
+        elseif r == nil and (ask_addr(self, werr) or tryagain(self, werr)) then
+          if not sleep_ctx(ctx, 0.01) then break end
+          woke = true
         elseif r == nil then
           if ctx:err() == nil then emit(self, { type = "store_error", op = "wait", err = werr }) end
         elseif r ~= redis.null then
@@ -796,7 +866,7 @@ function Store:tick(supervisor, name, tick, sched)
   if type(sched) == "table" and sched.kind == "every" and type(sched.interval) == "number" then
     iv = floor(sched.interval * 1000 + 0.5)
   end
-  local key = (self.opts.prefix or "lb") .. ":sched:" .. supervisor .. ":" .. name
+  local key = (self.opts.prefix or "lb") .. ":sched:" .. hash_tag(supervisor .. ":" .. name)
   local v, err = exec(self, { "EVALSHA", SHA.tick, 1, key, floor(tick * 1000 + 0.5), iv, floor(iv / 10) })
   if v == nil then return nil, err end
   return v == 1

@@ -30,9 +30,12 @@
 --
 -- Keys: strings or seriallane keys (namespace(...)), stored as
 -- "<prefix>:{s<string>}" / "<prefix>:{k<key bytes>}" with ":fence" and
--- ":wake" companions: one hash tag per lane, so a Redis Cluster keeps a
--- lane's keys together. run_multi's keys must then live on one node: give
--- opts.tag to put every lane of the manager under one tag instead.
+-- ":wake" companions: one hash tag per lane ("%" and "}" in it escaped:
+-- redis.hash_tag), so a Redis Cluster keeps a lane's keys together.
+-- run_multi takes its keys in one script, so on a cluster (opts.redis
+-- with cluster = true) they must share one slot: give opts.tag to put
+-- every lane of the manager under one tag (keys of different slots are
+-- refused: a bad argument).
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
@@ -136,7 +139,7 @@ local function base_of(m, key, fname, what)
   elseif seriallane.is_key(key) then body = "k" .. key.bytes
   else error("bad argument '" .. what .. "' to seriallane.redis:" .. fname .. ": string or seriallane key expected, got " .. type(key), 3) end
   if m.tag then return m.prefix .. ":{" .. m.tag .. "}:" .. body end
-  return m.prefix .. ":{" .. body .. "}"
+  return m.prefix .. ":" .. redis.hash_tag(body)
 end
 M._base = function(m, key) return base_of(m, key, "base", "key") end
 
@@ -264,6 +267,14 @@ function Manager:run_multi(ctx, keys, fn)
   local bases, index = {}, {}
   for i = 1, #sorted do
     if sorted[i] ~= bases[#bases] then bases[#bases + 1] = sorted[i]; index[sorted[i]] = #bases end
+  end
+  if self.copts.cluster and not self.tag then
+    local slot = redis.key_slot(bases[1])
+    for i = 2, #bases do
+      if redis.key_slot(bases[i]) ~= slot then
+        error("bad argument 'keys' to seriallane.redis:run_multi: keys of different cluster slots (give opts.tag to the manager)", 2)
+      end
+    end
   end
   local pos = {}
   for i = 1, #raw do pos[i] = index[raw[i]] end

@@ -20,7 +20,9 @@
 -- other process, so all processes see one order.
 --
 -- Keys carry a hash tag, so a Redis Cluster keeps a channel's keys on one
--- node: channel "topic:{<name>}", stream "topic:{<name>}:stream".
+-- node: channel "topic:{<name>}", stream "topic:{<name>}:stream" (the
+-- stream is the one key it writes; "%" and "}" in the name are escaped in
+-- the tag, redis.hash_tag).
 --
 -- Pub/sub is at-most-once: while the subscriber connection is down (Redis
 -- restart, network), messages are lost. run() reconnects with backoff
@@ -130,13 +132,13 @@ function M.new(opts)
   local origin = random_id()
   return setmetatable({
     copts = copts, name = name,
-    channel = "topic:{" .. name .. "}",
-    stream_key = opts.stream and "topic:{" .. name .. "}:stream" or nil,
+    channel = "topic:" .. redis.hash_tag(name),
+    stream_key = opts.stream and "topic:" .. redis.hash_tag(name) .. ":stream" or nil,
     maxlen = opts.stream and opts.stream.maxlen or nil,
     encode = opts.encode or identity, decode = opts.decode or function(s) return s end,
     echo = opts.echo ~= false, on_gap = opts.on_gap, backoff = opts.backoff or M.BACKOFF,
     topic = opts.topic or topic.new(), origin = origin, heartbeat = hb,
-    hb_channel = "topic:{" .. name .. "}:hb:" .. origin,
+    hb_channel = "topic:" .. redis.hash_tag(name) .. ":hb:" .. origin,
     connected = false, gaps = 0, service_name = "topic.redis " .. name,
   }, Bridge)
 end
