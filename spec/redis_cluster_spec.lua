@@ -10,6 +10,7 @@ local bridge = require "lowbit.topic.redis"
 local lanes = require "lowbit.seriallane.redis"
 local rstore = require "lowbit.backstage.redis_store"
 local flows = require "backstage_redis_flows"
+local bs = require "lowbit.backstage"
 local support = require "support"
 local run = support.run
 
@@ -194,5 +195,183 @@ describe("redis cluster", function()
     assert.is_truthy(res.e1:find("do not hash to the same slot", 1, true))
     assert.equal("OK", res.v2)
     for _, s in pairs(rstore.scripts) do assert.equal("#!lua", s:match("^#!lua")) end
+  end)
+
+  -- The node (1..3) serving slot, from CLUSTER SLOTS on c.
+  local function owner_of(c, slot)
+    for _, e in ipairs(assert(c:call("CLUSTER", "SLOTS"))) do
+      if slot >= e[1] and slot <= e[2] then
+        for i = 1, 3 do if tonumber(e[3][2]) == nodes[i].port then return i end end
+      end
+    end
+  end
+
+  -- A name whose hash tag's slot no test has used, on a node other than
+  -- nodes[1] (the seed every client is given).
+  local function fresh_name(prefix)
+    local used = { [redis.key_slot("{ask}k")] = true }
+    for i = 1, 1000 do
+      local n = prefix .. i
+      local slot = redis.key_slot("{" .. n .. "}")
+      if slot > 5460 and not used[slot] then return n, slot end
+    end
+  end
+
+  -- Moves slot from node `from` to node `to` as redis-cli --cluster
+  -- reshard does (SETSLOT IMPORTING / MIGRATING, MIGRATE key by key, then
+  -- SETSLOT NODE on every master), with pauses so the work going on sees
+  -- the slot migrating and its keys split between the two nodes. Returns
+  -- how many keys it moved.
+  local function migrate(admin, ids, slot, from, to)
+    assert(admin[to]:call("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from]))
+    assert(admin[from]:call("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to]))
+    lowbit.sleep(0.2)
+    local moved = 0
+    for _ = 1, 1000 do
+      local keys = assert(admin[from]:call("CLUSTER", "GETKEYSINSLOT", slot, 1))
+      if #keys == 0 then break end
+      assert(admin[from]:call("MIGRATE", "127.0.0.1", nodes[to].port, "", 0, 5000, "KEYS", keys[1]))
+      moved = moved + 1
+      lowbit.sleep(0.05)
+    end
+    lowbit.sleep(0.1)
+    assert(admin[to]:call("CLUSTER", "SETSLOT", slot, "NODE", ids[to]))
+    for i = 1, 3 do
+      if i ~= to then assert(admin[i]:call("CLUSTER", "SETSLOT", slot, "NODE", ids[to])) end
+    end
+    return moved
+  end
+
+  it("a slot migrating mid-workload (ASK, TRYAGAIN, then MOVED): backstage jobs, lanes and a topic stream on it lose nothing, run nothing twice and return no error", function()
+    local name, slot = fresh_name("mig")
+    local res = run(function()
+      local admin, ids = {}, {}
+      for i = 1, 3 do
+        admin[i] = assert(redis.connect(nodes[i].addr))
+        ids[i] = admin[i]:call("CLUSTER", "MYID")
+      end
+      local from = owner_of(admin[1], slot)
+      local to = from % 3 + 1
+      local seed = { addr = nodes[1].addr, cluster = true }
+      local r = { errs = {}, from = from, to = to }
+      local function fail(what, err) r.errs[#r.errs + 1] = what .. ": " .. tostring(err) end
+      local ctx, cancel = context.with_cancel(context.background())
+
+      -- backstage: 4 workers, jobs dispatched all along the migration
+      local evs, runs = {}, {}
+      local st = rstore.new{ addr = nodes[1].addr, cluster = true, queue = name, visibility = 30 }
+      local sv = bs.new("mig", { logger = false, on_event = function(e) evs[#evs + 1] = e end })
+      sv:register_queue(name, { workers = 4, store = st })
+      sv:handle("count", function(_, job)
+        runs[job.id] = (runs[job.id] or 0) + 1
+        lowbit.sleep(0.003)
+      end)
+      local served = lowbit.chan(1)
+      lowbit.go(function() served:send({ sv:serve(ctx) }) end)
+      local N = 150
+      local pushed = lowbit.chan(1)
+      lowbit.go(function()
+        for i = 1, N do
+          local ok, err = sv:dispatch(name, { id = "j" .. i, name = "count" })
+          if not ok then fail("dispatch j" .. i, err) end
+          lowbit.sleep(0.01)
+        end
+        pushed:send(true)
+      end)
+
+      -- lanes: 3 tasks taking lane "counter" (and run_multi on two
+      -- lanes), all under the migrating slot's tag
+      local m = lanes.new{ redis = seed, ttl = 5, poll = 0.02, tag = name }
+      local inside, overlaps, fences, lane_runs = 0, 0, {}, 0
+      local lanes_done = lowbit.chan(3)
+      for t = 1, 3 do
+        lowbit.go(function()
+          for k = 1, 25 do
+            local function body(_, f)
+              inside = inside + 1
+              if inside > 1 then overlaps = overlaps + 1 end
+              fences[#fences + 1] = type(f) == "table" and f[1] or f
+              lowbit.sleep(0.005)
+              inside = inside - 1
+              lane_runs = lane_runs + 1
+              return true
+            end
+            local ok, err
+            if k % 5 == 0 then ok, err = m:run_multi(ctx, { "counter", "other" .. t }, body)
+            else ok, err = m:run(ctx, "counter", body) end
+            if not ok then fail("lane", err) end
+            lowbit.sleep(0.01)
+          end
+          lanes_done:send(true)
+        end)
+      end
+
+      -- topic: a stream on the same slot, published all along
+      local sub = bridge.new{ redis = seed, channel = name, stream = { maxlen = 1000 } }
+      local pub = bridge.new{ redis = seed, channel = name, stream = { maxlen = 1000 } }
+      local got = {}
+      sub:subscribe(function(_, msg) got[#got + 1] = msg.kind == "message" and msg.data or msg.kind end)
+      lowbit.go(function() sub:run(ctx) end)
+      assert(sub:ready(context.with_timeout(ctx, 5)))
+      local M_ = 100
+      local published = lowbit.chan(1)
+      lowbit.go(function()
+        for i = 1, M_ do
+          local ok, err = pub:publish(ctx, "m" .. i)
+          if not ok then fail("publish m" .. i, err) end
+          lowbit.sleep(0.012)
+        end
+        published:send(true)
+      end)
+
+      lowbit.sleep(0.3)
+      r.moved_keys = migrate(admin, ids, slot, from, to)
+      r.owner_after = owner_of(admin[2], slot)
+      pushed:recv()
+      published:recv()
+      for _ = 1, 3 do lanes_done:recv() end
+      local n
+      for _ = 1, 500 do
+        n = 0
+        for _ in pairs(runs) do n = n + 1 end
+        if n >= N and #got >= M_ then break end
+        lowbit.sleep(0.02)
+      end
+      lowbit.sleep(0.1)
+      r.replay = assert(sub:replay(ctx, nil, 1000))
+      cancel()
+      served:recv()
+      st:close()
+      r.runs, r.N, r.got, r.M = runs, N, got, M_
+      r.overlaps, r.fences, r.lane_runs = overlaps, fences, lane_runs
+      r.bad_events = {}
+      for _, e in ipairs(evs) do
+        if e.type == "store_error" or e.type == "lease_lost" or e.type == "job_failed" or e.type == "job_rejected"
+          or e.type == "job_recovered" then
+          r.bad_events[#r.bad_events + 1] = e.type .. " " .. tostring(e.op) .. " " .. tostring(e.err)
+        end
+      end
+      r.keys_on = {}
+      for i = 1, 3 do r.keys_on[i] = admin[i]:call("CLUSTER", "COUNTKEYSINSLOT", slot); admin[i]:close() end
+      return r
+    end)
+    assert.same({}, res.errs)
+    assert.same({}, res.bad_events)
+    assert.equal(res.to, res.owner_after)
+    assert.is_true(res.moved_keys >= 5) -- the queue's, the lanes' and the stream's keys
+    assert.equal(0, res.keys_on[res.from])
+    for i = 1, res.N do assert.equal(1, res.runs["j" .. i], "job j" .. i) end
+    local n = 0
+    for _ in pairs(res.runs) do n = n + 1 end
+    assert.equal(res.N, n)
+    assert.equal(0, res.overlaps)
+    assert.equal(75, res.lane_runs)
+    for i = 2, #res.fences do assert.is_true(res.fences[i] > res.fences[i - 1]) end
+    local want = {}
+    for i = 1, res.M do want[i] = "m" .. i end
+    assert.same(want, res.got)
+    local replayed = {}
+    for i, e in ipairs(res.replay) do replayed[i] = e.data end
+    assert.same(want, replayed)
   end)
 end)
