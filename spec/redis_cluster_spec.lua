@@ -12,6 +12,7 @@ local rstore = require "lowbit.backstage.redis_store"
 local flows = require "backstage_redis_flows"
 local bs = require "lowbit.backstage"
 local support = require "support"
+local procs = require "redis_procs"
 local run = support.run
 
 describe("redis cluster", function()
@@ -373,5 +374,133 @@ describe("redis cluster", function()
     local replayed = {}
     for i, e in ipairs(res.replay) do replayed[i] = e.data end
     assert.same(want, replayed)
+  end)
+
+  -- Where hash tag of key ends, or nil when it has none (Redis' rule:
+  -- the first "{", the next "}", at least one byte between).
+  local function tag_of(key)
+    local s = key:find("{", 1, true)
+    local e = s and key:find("}", s + 1, true)
+    if e and e > s + 1 then return key:sub(s + 1, e - 1) end
+  end
+
+  it("every key the backstage store, its schedules, the topic bridge and the lanes write carries a hash tag, and each command's and script's keys share one slot (MONITOR on the 3 nodes; names with { } % in them)", function()
+    local mons, pids = {}, {}
+    for i = 1, 3 do support.sh("redis-cli -p " .. nodes[i].port .. " flushall") end -- (the schedule ticks of earlier tests)
+    for i = 1, 3 do
+      mons[i] = nodes[i].dir .. "/monitor-tags.txt"
+      pids[i] = tonumber(support.sh(("redis-cli -p %d monitor > %s 2>&1 & echo $!"):format(nodes[i].port, mons[i])):match("%d+"))
+    end
+    local function text(i) local f = io.open(mons[i]); local t = f and f:read("*a") or ""; if f then f:close() end; return t end
+    local function eventually(f) for _ = 1, 500 do if f() then return true end lowbit.sleep(0.02) end return f() end
+    local ok, err = pcall(run, function()
+      for i = 1, 3 do assert(eventually(function() return text(i):find("OK", 1, true) ~= nil end)) end
+      local seed = { addr = nodes[1].addr, cluster = true }
+      -- backstage: every script (flows) on a queue whose name starts with
+      -- "}" (unescaped, its tag would be empty: one slot per key)
+      flows.check(flows.run(function(o)
+        o.addr, o.cluster = nodes[1].addr, true
+        return rstore.new(o)
+      end, "}q%{1"))
+      -- a supervisor's schedule through a coordinator
+      local co = rstore.coordinator{ addr = nodes[1].addr, cluster = true }
+      assert.is_true(assert(co:tick("}sv", "nightly", 1800000000)))
+      co:close()
+      -- topic bridge with a stream
+      local ctx, cancel = context.with_cancel(context.background())
+      local sub = bridge.new{ redis = seed, channel = "}room{", stream = { maxlen = 10 } }
+      local pub = bridge.new{ redis = seed, channel = "}room{", stream = { maxlen = 10 } }
+      local got = {}
+      sub:subscribe(function(_, m) got[#got + 1] = m.data end)
+      lowbit.go(function() sub:run(ctx) end)
+      assert(sub:ready(context.with_timeout(ctx, 5)))
+      for i = 1, 3 do assert(pub:publish(ctx, "t" .. i)) end
+      assert(eventually(function() return #got == 3 end))
+      assert.equal(3, #assert(sub:replay(ctx, nil)))
+      -- lanes: one tag per lane, and one tag for a manager's run_multi
+      local m = lanes.new{ redis = seed, ttl = 5, poll = 0.02 }
+      assert.equal(1, assert(m:run(ctx, "}lane", function(_, f) return f end)))
+      local held = lowbit.chan(0)
+      local let_go = lowbit.chan(0)
+      lowbit.go(function() m:run(ctx, "busy", function() held:send(true); let_go:recv() end) end)
+      held:recv()
+      lowbit.go(function() lowbit.sleep(0.1); let_go:send(true) end)
+      assert(m:run(ctx, "busy", function() return true end)) -- waited on busy's wake list
+      local mt = lanes.new{ redis = seed, ttl = 5, poll = 0.02, tag = "acct" }
+      assert.same({ 1, 1 }, assert(mt:run_multi(ctx, { "a", "b" }, function(_, fs) return fs end)))
+      -- without a tag, lanes of different slots cannot be taken together
+      local a, b = "x1", nil
+      for i = 2, 100 do
+        if redis.key_slot(lanes._base(m, "x" .. i)) ~= redis.key_slot(lanes._base(m, a)) then b = "x" .. i; break end
+      end
+      assert.has_error(function() m:run_multi(ctx, { a, b }, function() end) end,
+        "bad argument 'keys' to seriallane.redis:run_multi: keys of different cluster slots (give opts.tag to the manager)")
+      cancel()
+      lowbit.sleep(0.05)
+      for i = 1, 3 do
+        local c = assert(redis.connect(nodes[i].addr))
+        c:call("ECHO", "tags-end")
+        c:close()
+        assert(eventually(function() return text(i):find("tags-end", 1, true) ~= nil end))
+      end
+    end)
+    for i = 1, 3 do os.execute("kill " .. pids[i]) end
+    assert(ok, err)
+    -- Every key of every command (top level: COMMAND GETKEYS, or a
+    -- script's KEYS; inside a script: COMMAND GETKEYS too).
+    local shapes, all, untagged, crossed, n = {}, {}, {}, {}, 0
+    run(function()
+      local c = assert(redis.connect(nodes[1].addr))
+      local function keys_of(args)
+        local ks = c:call("COMMAND", "GETKEYS", unpack(args))
+        return type(ks) == "table" and ks or {}
+      end
+      for i = 1, 3 do
+        local slot -- the enclosing script's
+        for line in text(i):gmatch("[^\n]+") do
+          local src, args = procs.parse_monitor(line)
+          local ks
+          if src == "lua" then
+            ks = keys_of(args)
+          elseif src and args[1] and (args[1]:upper() == "EVALSHA" or args[1]:upper() == "EVAL") then
+            ks, slot = {}, nil
+            for k = 1, tonumber(args[3]) do ks[k] = args[3 + k] end
+          elseif src and args[1] then
+            ks, slot = keys_of(args), nil
+          end
+          for _, k in ipairs(ks or {}) do
+            n = n + 1
+            local tag = tag_of(k)
+            if not tag then untagged[#untagged + 1] = k end
+            shapes[(k:gsub("{[^}]*}", "{T}", 1))] = true
+            all[k] = true
+            slot = slot or redis.key_slot(k)
+            if redis.key_slot(k) ~= slot then crossed[#crossed + 1] = line end
+          end
+        end
+      end
+      c:close()
+    end)
+    assert.same({}, untagged)
+    assert.same({}, crossed)
+    local list = {}
+    for k in pairs(shapes) do list[#list + 1] = k end
+    table.sort(list)
+    assert.same({
+      "lane:{T}", "lane:{T}:fence", -- a lane (its own tag)
+      "lane:{T}:sa", "lane:{T}:sa:fence", "lane:{T}:sa:wake", -- lanes of a tagged manager
+      "lane:{T}:sb", "lane:{T}:sb:fence", "lane:{T}:sb:wake",
+      "lane:{T}:wake",
+      "lb:sched:{T}", -- a schedule's ticks
+      "lb:{T}:active", "lb:{T}:dead", "lb:{T}:delayed", "lb:{T}:done", "lb:{T}:jobs", "lb:{T}:marker",
+      "lb:{T}:ready", "lb:{T}:seq", "lb:{T}:tok", -- a queue
+      "topic:{T}:stream", -- a topic's stream
+    }, list)
+    -- names with braces and % get whole tags
+    for _, k in ipairs{ "lb:{%7Dq%25{1}:jobs", "lb:sched:{%7Dsv:nightly}", "lb:sched:{sv:beat}",
+                        "topic:{%7Droom{}:stream", "lane:{s%7Dlane}", "lane:{acct}:sa" } do
+      assert.is_true(all[k], k)
+    end
+    assert.is_true(n > 100)
   end)
 end)

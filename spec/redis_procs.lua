@@ -70,4 +70,31 @@ function M.restart_redis(r)
   return r
 end
 
+--- The arguments of a MONITOR line (redis-cli's quoting: \\ \" \n \r
+-- \t \a \b \xHH) and its source ("lua" for a script's commands).
+function M.parse_monitor(line)
+  local src, rest = line:match("^%d+%.%d+ %[%d+ ([^%]]*)%] (.*)$")
+  if not src then return nil end
+  local args, i, esc = {}, 1, { n = "\n", r = "\r", t = "\t", a = "\a", b = "\b" }
+  while i <= #rest do
+    if rest:sub(i, i) == '"' then
+      local buf = {}
+      i = i + 1
+      while i <= #rest do
+        local ch = rest:sub(i, i)
+        if ch == "\\" then
+          local e = rest:sub(i + 1, i + 1)
+          if e == "x" then buf[#buf + 1] = string.char(tonumber(rest:sub(i + 2, i + 3), 16)); i = i + 4
+          else buf[#buf + 1] = esc[e] or e; i = i + 2 end
+        elseif ch == '"' then i = i + 1; break
+        else buf[#buf + 1] = ch; i = i + 1 end
+      end
+      args[#args + 1] = table.concat(buf)
+    else
+      i = i + 1
+    end
+  end
+  return src, args
+end
+
 return M
