@@ -34,6 +34,14 @@
 -- again after each gap, each message once, in id order. Entries trimmed by
 -- MAXLEN (or lost with a Redis that keeps no data) are gone: size maxlen
 -- for the longest absence a client may come back from.
+--
+-- On a Redis Cluster a PUBLISH reaches the subscriber's node through the
+-- cluster bus when it ran on another node, so while the stream's slot
+-- migrates (its publishes move from one node to the other) a live message
+-- can arrive after one published later. Every message still arrives once
+-- (a subscriber given after/replay dedupes by id among the last 1024
+-- delivered, not by "lower than the last id"), and the stream (replay)
+-- keeps the publish order.
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
@@ -216,6 +224,9 @@ function Bridge:replay(ctx, after, count)
   return out
 end
 
+-- How many delivered ids a subscriber given after/replay remembers.
+local SEEN = 1024
+
 --- Adds handler fn(ctx, m) for this process: m is { kind = "message",
 --- data, id (stream id or nil), origin } or { kind = "gap", err }. opts
 --- (optional): after = a stream id (Last-Event-ID): first the entries after
@@ -233,11 +244,25 @@ function Bridge:subscribe(fn, opts)
   end
   if (opts.after == nil and not opts.replay) or not self.stream_key then return self.topic:subscribe(fn) end
   local bridge = self
-  local st = { last = opts.after, catching = false, q = {} }
+  -- last: the highest id delivered; seen: the last SEEN ids delivered
+  -- (ring, in delivery order); floor: the highest id dropped from it (or
+  -- `after`): ids up to it count as delivered.
+  local st = { last = opts.after, floor = opts.after, catching = false, q = {}, seen = {}, ring = {}, rn = 0 }
   local function deliver(ctx, m)
-    if m.id ~= nil then
-      if st.last ~= nil and not id_less(st.last, m.id) then return end
-      st.last = m.id
+    local id = m.id
+    if id ~= nil then
+      if st.seen[id] or (st.floor ~= nil and not id_less(st.floor, id)) then return end
+      -- (an id below last that is not a duplicate: on a Redis Cluster,
+      -- a message published on another node that came later through the
+      -- cluster bus, during a slot migration: delivered, late)
+      if st.last == nil or id_less(st.last, id) then st.last = id end
+      local k = st.rn % SEEN + 1
+      local old = st.ring[k]
+      if old ~= nil then
+        st.seen[old] = nil
+        if st.floor == nil or id_less(st.floor, old) then st.floor = old end
+      end
+      st.ring[k], st.seen[id], st.rn = id, true, st.rn + 1
     end
     return fn(ctx, m)
   end
