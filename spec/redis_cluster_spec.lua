@@ -52,6 +52,13 @@ describe("redis cluster", function()
     assert.are_not.equal(redis.key_slot("{}x"), redis.key_slot(""))
     local c = assert(support.sh("redis-cli -p " .. nodes[1].port .. " cluster keyslot somekey"))
     assert.equal(tonumber(c), redis.key_slot("somekey"))
+    -- hash_tag: the whole name, never empty, "%" and "}" escaped
+    assert.equal("{billing}", redis.hash_tag("billing"))
+    assert.equal("{%7Dq%25{1}", redis.hash_tag("}q%{1"))
+    assert.equal(redis.key_slot("%7Dq%25{1"), redis.key_slot("lb:" .. redis.hash_tag("}q%{1") .. ":ready"))
+    assert.are_not.equal(redis.hash_tag("a}"), redis.hash_tag("a%7D"))
+    assert.has_error(function() redis.hash_tag("") end, "bad argument 's' to redis.hash_tag: non-empty string expected, got string")
+    assert.has_error(function() redis.hash_tag(1) end)
   end)
 
   it("follows MOVED: keys of every slot, through one seed node", function()
