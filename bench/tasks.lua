@@ -2,6 +2,7 @@
 --   build/bin/lowbit bench/tasks.lua [N]
 local lowbit = require "lowbit"
 local N = tonumber(arg and arg[1]) or 200000
+local R = dofile("bench/report.lua").suite("tasks")
 
 local function timeit(label, n, unit, fn)
   collectgarbage()
@@ -9,6 +10,8 @@ local function timeit(label, n, unit, fn)
   fn()
   local dt = lowbit.now() - t0
   print(("%-40s %8.0f ns/%s  (%d in %.3f s)"):format(label, dt / n * 1e9, unit, n, dt))
+  R:line{ case = label:gsub("^%s+", ""), metric = "ns_per_" .. unit:gsub(" ", "_"), value = dt / n * 1e9, unit = "ns",
+    better = "lower" }
 end
 
 local function spawn_batches(batch)
