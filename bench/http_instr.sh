@@ -7,7 +7,9 @@
 # valgrind (JIT code included); the first 3,000 requests warm the JIT up and
 # are not counted; then wrk sends N more (16 connections, keep-alive).
 # URLPATH (default /) is the path requested, e.g. URLPATH=/css/normalize.css.
+# Its @bench line names the case $BENCH_CASE (default: the command and path).
 CMD=$1; N=${2:-20000}; PORT=${PORT:-18120}; URLPATH=${URLPATH:-/}
+. "$(dirname "$0")/lib.sh"
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 0; }
 command -v wrk >/dev/null || { echo "wrk is not installed"; exit 0; }
 tmp=$(mktemp -d)
@@ -28,6 +30,7 @@ reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.out")
 ir=$(callgrind_annotate "$tmp/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
 if [ -n "$reqs" ] && [ -n "$ir" ] && [ "$reqs" -gt 0 ]; then
   echo "user-space instructions/request: $((ir / reqs)) ($reqs requests)"
+  bench_line http_instr "${BENCH_CASE:-$CMD $URLPATH}" instr_per_req lowbit "$((ir / reqs))" instructions lower
 else
   echo "(no figure: $(tail -n 3 "$tmp/vg.err"))"
 fi

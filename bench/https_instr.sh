@@ -11,6 +11,7 @@
 # run of `requests` keep-alive requests (a tenth as many new connections)
 # then is. The 16 keep-alive handshakes fall inside the count for both.
 CMD=${1:-build/bin/lowbit examples/hello.lua}; N=${2:-10000}; MODE=${3:-both}; PORT=${PORT:-18121}
+. "$(dirname "$0")/lib.sh"
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 0; }
 command -v wrk >/dev/null || { echo "wrk is not installed"; exit 0; }
 tmp=$(mktemp -d)
@@ -65,9 +66,12 @@ modes=$MODE; [ "$MODE" = both ] && modes="keepalive close"
 for m in $modes; do
   set -- $(one "$m" "$PORT" $CMD "127.0.0.1:$PORT" "$tmp/cert.pem" "$tmp/key.pem"); li=$1 lr=$2
   line="https $m: lowbit $li instructions/request ($lr requests)"
+  bcase="hello, TLS 1.3, $m"; [ "$m" = close ] && bcase="hello, TLS 1.3, new connection per request"
+  [ "$li" -gt 0 ] && bench_line https_instr "$bcase" instr_per_req lowbit "$li" instructions lower
   if [ -n "$NGINX" ]; then
     set -- $(one "$m" $((PORT + 1)) $NGINX); ni=$1 nr=$2
     line="$line, nginx+lua $ni ($nr)"
+    [ "$ni" -gt 0 ] && bench_line https_instr "$bcase" instr_per_req openresty "$ni" instructions lower
     [ "$ni" -gt 0 ] && line="$line: ratio $(awk -v a="$li" -v b="$ni" 'BEGIN{printf "%.2f", a/b}')"
   fi
   echo "$line"
