@@ -51,6 +51,7 @@ static void bench_bulk(size_t vlen, int replies, int rounds) {
   char bcase[64];
   snprintf(bcase, sizeof bcase, "parse pipelined %zu-byte bulk replies", vlen);
   bench_line("resp", bcase, "m_replies_per_s", "lowbit", (double)replies * rounds / dt / 1e6, "M replies/s", "higher");
+  bench_line("resp", bcase, "gb_per_s", "lowbit", (double)sum / dt / 1e9, "GB/s", "higher");
   free(val);
   lb_buf_free(&b);
 }
