@@ -170,7 +170,7 @@ end
 -- lowbit / anchor, and what it means: "better", "worse" or "even" (within 3 %)
 -- and the factor (>= 1) by which.
 function M.compare(lowbit, anchor, better)
-  if not lowbit or not anchor or anchor == 0 then return nil end
+  if not lowbit or not anchor or anchor == 0 or lowbit == 0 then return nil end
   local ratio = lowbit / anchor
   local good = better == "lower" and 1 / ratio or ratio -- > 1: lowbit does better
   if good ~= good or good == math.huge then return ratio, "n/a", nil end
@@ -226,7 +226,8 @@ function M.figures_md(groups)
       local ratio, word, factor = M.compare(g.lowbit, g.values[a], g.better)
       w(("| %s | %s | %s | %s | %s | %s | %s | %s |"):format(cell(g.suite), cell(g.case), cell(metric_text(g)),
         num(g.lowbit), cell(a), num(g.values[a]), ratio and ("%.2f"):format(ratio) or "–",
-        ratio and verdict(word, factor) or "no lowbit figure in this run"))
+        ratio and verdict(word, factor) or not g.lowbit and "no lowbit figure in this run"
+          or "no ratio: a figure is 0"))
       compared[#compared + 1] = { group = g, anchor = a, ratio = ratio, word = word, factor = factor }
     end
   end
@@ -498,7 +499,7 @@ function M.main(args)
       print(("%-14s %-44s %-18s %10s  %-16s %10s %7s  %s"):format(short(g.suite, 14), short(g.case, 44),
         short(g.metric, 18), num(g.lowbit), short(c.anchor, 16), num(g.values[c.anchor]),
         c.ratio and ("%.2f"):format(c.ratio) or "–", c.ratio and verdict(c.word, c.factor) .. " (" .. g.better ..
-        " is better)" or "no lowbit figure"))
+        " is better)" or not g.lowbit and "no lowbit figure" or "no ratio: a figure is 0"))
     end
     print(("%d figures, %d compared with an anchor, %d malformed lines skipped"):format(#log.figures, #compared,
       #log.malformed))
