@@ -235,16 +235,32 @@ function M.figures_md(groups)
   w("")
   w("## lowbit alone (no anchor in this run)")
   w("")
-  w("| suite | case | metric | lowbit |")
-  w("|---|---|---|---:|")
-  local alone = 0
+  w("One row per suite: each figure as `case (metric): value unit`, ↓ where lower is better, ↑ where higher is.")
+  w("")
+  w("| suite | figures |")
+  w("|---|---|")
+  -- Per suite, in the order the suites came; the metric named where a
+  -- case of the suite has more than one.
+  local suites, by, metrics = {}, {}, {}
   for _, g in ipairs(groups) do
     if #g.anchors == 0 and g.lowbit then
-      w(("| %s | %s | %s | %s |"):format(cell(g.suite), cell(g.case), cell(metric_text(g)), num(g.lowbit)))
-      alone = alone + 1
+      if not by[g.suite] then by[g.suite] = {}; suites[#suites + 1] = g.suite end
+      local t = by[g.suite]
+      t[#t + 1] = g
+      local k = g.suite .. "\0" .. g.case
+      metrics[k] = (metrics[k] or 0) + 1
     end
   end
-  if alone == 0 then w("| (none) | | | |") end
+  for _, s in ipairs(suites) do
+    local items = {}
+    for _, g in ipairs(by[s]) do
+      local label = g.case ~= "" and g.case or g.metric
+      if g.case ~= "" and metrics[s .. "\0" .. g.case] > 1 then label = label .. " (" .. g.metric .. ")" end
+      items[#items + 1] = ("%s: %s %s %s"):format(label, num(g.lowbit), g.unit, g.better == "lower" and "↓" or "↑")
+    end
+    w(("| %s | %s |"):format(cell(s), cell(table.concat(items, "; "))))
+  end
+  if #suites == 0 then w("| (none) | |") end
   return table.concat(out, "\n") .. "\n", compared
 end
 
