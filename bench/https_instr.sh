@@ -42,6 +42,19 @@ http {
 }
 CONF
 fi
+# vg_stop PID: ends the server under valgrind. A SIGTERM was seen lost
+# (nginx under callgrind still running 18 minutes later, the bench waiting
+# on it), so TERM again every 2 s, then KILL after 20 s.
+vg_stop() {
+  kill "$1" 2>/dev/null
+  for i in $(seq 200); do
+    kill -0 "$1" 2>/dev/null || break
+    [ $((i % 20)) -eq 0 ] && kill "$1" 2>/dev/null
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+}
 # one MODE PORT SERVER-COMMAND...: prints the instructions per request
 one() {
   local mode=$1 port=$2; shift 2
@@ -55,7 +68,7 @@ one() {
   callgrind_control -i on $pid >/dev/null 2>&1
   N=$n wrk -t1 -c$conns -d$((n / 100 + 20))s "${hdr[@]}" -s "$tmp/stop.lua" "https://127.0.0.1:$port/" > "$tmp/wrk.out"
   callgrind_control -i off $pid >/dev/null 2>&1
-  kill $pid; wait $pid 2>/dev/null
+  vg_stop $pid
   local reqs ir
   reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.out")
   ir=$(callgrind_annotate "$tmp/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
