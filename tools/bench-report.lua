@@ -292,8 +292,11 @@ end
 
 ---------------------------------------------------------------- chart
 
-local COLORS = { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf" }
+-- lowbit's colour, and the anchors' (never lowbit's, even past the end of the list).
+local LOWBIT_COLOR = "#1f77b4"
+local COLORS = { "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf", "#ff9896", "#98df8a", "#ffbb78", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+                 "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173" }
 
 -- Which panel a group goes in: "cpu", "throughput" or "cost".
 local function panel_of(g)
@@ -334,8 +337,11 @@ function M.gnuplot_script(groups, png, datadir, title)
   local color, ncolor, legend = {}, 0, {}
   local function col(impl)
     if not color[impl] then
-      ncolor = ncolor + 1
-      color[impl] = COLORS[(ncolor - 1) % #COLORS + 1]
+      if impl == "lowbit" then color[impl] = LOWBIT_COLOR
+      else
+        ncolor = ncolor + 1
+        color[impl] = COLORS[(ncolor - 1) % #COLORS + 1]
+      end
       legend[#legend + 1] = impl
     end
     return color[impl]
@@ -359,7 +365,7 @@ function M.gnuplot_script(groups, png, datadir, title)
   w("set xtics rotate by 30 right nomirror")
   w("set bmargin 10")
   w("set lmargin 22")
-  w("set rmargin 20")
+  w("set rmargin 24")
   for pi, name in ipairs(order) do
     local rows, xt, x, present = {}, {}, 0, {}
     local lo, hi = 1, 1
