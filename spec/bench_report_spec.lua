@@ -123,8 +123,9 @@ describe("tools/bench-report.lua", function()
     assert.falsy(topic:find("publish, 1 handler:", 1, true))
   end)
 
-  it("names the run (date, commit, command)", function()
+  it("names the run (date, commit, command) and its anchors", function()
     local md = slurp(out .. "/report.md")
+    assert.truthy(md:find("Anchors measured in this run: go, openresty, zlib.", 1, true))
     assert.truthy(md:find("Run: 2026-12-03T16:51:11Z, commit e9d9a54, `BENCH_ONLY=\"", 1, true))
   end)
 

@@ -214,6 +214,15 @@ function M.figures_md(groups)
   local function w(s) out[#out + 1] = s end
   w("## lowbit against the anchors (same run)")
   w("")
+  local seen, names = {}, {}
+  for _, g in ipairs(groups) do
+    for _, a in ipairs(g.anchors) do
+      if not seen[a] then seen[a] = true; names[#names + 1] = a end
+    end
+  end
+  table.sort(names)
+  w("Anchors measured in this run: " .. (#names > 0 and table.concat(names, ", ") or "none") .. ".")
+  w("")
   w("Each row: one figure of lowbit beside the same figure of an anchor measured in the same run, and the ratio " ..
     "lowbit / anchor. Where lower is better (CPU, time, instructions, size) a ratio below 1 means lowbit does better; " ..
     "where higher is better (throughput) a ratio above 1 does. The last column says which way and by how much.")
