@@ -74,7 +74,7 @@ all: lib host $(CDEF_LUA)
 
 help:
 	@echo "make            build build/lib/liblowbit.{a,so} and build/bin/lowbit"
-	@echo "make example    build and run the main example"
+	@echo "make example    build and serve the showcase on http://127.0.0.1:8080/ (REDIS=1: with a private redis-server)"
 	@echo "make test       every suite (C under ASan+UBSan, busted specs on LuaJIT)"
 	@echo "make bench      benchmarks, printing figures; ends with build/bench/report.md and report.png"
 	@echo "make bench-report   the report again from the last run (build/bench/run.log), no benchmark run"
@@ -179,8 +179,11 @@ bench-report:
 readme-figures:
 	@$(LUAJIT) tools/bench-report.lua --readme README.md --out $(BUILD)/bench
 
+# The showcase on http://127.0.0.1:8080/ (examples/showcase/); REDIS=1 also
+# starts a private redis-server for it. The first example stays runnable:
+# build/bin/lowbit examples/hello.lua 127.0.0.1:8080
 example: all
-	$(BUILD)/bin/lowbit examples/hello.lua 127.0.0.1:8080
+	@sh tools/example.sh $(if $(REDIS),--redis)
 
 # Used by the rockspec (build.type = "command"): `rock` builds what a rock
 # needs (the library and the FFI declarations, plus the host where luv's

@@ -6,6 +6,8 @@
 --   * N tasks taking turns on one key (each fn yields once), against the
 --     same tasks on distinct keys: the difference is the hand-off
 --   build/bin/lowbit bench/seriallane.lua [N]
+-- (The Redis-backed lanes, lowbit.seriallane.redis, are measured by
+-- bench/topic_redis.lua: acquire/release round trips and hand-offs.)
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local seriallane = require "lowbit.seriallane"

@@ -5,7 +5,8 @@
 --     subscriber bridge), next to raw PUBLISH pipelined by redis-benchmark
 --     (-P 100 -c 1) with a redis-cli subscriber attached, and to raw
 --     pipelined PUBLISH through lowbit.redis received by a raw subscriber;
---   * lanes: acquire + release round trips of seriallane.redis m:run.
+--   * lanes: acquire + release round trips of seriallane.redis m:run,
+--     run_multi, and the hand-off between two managers on one key.
 --   build/bin/lowbit bench/topic_redis.lua [N]
 -- Prints "skipped" when redis-server or redis-benchmark is not installed.
 local lowbit = require "lowbit"
@@ -140,6 +141,26 @@ local ok, err = pcall(function()
   local rn, rsec, rp50, rp99 = wait():match("(%d+) ([%d%.]+) ([%d%.]+) ([%d%.]+)")
   pc:close()
 
+  -- Raw lowbit.redis again, at the bridge's pace: C tasks, each sending
+  -- one PUBLISH at a time on its own connection (the latency anchor for
+  -- the bridge case below; the pipelined burst above measures queueing).
+  wait = child(SUB, addr, "raw", tostring(N))
+  numsub(ctl, "raw", 1)
+  local wgr = lowbit.waitgroup()
+  t0 = lowbit.now()
+  for i = 1, C do
+    wgr:add(1)
+    lowbit.go(function()
+      local c = assert(redis.connect(addr))
+      for _ = i, N, C do assert(c:call("PUBLISH", "raw", ("%.6f"):format(lowbit.now()) .. pad)) end
+      c:close()
+      wgr:done()
+    end)
+  end
+  wgr:wait()
+  local rc_pub = N / (lowbit.now() - t0)
+  local cn, csec, cp50, cp99 = wait():match("(%d+) ([%d%.]+) ([%d%.]+) ([%d%.]+)")
+
   -- The bridge: C publisher tasks in this process, a bridge in another.
   wait = child(SUB, addr, "bridge", tostring(N))
   numsub(ctl, "topic:{bench}", 1)
@@ -178,6 +199,8 @@ local ok, err = pcall(function()
   print(("  redis-benchmark PUBLISH -P 100 -c 1 (redis-cli subscriber): %.0f msg/s"):format(anchor or 0))
   print(("  lowbit.redis pipelined PUBLISH (P=100) -> raw subscriber: publish %.0f msg/s, delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
     :format(raw_pub, rn, tonumber(rsec), tonumber(rn) / tonumber(rsec), rp50, rp99))
+  print(("  lowbit.redis PUBLISH, %d tasks one at a time -> raw subscriber: publish %.0f msg/s, delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
+    :format(C, rc_pub, cn, tonumber(csec), tonumber(cn) / tonumber(csec), cp50, cp99))
   print(("  topic.redis bridge, %d publisher tasks -> bridge subscriber: publish %.0f msg/s, delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
     :format(C, br_pub, bn, tonumber(bsec), tonumber(bn) / tonumber(bsec), bp50, bp99))
   print(("  pipelined PUBLISH (P=100) -> topic.redis bridge subscriber: delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
@@ -192,10 +215,14 @@ local ok, err = pcall(function()
     R:line{ case = case, metric = "latency_p99_ms", value = p99, unit = "ms", better = "lower" }
   end
   deliv("delivered, raw subscriber", rn, rsec, rp50, rp99)
+  deliv(("delivered, raw subscriber, %d tasks one PUBLISH at a time"):format(C), cn, csec, cp50, cp99)
+  R:line{ case = ("delivered, raw subscriber, %d tasks one PUBLISH at a time"):format(C), metric = "publish_per_s",
+    value = rc_pub, unit = "msgs/s", better = "higher" }
   deliv(("delivered, bridge to bridge, %d publisher tasks"):format(C), bn, bsec, bp50, bp99)
   deliv("delivered, pipelined PUBLISH to bridge subscriber", sn, ssec, sp50, sp99)
 
-  -- Lanes: acquire + release, one task, then 2 tasks contending for one key.
+  -- Lanes: acquire + release, one task; run_multi; then two managers
+  -- contending for one key.
   local m = lanes.new{ redis = addr, ttl = 10, poll = 0.05 }
   local function nothing() return true end
   for _ = 1, 200 do m:run(bg, "warm", nothing) end
@@ -205,12 +232,35 @@ local ok, err = pcall(function()
   t0 = lowbit.now()
   for _ = 1, LANE_N do assert(m:run_multi(bg, { "x", "y", "z" }, nothing)) end
   local multi = (lowbit.now() - t0) / LANE_N
+  -- Contended: two managers (each its own connections, as two processes
+  -- would have) take turns on one key; fn yields once, so the other is
+  -- waiting (BLPOP on the lane's wake list) when the lane is released.
+  local m2 = lanes.new{ redis = addr, ttl = 10, poll = 0.05 }
+  local turns = {}
+  local function hold() lowbit.sleep(0); return true end
+  t0 = lowbit.now()
+  local wg2 = lowbit.waitgroup()
+  for i, mm in ipairs({ m, m2 }) do
+    wg2:add(1)
+    lowbit.go(function()
+      local n = 0
+      for _ = 1, LANE_N / 2 do assert(mm:run(bg, "hot", hold)); n = n + 1 end
+      turns[i] = n
+      wg2:done()
+    end)
+  end
+  wg2:wait()
+  local contended = (lowbit.now() - t0) / LANE_N
   local r = ctl:call("PING")
   assert(r == "PONG")
   print(("seriallane over Redis: m:run (acquire script + release script, fn empty) %.1f us = %.0f runs/s; run_multi of 3 keys %.1f us")
     :format(one * 1e6, 1 / one, multi * 1e6))
   R:line{ case = "seriallane.redis m:run, fn empty", metric = "us_per_run", value = one * 1e6, unit = "us", better = "lower" }
   R:line{ case = "seriallane.redis run_multi, 3 keys", metric = "us_per_run", value = multi * 1e6, unit = "us", better = "lower" }
+  print(("  two managers taking turns on one key (hand-off through the wake list): %.1f us per run = %.0f runs/s")
+    :format(contended * 1e6, 1 / contended))
+  R:line{ case = "seriallane.redis m:run, two managers on one key", metric = "us_per_run", value = contended * 1e6,
+    unit = "us", better = "lower" }
   ctl:close()
 end)
 srv.stop()

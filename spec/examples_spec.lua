@@ -139,7 +139,7 @@ end)
 describe("examples on a port that is already taken", function()
   -- Each server example exits 1 at once and names the address and the
   -- cause; none keeps running with nothing to serve.
-  for _, ex in ipairs({ "hello", "hello_muxx", "ws_echo", "chat", "sse", "signed_download", "api" }) do
+  for _, ex in ipairs({ "hello", "hello_muxx", "ws_echo", "chat", "sse", "signed_download", "api", "showcase/main" }) do
     it(ex .. ".lua exits 1 and says the address is in use", function()
       local state = with_server("examples/hello.lua", function(base)
         local addr = base:gsub("^http://", "")

@@ -8,6 +8,8 @@ local redis = require "lowbit.redis"
 local context = require "lowbit.context"
 local bridge = require "lowbit.topic.redis"
 local lanes = require "lowbit.seriallane.redis"
+local rstore = require "lowbit.backstage.redis_store"
+local flows = require "backstage_redis_flows"
 local support = require "support"
 local run = support.run
 
@@ -139,5 +141,58 @@ describe("redis cluster", function()
     assert.equal("c2", res.replay[1].data)
     assert.same({ 1, 1, 1 }, res.fences)
     assert.equal(2, res.again)
+  end)
+  it("backstage's Redis store on the cluster: enqueue, claim, complete, fail-retry, dead, dedupe, schedule (through a seed node that does not own the queue)", function()
+    -- A queue whose slot is not on nodes[1] (slots 0-5460 are there).
+    local q
+    for i = 1, 100 do
+      if redis.key_slot("{jobs" .. i .. "}") > 5460 then q = "jobs" .. i; break end
+    end
+    local res = run(function()
+      return flows.run(function(o)
+        o.addr, o.cluster = nodes[1].addr, true
+        return rstore.new(o)
+      end, q)
+    end)
+    flows.check(res)
+    -- All of the queue's keys are on the node owning its slot.
+    local slot = redis.key_slot("{" .. q .. "}")
+    local counts = {}
+    for i = 1, 3 do
+      counts[i] = tonumber((support.sh("redis-cli -p " .. nodes[i].port .. " cluster countkeysinslot " .. slot)))
+    end
+    assert.equal(0, counts[1])
+    assert.is_true(counts[2] + counts[3] >= 4) -- ready/active may be gone; jobs, dead, done, tok, seq, marker stay
+  end)
+
+  -- Found on redis-server 7.0.15 in cluster mode: a script without a
+  -- shebang may touch keys it did not declare, even of other slots (with 0
+  -- KEYS too), as long as the node owns them; a key of another node fails
+  -- ("non local key"). With `#!lua` (no allow-cross-slot-keys flag), a
+  -- key of another slot than the first one touched fails ("do not hash to
+  -- the same slot"); an undeclared key of the same slot still passes. No
+  -- flag or setting makes Redis require declared keys, so the backstage
+  -- spec checks that with MONITOR (backstage_redis_spec.lua).
+  it("the store's scripts are refused a key of another slot on the cluster (the #!lua line; without it Redis 7.0 allows it)", function()
+    local res = run(function()
+      local c = assert(redis.connect{ addr = nodes[1].addr, cluster = true })
+      local bad = "#!lua\nredis.call('SET', KEYS[1], 1) return redis.call('SET', KEYS[1] .. '-untagged', 2)"
+      local old = "redis.call('SET', KEYS[1], 1) return redis.call('SET', KEYS[1] .. '-untagged', 2)"
+      -- a key whose "-untagged" twin sits on the same node, other slot
+      local key
+      for i = 1, 1000 do
+        local k = "k" .. i
+        local a, b = redis.key_slot(k), redis.key_slot(k .. "-untagged")
+        if a ~= b and (a <= 5460) == (b <= 5460) and (a > 10922) == (b > 10922) then key = k; break end
+      end
+      local v1, e1 = c:eval_script(bad, { key })
+      local v2, e2 = c:eval_script(old, { key })
+      c:release()
+      return { v1 = v1, e1 = e1 and tostring(e1), v2 = v2, e2 = e2 }
+    end)
+    assert.is_nil(res.v1)
+    assert.is_truthy(res.e1:find("do not hash to the same slot", 1, true))
+    assert.equal("OK", res.v2)
+    for _, s in pairs(rstore.scripts) do assert.equal("#!lua", s:match("^#!lua")) end
   end)
 end)

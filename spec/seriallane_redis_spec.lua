@@ -69,18 +69,7 @@ io.write("run=", tostring(a), " ", tostring(b), "\n")
 ]]
 
 describe("seriallane.redis (scale.md C5)", function()
-  local srv
-
-  before_each(function()
-    local err
-    srv, err = support.start_redis()
-    assert(srv, err)
-  end)
-
-  after_each(function()
-    run(function() redis.close_idle() end)
-    if srv then srv.stop() end
-  end)
+  local srv = support.use_redis()
 
   it("C5.1: two processes on the same key never overlap (shared counter); C5.4: fences strictly increase", function()
     local res = run(function()

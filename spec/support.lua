@@ -203,4 +203,31 @@ function M.start_redis(opts)
   error("redis-server did not start (see " .. dir .. ")")
 end
 
+--- A redis-server of the specs' own (start_redis(opts)) for the tests of
+--- the enclosing describe block, or of the file when called at its top:
+--- started before each test and stopped after it (opts.once: one server
+--- for all of them), lowbit.redis's pooled connections closed before the
+--- stop. Returns a table that holds the running server's fields (port,
+--- addr, pid, dir, stop) while the tests run.
+function M.use_redis(opts)
+  local env = getfenv(2) -- the spec file's: busted's before_each and co. live there
+  local srv = {}
+  local function start()
+    local r, err = M.start_redis(opts)
+    assert(r, err)
+    for k in pairs(srv) do srv[k] = nil end
+    for k, v in pairs(r) do srv[k] = v end
+  end
+  local function stop()
+    M.run(function() require("lowbit.redis").close_idle() end)
+    if srv.stop then srv.stop() end
+  end
+  if opts and opts.once then
+    env.setup(start); env.teardown(stop)
+  else
+    env.before_each(start); env.after_each(stop)
+  end
+  return srv
+end
+
 return M

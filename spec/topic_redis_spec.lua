@@ -45,18 +45,7 @@ io.write(table.concat(ids, ","), "\n")
 ]]
 
 describe("topic.redis (scale.md C3)", function()
-  local srv
-
-  before_each(function()
-    local err
-    srv, err = support.start_redis()
-    assert(srv, err)
-  end)
-
-  after_each(function()
-    run(function() redis.close_idle() end)
-    if srv then srv.stop() end
-  end)
+  local srv = support.use_redis()
 
   it("C3.1: a publish in process A reaches the subscribers in processes B and C", function()
     local outs = run(function()
@@ -392,5 +381,20 @@ describe("topic.redis (scale.md C3)", function()
     assert.has_error(function() b:publish(context.background(), {}) end)
     assert.has_error(function() b:publish(nil, "x") end)
     assert.has_error(function() b:subscribe("f") end)
+  end)
+  it("the bench (bench/topic_redis.lua, small N) prints every figure: bridge and raw messages/s and latency, lane round trips", function()
+    local code, out, errout = run(function()
+      return support.spawn(support.host, { "bench/topic_redis.lua", "500" }, 120)
+    end)
+    assert.equal(0, code, errout)
+    assert.is_falsy(out:find("failed", 1, true), out)
+    for _, want in ipairs({ "redis%-benchmark PUBLISH %-P 100 %-c 1 %(redis%-cli subscriber%): %d+ msg/s",
+      "pipelined PUBLISH %(P=100%) %-> raw subscriber: .* latency p50 [%d.]+ ms p99 [%d.]+ ms",
+      "16 tasks one at a time %-> raw subscriber: .* latency p50 [%d.]+ ms p99 [%d.]+ ms",
+      "topic.redis bridge, 16 publisher tasks %-> bridge subscriber: .* = %d+ msg/s, latency p50 [%d.]+ ms p99 [%d.]+ ms",
+      "m:run %(acquire script %+ release script, fn empty%) [%d.]+ us", "run_multi of 3 keys [%d.]+ us",
+      "two managers taking turns on one key .*: [%d.]+ us per run" }) do
+      assert.matches(want, out)
+    end
   end)
 end)

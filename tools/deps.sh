@@ -2,9 +2,12 @@
 # Installs the Debian 12 packages lowbit needs to build and test (make deps).
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -eu
+# chromium runs the browser specs (spec/cdp_spec.lua, spec/*browser_spec.lua),
+# which fail, never skip, without it; fonts-dejavu-core gives its screenshots
+# legible text.
 PKGS="build-essential pkg-config clang libclang-rt-14-dev luajit2 libluajit2-5.1-dev \
 lua-luv lua-luv-dev libuv1-dev libssl-dev zlib1g-dev node-llhttp lua-cjson lua-busted \
-luarocks curl openssl iproute2 golang-go golang-github-gorilla-websocket-dev chromium libbrotli-dev \
+luarocks curl openssl iproute2 golang-go golang-github-gorilla-websocket-dev chromium fonts-dejavu-core libbrotli-dev \
 redis-server redis-tools tzdata nginx libnginx-mod-http-lua lua-resty-core gnuplot-nox"
 missing=""
 for p in $PKGS; do

@@ -2,7 +2,7 @@
 --
 --   lowbit script.lua [args...]   run a script as the main task
 --   lowbit -e 'code' [args...]    run a string
---   lowbit -w N -l host:port [-g secs] script.lua [args...]
+--   lowbit -w N -l host:port [-g secs] [-d secs] script.lua [args...]
 --                                 N worker processes serving one address
 --   lowbit --version | --help
 --
@@ -31,13 +31,16 @@ local M = {}
 local USAGE = [[
 usage: lowbit script.lua [args...]
        lowbit -e 'lua code' [args...]
-       lowbit -w N -l host:port [-g grace_seconds] script.lua [args...]
+       lowbit -w N -l host:port [-g grace_seconds] [-d defer_seconds] script.lua [args...]
        lowbit --version
 Runs the script as the main task on the luv loop; exits when all tasks end.
 With -w, a master process holds one SO_REUSEPORT socket per worker on
 host:port and runs N workers (`lowbit script.lua args...`); net.listen of
 that address in a worker adopts its socket. SIGHUP restarts the workers one
-by one; SIGTERM/SIGINT drain them (killed after -g seconds, default 30).]]
+by one; SIGTERM/SIGINT drain them (killed after -g seconds, default 30).
+A connection reaches a worker once its client has sent something, or after
+-d seconds (default 1; 0: at once, for protocols where the server speaks
+first).]]
 
 M.EXIT_FLUSH = 2
 
@@ -133,9 +136,18 @@ end
 M.MAX_WORKERS = 256
 M.GRACE = 30
 M.BACKLOG = 511
+-- TCP_DEFER_ACCEPT on the slot sockets (seconds; -d): a connection is
+-- queued for accept once its first bytes have arrived (or this long
+-- after, for protocols where the server speaks first; -d 0 turns it off).
+-- Until then it lives in the master's socket, so a worker never holds a
+-- connection whose client has sent nothing yet: what a worker's kill -9
+-- loses is only connections whose request it had started to receive.
+M.DEFER_ACCEPT = 1
 M.RESTART = { min = 0.1, max = 5, reset = 10, crashes = 5, within = 10, ready = 1, adopt_warn = 5 }
 
---- In a worker of `lowbit -w N`: { index = 1..N, count = N }; nil otherwise.
+--- In a worker of `lowbit -w N -l addr`: { index = 1..N, count = N, addr =
+--- the "ip:port" the master listens on (net.listen(addr) adopts it) }; nil
+--- otherwise.
 M.worker = nil
 
 local ffi = require "ffi"
@@ -181,7 +193,7 @@ end
 
 -- One listening socket per slot, all on one port. nil, message on failure
 -- (every socket opened so far closed).
-local function open_slots(n, addr)
+local function open_slots(n, addr, defer)
   local net = require "lowbit.net"
   local host, port = net.split_host_port(addr)
   if not host then return nil, tostring(port) end
@@ -217,6 +229,9 @@ local function open_slots(n, addr)
     if p == 0 then return fail(e and tostring(e) or "address already in use") end
     port, bound_ip = p, bip
     if C.listen(fd, M.BACKLOG) ~= 0 then return fail("listen failed: " .. ffi.string(ffi.C.strerror(ffi.errno()))) end
+    if defer > 0 and C.setsockopt(fd, 6, 9, ffi.new("int[1]", math.ceil(defer)), 4) ~= 0 then -- IPPROTO_TCP, TCP_DEFER_ACCEPT
+      return fail("cannot set TCP_DEFER_ACCEPT")
+    end
     slots[i].fd = fd
   end
   return slots, net.join_host_port(bound_ip, port), select(2, net.split_host_port(addr))
@@ -405,8 +420,8 @@ function respawn(st, slot, delay)
   end)
 end
 
-local function run_master(n, addr, grace, script, args)
-  local slots, bound_addr, spec_port = open_slots(n, addr)
+local function run_master(n, addr, grace, script, args, defer)
+  local slots, bound_addr, spec_port = open_slots(n, addr, defer)
   if not slots then say(bound_addr); return 1 end
   local st = {
     slots = slots, addr = bound_addr, spec_port = spec_port, grace = grace, script = script, args = args,
@@ -464,12 +479,13 @@ local function worker_setup()
   local idx, cnt = tonumber(os.getenv("LOWBIT_WORKER")), tonumber(os.getenv("LOWBIT_WORKERS"))
   local master = tonumber(os.getenv("LOWBIT_MASTER_PID"))
   local net = require "lowbit.net"
-  local host, port = net.split_host_port(os.getenv("LOWBIT_LISTEN") or "")
+  local listen = os.getenv("LOWBIT_LISTEN")
+  local host, port = net.split_host_port(listen or "")
   local spec_port = tonumber(os.getenv("LOWBIT_LISTEN_PORT"))
   for _, k in ipairs({ "LOWBIT_LISTEN_FDS", "LOWBIT_LISTEN", "LOWBIT_LISTEN_PORT", "LOWBIT_READY_FD", "LOWBIT_MASTER_PID" }) do
     uv.os_unsetenv(k)
   end
-  M.worker = { index = idx, count = cnt }
+  M.worker = { index = idx, count = cnt, addr = listen }
   -- Its own process group (in the master's session, so the scheduler
   -- still groups it with the master): a Ctrl-C on the terminal reaches the
   -- master alone, which then TERMs each worker once.
@@ -499,11 +515,11 @@ local function worker_setup()
 end
 
 local function master_main(argv)
-  local n, addr, grace
+  local n, addr, grace, defer
   local i = 1
   while true do
     local a = argv[i]
-    if a == "-w" or a == "-l" or a == "-g" then
+    if a == "-w" or a == "-l" or a == "-g" or a == "-d" then
       local v = argv[i + 1]
       if v == nil then say(a, " needs an argument\n", USAGE); return 2 end
       if a == "-w" then
@@ -514,6 +530,12 @@ local function master_main(argv)
         end
       elseif a == "-l" then
         addr = v
+      elseif a == "-d" then
+        defer = tonumber(v)
+        if not defer or defer < 0 or defer > 3600 or defer ~= defer then
+          say(("-d wants seconds (0 to 3600), got %q"):format(v))
+          return 2
+        end
       else
         grace = tonumber(v)
         if not grace or grace < 0 or grace ~= grace then
@@ -526,7 +548,7 @@ local function master_main(argv)
       break
     end
   end
-  if not n then say("-l and -g go with -w N\n", USAGE); return 2 end
+  if not n then say("-l, -g and -d go with -w N\n", USAGE); return 2 end
   if not addr then say("-w needs -l host:port, the address the workers serve\n", USAGE); return 2 end
   local script = argv[i]
   if not script or script == "-" or script:sub(1, 1) == "-" then
@@ -537,7 +559,7 @@ local function master_main(argv)
   if not chunk then say(err); return 1 end
   local args = {}
   for k = i + 1, #argv do args[#args + 1] = argv[k] end
-  return run_master(n, addr, grace or M.GRACE, script, args)
+  return run_master(n, addr, grace or M.GRACE, script, args, defer or M.DEFER_ACCEPT)
 end
 
 local function main(argv)
@@ -550,7 +572,7 @@ local function main(argv)
   elseif a == "--version" or a == "-v" then
     io.stdout:write(version_line(), "\n")
     return 0
-  elseif a == "-w" or a == "-l" or a == "-g" then
+  elseif a == "-w" or a == "-l" or a == "-g" or a == "-d" then
     return master_main(argv)
   elseif a == "-e" then
     local code = argv[2]

@@ -40,6 +40,8 @@ type result struct {
 	Signal  bool           `json:"signalled"`
 	Samples []string       `json:"samples"`
 	Held    int            `json:"held"`
+	Unread  int            `json:"unread"` // held with request bytes not yet read (Recv-Q > 0)
+	Idle    int            `json:"idle"`   // held with no byte received
 	Queued  int            `json:"queued"`
 }
 
@@ -112,9 +114,9 @@ func main() {
 					sigAt = time.Now()
 					if *stopkill {
 						mu.Unlock()
-						held, queued := stopKill(*pid, *addr)
+						held, unread, idle, queued := stopKill(*pid, *addr)
 						mu.Lock()
-						res.Held, res.Queued = held, queued
+						res.Held, res.Unread, res.Idle, res.Queued = held, unread, idle, queued
 						sigAt = time.Now()
 					} else if e := syscall.Kill(*pid, syscall.Signal(*sig)); e != nil {
 						sample("kill: " + e.Error())
@@ -144,17 +146,27 @@ func get(addr, path string) ([]byte, error) {
 }
 
 // SIGSTOP pid, let the load queue up for 100 ms, count the TCP connections
-// pid holds (accepted, or being accepted) and those queued on the
+// pid holds (accepted, or being accepted: how many have request bytes it
+// has not read, how many have received nothing) and those queued on the
 // listening sockets of addr's port, then SIGKILL pid.
-func stopKill(pid int, addr string) (held, queued int) {
+func stopKill(pid int, addr string) (held, unread, idle, queued int) {
 	syscall.Kill(pid, syscall.SIGSTOP)
 	time.Sleep(100 * time.Millisecond)
 	_, port, _ := net.SplitHostPort(addr)
-	out, _ := exec.Command("ss", "-Htanp").Output()
+	// (-i: each socket's line is followed by its tcp_info line, which
+	// has bytes_received:N once anything arrived)
+	out, _ := exec.Command("ss", "-Htanpi").Output()
 	tag := "pid=" + strconv.Itoa(pid) + ","
-	for _, l := range strings.Split(string(out), "\n") {
+	lines := strings.Split(string(out), "\n")
+	for i, l := range lines {
 		if strings.Contains(l, tag) && !strings.HasPrefix(l, "LISTEN") {
 			held++
+			if f := strings.Fields(l); len(f) > 1 && f[1] != "0" {
+				unread++
+			}
+			if i+1 >= len(lines) || !strings.Contains(lines[i+1], "bytes_received:") {
+				idle++
+			}
 		}
 	}
 	out, _ = exec.Command("ss", "-Hltn", "sport = :"+port).Output()
@@ -166,5 +178,5 @@ func stopKill(pid int, addr string) (held, queued int) {
 		}
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
-	return held, queued
+	return held, unread, idle, queued
 }

@@ -10,12 +10,15 @@
 -- Keys (one hash tag per queue): lb:{q}:ready (LIST, new at the head,
 -- claimed from the tail), lb:{q}:active (ZSET id -> lease deadline ms),
 -- lb:{q}:delayed (ZSET id -> due ms), lb:{q}:dead (ZSET id -> failed-at),
--- lb:{q}:marker (ZSET, wakes one idle fetcher), lb:{q}:j:<id> (HASH data,
--- fails, stalls, token, error, reason), lb:{q}:done:<id> (dedupe
--- tombstone), lb:{q}:seq (ids of jobs without one), lb:{q}:tok (fencing
--- token counter), lb:sched:<sv>:<name>
--- (schedule ticks). Every transition is one Lua script run by EVALSHA, so
--- any number of processes can share a queue without locks.
+-- lb:{q}:marker (ZSET, wakes one idle fetcher), lb:{q}:jobs (HASH:
+-- d:<id> data, t:<id> lease token, f:<id> fails, s:<id> stalls, e:<id>
+-- error, r:<id> dead reason), lb:{q}:done (ZSET id -> end of its dedupe
+-- ttl, ms), lb:{q}:seq (ids of jobs without one), lb:{q}:tok (fencing
+-- token counter), lb:sched:<sv>:<name> (schedule ticks). Every
+-- transition is one Lua script run by EVALSHA, so any number of
+-- processes can share a queue without locks. A script touches only the
+-- keys it is given, all with the queue's hash tag, so a queue lives on
+-- one node of a Redis Cluster (opts.cluster = true).
 --
 -- Guarantees: at-least-once. A claim leases the job for `visibility`
 -- seconds under a fencing token; the runner renews the leases of all its
@@ -38,11 +41,11 @@ local sbuf = require "string.buffer"
 
 local M = {}
 
-local type, tostring, tonumber, error, setmetatable, getmetatable, pairs, pcall =
-  type, tostring, tonumber, error, setmetatable, getmetatable, pairs, pcall
+local type, tostring, tonumber, error, setmetatable, getmetatable, pairs, ipairs, pcall =
+  type, tostring, tonumber, error, setmetatable, getmetatable, pairs, ipairs, pcall
 local floor, min = math.floor, math.min
 local try_send, lselect = lowbit.Chan.try_send, lowbit.select
-local is_server_error = redis.is_server_error
+local is_server_error, key_slot = redis.is_server_error, redis.key_slot
 
 local function bs() return require "lowbit.backstage" end
 
@@ -54,103 +57,123 @@ M.DEFAULTS = { addr = "127.0.0.1:6379", visibility = 30, max_stalls = 5, dedupe_
                max_len = 0, dead_max = 10000, batch = 32, timeout = 10 }
 
 ---------------------------------------------------------------------------
--- Scripts (conformance 5.2)
+-- Scripts (conformance 5.2). Every key a script touches is one of its
+-- KEYS, and all of a queue's keys share its hash tag, so each call runs
+-- on the one cluster node owning the queue's slot. The `#!lua` line makes
+-- Redis 7 refuse (in cluster mode) a key of another slot; nothing in
+-- Redis checks that a key was declared, so the spec checks that through
+-- MONITOR.
 ---------------------------------------------------------------------------
 
 local NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
-local TRIM = [[
-local function trim(dead, pfx, max)
+-- Per-job fields in the queue's `jobs` hash: d:<id> data, t:<id> lease
+-- token, f:<id> fails, s:<id> stalls, e:<id> last error, r:<id> dead
+-- reason.
+local FORGET = [[
+local function forget(jobs, id)
+  redis.call('HDEL', jobs, 'd:' .. id, 't:' .. id, 'f:' .. id, 's:' .. id, 'e:' .. id, 'r:' .. id)
+end
+]]
+
+local TRIM = FORGET .. [[
+local function trim(dead, jobs, max)
   local c = redis.call('ZCARD', dead)
   if c > max then
     local old = redis.call('ZRANGE', dead, 0, c - max - 1)
-    for i = 1, #old do redis.call('DEL', pfx .. 'j:' .. old[i]) end
+    for i = 1, #old do forget(jobs, old[i]) end
     redis.call('ZREMRANGEBYRANK', dead, 0, c - max - 1)
   end
 end
 ]]
 
--- KEYS ready, delayed, marker, seq; ARGV prefix, id ('' = new), data,
+-- KEYS ready, delayed, marker, seq, jobs, done; ARGV id ('' = new), data,
 -- delay_ms, max_len -> id | 0 (duplicate) | -1 (full)
-local PUSH = NOW .. [[
-local pfx, id = ARGV[1], ARGV[2]
+local PUSH = "#!lua\n" .. NOW .. [[
+local ready, delayed, marker, seq, jobs, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id = ARGV[1]
 if id == '' then
-  id = '#' .. redis.call('INCR', KEYS[4])
-elseif redis.call('EXISTS', pfx .. 'j:' .. id, pfx .. 'done:' .. id) > 0 then
-  return 0
+  id = '#' .. redis.call('INCR', seq)
+else
+  if redis.call('HEXISTS', jobs, 'd:' .. id) == 1 then return 0 end
+  local until_ms = redis.call('ZSCORE', done, id)
+  if until_ms then
+    if tonumber(until_ms) > now then return 0 end
+    redis.call('ZREM', done, id)
+  end
 end
-local maxlen = tonumber(ARGV[5])
-if maxlen > 0 and redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= maxlen then return -1 end
-redis.call('HSET', pfx .. 'j:' .. id, 'data', ARGV[3])
-local d = tonumber(ARGV[4])
-if d > 0 then redis.call('ZADD', KEYS[2], now + d, id) else redis.call('LPUSH', KEYS[1], id) end
-redis.call('ZADD', KEYS[3], 0, 'm')
+local maxlen = tonumber(ARGV[4])
+if maxlen > 0 and redis.call('LLEN', ready) + redis.call('ZCARD', delayed) >= maxlen then return -1 end
+redis.call('HSET', jobs, 'd:' .. id, ARGV[2])
+local d = tonumber(ARGV[3])
+if d > 0 then redis.call('ZADD', delayed, now + d, id) else redis.call('LPUSH', ready, id) end
+redis.call('ZADD', marker, 0, 'm')
 return id
 ]]
 
--- KEYS ready, active, delayed, dead, marker; ARGV prefix, vt_ms,
--- max_stalls, (unused), n, dead_max; tokens are INCR of <prefix>tok -> { claimed (id, token, data, fails,
+-- KEYS ready, active, delayed, dead, marker, tok, jobs; ARGV vt_ms,
+-- max_stalls, n, dead_max -> { claimed (id, token, data, fails,
 -- stalls)..., recovered (id, stalls)..., dead (id, stalls)..., wake_ms }
-local CLAIM = NOW .. TRIM .. [[
-local pfx, vt, maxst, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
-local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
-for i = 1, #due do redis.call('ZREM', KEYS[3], due[i]); redis.call('LPUSH', KEYS[1], due[i]) end
-local rec, dead = {}, {}
-local exp = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now, 'LIMIT', 0, 100)
+local CLAIM = "#!lua\n" .. NOW .. TRIM .. [[
+local ready, active, delayed, dead, marker, tok, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local vt, maxst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
+for i = 1, #due do redis.call('ZREM', delayed, due[i]); redis.call('LPUSH', ready, due[i]) end
+local rec, gone = {}, {}
+local exp = redis.call('ZRANGEBYSCORE', active, '-inf', '(' .. now, 'LIMIT', 0, 100)
 for i = 1, #exp do
   local id = exp[i]
-  local jk = pfx .. 'j:' .. id
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', jk, 'token')
-  local st = redis.call('HINCRBY', jk, 'stalls', 1)
+  redis.call('ZREM', active, id)
+  redis.call('HDEL', jobs, 't:' .. id)
+  local st = redis.call('HINCRBY', jobs, 's:' .. id, 1)
   if st > maxst then
-    redis.call('HSET', jk, 'error', 'stalled', 'reason', 'stalled')
-    redis.call('ZADD', KEYS[4], now, id)
-    dead[#dead + 1] = id; dead[#dead + 1] = st
+    redis.call('HSET', jobs, 'e:' .. id, 'stalled', 'r:' .. id, 'stalled')
+    redis.call('ZADD', dead, now, id)
+    gone[#gone + 1] = id; gone[#gone + 1] = st
   else
-    redis.call('RPUSH', KEYS[1], id)
+    redis.call('RPUSH', ready, id)
     rec[#rec + 1] = id; rec[#rec + 1] = st
   end
 end
-if #dead > 0 then trim(KEYS[4], pfx, tonumber(ARGV[6])) end
+if #gone > 0 then trim(dead, jobs, tonumber(ARGV[4])) end
 local out = {}
 if n > 0 then
-  local ids = redis.call('RPOP', KEYS[1], n)
+  local ids = redis.call('RPOP', ready, n)
   if ids then
     local dl = now + vt
-    local tok = redis.call('INCR', pfx .. 'tok') -- fencing tokens unique across processes
+    local base = redis.call('INCR', tok) -- fencing tokens unique across processes
     for i = 1, #ids do
       local id = ids[i]
-      local jk = pfx .. 'j:' .. id
-      local h = redis.call('HMGET', jk, 'data', 'fails', 'stalls')
+      local h = redis.call('HMGET', jobs, 'd:' .. id, 'f:' .. id, 's:' .. id)
       if h[1] then
-        local tk = tok .. ':' .. i
-        redis.call('ZADD', KEYS[2], dl, id)
-        redis.call('HSET', jk, 'token', tk)
+        local tk = base .. ':' .. i
+        redis.call('ZADD', active, dl, id)
+        redis.call('HSET', jobs, 't:' .. id, tk)
         out[#out + 1] = id; out[#out + 1] = tk; out[#out + 1] = h[1]
         out[#out + 1] = h[2] or '0'; out[#out + 1] = h[3] or '0'
       end
     end
   end
 end
-if redis.call('LLEN', KEYS[1]) > 0 then redis.call('ZADD', KEYS[5], 0, 'm') end
+if redis.call('LLEN', ready) > 0 then redis.call('ZADD', marker, 0, 'm') end
 local wake = 1000
-local d = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local d = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if d[2] then wake = math.min(wake, tonumber(d[2]) - now) end
-local a = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local a = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
 if a[2] then wake = math.min(wake, tonumber(a[2]) - now + 1) end
 if wake < 1 then wake = 1 end
-return { out, rec, dead, wake }
+return { out, rec, gone, wake }
 ]]
 
--- KEYS active; ARGV prefix, vt_ms, (id, token)... -> lost ids
-local EXTEND = NOW .. [[
-local pfx, dl = ARGV[1], now + tonumber(ARGV[2])
+-- KEYS active, jobs; ARGV vt_ms, (id, token)... -> lost ids
+local EXTEND = "#!lua\n" .. NOW .. [[
+local active, jobs = KEYS[1], KEYS[2]
+local dl = now + tonumber(ARGV[1])
 local lost = {}
-for i = 3, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('HGET', pfx .. 'j:' .. id, 'token') == ARGV[i + 1] then
-    redis.call('ZADD', KEYS[1], 'XX', dl, id)
+  if redis.call('HGET', jobs, 't:' .. id) == ARGV[i + 1] then
+    redis.call('ZADD', active, 'XX', dl, id)
   else
     lost[#lost + 1] = id
   end
@@ -158,76 +181,78 @@ end
 return lost
 ]]
 
--- KEYS active; ARGV prefix, ttl_ms, (id, token)... -> 1 | 0 (fenced) each
-local ACK = [[
-local pfx, ttl = ARGV[1], tonumber(ARGV[2])
-local res = {}
-for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  local jk = pfx .. 'j:' .. id
-  if redis.call('HGET', jk, 'token') == ARGV[i + 1] then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('DEL', jk)
-    if ttl > 0 then redis.call('SET', pfx .. 'done:' .. id, '1', 'PX', ttl) end
-    res[#res + 1] = 1
-  else
-    res[#res + 1] = 0
-  end
-end
-return res
-]]
-
--- KEYS active, delayed, marker, ready; ARGV prefix, id, token, delay_ms, err
-local RETRY = NOW .. [[
-local pfx, id = ARGV[1], ARGV[2]
-local jk = pfx .. 'j:' .. id
-if redis.call('HGET', jk, 'token') ~= ARGV[3] then return 0 end
-redis.call('ZREM', KEYS[1], id)
-redis.call('HDEL', jk, 'token')
-redis.call('HINCRBY', jk, 'fails', 1)
-redis.call('HSET', jk, 'error', ARGV[5])
-local d = tonumber(ARGV[4])
-if d > 0 then redis.call('ZADD', KEYS[2], now + d, id) else redis.call('LPUSH', KEYS[4], id) end
-redis.call('ZADD', KEYS[3], 0, 'm')
-return 1
-]]
-
--- KEYS active, dead; ARGV prefix, id, token, err, reason, dead_max
-local FAIL = NOW .. TRIM .. [[
-local pfx, id = ARGV[1], ARGV[2]
-local jk = pfx .. 'j:' .. id
-if redis.call('HGET', jk, 'token') ~= ARGV[3] then return 0 end
-redis.call('ZREM', KEYS[1], id)
-redis.call('HDEL', jk, 'token')
-redis.call('HSET', jk, 'error', ARGV[4], 'reason', ARGV[5])
-redis.call('ZADD', KEYS[2], now, id)
-trim(KEYS[2], pfx, tonumber(ARGV[6]))
-return 1
-]]
-
--- KEYS active, ready, marker; ARGV prefix, (id, token)... -> 1 | 0 each
-local RELEASE = [[
-local pfx = ARGV[1]
+-- KEYS active, jobs, done; ARGV ttl_ms, (id, token)... -> 1 | 0 (fenced)
+-- each. Finished ids stay in `done` (id -> until, ms) for the dedupe
+-- ttl; each ack call drops the expired ones.
+local ACK = "#!lua\n" .. NOW .. FORGET .. [[
+local active, jobs, done = KEYS[1], KEYS[2], KEYS[3]
+local ttl = tonumber(ARGV[1])
 local res = {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
-  local jk = pfx .. 'j:' .. id
-  if redis.call('HGET', jk, 'token') == ARGV[i + 1] then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HDEL', jk, 'token')
-    redis.call('RPUSH', KEYS[2], id)
+  if redis.call('HGET', jobs, 't:' .. id) == ARGV[i + 1] then
+    redis.call('ZREM', active, id)
+    forget(jobs, id)
+    if ttl > 0 then redis.call('ZADD', done, now + ttl, id) end
     res[#res + 1] = 1
   else
     res[#res + 1] = 0
   end
 end
-redis.call('ZADD', KEYS[3], 0, 'm')
+redis.call('ZREMRANGEBYSCORE', done, '-inf', now)
+return res
+]]
+
+-- KEYS active, delayed, marker, ready, jobs; ARGV id, token, delay_ms, err
+local RETRY = "#!lua\n" .. NOW .. [[
+local active, delayed, marker, ready, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id = ARGV[1]
+if redis.call('HGET', jobs, 't:' .. id) ~= ARGV[2] then return 0 end
+redis.call('ZREM', active, id)
+redis.call('HDEL', jobs, 't:' .. id)
+redis.call('HINCRBY', jobs, 'f:' .. id, 1)
+redis.call('HSET', jobs, 'e:' .. id, ARGV[4])
+local d = tonumber(ARGV[3])
+if d > 0 then redis.call('ZADD', delayed, now + d, id) else redis.call('LPUSH', ready, id) end
+redis.call('ZADD', marker, 0, 'm')
+return 1
+]]
+
+-- KEYS active, dead, jobs; ARGV id, token, err, reason, dead_max
+local FAIL = "#!lua\n" .. NOW .. TRIM .. [[
+local active, dead, jobs = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+if redis.call('HGET', jobs, 't:' .. id) ~= ARGV[2] then return 0 end
+redis.call('ZREM', active, id)
+redis.call('HDEL', jobs, 't:' .. id)
+redis.call('HSET', jobs, 'e:' .. id, ARGV[3], 'r:' .. id, ARGV[4])
+redis.call('ZADD', dead, now, id)
+trim(dead, jobs, tonumber(ARGV[5]))
+return 1
+]]
+
+-- KEYS active, ready, marker, jobs; ARGV (id, token)... -> 1 | 0 each
+local RELEASE = "#!lua\n" .. [[
+local active, ready, marker, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local res = {}
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', jobs, 't:' .. id) == ARGV[i + 1] then
+    redis.call('ZREM', active, id)
+    redis.call('HDEL', jobs, 't:' .. id)
+    redis.call('RPUSH', ready, id)
+    res[#res + 1] = 1
+  else
+    res[#res + 1] = 0
+  end
+end
+redis.call('ZADD', marker, 0, 'm')
 return res
 ]]
 
 -- KEYS sched key; ARGV tick_ms, interval_ms (0: a fixed tick), slack_ms
 -- -> 1 (this caller fires) | 0
-local TICK = [[
+local TICK = "#!lua\n" .. [[
 local tick, iv, slack = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local last = tonumber(redis.call('GET', KEYS[1]) or '')
 if iv == 0 then
@@ -240,7 +265,8 @@ redis.call('SET', KEYS[1], tick + iv, 'PX', math.max(iv * 4, 60000))
 return 1
 ]]
 
-local LEN = [[return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])]]
+local LEN = "#!lua flags=no-writes\n" ..
+  [[return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])]]
 
 M.scripts = { push = PUSH, claim = CLAIM, extend = EXTEND, ack = ACK, retry = RETRY, fail = FAIL,
               release = RELEASE, tick = TICK, len = LEN }
@@ -259,9 +285,9 @@ local IOFail = {}
 IOFail.__index = IOFail
 local Multi = {} -- the waiters of a coalesced command
 
-local function connect(self, ctx)
+local function connect(self, ctx, addr)
   local o = self.opts
-  local c, err = redis.connect{ addr = o.addr, password = o.password, username = o.username, db = o.db,
+  local c, err = redis.connect{ addr = addr or o.addr, password = o.password, username = o.username, db = o.db,
                                 tls = o.tls, connect_timeout = o.connect_timeout or 5, timeout = o.timeout,
                                 ctx = ctx }
   if not c then return nil, err end
@@ -278,41 +304,102 @@ local function load_scripts(c)
   return true
 end
 
+-- On a cluster (opts.cluster), the store talks to the node owning a
+-- command's key slot directly (every key of a queue has one slot, so one
+-- node serves all of a queue's commands); a MOVED reply teaches the
+-- slot's node and the command is sent there.
+local function node_of(self, key)
+  if not self.cluster then return self.opts.addr end
+  return self.slots[key_slot(key)] or self.opts.addr
+end
+
+local function cmd_key(cmd)
+  if cmd[1] == "EVALSHA" or cmd[1] == "EVAL" then return cmd[4] end
+  return cmd[2]
+end
+
+-- True when v is a MOVED reply (on a cluster); its slot's node is noted.
+local function moved(self, v)
+  if not (self.cluster and is_server_error(v) and v.code == "MOVED") then return false end
+  local slot, addr = v.msg:match("^%S+ (%d+) (%S+)")
+  if not slot then return false end
+  self.slots[tonumber(slot)] = addr
+  return true
+end
+
+-- Sends cmds in one pipeline on the command connection to addr
+-- (connecting and loading the scripts first when needed). A NOSCRIPT
+-- reply (a restarted or flushed server) is run again with EVAL, which
+-- loads the script. -> replies | nil, err
+local function run_pipeline(self, addr, cmds)
+  local c = self.cmd_conns[addr]
+  if c == nil or c.closed then
+    local err
+    c, err = connect(self, nil, addr)
+    self.cmd_conns[addr] = c
+    if not c then return nil, err end
+    local ok, lerr = load_scripts(c)
+    if not ok then c:close(); self.cmd_conns[addr] = nil; return nil, lerr end
+    if not self.checked then self:check_config(c) end
+  end
+  local res, err = c:pipeline(cmds)
+  if not res then return nil, err end
+  local again, at = nil, nil
+  for i = 1, #cmds do
+    local v = res[i]
+    if is_server_error(v) and v.code == "NOSCRIPT" then
+      again = again or {}; at = at or {}
+      local cmd = cmds[i]
+      local e = { "EVAL", SCRIPT_OF[cmd[2]] }
+      for k = 3, #cmd do e[k] = cmd[k] end
+      again[#again + 1] = e; at[#at + 1] = i
+    end
+  end
+  if again then
+    local r2, e2 = c:pipeline(again)
+    for k = 1, #at do res[at[k]] = r2 and r2[k] or setmetatable({ err = e2 }, IOFail) end
+  end
+  return res
+end
+
+-- The cluster case: cmds grouped by node, one pipeline per node; those
+-- answered MOVED go again (to the node named) up to 3 times.
+local function run_cluster(self, cmds)
+  local res, todo = {}, {}
+  for i = 1, #cmds do todo[i] = i end
+  for _ = 1, 4 do
+    local groups, order = {}, {}
+    for _, i in ipairs(todo) do
+      local a = node_of(self, cmd_key(cmds[i]))
+      local g = groups[a]
+      if not g then g = {}; groups[a] = g; order[#order + 1] = a end
+      g[#g + 1] = i
+    end
+    todo = {}
+    for _, a in ipairs(order) do
+      local g, sub = groups[a], {}
+      for k = 1, #g do sub[k] = cmds[g[k]] end
+      local r, err = run_pipeline(self, a, sub)
+      for k = 1, #g do
+        local v = r and r[k] or setmetatable({ err = err }, IOFail)
+        res[g[k]] = v
+        if moved(self, v) then todo[#todo + 1] = g[k] end
+      end
+    end
+    if #todo == 0 then break end
+  end
+  return res
+end
+
 local function flush_loop(self)
   while #self.pending > 0 do
     local cmds, ws = self.pending, self.waiters
     self.pending, self.waiters, self.ack_cmd = {}, {}, nil
-    local c, err = self.cmd_conn, nil
-    if c == nil or c.closed then
-      c, err = connect(self)
-      if c then
-        local ok, lerr = load_scripts(c)
-        if not ok then c:close(); c, err = nil, lerr
-        elseif not self.checked then self:check_config(c) end
-      end
-      self.cmd_conn = c
-    end
-    local res
-    if c then
-      res, err = c:pipeline(cmds)
-      if res then
-        -- NOSCRIPT (a restarted or flushed server): load and run again.
-        local again, at = nil, nil
-        for i = 1, #cmds do
-          local v = res[i]
-          if is_server_error(v) and v.code == "NOSCRIPT" then
-            again = again or {}; at = at or {}
-            local cmd = cmds[i]
-            local e = { "EVAL", SCRIPT_OF[cmd[2]] }
-            for k = 3, #cmd do e[k] = cmd[k] end
-            again[#again + 1] = e; at[#at + 1] = i
-          end
-        end
-        if again then
-          local r2, e2 = c:pipeline(again)
-          for k = 1, #at do res[at[k]] = r2 and r2[k] or setmetatable({ err = e2 }, IOFail) end
-        end
-      end
+    local res, err
+    if self.cluster then
+      res = run_cluster(self, cmds)
+    else
+      res, err = run_pipeline(self, self.opts.addr, cmds)
     end
     local fail_v = not res and setmetatable({ err = err }, IOFail) or nil
     for i = 1, #ws do
@@ -353,8 +440,8 @@ local function exec_ack(self, rid, token)
   if self.closed then return nil, errors.wrap(errors.CLOSED, "backstage redis store") end
   local ch = lowbit.chan(1)
   local cmd = self.ack_cmd
-  if cmd == nil or #cmd >= 2 * self.batch + 6 then
-    cmd = { "EVALSHA", SHA.ack, 1, self.k_active, self.prefix, self.ttl_ms }
+  if cmd == nil or #cmd >= 2 * self.batch + 7 then
+    cmd = { "EVALSHA", SHA.ack, 3, self.k_active, self.k_jobs, self.k_done, self.ttl_ms }
     self.ack_cmd = cmd
     local n = #self.pending + 1
     self.pending[n] = cmd
@@ -389,7 +476,7 @@ M.Store = Store
 
 local OPTS = { addr = true, queue = true, visibility = true, max_stalls = true, dedupe_ttl = true,
   max_len = true, dead_max = true, batch = true, timeout = true, connect_timeout = true, password = true,
-  username = true, db = true, tls = true, extend_interval = true, prefix = true }
+  username = true, db = true, tls = true, extend_interval = true, prefix = true, cluster = true }
 
 local function bad(name, msg)
   error("bad argument '" .. name .. "' to backstage.redis_store: " .. msg, 3)
@@ -408,7 +495,9 @@ end
 --- finished id is remembered, 86400; 0 = off), max_len (0 = unbounded),
 --- dead_max (10000), batch (claims per round trip, 32), timeout (seconds
 --- per Redis call, 10), connect_timeout, password, username, db, tls,
---- extend_interval (default visibility/3). Connects lazily.
+--- extend_interval (default visibility/3), cluster (true: addr is a seed
+--- node of a Redis Cluster; the store talks to the node owning the
+--- queue's slot). Connects lazily.
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then bad("opts", "table expected, got " .. type(opts)) end
@@ -433,7 +522,8 @@ function M.new(opts)
     dead_max = floor(check_num(opts, "dead_max", 1)),
     batch = floor(check_num(opts, "batch", 1)),
     extend_interval = opts.extend_interval,
-    pending = {}, waiters = {}, flushing = false, cmd_conn = nil,
+    pending = {}, waiters = {}, flushing = false, cmd_conns = {},
+    cluster = opts.cluster and true or false, slots = {},
     buf = {}, bhead = 1, btail = 0, parked = 0, ch = lowbit.chan(0), need = lowbit.chan(1),
     fetching = false, fetch_conn = nil, emit = false, checked = false, closed = false,
     claims = 0,
@@ -448,6 +538,7 @@ function Store:set_queue(q)
   self.prefix = p
   self.k_ready, self.k_active, self.k_delayed = p .. "ready", p .. "active", p .. "delayed"
   self.k_dead, self.k_marker, self.k_seq = p .. "dead", p .. "marker", p .. "seq"
+  self.k_tok, self.k_jobs, self.k_done = p .. "tok", p .. "jobs", p .. "done"
 end
 
 local function emit(self, ev)
@@ -495,8 +586,8 @@ function Store:push(job)
   local delay = job.delay
   local ok, data = pcall(encode_job, job)
   if not ok then error("bad argument 'job' to backstage.redis_store:push: " .. tostring(data), 2) end
-  local v, err = exec(self, script_cmd("push", 4, self.k_ready, self.k_delayed, self.k_marker, self.k_seq,
-    self.prefix, id == nil and "" or tostring(id), data, delay and floor(delay * 1000) or 0, self.max_len))
+  local v, err = exec(self, script_cmd("push", 6, self.k_ready, self.k_delayed, self.k_marker, self.k_seq,
+    self.k_jobs, self.k_done, id == nil and "" or tostring(id), data, delay and floor(delay * 1000) or 0, self.max_len))
   if v == nil then return nil, err end
   if v == 0 then return nil, bs().DUPLICATE end
   if v == -1 then return nil, bs().QUEUE_FULL end
@@ -537,20 +628,23 @@ local function fetcher(self, ctx)
     local c = self.fetch_conn
     local err
     if c == nil or c.closed then
-      c, err = connect(self, ctx)
+      c, err = connect(self, ctx, node_of(self, self.k_ready))
       self.fetch_conn = c
       if c then self:check_config(c) end
     end
     local res
     if c then
       self.claims = self.claims + 1
-      res, err = c:eval_script(CLAIM, { self.k_ready, self.k_active, self.k_delayed, self.k_dead, self.k_marker },
-        { self.prefix, self.vt_ms, self.max_stalls, "", n, self.dead_max })
+      res, err = c:eval_script(CLAIM, { self.k_ready, self.k_active, self.k_delayed, self.k_dead, self.k_marker,
+        self.k_tok, self.k_jobs }, { self.vt_ms, self.max_stalls, n, self.dead_max })
       -- (not cut short by ctx: a claim whose reply were lost would leave
       -- its jobs leased until they expire; the jobs of a claim that ends
       -- after shutdown began are released below)
     end
-    if not res then
+    if not res and moved(self, err) then
+      -- (the queue's slot lives on another node: claim there)
+      c:close(); self.fetch_conn = nil; woke = true
+    elseif not res then
       if ctx:err() ~= nil then break end
       emit(self, { type = "store_error", op = "claim", err = err })
       if not sleep_ctx(ctx, backoff) then break end
@@ -574,7 +668,9 @@ local function fetcher(self, ctx)
       end
       if #out == 0 and n > 0 then
         local r, werr = c:call_ctx(ctx, "BZPOPMIN", self.k_marker, ("%.3f"):format(min(wake, 1000) / 1000))
-        if r == nil then
+        if r == nil and moved(self, werr) then
+          c:close(); self.fetch_conn = nil; woke = true
+        elseif r == nil then
           if ctx:err() == nil then emit(self, { type = "store_error", op = "wait", err = werr }) end
         elseif r ~= redis.null then
           woke = true
@@ -638,8 +734,8 @@ end
 
 --- retry(job, delay_s, err): the next attempt waits in `delayed`.
 function Store:retry(job, delay, err)
-  local v, e = exec(self, script_cmd("retry", 4, self.k_active, self.k_delayed, self.k_marker, self.k_ready,
-    self.prefix, job.rid, job.token, floor((delay or 0) * 1000), tostring(err)))
+  local v, e = exec(self, script_cmd("retry", 5, self.k_active, self.k_delayed, self.k_marker, self.k_ready,
+    self.k_jobs, job.rid, job.token, floor((delay or 0) * 1000), tostring(err)))
   if v == nil then return nil, e end
   if v ~= 1 then lease_lost(self, job, "retry") end
   return true
@@ -648,8 +744,8 @@ end
 --- fail(job, err, reason): to `dead` (job_dead event).
 function Store:fail(job, err, reason)
   reason = reason or "failed"
-  local v, e = exec(self, script_cmd("fail", 2, self.k_active, self.k_dead,
-    self.prefix, job.rid, job.token, tostring(err), reason, self.dead_max))
+  local v, e = exec(self, script_cmd("fail", 3, self.k_active, self.k_dead, self.k_jobs,
+    job.rid, job.token, tostring(err), reason, self.dead_max))
   if v == nil then return nil, e end
   if v ~= 1 then lease_lost(self, job, "fail"); return true end
   emit(self, { type = "job_dead", id = job.id, name = job.name, reason = reason, err = err })
@@ -657,7 +753,7 @@ function Store:fail(job, err, reason)
 end
 
 function Store:release_all(jobs)
-  local cmd = { "EVALSHA", SHA.release, 3, self.k_active, self.k_ready, self.k_marker, self.prefix }
+  local cmd = { "EVALSHA", SHA.release, 4, self.k_active, self.k_ready, self.k_marker, self.k_jobs }
   for i = 1, #jobs do cmd[#cmd + 1] = jobs[i].rid; cmd[#cmd + 1] = jobs[i].token end
   return exec(self, cmd)
 end
@@ -674,7 +770,7 @@ end
 --- extend(jobs): renews the leases of all the process's running jobs in
 --- one call; each lease another process holds now emits lease_lost.
 function Store:extend(jobs)
-  local cmd = { "EVALSHA", SHA.extend, 1, self.k_active, self.prefix, self.vt_ms }
+  local cmd = { "EVALSHA", SHA.extend, 2, self.k_active, self.k_jobs, self.vt_ms }
   local by = {}
   for i = 1, #jobs do
     local j = jobs[i]
@@ -720,7 +816,7 @@ end
 --- and are recovered elsewhere).
 function Store:close()
   self.closed = true
-  if self.cmd_conn then self.cmd_conn:close(); self.cmd_conn = nil end
+  for a, c in pairs(self.cmd_conns) do c:close(); self.cmd_conns[a] = nil end
   if self.fetch_conn then self.fetch_conn:close(); self.fetch_conn = nil end
   return true
 end

@@ -1,0 +1,126 @@
+-- The live board: a chat over WebSocket (/ws/chat) and the feed of server
+-- events over SSE (/events). Chat messages, sent from a tab, the form or
+-- the API, are published on the feed; every open tab gets them from there.
+--
+--   local board = require("showcase.board").new{ feed = feed, ctx = root_ctx }
+--   board.post(ctx, { name = "Ada", text = "hi" })   -- after check.message
+--   m:handle_func("GET /ws/chat", board.websocket)
+--   m:handle_func("GET /events", board.events)
+local cjson = require "cjson.safe"
+local lowbit = require "lowbit"
+local context = require "lowbit.context"
+local log = require "lowbit.log"
+local sse = require "lowbit.sse"
+local websockets = require "lowbit.websockets"
+local check = require "showcase.check"
+
+local HISTORY = 50        -- messages kept for /api/messages and the board page
+local OUTBOX = 64         -- events queued for one slow tab before it misses some
+local WS_READ_LIMIT = 4096
+
+-- A browser tab of this site only: a page elsewhere cannot open a chat
+-- in the user's name (tools that send no Origin are let in).
+local function same_origin(r)
+  local origin = r.headers:get("Origin")
+  return origin == nil or origin == "http://" .. r.host or origin == "https://" .. r.host
+end
+
+local M = {}
+
+--- opts: feed, ctx (the app's: cancelled at shutdown).
+function M.new(opts)
+  local feed, app_ctx = opts.feed, opts.ctx
+  local board = { online = 0 }
+  local history = {}
+
+  feed:subscribe(function(ev)
+    if ev.name ~= "chat.message" then return end
+    history[#history + 1] = ev.value
+    if #history > HISTORY then table.remove(history, 1) end
+  end)
+
+  --- The last messages, oldest first.
+  function board.history() return { unpack(history) } end
+
+  --- Publishes a checked message: the message as sent (with `at`), or
+  --- nil, err (Redis unreachable).
+  function board.post(ctx, msg)
+    local sent = { name = msg.name, text = msg.text, at = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+    local ok, err = feed:publish(ctx, "chat.message", sent)
+    if not ok then return nil, err end
+    return sent
+  end
+
+  local function presence(kind)
+    board.online = board.online + (kind == "chat.join" and 1 or -1)
+    feed:publish(app_ctx, kind, { online = board.online })
+  end
+
+  -- One tab: its messages in, every chat message out. Text frames of JSON
+  -- {"name","text"}; a bad one gets {"error"} back, a binary frame or one
+  -- over WS_READ_LIMIT ends the connection (1003, 1009).
+  function board.websocket(w, r)
+    local c = websockets.accept(w, r, { read_limit = WS_READ_LIMIT, check_origin = same_origin })
+    if not c then return end -- the handshake was refused (and answered)
+    local outbox, writer_done = lowbit.chan(OUTBOX), lowbit.chan(1)
+    local cancel = feed:subscribe(function(ev)
+      if ev.name == "chat.message" then outbox:try_send(ev.data) end -- full: this tab misses it
+    end)
+    lowbit.go(function()
+      while true do
+        local text = outbox:recv()
+        if text == nil or not c:write_message(websockets.TEXT, text) then break end
+      end
+      writer_done:send(true)
+    end)
+    local conn_ctx, conn_done = context.with_cancel(app_ctx)
+    lowbit.go(function() -- shutdown closes the tab's connection; it reconnects to another server
+      conn_ctx:wait()
+      if app_ctx:err() then c:close(1001, "server shutting down") end
+    end)
+    presence("chat.join")
+    while true do
+      local data, op = c:read_message()
+      if not data then break end
+      if op ~= websockets.TEXT then c:close(1003, "text frames only"); break end
+      local msg, why = check.json_object(data)
+      if msg then msg, why = check.message(msg) end
+      if msg then
+        local ok, err = board.post(app_ctx, msg)
+        if not ok then
+          log.write("showcase: chat message not sent: " .. tostring(err))
+          why = "not sent; try again in a moment"
+        end
+      end
+      if why then outbox:try_send(cjson.encode{ error = why }) end
+    end
+    cancel()
+    conn_done()
+    outbox:close()
+    writer_done:recv()
+    c:close()
+    presence("chat.leave")
+  end
+
+  -- The feed as Server-Sent Events; a browser that reconnects sends the
+  -- last id it saw and gets what it missed first.
+  function board.events(w, r)
+    local inbox = lowbit.chan(256) -- room for the replay
+    local cancel = feed:subscribe(function(ev) inbox:try_send(ev) end, r.headers:get("Last-Event-ID"))
+    local e = sse.new_emitter(w, { ctx = r.ctx })
+    local hctx, stop = context.with_cancel(r.ctx)
+    lowbit.go(e.serve_heartbeats, e, hctx, 15)
+    e:send{ retry = 2000 }
+    e:send{ name = "hello", data = cjson.encode{ shared = feed.shared, online = board.online } }
+    while true do
+      local i, ev = lowbit.select{ inbox, r.ctx:done() }
+      if i ~= 1 or not e:send{ name = ev.name, id = ev.id, data = ev.data } then break end
+    end
+    stop()
+    cancel()
+  end
+
+  return board
+end
+
+return M
