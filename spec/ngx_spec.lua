@@ -334,6 +334,28 @@ describe("lowbit.ngx inside nginx", function()
     assert.equal("from a background task, ticks>0: true\n", body)
   end)
 
+  it("pooled writers: a response sees nothing of the previous one; HTTP/1.0 and 1.1 get whole bodies", function()
+    for _ = 1, 3 do
+      local status, h, body = fetch(nginx.base .. "/probe/pooled?set")
+      assert.equal(418, status)
+      assert.equal("yes", h["x-pooled"])
+      assert.equal("first response\n", body)
+      status, h, body = fetch(nginx.base .. "/probe/pooled?none")
+      assert.equal(200, status)
+      assert.is_nil(h["x-pooled"])
+      assert.is_nil(h["set-cookie"])
+      assert.equal("text/plain; charset=utf-8", h["content-type"])
+      assert.equal("second\n", body)
+    end
+    -- No Content-Length from the adapter: chunked for HTTP/1.1, and an
+    -- HTTP/1.0 client still reads the whole body (nginx closes after it).
+    local status, h, body = fetch(nginx.base .. "/probe/pooled?set", "GET", "--http1.0")
+    assert.equal(418, status)
+    assert.equal("first response\n", body)
+    status, h = fetch(nginx.base .. "/probe/pooled?none")
+    assert.equal("chunked", h["transfer-encoding"])
+  end)
+
   it("A11: after every request above, luv was never loaded in the worker", function()
     local status, _, body = fetch(nginx.base .. "/probe/luv")
     assert.equal(200, status)

@@ -348,7 +348,16 @@ M.lowbit = L
 
 local context = require "lowbit.context"
 local headers = require "lowbit.http.headers"
-local canonical = headers.canonical
+-- Canonical spellings of lower-case names (headers.canonical lowers its
+-- argument again: a string.lower per header per response).
+local canon_of, canon_n = {}, 0
+local function canonical(ln)
+  local c = canon_of[ln]
+  if c then return c end
+  c = headers.canonical(ln)
+  if canon_n < 4096 then canon_n = canon_n + 1; canon_of[ln] = c end
+  return c
+end
 local request = require "lowbit.http.request"
 
 -- The worker's root context: cancelled when the worker exits.
@@ -565,9 +574,24 @@ end
 local BUFFER_MAX = 64 * 1024
 local SKIP = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
 
+-- A pooled writer keeps its header set (hset) from one request to the
+-- next: emptied when first asked for, not made again. Every key of _v is
+-- one of the names in the array part, so no table.clear (a C call).
+local function empty_set(h)
+  local vals = h._v
+  for i = 1, h.n do vals[h[i]] = nil; h[i] = nil end
+  h.n = 0
+  if h._n ~= nil then h._n = nil end
+  if h._raw ~= nil then h._raw = nil end
+end
+
 function W:header()
   local h = self.hdr
-  if not h then h = headers.new(); self.hdr = h end
+  if not h then
+    h = self.hset
+    if h then empty_set(h) else h = headers.new(); self.hset = h end
+    self.hdr = h
+  end
   return h
 end
 
@@ -587,7 +611,7 @@ end
 local function send_head(w, sample, length)
   w.head_sent = true
   local st = w.status or 200
-  ngx.status = st
+  if st ~= 200 then ngx.status = st end -- nginx's default: one FFI call less
   local ngx_header = ngx.header
   local h = w.hdr
   local has_ct = false
@@ -609,7 +633,9 @@ local function send_head(w, sample, length)
     if sample and sample ~= "" then ngx_header["Content-Type"] = sniff(sample)
     elseif length ~= 0 then ngx_header["Content-Type"] = "text/plain; charset=utf-8" end
   end
-  if length and not bodyless then ngx_header["Content-Length"] = length end
+  -- No Content-Length: nginx chunks the body (HTTP/1.1), which costs less
+  -- than setting the header (and ngx.req.http_version(), a C function,
+  -- would stitch the trace). HTTP/1.0 gets one from lua_http10_buffering.
   if sample and sample ~= "" then return end
   local ok, err = ngx.send_headers()
   if not ok and err then w.werr = errors.new("ngx: " .. tostring(err)) end
@@ -835,6 +861,9 @@ local function new_request()
   return request.new({ _lazy = lazy, _over = false })
 end
 
+-- Writers of finished requests, ready for the next ones.
+local wpool, wpool_n, WPOOL_MAX = {}, 0, 256
+
 local function call_handler(h, w, r)
   if type(h) == "table" and h.serve_http then return h:serve_http(w, r) end
   return h(w, r)
@@ -851,8 +880,16 @@ function M.serve(handler)
     error("bad argument 'handler' to lowbit.ngx.serve: function or table with serve_http expected, got " .. t, 2)
   end
   local r = new_request()
-  local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
-                           b1 = false, buf = false, nbuf = 0, blen = 0 }, W)
+  -- A writer from the worker's pool (as lowbit's server reuses one per
+  -- connection: a handler must not use w after it returns, as in Go).
+  local w
+  local np = wpool_n
+  if np > 0 then
+    w = wpool[np]; wpool[np] = nil; wpool_n = np - 1
+  else
+    w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
+                       b1 = false, buf = false, nbuf = 0, blen = 0, hset = false }, W)
+  end
   local spawned0 = spawned
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
   if not ok then
@@ -879,7 +916,13 @@ function M.serve(handler)
       st.threads[i] = nil
     end
     st.n = 0
+    return -- a task may still hold w: not pooled
   end
+  if w.hijacked or wpool_n >= WPOOL_MAX then return end
+  w.status, w.hdr, w.head_sent, w.werr = false, false, false, false
+  if w.nbuf ~= 0 then pending(w) end
+  local n = wpool_n + 1
+  wpool[n] = w; wpool_n = n
 end
 
 --- init_worker_by_lua: starts the timer thread, and main(ctx) (optional)

@@ -216,6 +216,20 @@ end
 
 P["/probe/ws_state"] = function(w) w:write(tostring(state.ws) .. "\n") end
 
+-- Writers are pooled per worker: what one response set (status, headers,
+-- buffered body) must not show in the next. "?set" sets them, "?none" not.
+P["/probe/pooled"] = function(w, r)
+  if r.url.raw_query == "set" then
+    w:header():set("X-Pooled", "yes")
+    w:header():add("Set-Cookie", "a=1")
+    w:write_header(418)
+    w:write("first ")
+    w:write("response\n")
+  else
+    w:write("second\n")
+  end
+end
+
 return function(w, r)
   local h = P[r.url.path]
   if not h then w:write_header(404); w:write("no probe " .. r.url.path .. "\n"); return end
