@@ -356,6 +356,40 @@ describe("lowbit.ngx inside nginx", function()
     assert.equal("chunked", h["transfer-encoding"])
   end)
 
+  describe("clients over cosockets (conformance/scale.md C2)", function()
+    local rsrv
+    setup(function() rsrv = assert(support.start_redis()) end)
+    teardown(function() if rsrv then rsrv.stop() end end)
+
+    for i, cs in ipairs(require("redis_cases").cases) do
+      it("lowbit.redis: " .. cs.name, function()
+        local status, _, body = fetch(("%s/probe/redis?port=%d&case=%d"):format(nginx.base, rsrv.port, i))
+        assert.equal(200, status, body)
+        assert.equal("ok\n", body)
+      end)
+    end
+
+    it("lowbit.redis: connect by address dials ngx.socket.tcp(); the pool reuses a conn within a request", function()
+      for _ = 1, 2 do
+        local status, _, body = fetch(("%s/probe/redis_pool?port=%d"):format(nginx.base, rsrv.port))
+        assert.equal(200, status, body)
+        assert.equal("v same=true idle=1\n", body)
+      end
+    end)
+
+    it("lowbit.http's client fetches from other locations of nginx", function()
+      local status, _, body = fetch(nginx.base .. "/probe/httpclient")
+      assert.equal(200, status, body)
+      local lines = {}
+      for l in body:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      local core = ("version=%s path=liblowbit.so verify=true nil tampered=nil\n"):format(require("lowbit").VERSION)
+      assert.equal("/probe/core 200 text/plain; charset=utf-8 " .. #core, lines[1])
+      assert.equal("/probe/sniff?html 200 text/html; charset=utf-8 20", lines[2])
+      assert.matches("^/users/42 200 text/plain; charset=utf%-8 %d+$", lines[3])
+      assert.matches("^POST 200 POST|127%.0%.0%.1:%d+|/probe/lazy|x=1|HTTP/1%.1|1|/probe/lazy%?x=1|%-|7|127%.0%.0%.1:%d+|payload$", lines[4])
+    end)
+  end)
+
   it("A11: after every request above, luv was never loaded in the worker", function()
     local status, _, body = fetch(nginx.base .. "/probe/luv")
     assert.equal(200, status)

@@ -417,6 +417,40 @@ function Conn:unread(s)
 end
 function Conn:buffered() return self.prefix and #self.prefix or 0 end
 
+-- A read waits in slices of READ_SLICE seconds: a cosocket that another
+-- light thread reads cannot be closed ("socket busy reading"), so close()
+-- from another task (a cancelled ctx's watcher) only marks the conn, and
+-- the reader closes it at the end of its slice. (A slice that times out
+-- is not an error for nginx; with lua_socket_log_errors on it is logged.)
+M.READ_SLICE = 0.25
+local function receive(c, n, full)
+  local acc
+  while true do
+    local t = now()
+    local dl = c.rdl
+    if dl and dl <= t then return nil, "timeout", acc end
+    local slice = M.READ_SLICE
+    if dl and dl - t < slice then slice = dl - t end
+    local sock = c.sock
+    sock:settimeouts(FAR_MS, ms_until(c.wdl, t), max(1, ceil(slice * 1000)))
+    local data, err, partial
+    if full then data, err, partial = sock:receive(n) else data, err = sock:receiveany(n) end
+    if data then
+      if acc then return acc .. data end
+      return data
+    end
+    if partial and partial ~= "" then
+      acc = acc and acc .. partial or partial
+      n = n - #partial
+    end
+    if err ~= "timeout" then return nil, err, acc end
+    if c.closed then
+      if c.close_pending then c.close_pending = false; if not c.raw then sock:close() end end
+      return nil, CLOSED, acc
+    end
+  end
+end
+
 function Conn:read(maxn)
   if self.closed then return nil, CLOSED end
   local pre = self.prefix
@@ -427,11 +461,9 @@ function Conn:read(maxn)
     return pre:sub(1, maxn)
   end
   if self.rerr then return nil, self.rerr end
-  if self.rdl and self.rdl <= now() then return nil, TIMEOUT end
-  apply_timeouts(self)
-  local data, err = self.sock:receiveany(maxn or 65536)
+  local data, err = receive(self, maxn or 65536, false)
   if data then return data end
-  local e = map_err(err)
+  local e = err == CLOSED and CLOSED or map_err(err)
   if e ~= TIMEOUT then self.rerr = e end
   return nil, e
 end
@@ -449,10 +481,11 @@ function Conn:read_full(n)
     self.prefix = nil
     n = n - #pre
   end
-  apply_timeouts(self)
-  local data, err, partial = self.sock:receive(n)
+  local data, err, partial = receive(self, n, true)
   if data then return pre and pre .. data or data end
-  local e = map_err(err, (pre or "") .. (partial or ""))
+  local got = (pre or "") .. (partial or "")
+  local e = err == CLOSED and CLOSED or map_err(err, got)
+  if e == TIMEOUT and got ~= "" then self.prefix = got end -- kept for the next read
   if e ~= TIMEOUT then self.rerr = e end
   return nil, e
 end
@@ -469,7 +502,11 @@ end
 function Conn:close()
   if self.closed then return nil, CLOSED end
   self.closed = true
-  if not self.raw then self.sock:close() end
+  if not self.raw then
+    local ok, err = self.sock:close()
+    -- Another light thread is reading it: that reader closes it.
+    if not ok and err == "socket busy reading" then self.close_pending = true end
+  end
   return true
 end
 
@@ -503,7 +540,24 @@ function M.dial(ctx, addr, opts)
   sock:settimeouts(t and ms_until(t, now()) or 60000, FAR_MS, FAR_MS)
   local ok, err = sock:connect(host, tonumber(port))
   if not ok then return nil, map_err(err) end
-  return M.conn(sock, { peer = addr })
+  local c = M.conn(sock, { peer = addr })
+  -- A cosocket lives as long as its request (or timer): pools of the
+  -- clients (HTTP, Redis) must not hand it to another one.
+  c.owner = ngx.ctx
+  return c
+end
+
+--- Whether an idle conn may carry a new exchange: not closed, nothing
+--- unread, no read error, and made in this request (or timer). A peer
+--- that closed it meanwhile shows on first use (no peek on a cosocket).
+function M.idle_usable(c)
+  if type(c) ~= "table" or type(c.read) ~= "function" then
+    error("bad argument 'c' to net.idle_usable: conn expected, got " .. type(c), 2)
+  end
+  if c.closed or c.rerr or c.prefix then return false end
+  local owner = rawget(c, "owner")
+  if owner ~= nil and owner ~= ngx.ctx then return false end
+  return true
 end
 
 -- lowbit.net without luv: what the protocol modules (cooper, websockets,
@@ -513,6 +567,7 @@ if package.loaded["lowbit.net"] == nil then
   package.loaded["lowbit.net"] = {
     EOF = EOF, CLOSED = CLOSED, TIMEOUT = TIMEOUT, backend = "ngx",
     dial = M.dial,
+    idle_usable = M.idle_usable,
     prefixed = function(conn, prefix)
       if prefix == nil or prefix == "" then return conn end
       conn:unread(prefix)

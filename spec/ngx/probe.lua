@@ -230,6 +230,61 @@ P["/probe/pooled"] = function(w, r)
   end
 end
 
+-- The shared lowbit.redis cases (spec/redis_cases.lua) over cosockets:
+-- ?port=P&case=I runs case I against the redis-server on 127.0.0.1:P.
+-- Answers "ok", or the failure.
+P["/probe/redis"] = function(w, r)
+  local redis_cases = require "redis_cases"
+  local q = r.url.raw_query
+  local addr = "127.0.0.1:" .. q:match("port=(%d+)")
+  local cs = redis_cases.cases[tonumber(q:match("case=(%d+)"))]
+  local redis = require "lowbit.redis"
+  local T = { assert = require "luassert", client = function(opts)
+    local conn = redis_cases.counting(assert(lngx.dial(nil, addr)))
+    opts = opts or {}
+    opts.conn = conn
+    return assert(redis.connect(opts)), conn
+  end }
+  local ok, err = pcall(cs.fn, T)
+  w:write(ok and "ok\n" or ("failed: " .. tostring(err) .. "\n"))
+end
+
+-- redis.connect by address inside nginx (lowbit.net's dial is
+-- ngx.socket.tcp()): pooled within a request, not across requests.
+P["/probe/redis_pool"] = function(w, r)
+  local redis = require "lowbit.redis"
+  local addr = "127.0.0.1:" .. r.url.raw_query:match("port=(%d+)")
+  local c = assert(redis.connect(addr))
+  local first = c.conn
+  assert(c:call("SET", "pool", "v"))
+  c:release()
+  local c2 = assert(redis.connect(addr))
+  local same = c2.conn == first
+  local v = c2:call("GET", "pool")
+  c2:release()
+  w:write(("%s same=%s idle=%d\n"):format(tostring(v), tostring(same), redis.pool_idle(addr)))
+end
+
+-- lowbit.http's client inside nginx: fetches other locations of this
+-- nginx (and itself keeps the conn for the second request).
+P["/probe/httpclient"] = function(w, r)
+  local http = require "lowbit.http"
+  local base = "http://127.0.0.1:" .. ngx.var.server_port
+  local out = {}
+  for _, path in ipairs({ "/probe/core", "/probe/sniff?html", "/users/42" }) do
+    local resp, err = http.get(base .. path)
+    if not resp then out[#out + 1] = path .. " error " .. tostring(err)
+    else
+      local body = resp.body:read_all()
+      out[#out + 1] = ("%s %d %s %d"):format(path, resp.status, tostring(resp.headers:get("Content-Type")), #body)
+    end
+  end
+  -- A body streamed in chunks, and a POST with a body.
+  local resp = assert(http.request{ method = "POST", url = base .. "/probe/lazy?x=1", body = "payload" })
+  out[#out + 1] = "POST " .. resp.status .. " " .. resp.body:read_all()
+  w:write(table.concat(out, "\n") .. "\n")
+end
+
 return function(w, r)
   local h = P[r.url.path]
   if not h then w:write_header(404); w:write("no probe " .. r.url.path .. "\n"); return end
