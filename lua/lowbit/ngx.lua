@@ -29,7 +29,7 @@ local type, error, tostring, select, pcall, xpcall, setmetatable =
   type, error, tostring, select, pcall, xpcall, setmetatable
 local co_running = coroutine.running
 local traceback = debug.traceback
-local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+local ceil, max, min = math.ceil, math.max, math.min
 local unpack = unpack
 local ngx_log, ngx_ERR = ngx.log, ngx.ERR
 
@@ -131,32 +131,10 @@ L._wake = wake
 -- Timers: one min-heap, one scheduler thread per worker.
 ---------------------------------------------------------------------------
 
-local heap, heap_n = {}, 0
+local H = require("lowbit.timerheap").new()
+local heap_push, heap_pop, heap_first, heap_remove, heap_count = H.push, H.pop, H.first, H.remove, H.count
 local sched_sema = semaphore.new(0)
 local sched_running, sched_until = false, nil
-
-local function hswap(i, j)
-  local a, b = heap[i], heap[j]
-  heap[i], heap[j] = b, a
-  b.idx, a.idx = i, j
-end
-local function hup(i)
-  while i > 1 do
-    local p = floor(i / 2)
-    if heap[p].at <= heap[i].at then break end
-    hswap(i, p); i = p
-  end
-end
-local function hdown(i)
-  while true do
-    local l = 2 * i
-    if l > heap_n then break end
-    local m = l
-    if l < heap_n and heap[l + 1].at < heap[l].at then m = l + 1 end
-    if heap[i].at <= heap[m].at then break end
-    hswap(i, m); i = m
-  end
-end
 
 local root_cancel -- set by init_worker
 
@@ -164,21 +142,20 @@ local function sched_loop(premature)
   if premature then sched_running = false; return end
   while true do
     local t = now()
-    while heap_n > 0 and heap[1].at <= t + 0.0005 do
-      local e = heap[1]
-      heap[1] = heap[heap_n]; heap[1].idx = 1
-      heap[heap_n] = nil; heap_n = heap_n - 1
-      if heap_n > 0 then hdown(1) end
-      e.idx = nil
+    local e = heap_first()
+    while e ~= nil and e.at <= t + 0.0005 do
+      heap_pop()
       local ok, err = pcall(e.fn, e)
       if not ok then ngx_log(ngx_ERR, "lowbit: timer callback failed: ", tostring(err)) end
+      e = heap_first()
     end
     if ngx.worker.exiting() then
       if root_cancel then root_cancel() end
       break
     end
     local wait = 1
-    if heap_n > 0 then wait = min(max(heap[1].at - now(), 0.001), 1) end
+    local first = heap_first()
+    if first ~= nil then wait = min(max(first.at - now(), 0.001), 1) end
     sched_until = now() + wait
     sched_sema:wait(wait)
     sched_until = nil
@@ -195,31 +172,18 @@ end
 
 local function timer_add(at, fn, data)
   local e = { at = at, fn = fn, data = data, idx = false }
-  heap_n = heap_n + 1
-  heap[heap_n] = e
-  e.idx = heap_n
-  hup(heap_n)
+  local is_first = heap_push(e)
   if not sched_running then sched_start()
-  elseif e.idx == 1 and (sched_until == nil or at < sched_until) then sched_sema:post(1) end
+  elseif is_first and (sched_until == nil or at < sched_until) then sched_sema:post(1) end
   return e
 end
 L._timer_add = timer_add
 
 local function timer_cancel(e)
-  local i = e.idx
-  if i == nil or i == false then return false end
-  e.idx = nil
-  local last = heap[heap_n]
-  heap[heap_n] = nil
-  heap_n = heap_n - 1
-  if i <= heap_n then
-    heap[i] = last; last.idx = i
-    hup(i); hdown(last.idx)
-  end
-  return true
+  return (heap_remove(e))
 end
 L._timer_cancel = timer_cancel
-function L._timer_count() return heap_n end
+function L._timer_count() return heap_count() end
 
 require("lowbit.sched")(L, {
   need_task = need_task, park = park, wake = wake,
