@@ -95,7 +95,8 @@ describe("lowbit.ngx inside nginx", function()
 
   it("sniffs the Content-Type of a response that sets none, as lowbit's server does", function()
     local want = { html = "text/html; charset=utf-8", p = "text/html; charset=utf-8", png = "image/png",
-      text = "text/plain; charset=utf-8", bin = "application/octet-stream", xml = "text/xml; charset=utf-8",
+      text = "text/plain; charset=utf-8", bin = "application/octet-stream", esc = "text/plain; charset=utf-8",
+      longbin = "application/octet-stream", longtext = "text/plain; charset=utf-8", xml = "text/xml; charset=utf-8",
       pdf = "application/pdf", gif = "image/gif" }
     for k, ct in pairs(want) do
       local status, h = fetch(nginx.base .. "/probe/sniff?" .. k)

@@ -586,7 +586,19 @@ local function sniff(s)
   if sub(head, 1, 3) == "\255\216\255" then return "image/jpeg" end
   local g = sub(head, 1, 6)
   if g == "GIF87a" or g == "GIF89a" then return "image/gif" end
-  if find(head, "[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
+  -- Binary when a control byte but TAB, LF, FF, CR and ESC shows. A byte
+  -- loop for short bodies (compiled), a pattern find (not) for longer ones.
+  local n = #head
+  if n <= 128 then
+    for k = 1, n do
+      local b = byte(head, k)
+      if b < 32 and not (b == 9 or b == 10 or b == 12 or b == 13 or b == 27) then
+        return "application/octet-stream"
+      end
+    end
+  elseif find(head, "[%z\1-\8\11\14-\26\28-\31]") then
+    return "application/octet-stream"
+  end
   return "text/plain; charset=utf-8"
 end
 

@@ -201,7 +201,7 @@ P["/probe/background"] = function(w)
 end
 
 local SNIFF = { html = " \n<!DOCTYPE html><p>", p = "<P>x", png = "\137PNG\r\n\26\nxx", text = "hello",
-  bin = "a\0b", xml = "<?xml version='1.0'?>", pdf = "%PDF-1.4", gif = "GIF89a" }
+  bin = "a\0b", esc = "a\27[1mb\tc\r\n\f", longbin = ("x"):rep(200) .. "\1", longtext = ("x\t"):rep(100), xml = "<?xml version='1.0'?>", pdf = "%PDF-1.4", gif = "GIF89a" }
 P["/probe/sniff"] = function(w, r) w:write(SNIFF[r.url.raw_query]) end
 
 -- Fields made on first use, read in an order that loads them one by one:
