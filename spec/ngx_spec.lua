@@ -348,6 +348,14 @@ describe("lowbit.ngx inside nginx", function()
       assert.equal("text/plain; charset=utf-8", h["content-type"])
       assert.equal("second\n", body)
     end
+    -- A request whose handler read nothing is pooled: the next requests
+    -- (which read their fields) see their own method, target and headers.
+    for i = 1, 3 do
+      local _, _, body = fetch(nginx.base .. "/untouched")
+      assert.equal("untouched\n", body)
+      local _, _, lazy = fetch(nginx.base .. "/probe/lazy?n=" .. i, "POST", "-H 'X-A: a" .. i .. "' --data-binary b" .. i)
+      assert.matches("^POST|127%.0%.0%.1:%d+|/probe/lazy|n=" .. i .. "|HTTP/1%.1|1|/probe/lazy%?n=" .. i .. "|a" .. i .. "|2|127%.0%.0%.1:%d+|b" .. i .. "\n$", lazy)
+    end
     -- No Content-Length from the adapter: chunked for HTTP/1.1, and an
     -- HTTP/1.0 client still reads the whole body (nginx closes after it).
     local status, h, body = fetch(nginx.base .. "/probe/pooled?set", "GET", "--http1.0")

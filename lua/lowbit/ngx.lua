@@ -25,8 +25,8 @@ local ffi = require "ffi"
 local semaphore = require "ngx.semaphore"
 local errors = require "lowbit.errors"
 
-local type, error, tostring, select, pcall, xpcall, setmetatable =
-  type, error, tostring, select, pcall, xpcall, setmetatable
+local type, error, tostring, select, pcall, xpcall, setmetatable, next =
+  type, error, tostring, select, pcall, xpcall, setmetatable, next
 local co_running = coroutine.running
 local traceback = debug.traceback
 local ceil, max, min = math.ceil, math.max, math.min
@@ -892,8 +892,10 @@ local function new_request()
   return request.new({ _lazy = lazy, _over = false })
 end
 
--- Writers of finished requests, ready for the next ones.
+-- Writers of finished requests, ready for the next ones, and requests
+-- whose handler read none of their fields (no field to reset).
 local wpool, wpool_n, WPOOL_MAX = {}, 0, 256
+local rpool, rpool_n = {}, 0
 
 local function call_handler(h, w, r)
   if type(h) == "table" and h.serve_http then return h:serve_http(w, r) end
@@ -910,7 +912,15 @@ function M.serve(handler)
   if not (t == "function" or (t == "table" and (handler.serve_http or (getmetatable(handler) or {}).__call))) then
     error("bad argument 'handler' to lowbit.ngx.serve: function or table with serve_http expected, got " .. t, 2)
   end
-  local r = new_request()
+  -- A request from the pool when one is there: only requests whose
+  -- handler read no field (nothing but their own two) go back to it.
+  local r
+  local nr = rpool_n
+  if nr > 0 then
+    r = rpool[nr]; rpool[nr] = nil; rpool_n = nr - 1
+  else
+    r = new_request()
+  end
   -- A writer from the worker's pool (as lowbit's server reuses one per
   -- connection: a handler must not use w after it returns, as in Go).
   local w
@@ -948,6 +958,15 @@ function M.serve(handler)
     end
     st.n = 0
     return -- a task may still hold w: not pooled
+  end
+  if rpool_n < WPOOL_MAX then
+    local k = next(r)
+    k = next(r, k)
+    if next(r, k) == nil then -- untouched: _lazy and _over only
+      rawset(r, "_over", false)
+      local n = rpool_n + 1
+      rpool[n] = r; rpool_n = n
+    end
   end
   if w.hijacked or wpool_n >= WPOOL_MAX then return end
   w.status, w.hdr, w.head_sent, w.werr = false, false, false, false
