@@ -381,19 +381,23 @@ function Conn:unread(s)
 end
 function Conn:buffered() return self.prefix and #self.prefix or 0 end
 
--- A read waits in slices of READ_SLICE seconds: a cosocket that another
--- light thread reads cannot be closed ("socket busy reading"), so close()
--- from another task (a cancelled ctx's watcher) only marks the conn, and
--- the reader closes it at the end of its slice. (A slice that times out
--- is not an error for nginx; with lua_socket_log_errors on it is logged.)
+-- A read of an outbound cosocket waits in slices of READ_SLICE seconds:
+-- a cosocket that another light thread reads cannot be closed ("socket
+-- busy reading"), so close() from another task (a cancelled ctx's
+-- watcher) only marks the conn, and the reader closes it at the end of
+-- its slice. (A slice that times out is not an error for nginx; with
+-- lua_socket_log_errors on it is logged.) The raw request socket is never
+-- closed by close() (the handler's end does), so its reads do not slice:
+-- idle WebSockets cost no wakeups.
 M.READ_SLICE = 0.25
+local NO_SLICE = FAR_MS / 1000
 local function receive(c, n, full)
   local acc
   while true do
     local t = now()
     local dl = c.rdl
     if dl and dl <= t then return nil, "timeout", acc end
-    local slice = M.READ_SLICE
+    local slice = c.raw and NO_SLICE or M.READ_SLICE
     if dl and dl - t < slice then slice = dl - t end
     local sock = c.sock
     sock:settimeouts(FAR_MS, ms_until(c.wdl, t), max(1, ceil(slice * 1000)))
