@@ -386,6 +386,27 @@ describe("lowbit.ngx inside nginx", function()
       end
     end)
 
+    it("connections released to the clients' pools go to nginx's keepalive pool: the next request reuses them", function()
+      local ids = {}
+      for i = 1, 3 do
+        local status, _, body = fetch(("%s/probe/redis_keepalive?port=%d"):format(nginx.base, rsrv.port))
+        assert.equal(200, status, body)
+        ids[i] = body
+      end
+      assert.matches("^id=%d+\n$", ids[1])
+      assert.equal(ids[1], ids[2])
+      assert.equal(ids[1], ids[3])
+      local conns = {}
+      for i = 1, 3 do
+        local status, _, body = fetch(nginx.base .. "/probe/http_keepalive")
+        assert.equal(200, status, body)
+        conns[i] = body
+      end
+      assert.matches("^conn=%d+\n$", conns[1])
+      assert.equal(conns[1], conns[2])
+      assert.equal(conns[1], conns[3])
+    end)
+
     it("lowbit.http's client fetches from other locations of nginx", function()
       local status, _, body = fetch(nginx.base .. "/probe/httpclient")
       assert.equal(200, status, body)

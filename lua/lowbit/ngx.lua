@@ -499,6 +499,15 @@ function Conn:remote_addr() return self.peer end
 function Conn:local_addr() return nil end
 
 --- Dials host:port with ngx.socket.tcp() (names need a `resolver`).
+-- Conns dialed per request (or timer), by its ngx.ctx: at the end of a
+-- request, those a client pool holds idle go to nginx's keepalive pool.
+local dialed = setmetatable({}, { __mode = "k" })
+local dials = 0 -- bumped by every dial: serve looks only when it moved
+
+--- Dials host:port with ngx.socket.tcp() (names need a `resolver`).
+--- opts.pool: the nginx keepalive pool to take the connection from and,
+--- once a client pool marked it idle (conn:pooled()), to give it back to
+--- when the request ends (the HTTP and Redis clients name one per key).
 function M.dial(ctx, addr, opts)
   if type(addr) ~= "string" then error("bad argument 'addr' to lowbit.ngx.dial: string expected", 2) end
   local host, port = addr:match("^%[?(.-)%]?:(%d+)$")
@@ -506,13 +515,44 @@ function M.dial(ctx, addr, opts)
   local sock = ngx.socket.tcp()
   local t = ctx and ctx.deadline and ctx:deadline()
   sock:settimeouts(t and ms_until(t, now()) or 60000, FAR_MS, FAR_MS)
-  local ok, err = sock:connect(host, tonumber(port))
+  local pool = opts and opts.pool
+  local ok, err
+  if pool then ok, err = sock:connect(host, tonumber(port), { pool = pool })
+  else ok, err = sock:connect(host, tonumber(port)) end
   if not ok then return nil, map_err(err) end
   local c = M.conn(sock, { peer = addr })
   -- A cosocket lives as long as its request (or timer): pools of the
   -- clients (HTTP, Redis) must not hand it to another one.
-  c.owner = ngx.ctx
+  local owner = ngx.ctx
+  c.owner = owner
+  if pool then
+    c.keepalive, c.idle = true, false
+    local list = dialed[owner]
+    if not list then list = {}; dialed[owner] = list end
+    list[#list + 1] = c
+    dials = dials + 1
+  end
   return c
+end
+
+--- A client pool took this conn back, clean and idle (no exchange half
+--- done): it may go to nginx's keepalive pool when the request ends.
+function Conn:pooled() self.idle = true end
+
+-- The end of a request: idle pooled conns it dialed go to nginx's
+-- keepalive pool (the next request's dial with the same pool name gets
+-- them); nginx closes the others.
+local function keep_idle(owner)
+  local list = dialed[owner]
+  if not list then return end
+  dialed[owner] = nil
+  for i = 1, #list do
+    local c = list[i]
+    if c.idle and not c.closed and not c.rerr and not c.prefix then
+      c.closed = true
+      c.sock:setkeepalive()
+    end
+  end
 end
 
 --- Whether an idle conn may carry a new exchange: not closed, nothing
@@ -525,6 +565,7 @@ function M.idle_usable(c)
   if c.closed or c.rerr or c.prefix then return false end
   local owner = rawget(c, "owner")
   if owner ~= nil and owner ~= ngx.ctx then return false end
+  c.idle = false -- taken out of the client pool: in use again
   return true
 end
 
@@ -935,7 +976,7 @@ function M.serve(handler)
     w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
                        b1 = false, buf = false, nbuf = 0, blen = 0, hset = false }, W)
   end
-  local spawned0 = spawned
+  local spawned0, dials0 = spawned, dials
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
   if not ok then
     ngx_log(ngx_ERR, "lowbit.ngx: handler failed: ", tostring(err))
@@ -961,8 +1002,10 @@ function M.serve(handler)
       st.threads[i] = nil
     end
     st.n = 0
+    if dials ~= dials0 then keep_idle(ngx.ctx) end
     return -- a task may still hold w: not pooled
   end
+  if dials ~= dials0 then keep_idle(ngx.ctx) end
   if rpool_n < WPOOL_MAX then
     local k = next(r)
     k = next(r, k)

@@ -265,6 +265,24 @@ P["/probe/redis_pool"] = function(w, r)
   w:write(("%s same=%s idle=%d\n"):format(tostring(v), tostring(same), redis.pool_idle(addr)))
 end
 
+-- Connections a client pool released go to nginx's keepalive pool at the
+-- end of the request: the next request gets the same one (CLIENT ID, and
+-- nginx's $connection number of the fetched location).
+P["/probe/redis_keepalive"] = function(w, r)
+  local redis = require "lowbit.redis"
+  local addr = "127.0.0.1:" .. r.url.raw_query:match("port=(%d+)")
+  local c = assert(redis.connect(addr))
+  local id = assert(c:call("CLIENT", "ID"))
+  c:release()
+  w:write(("id=%s\n"):format(tostring(id)))
+end
+P["/probe/conn_id"] = function(w) w:write(ngx.var.connection) end
+P["/probe/http_keepalive"] = function(w)
+  local http = require "lowbit.http"
+  local resp = assert(http.get("http://127.0.0.1:" .. ngx.var.server_port .. "/probe/conn_id"))
+  w:write("conn=" .. resp.body:read_all() .. "\n")
+end
+
 -- lowbit.http's client inside nginx: fetches other locations of this
 -- nginx (and itself keeps the conn for the second request).
 P["/probe/httpclient"] = function(w, r)
