@@ -525,7 +525,8 @@ function M.dial(ctx, addr, opts)
   -- clients (HTTP, Redis) must not hand it to another one.
   local owner = ngx.ctx
   c.owner = owner
-  if pool then
+  -- Only in requests (a background timer lives on: its list would grow).
+  if pool and ngx.get_phase() ~= "timer" then
     c.keepalive, c.idle = true, false
     local list = dialed[owner]
     if not list then list = {}; dialed[owner] = list end
