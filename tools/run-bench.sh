@@ -96,6 +96,26 @@ run_all() {
     echo "== bench/https_instr.sh (examples/hello.lua under callgrind)"
     bash bench/https_instr.sh "$host examples/hello.lua" 10000
   fi
+  # Inside nginx (lowbit.ngx): hello CPU per request vs plain content_by_lua,
+  # its instruction count, WebSocket echo and SSE fan-out (short runs).
+  if command -v wrk >/dev/null && command -v nginx >/dev/null && want ngx_hello; then
+    echo "== bench/ngx_hello.sh (hello through lowbit.ngx vs content_by_lua + ngx.print)"
+    D=3 sh bench/ngx_hello.sh
+  fi
+  if command -v wrk >/dev/null && command -v nginx >/dev/null && command -v valgrind >/dev/null && want ngx_instr; then
+    echo "== bench/ngx_instr.sh (the same under callgrind: instructions per request)"
+    bash bench/ngx_instr.sh 10000
+  fi
+  if command -v nginx >/dev/null; then
+    if want ngx_ws; then
+      echo "== bench/ngx_ws.sh (WebSocket echo: lowbit host, lowbit.ngx, plain nginx Lua)"
+      bash bench/ngx_ws.sh
+    fi
+    if want ngx_sse; then
+      echo "== bench/ngx_sse.sh (SSE fan-out: lowbit host, lowbit.ngx)"
+      bash bench/ngx_sse.sh
+    fi
+  fi
 }
 
 run_all 2>&1 | tee build/bench/run.log
