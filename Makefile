@@ -13,7 +13,7 @@ ifndef LB_DEPS_CHECKED
 GOALS  := $(or $(MAKECMDGOALS),all)
 # rock and rock-install run under luarocks, which has already checked the
 # external dependencies: they never try apt-get.
-NODEPS := help clean deps rock rock-install
+NODEPS := help clean deps rock rock-install bench-report readme-figures
 .PHONY: $(GOALS)
 $(GOALS):
 	@case " $(NODEPS) " in *" $@ "*) ;; *) sh tools/deps.sh ;; esac
@@ -68,7 +68,7 @@ FUZZ_SRCS := $(sort $(wildcard runtime/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:runtime/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps lib host test test-c test-lua bench fuzz example clean help rock rock-install
+.PHONY: all deps lib host test test-c test-lua bench bench-report readme-figures fuzz example clean help rock rock-install
 
 all: lib host $(CDEF_LUA)
 
@@ -76,7 +76,9 @@ help:
 	@echo "make            build build/lib/liblowbit.{a,so} and build/bin/lowbit"
 	@echo "make example    build and serve the showcase on http://127.0.0.1:8080/ (REDIS=1: with a private redis-server)"
 	@echo "make test       every suite (C under ASan+UBSan, busted specs on LuaJIT)"
-	@echo "make bench      benchmarks, printing figures"
+	@echo "make bench      benchmarks, printing figures; ends with build/bench/report.md and report.png"
+	@echo "make bench-report   the report again from the last run (build/bench/run.log), no benchmark run"
+	@echo "make readme-figures README.md's figures section from build/bench/report.md"
 	@echo "make fuzz       short fuzz runs of every parser (FUZZ_SECONDS=$(FUZZ_SECONDS) each)"
 	@echo "make deps       install missing Debian packages (as root)"
 
@@ -169,6 +171,13 @@ fuzz: $(FUZZ_BINS)
 
 bench: all
 	@sh tools/run-bench.sh
+
+# The report of the last `make bench` (its output is in build/bench/run.log).
+bench-report:
+	@$(LUAJIT) tools/bench-report.lua --log $(BUILD)/bench/run.log --out $(BUILD)/bench --print
+
+readme-figures:
+	@$(LUAJIT) tools/bench-report.lua --readme README.md --out $(BUILD)/bench
 
 # The showcase on http://127.0.0.1:8080/ (examples/showcase/); REDIS=1 also
 # starts a private redis-server for it. The first example stays runnable:

@@ -7,6 +7,7 @@
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/cpu.sh"
+. "$top/bench/lib.sh"
 D=${1:-${D:-5}}; C=${C:-64}; NGX_PORT=${NGX_PORT:-18561}; OUR_PORT=${OUR_PORT:-18562}
 HOST=${HOST:-$top/build/bin/lowbit}
 command -v wrk >/dev/null || { echo "wrk is not installed: skipped"; exit 0; }
@@ -67,5 +68,12 @@ set -- ${ngx:-0 0}; n_rps=$1 n_cpu=$2
 set -- ${ours:-0 0}; o_rps=$1 o_cpu=$2
 echo "cached ${size}-byte asset, keep-alive, $C connections, ${D}s each"
 printf '%-22s req/s: %-8s server CPU per request: %s us\n' "nginx open_file_cache" "$n_rps" "$n_cpu" "lowbit webassets" "$o_rps" "$o_cpu"
+bcase="cached ${size}-byte asset, keep-alive, $C conns"
+for x in "nginx $n_rps $n_cpu" "lowbit $o_rps $o_cpu"; do
+  set -- $x
+  [ "$2" = 0 ] && continue # no requests: the server did not start
+  bench_line assets_http "$bcase" req_per_s "$1" "$2" req/s higher
+  bench_line assets_http "$bcase" cpu_us_per_req "$1" "$3" us lower
+done
 awk -v o="$o_rps" -v n="$n_rps" -v oc="$o_cpu" -v nc="$n_cpu" 'BEGIN{
   printf "ratio lowbit/nginx: req/s %.2f, cpu per request %.2f (<= 1.00 is the goal)\n", (n > 0 ? o/n : 0), (nc > 0 ? oc/nc : 0) }'

@@ -6,6 +6,7 @@
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local bs = require "lowbit.backstage"
+local R = dofile("bench/report.lua").suite("backstage_memory")
 
 local N = tonumber(arg and arg[1]) or 4000000
 
@@ -29,6 +30,9 @@ local function bench(label, workers, buffer, n, on_event)
   cancel()
   assert(served:recv() == "ok")
   print(("%-44s %6.2f M jobs/s  (%.0f ns/job, %d in %.3f s)"):format(label, n / dt / 1e6, dt / n * 1e9, n, dt))
+  if label ~= "warm-up" then
+    R:line{ case = label, metric = "jobs_per_s", value = n / dt, unit = "jobs/s", better = "higher" }
+  end
 end
 
 bench("warm-up", 1, 1024, 200000)

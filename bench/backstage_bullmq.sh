@@ -22,6 +22,10 @@ while [ $i -lt "$RUNS" ]; do
   adds="$adds $(echo "$out" | awk '{print $1}')"; drains="$drains $(echo "$out" | awk '{print $2}')"
   i=$((i + 1))
 done
+. "$here/lib.sh"
 med() { echo "$@" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf 'bullmq %-12s N=%d  add (200 in flight):      %6d jobs/s   drain (concurrency=%d): %6d jobs/s   (medians of %d; runs:%s |%s; node %s)\n' \
   "$ver" "$N" "$(med $adds)" "$C" "$(med $drains)" "$RUNS" "$adds" "$drains" "$(node --version)"
+# The same cases as bench/backstage_redis.lua's lines (200 in flight there too).
+bench_line backstage_redis "dispatch, 200 in flight" jobs_per_s bullmq "$(med $adds)" jobs/s higher
+bench_line backstage_redis "drain, concurrency $C" jobs_per_s bullmq "$(med $drains)" jobs/s higher

@@ -12,6 +12,7 @@ local context = require "lowbit.context"
 local redis = require "lowbit.redis"
 local bs = require "lowbit.backstage"
 local rstore = require "lowbit.backstage.redis_store"
+local R = dofile("bench/report.lua").suite("backstage_redis")
 
 local N = tonumber(arg and arg[1]) or 50000
 local W = tonumber(arg and arg[2]) or 100
@@ -92,6 +93,8 @@ print(("lowbit redis store  N=%d  dispatch (%d in flight): %6.0f jobs/s   drain 
   :format(N, INFLIGHT, dm, W, rm, RUNS,
     table.concat((function() local o = {} for i, v in ipairs(d) do o[i] = ("%.0f"):format(v) end return o end)(), " "),
     table.concat((function() local o = {} for i, v in ipairs(r) do o[i] = ("%.0f"):format(v) end return o end)(), " ")))
+R:line{ case = ("dispatch, %d in flight"):format(INFLIGHT), metric = "jobs_per_s", value = dm, unit = "jobs/s", better = "higher" }
+R:line{ case = ("drain, concurrency %d"):format(W), metric = "jobs_per_s", value = rm, unit = "jobs/s", better = "higher" }
 io.stdout:flush()
 
 if os.getenv("LOWBIT_NO_BULLMQ") ~= "1" and arg and arg[5] ~= "nobullmq" then

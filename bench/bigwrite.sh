@@ -8,6 +8,7 @@
 #   sh bench/bigwrite.sh            (from the repository root, after make)
 set -e
 ROOT=$(pwd); HOST=$ROOT/build/bin/lowbit; DIR=$ROOT/bench/bigwrite
+. "$ROOT/bench/lib.sh"
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 (cd "$DIR" && GO111MODULE=off go build -o "$TMP/gosrv" main.go)
 kib() { awk -v k="$2" '$1 == k":" {print $2}' /proc/$1/status; }
@@ -42,6 +43,9 @@ run() { # name, port, command...
       n, p/1024, b/1024, pp/1024, pb/1024, (pp-pb)/1024
     printf "%s: 10 keep-alive conns after one 10 MB write each, after a full GC: %.2f MB per conn (RSS %.1f -> %.1f MB)\n",
       n, (r1-r0)/10/1024, r0/1024, r1/1024 }'
+  bench_line bigwrite "one 100 MB write, string made per request" peak_rss_mb "$name" "$(awk -v p=$peak 'BEGIN{printf "%.1f", p/1024}')" MB lower
+  bench_line bigwrite "one 100 MB write, string made at start" extra_peak_mb "$name" "$(awk -v p=$ppeak -v b=$pbase 'BEGIN{printf "%.1f", (p-b)/1024}')" MB lower
+  bench_line bigwrite "10 keep-alive conns after a 10 MB write each, after GC" mb_per_conn "$name" "$(awk -v a=$r0 -v b=$r1 'BEGIN{printf "%.3f", (b-a)/10/1024}')" MB lower
 }
 run lowbit 18201 "$HOST" "$DIR/server.lua" 127.0.0.1:18201
 run go     18202 "$TMP/gosrv" 127.0.0.1:18202

@@ -46,3 +46,5 @@ local dt = lowbit.now() - t0
 ln:close()
 print(("tcp echo (same process, %d conns, %d B): %.0f round trips/s, %.1f us/round trip per conn"):format(
   C, SIZE, count / dt, dt / (count / C) * 1e6))
+dofile("bench/report.lua").line{ suite = "tcp_echo", case = ("%d conns, %d B, same process"):format(C, SIZE),
+  metric = "round_trips_per_s", value = count / dt, unit = "round trips/s", better = "higher" }

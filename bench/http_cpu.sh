@@ -2,7 +2,10 @@
 # CPU time the server spends per request (user and system, microseconds),
 # read from /proc while wrk drives it: steadier than req/s on a busy machine.
 #   sh bench/http_cpu.sh "build/bin/lowbit examples/hello.lua 127.0.0.1:18100" 18100 [seconds]
+# Its @bench lines (bench/README.md) name the case $BENCH_CASE (default: the
+# command) and the implementation $BENCH_IMPL (default lowbit).
 CMD=$1; PORT=${2:-18100}; D=${3:-4}
+. "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 0; }
 taskset -c 0 sh -c "exec $CMD" >/dev/null 2>&1 &
 pid=$!
@@ -22,3 +25,10 @@ rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
 p99=$(echo "$out" | awk '$1=="99%"{print $2}')
 awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t=$tick -v n="$reqs" -v rps="$rps" -v p99="$p99" 'BEGIN{
   printf "req/s %s  p99 %s  cpu/request: user %.2f us, sys %.2f us\n", rps, p99, u/t/n*1e6, s/t/n*1e6 }'
+case_=${BENCH_CASE:-$CMD}; impl=${BENCH_IMPL:-lowbit}
+if [ "${reqs:-0}" -gt 0 ] 2>/dev/null; then
+  bench_line http_cpu "$case_" req_per_s "$impl" "$rps" req/s higher
+  bench_line http_cpu "$case_" p99_ms "$impl" "$(bench_ms "$p99")" ms lower
+  bench_line http_cpu "$case_" user_us_per_req "$impl" "$(awk -v u=$((u1 - u0)) -v t=$tick -v n="$reqs" 'BEGIN{printf "%.3f", u/t/n*1e6}')" us lower
+  bench_line http_cpu "$case_" sys_us_per_req "$impl" "$(awk -v s=$((s1 - s0)) -v t=$tick -v n="$reqs" 'BEGIN{printf "%.3f", s/t/n*1e6}')" us lower
+fi

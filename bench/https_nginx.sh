@@ -12,6 +12,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed"; exit 0; }
 command -v nginx >/dev/null && [ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] ||
   { echo "nginx with the lua module is not installed"; exit 0; }
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 tmp=$(mktemp -d)
 NPORT=${NPORT:-18161}; LPORT=${LPORT:-18162}
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
@@ -71,3 +72,12 @@ printf '%s\n%s\n' "$res_n" "$res_l" | awk '
   { name[NR]=$1; kr[NR]=$2; kc[NR]=$3; nr[NR]=$4; nc[NR]=$5
     printf "%-10s keep-alive: %7s req/s %6s us CPU/req   new conn: %6s conn/s %7s us CPU/conn\n", $1, $2, $3, $4, $5 }
   END { if (kc[1] > 0 && nc[1] > 0) printf "cpu lowbit/nginx-lua keep-alive=%.2f new-conn=%.2f\n", kc[2]/kc[1], nc[2]/nc[1] }'
+for r in "$res_n" "$res_l"; do
+  set -- $r
+  [ "${2:-0}" = 0 ] && continue # no requests: the server did not start
+  impl=$(bench_impl "$1")
+  bench_line https_cpu "hello, TLS 1.3, keep-alive, 64 conns" req_per_s "$impl" "$2" req/s higher
+  bench_line https_cpu "hello, TLS 1.3, keep-alive, 64 conns" cpu_us_per_req "$impl" "$3" us lower
+  bench_line https_cpu "new connection + 1 request, 16 conns" conn_per_s "$impl" "$4" conn/s higher
+  bench_line https_cpu "new connection + 1 request, 16 conns" cpu_us_per_conn "$impl" "$5" us lower
+done

@@ -17,6 +17,7 @@
 -- patterns, so there is no Go 1.22 ServeMux figure beside these.
 local muxx = require "lowbit.muxx"
 local httptest = require "lowbit.httptest"
+local R = dofile("bench/report.lua").suite("muxx")
 
 local file = arg and arg[1] or "bench/data/github-api-routes.txt"
 local ROUNDS = tonumber(arg and arg[2]) or 1000
@@ -140,6 +141,7 @@ local function bench(label, m, reqs, rounds, goal)
   local ns, total = measure(m, reqs, rounds, handler)
   print(("%-52s %6.0f ns/match%s  (best of %d x %d matches)"):format(label, ns,
     goal and ("  goal <= %.0f ns"):format(goal) or "", REPEATS, total))
+  R:line{ case = label, metric = "ns_per_match", value = ns, unit = "ns", better = "lower" }
   return ns
 end
 
@@ -165,12 +167,16 @@ bench("5 routes, the same 5 static routes", small, five_reqs, ROUNDS * 20)
 local g = bench(("%d generated REST routes, every route"):format(#gen), huge, gen_reqs, math.max(1, math.floor(ROUNDS / 10)),
   1.5 * GOAL_NS)
 print(("%-52s %6.2fx  goal <= 1.5x"):format(("%d generated routes vs GitHub's %d"):format(#gen, #routes), g / base))
+R:line{ case = ("%d generated routes vs GitHub's %d"):format(#gen, #routes), metric = "growth", value = g / base,
+  unit = "x", better = "lower" }
 -- The same shapes with a tenth of the routes: the growth due to the number
 -- of routes alone (the generated paths have 4.9 segments on average,
 -- GitHub's 3.8).
 local gen200 = generated_routes(200)
 local g200 = bench(("%d generated REST routes, every route"):format(#gen200), build(gen200), requests(gen200), ROUNDS)
 print(("%-52s %6.2fx  goal <= 1.5x"):format(("%d generated routes vs %d"):format(#gen, #gen200), g / g200))
+R:line{ case = ("%d generated routes vs %d"):format(#gen, #gen200), metric = "growth", value = g / g200,
+  unit = "x", better = "lower" }
 
 -- Full dispatch for comparison: serve_http sets r.pattern and path values
 -- and runs a no-op handler.
@@ -178,4 +184,6 @@ do
   local w = httptest.new_recorder()
   local ns = measure(big, all_reqs, ROUNDS, function(m, r) return m:serve_http(w, r) end)
   print(("%-52s %6.0f ns/request"):format(("%d routes, serve_http (path values set)"):format(#routes), ns))
+  R:line{ case = ("%d routes, serve_http (path values set)"):format(#routes), metric = "ns_per_request", value = ns,
+    unit = "ns", better = "lower" }
 end

@@ -6,6 +6,7 @@
 -- Prints "skipped" when redis-server or redis-benchmark is not installed.
 local lowbit = require "lowbit"
 local redis = require "lowbit.redis"
+local R = dofile("bench/report.lua").suite("redis")
 
 local N = tonumber(arg and arg[1]) or 200000
 local P = tonumber(arg and arg[2]) or 100
@@ -83,6 +84,17 @@ local ok, err = pcall(function()
     :format(P, get, a.GET and ("%.0f"):format(a.GET) or "?"))
   print(("redis GET, one round trip each (1 conn): lowbit %.0f ops/s | redis-benchmark %s ops/s")
     :format(rt, a.RT and ("%.0f"):format(a.RT) or "?"))
+  local cases = {
+    { ("pipelined SET, P=%d, 1 conn"):format(P), set, a.SET },
+    { ("pipelined GET, P=%d, 1 conn"):format(P), get, a.GET },
+    { "GET, one round trip each, 1 conn", rt, a.RT },
+  }
+  for _, c in ipairs(cases) do
+    R:line{ case = c[1], metric = "ops_per_s", value = c[2], unit = "ops/s", better = "higher" }
+    if c[3] and c[3] > 0 then
+      R:line{ case = c[1], metric = "ops_per_s", impl = "redis-benchmark", value = c[3], unit = "ops/s", better = "higher" }
+    end
+  end
 end)
 srv.stop()
 if not ok then print("redis: failed: " .. tostring(err)) end

@@ -4,6 +4,7 @@
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local retry = require "lowbit.retry"
+local R = dofile("bench/report.lua").suite("retry")
 
 local N = tonumber(arg and arg[1]) or 10000000
 local bg = context.background()
@@ -16,6 +17,7 @@ local function timeit(label, fn)
   fn(N)
   local dt = lowbit.now() - t0
   print(("%-52s %7.1f ns/op  (%d in %.3f s)"):format(label, dt / N * 1e9, N, dt))
+  R:line{ case = label, metric = "ns_per_op", value = dt / N * 1e9, unit = "ns", better = "lower" }
 end
 
 local policy = retry.max_attempts(5, retry.exponential(0.1, 30))

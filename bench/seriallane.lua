@@ -11,6 +11,7 @@
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local seriallane = require "lowbit.seriallane"
+local R = dofile("bench/report.lua").suite("seriallane")
 
 local N = tonumber(arg and arg[1]) or 5000000
 local bg = context.background()
@@ -36,6 +37,7 @@ local function timed(label, loop, n)
   loop(n)
   local dt = lowbit.now() - t0
   print(("%-52s %7.1f ns/op  (%d in %.3f s)"):format(label, dt / n * 1e9, n, dt))
+  R:line{ case = label, metric = "ns_per_op", value = dt / n * 1e9, unit = "ns", better = "lower" }
 end
 
 local function loop_of(src, label) return assert(load(src, "=bench/seriallane.lua:" .. label)) end
@@ -72,6 +74,7 @@ local function bench_tasks(label, m, tasks, same_key, total)
   local dt = lowbit.now() - t0
   local ops = per * tasks
   print(("%-52s %7.1f ns/run  (%d in %.3f s)"):format(label, dt / ops * 1e9, ops, dt))
+  R:line{ case = label, metric = "ns_per_op", value = dt / ops * 1e9, unit = "ns", better = "lower" }
 end
 
 do -- the host runs this file as the main task
@@ -87,6 +90,8 @@ do -- the host runs this file as the main task
   for i = 1, 1000000 do big:run(bg, "k" .. i, work) end
   local dt = lowbit.now() - t0
   print(("%-52s %7.1f ns/op  (count %d)"):format("run, 1,000,000 new keys (string concat included)", dt / 1e6 * 1e9, big:count()))
+  R:line{ case = "run, 1,000,000 new keys (string concat included)", metric = "ns_per_op", value = dt / 1e6 * 1e9,
+    unit = "ns", better = "lower" }
   bench_run("run, uncontended, key object, 1M lanes in table", big, seriallane.namespace("stock", 42), N)
   bench_run("run, uncontended, plain string, 1M lanes in table", big, "k500000", N)
   t0 = lowbit.now()
@@ -96,6 +101,8 @@ do -- the host runs this file as the main task
   local t2 = lowbit.now()
   print(("%-52s %7.1f ms mark (%d), %.1f ms sweep (%d), count %d"):format(
     "cleanup of 1,000,001 idle lanes", (t1 - t0) * 1e3, marked, (t2 - t1) * 1e3, removed, big:count()))
+  R:line{ case = "cleanup of 1,000,001 idle lanes", metric = "mark_ms", value = (t1 - t0) * 1e3, unit = "ms", better = "lower" }
+  R:line{ case = "cleanup of 1,000,001 idle lanes", metric = "sweep_ms", value = (t2 - t1) * 1e3, unit = "ms", better = "lower" }
 
   bench_multi("run_multi, 2 keys, uncontended", m,
     { seriallane.namespace("stock", 1), seriallane.namespace("stock", 2) }, N / 5)

@@ -6,6 +6,7 @@
 local lowbit = require "lowbit"
 local sse = require "lowbit.sse"
 local errors = require "lowbit.errors"
+local R = dofile("bench/report.lua").suite("sse")
 
 local N = tonumber(arg and arg[1]) or 1000000
 
@@ -21,6 +22,7 @@ end
 
 local function report(label, n, dt, bytes)
   print(("%-44s %9.0f events/s  %7.1f MB/s  (%d in %.3f s)"):format(label, n / dt, bytes / dt / 1e6, n, dt))
+  R:line{ case = label, metric = "events_per_s", value = n / dt, unit = "events/s", better = "higher" }
 end
 
 -- Events differ from each other (id and the end of data), as in a real

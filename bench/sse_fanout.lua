@@ -60,3 +60,5 @@ local dt = lowbit.now() - t0
 for ch in pairs(subs) do ch:close() end
 srv:close()
 print(("sse fan-out: %d clients x %d events: %.0f events/s delivered (%.3f s)"):format(N, EVENTS, received / dt, dt))
+dofile("bench/report.lua").line{ suite = "sse_fanout", case = ("%d clients x %d events"):format(N, EVENTS),
+  metric = "events_per_s", value = received / dt, unit = "events/s", better = "higher" }

@@ -4,6 +4,7 @@
 -- html/template anchor on the same page (bench/go/stencil, when go exists).
 --   build/bin/lowbit bench/stencil.lua        (STENCIL_BENCH_N=renders, default 20000)
 local stencil = require "lowbit.stencil"
+local R = dofile("bench/report.lua").suite("stencil")
 
 local N = tonumber(os.getenv("STENCIL_BENCH_N")) or 20000
 
@@ -42,6 +43,8 @@ local us = dt / N * 1e6
 print(("stencil: benchmark page, %d bytes out, %d renders (engine.render_to_string, in-memory view, no layout)"):format(#out, N))
 print(("stencil render: %.1f us/render, %.0f renders/s (goal >= 11k/s)"):format(us, 1e6 / us))
 print(("stencil compile: %.1f us per template (the page, %d compiles)"):format(compile_us, CN))
+R:line{ case = "benchmark page, in memory, no layout", metric = "us_per_render", value = us, unit = "us", better = "lower" }
+R:line{ case = "compile the page", metric = "us_per_compile", value = compile_us, unit = "us", better = "lower" }
 print(("stencil cache: compiles=%d cache_hits=%d partial_parses=%d"):format(e.stats.compiles, e.stats.cache_hits,
   e.stats.partial_parses))
 
@@ -65,6 +68,8 @@ local fus = (clock() - t0) / FN * 1e6
 print(("stencil from a directory, in a layout, rows in a partial: %.1f us/render, %.0f renders/s " ..
   "(compiles=%d cache_hits=%d partial_parses=%d)"):format(fus, 1e6 / fus, fe.stats.compiles, fe.stats.cache_hits,
   fe.stats.partial_parses))
+R:line{ case = "benchmark page, from a directory, layout, partial", metric = "us_per_render", value = fus, unit = "us",
+  better = "lower" }
 os.execute("rm -rf " .. dir)
 
 -- The Go anchor on the same page.
@@ -81,6 +86,8 @@ if os.getenv("STENCIL_BENCH_GO") ~= "0" and os.execute("command -v go >/dev/null
       gous, 1e6 / gous, res:match("go_bytes (%d+)") or "?", res:match("go_parse_us ([%d.-]+)") or "?",
       res:match("go_escape_us ([%d.-]+)") or "?"))
     print(("stencil vs go: %.1fx (goal >= 5x)"):format(gous / us))
+    R:line{ case = "benchmark page, in memory, no layout", metric = "us_per_render", impl = "go", value = gous, unit = "us",
+      better = "lower" }
   else
     print("go html/template: not run (" .. (built and "no output" or "build failed") .. ")")
   end

@@ -5,6 +5,7 @@
 --   build/bin/lowbit bench/tls.lua [clients] [seconds] [MB]
 local lowbit = require "lowbit"
 local tls = require "lowbit.tls"
+local R = dofile("bench/report.lua").suite("tls")
 
 local C = tonumber(arg and arg[1]) or 8
 local D = tonumber(arg and arg[2]) or 3
@@ -61,6 +62,8 @@ local t0 = lowbit.now()
 wg:wait()
 local dt = lowbit.now() - t0
 print(("tls handshakes (%d concurrent clients, TLS 1.3, P-256): %.0f handshakes/s"):format(C, count / dt))
+R:line{ case = ("handshakes, %d clients, TLS 1.3, P-256, in-process"):format(C), metric = "handshakes_per_s",
+  value = count / dt, unit = "handshakes/s", better = "higher" }
 
 -- Bulk: MB megabytes client -> server.
 local c = assert(tls.dial(nil, ln:addr(), ccfg))
@@ -76,5 +79,6 @@ end
 while sink - before < total do lowbit.sleep(0.001) end
 dt = lowbit.now() - t0
 print(("tls bulk (one conn, 64 KiB writes, %s): %.0f MB/s"):format(c:version(), total / dt / 1e6))
+R:line{ case = "bulk, one conn, 64 KiB writes", metric = "mb_per_s", value = total / dt / 1e6, unit = "MB/s", better = "higher" }
 c:close()
 ln:close()

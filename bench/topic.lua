@@ -9,6 +9,7 @@
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
 local topic = require "lowbit.topic"
+local R = dofile("bench/report.lua").suite("topic")
 
 local N = tonumber(arg and arg[1]) or 20000000
 local bg = context.background()
@@ -35,6 +36,7 @@ local function bench(label, nh, with_opts)
   local dt = lowbit.now() - t0
   local kb = collectgarbage("count") - kb0
   print(("%-40s %7.1f ns/publish  (%d in %.3f s, %+.0f KB heap)"):format(label, dt / n * 1e9, n, dt, kb))
+  R:line{ case = label, metric = "ns_per_publish", value = dt / n * 1e9, unit = "ns", better = "lower" }
 end
 
 bench("publish, 1 handler", 1)

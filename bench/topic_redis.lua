@@ -15,6 +15,7 @@ local context = require "lowbit.context"
 local redis = require "lowbit.redis"
 local bridge = require "lowbit.topic.redis"
 local lanes = require "lowbit.seriallane.redis"
+local R = dofile("bench/report.lua").suite("topic_redis")
 
 local N = tonumber(arg and arg[1]) or 20000
 local C = 16
@@ -204,6 +205,21 @@ local ok, err = pcall(function()
     :format(C, br_pub, bn, tonumber(bsec), tonumber(bn) / tonumber(bsec), bp50, bp99))
   print(("  pipelined PUBLISH (P=100) -> topic.redis bridge subscriber: delivered %s in %.2f s = %.0f msg/s, latency p50 %s ms p99 %s ms")
     :format(sn, tonumber(ssec), tonumber(sn) / tonumber(ssec), sp50, sp99))
+  -- Publish rate, pipelined (P=100), one connection: redis-benchmark is the anchor.
+  R:line{ case = "pipelined PUBLISH, P=100, 1 conn", metric = "msgs_per_s", value = raw_pub, unit = "msgs/s", better = "higher" }
+  R:line{ case = "pipelined PUBLISH, P=100, 1 conn", metric = "msgs_per_s", impl = "redis-benchmark", value = anchor,
+    unit = "msgs/s", better = "higher" }
+  local function deliv(case, n, sec, p50, p99)
+    R:line{ case = case, metric = "msgs_per_s", value = tonumber(n) / tonumber(sec), unit = "msgs/s", better = "higher" }
+    R:line{ case = case, metric = "latency_p50_ms", value = p50, unit = "ms", better = "lower" }
+    R:line{ case = case, metric = "latency_p99_ms", value = p99, unit = "ms", better = "lower" }
+  end
+  deliv("delivered, raw subscriber", rn, rsec, rp50, rp99)
+  deliv(("delivered, raw subscriber, %d tasks one PUBLISH at a time"):format(C), cn, csec, cp50, cp99)
+  R:line{ case = ("delivered, raw subscriber, %d tasks one PUBLISH at a time"):format(C), metric = "publish_per_s",
+    value = rc_pub, unit = "msgs/s", better = "higher" }
+  deliv(("delivered, bridge to bridge, %d publisher tasks"):format(C), bn, bsec, bp50, bp99)
+  deliv("delivered, pipelined PUBLISH to bridge subscriber", sn, ssec, sp50, sp99)
 
   -- Lanes: acquire + release, one task; run_multi; then two managers
   -- contending for one key.
@@ -239,8 +255,12 @@ local ok, err = pcall(function()
   assert(r == "PONG")
   print(("seriallane over Redis: m:run (acquire script + release script, fn empty) %.1f us = %.0f runs/s; run_multi of 3 keys %.1f us")
     :format(one * 1e6, 1 / one, multi * 1e6))
+  R:line{ case = "seriallane.redis m:run, fn empty", metric = "us_per_run", value = one * 1e6, unit = "us", better = "lower" }
+  R:line{ case = "seriallane.redis run_multi, 3 keys", metric = "us_per_run", value = multi * 1e6, unit = "us", better = "lower" }
   print(("  two managers taking turns on one key (hand-off through the wake list): %.1f us per run = %.0f runs/s")
     :format(contended * 1e6, 1 / contended))
+  R:line{ case = "seriallane.redis m:run, two managers on one key", metric = "us_per_run", value = contended * 1e6,
+    unit = "us", better = "lower" }
   ctl:close()
 end)
 srv.stop()

@@ -8,6 +8,7 @@
 local lowbit = require "lowbit"
 local url = require "lowbit.url"
 local urlsign = require "lowbit.urlsign"
+local R = dofile("bench/report.lua").suite("urlsign")
 
 local SECONDS = tonumber(arg and arg[1]) or 0.5
 
@@ -39,18 +40,22 @@ else
   print("(go not installed: no Go anchor)")
 end
 
-local function line(label, r, key)
+local URLS = {
+  "https://cdn.example.com/files/report.pdf",
+  "https://cdn.example.com:8443/files/2024/q3/report.pdf?format=pdf&user=12345&lang=en-GB&download=1",
+}
+local function line(label, r, key, raw)
   local us = 1e6 / r
   local go = anchor[key]
+  local case = label .. (raw == URLS[1] and ", short URL" or ", long URL")
+  R:line{ case = case, metric = "us_per_op", value = us, unit = "us", better = "lower" }
+  if go then R:line{ case = case, metric = "us_per_op", impl = "go", value = go / 1e3, unit = "us", better = "lower" } end
   local tail = go and ("   Go %6.2f us  (%.1fx Go)"):format(go / 1e3, go / 1e3 / us) or ""
   print(("  %-44s %10.0f /s %7.2f us%s"):format(label, r, us, tail))
 end
 
 local s = assert(urlsign.new_signer("a 32-byte secret key for bench!!", 3600))
-for _, raw in ipairs{
-  "https://cdn.example.com/files/report.pdf",
-  "https://cdn.example.com:8443/files/2024/q3/report.pdf?format=pdf&user=12345&lang=en-GB&download=1",
-} do
+for _, raw in ipairs(URLS) do
   local signed = assert(s:sign(raw))
   assert(s:verify(signed))
   local u = url.parse(signed)
@@ -64,8 +69,8 @@ for _, raw in ipairs{
   local r_verify = rate(function(n) for _ = 1, n do assert(s:verify(signed)) end end)
   local r_parts = rate(function(n) for _ = 1, n do s:signature(u.host, u.path, exp, canon) end end)
   local r_raw = rate(function(n) for _ = 1, n do s:hmac_hex(msg) end end)
-  line("sign (parse, canonicalize, MAC, rebuild)", r_sign, "sign " .. raw)
-  line("verify (parse, canonicalize, MAC, compare)", r_verify, "verify " .. raw)
-  line("MAC of the 7 message parts (keyed state)", r_parts)
-  line("raw HMAC-SHA256 of the joined message", r_raw)
+  line("sign (parse, canonicalize, MAC, rebuild)", r_sign, "sign " .. raw, raw)
+  line("verify (parse, canonicalize, MAC, compare)", r_verify, "verify " .. raw, raw)
+  line("MAC of the 7 message parts (keyed state)", r_parts, nil, raw)
+  line("raw HMAC-SHA256 of the joined message", r_raw, nil, raw)
 end

@@ -7,6 +7,7 @@ local net = require "lowbit.net"
 local http = require "lowbit.http"
 local websockets = require "lowbit.websockets"
 local buffer = require "string.buffer"
+local R = dofile("bench/report.lua").suite("websockets_inprocess")
 
 local C = tonumber(arg and arg[1]) or 8
 local D = tonumber(arg and arg[2]) or 2
@@ -50,8 +51,11 @@ local function main()
   lowbit.go(function() srv:serve(ln) end)
   for _, compression in ipairs({ false, true }) do
     for _, size in ipairs({ 16, 4096, 65536 }) do
+      local rate = run_size(ln:addr(), size, compression)
       print(("websockets echo  %-9s size=%-6d %8.0f msgs/s (%d clients, in-process)"):format(
-        compression and "deflate" or "plain", size, run_size(ln:addr(), size, compression), C))
+        compression and "deflate" or "plain", size, rate, C))
+      R:line{ case = ("echo %s %d B, %d clients"):format(compression and "deflate" or "plain", size, C),
+        metric = "msgs_per_s", value = rate, unit = "msgs/s", better = "higher" }
     end
   end
   srv:close()

@@ -16,6 +16,7 @@ command -v nginx >/dev/null || { echo "nginx is not installed; skipped"; exit 0;
 mod=/usr/lib/nginx/modules/ngx_http_lua_module.so
 [ -e "$mod" ] || { echo "nginx's lua module is not installed; skipped"; exit 0; }
 tick=$(getconf CLK_TCK)
+. "$top/bench/lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -26,9 +27,10 @@ cpu_s() {
     awk -v t="$tick" '{ sub(/^.*\) /, ""); n = split($0, f, " "); u += f[12]; s += f[13] } END { printf "%.3f", (u + s) / t }'
 }
 
-# measure PID URL NAME: prints NAME, req/s and CPU per request.
+# measure PID URL NAME IMPL CASE: prints NAME, req/s and CPU per request
+# (and their @bench lines).
 measure() {
-  local pid=$1 url=$2 name=$3 c0 c1 out rps reqs
+  local pid=$1 url=$2 name=$3 impl=$4 bcase=$5 c0 c1 out rps reqs
   for _ in $(seq 100); do curl -s -o /dev/null "$url" && break; sleep 0.05; done
   sleep 0.5
   c0=$(cpu_s "$pid")
@@ -39,6 +41,10 @@ measure() {
   awk -v name="$name" -v r="${rps:-0}" -v n="${reqs:-0}" -v a="$c0" -v b="$c1" 'BEGIN{
     if (n > 0) printf "%-24s req/s: %-8.0f server CPU per request: %.2f us\n", name, r, (b - a) * 1e6 / n
     else printf "%-24s no requests (server did not start?)\n", name }'
+  if [ "${reqs:-0}" -gt 0 ] 2>/dev/null; then
+    bench_line http_workers "$bcase" req_per_s "$impl" "$rps" req/s higher
+    bench_line http_workers "$bcase" cpu_us_per_req "$impl" "$(awk -v n="$reqs" -v a="$c0" -v b="$c1" 'BEGIN{printf "%.3f", (b - a) * 1e6 / n}')" us lower
+  fi
 }
 
 stop() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done; kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
@@ -61,10 +67,10 @@ http {
 CONF
 
 nginx -p "$tmp" -c "$tmp/nginx.conf" >/dev/null 2>&1 &
-p=$!; measure $p http://127.0.0.1:18111/ "openresty (2 workers)"; stop $p
+p=$!; measure $p http://127.0.0.1:18111/ "openresty (2 workers)" openresty "hello, 2 workers, both cores"; stop $p
 
 "$host" -w 2 -l 127.0.0.1:18112 "$top/examples/hello.lua" 127.0.0.1:18112 >/dev/null 2>&1 &
-p=$!; measure $p http://127.0.0.1:18112/ "lowbit -w 2"; stop $p
+p=$!; measure $p http://127.0.0.1:18112/ "lowbit -w 2" lowbit "hello, 2 workers, both cores"; stop $p
 
 "$host" -w 1 -l 127.0.0.1:18113 "$top/examples/hello.lua" 127.0.0.1:18113 >/dev/null 2>&1 &
-p=$!; measure $p http://127.0.0.1:18113/ "lowbit -w 1"; stop $p
+p=$!; measure $p http://127.0.0.1:18113/ "lowbit -w 1" lowbit "hello, 1 worker, both cores"; stop $p

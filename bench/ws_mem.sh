@@ -16,6 +16,7 @@ set -u
 SRV=${1:-lowbit}; MODE=${2:-echo}; N=${3:-10}; SIZE=${4:-15728640}; Z=${5:-}; TEXT=${6:-}
 PORT=${PORT:-18177}
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 B=${BENCH_BIN:-/tmp/lowbit-bench-bin}
 export GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=${GOCACHE:-/tmp/lowbit-gocache}
 mkdir -p "$B"
@@ -47,6 +48,9 @@ r1=$(rss); h1=$(held); peak=$(awk '/^VmHWM/ {print $2}' "/proc/$spid/status")
 printf "%s %s conns=%s size=%s z=%s %s: RSS +%d KiB = %.1f KiB/conn (peak +%d KiB); held +%d KiB = %.1f KiB/conn (%s)\n" \
   "$SRV" "$MODE" "$N" "$SIZE" "${Z:-none}" "${TEXT:-random}" $((r1 - r0)) "$(echo "($r1 - $r0) / $N" | bc -l)" $((peak - r0)) \
   $((h1 - h0)) "$(echo "($h1 - $h0) / $N" | bc -l)" "$(cat "$fifo.out")"
+bcase="$MODE, $N conns, $SIZE B, z=${Z:-none}, ${TEXT:-random}"
+bench_line ws_mem "$bcase" rss_kib_per_conn "$SRV" "$(echo "($r1 - $r0) / $N" | bc -l)" KiB lower
+bench_line ws_mem "$bcase" held_kib_per_conn "$SRV" "$(echo "($h1 - $h0) / $N" | bc -l)" KiB lower
 exec 3>&-
 wait $cpid 2>/dev/null
 kill $spid; wait $spid 2>/dev/null

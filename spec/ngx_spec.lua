@@ -95,7 +95,8 @@ describe("lowbit.ngx inside nginx", function()
 
   it("sniffs the Content-Type of a response that sets none, as lowbit's server does", function()
     local want = { html = "text/html; charset=utf-8", p = "text/html; charset=utf-8", png = "image/png",
-      text = "text/plain; charset=utf-8", bin = "application/octet-stream", xml = "text/xml; charset=utf-8",
+      text = "text/plain; charset=utf-8", bin = "application/octet-stream", esc = "text/plain; charset=utf-8",
+      longbin = "application/octet-stream", longtext = "text/plain; charset=utf-8", xml = "text/xml; charset=utf-8",
       pdf = "application/pdf", gif = "image/gif" }
     for k, ct in pairs(want) do
       local status, h = fetch(nginx.base .. "/probe/sniff?" .. k)
@@ -332,6 +333,91 @@ describe("lowbit.ngx inside nginx", function()
       sh("sleep 0.05")
     end
     assert.equal("from a background task, ticks>0: true\n", body)
+  end)
+
+  it("pooled writers: a response sees nothing of the previous one; HTTP/1.0 and 1.1 get whole bodies", function()
+    for _ = 1, 3 do
+      local status, h, body = fetch(nginx.base .. "/probe/pooled?set")
+      assert.equal(418, status)
+      assert.equal("yes", h["x-pooled"])
+      assert.equal("first response\n", body)
+      status, h, body = fetch(nginx.base .. "/probe/pooled?none")
+      assert.equal(200, status)
+      assert.is_nil(h["x-pooled"])
+      assert.is_nil(h["set-cookie"])
+      assert.equal("text/plain; charset=utf-8", h["content-type"])
+      assert.equal("second\n", body)
+    end
+    -- A request whose handler read nothing is pooled: the next requests
+    -- (which read their fields) see their own method, target and headers.
+    for i = 1, 3 do
+      local _, _, body = fetch(nginx.base .. "/untouched")
+      assert.equal("untouched\n", body)
+      local _, _, lazy = fetch(nginx.base .. "/probe/lazy?n=" .. i, "POST", "-H 'X-A: a" .. i .. "' --data-binary b" .. i)
+      assert.matches("^POST|127%.0%.0%.1:%d+|/probe/lazy|n=" .. i .. "|HTTP/1%.1|1|/probe/lazy%?n=" .. i .. "|a" .. i .. "|2|127%.0%.0%.1:%d+|b" .. i .. "\n$", lazy)
+    end
+    -- No Content-Length from the adapter: chunked for HTTP/1.1, and an
+    -- HTTP/1.0 client still reads the whole body (nginx closes after it).
+    local status, h, body = fetch(nginx.base .. "/probe/pooled?set", "GET", "--http1.0")
+    assert.equal(418, status)
+    assert.equal("first response\n", body)
+    status, h = fetch(nginx.base .. "/probe/pooled?none")
+    assert.equal("chunked", h["transfer-encoding"])
+  end)
+
+  describe("clients over cosockets (conformance/scale.md C2)", function()
+    local rsrv
+    setup(function() rsrv = assert(support.start_redis()) end)
+    teardown(function() if rsrv then rsrv.stop() end end)
+
+    for i, cs in ipairs(require("redis_cases").cases) do
+      it("lowbit.redis: " .. cs.name, function()
+        local status, _, body = fetch(("%s/probe/redis?port=%d&case=%d"):format(nginx.base, rsrv.port, i))
+        assert.equal(200, status, body)
+        assert.equal("ok\n", body)
+      end)
+    end
+
+    it("lowbit.redis: connect by address dials ngx.socket.tcp(); the pool reuses a conn within a request", function()
+      for _ = 1, 2 do
+        local status, _, body = fetch(("%s/probe/redis_pool?port=%d"):format(nginx.base, rsrv.port))
+        assert.equal(200, status, body)
+        assert.equal("v same=true idle=1\n", body)
+      end
+    end)
+
+    it("connections released to the clients' pools go to nginx's keepalive pool: the next request reuses them", function()
+      local ids = {}
+      for i = 1, 3 do
+        local status, _, body = fetch(("%s/probe/redis_keepalive?port=%d"):format(nginx.base, rsrv.port))
+        assert.equal(200, status, body)
+        ids[i] = body
+      end
+      assert.matches("^id=%d+\n$", ids[1])
+      assert.equal(ids[1], ids[2])
+      assert.equal(ids[1], ids[3])
+      local conns = {}
+      for i = 1, 3 do
+        local status, _, body = fetch(nginx.base .. "/probe/http_keepalive")
+        assert.equal(200, status, body)
+        conns[i] = body
+      end
+      assert.matches("^conn=%d+\n$", conns[1])
+      assert.equal(conns[1], conns[2])
+      assert.equal(conns[1], conns[3])
+    end)
+
+    it("lowbit.http's client fetches from other locations of nginx", function()
+      local status, _, body = fetch(nginx.base .. "/probe/httpclient")
+      assert.equal(200, status, body)
+      local lines = {}
+      for l in body:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      local core = ("version=%s path=liblowbit.so verify=true nil tampered=nil\n"):format(require("lowbit").VERSION)
+      assert.equal("/probe/core 200 text/plain; charset=utf-8 " .. #core, lines[1])
+      assert.equal("/probe/sniff?html 200 text/html; charset=utf-8 20", lines[2])
+      assert.matches("^/users/42 200 text/plain; charset=utf%-8 %d+$", lines[3])
+      assert.matches("^POST 200 POST|127%.0%.0%.1:%d+|/probe/lazy|x=1|HTTP/1%.1|1|/probe/lazy%?x=1|%-|7|127%.0%.0%.1:%d+|payload$", lines[4])
+    end)
   end)
 
   it("A11: after every request above, luv was never loaded in the worker", function()

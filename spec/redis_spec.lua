@@ -27,17 +27,8 @@ teardown(function()
   if pki then os.execute("rm -rf '" .. pki .. "'") end
 end)
 
--- A conn that forwards the generic conn interface and counts writes.
-local function counting(conn)
-  local w = { writes = 0 }
-  function w:read(n) return conn:read(n) end
-  function w:write(d) self.writes = self.writes + 1; return conn:write(d) end
-  function w:close() return conn:close() end
-  function w:set_deadline(t) return conn:set_deadline(t) end
-  function w:set_read_deadline(t) return conn:set_read_deadline(t) end
-  function w:set_write_deadline(t) return conn:set_write_deadline(t) end
-  return w
-end
+local redis_cases = require "redis_cases"
+local counting = redis_cases.counting
 
 -- One command of the RESP request stream at the front of s: argv, rest.
 local function parse_command(s)
@@ -70,8 +61,9 @@ local function fake_server(conn, handler)
         local argv, rest = parse_command(buf)
         if not argv then break end
         buf = rest
-        local out = handler(argv)
+        local out, close = handler(argv)
         if out then conn:write(out) end
+        if close then conn:close(); return end
       end
     end
   end)
@@ -83,6 +75,7 @@ local function fake_redis()
   return function(argv)
     local cmd = argv[1]:upper()
     if cmd == "PING" then return "+PONG\r\n"
+    elseif cmd == "QUIT" then return "+OK\r\n", true
     elseif cmd == "SET" then data[argv[2]] = argv[3]; return "+OK\r\n"
     elseif cmd == "GET" then
       local v = data[argv[2]]
@@ -133,143 +126,12 @@ local transports = {
 
 for _, tr in ipairs(transports) do
   describe("lowbit.redis over " .. tr.name, function()
-    it("sets and gets binary-safe values; a missing key is redis.null", function()
-      run(function()
-        local c = tr.client()
-        local v = "a\r\nb\0c$*"
-        assert.equal("OK", c:call("SET", "bin", v))
-        assert.equal(v, c:call("GET", "bin"))
-        assert.equal(redis.null, c:call("GET", "no-such-key"))
-        assert.equal(1, c:call("DEL", "bin"))
-        assert.equal("PONG", c:call("PING"))
-        c:close()
+    -- The shared cases (spec/redis_cases.lua; nginx runs them too).
+    for _, cs in ipairs(redis_cases.cases) do
+      it(cs.name, function()
+        run(function() cs.fn({ client = tr.client, assert = assert }) end)
       end)
-    end)
-
-    it("sends numbers as decimal text and returns integers as numbers", function()
-      run(function()
-        local c = tr.client()
-        c:call("DEL", "n")
-        assert.equal(1, c:call("INCR", "n"))
-        assert.equal("OK", c:call("SET", "f", 12345))
-        assert.equal("12345", c:call("GET", "f"))
-        assert.equal("OK", c:call("SET", "f", 0.5))
-        assert.equal("0.5", c:call("GET", "f"))
-        c:close()
-      end)
-    end)
-
-    it("returns a server error as nil, err matching redis.SERVER_ERROR; the client stays usable", function()
-      run(function()
-        local c = tr.client()
-        local v, err = c:call("NOSUCHCOMMAND", "x")
-        assert.is_nil(v)
-        assert.is_true(errors.is(err, redis.SERVER_ERROR))
-        assert.is_true(redis.is_server_error(err))
-        assert.equal("ERR", err.code)
-        assert.matches("^ERR unknown command", tostring(err))
-        assert.equal("PONG", c:call("PING"))
-        c:close()
-      end)
-    end)
-
-    it("sends a 1,000-command pipeline in one write and gets 1,000 replies in order", function()
-      run(function()
-        local c, conn = tr.client()
-        conn.writes = 0
-        local res, n = c:pipeline(function(p)
-          for i = 1, 1000 do p:call("SET", "k" .. i, i * 3) end
-        end)
-        assert.equal(1000, n)
-        assert.equal(1, conn.writes)
-        for i = 1, 1000 do assert.equal("OK", res[i]) end
-        conn.writes = 0
-        res, n = c:pipeline(function(p)
-          for i = 1, 1000 do p:call("GET", "k" .. i) end
-        end)
-        assert.equal(1, conn.writes)
-        assert.equal(1000, n)
-        for i = 1, 1000 do assert.equal(tostring(i * 3), res[i]) end
-        c:close()
-      end)
-    end)
-
-    it("keeps server errors and nulls in place in pipeline results and arrays", function()
-      run(function()
-        local c = tr.client()
-        c:call("DEL", "l")
-        local res, n = c:pipeline({ { "SET", "a", "1" }, { "BADCMD" }, { "GET", "missing" }, { "GET", "a" } })
-        assert.equal(4, n)
-        assert.equal("OK", res[1])
-        assert.is_true(redis.is_server_error(res[2]))
-        assert.equal(redis.null, res[3])
-        assert.equal("1", res[4])
-        c:close()
-      end)
-    end)
-
-    it("bounds a call by ctx: a deadline or a cancel ends a blocked call and closes the client", function()
-      run(function()
-        local c = tr.client()
-        local ctx = context.with_timeout(context.background(), 0.2)
-        local v, err = c:call_ctx(ctx, "BLPOP", "never-pushed", 0)
-        assert.is_nil(v)
-        assert.is_true(errors.is(err, context.DEADLINE_EXCEEDED))
-        local v2, err2 = c:call("PING")
-        assert.is_nil(v2)
-        assert.is_true(errors.is(err2, errors.CLOSED))
-        local c2 = tr.client()
-        local cctx, cancel = context.with_cancel(context.background())
-        lowbit.go(function() lowbit.sleep(0.1); cancel() end)
-        v, err = c2:call_ctx(cctx, "BLPOP", "never-pushed", 0)
-        assert.is_nil(v)
-        assert.is_true(errors.is(err, context.CANCELED))
-      end)
-    end)
-
-    it("raises when used after close, or by a second task during a call", function()
-      run(function()
-        local c = tr.client()
-        local started = lowbit.chan(1)
-        local done = lowbit.chan(1)
-        lowbit.go(function()
-          started:send(true)
-          done:send({ c:call_ctx(context.with_timeout(context.background(), 0.3), "BLPOP", "never-pushed", 0) })
-        end)
-        started:recv()
-        lowbit.sleep(0.05)
-        assert.has_error(function() c:call("PING") end, "client:call: client is in use by another task (use one client per task, or a pool)")
-        local r = done:recv()
-        assert.is_nil(r[1])
-        local c2 = tr.client()
-        c2:close()
-        assert.has_error(function() c2:call("PING") end, "client:call: client is closed")
-      end)
-    end)
-
-    it("bounds each call by opts.timeout", function()
-      run(function()
-        local c = tr.client{ timeout = 0.2 }
-        assert.equal("PONG", c:call("PING"))
-        local v, err = c:call("BLPOP", "never-pushed", 0)
-        assert.is_nil(v)
-        assert.is_true(errors.is(err, errors.TIMEOUT), tostring(err))
-        assert.is_true(c.closed)
-      end)
-    end)
-
-    it("raises on wrong argument types", function()
-      run(function()
-        local c = tr.client()
-        assert.has_error(function() c:call("SET", "k", {}) end)
-        assert.has_error(function() c:call() end)
-        assert.has_error(function() c:call_ctx("not a ctx", "PING") end)
-        assert.has_error(function() c:pipeline(42) end)
-        assert.has_error(function() c:eval_script(1) end)
-        assert.equal("PONG", c:call("PING"))
-        c:close()
-      end)
-    end)
+    end
   end)
 end
 

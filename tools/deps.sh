@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config clang libclang-rt-14-dev luajit2 libluajit2-5.1-dev \
 lua-luv lua-luv-dev libuv1-dev libssl-dev zlib1g-dev node-llhttp lua-cjson lua-busted \
 luarocks curl openssl iproute2 golang-go golang-github-gorilla-websocket-dev chromium fonts-dejavu-core libbrotli-dev \
-redis-server redis-tools tzdata nginx libnginx-mod-http-lua lua-resty-core"
+redis-server redis-tools tzdata nginx libnginx-mod-http-lua lua-resty-core gnuplot-nox"
 missing=""
 for p in $PKGS; do
   # dpkg -s is the ground truth: a package removed but not purged is "deinstall".

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "lowbit/lb_cron.h"
+#include "report.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -55,9 +56,15 @@ int main(void) {
     lb_cron c;
     if (lb_cron_parse(&c, exprs[i], strlen(exprs[i])) != 0) return 1;
     double u = bench_next(&c, NULL);
-    if (ny != NULL)
-      printf("  %-16s %10.0f %18.0f\n", exprs[i], u, bench_next(&c, ny));
-    else
+    char bcase[64];
+    snprintf(bcase, sizeof bcase, "next \"%s\", UTC", exprs[i]);
+    bench_line("cron", bcase, "ns_per_call", "lowbit", u, "ns", "lower");
+    if (ny != NULL) {
+      double z = bench_next(&c, ny);
+      printf("  %-16s %10.0f %18.0f\n", exprs[i], u, z);
+      snprintf(bcase, sizeof bcase, "next \"%s\", America/New_York", exprs[i]);
+      bench_line("cron", bcase, "ns_per_call", "lowbit", z, "ns", "lower");
+    } else
       printf("  %-16s %10.0f %18s\n", exprs[i], u, "(no tzdata)");
   }
   const char *e = "15,45 9-17/2 * jan-jun MON-FRI";
@@ -70,6 +77,8 @@ int main(void) {
     t = now_s() - start;
   } while (t < 0.3);
   printf("lb_cron_parse \"%s\": %.0f ns\n", e, t / (double)iters * 1e9);
+  bench_line("cron", "parse \"15,45 9-17/2 * jan-jun MON-FRI\"", "ns_per_call", "lowbit", t / (double)iters * 1e9, "ns",
+             "lower");
   lb_tz_free(ny);
   return 0;
 }

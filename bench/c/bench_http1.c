@@ -10,6 +10,7 @@
  */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_http1.h"
+#include "report.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
   double dt = now() - t0;
   printf("http1 parse: %.1f ns/req, %.1f MB/s (%zu-byte head, %ld iterations)\n",
          dt * 1e9 / n, (double)len * n / dt / 1e6, len, n);
+  bench_line("http1_c", "parse a request head", "ns_per_req", "lowbit", dt * 1e9 / n, "ns", "lower");
 
   long m = n / 10 ? n / 10 : 1;
   t0 = now();
@@ -64,6 +66,7 @@ int main(int argc, char **argv) {
   }
   dt = now() - t0;
   printf("http1 parse, fed in 16-byte steps: %.1f ns/req\n", dt * 1e9 / m);
+  bench_line("http1_c", "parse a request head, fed in 16-byte steps", "ns_per_req", "lowbit", dt * 1e9 / m, "ns", "lower");
 
   /* chunked: 64 chunks of 1 KiB */
   static char body[70000];
@@ -95,5 +98,6 @@ int main(int argc, char **argv) {
   }
   dt = now() - t0;
   printf("http1 chunked decode: %.1f MB/s of framed body\n", (double)bl * cn / dt / 1e6);
+  bench_line("http1_c", "chunked decode, 64 x 1 KiB", "mb_per_s", "lowbit", (double)bl * cn / dt / 1e6, "MB/s", "higher");
   return 0;
 }

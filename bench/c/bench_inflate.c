@@ -13,6 +13,7 @@
  */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_inflate.h"
+#include "report.h"
 #include "../../runtime/test/deflate_streams.h"
 
 #include <stdio.h>
@@ -119,6 +120,8 @@ static void bench(const char *label, const uint8_t *z, size_t zn, size_t n) {
   tz /= (double)iters;
   printf("  %-34s %8zu -> %8zu B: lb_inflate %9.2f us %7.0f MB/s | zlib %9.2f us %7.0f MB/s | x%.1f\n",
          label, zn, n, tl * 1e6, (double)n / tl / 1e6, tz * 1e6, (double)n / tz / 1e6, tz / tl);
+  bench_line("inflate", label, "us_per_decode", "lowbit", tl * 1e6, "us", "lower");
+  bench_line("inflate", label, "us_per_decode", "zlib", tz * 1e6, "us", "lower");
   inflateEnd(&s);
   lb_inflate_free(st);
   free(out);

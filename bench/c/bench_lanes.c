@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "lowbit/lb_lanes.h"
+#include "report.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -28,6 +29,7 @@ int main(void) {
   }
   double t1 = now_s();
   printf("lanes acquire+release uncontended: %.1f ns\n", (t1 - t0) * 1e9 / N);
+  bench_line("lanes_c", "acquire+release, uncontended", "ns_per_op", "lowbit", (t1 - t0) * 1e9 / N, "ns", "lower");
 
   /* 1M keys present; acquire+release in a random order over them. */
   char *keys = malloc((size_t)NKEYS * KEYLEN);
@@ -53,6 +55,7 @@ int main(void) {
   }
   t1 = now_s();
   printf("lanes create 1M keys: %.1f ns/key\n", (t1 - t0) * 1e9 / NKEYS);
+  bench_line("lanes_c", "create 1M keys", "ns_per_op", "lowbit", (t1 - t0) * 1e9 / NKEYS, "ns", "lower");
   const int R = 5;
   t0 = now_s();
   for (int r = 0; r < R; r++)
@@ -64,6 +67,8 @@ int main(void) {
   t1 = now_s();
   printf("lanes acquire+release with 1M keys: %.1f ns (random order)\n",
          (t1 - t0) * 1e9 / ((double)R * NKEYS));
+  bench_line("lanes_c", "acquire+release, 1M keys, random order", "ns_per_op", "lowbit",
+             (t1 - t0) * 1e9 / ((double)R * NKEYS), "ns", "lower");
   t0 = now_s();
   size_t m = lb_lanes_sweep(t, 100.0, 10.0, LB_LANES_MARK);
   double t2 = now_s();
@@ -71,6 +76,8 @@ int main(void) {
   t1 = now_s();
   printf("lanes sweep 1M idle keys: mark %.1f ms, sweep %.1f ms (%zu/%zu)\n",
          (t2 - t0) * 1e3, (t1 - t2) * 1e3, m, s);
+  bench_line("lanes_c", "sweep 1M idle keys", "mark_ms", "lowbit", (t2 - t0) * 1e3, "ms", "lower");
+  bench_line("lanes_c", "sweep 1M idle keys", "sweep_ms", "lowbit", (t1 - t2) * 1e3, "ms", "lower");
   lb_lanes_free(t);
   free(keys);
   free(order);

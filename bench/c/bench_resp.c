@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "lowbit/lb_resp.h"
+#include "report.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -47,6 +48,10 @@ static void bench_bulk(size_t vlen, int replies, int rounds) {
   double dt = now_s() - t0;
   printf("resp parse pipelined %zu-byte bulk replies: %.2f GB/s of payload, %.1f M replies/s\n",
          vlen, (double)sum / dt / 1e9, (double)replies * rounds / dt / 1e6);
+  char bcase[64];
+  snprintf(bcase, sizeof bcase, "parse pipelined %zu-byte bulk replies", vlen);
+  bench_line("resp", bcase, "m_replies_per_s", "lowbit", (double)replies * rounds / dt / 1e6, "M replies/s", "higher");
+  bench_line("resp", bcase, "gb_per_s", "lowbit", (double)sum / dt / 1e9, "GB/s", "higher");
   free(val);
   lb_buf_free(&b);
 }
@@ -68,6 +73,7 @@ int main(void) {
       for (size_t at = 0; at < b.len;) at += (size_t)lb_resp_parse(&p, b.data + at, b.len - at, nodes, 16);
     double dt = now_s() - t0;
     printf("resp parse +OK: %.1f M replies/s\n", 10000.0 * rounds / dt / 1e6);
+    bench_line("resp", "parse +OK", "m_replies_per_s", "lowbit", 10000.0 * rounds / dt / 1e6, "M replies/s", "higher");
     lb_buf_free(&b);
   }
   {
@@ -83,6 +89,7 @@ int main(void) {
     }
     double dt = now_s() - t0;
     printf("resp encode SET key value: %.1f ns/command (%zu)\n", dt * 1e9 / N, sum % 7);
+    bench_line("resp", "encode SET key value", "ns_per_command", "lowbit", dt * 1e9 / N, "ns", "lower");
   }
   return 0;
 }

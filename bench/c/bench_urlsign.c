@@ -6,6 +6,7 @@
  *   cc -O2 -Iinclude bench/c/bench_urlsign.c build/lib/liblowbit.a -lssl -lcrypto -lz
  */
 #include "lowbit/lb_urlsign.h"
+#include "report.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@ static volatile ptrdiff_t sink;
       t = now() - t0;                                                        \
     } while (t < 0.3);                                                       \
     printf("  %-34s %8.0f ns\n", label, t / (double)iters * 1e9);            \
+    char bcase_[96];                                                         \
+    snprintf(bcase_, sizeof bcase_, "%s, %s URL", label, u ? "long" : "short"); \
+    bench_line("urlsign_c", bcase_, "ns_per_op", "lowbit", t / (double)iters * 1e9, "ns", "lower"); \
   } while (0)
 
 int main(void) {

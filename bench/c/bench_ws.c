@@ -6,6 +6,7 @@
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_deflate.h"
 #include "lowbit/lb_ws.h"
+#include "report.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ int main(void) {
     double t = now() - t0;
     sink += buf[7];
     printf("ws mask: %.2f GB/s\n", gbps(total, t));
+    bench_line("ws_c", "mask 64 KiB", "gb_per_s", "lowbit", gbps(total, t), "GB/s", "higher");
   }
 
   /* UTF-8: pure ASCII and a mixed text (~1/3 multi-byte) */
@@ -90,6 +92,8 @@ int main(void) {
     double tm = now() - t0;
     printf("utf8 validate: %.2f GB/s (ascii), %.2f GB/s (mixed)\n", gbps(N * iters, ta),
            gbps(m * (iters / 4), tm));
+    bench_line("ws_c", "utf8 validate, ascii", "gb_per_s", "lowbit", gbps(N * iters, ta), "GB/s", "higher");
+    bench_line("ws_c", "utf8 validate, mixed", "gb_per_s", "lowbit", gbps(m * (iters / 4), tm), "GB/s", "higher");
     free(ascii);
     free(mixed);
   }
@@ -110,6 +114,7 @@ int main(void) {
     double t = now() - t0;
     sink += acc;
     printf("ws header parse: %.1f ns\n", t / (double)iters * 1e9);
+    bench_line("ws_c", "header parse", "ns_per_op", "lowbit", t / (double)iters * 1e9, "ns", "lower");
   }
 
   /* permessage-deflate: compress + decompress a message, context takeover */
@@ -138,6 +143,12 @@ int main(void) {
     }
     printf("deflate 16B/4KiB msg: %.2f / %.2f µs (compress), %.2f / %.2f µs (decompress)\n",
            us[0][0], us[1][0], us[0][1], us[1][1]);
+    for (int k = 0; k < 2; k++) {
+      char bcase[64];
+      snprintf(bcase, sizeof bcase, "deflate takeover, %s message", k ? "4 KiB" : "16 B");
+      bench_line("ws_c", bcase, "us_compress", "lowbit", us[k][0], "us", "lower");
+      bench_line("ws_c", bcase, "us_decompress", "lowbit", us[k][1], "us", "lower");
+    }
     lb_buf_free(&z);
     lb_buf_free(&out);
     lb_deflate_free(tx);
@@ -171,6 +182,12 @@ int main(void) {
       for (int k = 0; k < 3; k++) deflate_us(tx, rx, data[d], sizes[k], &c[k], &u[k]);
       printf("deflate no-takeover %-4s 16B/4KiB/64KiB: %.2f / %.2f / %.2f µs (compress), "
              "%.2f / %.2f / %.2f µs (decompress)\n", names[d], c[0], c[1], c[2], u[0], u[1], u[2]);
+      for (int k = 0; k < 3; k++) {
+        char bcase[64];
+        snprintf(bcase, sizeof bcase, "deflate no-takeover, %s, %zu B", names[d], sizes[k]);
+        bench_line("ws_c", bcase, "us_compress", "lowbit", c[k], "us", "lower");
+        bench_line("ws_c", bcase, "us_decompress", "lowbit", u[k], "us", "lower");
+      }
     }
     lb_deflate_free(tx);
     lb_deflate_free(rx);

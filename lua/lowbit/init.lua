@@ -30,7 +30,7 @@ local type, select, error, tostring, pcall, setmetatable = type, select, error, 
 local unpack = unpack or table.unpack
 local traceback, getinfo = debug.traceback, debug.getinfo
 local hrtime = uv.hrtime
-local floor, ceil, random = math.floor, math.ceil, math.random
+local ceil, random = math.ceil, math.random
 
 M.VERSION = "0.1.0"
 M.errors = errors
@@ -301,44 +301,19 @@ end
 -- Timers: one min-heap of deadlines behind one libuv timer.
 ---------------------------------------------------------------------------
 
-local heap, heap_n = {}, 0
+local H = require("lowbit.timerheap").new()
+local heap_push, heap_pop, heap_first, heap_remove, heap_count = H.push, H.pop, H.first, H.remove, H.count
 local uv_timer
 local armed_at = nil
 
-local function heap_swap(i, j)
-  local a, b = heap[i], heap[j]
-  heap[i], heap[j] = b, a
-  b.idx, a.idx = i, j
-end
-
-local function heap_up(i)
-  while i > 1 do
-    local p = floor(i / 2)
-    if heap[p].at <= heap[i].at then break end
-    heap_swap(i, p)
-    i = p
-  end
-end
-
-local function heap_down(i)
-  while true do
-    local l = 2 * i
-    if l > heap_n then break end
-    local m = l
-    if l < heap_n and heap[l + 1].at < heap[l].at then m = l + 1 end
-    if heap[i].at <= heap[m].at then break end
-    heap_swap(i, m)
-    i = m
-  end
-end
-
 local on_timer
 local function rearm()
-  if heap_n == 0 then
+  local first = heap_first()
+  if first == nil then
     if armed_at then uv.timer_stop(uv_timer); armed_at = nil end
     return
   end
-  local at = heap[1].at
+  local at = first.at
   if armed_at == at then return end
   armed_at = at
   local ms = ceil((at - now()) * 1000)
@@ -356,17 +331,13 @@ on_timer = function()
   armed_at = nil
   local t = now() + 0.0005 -- libuv timers have millisecond resolution
   local due, nd = nil, 0
-  while heap_n > 0 and heap[1].at <= t do
-    local e = heap[1]
-    heap[1] = heap[heap_n]
-    heap[1].idx = 1
-    heap[heap_n] = nil
-    heap_n = heap_n - 1
-    if heap_n > 0 then heap_down(1) end
-    e.idx = nil
+  local e = heap_first()
+  while e ~= nil and e.at <= t do
+    heap_pop()
     due = due or {}
     nd = nd + 1
     due[nd] = e
+    e = heap_first()
   end
   for i = 1, nd do
     local e = due[i]
@@ -380,38 +351,20 @@ end
 --- timer_cancel takes. fn runs on the loop, outside any task. Internal.
 local function timer_add(at, fn, data)
   local e = { at = at, fn = fn, data = data, idx = false }
-  heap_n = heap_n + 1
-  heap[heap_n] = e
-  e.idx = heap_n
-  heap_up(heap_n)
-  if e.idx == 1 then rearm() end
+  if heap_push(e) then rearm() end
   return e
 end
 M._timer_add = timer_add
 
 local function timer_cancel(e)
-  local i = e.idx
-  if i == nil then return false end
-  e.idx = nil
-  if i == heap_n then
-    heap[heap_n] = nil
-    heap_n = heap_n - 1
-  else
-    local last = heap[heap_n]
-    heap[heap_n] = nil
-    heap_n = heap_n - 1
-    heap[i] = last
-    last.idx = i
-    heap_up(i)
-    heap_down(last.idx)
-  end
-  if i == 1 then rearm() end
-  return true
+  local removed, was_first = heap_remove(e)
+  if was_first then rearm() end
+  return removed
 end
 M._timer_cancel = timer_cancel
 
 --- Number of pending timers (for tests and leak checks).
-function M._timer_count() return heap_n end
+function M._timer_count() return heap_count() end
 
 local function wake_entry(e) wake(e.data) end
 
@@ -454,10 +407,9 @@ local function reset()
     rq_t[i], rq_a[i], rq_b[i] = nil, nil, nil
   end
   rq_head, rq_tail = 1, 0
-  for i = 1, heap_n do heap[i].idx = nil; heap[i] = nil end
+  H.clear()
   for i = 1, pool_n do pool[i] = nil end
   pool_n = 0
-  heap_n = 0
   if uv_timer and armed_at then uv.timer_stop(uv_timer) end
   armed_at = nil
   live = 0
@@ -486,8 +438,9 @@ local function loop()
       -- Pick up finished I/O first; time moves only when nothing else can.
       local alive = run_uv("nowait")
       if rq_head > rq_tail then
-        if heap_n > 0 then
-          if heap[1].at > vnow then vnow = heap[1].at end
+        local first = heap_first()
+        if first ~= nil then
+          if first.at > vnow then vnow = first.at end
           on_timer()
         elseif alive then
           run_uv("once")
@@ -565,7 +518,7 @@ function M._abort(msg)
   -- The timer state: a hang with timers pending but none armed is a
   -- scheduler fault, not a test's.
   parts[#parts + 1] = ("timers: %d pending, next in %s s, armed for %s s, libuv timer %s"):format(
-    heap_n, heap_n > 0 and ("%.3f"):format(heap[1].at - now()) or "-",
+    heap_count(), heap_count() > 0 and ("%.3f"):format(heap_first().at - now()) or "-",
     armed_at and ("%.3f"):format(armed_at - now()) or "nothing",
     uv_timer and (uv.is_active(uv_timer) and ("active, due in %d ms"):format(uv.timer_get_due_in(uv_timer)) or "inactive") or "absent")
   local text = table.concat(parts, "\n")

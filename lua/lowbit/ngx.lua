@@ -25,11 +25,11 @@ local ffi = require "ffi"
 local semaphore = require "ngx.semaphore"
 local errors = require "lowbit.errors"
 
-local type, error, tostring, select, pcall, xpcall, setmetatable =
-  type, error, tostring, select, pcall, xpcall, setmetatable
+local type, error, tostring, select, pcall, xpcall, setmetatable, next =
+  type, error, tostring, select, pcall, xpcall, setmetatable, next
 local co_running = coroutine.running
 local traceback = debug.traceback
-local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+local ceil, max, min = math.ceil, math.max, math.min
 local unpack = unpack
 local ngx_log, ngx_ERR = ngx.log, ngx.ERR
 
@@ -131,32 +131,10 @@ L._wake = wake
 -- Timers: one min-heap, one scheduler thread per worker.
 ---------------------------------------------------------------------------
 
-local heap, heap_n = {}, 0
+local H = require("lowbit.timerheap").new()
+local heap_push, heap_pop, heap_first, heap_remove, heap_count = H.push, H.pop, H.first, H.remove, H.count
 local sched_sema = semaphore.new(0)
 local sched_running, sched_until = false, nil
-
-local function hswap(i, j)
-  local a, b = heap[i], heap[j]
-  heap[i], heap[j] = b, a
-  b.idx, a.idx = i, j
-end
-local function hup(i)
-  while i > 1 do
-    local p = floor(i / 2)
-    if heap[p].at <= heap[i].at then break end
-    hswap(i, p); i = p
-  end
-end
-local function hdown(i)
-  while true do
-    local l = 2 * i
-    if l > heap_n then break end
-    local m = l
-    if l < heap_n and heap[l + 1].at < heap[l].at then m = l + 1 end
-    if heap[i].at <= heap[m].at then break end
-    hswap(i, m); i = m
-  end
-end
 
 local root_cancel -- set by init_worker
 
@@ -164,21 +142,20 @@ local function sched_loop(premature)
   if premature then sched_running = false; return end
   while true do
     local t = now()
-    while heap_n > 0 and heap[1].at <= t + 0.0005 do
-      local e = heap[1]
-      heap[1] = heap[heap_n]; heap[1].idx = 1
-      heap[heap_n] = nil; heap_n = heap_n - 1
-      if heap_n > 0 then hdown(1) end
-      e.idx = nil
+    local e = heap_first()
+    while e ~= nil and e.at <= t + 0.0005 do
+      heap_pop()
       local ok, err = pcall(e.fn, e)
       if not ok then ngx_log(ngx_ERR, "lowbit: timer callback failed: ", tostring(err)) end
+      e = heap_first()
     end
     if ngx.worker.exiting() then
       if root_cancel then root_cancel() end
       break
     end
     local wait = 1
-    if heap_n > 0 then wait = min(max(heap[1].at - now(), 0.001), 1) end
+    local first = heap_first()
+    if first ~= nil then wait = min(max(first.at - now(), 0.001), 1) end
     sched_until = now() + wait
     sched_sema:wait(wait)
     sched_until = nil
@@ -195,31 +172,18 @@ end
 
 local function timer_add(at, fn, data)
   local e = { at = at, fn = fn, data = data, idx = false }
-  heap_n = heap_n + 1
-  heap[heap_n] = e
-  e.idx = heap_n
-  hup(heap_n)
+  local is_first = heap_push(e)
   if not sched_running then sched_start()
-  elseif e.idx == 1 and (sched_until == nil or at < sched_until) then sched_sema:post(1) end
+  elseif is_first and (sched_until == nil or at < sched_until) then sched_sema:post(1) end
   return e
 end
 L._timer_add = timer_add
 
 local function timer_cancel(e)
-  local i = e.idx
-  if i == nil or i == false then return false end
-  e.idx = nil
-  local last = heap[heap_n]
-  heap[heap_n] = nil
-  heap_n = heap_n - 1
-  if i <= heap_n then
-    heap[i] = last; last.idx = i
-    hup(i); hdown(last.idx)
-  end
-  return true
+  return (heap_remove(e))
 end
 L._timer_cancel = timer_cancel
-function L._timer_count() return heap_n end
+function L._timer_count() return heap_count() end
 
 require("lowbit.sched")(L, {
   need_task = need_task, park = park, wake = wake,
@@ -348,7 +312,16 @@ M.lowbit = L
 
 local context = require "lowbit.context"
 local headers = require "lowbit.http.headers"
-local canonical = headers.canonical
+-- Canonical spellings of lower-case names (headers.canonical lowers its
+-- argument again: a string.lower per header per response).
+local canon_of, canon_n = {}, 0
+local function canonical(ln)
+  local c = canon_of[ln]
+  if c then return c end
+  c = headers.canonical(ln)
+  if canon_n < 4096 then canon_n = canon_n + 1; canon_of[ln] = c end
+  return c
+end
 local request = require "lowbit.http.request"
 
 -- The worker's root context: cancelled when the worker exits.
@@ -408,6 +381,44 @@ function Conn:unread(s)
 end
 function Conn:buffered() return self.prefix and #self.prefix or 0 end
 
+-- A read of an outbound cosocket waits in slices of READ_SLICE seconds:
+-- a cosocket that another light thread reads cannot be closed ("socket
+-- busy reading"), so close() from another task (a cancelled ctx's
+-- watcher) only marks the conn, and the reader closes it at the end of
+-- its slice. (A slice that times out is not an error for nginx; with
+-- lua_socket_log_errors on it is logged.) The raw request socket is never
+-- closed by close() (the handler's end does), so its reads do not slice:
+-- idle WebSockets cost no wakeups.
+M.READ_SLICE = 0.25
+local NO_SLICE = FAR_MS / 1000
+local function receive(c, n, full)
+  local acc
+  while true do
+    local t = now()
+    local dl = c.rdl
+    if dl and dl <= t then return nil, "timeout", acc end
+    local slice = c.raw and NO_SLICE or M.READ_SLICE
+    if dl and dl - t < slice then slice = dl - t end
+    local sock = c.sock
+    sock:settimeouts(FAR_MS, ms_until(c.wdl, t), max(1, ceil(slice * 1000)))
+    local data, err, partial
+    if full then data, err, partial = sock:receive(n) else data, err = sock:receiveany(n) end
+    if data then
+      if acc then return acc .. data end
+      return data
+    end
+    if partial and partial ~= "" then
+      acc = acc and acc .. partial or partial
+      n = n - #partial
+    end
+    if err ~= "timeout" then return nil, err, acc end
+    if c.closed then
+      if c.close_pending then c.close_pending = false; if not c.raw then sock:close() end end
+      return nil, CLOSED, acc
+    end
+  end
+end
+
 function Conn:read(maxn)
   if self.closed then return nil, CLOSED end
   local pre = self.prefix
@@ -418,11 +429,9 @@ function Conn:read(maxn)
     return pre:sub(1, maxn)
   end
   if self.rerr then return nil, self.rerr end
-  if self.rdl and self.rdl <= now() then return nil, TIMEOUT end
-  apply_timeouts(self)
-  local data, err = self.sock:receiveany(maxn or 65536)
+  local data, err = receive(self, maxn or 65536, false)
   if data then return data end
-  local e = map_err(err)
+  local e = err == CLOSED and CLOSED or map_err(err)
   if e ~= TIMEOUT then self.rerr = e end
   return nil, e
 end
@@ -440,10 +449,11 @@ function Conn:read_full(n)
     self.prefix = nil
     n = n - #pre
   end
-  apply_timeouts(self)
-  local data, err, partial = self.sock:receive(n)
+  local data, err, partial = receive(self, n, true)
   if data then return pre and pre .. data or data end
-  local e = map_err(err, (pre or "") .. (partial or ""))
+  local got = (pre or "") .. (partial or "")
+  local e = err == CLOSED and CLOSED or map_err(err, got)
+  if e == TIMEOUT and got ~= "" then self.prefix = got end -- kept for the next read
   if e ~= TIMEOUT then self.rerr = e end
   return nil, e
 end
@@ -460,7 +470,11 @@ end
 function Conn:close()
   if self.closed then return nil, CLOSED end
   self.closed = true
-  if not self.raw then self.sock:close() end
+  if not self.raw then
+    local ok, err = self.sock:close()
+    -- Another light thread is reading it: that reader closes it.
+    if not ok and err == "socket busy reading" then self.close_pending = true end
+  end
   return true
 end
 
@@ -485,6 +499,15 @@ function Conn:remote_addr() return self.peer end
 function Conn:local_addr() return nil end
 
 --- Dials host:port with ngx.socket.tcp() (names need a `resolver`).
+-- Conns dialed per request (or timer), by its ngx.ctx: at the end of a
+-- request, those a client pool holds idle go to nginx's keepalive pool.
+local dialed = setmetatable({}, { __mode = "k" })
+local dials = 0 -- bumped by every dial: serve looks only when it moved
+
+--- Dials host:port with ngx.socket.tcp() (names need a `resolver`).
+--- opts.pool: the nginx keepalive pool to take the connection from and,
+--- once a client pool marked it idle (conn:pooled()), to give it back to
+--- when the request ends (the HTTP and Redis clients name one per key).
 function M.dial(ctx, addr, opts)
   if type(addr) ~= "string" then error("bad argument 'addr' to lowbit.ngx.dial: string expected", 2) end
   local host, port = addr:match("^%[?(.-)%]?:(%d+)$")
@@ -492,9 +515,59 @@ function M.dial(ctx, addr, opts)
   local sock = ngx.socket.tcp()
   local t = ctx and ctx.deadline and ctx:deadline()
   sock:settimeouts(t and ms_until(t, now()) or 60000, FAR_MS, FAR_MS)
-  local ok, err = sock:connect(host, tonumber(port))
+  local pool = opts and opts.pool
+  local ok, err
+  if pool then ok, err = sock:connect(host, tonumber(port), { pool = pool })
+  else ok, err = sock:connect(host, tonumber(port)) end
   if not ok then return nil, map_err(err) end
-  return M.conn(sock, { peer = addr })
+  local c = M.conn(sock, { peer = addr })
+  -- A cosocket lives as long as its request (or timer): pools of the
+  -- clients (HTTP, Redis) must not hand it to another one.
+  local owner = ngx.ctx
+  c.owner = owner
+  -- Only in requests (a background timer lives on: its list would grow).
+  if pool and ngx.get_phase() ~= "timer" then
+    c.keepalive, c.idle = true, false
+    local list = dialed[owner]
+    if not list then list = {}; dialed[owner] = list end
+    list[#list + 1] = c
+    dials = dials + 1
+  end
+  return c
+end
+
+--- A client pool took this conn back, clean and idle (no exchange half
+--- done): it may go to nginx's keepalive pool when the request ends.
+function Conn:pooled() self.idle = true end
+
+-- The end of a request: idle pooled conns it dialed go to nginx's
+-- keepalive pool (the next request's dial with the same pool name gets
+-- them); nginx closes the others.
+local function keep_idle(owner)
+  local list = dialed[owner]
+  if not list then return end
+  dialed[owner] = nil
+  for i = 1, #list do
+    local c = list[i]
+    if c.idle and not c.closed and not c.rerr and not c.prefix then
+      c.closed = true
+      c.sock:setkeepalive()
+    end
+  end
+end
+
+--- Whether an idle conn may carry a new exchange: not closed, nothing
+--- unread, no read error, and made in this request (or timer). A peer
+--- that closed it meanwhile shows on first use (no peek on a cosocket).
+function M.idle_usable(c)
+  if type(c) ~= "table" or type(c.read) ~= "function" then
+    error("bad argument 'c' to net.idle_usable: conn expected, got " .. type(c), 2)
+  end
+  if c.closed or c.rerr or c.prefix then return false end
+  local owner = rawget(c, "owner")
+  if owner ~= nil and owner ~= ngx.ctx then return false end
+  c.idle = false -- taken out of the client pool: in use again
+  return true
 end
 
 -- lowbit.net without luv: what the protocol modules (cooper, websockets,
@@ -504,6 +577,7 @@ if package.loaded["lowbit.net"] == nil then
   package.loaded["lowbit.net"] = {
     EOF = EOF, CLOSED = CLOSED, TIMEOUT = TIMEOUT, backend = "ngx",
     dial = M.dial,
+    idle_usable = M.idle_usable,
     prefixed = function(conn, prefix)
       if prefix == nil or prefix == "" then return conn end
       conn:unread(prefix)
@@ -558,16 +632,43 @@ local function sniff(s)
   if sub(head, 1, 3) == "\255\216\255" then return "image/jpeg" end
   local g = sub(head, 1, 6)
   if g == "GIF87a" or g == "GIF89a" then return "image/gif" end
-  if find(head, "[%z\1-\8\11\14-\26\28-\31]") then return "application/octet-stream" end
+  -- Binary when a control byte but TAB, LF, FF, CR and ESC shows. A byte
+  -- loop for short bodies (compiled), a pattern find (not) for longer ones.
+  local n = #head
+  if n <= 128 then
+    for k = 1, n do
+      local b = byte(head, k)
+      if b < 32 and not (b == 9 or b == 10 or b == 12 or b == 13 or b == 27) then
+        return "application/octet-stream"
+      end
+    end
+  elseif find(head, "[%z\1-\8\11\14-\26\28-\31]") then
+    return "application/octet-stream"
+  end
   return "text/plain; charset=utf-8"
 end
 
 local BUFFER_MAX = 64 * 1024
 local SKIP = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
 
+-- A pooled writer keeps its header set (hset) from one request to the
+-- next: emptied when first asked for, not made again. Every key of _v is
+-- one of the names in the array part, so no table.clear (a C call).
+local function empty_set(h)
+  local vals = h._v
+  for i = 1, h.n do vals[h[i]] = nil; h[i] = nil end
+  h.n = 0
+  if h._n ~= nil then h._n = nil end
+  if h._raw ~= nil then h._raw = nil end
+end
+
 function W:header()
   local h = self.hdr
-  if not h then h = headers.new(); self.hdr = h end
+  if not h then
+    h = self.hset
+    if h then empty_set(h) else h = headers.new(); self.hset = h end
+    self.hdr = h
+  end
   return h
 end
 
@@ -587,7 +688,7 @@ end
 local function send_head(w, sample, length)
   w.head_sent = true
   local st = w.status or 200
-  ngx.status = st
+  if st ~= 200 then ngx.status = st end -- nginx's default: one FFI call less
   local ngx_header = ngx.header
   local h = w.hdr
   local has_ct = false
@@ -609,7 +710,9 @@ local function send_head(w, sample, length)
     if sample and sample ~= "" then ngx_header["Content-Type"] = sniff(sample)
     elseif length ~= 0 then ngx_header["Content-Type"] = "text/plain; charset=utf-8" end
   end
-  if length and not bodyless then ngx_header["Content-Length"] = length end
+  -- No Content-Length: nginx chunks the body (HTTP/1.1), which costs less
+  -- than setting the header (and ngx.req.http_version(), a C function,
+  -- would stitch the trace). HTTP/1.0 gets one from lua_http10_buffering.
   if sample and sample ~= "" then return end
   local ok, err = ngx.send_headers()
   if not ok and err then w.werr = errors.new("ngx: " .. tostring(err)) end
@@ -835,6 +938,11 @@ local function new_request()
   return request.new({ _lazy = lazy, _over = false })
 end
 
+-- Writers of finished requests, ready for the next ones, and requests
+-- whose handler read none of their fields (no field to reset).
+local wpool, wpool_n, WPOOL_MAX = {}, 0, 256
+local rpool, rpool_n = {}, 0
+
 local function call_handler(h, w, r)
   if type(h) == "table" and h.serve_http then return h:serve_http(w, r) end
   return h(w, r)
@@ -850,10 +958,26 @@ function M.serve(handler)
   if not (t == "function" or (t == "table" and (handler.serve_http or (getmetatable(handler) or {}).__call))) then
     error("bad argument 'handler' to lowbit.ngx.serve: function or table with serve_http expected, got " .. t, 2)
   end
-  local r = new_request()
-  local w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
-                           b1 = false, buf = false, nbuf = 0, blen = 0 }, W)
-  local spawned0 = spawned
+  -- A request from the pool when one is there: only requests whose
+  -- handler read no field (nothing but their own two) go back to it.
+  local r
+  local nr = rpool_n
+  if nr > 0 then
+    r = rpool[nr]; rpool[nr] = nil; rpool_n = nr - 1
+  else
+    r = new_request()
+  end
+  -- A writer from the worker's pool (as lowbit's server reuses one per
+  -- connection: a handler must not use w after it returns, as in Go).
+  local w
+  local np = wpool_n
+  if np > 0 then
+    w = wpool[np]; wpool[np] = nil; wpool_n = np - 1
+  else
+    w = setmetatable({ status = false, hdr = false, head_sent = false, hijacked = false, werr = false,
+                       b1 = false, buf = false, nbuf = 0, blen = 0, hset = false }, W)
+  end
+  local spawned0, dials0 = spawned, dials
   local ok, err = xpcall(call_handler, traceback, handler, w, r)
   if not ok then
     ngx_log(ngx_ERR, "lowbit.ngx: handler failed: ", tostring(err))
@@ -879,7 +1003,24 @@ function M.serve(handler)
       st.threads[i] = nil
     end
     st.n = 0
+    if dials ~= dials0 then keep_idle(ngx.ctx) end
+    return -- a task may still hold w: not pooled
   end
+  if dials ~= dials0 then keep_idle(ngx.ctx) end
+  if rpool_n < WPOOL_MAX then
+    local k = next(r)
+    k = next(r, k)
+    if next(r, k) == nil then -- untouched: _lazy and _over only
+      rawset(r, "_over", false)
+      local n = rpool_n + 1
+      rpool[n] = r; rpool_n = n
+    end
+  end
+  if w.hijacked or wpool_n >= WPOOL_MAX then return end
+  w.status, w.hdr, w.head_sent, w.werr = false, false, false, false
+  if w.nbuf ~= 0 then pending(w) end
+  local n = wpool_n + 1
+  wpool[n] = w; wpool_n = n
 end
 
 --- init_worker_by_lua: starts the timer thread, and main(ctx) (optional)

@@ -939,7 +939,9 @@ function M.connect(addr_or_opts)
       end
       conn, err = tls.dial(ctx, o.addr, cfg)
     else
-      conn, err = net.dial(ctx, o.addr)
+      -- pool: inside nginx (lowbit.ngx), the keepalive pool the cosocket
+      -- goes back to after the request (per key: same db, auth, resp).
+      conn, err = net.dial(ctx, o.addr, key and { pool = "lowbit-redis " .. key } or nil)
     end
     if not conn then
       if cancel then cancel() end
@@ -987,6 +989,7 @@ function Client:release()
     return true
   end
   pool[#pool + 1] = { client = self, since = now() }
+  if self.conn.pooled then self.conn:pooled() end -- (lowbit.ngx: clean and idle)
   return true
 end
 

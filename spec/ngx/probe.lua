@@ -201,7 +201,7 @@ P["/probe/background"] = function(w)
 end
 
 local SNIFF = { html = " \n<!DOCTYPE html><p>", p = "<P>x", png = "\137PNG\r\n\26\nxx", text = "hello",
-  bin = "a\0b", xml = "<?xml version='1.0'?>", pdf = "%PDF-1.4", gif = "GIF89a" }
+  bin = "a\0b", esc = "a\27[1mb\tc\r\n\f", longbin = ("x"):rep(200) .. "\1", longtext = ("x\t"):rep(100), xml = "<?xml version='1.0'?>", pdf = "%PDF-1.4", gif = "GIF89a" }
 P["/probe/sniff"] = function(w, r) w:write(SNIFF[r.url.raw_query]) end
 
 -- Fields made on first use, read in an order that loads them one by one:
@@ -215,6 +215,93 @@ P["/probe/lazy"] = function(w, r)
 end
 
 P["/probe/ws_state"] = function(w) w:write(tostring(state.ws) .. "\n") end
+
+-- Writers are pooled per worker: what one response set (status, headers,
+-- buffered body) must not show in the next. "?set" sets them, "?none" not.
+P["/probe/pooled"] = function(w, r)
+  if r.url.raw_query == "set" then
+    w:header():set("X-Pooled", "yes")
+    w:header():add("Set-Cookie", "a=1")
+    w:write_header(418)
+    w:write("first ")
+    w:write("response\n")
+  else
+    w:write("second\n")
+  end
+end
+
+-- The shared lowbit.redis cases (spec/redis_cases.lua) over cosockets:
+-- ?port=P&case=I runs case I against the redis-server on 127.0.0.1:P.
+-- Answers "ok", or the failure.
+P["/probe/redis"] = function(w, r)
+  local redis_cases = require "redis_cases"
+  local q = r.url.raw_query
+  local addr = "127.0.0.1:" .. q:match("port=(%d+)")
+  local cs = redis_cases.cases[tonumber(q:match("case=(%d+)"))]
+  local redis = require "lowbit.redis"
+  local T = { assert = require "luassert", client = function(opts)
+    local conn = redis_cases.counting(assert(lngx.dial(nil, addr)))
+    opts = opts or {}
+    opts.conn = conn
+    return assert(redis.connect(opts)), conn
+  end }
+  local ok, err = pcall(cs.fn, T)
+  w:write(ok and "ok\n" or ("failed: " .. tostring(err) .. "\n"))
+end
+
+-- redis.connect by address inside nginx (lowbit.net's dial is
+-- ngx.socket.tcp()): pooled within a request, not across requests.
+P["/probe/redis_pool"] = function(w, r)
+  local redis = require "lowbit.redis"
+  local addr = "127.0.0.1:" .. r.url.raw_query:match("port=(%d+)")
+  local c = assert(redis.connect(addr))
+  local first = c.conn
+  assert(c:call("SET", "pool", "v"))
+  c:release()
+  local c2 = assert(redis.connect(addr))
+  local same = c2.conn == first
+  local v = c2:call("GET", "pool")
+  c2:release()
+  w:write(("%s same=%s idle=%d\n"):format(tostring(v), tostring(same), redis.pool_idle(addr)))
+end
+
+-- Connections a client pool released go to nginx's keepalive pool at the
+-- end of the request: the next request gets the same one (CLIENT ID, and
+-- nginx's $connection number of the fetched location).
+P["/probe/redis_keepalive"] = function(w, r)
+  local redis = require "lowbit.redis"
+  local addr = "127.0.0.1:" .. r.url.raw_query:match("port=(%d+)")
+  local c = assert(redis.connect(addr))
+  local id = assert(c:call("CLIENT", "ID"))
+  c:release()
+  w:write(("id=%s\n"):format(tostring(id)))
+end
+P["/probe/conn_id"] = function(w) w:write(ngx.var.connection) end
+P["/probe/http_keepalive"] = function(w)
+  local http = require "lowbit.http"
+  local resp = assert(http.get("http://127.0.0.1:" .. ngx.var.server_port .. "/probe/conn_id"))
+  w:write("conn=" .. resp.body:read_all() .. "\n")
+end
+
+-- lowbit.http's client inside nginx: fetches other locations of this
+-- nginx (and itself keeps the conn for the second request).
+P["/probe/httpclient"] = function(w, r)
+  local http = require "lowbit.http"
+  local base = "http://127.0.0.1:" .. ngx.var.server_port
+  local out = {}
+  for _, path in ipairs({ "/probe/core", "/probe/sniff?html", "/users/42" }) do
+    local resp, err = http.get(base .. path)
+    if not resp then out[#out + 1] = path .. " error " .. tostring(err)
+    else
+      local body = resp.body:read_all()
+      out[#out + 1] = ("%s %d %s %d"):format(path, resp.status, tostring(resp.headers:get("Content-Type")), #body)
+    end
+  end
+  -- A body streamed in chunks, and a POST with a body.
+  local resp = assert(http.request{ method = "POST", url = base .. "/probe/lazy?x=1", body = "payload" })
+  out[#out + 1] = "POST " .. resp.status .. " " .. resp.body:read_all()
+  w:write(table.concat(out, "\n") .. "\n")
+end
 
 return function(w, r)
   local h = P[r.url.path]

@@ -91,6 +91,7 @@ local function pool_put(key, pc, max_idle)
   if not list then list = {}; pool[key] = list end
   if #list >= (max_idle or M.MAX_IDLE_PER_HOST) then pc.conn:close(); return end
   pc.idle_since = now()
+  if pc.conn.pooled then pc.conn:pooled() end -- (lowbit.ngx: clean and idle)
   -- Keep reading while idle, so that a close or stray bytes are seen.
   if pc.inplace then pc.conn:read_buffer() end
   list[#list + 1] = pc
@@ -182,7 +183,9 @@ local function dial(ctx, u, opts)
     end
     return tls.dial(ctx, addr, cfg)
   end
-  return net.dial(ctx, addr)
+  -- pool: inside nginx (lowbit.ngx), the name of the keepalive pool the
+  -- cosocket goes back to at the end of the request; luv's dial ignores it.
+  return net.dial(ctx, addr, { pool = "lowbit-http " .. addr })
 end
 
 -- Writes the request: the head, then the body. Framing comes from the

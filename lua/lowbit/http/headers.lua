@@ -43,19 +43,26 @@ end
 
 -- Field names are tokens (RFC 9110 5.1); values may not hold CR, LF or NUL
 -- (that would let a value smuggle another header or a body into the wire).
-local valid_names, valid_n = {}, 0
+-- Both caches (bounded) spare the checks, and string.lower's hashing of a
+-- new string, for the names and short values a program sets again and again.
+local valid_names, valid_n = {}, 0 -- name -> its lower-case form
 local function check_name(name, fname)
-  if valid_names[name] then return end
+  local lname = valid_names[name]
+  if lname then return lname end
   if type(name) ~= "string" then
     error("bad argument 'name' to headers:" .. fname .. ": string expected, got " .. type(name), 3)
   end
   if name == "" or find(name, "[^%w!#$%%&'*+%-.^_`|~]") then
     error("bad argument 'name' to headers:" .. fname .. ": invalid header name " .. ("%q"):format(name), 3)
   end
-  if valid_n < 4096 then valid_n = valid_n + 1; valid_names[name] = true end
+  lname = lower(name)
+  if valid_n < 4096 then valid_n = valid_n + 1; valid_names[name] = lname end
+  return lname
 end
 
+local valid_values, valid_vn = {}, 0
 local function check_value(v, fname)
+  if valid_values[v] then return v end
   local t = type(v)
   if t == "number" then return tostring(v) end
   if t ~= "string" then
@@ -64,6 +71,7 @@ local function check_value(v, fname)
   if find(v, "\r", 1, true) or find(v, "\n", 1, true) or find(v, "\0", 1, true) then
     error("bad argument 'value' to headers:" .. fname .. ": CR, LF or NUL in header value", 3)
   end
+  if #v <= 64 and valid_vn < 4096 then valid_vn = valid_vn + 1; valid_values[v] = true end
   return v
 end
 
@@ -180,9 +188,8 @@ end
 
 --- Replaces every value of name with value.
 function Headers:set(name, value)
-  check_name(name, "set")
+  local lname = check_name(name, "set")
   value = check_value(value, "set")
-  local lname = lower(name)
   local vals = vals_of(self)
   if vals[lname] == nil then
     raw_add(self, lname, value, name)
@@ -194,10 +201,10 @@ end
 
 --- Adds a value to name.
 function Headers:add(name, value)
-  check_name(name, "add")
+  local lname = check_name(name, "add")
   value = check_value(value, "add")
   vals_of(self)
-  raw_add(self, lower(name), value, name)
+  raw_add(self, lname, value, name)
   return self
 end
 
