@@ -388,13 +388,28 @@ describe("topic.redis (scale.md C3)", function()
       for _, m in ipairs{ { "5-0", "e5" }, { "7-0", "e7" }, { "6-0", "e6" }, { "7-0", "e7" }, { "5-0", "e5" } } do
         assert(c:call("PUBLISH", "topic:{late}", "other\n" .. m[1] .. "\n" .. m[2]))
       end
-      c:close()
       for _ = 1, 250 do if #plain >= 5 then break end lowbit.sleep(0.02) end
+      local first = { got = got, plain = plain }
+      -- The ids remembered are the last 1024 delivered: an older one
+      -- counts as delivered.
+      got, plain = {}, {}
+      local cmds = {}
+      for i = 100, 1199 do cmds[#cmds + 1] = { "PUBLISH", "topic:{late}", "other\n" .. i .. "-0\nx" .. i } end
+      for _, m in ipairs{ { "150-0", "old" }, { "1198-0", "seen" }, { "1199-1", "new" } } do
+        cmds[#cmds + 1] = { "PUBLISH", "topic:{late}", "other\n" .. m[1] .. "\n" .. m[2] }
+      end
+      assert(c:pipeline(cmds))
+      c:close()
+      for _ = 1, 250 do if #plain >= #cmds then break end lowbit.sleep(0.02) end
       cancel()
-      return { got = got, plain = plain }
+      first.n2, first.plain2, first.last2 = #got, #plain, { got[#got - 1], got[#got] }
+      return first
     end)
     assert.same({ "e5", "e7", "e6" }, res.got) -- e6 was dropped as "older than the last id"
     assert.same({ "e5", "e7", "e6", "e7", "e5" }, res.plain)
+    assert.equal(1103, res.plain2)
+    assert.equal(1101, res.n2)
+    assert.same({ "x1199", "new" }, res.last2)
   end)
 
   it("rejects misuse", function()
