@@ -35,7 +35,9 @@
 -- run_multi takes its keys in one script, so on a cluster (opts.redis
 -- with cluster = true) they must share one slot: give opts.tag to put
 -- every lane of the manager under one tag (keys of different slots are
--- refused: a bad argument).
+-- refused: a bad argument). While a lane's slot migrates, its scripts
+-- wait for the keys to settle (lowbit.redis sends TRYAGAIN again): a
+-- renewal that waits longer than ttl/3 counts as failed (LEASE_LOST).
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
