@@ -431,6 +431,88 @@ describe("the showcase", function()
   end)
 end)
 
+-- Found by the review of the showcase (hostile clients): one client must not
+-- flood everyone's chat, a full job queue is said as such, and names cannot
+-- hide or reorder text. Its own app: the flood empties 127.0.0.1's bucket
+-- (another client comes from 127.0.0.2), and jobs of 20 long steps keep
+-- the queue full.
+describe("the showcase against a flooding client", function()
+  local app
+  lazy_setup(function() app = start{ env = { SHOWCASE_STEP_SECONDS = "5" } } end)
+  lazy_teardown(function() if app then app.cleanup() end end)
+
+  it("rate-limits chat messages per client: the flooder gets errors and 429s, other clients still post", function()
+    run(function()
+      local ctx, cancel = context.with_timeout(context.background(), 30)
+      local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+      tab:set_read_deadline(lowbit.now() + 20)
+      lowbit.go(function()
+        for i = 1, 200 do
+          if not tab:write_message(websockets.TEXT, cjson.encode{ name = "flood", text = "spam " .. i }) then break end
+        end
+      end)
+      local too_fast
+      for _ = 1, 400 do
+        local data = assert(tab:read_message())
+        local reply = cjson.decode(data)
+        if reply.error then
+          too_fast = reply.error
+          break
+        end
+      end
+      assert.matches("too many messages", too_fast)
+      tab:close()
+      cancel()
+    end)
+    -- The same client through the API and the form: 429 as well.
+    local code, ctype, body, head = post(app.base .. "/api/messages", '{"name":"flood","text":"more"}')
+    assert_problem(429, code, ctype, body, "API post past the rate")
+    assert.matches("Retry%-After: %d+", head)
+    code, ctype, body = post(app.base .. "/board", "name=flood&text=more", "application/x-www-form-urlencoded")
+    assert_page(429, "problem", code, ctype, body, "form post past the rate")
+    -- Another client is not held back by the flooder.
+    code, ctype, body = post(app.base .. "/api/messages", '{"name":"calm","text":"hello"}', nil,
+      "--interface 127.0.0.2")
+    assert.equal(201, code, body)
+  end)
+
+  it("answers the jobs form with 429, not 'store unreachable', when the queue is full", function()
+    local code, ctype, body
+    for _ = 1, 300 do
+      code, ctype, body = post(app.base .. "/api/jobs", '{"steps":20}')
+      if code ~= 202 then break end
+    end
+    assert_problem(429, code, ctype, body, "API job past the queue")
+    code, ctype, body = post(app.base .. "/jobs", "steps=20", "application/x-www-form-urlencoded")
+    assert_page(429, "problem", code, ctype, body, "form job past the queue")
+    assert.matches("Too many jobs are waiting", body)
+  end)
+
+  it("refuses names that hide or reorder text, and UTF-8 that is not", function()
+    for _, bad in ipairs({ "\226\128\174admin", "\226\128\139", "\194\160", "a\226\129\166b",
+                           "\237\160\128", "\224\128\175", "\244\144\128\128" }) do
+      local code, ctype, body = post(app.base .. "/api/messages", cjson.encode{ name = bad, text = "x" }, nil,
+        "--interface 127.0.0.3")
+      assert_problem(422, code, ctype, body, "name " .. bad)
+      assert.equal("#/name", cjson.decode(body).errors[1].pointer)
+    end
+    local code, ctype, body = post(app.base .. "/api/messages",
+      cjson.encode{ name = "a", text = "evil \226\128\174 txt.exe" }, nil, "--interface 127.0.0.3")
+    assert_problem(422, code, ctype, body, "text with a right-to-left override")
+    -- Right-to-left text and marks in a message are fine.
+    code, _, body = post(app.base .. "/api/messages",
+      cjson.encode{ name = "\215\169\215\156\215\149\215\157", text = "\215\169\215\156\215\149\215\157 \226\128\143ok" },
+      nil, "--interface 127.0.0.3")
+    assert.equal(201, code, body)
+  end)
+
+  it("is still serving, with no Lua traceback", function()
+    assert.equal(200, (fetch(q(app.base .. "/api/health"))))
+    local err = app.stderr()
+    assert.falsy(err:find("traceback", 1, true), err)
+  end)
+end)
+
 describe("the showcase's graceful shutdown", function()
   it("lets an in-flight request finish after SIGTERM, closes the live streams and exits 0", function()
     local app = start()

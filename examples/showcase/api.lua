@@ -16,7 +16,9 @@ local lowbit = require "lowbit"
 local log = require "lowbit.log"
 local pj = require "lowbit.problemjson"
 local bs = require "lowbit.backstage"
+local board_mod = require "showcase.board"
 local check = require "showcase.check"
+local limit = require "showcase.limit"
 
 local MAX_BODY = 16 * 1024
 
@@ -96,6 +98,12 @@ local function unavailable(w, r, detail, err)
   pj.service_unavailable{ detail = detail .. "; try again later" }:serve_http(w, r)
 end
 
+-- 429, with the seconds to wait before trying again.
+local function too_many(w, r, detail)
+  w:header():set("Retry-After", "1")
+  pj.too_many_requests{ detail = detail }:serve_http(w, r)
+end
+
 -- Routes -----------------------------------------------------------------
 
 local M = {}
@@ -120,7 +128,8 @@ function M.mount(m, app)
     if not doc then return end
     local msg, why, pointer = check.message(doc)
     if not msg then return invalid(w, r, why, pointer) end
-    local sent, err = app.board.post(r.ctx, msg)
+    local sent, err = app.board.post(r.ctx, msg, limit.client(r))
+    if errors.is(err, board_mod.TOO_FAST) then return too_many(w, r, "too many messages from this client; wait a moment") end
     if not sent then return unavailable(w, r, "the message was not sent", err) end
     send_json(w, 201, cjson.encode(sent))
   end)
@@ -132,7 +141,7 @@ function M.mount(m, app)
     if not steps then return invalid(w, r, why, pointer) end
     local id, err = app.jobs.start(r.ctx, steps)
     if not id and errors.is(err, bs.QUEUE_FULL) then
-      return pj.too_many_requests{ detail = "too many jobs are waiting; try again later" }:serve_http(w, r)
+      return too_many(w, r, "too many jobs are waiting; try again later")
     elseif not id then
       return unavailable(w, r, "the job was not queued", err)
     end

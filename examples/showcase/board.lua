@@ -3,20 +3,27 @@
 -- the API, are published on the feed; every open tab gets them from there.
 --
 --   local board = require("showcase.board").new{ feed = feed, ctx = root_ctx }
---   board.post(ctx, { name = "Ada", text = "hi" })   -- after check.message
+--   board.post(ctx, { name = "Ada", text = "hi" }, limit.client(r))   -- after check.message
 --   m:handle_func("GET /ws/chat", board.websocket)
 --   m:handle_func("GET /events", board.events)
 local cjson = require "cjson.safe"
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
+local errors = require "lowbit.errors"
 local log = require "lowbit.log"
 local sse = require "lowbit.sse"
 local websockets = require "lowbit.websockets"
 local check = require "showcase.check"
+local limit = require "showcase.limit"
 
 local HISTORY = 50        -- messages kept for /api/messages and the board page
 local OUTBOX = 64         -- events queued for one slow tab before it misses some
 local WS_READ_LIMIT = 4096
+-- Messages one client (one address) may post, through every way in: a
+-- burst, then a few a second. A client past it gets TOO_FAST, not everyone
+-- else's screen full of its messages. (Behind a proxy every client has
+-- the proxy's address: key on what the proxy tells you instead.)
+local POST_RATE, POST_BURST = 5, 20
 
 -- A browser tab of this site only: a page elsewhere cannot open a chat
 -- in the user's name (tools that send no Origin are let in).
@@ -27,11 +34,14 @@ end
 
 local M = {}
 
+M.TOO_FAST = errors.new("showcase: too many messages from this client; wait a moment")
+
 --- opts: feed, ctx (the app's: cancelled at shutdown).
 function M.new(opts)
   local feed, app_ctx = opts.feed, opts.ctx
   local board = { online = 0 }
   local history = {}
+  local per_client = limit.new{ rate = POST_RATE, burst = POST_BURST }
 
   feed:subscribe(function(ev)
     if ev.name ~= "chat.message" then return end
@@ -42,9 +52,10 @@ function M.new(opts)
   --- The last messages, oldest first.
   function board.history() return { unpack(history) } end
 
-  --- Publishes a checked message: the message as sent (with `at`), or
-  --- nil, err (Redis unreachable).
-  function board.post(ctx, msg)
+  --- Publishes a checked message from `client` (limit.client(r)): the
+  --- message as sent (with `at`), or nil, err (M.TOO_FAST, Redis unreachable).
+  function board.post(ctx, msg, client)
+    if not per_client:allow(client) then return nil, M.TOO_FAST end
     local sent = { name = msg.name, text = msg.text, at = os.date("!%Y-%m-%dT%H:%M:%SZ") }
     local ok, err = feed:publish(ctx, "chat.message", sent)
     if not ok then return nil, err end
@@ -78,6 +89,7 @@ function M.new(opts)
       conn_ctx:wait()
       if app_ctx:err() then c:close(1001, "server shutting down") end
     end)
+    local client = limit.client(r)
     presence("chat.join")
     while true do
       local data, op = c:read_message()
@@ -86,8 +98,10 @@ function M.new(opts)
       local msg, why = check.json_object(data)
       if msg then msg, why = check.message(msg) end
       if msg then
-        local ok, err = board.post(app_ctx, msg)
-        if not ok then
+        local ok, err = board.post(app_ctx, msg, client)
+        if errors.is(err, M.TOO_FAST) then
+          why = "too many messages: wait a moment"
+        elseif not ok then
           log.write("showcase: chat message not sent: " .. tostring(err))
           why = "not sent; try again in a moment"
         end

@@ -5,7 +5,10 @@ local errors = require "lowbit.errors"
 local http = require "lowbit.http"
 local log = require "lowbit.log"
 local url = require "lowbit.url"
+local bs = require "lowbit.backstage"
+local board_mod = require "showcase.board"
 local check = require "showcase.check"
+local limit = require "showcase.limit"
 
 local FORM_MAX = 8 * 1024
 
@@ -56,7 +59,10 @@ function M.mount(m, app)
     if not form then return end
     local msg, why = check.message{ name = form:get("name") or "", text = form:get("text") or "" }
     if not msg then return pages.problem(w, 422, "That message was not sent", why, "/board") end
-    local ok, err = board.post(r.ctx, msg)
+    local ok, err = board.post(r.ctx, msg, limit.client(r))
+    if errors.is(err, board_mod.TOO_FAST) then
+      return pages.problem(w, 429, "That message was not sent", "You sent many messages in a short time: wait a moment.", "/board")
+    end
     if not ok then return unavailable(w, r, "That message was not sent", err, "/board") end
     w:header():set("Location", "/board")
     w:write_header(303)
@@ -73,6 +79,9 @@ function M.mount(m, app)
     local steps, why = check.steps(tonumber(form:get("steps") or ""))
     if not steps then return pages.problem(w, 422, "That job was not started", why, "/jobs") end
     local id, err = jobs.start(r.ctx, steps)
+    if errors.is(err, bs.QUEUE_FULL) then
+      return pages.problem(w, 429, "That job was not started", "Too many jobs are waiting: try again in a moment.", "/jobs")
+    end
     if not id then return unavailable(w, r, "That job was not started", err, "/jobs") end
     w:header():set("Location", "/jobs")
     w:write_header(303)
