@@ -506,6 +506,15 @@ describe("the showcase against a flooding client", function()
     assert.equal(201, code, body)
   end)
 
+  it("refuses a bad SHOWCASE_LINK_TTL with a sentence, not a traceback or a silent default", function()
+    for _, ttl in ipairs({ "-1", "0", "abc", "1e400" }) do
+      local ok, err = pcall(start, { env = { SHOWCASE_LINK_TTL = ttl } })
+      assert.is_false(ok, ttl)
+      assert.matches("showcase: SHOWCASE_LINK_TTL must be a whole number of seconds", err, 1, true)
+      assert.falsy(tostring(err):find("traceback", 1, true), err)
+    end
+  end)
+
   it("is still serving, with no Lua traceback", function()
     assert.equal(200, (fetch(q(app.base .. "/api/health"))))
     local err = app.stderr()

@@ -1,10 +1,7 @@
--- Rate limits: a token bucket per key (a client's address, or one
--- WebSocket), so that one client cannot flood the chat of everyone else.
+-- Rate limits: a token bucket per key (a client's address), so that one client cannot flood the chat of everyone else.
 --
 --   local per_client = require("showcase.limit").new{ rate = 2, burst = 10 }
 --   if not per_client:allow(limit.client(r)) then ... 429 ... end
---   local mine = require("showcase.limit").new{ rate = 2, burst = 10, keys = 1 }
---   if not mine:allow("") then ... end   -- one WebSocket's own bucket
 --
 -- At most `keys` buckets are kept: past that they all start afresh (a full
 -- bucket each), so memory stays bounded whatever clients connect.
@@ -17,6 +14,12 @@ local M = {}
 
 --- opts: rate (tokens a second), burst (bucket size), keys (default 10000).
 function M.new(opts)
+  if type(opts) ~= "table" or type(opts.rate) ~= "number" or not (opts.rate > 0) then
+    error("bad argument 'rate': a number of tokens a second above 0 expected", 2)
+  end
+  if type(opts.burst) ~= "number" or not (opts.burst >= 1) then
+    error("bad argument 'burst': a number from 1 expected", 2)
+  end
   return setmetatable({ rate = opts.rate, burst = opts.burst, max_keys = opts.keys or 10000,
                         buckets = {}, count = 0 }, Limit)
 end
