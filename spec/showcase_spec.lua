@@ -506,6 +506,17 @@ describe("the showcase against a flooding client", function()
     assert.equal(201, code, body)
   end)
 
+  it("never redirects to another site: a cleaned path starting /\\ goes out escaped", function()
+    for _, path in ipairs({ "/assets/../\\evil.example", "/board/../\\evil.example/", "/a/./../\\\\evil.example" }) do
+      local code, _, _, head = fetch("--path-as-is " .. q(app.base .. path))
+      assert.equal(307, code, path)
+      local loc = head:match("\r\nLocation: ([^\r]*)")
+      assert.truthy(loc, head)
+      assert.falsy(loc:find("\\", 1, true), loc)
+      assert.matches("^/%%5C", loc)
+    end
+  end)
+
   it("refuses a bad SHOWCASE_LINK_TTL with a sentence, not a traceback or a silent default", function()
     for _, ttl in ipairs({ "-1", "0", "abc", "1e400" }) do
       local ok, err = pcall(start, { env = { SHOWCASE_LINK_TTL = ttl } })
