@@ -476,6 +476,22 @@ describe("the showcase against a flooding client", function()
     assert.equal(201, code, body)
   end)
 
+  it("keeps the feed's replay when one client opens and closes WebSockets in a loop", function()
+    local code, _, body = post(app.base .. "/api/messages", '{"name":"calm","text":"still in the replay"}', nil,
+      "--interface 127.0.0.4")
+    assert.equal(201, code, body)
+    run(function()
+      local ctx, cancel = context.with_timeout(context.background(), 60)
+      for _ = 1, 300 do
+        local c = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+        c:close()
+      end
+      cancel()
+    end)
+    local out = sh("curl -sN --max-time 1 -H 'Last-Event-ID: 0' " .. q(app.base .. "/events"))
+    assert.truthy(out:find("still in the replay", 1, true), out:sub(1, 2000))
+  end)
+
   it("answers the jobs form with 429, not 'store unreachable', when the queue is full", function()
     local code, ctype, body
     for _ = 1, 300 do

@@ -24,6 +24,11 @@ local WS_READ_LIMIT = 4096
 -- else's screen full of its messages. (Behind a proxy every client has
 -- the proxy's address: key on what the proxy tells you instead.)
 local POST_RATE, POST_BURST = 5, 20
+-- Joins and leaves one client may announce: a client that opens and
+-- closes sockets in a loop would otherwise push every other event out of
+-- the feed's replay (and onto every screen). Past it the count still
+-- changes; the next announced event carries it.
+local PRESENCE_RATE, PRESENCE_BURST = 1, 6
 
 -- A browser tab of this site only: a page elsewhere cannot open a chat
 -- in the user's name (tools that send no Origin are let in).
@@ -42,6 +47,7 @@ function M.new(opts)
   local board = { online = 0 }
   local history = {}
   local per_client = limit.new{ rate = POST_RATE, burst = POST_BURST }
+  local presence_per_client = limit.new{ rate = PRESENCE_RATE, burst = PRESENCE_BURST }
 
   feed:subscribe(function(ev)
     if ev.name ~= "chat.message" then return end
@@ -62,9 +68,9 @@ function M.new(opts)
     return sent
   end
 
-  local function presence(kind)
+  local function presence(kind, client)
     board.online = board.online + (kind == "chat.join" and 1 or -1)
-    feed:publish(app_ctx, kind, { online = board.online })
+    if presence_per_client:allow(client) then feed:publish(app_ctx, kind, { online = board.online }) end
   end
 
   -- One tab: its messages in, every chat message out. Text frames of JSON
@@ -90,7 +96,7 @@ function M.new(opts)
       if app_ctx:err() then c:close(1001, "server shutting down") end
     end)
     local client = limit.client(r)
-    presence("chat.join")
+    presence("chat.join", client)
     while true do
       local data, op = c:read_message()
       if not data then break end
@@ -113,7 +119,7 @@ function M.new(opts)
     outbox:close()
     writer_done:recv()
     c:close()
-    presence("chat.leave")
+    presence("chat.leave", client)
   end
 
   -- The feed as Server-Sent Events; a browser that reconnects sends the
