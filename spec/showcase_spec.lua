@@ -522,6 +522,31 @@ describe("the showcase against a flooding client", function()
     assert.equal(201, code, body)
   end)
 
+  it("refuses posts that another site's page makes its visitors send (forms, fetch with a text body)", function()
+    local ip = "--interface 127.0.0.5 "
+    local form = "application/x-www-form-urlencoded"
+    for _, hdr in ipairs({ "Origin: http://evil.example", "Sec-Fetch-Site: cross-site", "Sec-Fetch-Site: same-site" }) do
+      local h = "-H " .. q(hdr)
+      local code, ctype, body = post(app.base .. "/api/messages", '{"name":"csrf","text":"x"}', "text/plain", ip .. h)
+      assert_problem(403, code, ctype, body, "API message, " .. hdr)
+      code, ctype, body = post(app.base .. "/api/jobs", '{"steps":1}', "text/plain", ip .. h)
+      assert_problem(403, code, ctype, body, "API job, " .. hdr)
+      code, ctype, body = post(app.base .. "/board", "name=csrf&text=x", form, ip .. h)
+      assert_page(403, "problem", code, ctype, body, "form message, " .. hdr)
+      code, ctype, body = post(app.base .. "/jobs", "steps=1", form, ip .. h)
+      assert_page(403, "problem", code, ctype, body, "form job, " .. hdr)
+    end
+    local _, _, list = fetch(q(app.base .. "/api/messages"))
+    assert.falsy(list:find("csrf", 1, true), list)
+    -- This site's own pages (and tools, which send neither header) are served.
+    local port = app.base:match(":(%d+)$")
+    local code = post(app.base .. "/api/messages", '{"name":"own","text":"x"}', nil,
+      ip .. "-H " .. q("Origin: http://127.0.0.1:" .. port))
+    assert.equal(201, code)
+    code = post(app.base .. "/board", "name=own&text=y", form, ip .. "-H 'Sec-Fetch-Site: same-origin'")
+    assert.equal(303, code)
+  end)
+
   it("never redirects to another site: a cleaned path starting /\\ goes out escaped", function()
     for _, path in ipairs({ "/assets/../\\evil.example", "/board/../\\evil.example/", "/a/./../\\\\evil.example" }) do
       local code, _, _, head = fetch("--path-as-is " .. q(app.base .. path))

@@ -65,6 +65,17 @@ local function recover(next_h)
   end
 end
 
+-- Writes only from pages of this site (check.same_origin): 403 otherwise.
+local CROSS_SITE = pj.forbidden{ detail = "requests that change something must come from this site's pages" }
+local function same_origin_writes(next_h)
+  return function(w, r)
+    if r.method ~= "GET" and r.method ~= "HEAD" and not check.same_origin(r) then
+      return CROSS_SITE:serve_http(w, r)
+    end
+    return next_h(w, r)
+  end
+end
+
 local function limit_body(next_h)
   return function(w, r)
     if (r.content_length or 0) > MAX_BODY then return TOO_LARGE:serve_http(w, r) end
@@ -111,7 +122,7 @@ local M = {}
 --- Registers /api on muxx router m. app: { board, jobs, downloads, feed }.
 function M.mount(m, app)
   local api = m:group("/api")
-  api:use(request_id, recover, limit_body)
+  api:use(request_id, recover, same_origin_writes, limit_body)
 
   api:handle_func("GET /health", function(w, r)
     local ready = app.feed:ready()

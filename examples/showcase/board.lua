@@ -30,13 +30,6 @@ local POST_RATE, POST_BURST = 5, 20
 -- changes; the next announced event carries it.
 local PRESENCE_RATE, PRESENCE_BURST = 1, 6
 
--- A browser tab of this site only: a page elsewhere cannot open a chat
--- in the user's name (tools that send no Origin are let in).
-local function same_origin(r)
-  local origin = r.headers:get("Origin")
-  return origin == nil or origin == "http://" .. r.host or origin == "https://" .. r.host
-end
-
 local M = {}
 
 M.TOO_FAST = errors.new("showcase: too many messages from this client; wait a moment")
@@ -77,7 +70,7 @@ function M.new(opts)
   -- {"name","text"}; a bad one gets {"error"} back, a binary frame or one
   -- over WS_READ_LIMIT ends the connection (1003, 1009).
   function board.websocket(w, r)
-    local c = websockets.accept(w, r, { read_limit = WS_READ_LIMIT, check_origin = same_origin })
+    local c = websockets.accept(w, r, { read_limit = WS_READ_LIMIT, check_origin = check.same_origin })
     if not c then return end -- the handshake was refused (and answered)
     local outbox, writer_done = lowbit.chan(OUTBOX), lowbit.chan(1)
     local cancel = feed:subscribe(function(ev)

@@ -86,6 +86,18 @@ function M.steps(v)
   return v
 end
 
+--- Whether request r comes from a page of this site (or from a tool, which
+--- sends neither header): browsers say where a request comes from in
+--- Sec-Fetch-Site and Origin. Without this check another site's page could
+--- post chat messages and jobs in its visitors' browsers: a form, or a
+--- fetch() with a text/plain body, needs no permission to be sent.
+function M.same_origin(r)
+  local site = r.headers:get("Sec-Fetch-Site")
+  if site then return site == "same-origin" or site == "none" end
+  local origin = r.headers:get("Origin")
+  return origin == nil or origin == "http://" .. r.host or origin == "https://" .. r.host
+end
+
 --- A JSON object from a request body: the table, or nil, reason.
 function M.json_object(body)
   local doc, err = cjson.decode(body)

@@ -42,8 +42,19 @@ function M.mount(m, app)
     pages.problem(w, 503, title, "The server could not reach its store. Try again in a moment.", back)
   end
 
+  -- Posts only from pages of this site: another site's form gets a 403 page.
+  local function same_origin_posts(next_h)
+    return function(w, r)
+      if r.method == "POST" and not check.same_origin(r) then
+        return pages.problem(w, 403, "That was sent from another site",
+          "Forms of this site are only taken from its own pages.")
+      end
+      return next_h(w, r)
+    end
+  end
+
   local site = m:group("/")
-  site:use(pages.recover)
+  site:use(pages.recover, same_origin_posts)
 
   site:handle_func("GET /{$}", function(w, r)
     pages.render(w, 200, "home", { title = "Home", shared = app.feed.shared, worker = app.worker })
