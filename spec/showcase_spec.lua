@@ -492,14 +492,31 @@ describe("the showcase against a flooding client", function()
     assert.truthy(out:find("still in the replay", 1, true), out:sub(1, 2000))
   end)
 
-  it("answers the jobs form with 429, not 'store unreachable', when the queue is full", function()
+  it("limits the jobs one client starts, and says 429 (not 'store unreachable') when the queue is full", function()
+    local form = "application/x-www-form-urlencoded"
     local code, ctype, body
-    for _ = 1, 300 do
-      code, ctype, body = post(app.base .. "/api/jobs", '{"steps":20}')
-      if code ~= 202 then break end
+    for i = 1, 11 do
+      code, ctype, body = post(app.base .. "/api/jobs", '{"steps":20}', nil, "--interface 127.0.0.6")
+      if i <= 10 then assert.equal(202, code, body) end
     end
+    assert_problem(429, code, ctype, body, "API job past the client's rate")
+    assert.matches("too many jobs from this client", body)
+    code, ctype, body = post(app.base .. "/jobs", "steps=20", form, "--interface 127.0.0.6")
+    assert_page(429, "problem", code, ctype, body, "form job past the client's rate")
+    assert.matches("You started many jobs", body)
+    -- Many clients fill the queue (100 waiting, 4 running jobs of 100 s).
+    local full
+    for a = 1, 30 do
+      for _ = 1, 10 do
+        code, ctype, body = post(app.base .. "/api/jobs", '{"steps":20}', nil, "--interface 127.0.1." .. a)
+        if code ~= 202 then break end
+      end
+      if code ~= 202 then full = true break end
+    end
+    assert.is_true(full)
     assert_problem(429, code, ctype, body, "API job past the queue")
-    code, ctype, body = post(app.base .. "/jobs", "steps=20", "application/x-www-form-urlencoded")
+    assert.matches("too many jobs are waiting", body)
+    code, ctype, body = post(app.base .. "/jobs", "steps=20", form, "--interface 127.0.2.1")
     assert_page(429, "problem", code, ctype, body, "form job past the queue")
     assert.matches("Too many jobs are waiting", body)
   end)

@@ -18,6 +18,7 @@ local pj = require "lowbit.problemjson"
 local bs = require "lowbit.backstage"
 local board_mod = require "showcase.board"
 local check = require "showcase.check"
+local jobs_mod = require "showcase.jobs"
 local limit = require "showcase.limit"
 
 local MAX_BODY = 16 * 1024
@@ -150,8 +151,10 @@ function M.mount(m, app)
     if not doc then return end
     local steps, why, pointer = check.steps(doc.steps)
     if not steps then return invalid(w, r, why, pointer) end
-    local id, err = app.jobs.start(r.ctx, steps)
-    if not id and errors.is(err, bs.QUEUE_FULL) then
+    local id, err = app.jobs.start(r.ctx, steps, limit.client(r))
+    if errors.is(err, jobs_mod.TOO_FAST) then
+      return too_many(w, r, "too many jobs from this client; wait a moment")
+    elseif not id and errors.is(err, bs.QUEUE_FULL) then
       return too_many(w, r, "too many jobs are waiting; try again later")
     elseif not id then
       return unavailable(w, r, "the job was not queued", err)

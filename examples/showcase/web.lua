@@ -8,6 +8,7 @@ local url = require "lowbit.url"
 local bs = require "lowbit.backstage"
 local board_mod = require "showcase.board"
 local check = require "showcase.check"
+local jobs_mod = require "showcase.jobs"
 local limit = require "showcase.limit"
 
 local FORM_MAX = 8 * 1024
@@ -89,8 +90,10 @@ function M.mount(m, app)
     if not form then return end
     local steps, why = check.steps(tonumber(form:get("steps") or ""))
     if not steps then return pages.problem(w, 422, "That job was not started", why, "/jobs") end
-    local id, err = jobs.start(r.ctx, steps)
-    if errors.is(err, bs.QUEUE_FULL) then
+    local id, err = jobs.start(r.ctx, steps, limit.client(r))
+    if errors.is(err, jobs_mod.TOO_FAST) then
+      return pages.problem(w, 429, "That job was not started", "You started many jobs in a short time: wait a moment.", "/jobs")
+    elseif errors.is(err, bs.QUEUE_FULL) then
       return pages.problem(w, 429, "That job was not started", "Too many jobs are waiting: try again in a moment.", "/jobs")
     end
     if not id then return unavailable(w, r, "That job was not started", err, "/jobs") end
