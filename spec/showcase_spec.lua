@@ -492,6 +492,42 @@ describe("the showcase against a flooding client", function()
     assert.truthy(out:find("still in the replay", 1, true), out:sub(1, 2000))
   end)
 
+  it("limits the live streams one client holds open (429), not those of others", function()
+    local port = app.base:match(":(%d+)$")
+    run(function()
+      local ctx, cancel = context.with_timeout(context.background(), 60)
+      local held = {}
+      for i = 1, 32 do
+        local conn = assert(net.dial(ctx, "127.0.0.1:" .. port))
+        conn:set_deadline(lowbit.now() + 20)
+        assert(conn:write("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+        local got = ""
+        repeat got = got .. assert(conn:read()) until got:find("event: hello", 1, true)
+        assert.matches("^HTTP/1%.1 200", got, nil, false, "stream " .. i)
+        held[i] = conn
+      end
+      local resp = assert(http.get(app.base .. "/events", { ctx = ctx }))
+      assert.equal(429, resp.status)
+      resp:read_all()
+      local _, err = websockets.dial(ws_url(app), { ctx = ctx })
+      assert.truthy(err)
+      for _, conn in ipairs(held) do conn:close() end
+      -- Once they are closed (the server sees it soon), the client may open more.
+      local status
+      for _ = 1, 200 do
+        resp = assert(http.request{ url = app.base .. "/ws/chat", ctx = ctx, headers = { Connection = "close" } })
+        status = resp.status
+        resp:read_all()
+        if status ~= 429 then break end
+        lowbit.sleep(0.05)
+      end
+      assert.equal(400, status) -- a plain GET of /ws/chat: no handshake, but counted no more
+      cancel()
+    end)
+    local out = sh("curl -sN --max-time 1 --interface 127.0.0.8 " .. q(app.base .. "/events"))
+    assert.matches("event: hello", out)
+  end)
+
   it("limits the jobs one client starts, and says 429 (not 'store unreachable') when the queue is full", function()
     local form = "application/x-www-form-urlencoded"
     local code, ctype, body

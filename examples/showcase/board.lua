@@ -29,6 +29,10 @@ local POST_RATE, POST_BURST = 5, 20
 -- the feed's replay (and onto every screen). Past it the count still
 -- changes; the next announced event carries it.
 local PRESENCE_RATE, PRESENCE_BURST = 1, 6
+-- Live streams (WebSockets and event streams) one client may hold open: a
+-- tab of the board holds two. Each one keeps a queue of events for its
+-- client; a client that opens thousands and reads none would hold them all.
+local STREAMS_PER_CLIENT = 32
 
 local M = {}
 
@@ -66,10 +70,33 @@ function M.new(opts)
     if presence_per_client:allow(client) then feed:publish(app_ctx, kind, { online = board.online }) end
   end
 
+  -- Counts the live streams of each client; past STREAMS_PER_CLIENT the
+  -- handler is not run and the client gets a 429.
+  local open_streams = {}
+  local function counted(handler)
+    return function(w, r)
+      local client = limit.client(r)
+      local n = open_streams[client] or 0
+      if n >= STREAMS_PER_CLIENT then
+        local h = w:header()
+        h:set("Content-Type", "text/plain; charset=utf-8")
+        h:set("Retry-After", "5")
+        w:write_header(429)
+        w:write("too many open streams from this address\n")
+        return
+      end
+      open_streams[client] = n + 1
+      local ok, err = xpcall(handler, debug.traceback, w, r)
+      n = open_streams[client] - 1
+      open_streams[client] = n > 0 and n or nil
+      if not ok then error(err, 0) end
+    end
+  end
+
   -- One tab: its messages in, every chat message out. Text frames of JSON
   -- {"name","text"}; a bad one gets {"error"} back, a binary frame or one
   -- over WS_READ_LIMIT ends the connection (1003, 1009).
-  function board.websocket(w, r)
+  board.websocket = counted(function(w, r)
     local c = websockets.accept(w, r, { read_limit = WS_READ_LIMIT, check_origin = check.same_origin })
     if not c then return end -- the handshake was refused (and answered)
     local outbox, writer_done = lowbit.chan(OUTBOX), lowbit.chan(1)
@@ -113,11 +140,11 @@ function M.new(opts)
     writer_done:recv()
     c:close()
     presence("chat.leave", client)
-  end
+  end)
 
   -- The feed as Server-Sent Events; a browser that reconnects sends the
   -- last id it saw and gets what it missed first.
-  function board.events(w, r)
+  board.events = counted(function(w, r)
     local inbox = lowbit.chan(256) -- room for the replay
     local cancel = feed:subscribe(function(ev) inbox:try_send(ev) end, r.headers:get("Last-Event-ID"))
     local e = sse.new_emitter(w, { ctx = r.ctx })
@@ -131,7 +158,7 @@ function M.new(opts)
     end
     stop()
     cancel()
-  end
+  end)
 
   return board
 end
