@@ -43,7 +43,7 @@ function M.new(opts)
   local feed, app_ctx = opts.feed, opts.ctx
   local board = { online = 0 }
   local history = {}
-  local per_client = limit.new{ rate = POST_RATE, burst = POST_BURST }
+  local posts_per_client = limit.new{ rate = POST_RATE, burst = POST_BURST }
   local presence_per_client = limit.new{ rate = PRESENCE_RATE, burst = PRESENCE_BURST }
 
   feed:subscribe(function(ev)
@@ -58,7 +58,7 @@ function M.new(opts)
   --- Publishes a checked message from `client` (limit.client(r)): the
   --- message as sent (with `at`), or nil, err (M.TOO_FAST, Redis unreachable).
   function board.post(ctx, msg, client)
-    if not per_client:allow(client) then return nil, M.TOO_FAST end
+    if not posts_per_client:allow(client) then return nil, M.TOO_FAST end
     local sent = { name = msg.name, text = msg.text, at = os.date("!%Y-%m-%dT%H:%M:%SZ") }
     local ok, err = feed:publish(ctx, "chat.message", sent)
     if not ok then return nil, err end

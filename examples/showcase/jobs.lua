@@ -80,12 +80,12 @@ function M.new(opts)
   end)
 
   local jobs = {}
-  local per_client = limit.new{ rate = START_RATE, burst = START_BURST }
+  local starts_per_client = limit.new{ rate = START_RATE, burst = START_BURST }
 
   --- Queues a job of `steps` steps for `client` (limit.client(r)): its id,
   --- or nil, err (M.TOO_FAST, bs.QUEUE_FULL, Redis unreachable).
   function jobs.start(ctx, steps, client)
-    if not per_client:allow(client) then return nil, M.TOO_FAST end
+    if not starts_per_client:allow(client) then return nil, M.TOO_FAST end
     local id = new_id()
     remember{ id = id, steps = steps, step = 0, progress = 0, state = "waiting" }
     report(ctx, "job.queued", id, steps, 0, "waiting") -- before any progress it makes
