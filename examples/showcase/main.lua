@@ -13,6 +13,8 @@
 --   downloads.lua  urlsign: links that expire, with 403 and 410 pages
 --   api.lua        the JSON API: a muxx group, middleware, problem+json errors
 --   web.lua        the HTML routes and forms; check.lua validates all input
+--                  and tells this site's pages from others (same_origin)
+--   limit.lua      per-client rate limits (chat messages, job starts)
 -- Everything runs under one rungroup: Ctrl-C (SIGINT) or SIGTERM stops
 -- taking connections, lets in-flight requests finish, drains the jobs.
 --
