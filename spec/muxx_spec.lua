@@ -431,6 +431,20 @@ describe("lowbit.muxx responses the router writes", function()
     assert.equal("/x/", w:header():get("Location"))
   end)
 
+  -- A browser reads "/\evil.example" as "//evil.example", another site: a
+  -- cleaned path that starts "/\" must not go out with a bare backslash.
+  it("escapes backslashes in the Location of a clean-path redirect (no open redirect)", function()
+    local m = muxx.new()
+    m:handle("/", tag("root"))
+    for _, target in ipairs({ "/a/../\\evil.example/", "/./\\evil.example", "/a/b/../../\\\\evil.example" }) do
+      local w = serve(m, "GET", target)
+      assert.equal(307, w.status, target)
+      local loc = w:header():get("Location")
+      assert.falsy(loc:find("\\", 1, true), loc)
+      assert.matches("^/%%5C", loc, nil, false, target)
+    end
+  end)
+
   it("redirects /x to /x/ when a trailing multi wildcard would match the empty rest, even with / registered", function()
     local m = muxx.new()
     m:handle("/", tag("root"))

@@ -431,6 +431,202 @@ describe("the showcase", function()
   end)
 end)
 
+-- Found by the review of the showcase (hostile clients): one client must not
+-- flood everyone's chat, a full job queue is said as such, and names cannot
+-- hide or reorder text. Its own app: the flood empties 127.0.0.1's bucket
+-- (another client comes from 127.0.0.2), and jobs of 20 long steps keep
+-- the queue full.
+describe("the showcase against a flooding client", function()
+  local app
+  lazy_setup(function() app = start{ env = { SHOWCASE_STEP_SECONDS = "5" } } end)
+  lazy_teardown(function() if app then app.cleanup() end end)
+
+  it("rate-limits chat messages per client: the flooder gets errors and 429s, other clients still post", function()
+    run(function()
+      local ctx, cancel = context.with_timeout(context.background(), 30)
+      local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+      tab:set_read_deadline(lowbit.now() + 20)
+      lowbit.go(function()
+        for i = 1, 200 do
+          if not tab:write_message(websockets.TEXT, cjson.encode{ name = "flood", text = "spam " .. i }) then break end
+        end
+      end)
+      local too_fast
+      for _ = 1, 400 do
+        local data = assert(tab:read_message())
+        local reply = cjson.decode(data)
+        if reply.error then
+          too_fast = reply.error
+          break
+        end
+      end
+      assert.matches("too many messages", too_fast)
+      tab:close()
+      cancel()
+    end)
+    -- The same client through the API and the form: 429 as well.
+    local code, ctype, body, head = post(app.base .. "/api/messages", '{"name":"flood","text":"more"}')
+    assert_problem(429, code, ctype, body, "API post past the rate")
+    assert.matches("Retry%-After: %d+", head)
+    code, ctype, body = post(app.base .. "/board", "name=flood&text=more", "application/x-www-form-urlencoded")
+    assert_page(429, "problem", code, ctype, body, "form post past the rate")
+    -- Another client is not held back by the flooder.
+    code, ctype, body = post(app.base .. "/api/messages", '{"name":"calm","text":"hello"}', nil,
+      "--interface 127.0.0.2")
+    assert.equal(201, code, body)
+  end)
+
+  it("keeps the feed's replay when one client opens and closes WebSockets in a loop", function()
+    local code, _, body = post(app.base .. "/api/messages", '{"name":"calm","text":"still in the replay"}', nil,
+      "--interface 127.0.0.4")
+    assert.equal(201, code, body)
+    run(function()
+      local ctx, cancel = context.with_timeout(context.background(), 60)
+      for _ = 1, 300 do
+        local c = assert(websockets.dial(ws_url(app), { ctx = ctx }))
+        c:close()
+      end
+      cancel()
+    end)
+    local out = sh("curl -sN --max-time 1 -H 'Last-Event-ID: 0' " .. q(app.base .. "/events"))
+    assert.truthy(out:find("still in the replay", 1, true), out:sub(1, 2000))
+  end)
+
+  it("limits the live streams one client holds open (429), not those of others", function()
+    local port = app.base:match(":(%d+)$")
+    run(function()
+      local ctx, cancel = context.with_timeout(context.background(), 60)
+      local held = {}
+      for i = 1, 32 do
+        local conn = assert(net.dial(ctx, "127.0.0.1:" .. port))
+        conn:set_deadline(lowbit.now() + 20)
+        assert(conn:write("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+        local got = ""
+        repeat got = got .. assert(conn:read()) until got:find("event: hello", 1, true)
+        assert.matches("^HTTP/1%.1 200", got, nil, false, "stream " .. i)
+        held[i] = conn
+      end
+      local resp = assert(http.get(app.base .. "/events", { ctx = ctx }))
+      assert.equal(429, resp.status)
+      resp:read_all()
+      local _, err = websockets.dial(ws_url(app), { ctx = ctx })
+      assert.truthy(err)
+      for _, conn in ipairs(held) do conn:close() end
+      -- Once they are closed (the server sees it soon), the client may open more.
+      local status
+      for _ = 1, 200 do
+        resp = assert(http.request{ url = app.base .. "/ws/chat", ctx = ctx, headers = { Connection = "close" } })
+        status = resp.status
+        resp:read_all()
+        if status ~= 429 then break end
+        lowbit.sleep(0.05)
+      end
+      assert.equal(400, status) -- a plain GET of /ws/chat: no handshake, but counted no more
+      cancel()
+    end)
+    local out = sh("curl -sN --max-time 1 --interface 127.0.0.8 " .. q(app.base .. "/events"))
+    assert.matches("event: hello", out)
+  end)
+
+  it("limits the jobs one client starts, and says 429 (not 'store unreachable') when the queue is full", function()
+    local form = "application/x-www-form-urlencoded"
+    local code, ctype, body
+    for i = 1, 11 do
+      code, ctype, body = post(app.base .. "/api/jobs", '{"steps":20}', nil, "--interface 127.0.0.6")
+      if i <= 10 then assert.equal(202, code, body) end
+    end
+    assert_problem(429, code, ctype, body, "API job past the client's rate")
+    assert.matches("too many jobs from this client", body)
+    code, ctype, body = post(app.base .. "/jobs", "steps=20", form, "--interface 127.0.0.6")
+    assert_page(429, "problem", code, ctype, body, "form job past the client's rate")
+    assert.matches("You started many jobs", body)
+    -- Many clients fill the queue (100 waiting, 4 running jobs of 100 s).
+    local full
+    for a = 1, 30 do
+      for _ = 1, 10 do
+        code, ctype, body = post(app.base .. "/api/jobs", '{"steps":20}', nil, "--interface 127.0.1." .. a)
+        if code ~= 202 then break end
+      end
+      if code ~= 202 then full = true break end
+    end
+    assert.is_true(full)
+    assert_problem(429, code, ctype, body, "API job past the queue")
+    assert.matches("too many jobs are waiting", body)
+    code, ctype, body = post(app.base .. "/jobs", "steps=20", form, "--interface 127.0.2.1")
+    assert_page(429, "problem", code, ctype, body, "form job past the queue")
+    assert.matches("Too many jobs are waiting", body)
+  end)
+
+  it("refuses names that hide or reorder text, and UTF-8 that is not", function()
+    for _, bad in ipairs({ "\226\128\174admin", "\226\128\139", "\194\160", "a\226\129\166b",
+                           "\237\160\128", "\224\128\175", "\244\144\128\128" }) do
+      local code, ctype, body = post(app.base .. "/api/messages", cjson.encode{ name = bad, text = "x" }, nil,
+        "--interface 127.0.0.3")
+      assert_problem(422, code, ctype, body, "name " .. bad)
+      assert.equal("#/name", cjson.decode(body).errors[1].pointer)
+    end
+    local code, ctype, body = post(app.base .. "/api/messages",
+      cjson.encode{ name = "a", text = "evil \226\128\174 txt.exe" }, nil, "--interface 127.0.0.3")
+    assert_problem(422, code, ctype, body, "text with a right-to-left override")
+    -- Right-to-left text and marks in a message are fine.
+    code, _, body = post(app.base .. "/api/messages",
+      cjson.encode{ name = "\215\169\215\156\215\149\215\157", text = "\215\169\215\156\215\149\215\157 \226\128\143ok" },
+      nil, "--interface 127.0.0.3")
+    assert.equal(201, code, body)
+  end)
+
+  it("refuses posts that another site's page makes its visitors send (forms, fetch with a text body)", function()
+    local ip = "--interface 127.0.0.5 "
+    local form = "application/x-www-form-urlencoded"
+    for _, hdr in ipairs({ "Origin: http://evil.example", "Sec-Fetch-Site: cross-site", "Sec-Fetch-Site: same-site" }) do
+      local h = "-H " .. q(hdr)
+      local code, ctype, body = post(app.base .. "/api/messages", '{"name":"csrf","text":"x"}', "text/plain", ip .. h)
+      assert_problem(403, code, ctype, body, "API message, " .. hdr)
+      code, ctype, body = post(app.base .. "/api/jobs", '{"steps":1}', "text/plain", ip .. h)
+      assert_problem(403, code, ctype, body, "API job, " .. hdr)
+      code, ctype, body = post(app.base .. "/board", "name=csrf&text=x", form, ip .. h)
+      assert_page(403, "problem", code, ctype, body, "form message, " .. hdr)
+      code, ctype, body = post(app.base .. "/jobs", "steps=1", form, ip .. h)
+      assert_page(403, "problem", code, ctype, body, "form job, " .. hdr)
+    end
+    local _, _, list = fetch(q(app.base .. "/api/messages"))
+    assert.falsy(list:find("csrf", 1, true), list)
+    -- This site's own pages (and tools, which send neither header) are served.
+    local port = app.base:match(":(%d+)$")
+    local code = post(app.base .. "/api/messages", '{"name":"own","text":"x"}', nil,
+      ip .. "-H " .. q("Origin: http://127.0.0.1:" .. port))
+    assert.equal(201, code)
+    code = post(app.base .. "/board", "name=own&text=y", form, ip .. "-H 'Sec-Fetch-Site: same-origin'")
+    assert.equal(303, code)
+  end)
+
+  it("never redirects to another site: a cleaned path starting /\\ goes out escaped", function()
+    for _, path in ipairs({ "/assets/../\\evil.example", "/board/../\\evil.example/", "/a/./../\\\\evil.example" }) do
+      local code, _, _, head = fetch("--path-as-is " .. q(app.base .. path))
+      assert.equal(307, code, path)
+      local loc = head:match("\r\nLocation: ([^\r]*)")
+      assert.truthy(loc, head)
+      assert.falsy(loc:find("\\", 1, true), loc)
+      assert.matches("^/%%5C", loc)
+    end
+  end)
+
+  it("refuses a bad SHOWCASE_LINK_TTL with a sentence, not a traceback or a silent default", function()
+    for _, ttl in ipairs({ "-1", "0", "abc", "1e400" }) do
+      local ok, err = pcall(start, { env = { SHOWCASE_LINK_TTL = ttl } })
+      assert.is_false(ok, ttl)
+      assert.matches("showcase: SHOWCASE_LINK_TTL must be a whole number of seconds", err, 1, true)
+      assert.falsy(tostring(err):find("traceback", 1, true), err)
+    end
+  end)
+
+  it("is still serving, with no Lua traceback", function()
+    assert.equal(200, (fetch(q(app.base .. "/api/health"))))
+    local err = app.stderr()
+    assert.falsy(err:find("traceback", 1, true), err)
+  end)
+end)
+
 describe("the showcase's graceful shutdown", function()
   it("lets an in-flight request finish after SIGTERM, closes the live streams and exits 0", function()
     local app = start()
@@ -647,7 +843,7 @@ describe("make example REDIS=1", function()
     local pgid = (read(dir .. "/pid") or ""):match("%d+")
     local ok, err = pcall(function()
       assert.truthy(base, out .. (read(dir .. "/err") or ""))
-      assert.matches("example: open http://127%.0%.0%.1:" .. port .. "/", out)
+      assert.matches("example: starting examples/showcase on 127%.0%.0%.1:" .. port, out)
       local _, _, body = fetch(q(base .. "/api/health"))
       assert.is_true(cjson.decode(body).shared)
       sh("kill -INT -" .. pgid) -- Ctrl-C
@@ -666,5 +862,22 @@ describe("make example REDIS=1", function()
     if redis_pid then sh("kill -9 " .. redis_pid .. " 2>/dev/null") end
     sh("rm -rf " .. dir)
     assert(ok, err)
+  end)
+
+  it("says how to pick another address when its port is taken, and stops redis-server", function()
+    run(function()
+      local ln = assert(net.listen("127.0.0.1:0")) -- the port is taken
+      local addr = ln:addr()
+      local out, rc = sh(("cd %s && make example REDIS=1 ADDR=%s 2>&1"):format(support.root, addr))
+      ln:close()
+      assert.are_not.equal(0, rc)
+      assert.matches("EADDRINUSE", out)
+      assert.matches("example: the showcase exited with status 1; another address: make example ADDR=", out)
+      assert.falsy(out:find("example: open", 1, true), out)
+      local redis_pid = out:match("redis%-server %(pid (%d+)%)")
+      assert.truthy(redis_pid, out)
+      local _, alive = sh("kill -0 " .. redis_pid .. " 2>/dev/null")
+      assert.are_not.equal(0, alive, "redis-server still runs")
+    end)
   end)
 end)

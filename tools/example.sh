@@ -1,5 +1,5 @@
 #!/bin/sh
-# make example [REDIS=1]: serves examples/showcase on http://127.0.0.1:8080/
+# make example [REDIS=1] [ADDR=host:port]: serves examples/showcase on http://127.0.0.1:8080/
 # (ADDR=host:port to change it) until Ctrl-C. With --redis it first starts a
 # private redis-server (loopback, a free port, no persistence, in a temporary
 # folder) and hands it to the app as REDIS_URL; the server is stopped by its
@@ -54,5 +54,11 @@ if [ "${1:-}" = "--redis" ]; then
   echo "example: redis-server (pid $redis_pid) on $REDIS_URL"
 fi
 
-echo "example: open http://$addr/ (Ctrl-C stops it)"
+echo "example: starting examples/showcase on $addr (Ctrl-C stops it)"
 "$host" examples/showcase/main.lua "$addr"
+rc=$?
+# (Ctrl-C and SIGTERM end the script in their traps, after the app exits.)
+if [ "$rc" -ne 0 ]; then
+  echo "example: the showcase exited with status $rc; another address: make example ADDR=127.0.0.1:8081" >&2
+fi
+exit "$rc"

@@ -16,7 +16,10 @@ local lowbit = require "lowbit"
 local log = require "lowbit.log"
 local pj = require "lowbit.problemjson"
 local bs = require "lowbit.backstage"
+local board_mod = require "showcase.board"
 local check = require "showcase.check"
+local jobs_mod = require "showcase.jobs"
+local limit = require "showcase.limit"
 
 local MAX_BODY = 16 * 1024
 
@@ -63,6 +66,17 @@ local function recover(next_h)
   end
 end
 
+-- Writes only from pages of this site (check.same_origin): 403 otherwise.
+local CROSS_SITE = pj.forbidden{ detail = "requests that change something must come from this site's pages" }
+local function same_origin_writes(next_h)
+  return function(w, r)
+    if r.method ~= "GET" and r.method ~= "HEAD" and not check.same_origin(r) then
+      return CROSS_SITE:serve_http(w, r)
+    end
+    return next_h(w, r)
+  end
+end
+
 local function limit_body(next_h)
   return function(w, r)
     if (r.content_length or 0) > MAX_BODY then return TOO_LARGE:serve_http(w, r) end
@@ -96,6 +110,12 @@ local function unavailable(w, r, detail, err)
   pj.service_unavailable{ detail = detail .. "; try again later" }:serve_http(w, r)
 end
 
+-- 429, with the seconds to wait before trying again.
+local function too_many(w, r, detail)
+  w:header():set("Retry-After", "1")
+  pj.too_many_requests{ detail = detail }:serve_http(w, r)
+end
+
 -- Routes -----------------------------------------------------------------
 
 local M = {}
@@ -103,7 +123,7 @@ local M = {}
 --- Registers /api on muxx router m. app: { board, jobs, downloads, feed }.
 function M.mount(m, app)
   local api = m:group("/api")
-  api:use(request_id, recover, limit_body)
+  api:use(request_id, recover, same_origin_writes, limit_body)
 
   api:handle_func("GET /health", function(w, r)
     local ready = app.feed:ready()
@@ -120,7 +140,8 @@ function M.mount(m, app)
     if not doc then return end
     local msg, why, pointer = check.message(doc)
     if not msg then return invalid(w, r, why, pointer) end
-    local sent, err = app.board.post(r.ctx, msg)
+    local sent, err = app.board.post(r.ctx, msg, limit.client(r))
+    if errors.is(err, board_mod.TOO_FAST) then return too_many(w, r, "too many messages from this client; wait a moment") end
     if not sent then return unavailable(w, r, "the message was not sent", err) end
     send_json(w, 201, cjson.encode(sent))
   end)
@@ -130,9 +151,11 @@ function M.mount(m, app)
     if not doc then return end
     local steps, why, pointer = check.steps(doc.steps)
     if not steps then return invalid(w, r, why, pointer) end
-    local id, err = app.jobs.start(r.ctx, steps)
-    if not id and errors.is(err, bs.QUEUE_FULL) then
-      return pj.too_many_requests{ detail = "too many jobs are waiting; try again later" }:serve_http(w, r)
+    local id, err = app.jobs.start(r.ctx, steps, limit.client(r))
+    if errors.is(err, jobs_mod.TOO_FAST) then
+      return too_many(w, r, "too many jobs from this client; wait a moment")
+    elseif not id and errors.is(err, bs.QUEUE_FULL) then
+      return too_many(w, r, "too many jobs are waiting; try again later")
     elseif not id then
       return unavailable(w, r, "the job was not queued", err)
     end

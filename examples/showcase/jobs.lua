@@ -5,15 +5,21 @@
 -- can answer GET /api/jobs/{id}.
 --
 --   local jobs = require("showcase.jobs").new{ feed = feed, redis = nil }
---   local id, err = jobs.start(ctx, 5)       -- after check.steps
+--   local id, err = jobs.start(ctx, 5, limit.client(r))  -- after check.steps
 --   jobs.get(id)  --> { id, steps, step, progress = 0..100, state = "waiting" | "active" | "completed" | "failed" }
 --   group:add(jobs.serve, { name = "jobs" })
 local lowbit = require "lowbit"
 local context = require "lowbit.context"
+local errors = require "lowbit.errors"
 local bs = require "lowbit.backstage"
+local limit = require "showcase.limit"
 
 local STEP = tonumber(os.getenv("SHOWCASE_STEP_SECONDS")) or 0.3
 local KEEP = 100 -- jobs remembered for the page and the API
+-- Jobs one client (one address) may start: a burst, then one a second.
+-- Every start is an event on everyone's screen and an entry in the job
+-- list: one client must not fill them (nor the queue) alone.
+local START_RATE, START_BURST = 1, 10
 
 -- Job ids: random per process, then a counter.
 local function id_maker()
@@ -25,6 +31,8 @@ local function id_maker()
 end
 
 local M = {}
+
+M.TOO_FAST = errors.new("showcase: too many jobs from this client; wait a moment")
 
 --- opts: feed, redis ("host:port" or nil).
 function M.new(opts)
@@ -72,9 +80,12 @@ function M.new(opts)
   end)
 
   local jobs = {}
+  local starts_per_client = limit.new{ rate = START_RATE, burst = START_BURST }
 
-  --- Queues a job of `steps` steps: its id, or nil, err (bs.QUEUE_FULL...).
-  function jobs.start(ctx, steps)
+  --- Queues a job of `steps` steps for `client` (limit.client(r)): its id,
+  --- or nil, err (M.TOO_FAST, bs.QUEUE_FULL, Redis unreachable).
+  function jobs.start(ctx, steps, client)
+    if not starts_per_client:allow(client) then return nil, M.TOO_FAST end
     local id = new_id()
     remember{ id = id, steps = steps, step = 0, progress = 0, state = "waiting" }
     report(ctx, "job.queued", id, steps, 0, "waiting") -- before any progress it makes

@@ -13,6 +13,8 @@
 --   downloads.lua  urlsign: links that expire, with 403 and 410 pages
 --   api.lua        the JSON API: a muxx group, middleware, problem+json errors
 --   web.lua        the HTML routes and forms; check.lua validates all input
+--                  and tells this site's pages from others (same_origin)
+--   limit.lua      per-client rate limits (chat messages, job starts)
 -- Everything runs under one rungroup: Ctrl-C (SIGINT) or SIGTERM stops
 -- taking connections, lets in-flight requests finish, drains the jobs.
 --
@@ -74,6 +76,15 @@ local function signing_key(raddr)
   return key
 end
 
+-- $SHOWCASE_LINK_TTL: seconds (default 300), or nil when it is set to
+-- anything but a whole number from 1 to a year.
+local function link_lifetime(v)
+  if v == nil or v == "" then return 300 end
+  local n = v:match("^%d+$") and tonumber(v)
+  if not n or n < 1 or n > 365 * 86400 then return nil end
+  return n
+end
+
 -- The HTTP server as a rungroup service: serves ln until ctx ends, then
 -- stops accepting and gives in-flight requests 10 s to finish.
 local function http_service(srv, ln)
@@ -104,7 +115,11 @@ return function(ctx, addr)
   -- Under `lowbit -w N -l ADDR` every worker listens on the master's ADDR.
   addr = addr or (host.worker and host.worker.addr) or "127.0.0.1:8080"
   local raddr = redis_addr(os.getenv("REDIS_URL"))
-  local link_ttl = tonumber(os.getenv("SHOWCASE_LINK_TTL")) or 300
+  local link_ttl = link_lifetime(os.getenv("SHOWCASE_LINK_TTL"))
+  if not link_ttl then
+    io.stderr:write("showcase: SHOWCASE_LINK_TTL must be a whole number of seconds from 1 to 31536000\n")
+    return 1
+  end
   local note = state_note(raddr, host.worker)
 
   local assets = webassets.new(here .. "/static", {

@@ -5,7 +5,11 @@ local errors = require "lowbit.errors"
 local http = require "lowbit.http"
 local log = require "lowbit.log"
 local url = require "lowbit.url"
+local bs = require "lowbit.backstage"
+local board_mod = require "showcase.board"
 local check = require "showcase.check"
+local jobs_mod = require "showcase.jobs"
+local limit = require "showcase.limit"
 
 local FORM_MAX = 8 * 1024
 
@@ -39,8 +43,19 @@ function M.mount(m, app)
     pages.problem(w, 503, title, "The server could not reach its store. Try again in a moment.", back)
   end
 
+  -- Posts only from pages of this site: another site's form gets a 403 page.
+  local function same_origin_posts(next_h)
+    return function(w, r)
+      if r.method == "POST" and not check.same_origin(r) then
+        return pages.problem(w, 403, "That was sent from another site",
+          "Forms of this site are only taken from its own pages.")
+      end
+      return next_h(w, r)
+    end
+  end
+
   local site = m:group("/")
-  site:use(pages.recover)
+  site:use(pages.recover, same_origin_posts)
 
   site:handle_func("GET /{$}", function(w, r)
     pages.render(w, 200, "home", { title = "Home", shared = app.feed.shared, worker = app.worker })
@@ -56,7 +71,10 @@ function M.mount(m, app)
     if not form then return end
     local msg, why = check.message{ name = form:get("name") or "", text = form:get("text") or "" }
     if not msg then return pages.problem(w, 422, "That message was not sent", why, "/board") end
-    local ok, err = board.post(r.ctx, msg)
+    local ok, err = board.post(r.ctx, msg, limit.client(r))
+    if errors.is(err, board_mod.TOO_FAST) then
+      return pages.problem(w, 429, "That message was not sent", "You sent many messages in a short time: wait a moment.", "/board")
+    end
     if not ok then return unavailable(w, r, "That message was not sent", err, "/board") end
     w:header():set("Location", "/board")
     w:write_header(303)
@@ -72,7 +90,12 @@ function M.mount(m, app)
     if not form then return end
     local steps, why = check.steps(tonumber(form:get("steps") or ""))
     if not steps then return pages.problem(w, 422, "That job was not started", why, "/jobs") end
-    local id, err = jobs.start(r.ctx, steps)
+    local id, err = jobs.start(r.ctx, steps, limit.client(r))
+    if errors.is(err, jobs_mod.TOO_FAST) then
+      return pages.problem(w, 429, "That job was not started", "You started many jobs in a short time: wait a moment.", "/jobs")
+    elseif errors.is(err, bs.QUEUE_FULL) then
+      return pages.problem(w, 429, "That job was not started", "Too many jobs are waiting: try again in a moment.", "/jobs")
+    end
     if not id then return unavailable(w, r, "That job was not started", err, "/jobs") end
     w:header():set("Location", "/jobs")
     w:write_header(303)

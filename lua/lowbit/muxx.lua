@@ -841,6 +841,9 @@ function M.not_found(w, r)
 end
 
 local function redirect_handler(loc, code)
+  -- A raw "\" is no URL character, and browsers read "/\host" as "//host"
+  -- (another site): send it escaped.
+  loc = gsub(loc, "\\", "%%5C")
   local text = code == 301 and "Moved Permanently" or code == 308 and "Permanent Redirect" or "Temporary Redirect"
   return function(w, r)
     local h = w:header()
