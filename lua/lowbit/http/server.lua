@@ -875,6 +875,16 @@ local function serve_requests(srv, cs)
   end
 end
 
+-- " (GET /path HTTP/1.1)" for the log line of a handler's panic: which
+-- request it was (a long target is cut).
+local MAX_LOG_TARGET = 256
+local function request_line(r)
+  if not r then return "" end
+  local target = r.request_uri or ""
+  if #target > MAX_LOG_TARGET then target = sub(target, 1, MAX_LOG_TARGET) .. "..." end
+  return " (" .. tostring(r.method) .. " " .. target .. " " .. tostring(r.proto) .. ")"
+end
+
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
@@ -898,7 +908,8 @@ local function serve_conn(srv, conn)
     -- was sent yet, and the connection is closed (unless hijacked).
     leave_handler(srv, cs)
     if not (type(res) == "string" and find(res, tostring(M.ABORT_HANDLER), 1, true)) then
-      srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(res), cs.remote)
+      srv:log_error("http: panic serving " .. tostring(cs.remote) .. request_line(cs.w.req) .. ": " .. tostring(res),
+        cs.remote)
     end
     local w = cs.w
     if not w.head_sent and not w.hijacked and not w.werr then
