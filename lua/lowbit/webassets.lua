@@ -690,7 +690,7 @@ local function serve_asset(self, w, r, a, immutable)
   if range == nil then
     fast_set(h, "content-length", "Content-Length", enc and a[enc .. "_len"] or a.len)
     w:write_header(200)
-    if method ~= "HEAD" then w:write(body) end
+    if method ~= "HEAD" then return body end -- written by serve_http, past its pcall
     return
   end
   do -- a Range request (GET or HEAD)
@@ -819,11 +819,18 @@ end
 
 --- Serves r (the handler; h(w, r) does the same). Never raises on request
 --- input: an unexpected failure is reported and answered 500.
+-- A whole 200's body comes back from serve and is written here, outside
+-- the pcall: LuaJIT cannot compile a return into a pcall frame, so a trace
+-- of the response path (head, headers, the write) that began inside it
+-- was aborted there on every request and the rest of the response ran
+-- interpreted. Writing raises on nothing but a non-string body.
 function Handler:serve_http(w, r)
-  local ok, err = pcall(serve, self, w, r)
+  local ok, res = pcall(serve, self, w, r)
   if not ok then
-    report(self, err)
+    report(self, res)
     pcall(plain_error, w, 500, MESSAGES[500])
+  elseif res then
+    w:write(res)
   end
 end
 

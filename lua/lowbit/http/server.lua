@@ -85,8 +85,14 @@ end
 
 local date_buf = ffi.new("char[32]")
 local date_sec, date_str = -1, nil
+-- The wall clock through the FFI: os.time is a C function the JIT cannot
+-- record, so a trace would end (stitch) at it on every response, and the
+-- code after it, up to the next trace, ran interpreted.
+pcall(ffi.cdef, "int64_t lb_time_now(void *) __asm__(\"time\");")
+local ok_time, c_time = pcall(function() return ffi.C.lb_time_now end)
+local wall = ok_time and function() return tonumber(c_time(nil)) end or os.time
 local function http_date()
-  local t = os.time()
+  local t = wall()
   if t ~= date_sec then
     local n = C.lb_http1_format_date(date_buf, t)
     date_str = ffi_string(date_buf, n)
