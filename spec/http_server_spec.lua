@@ -158,6 +158,37 @@ describe("http server basics", function()
       uv.close(p)
     end)
   end)
+  it("writes every response header in order, however many, and none is left over for the next response", function()
+    run(function()
+      local addr, srv = serve(function(w, r)
+        local n = tonumber(r.url.path:match("%d+"))
+        local h = w:header()
+        for i = 1, n do h:set("X-F" .. i, "v" .. i) end
+        if n >= 3 then h:add("X-F3", "again") end
+        w:write("n=" .. n)
+      end)
+      local reqs = {}
+      for i, n in ipairs({ 12, 1, 9, 0, 8, 3 }) do
+        reqs[i] = "GET /" .. n .. " HTTP/1.1\r\nHost: a\r\n" .. (i == 6 and "Connection: close\r\n" or "") .. "\r\n"
+      end
+      local resp = raw(addr, table.concat(reqs))
+      local heads = {}
+      for head in resp:gmatch("HTTP/1%.1 200 OK\r\n(.-)\r\n\r\n") do heads[#heads + 1] = head end
+      assert.equal(6, #heads)
+      for i, n in ipairs({ 12, 1, 9, 0, 8, 3 }) do
+        local got = {}
+        for name, v in heads[i]:gmatch("(X%-F%d+): ([^\r]*)") do got[#got + 1] = name .. "=" .. v end
+        local want = {}
+        for k = 1, n do
+          want[#want + 1] = "X-F" .. k .. "=v" .. k
+          if k == 3 then want[#want + 1] = "X-F3=again" end
+        end
+        assert.same(want, got)
+      end
+      srv:close()
+    end)
+  end)
+
   it("reads request bodies of both framings and enforces read_all limits", function()
     run(function()
       local addr, srv = serve(function(w, r)

@@ -117,9 +117,38 @@ local clear = require "table.clear"
 
 --- Empties the set, keeping its memory (the server reuses one set per
 --- connection for response headers). Internal.
+local function clear_names(self, from, n)
+  for i = from, n do self[i] = nil end
+end
+
 function Headers:_reset()
   clear(self._v)
-  for i = 1, self.n do self[i] = nil end
+  -- The names, unrolled for up to eight (as in _write): a loop here made
+  -- every trace through it abort ("leaving loop in root trace") and run
+  -- interpreted on each response.
+  local n = self.n
+  if n > 0 then
+    self[1] = nil
+    if n > 1 then
+      self[2] = nil
+      if n > 2 then
+        self[3] = nil
+        if n > 3 then
+          self[4] = nil
+          if n > 4 then
+            self[5] = nil
+            if n > 5 then
+              self[6] = nil
+              if n > 6 then
+                self[7] = nil
+                if n > 7 then self[8] = nil; if n > 8 then clear_names(self, 9, n) end end
+              end
+            end
+          end
+        end
+      end
+    end
+  end
   self.n = 0
   -- Only when present: storing nil under an absent key inserts it in
   -- LuaJIT, and a table that keeps doing so is rehashed again and again.
