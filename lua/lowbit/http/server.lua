@@ -989,6 +989,35 @@ local function handshake_timeout(srv)
   return t
 end
 
+-- The task of an accepted TLS connection: the handshake (bounded by the
+-- shortest timeout), then the requests. (A function of its own, not a
+-- closure per connection: making one cannot be compiled, and left the
+-- accept loop interpreted.)
+local function serve_tls(self, raw, tls, tls_cfg)
+  local hs = handshake_timeout(self)
+  if hs then raw:set_deadline(now() + hs) end
+  local tc, herr = tls.server(raw, tls_cfg)
+  if tc then
+    local ok, e = tc:handshake()
+    if not ok then
+      if errors.is(e, tls.PLAIN_HTTP) then
+        -- As Go does: an answer the client can read, no log line.
+        raw:write("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+      else
+        local peer = raw:remote_addr()
+        self:log_error("http: TLS handshake error from " .. tostring(peer) .. ": " .. tostring(e), peer)
+      end
+      tc:close()
+      return
+    end
+    tc:set_deadline(nil)
+    serve_conn(self, tc)
+  else
+    self:log_error("http: TLS setup failed: " .. tostring(herr))
+    raw:close()
+  end
+end
+
 --- Accepts connections on listener and serves each in its own task until
 --- shutdown; then returns nil, http.SERVER_CLOSED.
 function Server:serve(ln)
@@ -1009,31 +1038,7 @@ function Server:serve(ln)
       lowbit.sleep(0.01)
     else
       if tls then
-        local raw = conn
-        lowbit.go(function()
-          local hs = handshake_timeout(self)
-          if hs then raw:set_deadline(now() + hs) end
-          local tc, herr = tls.server(raw, tls_cfg)
-          if tc then
-            local ok, e = tc:handshake()
-            if not ok then
-              if errors.is(e, tls.PLAIN_HTTP) then
-                -- As Go does: an answer the client can read, no log line.
-                raw:write("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-              else
-                local peer = raw:remote_addr()
-                self:log_error("http: TLS handshake error from " .. tostring(peer) .. ": " .. tostring(e), peer)
-              end
-              tc:close()
-              return
-            end
-            tc:set_deadline(nil)
-            serve_conn(self, tc)
-          else
-            self:log_error("http: TLS setup failed: " .. tostring(herr))
-            raw:close()
-          end
-        end)
+        lowbit.go(serve_tls, self, conn, tls, tls_cfg)
       else
         lowbit.go(serve_conn, self, conn)
       end
