@@ -120,6 +120,75 @@ describe("http server basics", function()
     end)
   end)
 
+  it("a handler that raises after the head was sent: logged through lowbit.log with the request line, the connection closed", function()
+    local log, uv = require "lowbit.log", require "luv"
+    finally(function() log._set_sink(nil) end)
+    run(function()
+      -- The default error path (no error_log): lowbit.on_error writes to
+      -- lowbit.log, whose sink is a pipe read here.
+      local fds = assert(uv.pipe({ nonblock = true }, { nonblock = false }))
+      log._set_sink(fds.write)
+      uv.fs_close(fds.write)
+      local p = uv.new_pipe(false)
+      assert(uv.pipe_open(p, fds.read))
+      local got = {}
+      uv.read_start(p, function(_, d) if d then got[#got + 1] = d end end)
+      local addr, srv = serve(function(w, r)
+        if r.url.path == "/big" then w:write(string.rep("x", 10000)) -- past the buffer: head sent
+        elseif r.url.path == "/cl" then
+          w:header():set("Content-Length", "100")
+          w:write("short"); w:flush()
+        else w:write("part"); w:flush() end
+        error("late boom " .. r.url.path)
+      end)
+      for _, path in ipairs({ "/big", "/flush", "/cl" }) do
+        -- keep-alive: the server, not the client, must end the connection
+        local resp = raw(addr, "GET " .. path .. "?q=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert.equal(200, status_of(resp))
+        local _, nstatus = resp:gsub("HTTP/1%.1 %d%d%d", "")
+        assert.equal(1, nstatus) -- no second response (no 500 after the 200)
+        assert.is_nil(resp:find("0\r\n\r\n$")) -- a chunked body is not ended as if complete
+      end
+      lowbit.sleep(0.2)
+      local text = table.concat(got)
+      for _, path in ipairs({ "/big", "/flush", "/cl" }) do
+        assert.matches("http: panic serving 127%.0%.0%.1:%d+ %(GET " .. path .. "%?q=1 HTTP/1%.1%): [^\n]*late boom " .. path, text)
+      end
+      srv:close()
+      uv.close(p)
+    end)
+  end)
+  it("writes every response header in order, however many, and none is left over for the next response", function()
+    run(function()
+      local addr, srv = serve(function(w, r)
+        local n = tonumber(r.url.path:match("%d+"))
+        local h = w:header()
+        for i = 1, n do h:set("X-F" .. i, "v" .. i) end
+        if n >= 3 then h:add("X-F3", "again") end
+        w:write("n=" .. n)
+      end)
+      local reqs = {}
+      for i, n in ipairs({ 12, 1, 9, 0, 8, 3 }) do
+        reqs[i] = "GET /" .. n .. " HTTP/1.1\r\nHost: a\r\n" .. (i == 6 and "Connection: close\r\n" or "") .. "\r\n"
+      end
+      local resp = raw(addr, table.concat(reqs))
+      local heads = {}
+      for head in resp:gmatch("HTTP/1%.1 200 OK\r\n(.-)\r\n\r\n") do heads[#heads + 1] = head end
+      assert.equal(6, #heads)
+      for i, n in ipairs({ 12, 1, 9, 0, 8, 3 }) do
+        local got = {}
+        for name, v in heads[i]:gmatch("(X%-F%d+): ([^\r]*)") do got[#got + 1] = name .. "=" .. v end
+        local want = {}
+        for k = 1, n do
+          want[#want + 1] = "X-F" .. k .. "=v" .. k
+          if k == 3 then want[#want + 1] = "X-F3=again" end
+        end
+        assert.same(want, got)
+      end
+      srv:close()
+    end)
+  end)
+
   it("reads request bodies of both framings and enforces read_all limits", function()
     run(function()
       local addr, srv = serve(function(w, r)

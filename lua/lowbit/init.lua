@@ -179,9 +179,14 @@ local function worker(t)
   end
 end
 
+-- No coroutine.status on the usual path (it is a C function the JIT
+-- cannot record: each call ended the trace, twice per step): a task not
+-- done is suspended here (drain runs outside every task), and a task's
+-- coroutine runs worker, which never returns, so a resume that fails is
+-- the only way it dies.
 local function step(t, a, b)
   local co = t.co
-  if t.gen ~= gen or co_status(co) ~= "suspended" then return end
+  if t.gen ~= gen or (t.done and co_status(co) ~= "suspended") then return end
   local prev = current
   current = t
   local ok, r = co_resume(co, a, b)
@@ -190,7 +195,7 @@ local function step(t, a, b)
     t.done = true
     finish(t, true)
     if pool_n < POOL_MAX then pool_n = pool_n + 1; pool[pool_n] = co end
-  elseif co_status(co) == "dead" then
+  elseif not ok then
     t.done = true
     finish(t, ok, r)
   end

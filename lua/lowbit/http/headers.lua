@@ -125,9 +125,38 @@ local clear = require "table.clear"
 
 --- Empties the set, keeping its memory (the server reuses one set per
 --- connection for response headers). Internal.
+local function clear_names(self, from, n)
+  for i = from, n do self[i] = nil end
+end
+
 function Headers:_reset()
   clear(self._v)
-  for i = 1, self.n do self[i] = nil end
+  -- The names, unrolled for up to eight (as in _write): a loop here made
+  -- every trace through it abort ("leaving loop in root trace") and run
+  -- interpreted on each response.
+  local n = self.n
+  if n > 0 then
+    self[1] = nil
+    if n > 1 then
+      self[2] = nil
+      if n > 2 then
+        self[3] = nil
+        if n > 3 then
+          self[4] = nil
+          if n > 4 then
+            self[5] = nil
+            if n > 5 then
+              self[6] = nil
+              if n > 6 then
+                self[7] = nil
+                if n > 7 then self[8] = nil; if n > 8 then clear_names(self, 9, n) end end
+              end
+            end
+          end
+        end
+      end
+    end
+  end
   self.n = 0
   -- Only when present: storing nil under an absent key inserts it in
   -- LuaJIT, and a table that keeps doing so is rehashed again and again.
@@ -278,22 +307,52 @@ function Headers:has_token(name, token)
   return false
 end
 
+local function put_values(out, name, list)
+  for j = 1, #list do out:put(name, ": ", list[j], "\r\n") end
+end
+
+-- One field of _write.
+local function put_field(self, out, vals, lname, skip)
+  if skip and skip[lname] then return end
+  local v = vals[lname]
+  local name = spelling(self, lname)
+  if type(v) == "table" then put_values(out, name, v)
+  else out:put(name, ": ", v, "\r\n") end
+end
+
+local function put_rest(self, out, vals, skip, from)
+  for i = from, self.n do put_field(self, out, vals, self[i], skip) end
+end
+
 --- Writes "Name: value\r\n" for every value into a string.buffer; `skip`
 --- (optional) maps lower-case names to leave out. Internal (the server).
+-- Unrolled for up to eight fields, a loop only past them: the server
+-- writes a head per response, and a loop here became a trace of its own
+-- whose exit had to return through every caller (the handler's frames
+-- included, where a pcall frame ends the trace and leaves the rest of the
+-- response interpreted), while the trace of the caller aborted at it as
+-- an inner loop.
 function Headers:_write(out, skip)
   local vals = vals_of(self)
-  for i = 1, self.n do
-    local lname = self[i]
-    if not (skip and skip[lname]) then
-      local v = vals[lname]
-      local name = spelling(self, lname)
-      if type(v) == "table" then
-        for j = 1, #v do out:put(name, ": ", v[j], "\r\n") end
-      else
-        out:put(name, ": ", v, "\r\n")
-      end
-    end
-  end
+  local n = self.n
+  if n == 0 then return end
+  put_field(self, out, vals, self[1], skip)
+  if n == 1 then return end
+  put_field(self, out, vals, self[2], skip)
+  if n == 2 then return end
+  put_field(self, out, vals, self[3], skip)
+  if n == 3 then return end
+  put_field(self, out, vals, self[4], skip)
+  if n == 4 then return end
+  put_field(self, out, vals, self[5], skip)
+  if n == 5 then return end
+  put_field(self, out, vals, self[6], skip)
+  if n == 6 then return end
+  put_field(self, out, vals, self[7], skip)
+  if n == 7 then return end
+  put_field(self, out, vals, self[8], skip)
+  if n == 8 then return end
+  put_rest(self, out, vals, skip, 9)
 end
 
 function Headers:__tostring()

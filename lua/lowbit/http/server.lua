@@ -85,8 +85,14 @@ end
 
 local date_buf = ffi.new("char[32]")
 local date_sec, date_str = -1, nil
+-- The wall clock through the FFI: os.time is a C function the JIT cannot
+-- record, so a trace would end (stitch) at it on every response, and the
+-- code after it, up to the next trace, ran interpreted.
+pcall(ffi.cdef, "int64_t lb_time_now(void *) __asm__(\"time\");")
+local ok_time, c_time = pcall(function() return ffi.C.lb_time_now end)
+local wall = ok_time and function() return tonumber(c_time(nil)) end or os.time
 local function http_date()
-  local t = os.time()
+  local t = wall()
   if t ~= date_sec then
     local n = C.lb_http1_format_date(date_buf, t)
     date_str = ffi_string(date_buf, n)
@@ -875,6 +881,16 @@ local function serve_requests(srv, cs)
   end
 end
 
+-- " (GET /path HTTP/1.1)" for the log line of a handler's panic: which
+-- request it was (a long target is cut).
+local MAX_LOG_TARGET = 256
+local function request_line(r)
+  if not r then return "" end
+  local target = r.request_uri or ""
+  if #target > MAX_LOG_TARGET then target = sub(target, 1, MAX_LOG_TARGET) .. "..." end
+  return " (" .. tostring(r.method) .. " " .. target .. " " .. tostring(r.proto) .. ")"
+end
+
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
@@ -898,7 +914,8 @@ local function serve_conn(srv, conn)
     -- was sent yet, and the connection is closed (unless hijacked).
     leave_handler(srv, cs)
     if not (type(res) == "string" and find(res, tostring(M.ABORT_HANDLER), 1, true)) then
-      srv:log_error("http: panic serving " .. tostring(cs.remote) .. ": " .. tostring(res), cs.remote)
+      srv:log_error("http: panic serving " .. tostring(cs.remote) .. request_line(cs.w.req) .. ": " .. tostring(res),
+        cs.remote)
     end
     local w = cs.w
     if not w.head_sent and not w.hijacked and not w.werr then
@@ -972,6 +989,35 @@ local function handshake_timeout(srv)
   return t
 end
 
+-- The task of an accepted TLS connection: the handshake (bounded by the
+-- shortest timeout), then the requests. (A function of its own, not a
+-- closure per connection: making one cannot be compiled, and left the
+-- accept loop interpreted.)
+local function serve_tls(self, raw, tls, tls_cfg)
+  local hs = handshake_timeout(self)
+  if hs then raw:set_deadline(now() + hs) end
+  local tc, herr = tls.server(raw, tls_cfg)
+  if tc then
+    local ok, e = tc:handshake()
+    if not ok then
+      if errors.is(e, tls.PLAIN_HTTP) then
+        -- As Go does: an answer the client can read, no log line.
+        raw:write("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+      else
+        local peer = raw:remote_addr()
+        self:log_error("http: TLS handshake error from " .. tostring(peer) .. ": " .. tostring(e), peer)
+      end
+      tc:close()
+      return
+    end
+    tc:set_deadline(nil)
+    serve_conn(self, tc)
+  else
+    self:log_error("http: TLS setup failed: " .. tostring(herr))
+    raw:close()
+  end
+end
+
 --- Accepts connections on listener and serves each in its own task until
 --- shutdown; then returns nil, http.SERVER_CLOSED.
 function Server:serve(ln)
@@ -992,31 +1038,7 @@ function Server:serve(ln)
       lowbit.sleep(0.01)
     else
       if tls then
-        local raw = conn
-        lowbit.go(function()
-          local hs = handshake_timeout(self)
-          if hs then raw:set_deadline(now() + hs) end
-          local tc, herr = tls.server(raw, tls_cfg)
-          if tc then
-            local ok, e = tc:handshake()
-            if not ok then
-              if errors.is(e, tls.PLAIN_HTTP) then
-                -- As Go does: an answer the client can read, no log line.
-                raw:write("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-              else
-                local peer = raw:remote_addr()
-                self:log_error("http: TLS handshake error from " .. tostring(peer) .. ": " .. tostring(e), peer)
-              end
-              tc:close()
-              return
-            end
-            tc:set_deadline(nil)
-            serve_conn(self, tc)
-          else
-            self:log_error("http: TLS setup failed: " .. tostring(herr))
-            raw:close()
-          end
-        end)
+        lowbit.go(serve_tls, self, conn, tls, tls_cfg)
       else
         lowbit.go(serve_conn, self, conn)
       end
