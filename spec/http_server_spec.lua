@@ -158,6 +158,23 @@ describe("http server basics", function()
       uv.close(p)
     end)
   end)
+  it("a panic whose message carries client bytes cannot forge log lines: control bytes are escaped", function()
+    run(function()
+      local logged
+      local addr, srv = serve(function(_, r) error("no such page: " .. r.url.path) end,
+        { error_log = function(msg) logged = msg end })
+      -- %0A decodes to a newline: unescaped, the log would get a line of the client's making.
+      local resp = raw(addr, "GET /x%0Ahttp:%20panic%20serving%20forged%0D%1B[31m HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(500, status_of(resp))
+      local first = logged:match("^[^\n]*")
+      assert.matches("no such page: /x\\x0ahttp: panic serving forged\\x0d\\x1b[31m", first, 1, true)
+      assert.is_nil(logged:find("\n[^\n]*http: panic serving forged"))
+      assert.is_nil(logged:find("\27", 1, true))
+      assert.matches("stack traceback", logged) -- the traceback keeps its own lines
+      srv:close()
+    end)
+  end)
+
   it("writes every response header in order, however many, and none is left over for the next response", function()
     run(function()
       local addr, srv = serve(function(w, r)

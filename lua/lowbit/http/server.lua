@@ -21,6 +21,7 @@ local ffi_string = ffi.string
 local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
   type, error, tostring, tonumber, setmetatable, pcall, xpcall
 local find, lower, sub, min = string.find, string.lower, string.sub, math.min
+local format, byte, gsub = string.format, string.byte, string.gsub
 local now = lowbit.now
 local traceback = debug.traceback
 
@@ -891,6 +892,16 @@ local function request_line(r)
   return " (" .. tostring(r.method) .. " " .. target .. " " .. tostring(r.proto) .. ")"
 end
 
+-- The message of a handler's panic often carries what a client sent (a
+-- decoded path, a header): its control bytes are escaped (\n -> \x0a) so
+-- that a client cannot forge log lines; the traceback after it keeps its
+-- lines.
+local function escape_ctl(c) return format("\\x%02x", byte(c)) end
+local function panic_trace(e)
+  if type(e) == "string" then e = gsub(e, "[%z\1-\8\10-\31\127]", escape_ctl) end
+  return traceback(e, 2)
+end
+
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
@@ -907,7 +918,7 @@ local function serve_conn(srv, conn)
                         werr = false, hijacked = false, sent_continue = false }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
-  local ok, res = xpcall(serve_requests, traceback, srv, cs)
+  local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
   local panicked = not ok and cs.in_handler
   if panicked then
     -- As Go does: the panic is logged, the request gets a 500 if nothing
