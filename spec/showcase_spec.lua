@@ -345,7 +345,8 @@ describe("the showcase", function()
     code, ctype, body = fetch(q(app.base .. expired))
     assert_page(410, "link-expired", code, ctype, body, "expired link")
     local bad = {
-      link:gsub("sig=%x", "sig=0"), link:gsub("report", "notes"), link:gsub("exp=(%d+)", function(e) return "exp=" .. e + 1 end),
+      -- the signature's first digit changed (to 1 when it is 0: "sig=0" alone would leave one in 16 links valid)
+      link:gsub("sig=(%x)", function(d) return d == "0" and "sig=1" or "sig=0" end), link:gsub("report", "notes"), link:gsub("exp=(%d+)", function(e) return "exp=" .. e + 1 end),
       link .. "&extra=1", "/files/report.txt", "/files/report.txt?exp=99999999999&sig=abc", "/files/report.txt?sig=<script>",
       "/files/..%2F..%2Fetc%2Fpasswd", "/files/%2e%2e%2fmain.lua" .. link:match("%?.*$"), "/files/.hidden?exp=1&sig=x",
     }
@@ -413,7 +414,9 @@ describe("the showcase", function()
     -- A hostile Last-Event-ID is ignored: the stream starts as usual.
     local out = sh("curl -sN --max-time 1 -H 'Last-Event-ID: ../../<script>' " .. q(app.base .. "/events"))
     assert.matches("event: hello", out)
-    assert.falsy(out:find("\nid: ", 1, true), out)
+    -- Nothing is replayed: live events (a job of an earlier test may still
+    -- be reporting) carry ids past the first ones, never id 1 or 2.
+    assert.falsy(out:find("\nid: [12]\n"), out)
     -- One it issued replays what came after it (the earlier tests made events).
     out = sh("curl -sN --max-time 1 -H 'Last-Event-ID: 2' " .. q(app.base .. "/events"))
     assert.matches("event: hello.-\nid: 3\n.-\nid: 4\n", out)
