@@ -75,6 +75,10 @@ run_all() {
       echo "== bench/workers_http.sh (lowbit -w 2 vs OpenResty with 2 workers, CPU per request)"
       bash bench/workers_http.sh
     fi
+    if want workers_kill; then
+      echo "== bench/workers_kill.sh (kill -9 of a worker under load: failed requests, lowbit -w 2 vs OpenResty)"
+      bash bench/workers_kill.sh 3
+    fi
   fi
   if command -v wrk >/dev/null && command -v valgrind >/dev/null && want http_instr; then
     echo "== bench/http_instr.sh (examples/hello.lua under callgrind)"
