@@ -121,35 +121,44 @@ function M.new(init)
   return h
 end
 
-local clear = require "table.clear"
-
 --- Empties the set, keeping its memory (the server reuses one set per
 --- connection for response headers). Internal.
-local function clear_names(self, from, n)
-  for i = from, n do self[i] = nil end
+local function drop(self, vals, names, i)
+  local k = self[i]
+  vals[k] = nil
+  if names ~= nil then names[k] = nil end
+  self[i] = nil
+end
+local function clear_names(self, vals, names, from, n)
+  for i = from, n do drop(self, vals, names, i) end
 end
 
 function Headers:_reset()
-  clear(self._v)
+  -- Every key of _v (and of _n) is one of the names in the array part:
+  -- their values are set to nil, not the tables cleared. The keys stay in
+  -- the hash (LuaJIT), so the next response's same names are stored in
+  -- place, with no new key inserted (table.clear removed them all, and
+  -- the spelling table _n, dropped, was made and rehashed anew per use).
   -- The names, unrolled for up to eight (as in _write): a loop here made
   -- every trace through it abort ("leaving loop in root trace") and run
   -- interpreted on each response.
+  local vals, names = self._v, self._n
   local n = self.n
   if n > 0 then
-    self[1] = nil
+    drop(self, vals, names, 1)
     if n > 1 then
-      self[2] = nil
+      drop(self, vals, names, 2)
       if n > 2 then
-        self[3] = nil
+        drop(self, vals, names, 3)
         if n > 3 then
-          self[4] = nil
+          drop(self, vals, names, 4)
           if n > 4 then
-            self[5] = nil
+            drop(self, vals, names, 5)
             if n > 5 then
-              self[6] = nil
+              drop(self, vals, names, 6)
               if n > 6 then
-                self[7] = nil
-                if n > 7 then self[8] = nil; if n > 8 then clear_names(self, 9, n) end end
+                drop(self, vals, names, 7)
+                if n > 7 then drop(self, vals, names, 8); if n > 8 then clear_names(self, vals, names, 9, n) end end
               end
             end
           end
@@ -160,7 +169,6 @@ function Headers:_reset()
   self.n = 0
   -- Only when present: storing nil under an absent key inserts it in
   -- LuaJIT, and a table that keeps doing so is rehashed again and again.
-  if self._n ~= nil then self._n = nil end
   if self._raw ~= nil then self._raw = nil end
   return self
 end
