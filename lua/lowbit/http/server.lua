@@ -199,7 +199,13 @@ local function build_head(w, out, final, sample)
     has_date = vals.date ~= nil
     has_ctype = vals["content-type"] ~= nil
     local cl = vals["content-length"]
-    if cl ~= nil then declared_cl = tonumber(type(cl) == "table" and cl[1] or cl) end
+    if cl ~= nil then
+      if type(cl) == "table" then cl = cl[1] end
+      -- The connection's last Content-Length string and its number: a
+      -- handler sending the same response again skips the number scan.
+      if cl == cs.cl_s then declared_cl = cs.cl_n
+      else declared_cl = tonumber(cl); cs.cl_s, cs.cl_n = cl, declared_cl end
+    end
     local conn_v = vals.connection
     if conn_v ~= nil and find(lower(type(conn_v) == "table" and table.concat(conn_v, ",") or conn_v), "close", 1, true) then
       has_conn_close = true
@@ -910,7 +916,7 @@ local function serve_conn(srv, conn)
                                      in_handler = false, expect = false, keep_alive = false,
                                      close_after = false, peer_gone = false, linger = false,
                                      rdl = false, wdl = false, wn = 0, wbusy = false,
-                                     cut = false, stall_n = false, stall_t = false })
+                                     cut = false, stall_n = false, stall_t = false, cl_s = false, cl_n = false })
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
