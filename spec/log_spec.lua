@@ -229,6 +229,53 @@ describe("TLS server errors", function()
   end)
 end)
 
+describe("TLS handshakes cut by a reset", function()
+  local dir
+  setup(function() dir = support.make_pki() end)
+  teardown(function() os.execute("rm -rf " .. dir) end)
+
+  it("are logged with the peer's address and rate-limited like any other peer's errors", function()
+    local script = support.tmpfile(TLS_SERVER, ".lua")
+    support.run(function()
+      local p = start_host(script, { dir })
+      p.read_stderr()
+      local port = assert(tonumber(p.line()), "server did not start")
+      -- 200 clients start a handshake record, then reset the connection.
+      local done = lowbit.chan(200)
+      for _ = 1, 200 do
+        local t = uv.new_tcp()
+        uv.tcp_connect(t, "127.0.0.1", port, function(cerr)
+          if cerr then uv.close(t); done:try_send(false); return end
+          uv.write(t, "\22\3\1\0\200\1\0", function()
+            lowbit.go(function()
+              lowbit.sleep(0.02) -- the server has read the record's first bytes
+              uv.tcp_close_reset(t)
+              done:try_send(true)
+            end)
+          end)
+        end)
+        assert(done:recv())
+      end
+      lowbit.sleep(0.3)
+      uv.process_kill(p.h, "sigterm")
+      p.wait()
+      for _ = 1, 200 do if p.err_done then break end; lowbit.sleep(0.01) end
+      local text = table.concat(p.err)
+      local logged = 0
+      for line in text:gmatch("[^\n]+") do
+        if line:find("TLS handshake error", 1, true) then
+          logged = logged + 1
+          assert.matches("TLS handshake error from 127%.0%.0%.1:%d+: ", line) -- never "from nil"
+        end
+      end
+      assert.is_true(logged >= 1, text)
+      assert.is_true(logged < 100, "not rate-limited: " .. logged .. " lines")
+      p.stop()
+    end)
+    os.remove(script)
+  end)
+end)
+
 describe("lowbit.log", function()
   local log = require "lowbit.log"
 

@@ -1011,6 +1011,10 @@ end
 -- closure per connection: making one cannot be compiled, and left the
 -- accept loop interpreted.)
 local function serve_tls(self, raw, tls, tls_cfg)
+  -- The peer's address is read now (serve_conn needs it anyway): once a
+  -- client has reset the connection it has none, and the log line of its
+  -- failed handshake would name no one and escape the per-peer limit.
+  local peer = raw:remote_addr()
   local hs = handshake_timeout(self)
   if hs then raw:set_deadline(now() + hs) end
   local tc, herr = tls.server(raw, tls_cfg)
@@ -1021,8 +1025,8 @@ local function serve_tls(self, raw, tls, tls_cfg)
         -- As Go does: an answer the client can read, no log line.
         raw:write("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
       else
-        local peer = raw:remote_addr()
-        self:log_error("http: TLS handshake error from " .. tostring(peer) .. ": " .. tostring(e), peer)
+        self:log_error("http: TLS handshake error from " .. (peer or "an unknown address") .. ": " .. tostring(e),
+          peer or "unknown")
       end
       tc:close()
       return
