@@ -46,6 +46,11 @@ local function start_host(script, args)
       if d then p.err[#p.err + 1] = d else uv.close(stderr); p.err_done = true end
     end)
   end
+  -- All stderr said, once the host has closed it (bounded wait).
+  function p.stderr_text()
+    for _ = 1, 200 do if p.err_done then break end; lowbit.sleep(0.01) end
+    return table.concat(p.err)
+  end
   function p.stop()
     if not p.code then
       uv.process_kill(h, "sigkill")
@@ -178,8 +183,7 @@ io.stdout:write("bye\n"); io.stdout:flush()
       p.read_stderr()
       assert.equal("bye", p.line())
       assert.equal(0, p.wait())
-      for _ = 1, 200 do if p.err_done then break end; lowbit.sleep(0.01) end
-      local text = table.concat(p.err)
+      local text = p.stderr_text()
       local seen = select(2, text:gsub("error in task: task %d+ failed", ""))
       local dropped = tonumber(text:match("lowbit: (%d+) log lines dropped"))
       assert.is_number(dropped)
@@ -213,8 +217,7 @@ describe("TLS server errors", function()
       for _ = 1, 200 do assert(exchange(port, BOGUS_HELLO)) end
       uv.process_kill(p.h, "sigterm")
       p.wait()
-      for _ = 1, 200 do if p.err_done then break end; lowbit.sleep(0.01) end
-      local text = table.concat(p.err)
+      local text = p.stderr_text()
       -- Only the bogus hellos were logged: nothing about the plain-HTTP
       -- requests (a port number may well contain "400", so lines are matched).
       for line in text:gmatch("[^\n]+") do
@@ -227,14 +230,8 @@ describe("TLS server errors", function()
     end)
     os.remove(script)
   end)
-end)
 
-describe("TLS handshakes cut by a reset", function()
-  local dir
-  setup(function() dir = support.make_pki() end)
-  teardown(function() os.execute("rm -rf " .. dir) end)
-
-  it("are logged with the peer's address and rate-limited like any other peer's errors", function()
+  it("handshakes cut by a reset are logged with the peer's address and rate-limited like any other peer's errors", function()
     local script = support.tmpfile(TLS_SERVER, ".lua")
     support.run(function()
       local p = start_host(script, { dir })
@@ -259,8 +256,7 @@ describe("TLS handshakes cut by a reset", function()
       lowbit.sleep(0.3)
       uv.process_kill(p.h, "sigterm")
       p.wait()
-      for _ = 1, 200 do if p.err_done then break end; lowbit.sleep(0.01) end
-      local text = table.concat(p.err)
+      local text = p.stderr_text()
       local logged = 0
       for line in text:gmatch("[^\n]+") do
         if line:find("TLS handshake error", 1, true) then
