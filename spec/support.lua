@@ -66,6 +66,25 @@ function M.tmpfile(content, suffix)
   return path
 end
 
+--- Makes a new empty temporary folder and returns its path.
+function M.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'") == 0, "cannot make " .. dir)
+  return dir
+end
+
+--- A free loopback TCP port: bound on 127.0.0.1:0, then released, by the
+--- host (for a child that takes its address as an argument and cannot
+--- report the port it got). Needs no task.
+function M.free_port()
+  local out = M.sh(M.host .. [[ -e 'local ln = assert(require("lowbit.net").listen("127.0.0.1:0"))
+io.write(ln:port()); ln:close()']])
+  local port = tonumber(out)
+  assert(port, "no free port: " .. tostring(out))
+  return port
+end
+
 --- Everything conn c yields until EOF (or an error).
 function M.read_all(c)
   local parts = {}
@@ -83,13 +102,11 @@ end
 --- other.pem/other.key (other.test, signed by the CA), self.pem/self.key
 --- (localhost, self-signed: nobody trusts it).
 function M.make_pki()
-  local dir = os.tmpname()
-  os.remove(dir)
+  local dir = M.tmpdir()
   local function run_ok(cmd)
     local out, rc = M.sh(cmd .. " 2>&1")
     assert(rc == 0, cmd .. " failed:\n" .. tostring(out))
   end
-  run_ok("mkdir -p " .. dir)
   run_ok(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 " ..
       "-subj '/CN=lowbit spec CA' -keyout %s/ca.key -out %s/ca.pem"):format(dir, dir))
   local function make_cert(name, cn, san, ca)
@@ -151,9 +168,8 @@ function M.start_redis(opts)
   opts = opts or {}
   local _, rc = M.sh("command -v redis-server >/dev/null")
   if rc ~= 0 then return nil, "redis-server is not installed (make deps)" end
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir) == 0)
+  local proc = require "support.proc"
+  local dir = M.tmpdir()
   -- Seeded once per process: reseeding on every call (same second, the
   -- same table address) picked the port of the server started just before.
   if not M._redis_seeded then
@@ -182,23 +198,15 @@ function M.start_redis(opts)
       local text = f and f:read("*a") or ""
       if f then f:close() end
       if text:find("Ready to accept connections", 1, true) then ready = true; break end
-      local _, alive = M.sh("kill -0 " .. pid .. " 2>/dev/null")
-      if alive ~= 0 then break end
+      if not proc.alive(pid) then break end
       os.execute("sleep 0.02")
     end
     if ready then
       local r = { port = port, addr = "127.0.0.1:" .. port, pid = pid, dir = dir }
-      function r.stop()
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-        for _ = 1, 100 do
-          local _, alive = M.sh("kill -0 " .. pid .. " 2>/dev/null")
-          if alive ~= 0 then break end
-          os.execute("sleep 0.02")
-        end
-      end
+      function r.stop() proc.kill_wait(pid) end
       return r
     end
-    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    proc.kill(pid, "KILL")
   end
   error("redis-server did not start (see " .. dir .. ")")
 end

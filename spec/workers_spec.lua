@@ -5,6 +5,7 @@
 -- in the body (spec/apps/workers_app.lua), resets and empty replies apart.
 local lowbit = require "lowbit"
 local support = require "support"
+local proc = require "support.proc"
 local sh, host = support.sh, support.host
 
 local APP = support.root .. "/spec/apps/workers_app.lua"
@@ -15,71 +16,29 @@ local function load_client()
   return load_bin
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read, sleep, alive, children = proc.read, proc.sleep, proc.alive, proc.children
 
-local function sleep(s) sh("sleep " .. s) end
-
-local function alive(pid) return select(2, sh("kill -0 " .. pid .. " 2>/dev/null")) == 0 end
-
-local function children(pid)
-  local out = sh("pgrep -P " .. pid)
-  local t = {}
-  for p in out:gmatch("%d+") do t[#t + 1] = tonumber(p) end
-  table.sort(t)
-  return t
-end
-
--- Starts `lowbit -w n -l 127.0.0.1:0 [extra] script 127.0.0.1:0` and waits
--- for its "worker(s) on" line. Returns { pid, addr, port, err = stderr
--- file, rc = file its exit status lands in }.
-local function start_master(n, opts)
-  opts = opts or {}
-  local m = { err = os.tmpname(), rc = os.tmpname(), pidf = os.tmpname() }
-  os.remove(m.rc)
-  sh(("(( %s -w %s -l %s %s %s 127.0.0.1:0 2>%s & echo $! > %s; wait $!; echo $? > %s ) >/dev/null 2>&1 &)"):format(
-    host, n, opts.listen or "127.0.0.1:0", opts.extra or "", opts.script or APP, m.err, m.pidf, m.rc))
-  for _ = 1, 300 do
-    m.pid = tonumber(read(m.pidf):match("%d+"))
-    local addr = read(m.err):match("worker%(s%) on (127%.0%.0%.1:%d+)")
-    if m.pid and addr then
-      m.addr, m.port = addr, tonumber(addr:match(":(%d+)$"))
-      break
+-- Runs fn(m) with a master `lowbit -w n -l 127.0.0.1:0 [extra] script
+-- 127.0.0.1:0` started and its "worker(s) on" line printed: m is the
+-- support.proc process, with m.addr and m.port added. Unless opts.no_wait,
+-- the workers answer before fn runs (they have adopted their sockets).
+-- The master and its workers are stopped by pid afterwards whatever
+-- happens (a failure carries the master's stderr). Returns what fn does.
+local function with_master(n, opts, fn)
+  local cmd = ("%s -w %s -l %s %s %s 127.0.0.1:0"):format(host, n, opts.listen or "127.0.0.1:0",
+    opts.extra or "", opts.script or APP)
+  return proc.with(cmd, {
+    ready = function(m) return m.stderr():match("worker%(s%) on (127%.0%.0%.1:%d+)") end,
+  }, function(m)
+    m.addr, m.port = m.ready, tonumber(m.ready:match(":(%d+)$"))
+    if not opts.no_wait then
+      for _ = 1, 100 do
+        if proc.answers("http://" .. m.addr .. "/") then break end
+        sleep(0.05)
+      end
     end
-    if read(m.rc) ~= "" then break end
-    sleep(0.02)
-  end
-  -- The workers have adopted their sockets when they answer.
-  if m.addr and not opts.no_wait then
-    sh(("for i in $(seq 100); do curl -s -m 2 -o /dev/null http://%s/ && break; sleep 0.05; done"):format(m.addr))
-  end
-  return m
-end
-
--- Waits (at most `secs`) for the master to exit; its exit status or nil.
-local function wait_exit(m, secs)
-  for _ = 1, (secs or 10) * 20 do
-    local rc = read(m.rc):match("%d+")
-    if rc then return tonumber(rc) end
-    sleep(0.05)
-  end
-  return nil
-end
-
--- Stops whatever is left of a master and its workers; removes its files.
-local function cleanup(m)
-  if m.pid then
-    local kids = children(m.pid)
-    sh("kill -TERM " .. m.pid .. " 2>/dev/null")
-    if not wait_exit(m, 10) then sh("kill -KILL " .. m.pid .. " 2>/dev/null") end
-    for _, k in ipairs(kids) do sh("kill -KILL " .. k .. " 2>/dev/null") end
-  end
-  os.remove(m.err); os.remove(m.rc); os.remove(m.pidf)
+    return fn(m)
+  end)
 end
 
 -- Runs the load; returns { ok, reset, empty, other, by_pid = {pid = n},
@@ -117,9 +76,8 @@ end
 
 describe("lowbit -w N (scale.md list B)", function()
   it("B1: serves through two SO_REUSEPORT sockets held by a master that never accepts; each worker gets >= 35% of 1,000 connections", function()
-    local m = start_master(2)
-    local ok, err = pcall(function()
-      assert.truthy(m.addr, read(m.err))
+    with_master(2, {}, function(m)
+      assert.truthy(m.addr, m.stderr())
       local kids = children(m.pid)
       assert.equal(2, #kids)
       local ls = listeners(m.port)
@@ -138,8 +96,6 @@ describe("lowbit -w N (scale.md list B)", function()
       for _ = 1, 40 do seen[sh("curl -s http://" .. m.addr .. "/"):match("worker=(%S+)")] = true end
       assert.same({ ["1/2"] = true, ["2/2"] = true }, seen)
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   -- A killed process takes the connections it had accepted with it: no
@@ -158,8 +114,7 @@ describe("lowbit -w N (scale.md list B)", function()
   -- read, so nothing can replay them), plus the one connection libuv
   -- accept4()s before its callback hands it to the task.
   it("B2: kill -9 of a worker under 16-way load: no connection lost beyond those it held (each with request bytes), a new pid within 1 s", function()
-    local m = start_master(2)
-    local ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local victim = children(m.pid)[1]
       local r = run_load(m, { signal = 9, pid = victim, at = 500, stopkill = true })
       assert.equal(0, r.other, r.raw)
@@ -170,20 +125,16 @@ describe("lowbit -w N (scale.md list B)", function()
       assert.is_true(r.new_pid_ms >= 0 and r.new_pid_ms < 1000, r.raw)
       assert.falsy(alive(victim))
       assert.equal(2, #children(m.pid))
-      assert.matches("killed by signal 9; restarting it", read(m.err))
+      assert.matches("killed by signal 9; restarting it", m.stderr())
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   it("B2: connections whose client has sent nothing yet wait in the master's socket (TCP_DEFER_ACCEPT) and survive a kill -9 of the worker; with -d 0 they die with it", function()
     local net = require "lowbit.net"
     local function scenario(defer)
-      local m = start_master(1, { extra = "-d " .. defer })
-      local res
-      local ok, err = pcall(function()
+      return with_master(1, { extra = "-d " .. defer }, function(m)
         local victim = children(m.pid)[1]
-        res = support.run(function()
+        return support.run(function()
           local cs = {}
           for i = 1, 4 do cs[i] = assert(net.dial(nil, m.addr)) end
           lowbit.sleep(0.3) -- (a worker accepts a connection within a loop pass)
@@ -206,9 +157,6 @@ describe("lowbit -w N (scale.md list B)", function()
           return out
         end)
       end)
-      cleanup(m)
-      assert(ok, err)
-      return res
     end
     local r = scenario(5)
     assert.equal(4, r.answered)
@@ -218,31 +166,27 @@ describe("lowbit -w N (scale.md list B)", function()
   end)
 
   it("B3: SIGTERM of a worker under load: 0 errors, and it exits 0 once its requests are done", function()
-    local m = start_master(2)
-    local ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local victim = children(m.pid)[1]
       local r = run_load(m, { signal = 15, pid = victim, at = 500 })
       assert_no_errors(r)
       assert.equal(3000, r.ok)
-      assert.matches("%(pid " .. victim .. "%) exited with status 0; restarting it", read(m.err))
+      assert.matches("%(pid " .. victim .. "%) exited with status 0; restarting it", m.stderr())
       assert.equal(2, #children(m.pid))
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   it("B4: SIGHUP under load: every worker pid changes, with 0 errors", function()
-    local m = start_master(2)
-    local ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local before = children(m.pid)
       local r = run_load(m, { signal = 1, pid = m.pid, at = 500 })
       assert_no_errors(r)
       assert.equal(3000, r.ok)
       for _ = 1, 100 do
-        if read(m.err):find("restart done", 1, true) then break end
+        if m.stderr():find("restart done", 1, true) then break end
         sleep(0.05)
       end
-      assert.matches("restart done: 2 new worker", read(m.err))
+      assert.matches("restart done: 2 new worker", m.stderr())
       for _ = 1, 100 do if #children(m.pid) == 2 then break end; sleep(0.05) end
       local after = children(m.pid)
       assert.equal(2, #after)
@@ -252,35 +196,30 @@ describe("lowbit -w N (scale.md list B)", function()
       -- The new workers serve.
       assert_no_errors(run_load(m, { n = 200 }))
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   it("B5: SIGTERM of the master with a 0.5 s request in flight: it completes, the master exits 0, no child or socket remains; a second SIGTERM exits at once", function()
-    local m = start_master(2)
     local out = os.tmpname()
-    local ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local kids = children(m.pid)
       sh(("(curl -s -i http://%s/slow > %s 2>&1 &)"):format(m.addr, out))
       sleep(0.2)
       sh("kill -TERM " .. m.pid)
-      assert.equal(0, wait_exit(m, 10))
+      assert.equal(0, m.wait(10))
       local body = read(out)
       assert.matches("^HTTP/1.1 200", body)
       assert.matches("pid=%d+", body)
       for _, k in ipairs(kids) do assert.falsy(alive(k)) end
       assert.same({}, listeners(m.port))
     end)
-    cleanup(m)
-    assert(ok, err)
+    os.remove(out)
     -- The second signal: the master kills the draining workers and exits.
-    m = start_master(2)
-    ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local kids = children(m.pid)
       sh(("(curl -s http://%s/slow > /dev/null 2>&1 &)"):format(m.addr))
       sleep(0.2)
       sh("kill -TERM " .. m.pid .. "; sleep 0.05; kill -TERM " .. m.pid)
-      assert.equal(143, wait_exit(m, 2))
+      assert.equal(143, m.wait(2))
       for _ = 1, 40 do
         if not alive(kids[1]) and not alive(kids[2]) then break end
         sleep(0.05)
@@ -288,14 +227,10 @@ describe("lowbit -w N (scale.md list B)", function()
       for _, k in ipairs(kids) do assert.falsy(alive(k)) end
       assert.same({}, listeners(m.port))
     end)
-    cleanup(m)
-    os.remove(out)
-    assert(ok, err)
   end)
 
   it("B5 (orphans): the workers of a master killed with kill -9 stop too (PR_SET_PDEATHSIG)", function()
-    local m = start_master(2)
-    local ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local kids = children(m.pid)
       assert.equal(2, #kids)
       sh("kill -KILL " .. m.pid)
@@ -306,8 +241,6 @@ describe("lowbit -w N (scale.md list B)", function()
       for _, k in ipairs(kids) do assert.falsy(alive(k)) end
       assert.same({}, listeners(m.port))
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   it("B6: a crash-looping worker is restarted with growing backoff; after K crashes in T the master exits non-zero with the last error", function()
@@ -316,10 +249,9 @@ local lowbit = require "lowbit"
 lowbit.sleep(0.01)
 error("boom at start")
 ]], ".lua")
-    local m = start_master(1, { script = script, no_wait = true })
-    local ok, err = pcall(function()
-      local rc = wait_exit(m, 20)
-      local log = read(m.err)
+    with_master(1, { script = script, no_wait = true }, function(m)
+      local rc = m.wait(20)
+      local log = m.stderr()
       assert.equal(1, rc, log)
       local delays = {}
       for d in log:gmatch("restarting it in ([%d.]+) s") do delays[#delays + 1] = tonumber(d) end
@@ -329,9 +261,7 @@ error("boom at start")
       assert.same({}, children(m.pid))
       assert.same({}, listeners(m.port))
     end)
-    cleanup(m)
     os.remove(script)
-    assert(ok, err)
   end)
 
   it("B6 (bad input): a wrong -w, a missing -l, a port in use, a missing script: a message, a non-zero exit, nothing left running", function()
@@ -352,8 +282,7 @@ error("boom at start")
     assert.matches("cannot open /nonexistent/app.lua", out)
     -- A port held by a plain listener, then by another master (whose
     -- SO_REUSEPORT sockets would otherwise let a second one join).
-    local m = start_master(1)
-    local ok, err = pcall(function()
+    with_master(1, {}, function(m)
       support.run(function()
         local ln = assert(require("lowbit.net").listen("127.0.0.1:0"))
         out, rc = sh(("%s -w 2 -l %s %s 2>&1"):format(host, ln:addr(), APP))
@@ -366,30 +295,24 @@ error("boom at start")
       assert.matches("address already in use", out)
       assert.equal(1, #listeners(m.port)) -- only the first master's
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   it("a worker that never listens on the -l address is reported (its connections would wait)", function()
     local script = support.tmpfile([[require("lowbit").sleep(30)]], ".lua")
-    local m = start_master(1, { script = script, no_wait = true })
-    local ok, err = pcall(function()
+    with_master(1, { script = script, no_wait = true }, function(m)
       local log
       for _ = 1, 160 do
-        log = read(m.err)
+        log = m.stderr()
         if log:find("has not listened", 1, true) then break end
         sleep(0.05)
       end
       assert.matches("worker 1 %(pid %d+%) has not listened on " .. m.addr:gsub("%.", "%%.") .. " after 5 s", log)
     end)
-    cleanup(m)
     os.remove(script)
-    assert(ok, err)
   end)
 
   it("B7: each worker holds only its own slot's socket (/proc/<pid>/fd)", function()
-    local m = start_master(2)
-    local ok, err = pcall(function()
+    with_master(2, {}, function(m)
       local kids = children(m.pid)
       local inos = {}
       for _, s in ipairs(listeners(m.port)) do inos[s.ino] = true end
@@ -405,8 +328,6 @@ error("boom at start")
         held[mine[1]] = true
       end
     end)
-    cleanup(m)
-    assert(ok, err)
   end)
 
   it("B8: a connection accepted before shutdown whose request comes 50 ms later gets a full response with Connection: close", function()
