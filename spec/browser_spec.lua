@@ -1,11 +1,14 @@
--- Headless Chromium against one lowbit server: a page that opens a
--- WebSocket and an EventSource to it and reports what it received.
+-- Headless Chromium (driven by spec/support/cdp.lua) against one lowbit
+-- server: a page that opens a WebSocket and an EventSource to it and
+-- reports what it received.
 local lowbit = require "lowbit"
 local net = require "lowbit.net"
 local http = require "lowbit.http"
 local sse = require "lowbit.sse"
 local websockets = require "lowbit.websockets"
+local cjson = require "cjson"
 local support = require "support"
+local cdp = require "support.cdp"
 local run = support.run
 
 local PAGE = [[<!doctype html>
@@ -33,6 +36,8 @@ es.addEventListener("done", function (e) { got.sse.push("done"); show(); es.clos
 ]]
 
 describe("a browser page with a WebSocket and an EventSource", function()
+  after_each(function() cdp.cleanup() end) -- a run cut short by the watchdog leaves no Chromium
+
   it("Chromium receives both streams from one lowbit server and reports them", function()
     run(function()
       local report = lowbit.chan(1)
@@ -65,27 +70,16 @@ describe("a browser page with a WebSocket and an EventSource", function()
       end }
       local ln = assert(net.listen("127.0.0.1:0"))
       lowbit.go(function() srv:serve(ln) end)
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir -p " .. dir) == 0)
-      -- Chromium runs until the page has reported (or 60 s have passed), then
-      -- it is stopped: no virtual-time budget that could end the page early.
-      local stop, exited = lowbit.chan(1), lowbit.chan(1)
-      lowbit.go(function()
-        local code, _, errout = support.spawn("chromium", {
-          "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--user-data-dir=" .. dir, "http://" .. ln:addr() .. "/" }, stop)
-        exited:send{ code = code, errout = errout }
+      -- The page runs until it has reported (or the wait's 60 s have
+      -- passed): no virtual-time budget that could end it early.
+      local got
+      cdp.with_browser({ timeout = 60 }, function(b)
+        local tab = b:new_tab("http://" .. ln:addr() .. "/")
+        local ok, err = pcall(tab.receive, tab, report, "the page's report")
+        assert(ok, tostring(err) .. "\nthe server got WebSocket messages " .. cjson.encode(ws_got))
+        got = err
+        tab:receive(ws_done, "the page's close frame", 10)
       end)
-      local i, got = lowbit.select{ report, exited, lowbit.after(60) }
-      if i == 1 then lowbit.select{ ws_done, lowbit.after(10) } end -- the page's close frame
-      stop:try_send(true)
-      local ended = i == 2 and got or exited:recv()
-      os.execute("rm -rf '" .. dir .. "'")
-      assert.equal(1, i, "Chromium did not report (" .. (i == 2 and "it exited with " .. tostring(ended.code) or "60 s")
-        .. "); the server got WebSocket messages " .. require("cjson").encode(ws_got) .. "; stderr: " .. ended.errout)
-      local cjson = require "cjson"
       local rep = cjson.decode(got)
       assert.same({ "welcome", "echo: ping from the browser", "binary" }, rep.ws)
       assert.same({ "greet:7:hello from sse", "done" }, rep.sse)
@@ -136,9 +130,10 @@ setTimeout(function () {
 </script></body></html>]]
 
 describe("a stencil page with hostile values", function()
+  after_each(function() cdp.cleanup() end) -- a run cut short by the watchdog leaves no Chromium
+
   it("runs no injected script in Chromium and reads every value back", function()
     local stencil = require "lowbit.stencil"
-    local cjson = require "cjson"
     local hostile = "</script><script>pwn(1)</script>\"'><img src=x onerror=pwn(2)>" ..
       "</title></textarea></style><svg onload=pwn(3)> & \\ `${pwn(4)}` -->\226\128\168end"
     local e = stencil.new { views = { ["page.html"] = STENCIL_PAGE },
@@ -159,23 +154,11 @@ describe("a stencil page with hostile values", function()
       end }
       local ln = assert(net.listen("127.0.0.1:0"))
       lowbit.go(function() srv:serve(ln) end)
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir -p " .. dir) == 0)
-      local stop, exited = lowbit.chan(1), lowbit.chan(1)
-      lowbit.go(function()
-        local code, _, errout = support.spawn("chromium", {
-          "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--user-data-dir=" .. dir, "http://" .. ln:addr() .. "/" }, stop)
-        exited:send{ code = code, errout = errout }
+      local got
+      cdp.with_browser({ timeout = 60 }, function(b)
+        got = b:new_tab("http://" .. ln:addr() .. "/"):receive(report, "the page's report")
       end)
-      local i, got = lowbit.select{ report, exited, lowbit.after(60) }
-      stop:try_send(true)
-      local ended = i == 2 and got or exited:recv()
-      os.execute("rm -rf '" .. dir .. "'")
       srv:close()
-      assert.equal(1, i, "Chromium did not report; stderr: " .. tostring(ended.errout))
       local rep = cjson.decode(got)
       assert.same({}, rep.pwned)
       for _, k in ipairs { "title", "text", "qattr", "sattr", "uattr", "query", "ta", "echo", "s1", "s2", "s3" } do

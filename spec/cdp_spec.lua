@@ -26,10 +26,13 @@ window.later = function (ms, v) { return new Promise(function (ok) { setTimeout(
 </script></body></html>]]
 
 local function serve()
-  local hits = {}
+  local hits, reports = {}, lowbit.chan(4)
   local srv, ln = support.http_server{ handler = function(w, r)
     hits[r.url.path] = (hits[r.url.path] or 0) + 1
-    if r.url.path == "/" then
+    if r.url.path == "/report" then
+      reports:try_send(r.body:read_all())
+      w:write("ok")
+    elseif r.url.path == "/" then
       w:header():set("Content-Type", "text/html; charset=utf-8")
       w:write(PAGE)
     elseif r.url.path == "/gone" then
@@ -40,7 +43,7 @@ local function serve()
       http.not_found(w, r)
     end
   end }
-  return srv, "http://" .. ln:addr(), hits
+  return srv, "http://" .. ln:addr(), hits, reports
 end
 
 local function read(path)
@@ -162,6 +165,33 @@ describe("support.cdp", function()
         tab:evaluate("setTimeout(function () { window.answer = confirm('sure?'); }, 0); 1")
         tab:wait_for("window.answer === false", "the page's confirm to be answered")
         assert.same({ "alert: hi", "confirm: sure?" }, tab.dialogs)
+      end)
+      srv:close()
+    end)
+  end)
+
+  it("receives what the page reports to the server, and says what it waited for when nothing comes", function()
+    run(function()
+      local srv, base, _, reports = serve()
+      cdp.with_browser({}, function(b)
+        local tab = b:new_tab(base .. "/")
+        tab:evaluate("setTimeout(function () { fetch('/report', { method: 'POST', body: 'from the page' }); }, 50); 1")
+        assert.equal("from the page", tab:receive(reports, "the page's report"))
+        tab:evaluate("console.log('still waiting'); 1")
+        local t0 = lowbit.now()
+        local ok, err = pcall(tab.receive, tab, lowbit.chan(1), "a report that never comes", 0.5)
+        assert.is_false(ok)
+        assert.is_true(lowbit.now() - t0 < 5)
+        assert.matches("timed out after 0.5s waiting for a report that never comes", err, 1, true)
+        assert.matches("console log: still waiting", err, 1, true)
+        -- Chromium dies: the wait ends at once, saying so
+        require("luv").kill(b.pid, "sigkill")
+        t0 = lowbit.now()
+        ok, err = pcall(tab.receive, tab, lowbit.chan(1), "a report from a dead browser", 30)
+        assert.is_false(ok)
+        assert.is_true(lowbit.now() - t0 < 10, "the wait did not end when chromium died")
+        assert.matches("chromium exited with code", err, 1, true)
+        assert.matches("waiting for a report from a dead browser", err, 1, true)
       end)
       srv:close()
     end)

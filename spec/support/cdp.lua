@@ -522,6 +522,24 @@ function Tab:wait_for(js, what, timeout)
   end
 end
 
+--- Waits (bounded) for a value on the lowbit channel ch, which the spec's
+--- server fills when the page reports (a POST from the page, a WebSocket
+--- message...), and returns it. Raises naming `what` when the timeout
+--- passes first, or at once when Chromium exits meanwhile, with the
+--- page's console and exceptions and Chromium's stderr.
+function Tab:receive(ch, what, timeout)
+  timeout = timeout or self.timeout
+  local b = self.browser
+  local i, v = lowbit.select{ ch, b.exited, lowbit.after(timeout) }
+  if i == 1 then return v end
+  local why = i == 2 and ("chromium exited with code " .. tostring(b.exit_code)
+      .. ((b.exit_signal or 0) ~= 0 and (" (signal " .. b.exit_signal .. ")") or ""))
+    or ("timed out after " .. timeout .. "s")
+  local diag = self:diagnostics()
+  error(("cdp: %s waiting for %s%s; chromium's stderr:\n%s"):format(why, what or "a value",
+    diag ~= "" and ("\n" .. diag) or "", b:stderr()), 2)
+end
+
 -- The element's box center, scrolled into view, or raises.
 local function center_of(self, sel)
   local r = self:evaluate(([[(function () {
