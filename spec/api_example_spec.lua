@@ -1,19 +1,11 @@
 -- examples/api.lua, run by the host and driven with curl over loopback.
 local support = require "support"
+local proc = require "support.proc"
 local cjson = require "cjson"
 
 local root, host = support.root, support.host
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- A free loopback port (bound, then released), found by the host itself.
-local function free_port()
-  local out = support.sh(host .. " -e " .. q([[
-local ln = assert(require("lowbit.net").listen("127.0.0.1:0"))
-io.write(ln:addr():match(":(%d+)$"))
-ln:close()]]))
-  return assert(tonumber(out), "no free port: " .. tostring(out))
-end
 
 describe("examples/api.lua", function()
   it("loads (compiles) as a host script", function()
@@ -33,8 +25,7 @@ describe("examples/api.lua", function()
 
   if not ok_http then return end
 
-  local addr, pid, log
-  local base
+  local base, app
 
   -- curl; returns status, content type, body, headers text.
   local function curl(method, path, opts)
@@ -55,26 +46,12 @@ describe("examples/api.lua", function()
   end
 
   setup(function()
-    local port = free_port()
-    addr = "127.0.0.1:" .. port
-    base = "http://" .. addr
-    log = os.tmpname()
-    local out = support.sh("cd " .. q(root) .. " && (" .. host .. " examples/api.lua " .. addr .. " >" .. log .. " 2>&1 & echo $!)")
-    pid = assert(tonumber(out), "could not start the example: " .. tostring(out))
-    -- Wait until it answers.
-    for _ = 1, 100 do
-      local _, rc = support.sh("curl -s -o /dev/null --max-time 1 " .. q(base .. "/healthz"))
-      if rc == 0 then return end
-      support.sh("sleep 0.05")
-    end
-    local f = io.open(log)
-    error("the example did not start on " .. addr .. ": " .. (f and f:read("*a") or ""))
+    base = "http://127.0.0.1:" .. support.free_port()
+    app = proc.start({ host, "examples/api.lua", base:match("//(.*)") },
+      { ready = function() return proc.answers(base .. "/healthz") end })
   end)
 
-  teardown(function()
-    if pid then support.sh("kill " .. pid .. " 2>/dev/null; sleep 0.1; kill -9 " .. pid .. " 2>/dev/null") end
-    if log then os.remove(log) end
-  end)
+  teardown(function() if app then app.cleanup() end end)
 
   it("answers 200 with auth", function()
     local status, ctype, body = curl("GET", "/api/users/1")

@@ -221,8 +221,7 @@ describe("backstage.cron", function()
 
   it("reads zones from $TZDIR when set", function()
     -- a zone file copied under another name into a temporary TZDIR
-    local dir = os.tmpname()
-    os.remove(dir)
+    local dir = support.tmpdir()
     assert(os.execute("mkdir -p " .. dir .. "/Test && cp /usr/share/zoneinfo/Asia/Kolkata " .. dir .. "/Test/Zone") == 0)
     local env = require("ffi")
     pcall(env.cdef, [[ int setenv(const char *name, const char *value, int overwrite); int unsetenv(const char *name); ]])
@@ -284,27 +283,14 @@ end)
 describe("schedule:next performance shape", function()
   it("runs compiled without garbage: no NYI aborts in schedule code (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
-    local jutil, vmdef = require "jit.util", require "jit.vmdef"
     local c = assert(schedule.cron("30 2 * * *", { tz = "America/New_York" }))
     local u = assert(schedule.cron("*/15 * * * *"))
     local acc = 0
     local function hot(n)
       for i = 1, n do acc = acc + c:next(1704067200 + i * 7919) + u:next(1704067200 + i * 61) end
     end
-    local bad = {}
-    local function on_trace(what, tr, func, pc, otr, oex)
-      if what ~= "abort" then return end
-      local loc = jutil.funcinfo(func, pc).loc or "?"
-      local msg = vmdef.traceerr[otr] or tostring(otr)
-      if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
-      if loc:find("schedule.lua", 1, true) and (msg:find("NYI") or msg:find("blacklisted") or msg:find("disabled")) then
-        bad[#bad + 1] = loc .. ": " .. msg
-      end
-    end
-    jit.flush()
-    jit.attach(on_trace, "trace")
-    hot(20000)
-    jit.attach(on_trace)
+    local bad = support.jit_aborts("schedule.lua", function() hot(20000) end,
+      { reasons = { "NYI", "blacklisted", "disabled" } })
     assert.same({}, bad)
     -- warm: a next() allocates nothing (a table or cdata per call would be
     -- >= 16 bytes * 2 * N = 6.4 MB)

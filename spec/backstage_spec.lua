@@ -879,24 +879,10 @@ describe("lowbit.backstage", function()
 
   it("dispatch + run of memory jobs runs compiled: no NYI aborts in backstage code (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
-    local jutil, vmdef = require "jit.util", require "jit.vmdef"
-    local bad = {}
-    local function on_trace(what, tr, func, pc, otr, oex)
-      if what ~= "abort" then return end
-      local loc = jutil.funcinfo(func, pc).loc or "?"
-      local msg = vmdef.traceerr[otr] or tostring(otr)
-      if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
-      -- "return to lower frame": a trace that began after a task switch
-      -- (inside pop) reaching the frame below it; LuaJIT picks another head.
-      if loc:find("backstage.lua", 1, true) and not msg:find("return to lower frame", 1, true)
-        and (msg:find("NYI") or msg:find("blacklisted") or msg:find("disabled")) then
-        bad[#bad + 1] = loc .. ": " .. msg
-      end
-    end
     local done = 0
-    jit.flush()
-    jit.attach(on_trace, "trace")
-    local ok, err = pcall(run, function()
+    -- "return to lower frame": a trace that began after a task switch
+    -- (inside pop) reaching the frame below it; LuaJIT picks another head.
+    local bad = support.jit_aborts("backstage.lua", function() run(function()
       local sv = new_sv()
       sv:register_queue("q", { workers = 2, buffer = 256 })
       local cancel, wait = start(sv)
@@ -908,9 +894,7 @@ describe("lowbit.backstage", function()
       while done < n do lowbit.yield() end
       cancel()
       assert.is_nil(wait())
-    end)
-    jit.attach(on_trace)
-    assert(ok, err)
+    end) end, { reasons = { "NYI", "blacklisted", "disabled" }, except = { "return to lower frame" } })
     assert.equal(100000, done)
     assert.same({}, bad)
   end)

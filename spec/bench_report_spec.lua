@@ -14,12 +14,7 @@ local function slurp(path)
   return s
 end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(sh("mkdir -p " .. d))
-  return d
-end
+local tmpdir = support.tmpdir
 
 -- The @bench figures of the recorded log, by suite|case|metric|impl.
 local function recorded()

@@ -1,25 +1,24 @@
 -- The examples named in the README run as documented.
+local uv = require "luv"
 local support = require "support"
+local proc = require "support.proc"
 local sh, host = support.sh, support.host
 
-local function port() return 21000 + math.random(0, 8999) end
-
--- Runs `lowbit example addr` in the background, calls fn(base_url), then
--- sends SIGINT and returns the exit status and the seconds it took to exit.
+-- Runs `lowbit example 127.0.0.1:port` in the background until it
+-- answers, calls fn(base_url), then sends SIGINT and returns "exited" (or
+-- "running" when it still runs 5 s later) and the seconds it took to exit.
+-- The example is stopped by pid whatever happens.
 local function with_server(example, fn)
-  local p = port()
-  local pidfile = os.tmpname()
-  sh(("cd %s && (%s %s 127.0.0.1:%d >/dev/null 2>&1 & echo $! > %s)"):format(support.root, host, example, p, pidfile))
-  local pid = io.open(pidfile):read("*l")
-  os.remove(pidfile)
-  sh(("for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; sleep 0.05; done"):format(p))
-  local ok, err = pcall(fn, "http://127.0.0.1:" .. p)
-  local out = sh(("t0=$(date +%%s.%%N); kill -INT %s; for i in $(seq 100); do kill -0 %s 2>/dev/null || break; sleep 0.05; done; " ..
-    "t1=$(date +%%s.%%N); kill -0 %s 2>/dev/null && echo running || echo exited; awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}'"):format(pid, pid, pid))
-  sh("kill -9 " .. pid .. " 2>/dev/null")
-  if not ok then error(err, 0) end
-  local state, secs = out:match("^(%a+)\n([%d.]+)")
-  return state, tonumber(secs)
+  local base = "http://127.0.0.1:" .. support.free_port()
+  local state, secs
+  proc.with({ host, example, base:match("//(.*)") }, { ready = function() return proc.answers(base .. "/") end },
+    function(p)
+      fn(base)
+      local t0 = uv.hrtime()
+      state = p.stop("INT", 5) and "exited" or "running"
+      secs = (uv.hrtime() - t0) / 1e9
+    end)
+  return state, secs
 end
 
 describe("examples", function()
@@ -54,7 +53,7 @@ describe("examples", function()
   end)
 
   it("device.lua answers discovery and speaks its framed protocol (--demo)", function()
-    local out, rc = sh(("cd %s && %s examples/device.lua 127.0.0.1:%d --demo 2>/dev/null"):format(support.root, host, port()))
+    local out, rc = sh(("cd %s && %s examples/device.lua 127.0.0.1:%d --demo 2>/dev/null"):format(support.root, host, support.free_port()))
     assert.equal(0, rc)
     assert.matches("discovered: device demo%-1 tcp 127%.0%.0%.1:%d+", out)
     assert.matches("reply command 1: demo%-1 temperature=[%d.]+ reading=1\n", out)

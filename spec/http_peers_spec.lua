@@ -1,21 +1,19 @@
 -- lowbit's HTTP server and client against other implementations: curl,
 -- Node's http module (keep-alive agent, pipelining over a raw socket).
 local support = require "support"
+local proc = require "support.proc"
 local sh, host, tmpfile = support.sh, support.host, support.tmpfile
 
--- Starts `lowbit script` with a free port in the background; returns the
--- port and a stop function.
+-- Starts `lowbit script 127.0.0.1:port` (a free port) in the background
+-- until it answers; returns the port and a stop function (by pid).
 local function start(script)
-  local port = 20000 + math.random(0, 9999)
+  local port = support.free_port()
   local f = tmpfile(script, ".lua")
-  local pidfile = os.tmpname()
-  sh(("(%s %s 127.0.0.1:%d >/dev/null 2>&1 & echo $! > %s)"):format(host, f, port, pidfile))
-  local pid = io.open(pidfile):read("*l")
-  -- wait until it accepts
-  sh(("for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:%d/ && break; sleep 0.05; done"):format(port))
+  local p = proc.start({ host, f, "127.0.0.1:" .. port },
+    { ready = function() return proc.answers(("http://127.0.0.1:%d/"):format(port)) end })
   return port, function()
-    sh("kill " .. pid .. " 2>/dev/null; wait " .. pid .. " 2>/dev/null")
-    os.remove(f); os.remove(pidfile)
+    p.cleanup()
+    os.remove(f)
   end
 end
 

@@ -383,30 +383,18 @@ end)
 describe("lowbit.redis hot path", function()
   it("pipelines and calls run compiled: no NYI or blacklisted trace in redis.lua (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
-    local jutil, vmdef = require "jit.util", require "jit.vmdef"
     run(function()
       local c = assert(redis.connect(srv.addr))
-      local bad = {}
-      local function on_trace(what, tr, func, pc, otr, oex)
-        if what ~= "abort" then return end
-        local loc = jutil.funcinfo(func, pc).loc or "?"
-        local msg = vmdef.traceerr[otr] or tostring(otr)
-        if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
-        if loc:find("redis.lua", 1, true) and (msg:find("NYI") or msg:find("blacklisted")) then
-          bad[#bad + 1] = loc .. ": " .. msg
-        end
-      end
       local cmds = {}
       for i = 1, 100 do cmds[i] = { "GET", "hot:" .. (i % 10) } end
       assert(c:call("SET", "hot:1", "x"))
-      jit.flush()
-      jit.attach(on_trace, "trace")
-      for _ = 1, 300 do
-        local res, n = c:pipeline(cmds)
-        assert(n == 100 and res[1] == "x" and res[2] == redis.null)
-      end
-      for _ = 1, 3000 do assert(c:call("GET", "hot:1")) end
-      jit.attach(on_trace)
+      local bad = support.jit_aborts("redis.lua", function()
+        for _ = 1, 300 do
+          local res, n = c:pipeline(cmds)
+          assert(n == 100 and res[1] == "x" and res[2] == redis.null)
+        end
+        for _ = 1, 3000 do assert(c:call("GET", "hot:1")) end
+      end)
       c:close()
       assert.same({}, bad)
     end)

@@ -9,76 +9,44 @@ local net = require "lowbit.net"
 local sse = require "lowbit.sse"
 local websockets = require "lowbit.websockets"
 local support = require "support"
+local proc = require "support.proc"
 local sh, run = support.sh, support.run
 
 local MAIN = "examples/showcase/main.lua"
 local EVIL_NAME = "<script>alert(1)</script>"
 local EVIL_TEXT = "javascript:alert(1) <img src=x onerror=alert(2)> \"quoted\" & 'single'"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read, q, sleep = proc.read, proc.quote, proc.sleep
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sleep(s) os.execute("sleep " .. s) end
-
--- Starts the app as a child process (the host binary, in a shell that
--- records its exit status). opts.env: { NAME = value }; opts.workers = N:
--- `lowbit -w N -l 127.0.0.1:0 main.lua` (no address argument). Returns
--- { base, pid, stderr(), stop(signal) -> exit status, cleanup() }.
+-- Starts the app as a child process (support.proc) and waits for its
+-- "showcase listening on" line(s). opts.env: { NAME = value }; opts.workers
+-- = N: `lowbit -w N -l 127.0.0.1:0 main.lua` (no address argument).
+-- Returns the process with app.base added, and app.stop(signal) -> exit
+-- status, raising when it has not exited 20 s after the signal.
 local function start(opts)
   opts = opts or {}
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir) == 0)
-  local env = { "SHOWCASE_STEP_SECONDS=0.05" }
-  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
-  local cmd = opts.workers and ("%s -w %d -l 127.0.0.1:0 %s"):format(support.host, opts.workers, MAIN)
-    or ("%s %s 127.0.0.1:0"):format(support.host, MAIN)
-  sh(("cd %s && (env %s %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; echo $? >%s/rc) >/dev/null 2>&1 & true")
-    :format(support.root, table.concat(env, " "), cmd, dir, dir, dir, dir))
-  local app = { dir = dir }
-  for _ = 1, 300 do
-    local out = read(dir .. "/out") or ""
+  local env = { SHOWCASE_STEP_SECONDS = "0.05" }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  local cmd = opts.workers and { support.host, "-w", opts.workers, "-l", "127.0.0.1:0", MAIN }
+    or { support.host, MAIN, "127.0.0.1:0" }
+  local app = proc.start(cmd, { env = env, ready = function(p)
+    local out = p.stdout()
     local _, n = out:gsub("showcase listening on ", "")
-    if n >= (opts.workers or 1) then
-      app.base = out:match("showcase listening on (http://[%d.]+:%d+)/")
-      break
-    end
-    if read(dir .. "/rc") then break end
-    sleep(0.05)
-  end
-  app.pid = (read(dir .. "/pid") or ""):match("%d+")
-  function app.stderr() return read(dir .. "/err") or "" end
-  function app.exit_status()
-    local rc = read(dir .. "/rc")
-    return rc and tonumber(rc:match("%d+"))
-  end
+    return n >= (opts.workers or 1) and out:match("showcase listening on (http://[%d.]+:%d+)/")
+  end })
+  app.base = app.ready
+  local stop = app.stop
   function app.stop(signal)
-    sh("kill -" .. (signal or "TERM") .. " " .. app.pid .. " 2>/dev/null")
-    for _ = 1, 400 do
-      local rc = app.exit_status()
-      if rc then return rc end
-      sleep(0.05)
-    end
-    error("the app did not exit after SIG" .. (signal or "TERM") .. "; stderr:\n" .. app.stderr())
-  end
-  function app.cleanup()
-    if app.pid and not app.exit_status() then sh("kill -9 " .. app.pid .. " 2>/dev/null") end
-    sh("rm -rf " .. dir)
-  end
-  if not app.base then
-    local err = app.stderr()
-    app.cleanup()
-    error("the showcase did not start:\n" .. err)
+    local rc = stop(signal or "TERM", 20)
+    if not rc then error("the app did not exit after SIG" .. (signal or "TERM") .. "; stderr:\n" .. app.stderr()) end
+    return rc
   end
   return app
 end
+
+-- Runs fn(app) with a started app (start(opts)), stopped by pid afterwards
+-- whatever happens; a failure carries its stderr.
+local function with_app(opts, fn) return proc.using(start(opts), fn) end
 
 -- curl with `args` (already quoted): status, content type, body, headers text.
 local function fetch(args)
@@ -632,8 +600,7 @@ end)
 
 describe("the showcase's graceful shutdown", function()
   it("lets an in-flight request finish after SIGTERM, closes the live streams and exits 0", function()
-    local app = start()
-    local ok, err = pcall(function()
+    with_app(nil, function(app)
       run(function()
         local ctx, cancel = context.with_timeout(context.background(), 20)
         local tab = assert(websockets.dial(ws_url(app), { ctx = ctx }))
@@ -660,21 +627,18 @@ describe("the showcase's graceful shutdown", function()
         cancel()
       end)
       for _ = 1, 200 do
-        if app.exit_status() then break end
+        if app.status() then break end
         sleep(0.05)
       end
-      assert.equal(0, app.exit_status(), app.stderr())
+      assert.equal(0, app.status(), app.stderr())
       assert.falsy(app.stderr():find("traceback", 1, true))
     end)
-    app.cleanup()
-    assert(ok, err)
   end)
 end)
 
 describe("the showcase under lowbit -w 2", function()
   it("listens on the master's address with no argument and says that state is per worker", function()
-    local app = start{ workers = 2 }
-    local ok, err = pcall(function()
+    with_app({ workers = 2 }, function(app)
       local master = app.stderr():match("lowbit: master %d+: 2 worker%(s%) on ([%d.:]+)")
       assert.equal("http://" .. master, app.base) -- the workers adopted the master's sockets
       local seen = {}
@@ -688,8 +652,6 @@ describe("the showcase under lowbit -w 2", function()
       assert.matches("So is the key of download links", page)
       assert.equal(0, app.stop("TERM"))
     end)
-    app.cleanup()
-    assert(ok, err)
   end)
 end)
 
@@ -705,9 +667,7 @@ describe("the showcase on Redis (REDIS_URL)", function()
 
   it("carries chat, events and jobs from one process to another", function()
     local env = { REDIS_URL = "redis://" .. redis.addr, SHOWCASE_SECRET = "spec-secret" }
-    local a, b
-    local ok, err = pcall(function()
-      a, b = start{ env = env }, start{ env = env }
+    with_app({ env = env }, function(a) with_app({ env = env }, function(b)
       run(function()
         local ctx, cancel = context.with_timeout(context.background(), 30)
         local tab = assert(websockets.dial(ws_url(a), { ctx = ctx }))
@@ -744,17 +704,12 @@ describe("the showcase on Redis (REDIS_URL)", function()
       assert.equal(0, a.stop("TERM"))
       assert.equal(0, b.stop("TERM"))
       for _, p in ipairs({ a, b }) do assert.falsy(p.stderr():find("traceback", 1, true), p.stderr()) end
-    end)
-    if a then a.cleanup() end
-    if b then b.cleanup() end
-    assert(ok, err)
+    end) end)
   end)
 
   it("answers 503 (problem+json, no internals) while its Redis is down, and still serves pages", function()
     local own = assert(support.start_redis())
-    local app
-    local ok, err = pcall(function()
-      app = start{ env = { REDIS_URL = "redis://" .. own.addr } }
+    local ok, err = pcall(with_app, { env = { REDIS_URL = "redis://" .. own.addr } }, function(app)
       own.stop()
       for _, c in ipairs({ { "/api/messages", '{"name":"a","text":"b"}' }, { "/api/jobs", '{"steps":1}' } }) do
         local code, ctype, body = post(app.base .. c[1], c[2])
@@ -778,15 +733,13 @@ describe("the showcase on Redis (REDIS_URL)", function()
       assert.equal(0, app.stop("TERM"))
       assert.falsy(app.stderr():find("traceback", 1, true), app.stderr())
     end)
-    if app then app.cleanup() end
     own.stop()
     sh("rm -rf " .. own.dir)
     assert(ok, err)
   end)
 
   it("under -w 2 shares chat and the link key between the workers", function()
-    local app = start{ workers = 2, env = { REDIS_URL = "redis://" .. redis.addr } }
-    local ok, err = pcall(function()
+    with_app({ workers = 2, env = { REDIS_URL = "redis://" .. redis.addr } }, function(app)
       local _, _, page = fetch(q(app.base .. "/downloads"))
       local link = page:match('<a class="download" href="([^"]+)">report%.txt</a>'):gsub("&amp;", "&")
       for _ = 1, 20 do assert.equal(200, (fetch(q(app.base .. link)))) end -- either worker took it
@@ -821,17 +774,13 @@ describe("the showcase on Redis (REDIS_URL)", function()
       assert.equal(0, app.stop("TERM"))
       assert.falsy(app.stderr():find("traceback", 1, true), app.stderr())
     end)
-    app.cleanup()
-    assert(ok, err)
   end)
 end)
 
 describe("make example REDIS=1", function()
   it("serves the showcase with a private redis-server, stopped by pid when the app exits", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
-    local port = 21000 + math.random(0, 8999)
+    local dir = support.tmpdir()
+    local port = support.free_port()
     -- setsid: its own process group, which gets the Ctrl-C.
     sh(("cd %s && (setsid make example REDIS=1 ADDR=127.0.0.1:%d >%s/out 2>%s/err & echo $! >%s/pid) & true")
       :format(support.root, port, dir, dir, dir))

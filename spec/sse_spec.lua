@@ -717,6 +717,8 @@ es.addEventListener("done", function (e) {
 ]]
 
 describe("sse with headless Chromium's EventSource", function()
+  after_each(function() require("support.cdp").cleanup() end) -- a run cut short leaves no Chromium
+
   it("receives events across a reconnection with Last-Event-ID, and reports them", function()
     run(function()
       local report = lowbit.chan(1)
@@ -745,26 +747,18 @@ describe("sse with headless Chromium's EventSource", function()
           w:write("ok")
         end,
       })
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir -p " .. dir) == 0)
-      local code, dom, errout = spawn("chromium", {
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--user-data-dir=" .. dir, "--virtual-time-budget=5000", "--dump-dom", base .. "/" }, 60)
-      os.execute("rm -rf '" .. dir .. "'")
-      assert.equal(0, code, errout)
       local want = "m|message|1|first\nline\nt|tick|2|x \195\169 \226\156\147\nm|message|3|after 2\nd|done||bye"
-      local i, got = lowbit.select{ report, lowbit.after(5) }
-      assert.equal(1, i, "Chromium did not report; DOM: " .. dom)
+      local got, shown
+      require("support.cdp").with_browser({ timeout = 60 }, function(b)
+        local tab = b:new_tab(base .. "/")
+        got = tab:receive(report, "the page's report")
+        -- The page shows the same events once its report is answered.
+        tab:wait_for("document.getElementById('log').getAttribute('data-reported') === 'yes'", "the page's reported mark")
+        shown = tab:evaluate("document.getElementById('log').textContent")
+      end)
       assert.equal(want, got)
       assert.same({ "-", "2" }, conns)
-      -- The DOM dump may be taken before the page is done (under load); the
-      -- POSTed report above is what counts. A dump of the finished page
-      -- must show the same events.
-      if dom:find('data-reported="yes"', 1, true) then
-        assert.equal(want, dom:match('<pre id="log"[^>]*>(.-)</pre>'))
-      end
+      assert.equal(want, shown)
       srv:close()
     end)
   end)
@@ -776,37 +770,23 @@ end)
 
 describe("examples/sse.lua", function()
   it("serves a ticker at /events and a page at /", function()
-    run(function()
-      local ln = assert(net.listen("127.0.0.1:0"))
-      local addr = ln:addr()
-      ln:close()
-      local stderr = uv.new_pipe(false)
-      local exited = lowbit.chan(1)
-      local h
-      h = assert(uv.spawn(host, { args = { root .. "/examples/sse.lua", addr, "0.05" }, stdio = { nil, nil, stderr } },
-        function() uv.close(h); exited:try_send(true) end))
-      uv.read_start(stderr, function(_, d) if not d then uv.close(stderr) end end)
-      local deadline = lowbit.now() + 10
-      while true do
-        local c = net.dial(bg, addr)
-        if c then c:close(); break end
-        assert(lowbit.now() < deadline, "the example did not start")
-        lowbit.sleep(0.05)
-      end
-      local code, page = spawn("curl", { "-s", "--max-time", "5", "http://" .. addr .. "/" })
-      assert.equal(0, code)
-      assert.matches("EventSource", page)
-      local c = sse.connect("http://" .. addr .. "/events")
-      local a = assert(c:read())
-      local b = assert(c:read())
-      assert.equal("tick", a.name)
-      assert.equal(tonumber(a.id) + 1, tonumber(b.id))
-      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d", a.data)
-      c:close()
-      uv.process_kill(h, "sigterm")
-      local i = lowbit.select{ exited, lowbit.after(5) }
-      if i ~= 1 then uv.process_kill(h, "sigkill"); exited:recv() end
-      assert.equal(1, i, "the example did not stop on SIGTERM")
+    local addr = "127.0.0.1:" .. support.free_port()
+    local proc = require "support.proc"
+    proc.with({ host, root .. "/examples/sse.lua", addr, "0.05" },
+      { ready = function() return proc.answers("http://" .. addr .. "/") end, timeout = 10 }, function(p)
+      run(function()
+        local code, page = spawn("curl", { "-s", "--max-time", "5", "http://" .. addr .. "/" })
+        assert.equal(0, code)
+        assert.matches("EventSource", page)
+        local c = sse.connect("http://" .. addr .. "/events")
+        local a = assert(c:read())
+        local b = assert(c:read())
+        assert.equal("tick", a.name)
+        assert.equal(tonumber(a.id) + 1, tonumber(b.id))
+        assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d", a.data)
+        c:close()
+      end)
+      assert.truthy(p.stop("TERM", 5), "the example did not stop on SIGTERM")
     end)
   end)
 end)
@@ -818,34 +798,22 @@ end)
 describe("sse hot loops", function()
   it("encode and parse loops run compiled (no NYI aborts in sse code)", function()
     if not (jit and jit.status()) then return end
-    local jutil, vmdef = require "jit.util", require "jit.vmdef"
-    local bad = {}
-    local function on_trace(what, _, func, pc, otr, oex)
-      if what ~= "abort" then return end
-      local loc = jutil.funcinfo(func, pc).loc or "?"
-      local msg = vmdef.traceerr[otr] or tostring(otr)
-      if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
-      if loc:find("sse.lua", 1, true) and (msg:find("NYI") or msg:find("blacklisted")) then
-        bad[#bad + 1] = loc .. ": " .. msg
-      end
-    end
-    jit.flush()
-    jit.attach(on_trace, "trace")
-    local w = { write = function(_, s) return #s end, flush = function() return true end,
-                header = function() return { set = function() end } end, write_header = function() end }
-    local e = sse.new_emitter(w)
-    local evt = sse.event{ name = "tick", id = "42", data = "some data\nmore" }
-    for _ = 1, 20000 do e:send(evt) end
-    local wire = string.rep(sse.encode(evt), 200)
-    local src = { n = 0, read = function(self)
-      self.n = self.n + 1
-      if self.n > 100 then return nil, errors.EOF end
-      return wire
-    end }
-    local rd = sse.new_reader(src)
     local n = 0
-    while rd:read() do n = n + 1 end
-    jit.attach(on_trace)
+    local bad = support.jit_aborts("sse.lua", function()
+      local w = { write = function(_, s) return #s end, flush = function() return true end,
+                  header = function() return { set = function() end } end, write_header = function() end }
+      local e = sse.new_emitter(w)
+      local evt = sse.event{ name = "tick", id = "42", data = "some data\nmore" }
+      for _ = 1, 20000 do e:send(evt) end
+      local wire = string.rep(sse.encode(evt), 200)
+      local src = { n = 0, read = function(self)
+        self.n = self.n + 1
+        if self.n > 100 then return nil, errors.EOF end
+        return wire
+      end }
+      local rd = sse.new_reader(src)
+      while rd:read() do n = n + 1 end
+    end)
     assert.equal(20000, n)
     assert.same({}, bad)
   end)

@@ -10,12 +10,7 @@ local ffi = require "ffi"
 
 local function recorder() return httptest.new_recorder() end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. d) == 0)
-  return d
-end
+local tmpdir = support.tmpdir
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))

@@ -96,6 +96,43 @@ function M.read_all(c)
   return table.concat(parts)
 end
 
+--- Runs fn() with LuaJIT's trace events watched (after a jit.flush) and
+--- returns the trace aborts in code whose location ("file.lua:line") or
+--- chunk name (its path) holds one of `where` (a plain string or a list of
+--- them), whose reason
+--- holds one of opts.reasons (default "NYI" and "blacklisted") and none of
+--- opts.except, as "loc: reason" strings; then how many traces were
+--- compiled in that code (STYLE rule 14). fn's error is raised again once
+--- the watch is off.
+function M.jit_aborts(where, fn, opts)
+  opts = opts or {}
+  local jutil, vmdef = require "jit.util", require "jit.vmdef"
+  if type(where) == "string" then where = { where } end
+  local function holds(s, list)
+    for _, w in ipairs(list or {}) do if s:find(w, 1, true) then return true end end
+    return false
+  end
+  local bad, compiled = {}, 0
+  local function on_trace(what, _, func, pc, otr, oex)
+    if what ~= "abort" and what ~= "stop" then return end
+    local info = jutil.funcinfo(func, pc)
+    local loc = info.loc or "?"
+    if not (holds(loc, where) or holds(info.source or "", where)) then return end
+    if what == "stop" then compiled = compiled + 1; return end
+    local msg = vmdef.traceerr[otr] or tostring(otr)
+    if type(oex) == "number" and msg:find("%d", 1, true) then msg = msg:format(oex) end
+    if holds(msg, opts.reasons or { "NYI", "blacklisted" }) and not holds(msg, opts.except) then
+      bad[#bad + 1] = loc .. ": " .. msg
+    end
+  end
+  jit.flush()
+  jit.attach(on_trace, "trace")
+  local ok, err = pcall(fn)
+  jit.attach(on_trace)
+  if not ok then error(err, 0) end
+  return bad, compiled
+end
+
 --- Makes a throwaway PKI with the openssl command line in a new temporary
 --- directory, and returns the directory: ca.pem/ca.key (a test CA),
 --- srv.pem/srv.key (localhost, 127.0.0.1, signed by the CA),

@@ -3,6 +3,7 @@ local context = require "lowbit.context"
 local errors = require "lowbit.errors"
 local retry = require "lowbit.retry"
 local topic = require "lowbit.topic"
+local support = require "support"
 -- Virtual time: sleeps and timeouts are exact and cost no real time.
 local run = require("lowbit").run_virtual
 
@@ -385,30 +386,17 @@ describe("lowbit.topic", function()
 
   it("the publish loop runs compiled: no NYI aborts in topic code, samples in JIT code (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
-    local jutil, vmdef, profile = require "jit.util", require "jit.vmdef", require "jit.profile"
+    local profile = require "jit.profile"
     local t = topic.new{ check = function(ev) return type(ev) == "number" end }
     local sink = { 0 }
     for _ = 1, 10 do t:subscribe(function(_, ev) sink[1] = sink[1] + ev end) end
     t:subscribe(function(_, ev) sink[1] = sink[1] - ev end, t:with_recovery())
     local function hot(n) for i = 1, n do t:publish(bg, i) end end
-    local bad = {}
-    local function on_trace(what, tr, func, pc, otr, oex)
-      if what ~= "abort" then return end
-      local loc = jutil.funcinfo(func, pc).loc or "?"
-      local msg = vmdef.traceerr[otr] or tostring(otr)
-      if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
-      -- Aborts in the spec's own loop ("leaving loop", "return to lower
-      -- frame" at its end) are LuaJIT choosing trace heads; NYI or
-      -- blacklisting inside topic code means a publish that never compiles.
-      if (loc:find("topic.lua", 1, true) or loc:find("topic.dispatch", 1, true))
-        and (msg:find("NYI") or msg:find("blacklisted") or msg:find("disabled")) then
-        bad[#bad + 1] = loc .. ": " .. msg
-      end
-    end
-    jit.flush()
-    jit.attach(on_trace, "trace")
-    hot(20000)
-    jit.attach(on_trace)
+    -- Aborts in the spec's own loop ("leaving loop", "return to lower
+    -- frame" at its end) are LuaJIT choosing trace heads; NYI or
+    -- blacklisting inside topic code means a publish that never compiles.
+    local bad = support.jit_aborts({ "topic.lua", "topic.dispatch" }, function() hot(20000) end,
+      { reasons = { "NYI", "blacklisted", "disabled" } })
     assert.same({}, bad)
     -- Where the time goes once warm: N = compiled code, I = interpreter.
     local states, total = {}, 0

@@ -1,19 +1,14 @@
 -- examples/assets.lua runs as documented: a page naming a fingerprinted
 -- bundle and stylesheet, both served immutable; the _ rule; Ctrl-C stops it.
 local support = require "support"
+local proc = require "support.proc"
 local sh, host = support.sh, support.host
-
-local function port() return 21000 + math.random(0, 8999) end
 
 describe("examples/assets.lua", function()
   it("serves a page with a fingerprinted bundle and stylesheet, and stops on Ctrl-C", function()
-    local p = port()
-    local base = "http://127.0.0.1:" .. p
-    local pidfile = os.tmpname()
-    sh(("cd %s && (%s examples/assets.lua 127.0.0.1:%d >/dev/null 2>&1 & echo $! > %s)"):format(support.root, host, p, pidfile))
-    local pid = io.open(pidfile):read("*l")
-    os.remove(pidfile)
-    local ok, err = pcall(function()
+    local addr = "127.0.0.1:" .. support.free_port()
+    local base = "http://" .. addr
+    proc.with({ host, "examples/assets.lua", addr }, {}, function(p)
       local page = ""
       for _ = 1, 100 do
         page = sh("curl -s " .. base .. "/")
@@ -35,11 +30,7 @@ describe("examples/assets.lua", function()
       assert.matches("Content%-Encoding: br", (sh("curl -s --compressed -D - -o /dev/null " .. base .. css)))
       assert.equal("404", (sh("curl -s -o /dev/null -w '%{http_code}' " .. base .. js:gsub("%.%x+%.js$", ".00000000.js"))))
       assert.equal("403", (sh("curl -s -o /dev/null -w '%{http_code}' " .. base .. "/assets/_drafts/notes.txt")))
+      assert.truthy(p.stop("INT", 5), "still running 5 s after Ctrl-C")
     end)
-    local out = sh(("kill -INT %s; for i in $(seq 100); do kill -0 %s 2>/dev/null || break; sleep 0.05; done; " ..
-      "kill -0 %s 2>/dev/null && echo running || echo exited"):format(pid, pid, pid))
-    sh("kill -9 " .. pid .. " 2>/dev/null")
-    assert(ok, err)
-    assert.equal("exited", out:match("%a+"))
   end)
 end)

@@ -938,32 +938,20 @@ describe("websockets hot path", function()
 
   it("the read/write loop runs compiled: no NYI aborts in websockets code (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
-    local jutil, vmdef = require "jit.util", require "jit.vmdef"
     run(function()
       local sink = {}
       local N = 30000
       local cc = canned_conn(client_frames(N, 16, TEXT), sink)
       local s = websockets.new(cc, { server = true, compression = false })
       local buf = buffer.new()
-      local bad = {}
-      local function on_trace(what, tr, func, pc, otr, oex)
-        if what ~= "abort" then return end
-        local loc = jutil.funcinfo(func, pc).loc or "?"
-        local msg = vmdef.traceerr[otr] or tostring(otr)
-        if type(oex) == "number" and msg:find("%%d") then msg = msg:format(oex) end
-        if loc:find("websockets.lua", 1, true) and (msg:find("NYI") or msg:find("blacklisted")) then
-          bad[#bad + 1] = loc .. ": " .. msg
+      local bad = support.jit_aborts("websockets.lua", function()
+        for _ = 1, N do
+          buf:reset()
+          local m, op = s:read_message(buf)
+          s:write_message(op, m)
+          if #sink > 1000 then for i = #sink, 1, -1 do sink[i] = nil end end
         end
-      end
-      jit.flush()
-      jit.attach(on_trace, "trace")
-      for _ = 1, N do
-        buf:reset()
-        local m, op = s:read_message(buf)
-        s:write_message(op, m)
-        if #sink > 1000 then for i = #sink, 1, -1 do sink[i] = nil end end
-      end
-      jit.attach(on_trace)
+      end)
       assert.same({}, bad)
     end)
   end)
@@ -1097,6 +1085,9 @@ for _, peer in ipairs(PEERS) do
 end
 
 describe("websockets with headless Chromium", function()
+  local cdp = require "support.cdp"
+  after_each(function() cdp.cleanup() end) -- a run cut short leaves no Chromium
+
   it("a page served by lowbit opens a WebSocket to it and gets its messages back", function()
     run(function()
       local report = lowbit.chan(1)
@@ -1137,15 +1128,10 @@ ws.onerror = () => report("error " + results.join(" "));
           http.not_found(w, r)
         end
       end)
-      local profile = os.tmpname()
-      os.remove(profile)
-      local p = peers.spawn({ "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--user-data-dir=" .. profile, "http://" .. addr .. "/page" })
-      local i, got = lowbit.select{ report, lowbit.after(60) }
-      p.kill()
-      os.execute("rm -rf '" .. profile .. "'")
-      assert.equal(1, i, "no report from Chromium: " .. p.output():sub(1, 2000))
+      local got
+      cdp.with_browser({ timeout = 60 }, function(b)
+        got = b:new_tab("http://" .. addr .. "/page"):receive(report, "the page's report")
+      end)
       assert.matches("proto:echo:permessage%-deflate", got)
       assert.matches("1:ok 2:ok 3:ok close:1000:true", got, 1, true)
       lowbit.sleep(0.05)

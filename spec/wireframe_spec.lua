@@ -6,7 +6,8 @@ local buffer = require "string.buffer"
 local ffi = require "ffi"
 local wireframe = require "lowbit.wireframe"
 local frame, checksum, schema, stream = wireframe.frame, wireframe.checksum, wireframe.schema, wireframe.stream
-local run = require("support").run
+local support = require "support"
+local run = support.run
 
 local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
 local function unhex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
@@ -292,31 +293,16 @@ describe("wireframe.frame", function()
   end)
 
   it("compiles the decode loop, with no NYI trace aborts", function()
-    local jutil = require "jit.util"
-    local traceerr = require("jit.vmdef").traceerr
     local f = seed_format()
     local wire = f:encode(("p"):rep(64), { type = 3 })
     local vals = f:new_values()
-    local nyi, compiled = {}, 0
-    local function on_trace(what, tr, func, pc, otr, oex)
-      local info = jutil.funcinfo(func, pc)
-      if not (info.source and info.source:find("wireframe", 1, true)) then return end
-      if what == "stop" then compiled = compiled + 1
-      elseif what == "abort" then
-        local msg = traceerr[otr] or tostring(otr)
-        if msg:find("NYI", 1, true) then
-          nyi[#nyi + 1] = ("%s:%s %s"):format(info.source, tostring(info.currentline), msg:format(oex))
-        end
-      end
-    end
-    jit.flush()
-    jit.attach(on_trace, "trace")
     local n = 0
-    for _ = 1, 20000 do
-      local p = f:decode(wire, vals)
-      n = n + #p
-    end
-    jit.attach(on_trace)
+    local nyi, compiled = support.jit_aborts("wireframe", function()
+      for _ = 1, 20000 do
+        local p = f:decode(wire, vals)
+        n = n + #p
+      end
+    end, { reasons = { "NYI" } })
     assert.same({}, nyi)
     assert.is_true(compiled > 0)
     assert.equal(20000 * 64, n)
@@ -485,37 +471,22 @@ describe("wireframe.frame batches", function()
   end)
 
   it("compiles the batch decode loop, with no NYI trace aborts", function()
-    local jutil = require "jit.util"
-    local traceerr = require("jit.vmdef").traceerr
     local f = seed_format()
     local src = run_of(f, 1)
     local one = src
     for _ = 1, 5 do src = src .. src end                  -- 32 frames
     local b = f:new_batch(64)
-    local nyi, compiled = {}, 0
-    local function on_trace(what, tr, func, pc, otr, oex)
-      local info = jutil.funcinfo(func, pc)
-      if not (info.source and info.source:find("wireframe", 1, true)) then return end
-      if what == "stop" then compiled = compiled + 1
-      elseif what == "abort" then
-        local msg = traceerr[otr] or tostring(otr)
-        if msg:find("NYI", 1, true) then
-          nyi[#nyi + 1] = ("%s:%s %s"):format(info.source, tostring(info.currentline), msg:format(oex))
+    local n, types = 0, 0
+    local nyi, compiled = support.jit_aborts("wireframe", function()
+      for _ = 1, 2000 do
+        local count = b:decode(src)
+        for i = 1, count do
+          local _, len = b:payload_ptr(i)
+          n = n + len
+          types = types + b:value(i, "type")
         end
       end
-    end
-    jit.flush()
-    jit.attach(on_trace, "trace")
-    local n, types = 0, 0
-    for _ = 1, 2000 do
-      local count = b:decode(src)
-      for i = 1, count do
-        local _, len = b:payload_ptr(i)
-        n = n + len
-        types = types + b:value(i, "type")
-      end
-    end
-    jit.attach(on_trace)
+    end, { reasons = { "NYI" } })
     assert.same({}, nyi)
     assert.is_true(compiled > 0)
     assert.equal(2000 * 32 * (#one - 11), n)

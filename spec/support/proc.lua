@@ -175,11 +175,10 @@ function M.start(cmd, opts)
   return p
 end
 
---- Runs fn(p) with p = M.start(cmd, opts) and always stops p afterwards
---- (p.cleanup), also when fn raises: the error is raised again with the
---- tail of the child's stderr. Returns what fn returns.
-function M.with(cmd, opts, fn)
-  local p = M.start(cmd, opts)
+--- Runs fn(p) for a started process p (M.start) and always stops it
+--- afterwards (p.cleanup), also when fn raises: the error is raised again
+--- with the tail of the child's stderr. Returns what fn returns.
+function M.using(p, fn)
   local res = { pcall(fn, p) }
   local err = not res[1] and p.stderr()
   p.cleanup()
@@ -189,6 +188,11 @@ function M.with(cmd, opts, fn)
     error(e, 0)
   end
   return unpack(res, 2, table.maxn(res))
+end
+
+--- M.using(M.start(cmd, opts), fn).
+function M.with(cmd, opts, fn)
+  return M.using(M.start(cmd, opts), fn)
 end
 
 return M
