@@ -5,7 +5,7 @@ local cjson = require "cjson"
 
 local root, host = support.root, support.host
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = support.quote
 
 describe("examples/api.lua", function()
   it("loads (compiles) as a host script", function()

@@ -8,13 +8,7 @@ local bs = require "lowbit.backstage"
 
 local M = {}
 
-local function eventually(f, secs)
-  for _ = 1, (secs or 10) * 50 do
-    if f() then return true end
-    lowbit.sleep(0.02)
-  end
-  return f()
-end
+local eventually = require("support").eventually
 
 local function count(evs, ty)
   local n = 0

@@ -45,14 +45,7 @@ local function start(sv)
   return cancel, function() local r = res:recv(); return r[1], r[2] end
 end
 
--- Waits (bounded) until f() is true.
-local function eventually(f, secs)
-  for _ = 1, (secs or 10) * 50 do
-    if f() then return true end
-    lowbit.sleep(0.02)
-  end
-  return f()
-end
+local eventually = support.eventually
 
 -- A job's field in the queue's jobs hash: d data, t token, f fails,
 -- s stalls, e error, r reason.

@@ -2,7 +2,6 @@
 -- server: a page that opens a WebSocket and an EventSource to it and
 -- reports what it received.
 local lowbit = require "lowbit"
-local net = require "lowbit.net"
 local http = require "lowbit.http"
 local sse = require "lowbit.sse"
 local websockets = require "lowbit.websockets"
@@ -35,14 +34,36 @@ es.addEventListener("done", function (e) { got.sse.push("done"); show(); es.clos
 </script></body></html>
 ]]
 
+-- Serves handler (and POST /report) on a free port, opens its page "/" in
+-- Chromium and returns the body of the page's POST /report (60 s at most;
+-- a failure says what explain() returns). after(tab), when given, runs
+-- before Chromium is stopped.
+local function report_of(handler, explain, after)
+  local report = lowbit.chan(1)
+  local srv, ln = support.http_server{ handler = function(w, r)
+    if r.url.path ~= "/report" then return handler(w, r) end
+    report:try_send(r.body:read_all())
+    w:write("ok")
+  end }
+  local got
+  cdp.with_browser({ timeout = 60 }, function(b)
+    local tab = b:new_tab("http://" .. ln:addr() .. "/")
+    local ok, err = pcall(tab.receive, tab, report, "the page's report")
+    if not ok then error(tostring(err) .. (explain and ("\n" .. explain()) or ""), 0) end
+    got = err
+    if after then after(tab) end
+  end)
+  srv:close()
+  return got
+end
+
 describe("a browser page with a WebSocket and an EventSource", function()
   after_each(function() cdp.cleanup() end) -- a run cut short by the watchdog leaves no Chromium
 
   it("Chromium receives both streams from one lowbit server and reports them", function()
     run(function()
-      local report = lowbit.chan(1)
       local ws_got, close_code, ws_done = {}, nil, lowbit.chan(1)
-      local srv = http.server{ handler = function(w, r)
+      local got = report_of(function(w, r)
         local path = r.url.path
         if path == "/" then
           w:header():set("Content-Type", "text/html; charset=utf-8")
@@ -61,31 +82,16 @@ describe("a browser page with a WebSocket and an EventSource", function()
           local e = sse.new_emitter(w)
           e:send{ name = "greet", id = "7", data = "hello from sse" }
           e:send{ name = "done", data = "bye" }
-        elseif path == "/report" then
-          report:try_send(r.body:read_all())
-          w:write("ok")
         else
           http.not_found(w, r)
         end
-      end }
-      local ln = assert(net.listen("127.0.0.1:0"))
-      lowbit.go(function() srv:serve(ln) end)
-      -- The page runs until it has reported (or the wait's 60 s have
-      -- passed): no virtual-time budget that could end it early.
-      local got
-      cdp.with_browser({ timeout = 60 }, function(b)
-        local tab = b:new_tab("http://" .. ln:addr() .. "/")
-        local ok, err = pcall(tab.receive, tab, report, "the page's report")
-        assert(ok, tostring(err) .. "\nthe server got WebSocket messages " .. cjson.encode(ws_got))
-        got = err
-        tab:receive(ws_done, "the page's close frame", 10)
-      end)
+      end, function() return "the server got WebSocket messages " .. cjson.encode(ws_got) end,
+      function(tab) tab:receive(ws_done, "the page's close frame", 10) end)
       local rep = cjson.decode(got)
       assert.same({ "welcome", "echo: ping from the browser", "binary" }, rep.ws)
       assert.same({ "greet:7:hello from sse", "done" }, rep.sse)
       assert.same({ "ping from the browser", "\0\1\254\255" }, ws_got)
       assert.equal(1000, close_code)
-      srv:close()
     end)
   end)
 end)
@@ -139,26 +145,15 @@ describe("a stencil page with hostile values", function()
     local e = stencil.new { views = { ["page.html"] = STENCIL_PAGE },
                             partials = { ["echo.html"] = '<p id="echo">{{ data }}</p>' } }
     run(function()
-      local report = lowbit.chan(1)
-      local srv = http.server{ handler = function(w, r)
+      local got = report_of(function(w, r)
         if r.url.path == "/" then
           w:header():set("Content-Type", "text/html; charset=utf-8")
           assert(e:render(w, "page", { v = hostile, spaced = "x onmouseover=pwn(5)", jsurl = "javascript:pwn(6)",
             css = "red;background:url(javascript:pwn(7))", obj = { k = hostile, n = { 1, 2 } } }))
-        elseif r.url.path == "/report" then
-          report:try_send(r.body:read_all())
-          w:write("ok")
         else
           http.not_found(w, r)
         end
-      end }
-      local ln = assert(net.listen("127.0.0.1:0"))
-      lowbit.go(function() srv:serve(ln) end)
-      local got
-      cdp.with_browser({ timeout = 60 }, function(b)
-        got = b:new_tab("http://" .. ln:addr() .. "/"):receive(report, "the page's report")
       end)
-      srv:close()
       local rep = cjson.decode(got)
       assert.same({}, rep.pwned)
       for _, k in ipairs { "title", "text", "qattr", "sattr", "uattr", "query", "ta", "echo", "s1", "s2", "s3" } do

@@ -46,12 +46,7 @@ local function serve()
   return srv, "http://" .. ln:addr(), hits, reports
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(support.read_file(path)) end
 
 describe("support.cdp", function()
   after_each(function() cdp.cleanup() end) -- a run cut short by the watchdog leaves no Chromium

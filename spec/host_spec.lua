@@ -2,7 +2,7 @@
 local support = require "support"
 local sh, host, tmpfile = support.sh, support.host, support.tmpfile
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = support.quote
 
 -- Starts `host script` in the background, waits until it has printed "ready"
 -- (so its signal handlers are in place), sends the signals (with `gap`
@@ -184,7 +184,7 @@ end)
 
 describe("examples/echo.lua", function()
   it("echoes over TCP and stops cleanly on Ctrl-C (SIGINT)", function()
-    local port = 17000 + math.random(0, 999)
+    local port = support.free_port()
     local client = tmpfile(([[
 local lowbit = require "lowbit"
 local net = require "lowbit.net"

@@ -7,32 +7,10 @@ local uv = require "luv"
 local root = support.root
 if root:sub(1, 1) ~= "/" then root = support.sh("cd " .. root .. " && pwd"):gsub("%s+$", "") end
 
-local function sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return (out:gsub("rc=%d+%s*$", "")), rc
-end
-
--- A port the kernel picks (bound to 127.0.0.1:0, then released for nginx,
--- which cannot be told to listen on port 0 and report it).
-local function free_port()
-  local t = uv.new_tcp()
-  assert(t:bind("127.0.0.1", 0))
-  local port = t:getsockname().port
-  t:close()
-  uv.run("nowait")
-  return port
-end
-
-local function read_file(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+-- A command's stdout and stderr, and its exit status.
+local function sh(cmd) return support.sh("(" .. cmd .. ") 2>&1") end
+-- (nginx cannot be told to listen on port 0 and report the port it got)
+local free_port, read_file = support.free_port, support.read_file
 
 -- GET (or method) url: status, headers (lower-cased names), body.
 local function fetch(url, method, extra)

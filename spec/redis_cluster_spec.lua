@@ -410,7 +410,7 @@ describe("redis cluster", function()
       pids[i] = tonumber(support.sh(("redis-cli -p %d monitor > %s 2>&1 & echo $!"):format(nodes[i].port, mons[i])):match("%d+"))
     end
     local function text(i) local f = io.open(mons[i]); local t = f and f:read("*a") or ""; if f then f:close() end; return t end
-    local function eventually(f) for _ = 1, 500 do if f() then return true end lowbit.sleep(0.02) end return f() end
+    local eventually = support.eventually
     local ok, err = pcall(run, function()
       for i = 1, 3 do assert(eventually(function() return text(i):find("OK", 1, true) ~= nil end)) end
       local seed = { addr = nodes[1].addr, cluster = true }

@@ -59,14 +59,7 @@ function M.restart_redis(r)
     os.execute("sleep 0.02")
   end
   r.pid = pid
-  function r.stop()
-    os.execute("kill -9 " .. pid .. " 2>/dev/null")
-    for _ = 1, 100 do
-      local _, alive = support.sh("kill -0 " .. pid .. " 2>/dev/null")
-      if alive ~= 0 then break end
-      os.execute("sleep 0.02")
-    end
-  end
+  function r.stop() require("support.proc").kill_wait(pid) end
   return r
 end
 

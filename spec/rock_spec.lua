@@ -4,15 +4,9 @@
 -- `luarocks remove` leaves no lowbit file behind.
 local support = require "support"
 
-local function sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return out:gsub("rc=%d+%s*$", ""), rc
-end
-
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+-- A command's stdout and stderr, and its exit status.
+local function sh(cmd) return support.sh("(" .. cmd .. ") 2>&1") end
+local q = support.quote
 
 local root = support.root
 local LR = "luarocks --lua-version 5.1"

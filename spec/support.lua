@@ -57,6 +57,29 @@ function M.sh(cmd)
   return body, tonumber(rc)
 end
 
+--- A shell word for s (single-quoted).
+function M.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- The content of the file at path, or nil when it cannot be read.
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- From a task: polls f() every 20 ms until it is true, for at most secs
+--- seconds (10 by default); returns f()'s last verdict.
+function M.eventually(f, secs)
+  local lowbit = require "lowbit"
+  for _ = 1, (secs or 10) * 50 do
+    if f() then return true end
+    lowbit.sleep(0.02)
+  end
+  return f()
+end
+
 --- Writes a temporary file and returns its path.
 function M.tmpfile(content, suffix)
   local path = os.tmpname() .. (suffix or "")

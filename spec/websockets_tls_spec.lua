@@ -20,7 +20,9 @@ local function sh(cmd)
 end
 
 setup(function()
-  dir = support.tmpdir()
+  dir = os.tmpname()
+  os.remove(dir)
+  sh("mkdir -p " .. dir)
   sh(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 " ..
       "-subj '/CN=lowbit ws CA' -keyout %s/ca.key -out %s/ca.pem"):format(dir, dir))
   local f = assert(io.open(dir .. "/srv.cnf", "w"))

@@ -220,10 +220,7 @@ describe("lowbit -w N (scale.md list B)", function()
       sleep(0.2)
       sh("kill -TERM " .. m.pid .. "; sleep 0.05; kill -TERM " .. m.pid)
       assert.equal(143, m.wait(2))
-      for _ = 1, 40 do
-        if not alive(kids[1]) and not alive(kids[2]) then break end
-        sleep(0.05)
-      end
+      proc.wait_gone(kids, 2)
       for _, k in ipairs(kids) do assert.falsy(alive(k)) end
       assert.same({}, listeners(m.port))
     end)
@@ -234,10 +231,7 @@ describe("lowbit -w N (scale.md list B)", function()
       local kids = children(m.pid)
       assert.equal(2, #kids)
       sh("kill -KILL " .. m.pid)
-      for _ = 1, 100 do
-        if not alive(kids[1]) and not alive(kids[2]) then break end
-        sleep(0.05)
-      end
+      proc.wait_gone(kids, 5)
       for _, k in ipairs(kids) do assert.falsy(alive(k)) end
       assert.same({}, listeners(m.port))
     end)

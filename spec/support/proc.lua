@@ -20,18 +20,11 @@ local uv = require "luv"
 
 local M = {}
 
---- A shell word for s (single-quoted).
-function M.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.quote = support.quote
 local q = M.quote
 
 --- The content of file path, or "" when it cannot be read.
-function M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+function M.read(path) return support.read_file(path) or "" end
 local read = M.read
 
 --- Sleeps s seconds (a shell sleep: no task needed).
