@@ -83,6 +83,7 @@ end
 --- a shell command string. opts:
 ---   cwd     folder to run in (support.root by default)
 ---   env     { NAME = value } added to the environment
+---   unset   { NAME, ... } taken out of it
 ---   ready   function(p) polled (every 20 ms) until it returns a value,
 ---           which becomes p.ready; start raises, with the child's stderr,
 ---           when the child exits first or `timeout` passes (then the child
@@ -105,6 +106,7 @@ function M.start(cmd, opts)
     cmd = table.concat(words, " ")
   end
   local env = {}
+  for _, k in ipairs(opts.unset or {}) do env[#env + 1] = "-u " .. q(k) end
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
   if #env > 0 then cmd = "env " .. table.concat(env, " ") .. " " .. cmd end
   local dir = support.tmpdir()
