@@ -1072,7 +1072,7 @@ for _, peer in ipairs(PEERS) do
 
       it("lowbit's client against a " .. peer.name .. " server, " .. zs, function()
         run(function()
-          local port = peers.free_port()
+          local port = support.free_port()
           local p = peers.spawn(peer.argv("server", "127.0.0.1:" .. port, z))
           assert.is_true(peers.wait_port("127.0.0.1:" .. port, 20), p.output())
           local ok, err = pcall(client_checklist, "ws://127.0.0.1:" .. port .. "/ws", z)

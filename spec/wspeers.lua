@@ -108,13 +108,4 @@ function M.wait_port(addr, timeout)
   return false
 end
 
---- A free loopback port (bound, then released).
-function M.free_port()
-  local net = require "lowbit.net"
-  local ln = assert(net.listen("127.0.0.1:0"))
-  local port = ln:port()
-  ln:close()
-  return port
-end
-
 return M

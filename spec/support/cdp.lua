@@ -23,6 +23,7 @@ local lowbit = require "lowbit"
 local websockets = require "lowbit.websockets"
 local uv = require "luv"
 local cjson = require "cjson"
+local support = require "support"
 
 local M = {}
 
@@ -83,13 +84,7 @@ local Tab = {}
 Tab.__index = Tab
 M.Browser, M.Tab = Browser, Tab
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = support.read_file
 
 --- The pids of the processes of the browser whose profile is dir: those
 --- with the argument --user-data-dir=dir (Chromium's helpers: zygote,
@@ -137,9 +132,7 @@ function M.launch(opts)
     error("cdp: " .. M.CHROMIUM .. " is not installed (Debian package chromium; run make deps)", 2)
   end
   f:close()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'") == 0, "cdp: cannot make " .. dir)
+  local dir = support.tmpdir()
   local self = setmetatable({
     dir = dir, timeout = opts.timeout or M.TIMEOUT,
     width = opts.width or M.WIDTH, height = opts.height or M.HEIGHT,
