@@ -52,9 +52,7 @@ function M.restart_redis(r)
     "--logfile %s >/dev/null 2>&1 & echo $!"):format(r.port, r.dir, log))
   local pid = tonumber(out:match("(%d+)"))
   for _ = 1, 250 do
-    local f = io.open(log)
-    local text = f and f:read("*a") or ""
-    if f then f:close() end
+    local text = support.read_file(log) or ""
     if text:find("Ready to accept connections", 1, true) then break end
     os.execute("sleep 0.02")
   end

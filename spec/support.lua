@@ -122,11 +122,10 @@ end
 --- Runs fn() with LuaJIT's trace events watched (after a jit.flush) and
 --- returns the trace aborts in code whose location ("file.lua:line") or
 --- chunk name (its path) holds one of `where` (a plain string or a list of
---- them), whose reason
---- holds one of opts.reasons (default "NYI" and "blacklisted") and none of
---- opts.except, as "loc: reason" strings; then how many traces were
---- compiled in that code (STYLE rule 14). fn's error is raised again once
---- the watch is off.
+--- them), whose reason holds one of opts.reasons (default "NYI" and
+--- "blacklisted") and none of opts.except, as "loc: reason" strings; then
+--- how many traces were compiled in that code (STYLE rule 14). fn's error
+--- is raised again once the watch is off.
 function M.jit_aborts(where, fn, opts)
   opts = opts or {}
   local jutil, vmdef = require "jit.util", require "jit.vmdef"
@@ -254,9 +253,7 @@ function M.start_redis(opts)
     local pid = tonumber(out:match("(%d+)"))
     local ready = false
     for _ = 1, 200 do
-      local f = io.open(log)
-      local text = f and f:read("*a") or ""
-      if f then f:close() end
+      local text = M.read_file(log) or ""
       if text:find("Ready to accept connections", 1, true) then ready = true; break end
       if not proc.alive(pid) then break end
       os.execute("sleep 0.02")

@@ -80,7 +80,8 @@ local function tail(s, n)
 end
 
 --- Starts cmd in the background: an argv list (each word quoted here) or
---- a shell command string. opts:
+--- one simple shell command as a string (its redirections are added
+--- here). opts:
 ---   cwd     folder to run in (support.root by default)
 ---   env     { NAME = value } added to the environment
 ---   unset   { NAME, ... } taken out of it
