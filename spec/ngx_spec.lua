@@ -2,6 +2,7 @@
 -- (Debian's nginx + libnginx-mod-http-lua + lua-resty-core) started from
 -- spec/ngx/nginx.conf.in in a temporary prefix, stopped by its pid.
 local support = require "support"
+local proc = require "support.proc"
 local uv = require "luv"
 
 local root = support.root
@@ -27,37 +28,27 @@ end
 local nginx = {}
 
 local function start_nginx()
-  local tmp = (sh("mktemp -d")):gsub("%s+$", "")
+  local tmp = support.tmpdir()
   local port, h2port = free_port(), free_port()
   local conf = read_file(root .. "/spec/ngx/nginx.conf.in")
   conf = conf:gsub("@TMP@", tmp):gsub("@REPO@", root):gsub("@H2PORT@", tostring(h2port)):gsub("@PORT@", tostring(port))
   local f = assert(io.open(tmp .. "/nginx.conf", "w"))
   f:write(conf)
   f:close()
-  -- daemon off: the shell's background job is nginx's master.
-  sh(("LOWBIT_LIB=%s/build/lib/liblowbit.so nginx -p %s -c %s/nginx.conf >%s/stdout.log 2>&1 &"):format(root, tmp, tmp, tmp))
   local base = "http://127.0.0.1:" .. port
-  -- Really serving (nginx -t passes even when resty.core cannot load).
-  local ok = false
-  for _ = 1, 100 do
-    local status = fetch(base .. "/probe/luv")
-    if status == 200 then ok = true; break end
-    sh("sleep 0.05")
-  end
   nginx = { tmp = tmp, port = port, base = base, h2 = "http://127.0.0.1:" .. h2port }
-  assert(ok, "nginx did not serve: " .. tostring(read_file(tmp .. "/error.log")) .. tostring(read_file(tmp .. "/stdout.log")))
-  nginx.pid = tonumber(read_file(tmp .. "/nginx.pid"))
+  -- daemon off: the background process is nginx's master, stopped by pid.
+  local ok, p = pcall(proc.start, { "nginx", "-p", tmp, "-c", tmp .. "/nginx.conf" }, {
+    env = { LOWBIT_LIB = root .. "/build/lib/liblowbit.so" }, timeout = 10,
+    -- Really serving (nginx -t passes even when resty.core cannot load).
+    ready = function() return fetch(base .. "/probe/luv") == 200 end,
+  })
+  assert(ok, "nginx did not serve: " .. tostring(p) .. "\n" .. tostring(read_file(tmp .. "/error.log")))
+  nginx.proc = p
 end
 
 local function stop_nginx()
-  if nginx.pid then
-    sh("kill -TERM " .. nginx.pid)
-    for _ = 1, 100 do
-      local _, rc = sh("kill -0 " .. nginx.pid)
-      if rc ~= 0 then break end
-      sh("sleep 0.05")
-    end
-  end
+  if nginx.proc then nginx.proc.cleanup() end
   if nginx.tmp and nginx.tmp:match("^/tmp/") then sh("rm -rf " .. nginx.tmp) end
 end
 
@@ -97,21 +88,13 @@ describe("lowbit.ngx inside nginx", function()
   end)
 
   it("A2: examples/app.lua answers the same under lowbit's server and under nginx", function()
-    local log = os.tmpname()
-    local host = root .. "/build/bin/lowbit"
-    local pid = tonumber((sh(("cd %s && %s examples/serve.lua examples/app.lua 127.0.0.1:0 >/dev/null 2>%s & echo $!"):format(root, host, log))))
-    local addr
-    for _ = 1, 100 do
-      addr = (read_file(log) or ""):match("on (127%.0%.0%.1:%d+)")
-      if addr then break end
-      sh("sleep 0.05")
-    end
-    assert.truthy(addr, read_file(log))
     local rows = {
       { "GET", "/hello" }, { "GET", "/users/42" }, { "GET", "/files/a/b.txt" }, { "GET", "/a//b" },
       { "GET", "/nope" }, { "POST", "/hello" }, { "GET", "/teapot" }, { "GET", "/tasks" },
     }
-    local ok, err = pcall(function()
+    proc.with({ support.host, "examples/serve.lua", "examples/app.lua", "127.0.0.1:0" },
+      { ready = function(p) return p.stderr():match("on (127%.0%.0%.1:%d+)") end }, function(p)
+      local addr = p.ready
       for _, row in ipairs(rows) do
         local s1, h1, b1 = fetch("http://" .. addr .. row[2], row[1])
         local s2, h2, b2 = fetch(nginx.base .. row[2], row[1])
@@ -125,9 +108,6 @@ describe("lowbit.ngx inside nginx", function()
         assert.equal(h1["x-content-type-options"], h2["x-content-type-options"], what)
       end
     end)
-    sh("kill -TERM " .. pid)
-    os.remove(log)
-    assert(ok, err)
     -- And the rows say what list A asks for.
     local s, h, b = fetch(nginx.base .. "/a//b")
     assert.equal(307, s); assert.equal("/a/b", h["location"])
