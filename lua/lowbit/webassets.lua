@@ -45,6 +45,11 @@
 -- If-Match, If-Unmodified-Since, If-None-Match (before If-Modified-Since),
 -- If-Range, single, suffix and multiple ranges, 416 with `bytes */N`, and a
 -- range set larger than the file is answered 200 in full.
+--
+-- A cached asset carries the header lines of its whole 200 built once (per
+-- encoding, and immutable or not): such a response goes out through the
+-- server's w:write_prebuilt, the same bytes as the header-by-header path,
+-- which the other responses (and any w a middleware set a header on) take.
 local uv = require "luv"
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
