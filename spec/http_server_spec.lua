@@ -782,6 +782,26 @@ describe("issue 12: a head and a mid-size body sent together", function()
   end)
 end)
 
+describe("r.host", function()
+  it("is the Host field's value (trimmed), or the host the target names, or empty", function()
+    run(function()
+      local seen = {}
+      local addr, srv = serve(function(w, r)
+        seen[#seen + 1] = { r.host, r.headers:get("Host") }
+        w:write("ok")
+      end)
+      raw(addr, "GET / HTTP/1.1\r\nHost:   example.com:8080  \r\nX: example.com:8080\r\nConnection: close\r\n\r\n")
+      raw(addr, "GET / HTTP/1.1\r\nX-Before: a\r\nHost: b.example\r\nConnection: close\r\n\r\n")
+      raw(addr, "GET http://target.example:81/p HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n")
+      raw(addr, "GET / HTTP/1.0\r\n\r\n")
+      raw(addr, "GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n")
+      assert.same({ { "example.com:8080", "example.com:8080" }, { "b.example", "b.example" },
+                    { "target.example:81", "other.example" }, { "" }, { "", "" } }, seen)
+      srv:close()
+    end)
+  end)
+end)
+
 describe("w:write_prebuilt (a whole response from header fields built once)", function()
   local FIELDS = "Last-Modified: Tue, 02 Jan 2024 03:04:05 GMT\r\nETag: \"abc\"\r\nContent-Type: text/css; charset=utf-8\r\n"
   -- The same response twice: through write_prebuilt, and through

@@ -624,11 +624,17 @@ end
 local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
   local raw = new_tab(2 * n, 0)
+  -- r.host is the Host field's value (the same bytes) unless the target
+  -- named the host: that string is made once, not twice.
+  local host_p, host = preq.host, nil
   for i = 0, n - 1 do
     local f = shared_hdrs[i]
     raw[2 * i + 1] = ffi_string(f.name, f.name_len)
-    raw[2 * i + 2] = ffi_string(f.value, f.value_len)
+    local v = ffi_string(f.value, f.value_len)
+    raw[2 * i + 2] = v
+    if f.value == host_p then host = v end
   end
+  if host == nil then host = host_p ~= nil and ffi_string(host_p, preq.host_len) or "" end
   local minor = preq.version_minor
   local kind = preq.body_kind
   if (kind == body.CHUNKED or minor == 0) and n > 0 then raw = framing_conflict(cs, raw, minor, kind) end
@@ -646,7 +652,7 @@ local function make_request(cs, preq)
     method = method_of(preq.method, preq.method_len),
     _path = raw_path, _query = has_query and raw_query or false, -- r.url is made from these on first use
     request_uri = target,
-    host = preq.host ~= nil and ffi_string(preq.host, preq.host_len) or "",
+    host = host,
     proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
     proto_minor = minor,
     _raw = raw, -- r.headers is made from these on first use
