@@ -862,6 +862,14 @@ describe("w:write_prebuilt (a whole response from header fields built once)", fu
       local addr, srv = serve(pre)
       local one = "GET /f HTTP/1.1\r\nHost: a\r\n\r\n"
       local resp = raw(addr, one .. one .. "GET /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      -- a HEAD (no body sent) keeps the connection too
+      local hresp = raw(addr, "HEAD /f HTTP/1.1\r\nHost: a\r\n\r\n" .. one .. "HEAD /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local heads = {}
+      for head in hresp:gmatch("HTTP/1%.1 200 OK\r\n.-\r\n\r\n") do heads[#heads + 1] = head end
+      assert.equal(3, #heads)
+      assert.equal(#heads[1] + #heads[2] + 5000 + #heads[3], #hresp)
+      assert.matches("Content%-Length: 5000\r\n", heads[1])
+      assert.matches("Connection: close\r\n", heads[3])
       local n = 0
       for head in resp:gmatch("HTTP/1%.1 200 OK\r\n(.-)\r\n\r\n") do
         n = n + 1
