@@ -84,6 +84,31 @@ static int ieq(const char *s, size_t n, const char *lit, size_t lit_len) {
 /* ------------------------------------------------------------------ */
 /* pass 1: find the end of the head                                     */
 
+/* Skips plain bytes (0x20..0x7e, 0x80..0xff) a word at a time: returns the
+ * offset of the first C_STOP byte at or after i, or an offset less than 8
+ * bytes before lim from which the byte loop goes on. Per word, a byte below
+ * 0x20 sets its high bit in (x - 0x20..) & ~x and a DEL is a zero byte of
+ * x ^ 0x7f.., found the same way; a borrow can only mark bytes above a true
+ * hit, so the lowest marked byte (the first in memory, little-endian) is
+ * the first C_STOP byte. */
+static size_t skip_plain(const unsigned char *b, size_t i, size_t lim) {
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  while (lim - i >= 8) {
+    uint64_t x;
+    memcpy(&x, b + i, 8);
+    uint64_t d = x ^ (0x7f * ones);
+    uint64_t m = (((x - 0x20 * ones) & ~x) | ((d - ones) & ~d)) & high;
+    if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      i += (size_t)__builtin_ctzll(m) >> 3;
+#endif
+      break;
+    }
+    i += 8;
+  }
+  return i;
+}
+
 typedef struct scan_state {
   size_t pos, start;
   int32_t lines;
@@ -109,7 +134,9 @@ static ptrdiff_t scan_head(scan_state *st, const unsigned char *b, size_t len,
    * both rejected. */
   if (i > 0 && i < lim && lines > 0 && b[i - 1] == '\n' && is_ows(b[i])) return LB_EHEADER;
   while (i < lim) {
-    /* Most bytes are printable: skip them first. */
+    /* Most bytes are printable: skip them first, eight at a time while
+     * none of the eight is a CTL (0x00-0x1f) or DEL. */
+    i = skip_plain(b, i, lim);
     while (i < lim && !(cls[b[i]] & C_STOP)) i++;
     if (i == lim) break;
     unsigned c = b[i];

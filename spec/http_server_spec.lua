@@ -781,3 +781,151 @@ describe("issue 12: a head and a mid-size body sent together", function()
     end)
   end)
 end)
+
+describe("r.host", function()
+  it("is the Host field's value (trimmed), or the host the target names, or empty", function()
+    run(function()
+      local seen = {}
+      local addr, srv = serve(function(w, r)
+        seen[#seen + 1] = { r.host, r.headers:get("Host") }
+        w:write("ok")
+      end)
+      raw(addr, "GET / HTTP/1.1\r\nHost:   example.com:8080  \r\nX: example.com:8080\r\nConnection: close\r\n\r\n")
+      raw(addr, "GET / HTTP/1.1\r\nX-Before: a\r\nHost: b.example\r\nConnection: close\r\n\r\n")
+      raw(addr, "GET http://target.example:81/p HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n")
+      raw(addr, "GET / HTTP/1.0\r\n\r\n")
+      raw(addr, "GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n")
+      assert.same({ { "example.com:8080", "example.com:8080" }, { "b.example", "b.example" },
+                    { "target.example:81", "other.example" }, { "" }, { "", "" } }, seen)
+      srv:close()
+    end)
+  end)
+end)
+
+describe("w:write_prebuilt (a whole response from header fields built once)", function()
+  local FIELDS = "Last-Modified: Tue, 02 Jan 2024 03:04:05 GMT\r\nETag: \"abc\"\r\nContent-Type: text/css; charset=utf-8\r\n"
+  -- The same response twice: through write_prebuilt, and through
+  -- w:header() and w:write (the fields set one by one).
+  local function both(body)
+    local fields = FIELDS .. "Content-Length: " .. #body .. "\r\n"
+    local pre_calls = 0
+    local function pre(w)
+      local ok = w:write_prebuilt(200, fields, body)
+      assert(ok == true, "write_prebuilt did not send")
+      pre_calls = pre_calls + 1
+    end
+    local function normal(w)
+      local h = w:header()
+      for name, value in fields:gmatch("([^:\r\n]+): ([^\r\n]*)\r\n") do h:set(name, value) end
+      w:write_header(200)
+      w:write(body)
+    end
+    return pre, normal, function() return pre_calls end
+  end
+  local function mask_date(resp) return (resp:gsub("\r\nDate: [^\r\n]*\r\n", "\r\nDate: -\r\n")) end
+
+  it("sends the bytes the normal path sends: GET, HEAD, HTTP/1.0 with and without keep-alive, small and large bodies", function()
+    run(function()
+      for _, size in ipairs({ 0, 100, 6138, 200 * 1024 }) do
+        local body = ("0123456789abcdef"):rep(math.floor(size / 16) + 1):sub(1, size)
+        local pre, normal, calls = both(body)
+        local a_pre, srv1 = serve(pre)
+        local a_normal, srv2 = serve(normal)
+        local reqs = {
+          "GET /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+          "HEAD /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+          "GET /f HTTP/1.0\r\n\r\n",
+          "GET /f HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+          "HEAD /f HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        }
+        for i, req in ipairs(reqs) do
+          local until_pat = i >= 4 and "\r\n\r\n" .. (i == 4 and body:sub(-16) or "") .. "$" or nil
+          local got = mask_date(raw(a_pre, req, until_pat))
+          local want = mask_date(raw(a_normal, req, until_pat))
+          assert.equal(want, got)
+          assert.equal(200, status_of(got))
+          if i == 1 then assert.equal(body, got:match("\r\n\r\n(.*)$")) end
+          if i == 2 or i == 5 then assert.matches("\r\n\r\n$", got) end
+          if i == 3 then assert.is_nil(got:find("Connection", 1, true)) end -- (1.0 closes by default)
+          if i >= 4 then assert.matches("\r\nConnection: keep%-alive\r\n", got) end
+        end
+        assert.equal(#reqs, calls())
+        srv1:close(); srv2:close()
+      end
+    end)
+  end)
+
+  it("keeps the connection for the next request; the client's Connection: close still closes it", function()
+    run(function()
+      local body = ("x"):rep(5000)
+      local pre = both(body)
+      local addr, srv = serve(pre)
+      local one = "GET /f HTTP/1.1\r\nHost: a\r\n\r\n"
+      local resp = raw(addr, one .. one .. "GET /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      -- a HEAD (no body sent) keeps the connection too
+      local hresp = raw(addr, "HEAD /f HTTP/1.1\r\nHost: a\r\n\r\n" .. one .. "HEAD /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local heads = {}
+      for head in hresp:gmatch("HTTP/1%.1 200 OK\r\n.-\r\n\r\n") do heads[#heads + 1] = head end
+      assert.equal(3, #heads)
+      assert.equal(#heads[1] + #heads[2] + 5000 + #heads[3], #hresp)
+      assert.matches("Content%-Length: 5000\r\n", heads[1])
+      assert.matches("Connection: close\r\n", heads[3])
+      local n = 0
+      for head in resp:gmatch("HTTP/1%.1 200 OK\r\n(.-)\r\n\r\n") do
+        n = n + 1
+        assert.matches("Content%-Length: 5000", head)
+        if n < 3 then assert.is_nil(head:find("Connection", 1, true)) else assert.matches("Connection: close", head) end
+      end
+      assert.equal(3, n)
+      assert.equal(3 * (5000 + #resp:match("^(.-\r\n\r\n)")) + #"Connection: close\r\n", #resp)
+      srv:close()
+    end)
+  end)
+
+  it("does nothing and returns false once a header field or a status was set: the normal path answers, the field included", function()
+    run(function()
+      local results = {}
+      local addr, srv = serve(function(w, r)
+        local body = "body"
+        local fields = "Content-Type: text/plain\r\nContent-Length: 4\r\n"
+        if r.url.path == "/mw" then w:header():set("X-Frame-Options", "DENY") end
+        if r.url.path == "/status" then w:write_header(203) end
+        local ok = w:write_prebuilt(200, fields, body)
+        results[#results + 1] = ok
+        if ok == false then
+          w:header():set("Content-Type", "text/plain")
+          w:write(body)
+        end
+      end)
+      local resp = raw(addr, "GET /mw HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(200, status_of(resp))
+      assert.matches("\r\nX%-Frame%-Options: DENY\r\n", resp)
+      assert.matches("\r\n\r\nbody$", resp)
+      resp = raw(addr, "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(203, status_of(resp))
+      assert.matches("\r\n\r\nbody$", resp)
+      resp = raw(addr, "GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.equal(200, status_of(resp))
+      assert.is_nil(resp:find("X-Frame-Options", 1, true))
+      assert.same({ false, false, true }, results)
+      srv:close()
+    end)
+  end)
+
+  it("raises bad argument on misuse", function()
+    run(function()
+      local errs = {}
+      local addr, srv = serve(function(w)
+        for _, args in ipairs({ { 304, "", "" }, { 204, "", "" }, { 100, "", "" }, { 200, nil, "" }, { 200, "", 5 } }) do
+          local ok, err = pcall(w.write_prebuilt, w, args[1], args[2], args[3])
+          errs[#errs + 1] = not ok and tostring(err) or "no error"
+        end
+        w:write("ok")
+      end)
+      local resp = raw(addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\n\r\nok$", resp)
+      for _, e in ipairs(errs) do assert.matches("bad argument '%a+' to w:write_prebuilt", e) end
+      srv:close()
+    end)
+  end)
+end)

@@ -615,6 +615,129 @@ describe("webassets", function()
     end)
   end)
 
+  -- The server's writer, with its write_prebuilt counted (the real method
+  -- runs): which responses took the prebuilt path.
+  local function count_prebuilt()
+    local W = require("lowbit.http.server").ResponseWriter
+    local orig, n = W.write_prebuilt, { sent = 0, refused = 0 }
+    W.write_prebuilt = function(...)
+      local ok, err = orig(...)
+      if ok == true then n.sent = n.sent + 1 elseif ok == false then n.refused = n.refused + 1 end
+      return ok, err
+    end
+    return n, function() W.write_prebuilt = orig end
+  end
+  -- A writer that forwards to w (another object: the handler cannot give
+  -- it a prebuilt head, and answers through w:header() and w:write).
+  local function proxy(w)
+    return setmetatable({}, { __index = function(_, k)
+      local v = w[k]
+      if type(v) == "function" then return function(_, ...) return v(w, ...) end end
+      return v
+    end })
+  end
+  -- The raw response to one request (the server closes after it).
+  local function raw(base, req)
+    local net = require "lowbit.net"
+    local c = assert(net.dial(nil, (base:gsub("^http://", ""))))
+    c:set_deadline(lowbit.now() + 5)
+    assert(c:write(req))
+    local parts = {}
+    while true do
+      local d = c:read()
+      if not d then break end
+      parts[#parts + 1] = d
+    end
+    c:close()
+    return (table.concat(parts):gsub("\r\nDate: [^\r\n]*\r\n", "\r\nDate: -\r\n"))
+  end
+
+  it("a cached whole 200 goes out with its prebuilt head: byte for byte what the header-by-header path sends (identity, gzip, br, immutable, no-cache, HEAD, HTTP/1.0)", function()
+    run(function()
+      local n, restore = count_prebuilt()
+      local ok, err = pcall(function()
+        local h = webassets.new(site.root, { cache = true, compress = true, fingerprint = true })
+        local fast_base, srv1 = serve(h)
+        local slow_base, srv2 = serve(function(w, r) return h(proxy(w), r) end)
+        local fp = h:url("css/big.css")
+        local reqs = {}
+        for _, path in ipairs({ "/assets/css/big.css", fp, "/assets/r.txt", "/assets/logo.png" }) do
+          for _, ae in ipairs({ "", "Accept-Encoding: gzip\r\n", "Accept-Encoding: gzip, br\r\n", "Accept-Encoding: br;q=0, gzip;q=0\r\n" }) do
+            reqs[#reqs + 1] = "GET " .. path .. " HTTP/1.1\r\nHost: a\r\n" .. ae .. "Connection: close\r\n\r\n"
+            reqs[#reqs + 1] = "HEAD " .. path .. " HTTP/1.1\r\nHost: a\r\n" .. ae .. "Connection: close\r\n\r\n"
+          end
+          reqs[#reqs + 1] = "GET " .. path .. " HTTP/1.0\r\n\r\n"
+        end
+        raw(fast_base, reqs[1]) -- fills the cache
+        local sent0 = n.sent
+        for _, req in ipairs(reqs) do
+          local fast, slow = raw(fast_base, req), raw(slow_base, req)
+          assert.equal(slow, fast)
+          assert.matches("^HTTP/1%.1 200 OK\r\n", fast)
+        end
+        assert.equal(#reqs, n.sent - sent0) -- every fast response was prebuilt
+        -- what the bytes are: the fields in order, the Date, the body
+        local resp = raw(fast_base, "GET /assets/r.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        local etag = resp:match("\r\nETag: (\"%x+\")\r\n")
+        assert.equal("HTTP/1.1 200 OK\r\nLast-Modified: " .. R_MTIME .. "\r\nETag: " .. etag ..
+          "\r\nVary: Accept-Encoding\r\nCache-Control: no-cache\r\nContent-Type: text/plain; charset=utf-8\r\nAccept-Ranges: bytes\r\n" ..
+          "Content-Length: 20\r\nDate: -\r\nConnection: close\r\n\r\n" .. R_TXT, resp)
+        srv1:close(); srv2:close()
+      end)
+      restore()
+      assert(ok, err)
+    end)
+  end)
+
+  it("a header a middleware set keeps the header-by-header path, and is sent; conditional and range requests are answered as before", function()
+    run(function()
+      local n, restore = count_prebuilt()
+      local ok, err = pcall(function()
+        local h = webassets.new(site.root, { cache = true })
+        local m = muxx.new()
+        local g = m:group("/assets")
+        g:use(function(next_h) return function(w, r)
+          w:header():set("X-Frame-Options", "DENY")
+          return next_h(w, r)
+        end end)
+        g:handle("/", h)
+        local plain = muxx.new()
+        plain:handle("/assets/", h)
+        local srv1, ln1 = support.http_server({ handler = m })
+        local srv2, ln2 = support.http_server({ handler = plain })
+        local mw_base, base = "http://" .. ln1:addr(), "http://" .. ln2:addr()
+        local req = "GET /assets/r.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        local want = raw(base, req)
+        local sent0 = n.sent
+        local got = raw(mw_base, req)
+        assert.equal(sent0, n.sent) -- not prebuilt
+        assert.matches("\r\nX%-Frame%-Options: DENY\r\n", got)
+        assert.equal(want, (got:gsub("X%-Frame%-Options: DENY\r\n", "")))
+        local s, hdr, body = curl(mw_base .. "/assets/r.txt", "-I")
+        assert.equal(200, s); assert.equal("DENY", hdr["x-frame-options"]); assert.equal("20", hdr["content-length"])
+        assert.equal("", body)
+        -- after prebuilt responses, the other requests keep their rules
+        local etag = want:match("\r\nETag: (\"%x+\")\r\n")
+        for _, b in ipairs({ base, mw_base }) do
+          local u = b .. "/assets/r.txt"
+          assert.equal(304, (curl(u, "-H", "If-None-Match: " .. etag)))
+          assert.equal(304, (curl(u, "-H", "If-Modified-Since: " .. R_MTIME)))
+          assert.equal(412, (curl(u, "-H", "If-Match: \"nope\"")))
+          local rs, rh, rb = curl(u, "-H", "Range: bytes=2-4")
+          assert.equal(206, rs); assert.equal("234", rb); assert.equal("bytes 2-4/20", rh["content-range"])
+          assert.equal(416, (curl(u, "-H", "Range: bytes=50-")))
+          local fs, _, fb = curl(u, "-H", "Range: bytes=2-4", "-H", "If-Range: \"stale\"")
+          assert.equal(200, fs); assert.equal(R_TXT, fb)
+          assert.equal(405, (curl(u, "-X", "POST")))
+          assert.equal(403, (curl(b .. "/assets/_private.txt")))
+        end
+        srv1:close(); srv2:close()
+      end)
+      restore()
+      assert(ok, err)
+    end)
+  end)
+
   it("H9-H14 details: the range unit is case-insensitive, a zero suffix is unsatisfiable, If-Range with a weak tag is ignored", function()
     local h = webassets.new(site.root, { cache = true })
     local w = call(h, "GET", "/r.txt", { Range = "Bytes=1-2" })

@@ -45,6 +45,11 @@
 -- If-Match, If-Unmodified-Since, If-None-Match (before If-Modified-Since),
 -- If-Range, single, suffix and multiple ranges, 416 with `bytes */N`, and a
 -- range set larger than the file is answered 200 in full.
+--
+-- A cached asset carries the header lines of its whole 200 built once (per
+-- encoding, and immutable or not): such a response goes out through the
+-- server's w:write_prebuilt, the same bytes as the header-by-header path,
+-- which the other responses (and any w a middleware set a header on) take.
 local uv = require "luv"
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
@@ -455,6 +460,20 @@ end
 
 local HASH_LEN = 8
 
+-- The header fields of a whole 200 of a (encoded as enc, or not), as
+-- send_full's path through w:header() writes them: the same names,
+-- spellings, values and order.
+local function prebuilt(self, a, enc, immutable)
+  local t = { "Last-Modified: ", a.last_modified, "\r\nETag: ", enc and a[enc .. "_etag"] or a.etag, "\r\n" }
+  if a.vary then t[#t + 1] = "Vary: Accept-Encoding\r\n" end
+  if immutable then t[#t + 1] = "Cache-Control: public, max-age=31536000, immutable\r\n"
+  elseif self.fingerprint then t[#t + 1] = "Cache-Control: no-cache\r\n" end
+  t[#t + 1] = "Content-Type: " .. a.ctype .. "\r\n"
+  if enc then t[#t + 1] = "Content-Encoding: " .. enc .. "\r\nContent-Length: " .. a[enc .. "_len"] .. "\r\n"
+  else t[#t + 1] = "Accept-Ranges: bytes\r\nContent-Length: " .. a.len .. "\r\n" end
+  return concat(t)
+end
+
 -- Builds an asset: { body, etag, mtime, last_modified, ctype, variants }
 -- or nil, status, err.
 local function build(self, name, cached)
@@ -516,6 +535,17 @@ local function build(self, name, cached)
         a[e .. "_etag"] = '"' .. sub(hash, 1, 32) .. "-" .. e .. '"'
         a[e .. "_len"] = tostring(#z)
       end
+    end
+  end
+  if cached then
+    -- The header fields of a whole 200, built once (see send_full).
+    local pre = { [""] = prebuilt(self, a, nil, false) }
+    if a.vary then for i = 1, #self.compress do local e = self.compress[i]; if a[e] then pre[e] = prebuilt(self, a, e, false) end end end
+    a.pre = pre
+    if self.fingerprint then
+      local imm = { [""] = prebuilt(self, a, nil, true) }
+      for e in pairs(pre) do if e ~= "" then imm[e] = prebuilt(self, a, e, true) end end
+      a.pre_imm = imm
     end
   end
   return a
@@ -651,7 +681,24 @@ local FULL = {}
 
 -- A whole 200 of a (encoded as enc, or not): the same headers, in the
 -- same order, as serve_asset's path for it.
+-- A cached asset carries its header fields prebuilt (a.pre, a.pre_imm):
+-- given to the server's writer whole, with the body, when nothing was set
+-- on w before (a middleware's header keeps this path).
+local server_writer = false -- lowbit.http.server's ResponseWriter, once loaded
 local function send_full(self, w, r, a, enc, immutable)
+  local pre = immutable and a.pre_imm or a.pre
+  if pre then
+    local sw = server_writer
+    if not sw then
+      local m = package.loaded["lowbit.http.server"]
+      sw = m and m.ResponseWriter
+      server_writer = sw or false
+    end
+    if sw and getmetatable(w) == sw then
+      local fields = pre[enc or ""]
+      if fields and w:write_prebuilt(200, fields, enc and a[enc] or a.body) ~= false then return end
+    end
+  end
   local h = w:header()
   fast_set(h, "last-modified", "Last-Modified", a.last_modified)
   fast_set(h, "etag", "ETag", enc and a[enc .. "_etag"] or a.etag)

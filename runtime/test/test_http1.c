@@ -414,6 +414,47 @@ static void test_rule_bad_header_name_or_value(void) {
   free((void *)o.base);
 }
 
+/* The head scanner skips plain bytes a word at a time: every byte value,
+ * at each of 24 offsets in a value (every position in a word, and in the
+ * tail shorter than a word), is judged as a single byte is: a CTL but HTAB,
+ * or DEL, is refused; anything else (obs-text, 0x20-0x7e) is kept. */
+static void test_scan_every_byte_at_every_offset(void) {
+  const char pre[] = "GET /abcdefghijklmnopqrstuvwxyz HTTP/1.1\r\nHost: h\r\nX-Long: ";
+  const char val[] = "0123456789abcdefghijklmnopqrstuv";
+  const char post[] = "\r\n\r\n";
+  char buf[256];
+  int checked = 0;
+  for (unsigned c = 0; c < 256; c++) {
+    if (c == '\r' || c == '\n') continue; /* line ends: their own rules */
+    for (size_t at = 0; at < 24; at++) {
+      size_t np = sizeof pre - 1, nv = sizeof val - 1, n = 0;
+      memcpy(buf, pre, np); n += np;
+      memcpy(buf + n, val, nv); n += nv;
+      buf[np + at] = (char)c;
+      memcpy(buf + n, post, sizeof post - 1); n += sizeof post - 1;
+      req_out o;
+      req_init(&o);
+      ptrdiff_t rc = lb_http1_parse_request(&o.r, buf, n, 0);
+      int bad = (c < 0x20 && c != '\t') || c == 0x7f;
+      if (bad ? rc != LB_EHEADER : rc != (ptrdiff_t)n) {
+        fprintf(stderr, "  byte 0x%02x at %zu: got %td\n", c, at, rc);
+        LB_CHECK(!"byte judged as one byte is");
+      }
+      checked++;
+    }
+  }
+  LB_CHECK_EQ(checked, 254 * 24);
+  /* the same in the target and a longer head, fed whole and byte by byte */
+  req_out o;
+  const char *ok = "GET /a/very/long/path/that/spans/many/words?and=a&query=too HTTP/1.1\r\n"
+                   "Host: example.com:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \xe9\xe8\r\n\r\n";
+  LB_CHECK_EQ(req_parse(&o, ok), (ptrdiff_t)strlen(ok));
+  free((void *)o.base);
+  LB_CHECK_EQ(req_parse(&o, "GET /a/very/long/path/that/spans/many/words?and=a&query=too HTTP/1.1\r\n"
+                            "Host: example.com:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \x1b\r\n\r\n"), LB_EHEADER);
+  free((void *)o.base);
+}
+
 /* "protocol not 1.x -> 505" */
 static void test_rule_protocol_not_1x(void) {
   static const bad_vec v[] = {
@@ -1107,6 +1148,7 @@ static void test_format_date(void) {
 
 int main(void) {
   LB_RUN(test_request_get_fields);
+  LB_RUN(test_scan_every_byte_at_every_offset);
   LB_RUN(test_request_no_query_and_empty_query);
   LB_RUN(test_request_target_forms);
   LB_RUN(test_request_bad_target);

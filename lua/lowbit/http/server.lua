@@ -92,16 +92,23 @@ local date_sec, date_str = -1, nil
 pcall(ffi.cdef, "int64_t lb_time_now(void *) __asm__(\"time\");")
 local ok_time, c_time = pcall(function() return ffi.C.lb_time_now end)
 local wall = ok_time and function() return tonumber(c_time(nil)) end or os.time
+local date_line_str = nil
 local function http_date()
   local t = wall()
   if t ~= date_sec then
     local n = C.lb_http1_format_date(date_buf, t)
     date_str = ffi_string(date_buf, n)
+    date_line_str = "Date: " .. date_str .. "\r\n"
     date_sec = t
   end
   return date_str
 end
 M.http_date = http_date
+-- "Date: <now>\r\n", made once a second with the date.
+local function date_line()
+  http_date()
+  return date_line_str
+end
 
 -- What Go's DetectContentType would say for the common cases.
 local function sniff(s)
@@ -182,6 +189,20 @@ local function check_unread(w, cs)
   end
 end
 
+-- The Connection field and the end of a head: close after this response
+-- (asked for, shutting down, an HTTP/1.1 client's "close"), or keep an
+-- HTTP/1.0 client's keep-alive when the body's end is known (framed).
+local function put_connection(out, cs, r, framed, has_conn_close)
+  if cs.close_after or cs.srv.shutting_down or (not cs.keep_alive and r.proto_minor == 1) then
+    cs.close_after = true
+    if not has_conn_close then out:put("Connection: close\r\n") end
+  elseif r.proto_minor == 0 and cs.keep_alive then
+    if framed then out:put("Connection: keep-alive\r\n")
+    else cs.close_after = true end
+  end
+  out:put("\r\n")
+end
+
 -- Serializes the head into out (a string.buffer). Decides the framing.
 -- sample: the first body bytes when they are not in w.buf (for sniffing).
 local function build_head(w, out, final, sample)
@@ -212,7 +233,7 @@ local function build_head(w, out, final, sample)
     end
     h:_write(out, final and SKIP_TE or nil)
   end
-  if not has_date then out:put("Date: ", http_date(), "\r\n") end
+  if not has_date then out:put(date_line()) end
   local allowed = body_allowed(status)
   local blen = #w.buf
   if allowed and not has_ctype and (blen > 0 or sample) then
@@ -231,14 +252,7 @@ local function build_head(w, out, final, sample)
       cs.close_after = true -- HTTP/1.0: the body ends when the connection does
     end
   end
-  if cs.close_after or cs.srv.shutting_down or (not cs.keep_alive and r.proto_minor == 1) then
-    cs.close_after = true
-    if not has_conn_close then out:put("Connection: close\r\n") end
-  elseif r.proto_minor == 0 and cs.keep_alive then
-    if declared_cl or final or not allowed then out:put("Connection: keep-alive\r\n")
-    else cs.close_after = true end
-  end
-  out:put("\r\n")
+  put_connection(out, cs, r, declared_cl or final or not allowed, has_conn_close)
 end
 
 -- A failed write: the response is over, and so is the connection. A write
@@ -386,6 +400,52 @@ local function send_head(w, sample, more)
   end
   w.buf:reset()
   return conn_write_buf(w, out)
+end
+
+--- Sends a whole response whose header fields the caller built once (a
+--- cached file's): status (200..599, one with a body: not 204), fields
+--- ("Name: value\r\n" lines, valid names and values, with a
+--- Content-Length equal to #body and no Date, Connection or
+--- Transfer-Encoding), and body. The server adds what it adds to any
+--- response (the status line, Date, Connection: close or HTTP/1.0's
+--- keep-alive, the same decisions as for a head built from w:header()),
+--- leaves the body out for HEAD, and sends head and body in one write.
+--- Only for a response not begun: when a status or a header field was
+--- already set on w (a middleware's), it does nothing and returns false,
+--- and the caller answers through w:header() and w:write as usual.
+--- Returns true when sent, or nil, err.
+function W:write_prebuilt(status, fields, body)
+  if type(status) ~= "number" or status < 200 or status > 599 or status % 1 ~= 0 or not body_allowed(status) then
+    error("bad argument 'status' to w:write_prebuilt: 200..599 with a body expected, got " .. tostring(status), 2)
+  end
+  if type(fields) ~= "string" then
+    error("bad argument 'fields' to w:write_prebuilt: string expected, got " .. type(fields), 2)
+  end
+  if type(body) ~= "string" then
+    error("bad argument 'body' to w:write_prebuilt: string expected, got " .. type(body), 2)
+  end
+  if self.hijacked then return nil, M.HIJACKED end
+  if self.werr then return nil, self.werr end
+  if self.status then return false end
+  local h = self.hdr
+  if h and h.n > 0 then return false end
+  local cs = self.cs
+  check_unread(self, cs)
+  local out = cs.out
+  out:reset()
+  out:put(status_line(status), fields, date_line())
+  put_connection(out, cs, self.req, true, false)
+  local n = #body
+  self.status, self.head_sent, self.declared, self.written = status, true, n, n
+  local ok, err
+  if self.head_req or n == 0 then ok, err = conn_write_buf(self, out)
+  elseif n < BIG_WRITE then ok, err = write_head_body(self, out, body)
+  else
+    ok, err = conn_write_buf(self, out)
+    if ok then ok, err = write_string(self, body) end
+  end
+  if not ok then return nil, err end
+  return true
 end
 
 -- Writes body bytes after the head: small strings in one write with their
@@ -564,11 +624,17 @@ end
 local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
   local raw = new_tab(2 * n, 0)
+  -- r.host is the Host field's value (the same bytes) unless the target
+  -- named the host: that string is made once, not twice.
+  local host_p, host = preq.host, nil
   for i = 0, n - 1 do
     local f = shared_hdrs[i]
     raw[2 * i + 1] = ffi_string(f.name, f.name_len)
-    raw[2 * i + 2] = ffi_string(f.value, f.value_len)
+    local v = ffi_string(f.value, f.value_len)
+    raw[2 * i + 2] = v
+    if f.value == host_p then host = v end
   end
+  if host == nil then host = host_p ~= nil and ffi_string(host_p, preq.host_len) or "" end
   local minor = preq.version_minor
   local kind = preq.body_kind
   if (kind == body.CHUNKED or minor == 0) and n > 0 then raw = framing_conflict(cs, raw, minor, kind) end
@@ -586,7 +652,7 @@ local function make_request(cs, preq)
     method = method_of(preq.method, preq.method_len),
     _path = raw_path, _query = has_query and raw_query or false, -- r.url is made from these on first use
     request_uri = target,
-    host = preq.host ~= nil and ffi_string(preq.host, preq.host_len) or "",
+    host = host,
     proto = minor == 1 and "HTTP/1.1" or "HTTP/1.0",
     proto_minor = minor,
     _raw = raw, -- r.headers is made from these on first use
