@@ -381,20 +381,23 @@ describe("lowbit.redis on a real server", function()
 end)
 
 describe("lowbit.redis hot path", function()
-  it("pipelines and calls run compiled: no NYI or blacklisted trace in redis.lua (STYLE rule 14)", function()
+  it("pipelines and calls run compiled: no NYI, blacklisted or inner-loop abort in redis.lua (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
     run(function()
       local c = assert(redis.connect(srv.addr))
       local cmds = {}
       for i = 1, 100 do cmds[i] = { "GET", "hot:" .. (i % 10) } end
       assert(c:call("SET", "hot:1", "x"))
+      -- A loop inside redis.lua on the usual path aborts the trace of the
+      -- caller's loop ("inner loop in root trace" at redis.lua:N): the
+      -- whole call then runs in the interpreter.
       local bad = support.jit_aborts("redis.lua", function()
         for _ = 1, 300 do
           local res, n = c:pipeline(cmds)
           assert(n == 100 and res[1] == "x" and res[2] == redis.null)
         end
         for _ = 1, 3000 do assert(c:call("GET", "hot:1")) end
-      end)
+      end, { reasons = { "NYI", "blacklisted", "inner loop" } })
       c:close()
       assert.same({}, bad)
     end)

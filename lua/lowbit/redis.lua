@@ -250,10 +250,23 @@ local function read_more(self, rc)
 end
 
 -- Reads one reply: returns value, type, or nil, err (the connection is
--- then closed).
+-- then closed). The usual wait (one read brings the rest of the reply)
+-- is loop-free, like try_reply: a loop here would abort the trace of
+-- every caller's loop (one command per round trip would then run in the
+-- interpreter); read_more's loop is for the rest.
 local function read_reply(self)
   local v, t = try_reply(self)
   if v ~= nil then return v, t end
+  if t == EAGAIN then
+    local len = #self.ib
+    local ok, err = more(self)
+    if not ok then
+      if errors.is(err, errors.EOF) and len > 0 then err = errors.UNEXPECTED_EOF end
+      return fail(self, err)
+    end
+    v, t = try_reply(self)
+    if v ~= nil then return v, t end
+  end
   return read_more(self, t)
 end
 
@@ -391,6 +404,21 @@ local SUB_CMDS = { SUBSCRIBE = true, PSUBSCRIBE = true, UNSUBSCRIBE = true, PUNS
 -- First bytes of those names (and of PING), to look at the name only then.
 local SUB_FIRST = { [80] = true, [112] = true, [83] = true, [115] = true, [85] = true, [117] = true }
 
+-- RESP3 out-of-band data (pub/sub, client tracking) read before a
+-- command's reply: queued for read_message. v is the first push; returns
+-- the reply (value, type) or nil, err. (Apart from do_call, so that its
+-- usual path has no loop.)
+local function skip_pushes(self, v)
+  local t = T_PUSH
+  while t == T_PUSH do
+    if not self.msgq then self.msgq = {} end
+    self.msgq[#self.msgq + 1] = v
+    v, t = read_reply(self)
+    if v == nil then return nil, t end
+  end
+  return v, t
+end
+
 local function do_call(self, ctx, fname, n, ...)
   if self.closed then return nil, errors.wrap(errors.CLOSED, "redis %s", self.addr) end
   local first = ...
@@ -406,16 +434,9 @@ local function do_call(self, ctx, fname, n, ...)
   local stop = arm(self, ctx)
   local ok, err = flush(self)
   if not ok then disarm(self, stop); return ctx_failure(self, ctx, err) end
-  local v, t
-  while true do
-    v, t = read_reply(self)
-    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
-    if t ~= T_PUSH then break end
-    -- RESP3 out-of-band data (pub/sub, client tracking): queued for
-    -- read_message.
-    if not self.msgq then self.msgq = {} end
-    self.msgq[#self.msgq + 1] = v
-  end
+  local v, t = read_reply(self)
+  if t == T_PUSH then v, t = skip_pushes(self, v) end
+  if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
   disarm(self, stop)
   if getmetatable(v) == ServerError then return nil, v end
   return v
