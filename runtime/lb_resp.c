@@ -109,6 +109,52 @@ ptrdiff_t lb_resp_parse(lb_resp_parser *p, const uint8_t *buf, size_t len,
   if (maxb > ((uint64_t)1 << 60)) maxb = (uint64_t)1 << 60;
   if (maxc > ((uint64_t)1 << 60)) maxc = (uint64_t)1 << 60;
 
+  /* The usual replies first: a whole simple string (+OK) or bulk string
+   * with a short header at the start of a new reply, found without a
+   * memchr call. Anything else, or any doubt (a long line, a truncated
+   * reply, odd bytes), takes the general path below, which gives these
+   * same results for these bytes. */
+  if (p->pos == 0 && cap > 0 && len >= 4) {
+    int t = buf[0];
+    if (t == '+') {
+      size_t lim = len < 64 ? len : 64, j = 1;
+      while (j < lim && buf[j] != '\r' && buf[j] != '\n') j++;
+      if (j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && j - 1 <= maxb) {
+        lb_resp_node *nd = &nodes[0];
+        nd->type = t;
+        nd->pad_ = 0;
+        nd->n = (int64_t)(j - 1);
+        nd->off = 1;
+        nd->len = j - 1;
+        p->n_nodes = 1;
+        p->depth = 0;
+        p->scan = 0;
+        return (ptrdiff_t)(j + 2);
+      }
+    } else if (t == '$') {
+      uint64_t L = 0;
+      size_t j = 1;
+      while (j < len && j < 12 && (unsigned)buf[j] - '0' <= 9) L = L * 10 + (buf[j++] - '0');
+      /* (at most 11 digits: no overflow) */
+      if (j > 1 && j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && L <= maxb &&
+          (uint64_t)(j + 1) <= maxb + 2) {
+        size_t next = j + 2;
+        if ((uint64_t)(len - next) >= L + 2 && buf[next + L] == '\r' && buf[next + L + 1] == '\n') {
+          lb_resp_node *nd = &nodes[0];
+          nd->type = t;
+          nd->pad_ = 0;
+          nd->n = (int64_t)L;
+          nd->off = next;
+          nd->len = (size_t)L;
+          p->n_nodes = 1;
+          p->depth = 0;
+          p->scan = 0;
+          return (ptrdiff_t)(next + L + 2);
+        }
+      }
+    }
+  }
+
   size_t pos = p->pos;
   /* pos 0: a new reply (no node can have been written before its first
    * byte), so the previous reply's node count goes. */
@@ -265,13 +311,13 @@ again:
   return LB_EAGAIN;
 }
 
-/* Decimal digits of v (1 for 0). */
+/* Decimal digits of v (1 for 0). Lengths of command arguments are mostly
+ * short: the first two tests settle them. */
 static size_t ndigits(size_t v) {
-  size_t d = 1;
-  while (v >= 10) {
-    v /= 10;
-    d++;
-  }
+  if (v < 10) return 1;
+  if (v < 100) return 2;
+  size_t d = 3;
+  for (v /= 1000; v != 0; v /= 10) d++;
   return d;
 }
 
@@ -288,7 +334,16 @@ size_t lb_resp_command_len(const size_t *lens, size_t n) {
 }
 
 /* Writes v in decimal at out; returns the digits written. */
-static size_t put_uint(uint8_t *out, size_t v) {
+static inline size_t put_uint(uint8_t *out, size_t v) {
+  if (v < 10) {
+    out[0] = (uint8_t)('0' + v);
+    return 1;
+  }
+  if (v < 100) {
+    out[0] = (uint8_t)('0' + v / 10);
+    out[1] = (uint8_t)('0' + v % 10);
+    return 2;
+  }
   uint8_t tmp[24];
   size_t k = 0;
   do {
@@ -297,6 +352,19 @@ static size_t put_uint(uint8_t *out, size_t v) {
   } while (v);
   for (size_t i = 0; i < k; i++) out[i] = tmp[k - 1 - i];
   return k;
+}
+
+/* One argument: "$" len CRLF bytes CRLF. */
+static inline uint8_t *put_arg(uint8_t *o, const char *a, size_t l) {
+  *o++ = '$';
+  o += put_uint(o, l);
+  *o++ = '\r';
+  *o++ = '\n';
+  if (l > 0) memcpy(o, a, l);
+  o += l;
+  *o++ = '\r';
+  *o++ = '\n';
+  return o;
 }
 
 ptrdiff_t lb_resp_encode_command(const char *const *args, const size_t *lens,
@@ -312,15 +380,36 @@ ptrdiff_t lb_resp_encode_command(const char *const *args, const size_t *lens,
   o += put_uint(o, n);
   *o++ = '\r';
   *o++ = '\n';
-  for (size_t i = 0; i < n; i++) {
-    *o++ = '$';
-    o += put_uint(o, lens[i]);
-    *o++ = '\r';
-    *o++ = '\n';
-    if (lens[i] > 0) memcpy(o, args[i], lens[i]);
-    o += lens[i];
-    *o++ = '\r';
-    *o++ = '\n';
-  }
+  for (size_t i = 0; i < n; i++) o = put_arg(o, args[i], lens[i]);
+  return (ptrdiff_t)(o - out);
+}
+
+ptrdiff_t lb_resp_encode4(uint8_t *out, size_t cap, size_t n,
+                          const char *a1, size_t l1, const char *a2, size_t l2,
+                          const char *a3, size_t l3, const char *a4, size_t l4) {
+  if (n == 0 || n > 4) return LB_EINVAL;
+  if (n < 4) l4 = 0, a4 = "";
+  if (n < 3) l3 = 0, a3 = "";
+  if (n < 2) l2 = 0, a2 = "";
+  if ((a1 == NULL && l1 > 0) || (a2 == NULL && l2 > 0) || (a3 == NULL && l3 > 0) ||
+      (a4 == NULL && l4 > 0))
+    return LB_EINVAL;
+  /* One check of the total against cap: each term is bounded first, so
+   * the sum cannot wrap. 25 = "$" + 20 digits + 2 CRLF. */
+  size_t most = (size_t)PTRDIFF_MAX / 8;
+  if (l1 > most || l2 > most || l3 > most || l4 > most) return LB_ENOSPACE;
+  if (4 + 25 * n + l1 + l2 + l3 + l4 > cap &&
+      4 + 5 * n + ndigits(l1) + l1 + (n >= 2 ? ndigits(l2) + l2 : 0) +
+              (n >= 3 ? ndigits(l3) + l3 : 0) + (n >= 4 ? ndigits(l4) + l4 : 0) > cap)
+    return LB_ENOSPACE;
+  uint8_t *o = out;
+  o[0] = '*';
+  o[1] = (uint8_t)('0' + n);
+  o[2] = '\r';
+  o[3] = '\n';
+  o = put_arg(o + 4, a1, l1);
+  if (n >= 2) o = put_arg(o, a2, l2);
+  if (n >= 3) o = put_arg(o, a3, l3);
+  if (n >= 4) o = put_arg(o, a4, l4);
   return (ptrdiff_t)(o - out);
 }

@@ -141,4 +141,16 @@ size_t lb_resp_command_len(const size_t *lens, size_t n);
 ptrdiff_t lb_resp_encode_command(const char *const *args, const size_t *lens,
                                  size_t n, uint8_t *out, size_t cap);
 
+/*
+ * The same for a command of n = 1..4 arguments passed one by one (a1, l1
+ * ... a4, l4; those past n are ignored), for callers that would otherwise
+ * fill the two arrays for each command (the FFI). Fits in 4 + sum of
+ * (25 + li) bytes. Returns the bytes written, LB_EINVAL (n not in 1..4,
+ * or a NULL argument with a length > 0), or LB_ENOSPACE (out is too small;
+ * it is not touched).
+ */
+ptrdiff_t lb_resp_encode4(uint8_t *out, size_t cap, size_t n,
+                          const char *a1, size_t l1, const char *a2, size_t l2,
+                          const char *a3, size_t l3, const char *a4, size_t l4);
+
 #endif

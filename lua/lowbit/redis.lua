@@ -43,6 +43,7 @@ local net = require "lowbit.net"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
 local buffer = require "string.buffer"
+local tnew = require "table.new"
 
 local M = {}
 
@@ -110,7 +111,10 @@ build = function(nodes, i, base)
   local nd = nodes[i]
   local t = nd.type
   if t == T_BULK or t == T_SIMPLE or t == T_VERBATIM or t == T_BIGNUM then
-    return ffi_string(base + nd.off, nd.len), i + 1
+    local off = nd.off
+    -- +OK (SET, MSET...): the constant, without lj_str_new's hash lookup.
+    if t == T_SIMPLE and nd.len == 2 and base[off] == 79 and base[off + 1] == 75 then return "OK", i + 1 end
+    return ffi_string(base + off, nd.len), i + 1
   elseif t == T_INTEGER then
     return tonumber(nd.n), i + 1
   elseif t == T_NULL then
@@ -292,33 +296,46 @@ local function put_arg(i, v, fname)
   argl[i - 1] = #s
 end
 
--- Appends one command (args[1..n]) to the write buffer.
+-- Appends one command (args[1..n]) to the write buffer. Up to 4
+-- arguments (most commands) go to C as they are, in one call, straight
+-- into the buffer: no argument arrays to fill, no loop, so that a
+-- caller's loop over commands compiles into one trace with it (a
+-- two-iteration loop here would be blacklisted by LuaJIT as "leaving loop
+-- in root trace").
 local function encode(wb, fname, n, ...)
   if n == 0 then error("bad argument #1 to " .. fname .. ": command name expected", 3) end
+  if n <= 4 then
+    local a1, a2, a3, a4 = ...
+    if type(a1) ~= "string" then a1 = arg_string(a1, 1, fname) end
+    local l1, l2, l3, l4 = #a1, 0, 0, 0
+    if n >= 2 then
+      if type(a2) ~= "string" then a2 = arg_string(a2, 2, fname) end
+      l2 = #a2
+      if n >= 3 then
+        if type(a3) ~= "string" then a3 = arg_string(a3, 3, fname) end
+        l3 = #a3
+        if n >= 4 then
+          if type(a4) ~= "string" then a4 = arg_string(a4, 4, fname) end
+          l4 = #a4
+        end
+      end
+    end
+    local out, room = wb:reserve(l1 + l2 + l3 + l4 + 104) -- lb_resp_encode4's bound
+    wb:commit(tonumber(C.lb_resp_encode4(out, room, n, a1, l1, a2, l2, a3, l3, a4, l4)))
+    return
+  end
   if n > argcap then
     argcap = n * 2
     argp = ffi_new("const char *[?]", argcap)
     argl = ffi_new("size_t[?]", argcap)
   end
-  if n <= 4 then
-    -- Most commands: no loop, so that a caller's loop over commands
-    -- compiles into one trace (a two-iteration loop here would be
-    -- blacklisted by LuaJIT as "leaving loop in root trace").
-    local a1, a2, a3, a4 = ...
-    put_arg(1, a1, fname)
-    if n >= 2 then put_arg(2, a2, fname) end
-    if n >= 3 then put_arg(3, a3, fname) end
-    if n >= 4 then put_arg(4, a4, fname) end
-  else
-    for i = 1, n do put_arg(i, (select(i, ...)), fname) end
-  end
+  for i = 1, n do put_arg(i, (select(i, ...)), fname) end
   local need = tonumber(C.lb_resp_command_len(argl, n))
   local out = wb:reserve(need)
   local w = tonumber(C.lb_resp_encode_command(argp, argl, n, out, need))
   wb:commit(w)
   -- Drop the references (the strings were only needed during the call).
-  keep[1], keep[2], keep[3], keep[4] = nil, nil, nil, nil
-  if n > 4 then for i = 5, n do keep[i] = nil end end
+  for i = 1, n do keep[i] = nil end
 end
 
 local function encode_table(wb, fname, t)
@@ -639,8 +656,8 @@ function Client:pipeline(fn, ctx)
   end
   p.done = true
   local n = p.n
-  local res = {}
-  if n == 0 then return res, 0 end
+  if n == 0 then return {}, 0 end
+  local res = tnew(n, 0) -- (no rehash as it fills)
   local stop = arm(self, ctx)
   local ok, err = flush(self)
   if not ok then disarm(self, stop); return ctx_failure(self, ctx, err) end

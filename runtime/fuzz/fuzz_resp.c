@@ -45,6 +45,23 @@ static void reencode(const lb_resp_node *nd, size_t n, const uint8_t *reply) {
   uint8_t *out = malloc(need);
   if (!out) abort();
   if (lb_resp_encode_command(args, lens, k, out, need) != (ptrdiff_t)need) abort();
+  if (k <= 4) {
+    /* lb_resp_encode4 writes the same bytes (in a buffer of its bound) */
+    const char *a[4] = {"", "", "", ""};
+    size_t l[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < k; i++) a[i] = args[i], l[i] = lens[i];
+    size_t bound = 4 + 25 * 4 + l[0] + l[1] + l[2] + l[3];
+    uint8_t *out4 = malloc(bound);
+    if (!out4) abort();
+    if (lb_resp_encode4(out4, bound, k, a[0], l[0], a[1], l[1], a[2], l[2], a[3], l[3]) !=
+            (ptrdiff_t)need ||
+        memcmp(out4, out, need) != 0)
+      abort();
+    if (lb_resp_encode4(out4, need - 1, k, a[0], l[0], a[1], l[1], a[2], l[2], a[3], l[3]) !=
+        LB_ENOSPACE)
+      abort();
+    free(out4);
+  }
   lb_resp_parser p;
   lb_resp_parser_init(&p);
   lb_resp_node back[65];

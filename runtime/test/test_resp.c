@@ -231,6 +231,10 @@ static void test_malformed(void) {
   BAD("bulk length empty", "$\r\nabc\r\n", LB_EPROTO);
   BAD("bulk payload longer than its length", "$3\r\nabcd\r\n", LB_EPROTO);
   BAD("bulk payload without CRLF", "$3\r\nabcXY", LB_EPROTO);
+  BAD("simple string with a bare LF", "+O\nK\r\n", LB_EPROTO);
+  BAD("simple string with a bare CR", "+O\rK\r\n", LB_EPROTO);
+  BAD("bulk length with a bare LF", "$3\nabc\r\n", LB_EPROTO);
+  BAD("bulk payload shorter than its length", "$3\r\nab\r\n\r\n", LB_EPROTO);
   BAD("negative array count", "*-2\r\n", LB_EPROTO);
   BAD("null map (not RESP)", "%-1\r\n", LB_EPROTO);
   BAD("array count with a space", "* 1\r\n:1\r\n", LB_EPROTO);
@@ -266,6 +270,18 @@ static void test_limits(void) {
   /* found by fuzz_resp: a long line ending in a bare LF gave EPROTO whole
    * but ETOOLARGE split; the limit now wins however the bytes arrive */
   check_bad("line over max_bulk ending without CR", "+0123456789012x\n", 16, &lim, LB_ETOOLARGE);
+  /* the short-header fast path keeps the limits: a header line longer
+   * than max_bulk + 2, a simple string or bulk over max_bulk */
+  lb_resp_parser_init(&lim);
+  lim.max_bulk = 1;
+  check_bad("+OK over max_bulk 1", "+OK\r\n", 5, &lim, LB_ETOOLARGE);
+  check_bad("$2 over max_bulk 1", "$2\r\nab\r\n", 8, &lim, LB_ETOOLARGE);
+  lim.max_bulk = 2;
+  p = lim;
+  LB_CHECK_EQ(lb_resp_parse(&p, (const uint8_t *)"$2\r\nab\r\n", 8, nodes, 4096), 8);
+  p = lim;
+  LB_CHECK_EQ(lb_resp_parse(&p, (const uint8_t *)"+OK\r\n", 5, nodes, 4096), 5);
+  lim.max_bulk = 10;
   /* the default: 512 MiB */
   BAD("bulk of 512 MiB + 1", "$536870913\r\n", LB_ETOOLARGE);
   BAD("bulk length of 30 digits", "$999999999999999999999999999999\r\n", LB_ETOOLARGE);
@@ -365,6 +381,49 @@ static void test_encode(void) {
   LB_CHECK_EQ(lb_resp_command_len(huge, 1), SIZE_MAX);
 }
 
+static void test_encode4(void) {
+  /* the same bytes as lb_resp_encode_command for 1..4 arguments, lengths
+   * of 0 to 5 digits */
+  static char big[12345];
+  memset(big, 'x', sizeof big);
+  const char *vals[] = {"", "GET", "0123456789", big, big, big};
+  size_t vlens[] = {0, 3, 10, 99, 100, 12345};
+  static uint8_t a[60000], b[60000];
+  for (size_t n = 1; n <= 4; n++) {
+    for (size_t k = 0; k < 6; k++) {
+      const char *args[4];
+      size_t lens[4];
+      for (size_t i = 0; i < 4; i++) {
+        args[i] = vals[(k + i) % 6];
+        lens[i] = vlens[(k + i) % 6];
+      }
+      ptrdiff_t want = lb_resp_encode_command(args, lens, n, a, sizeof a);
+      LB_CHECK(want > 0);
+      ptrdiff_t got = lb_resp_encode4(b, sizeof b, n, args[0], lens[0], args[1], lens[1],
+                                      args[2], lens[2], args[3], lens[3]);
+      LB_CHECK_EQ(got, want);
+      LB_CHECK(memcmp(b, a, (size_t)want) == 0);
+      /* exact fit, and one byte short (out untouched) */
+      LB_CHECK_EQ(lb_resp_encode4(b, (size_t)want, n, args[0], lens[0], args[1], lens[1],
+                                  args[2], lens[2], args[3], lens[3]), want);
+      b[0] = 0;
+      LB_CHECK_EQ(lb_resp_encode4(b, (size_t)want - 1, n, args[0], lens[0], args[1], lens[1],
+                                  args[2], lens[2], args[3], lens[3]), LB_ENOSPACE);
+      LB_CHECK_EQ(b[0], 0);
+    }
+  }
+  /* arguments past n are ignored, even NULL with a length */
+  LB_CHECK_EQ(lb_resp_encode4(b, sizeof b, 1, "PING", 4, NULL, 7, NULL, 9, NULL, 1), 14);
+  LB_CHECK_MEM(b, "*1\r\n$4\r\nPING\r\n", 14);
+  /* misuse */
+  LB_CHECK_EQ(lb_resp_encode4(b, sizeof b, 0, "a", 1, NULL, 0, NULL, 0, NULL, 0), LB_EINVAL);
+  LB_CHECK_EQ(lb_resp_encode4(b, sizeof b, 5, "a", 1, "a", 1, "a", 1, "a", 1), LB_EINVAL);
+  LB_CHECK_EQ(lb_resp_encode4(b, sizeof b, 2, "a", 1, NULL, 1, NULL, 0, NULL, 0), LB_EINVAL);
+  LB_CHECK_EQ(lb_resp_encode4(b, sizeof b, 2, "a", 1, NULL, 0, NULL, 0, NULL, 0), 17);
+  LB_CHECK_EQ(lb_resp_encode4(b, sizeof b, 1, "a", SIZE_MAX - 4, NULL, 0, NULL, 0, NULL, 0),
+              LB_ENOSPACE);
+}
+
 static void test_random_splits(void) {
   /* A pipeline of mixed replies fed in random chunk sizes gives the same
    * replies as fed whole. */
@@ -407,6 +466,7 @@ int main(void) {
   LB_RUN(test_limits);
   LB_RUN(test_usage);
   LB_RUN(test_encode);
+  LB_RUN(test_encode4);
   LB_RUN(test_random_splits);
   return LB_DONE();
 }
