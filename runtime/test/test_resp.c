@@ -150,6 +150,10 @@ static void test_resp2_types(void) {
   REPLY(":+7\r\n", ":7");
   REPLY(":9223372036854775807\r\n", ":9223372036854775807");
   REPLY(":-9223372036854775808\r\n", ":-9223372036854775808");
+  /* 18 digits (the fast path's most), 19 (the general path's) */
+  REPLY(":-123456789012345678\r\n", ":-123456789012345678");
+  REPLY(":1234567890123456789\r\n", ":1234567890123456789");
+  REPLY(":-0\r\n", ":0");
   REPLY("$5\r\nhello\r\n", "$'hello'");
   REPLY("$0\r\n\r\n", "$''");
   REPLY("$4\r\na\r\nb\r\n", "$'a\r\nb'"); /* binary-safe */
@@ -223,6 +227,9 @@ static void test_malformed(void) {
   BAD("empty line", "\r\n", LB_EPROTO);
   BAD("CR inside a simple string", "+O\rK\r\n", LB_EPROTO);
   BAD("integer without digits", ":\r\n", LB_EPROTO);
+  BAD("integer sign only", ":-\r\n", LB_EPROTO);
+  BAD("integer with a bare LF", ":12\n\r\n", LB_EPROTO);
+  BAD("integer with two signs", ":--1\r\n", LB_EPROTO);
   BAD("integer with a letter", ":12a\r\n", LB_EPROTO);
   BAD("integer overflow", ":9223372036854775808\r\n", LB_EPROTO);
   BAD("integer of 20 digits", ":00000000000000000001\r\n", LB_EPROTO);
