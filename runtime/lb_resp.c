@@ -96,76 +96,12 @@ static int valid_double(const uint8_t *s, size_t n) {
   return i == n;
 }
 
-ptrdiff_t lb_resp_parse(lb_resp_parser *p, const uint8_t *buf, size_t len,
-                        lb_resp_node *nodes, size_t cap) {
-  if (p == NULL || (buf == NULL && len > 0) || (nodes == NULL && cap > 0))
-    return LB_EINVAL;
-  /* The usual replies first: a whole simple string (+OK), integer or bulk
-   * string with a short header at the start of a new reply, found without a
-   * memchr call. Anything else, or any doubt (a long line, a truncated
-   * reply, odd bytes), takes the general path below, which gives these
-   * same results for these bytes. */
-  if (p->pos == 0 && cap > 0 && len >= 4) {
-    /* (lengths here are < 10^11: max_bulk's cap below changes nothing) */
-    uint64_t fmaxb = p->max_bulk ? p->max_bulk : LB_RESP_DEFAULT_MAX_BULK;
-    int t = buf[0];
-    if (t == '+') {
-      size_t lim = len < 64 ? len : 64, j = 1;
-      while (j < lim && buf[j] != '\r' && buf[j] != '\n') j++;
-      if (j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && j - 1 <= fmaxb) {
-        lb_resp_node *nd = &nodes[0];
-        nd->type = t;
-        nd->pad_ = 0;
-        nd->n = (int64_t)(j - 1);
-        nd->off = 1;
-        nd->len = j - 1;
-        p->n_nodes = 1;
-        p->depth = 0;
-        p->scan = 0;
-        return (ptrdiff_t)(j + 2);
-      }
-    } else if (t == ':') {
-      /* at most 18 digits: no overflow, and parse_int's range */
-      size_t j = 1 + (buf[1] == '-'), d0 = j;
-      int64_t v = 0;
-      while (j < len && j < d0 + 18 && (unsigned)buf[j] - '0' <= 9) v = v * 10 + (buf[j++] - '0');
-      if (j > d0 && j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && (uint64_t)(j - 1) <= fmaxb) {
-        lb_resp_node *nd = &nodes[0];
-        nd->type = t;
-        nd->pad_ = 0;
-        nd->n = d0 == 2 ? -v : v;
-        nd->off = 0;
-        nd->len = 0;
-        p->n_nodes = 1;
-        p->depth = 0;
-        p->scan = 0;
-        return (ptrdiff_t)(j + 2);
-      }
-    } else if (t == '$') {
-      uint64_t L = 0;
-      size_t j = 1;
-      while (j < len && j < 12 && (unsigned)buf[j] - '0' <= 9) L = L * 10 + (buf[j++] - '0');
-      /* (at most 11 digits: no overflow; the header line is j + 1 bytes,
-       * within max_bulk + 2 as the general path checks) */
-      if (j > 1 && j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && L <= fmaxb &&
-          (uint64_t)(j - 1) <= fmaxb) {
-        size_t next = j + 2;
-        if ((uint64_t)(len - next) >= L + 2 && buf[next + L] == '\r' && buf[next + L + 1] == '\n') {
-          lb_resp_node *nd = &nodes[0];
-          nd->type = t;
-          nd->pad_ = 0;
-          nd->n = (int64_t)L;
-          nd->off = next;
-          nd->len = (size_t)L;
-          p->n_nodes = 1;
-          p->depth = 0;
-          p->scan = 0;
-          return (ptrdiff_t)(next + L + 2);
-        }
-      }
-    }
-  }
-
+/* The general parser: any reply, from any point (lb_resp_parse takes the
+ * usual short replies itself first). Apart, so that the short path does
+ * not pay for this one's registers and stack. */
+static __attribute__((noinline)) ptrdiff_t parse_general(lb_resp_parser *p, const uint8_t *buf,
+                                                         size_t len, lb_resp_node *nodes,
+                                                         size_t cap) {
   uint32_t maxd = p->max_depth ? p->max_depth : LB_RESP_DEFAULT_MAX_DEPTH;
   if (maxd > LB_RESP_MAX_DEPTH) maxd = LB_RESP_MAX_DEPTH;
   uint64_t maxb = p->max_bulk ? p->max_bulk : LB_RESP_DEFAULT_MAX_BULK;
@@ -329,6 +265,79 @@ ptrdiff_t lb_resp_parse(lb_resp_parser *p, const uint8_t *buf, size_t len,
 again:
   p->pos = pos;
   return LB_EAGAIN;
+}
+
+ptrdiff_t lb_resp_parse(lb_resp_parser *p, const uint8_t *buf, size_t len,
+                        lb_resp_node *nodes, size_t cap) {
+  if (p == NULL || (buf == NULL && len > 0) || (nodes == NULL && cap > 0))
+    return LB_EINVAL;
+  /* The usual replies first: a whole simple string (+OK), integer or bulk
+   * string with a short header at the start of a new reply, found without a
+   * memchr call. Anything else, or any doubt (a long line, a truncated
+   * reply, odd bytes), takes the general path below, which gives these
+   * same results for these bytes. */
+  if (p->pos == 0 && cap > 0 && len >= 4) {
+    /* (lengths here are < 10^11: max_bulk's cap below changes nothing) */
+    uint64_t fmaxb = p->max_bulk ? p->max_bulk : LB_RESP_DEFAULT_MAX_BULK;
+    int t = buf[0];
+    if (t == '+') {
+      size_t lim = len < 64 ? len : 64, j = 1;
+      while (j < lim && buf[j] != '\r' && buf[j] != '\n') j++;
+      if (j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && j - 1 <= fmaxb) {
+        lb_resp_node *nd = &nodes[0];
+        nd->type = t;
+        nd->pad_ = 0;
+        nd->n = (int64_t)(j - 1);
+        nd->off = 1;
+        nd->len = j - 1;
+        p->n_nodes = 1;
+        p->depth = 0;
+        p->scan = 0;
+        return (ptrdiff_t)(j + 2);
+      }
+    } else if (t == ':') {
+      /* at most 18 digits: no overflow, and parse_int's range */
+      size_t j = 1 + (buf[1] == '-'), d0 = j;
+      int64_t v = 0;
+      while (j < len && j < d0 + 18 && (unsigned)buf[j] - '0' <= 9) v = v * 10 + (buf[j++] - '0');
+      if (j > d0 && j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && (uint64_t)(j - 1) <= fmaxb) {
+        lb_resp_node *nd = &nodes[0];
+        nd->type = t;
+        nd->pad_ = 0;
+        nd->n = d0 == 2 ? -v : v;
+        nd->off = 0;
+        nd->len = 0;
+        p->n_nodes = 1;
+        p->depth = 0;
+        p->scan = 0;
+        return (ptrdiff_t)(j + 2);
+      }
+    } else if (t == '$') {
+      uint64_t L = 0;
+      size_t j = 1;
+      while (j < len && j < 12 && (unsigned)buf[j] - '0' <= 9) L = L * 10 + (buf[j++] - '0');
+      /* (at most 11 digits: no overflow; the header line is j + 1 bytes,
+       * within max_bulk + 2 as the general path checks) */
+      if (j > 1 && j + 1 < len && buf[j] == '\r' && buf[j + 1] == '\n' && L <= fmaxb &&
+          (uint64_t)(j - 1) <= fmaxb) {
+        size_t next = j + 2;
+        if ((uint64_t)(len - next) >= L + 2 && buf[next + L] == '\r' && buf[next + L + 1] == '\n') {
+          lb_resp_node *nd = &nodes[0];
+          nd->type = t;
+          nd->pad_ = 0;
+          nd->n = (int64_t)L;
+          nd->off = next;
+          nd->len = (size_t)L;
+          p->n_nodes = 1;
+          p->depth = 0;
+          p->scan = 0;
+          return (ptrdiff_t)(next + L + 2);
+        }
+      }
+    }
+  }
+
+  return parse_general(p, buf, len, nodes, cap);
 }
 
 /* Decimal digits of v (1 for 0). Lengths of command arguments are mostly
