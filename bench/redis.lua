@@ -1,7 +1,11 @@
 -- lowbit.redis throughput against a redis-server of its own, next to
 -- redis-benchmark (Debian's redis-tools) on the same server as the anchor:
 -- pipelined SET and GET (batches of P commands per write), and one command
--- per round trip.
+-- per round trip. Both clients do the same work: 10000 keys, 32-byte
+-- values (redis-benchmark -r 10000 -d 32; its default is one key and a
+-- 3-byte value, less work for the server). With 2 CPUs or more the server
+-- runs on CPU 0 and the client (this process, and redis-benchmark in its
+-- turn) on CPU 1, so that neither steals the other's core.
 --   build/bin/lowbit bench/redis.lua [N] [P]
 -- Prints "skipped" when redis-server or redis-benchmark is not installed.
 local lowbit = require "lowbit"
@@ -11,6 +15,7 @@ local R = dofile("bench/report.lua").suite("redis")
 local N = tonumber(arg and arg[1]) or 200000
 local P = tonumber(arg and arg[2]) or 100
 local ROUNDTRIP_N = 20000
+local ROUNDS = 5
 
 local function sh(cmd)
   local p = io.popen(cmd)
@@ -24,15 +29,22 @@ if sh("command -v redis-server redis-benchmark"):match("^%s*$") then
   return
 end
 
-local srv = dofile("bench/redis_server.lua")("redis")
+local srv = dofile("bench/redis_server.lua")("redis", { cpu = 0 })
 if not srv then return end
 local port, addr = srv.port, srv.addr
+local pin = ""
+if srv.pinned then
+  pin = "taskset -c 1 "
+  os.execute(("taskset -p -c 1 %d >/dev/null 2>&1"):format(require("luv").os_getpid()))
+end
 
 local function anchor()
-  local out = sh(("redis-benchmark -p %d -t set,get -n %d -P %d -c 1 -q --csv 2>/dev/null"):format(port, N, P))
+  local out = sh(("%sredis-benchmark -p %d -t set,get -n %d -P %d -c 1 -r 10000 -d 32 -q --csv 2>/dev/null")
+    :format(pin, port, N, P))
   local r = {}
   for name, rps in out:gmatch('"(%u+)","([%d%.]+)"') do r[name] = tonumber(rps) end
-  local out1 = sh(("redis-benchmark -p %d -t get -n %d -c 1 -q --csv 2>/dev/null"):format(port, ROUNDTRIP_N))
+  local out1 = sh(("%sredis-benchmark -p %d -t get -n %d -c 1 -r 10000 -d 32 -q --csv 2>/dev/null")
+    :format(pin, port, ROUNDTRIP_N))
   r.RT = tonumber(out1:match('"GET","([%d%.]+)"'))
   return r
 end
@@ -66,18 +78,20 @@ local ok, err = pcall(function()
     return t[(#t + 1) / 2]
   end
   pipelined("SET") -- warm up
-  -- Medians of 3 runs, each side alternating with the other (the machine
+  -- Medians of 5 runs, each side alternating with the other (the machine
   -- is shared: both see the same load).
   local sets, gets, rts, as, ag, art = {}, {}, {}, {}, {}, {}
-  for r = 1, 3 do
+  for r = 1, ROUNDS do
     sets[r], gets[r], rts[r] = pipelined("SET"), pipelined("GET"), roundtrip()
     local a = anchor()
     as[r], ag[r], art[r] = a.SET or 0, a.GET or 0, a.RT or 0
+    print(("run %d: SET %.0f | %.0f  GET %.0f | %.0f  round trip %.0f | %.0f (lowbit | redis-benchmark, ops/s)")
+      :format(r, sets[r], as[r], gets[r], ag[r], rts[r], art[r]))
   end
   c:close()
   local set, get, rt = median(sets), median(gets), median(rts)
   local a = { SET = median(as), GET = median(ag), RT = median(art) }
-  print("(medians of 3 runs)")
+  print(("(medians of %d runs%s)"):format(ROUNDS, srv.pinned and "; server on CPU 0, clients on CPU 1" or ""))
   print(("redis pipelined SET (P=%d, 1 conn): lowbit %.0f ops/s | redis-benchmark %s ops/s")
     :format(P, set, a.SET and ("%.0f"):format(a.SET) or "?"))
   print(("redis pipelined GET (P=%d, 1 conn): lowbit %.0f ops/s | redis-benchmark %s ops/s")

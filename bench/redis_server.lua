@@ -1,9 +1,11 @@
 -- A redis-server of a benchmark's own: on a free loopback port, with
 -- --save '' --appendonly no, stopped by pid. Used as
---   local srv = dofile("bench/redis_server.lua")("name")
+--   local srv = dofile("bench/redis_server.lua")("name" [, { cpu = 0 }])
 --   if not srv then return end       -- it printed "name: skipped (...)"
 --   ... srv.addr, srv.port ...
 --   srv.stop()
+-- opts.cpu: pin the server to that CPU (taskset), when taskset is there
+-- and the machine has more than one CPU; srv.pinned says whether it is.
 local function sh(cmd)
   local p = io.popen(cmd)
   local out = p:read("*a")
@@ -25,7 +27,12 @@ local function ready(pid, log)
   return false
 end
 
-return function(name)
+return function(name, opts)
+  local pin = ""
+  if opts and opts.cpu and not sh("command -v taskset"):match("^%s*$")
+     and (tonumber(sh("nproc 2>/dev/null")) or 1) > 1 then
+    pin = "taskset -c " .. opts.cpu .. " "
+  end
   if sh("command -v redis-server"):match("^%s*$") then
     print(name .. ": skipped (redis-server not installed: make deps)")
     return nil
@@ -38,11 +45,11 @@ return function(name)
     local port = math.random(20000, 32000)
     local log = dir .. "/redis.log"
     os.remove(log)
-    local pid = tonumber(sh(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s " ..
+    local pid = tonumber(sh((pin .. "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s " ..
       "--logfile %s >/dev/null 2>&1 & echo $!"):format(port, dir, log)))
     if ready(pid, log) then
       return {
-        port = port, pid = pid, addr = "127.0.0.1:" .. port,
+        port = port, pid = pid, addr = "127.0.0.1:" .. port, pinned = pin ~= "",
         stop = function()
           os.execute("kill -9 " .. pid .. " 2>/dev/null")
           os.execute("rm -rf '" .. dir .. "'")
