@@ -381,23 +381,37 @@ describe("lowbit.redis on a real server", function()
 end)
 
 describe("lowbit.redis hot path", function()
-  it("pipelines and calls run compiled: no NYI, blacklisted or inner-loop abort in redis.lua (STYLE rule 14)", function()
+  it("pipelines, calls and subscriber reads run compiled: no NYI, blacklisted or loop abort in redis.lua (STYLE rule 14)", function()
     if not (jit and jit.status()) then return end
     run(function()
       local c = assert(redis.connect(srv.addr))
       local cmds = {}
       for i = 1, 100 do cmds[i] = { "GET", "hot:" .. (i % 10) } end
       assert(c:call("SET", "hot:1", "x"))
+      local sub = assert(redis.connect(srv.addr))
+      assert(sub:subscribe("hot:ch"))
       -- A loop inside redis.lua on the usual path aborts the trace of the
-      -- caller's loop ("inner loop in root trace" at redis.lua:N): the
-      -- whole call then runs in the interpreter.
+      -- caller's loop ("inner loop in root trace", "leaving loop in root
+      -- trace" at redis.lua:N): the whole call, or the building of every
+      -- array reply, then runs in the interpreter.
       local bad = support.jit_aborts("redis.lua", function()
         for _ = 1, 300 do
           local res, n = c:pipeline(cmds)
           assert(n == 100 and res[1] == "x" and res[2] == redis.null)
         end
         for _ = 1, 3000 do assert(c:call("GET", "hot:1")) end
-      end, { reasons = { "NYI", "blacklisted", "inner loop" } })
+        -- A subscriber's read loop (messages are arrays built by the
+        -- client) and MGET's array reply.
+        for _ = 1, 10 do
+          assert(c:pipeline(function(p) for i = 1, 100 do p:call("PUBLISH", "hot:ch", "m" .. i) end end))
+          for i = 1, 100 do
+            local m = assert(sub:read_message())
+            assert(m.kind == "message" and m.payload == "m" .. i)
+          end
+        end
+        for _ = 1, 1000 do assert(#c:call("MGET", "hot:1", "hot:2", "hot:3") == 3) end
+      end, { reasons = { "NYI", "blacklisted", "inner loop", "leaving loop" } })
+      sub:close()
       c:close()
       assert.same({}, bad)
     end)

@@ -104,30 +104,74 @@ local function to_double(s)
   return 0 / 0 -- nan
 end
 
--- Builds the value of node i (0-based) of a reply at base; returns it and
--- the index after it.
-local build
-build = function(nodes, i, base)
-  local nd = nodes[i]
+-- The value of a node that is not an aggregate (nor an attribute), else
+-- nil. Not recursive, so that the usual replies build within one trace.
+local function leaf(nd, base)
   local t = nd.type
   if t == T_BULK or t == T_SIMPLE or t == T_VERBATIM or t == T_BIGNUM then
     local off = nd.off
     -- +OK (SET, MSET...): the constant, without lj_str_new's hash lookup.
-    if t == T_SIMPLE and nd.len == 2 and base[off] == 79 and base[off + 1] == 75 then return "OK", i + 1 end
-    return ffi_string(base + off, nd.len), i + 1
+    if t == T_SIMPLE and nd.len == 2 and base[off] == 79 and base[off + 1] == 75 then return "OK" end
+    return ffi_string(base + off, nd.len)
   elseif t == T_INTEGER then
-    return tonumber(nd.n), i + 1
+    return tonumber(nd.n)
   elseif t == T_NULL then
-    return null, i + 1
-  elseif t == T_ARRAY or t == T_SET or t == T_PUSH then
+    return null
+  elseif t == T_ERROR or t == T_BLOB_ERROR then
+    return server_error(ffi_string(base + nd.off, nd.len))
+  elseif t == T_BOOLEAN then
+    return nd.n ~= 0
+  elseif t == T_DOUBLE then
+    return to_double(ffi_string(base + nd.off, nd.len))
+  end
+  return nil
+end
+
+-- Builds the value of node i (0-based) of a reply at base; returns it and
+-- the index after it.
+local build
+
+-- An array of n <= 4 elements from node i on (pub/sub messages, most
+-- command replies that are arrays): unrolled, leaves built in place,
+-- because a loop of a few iterations, or a recursive call, inside the
+-- caller's loop is more than LuaJIT compiles ("loop unroll limit
+-- reached": the interpreter built every message).
+local function element(nodes, i, base)
+  local v = leaf(nodes[i], base)
+  if v ~= nil then return v, i + 1 end
+  return build(nodes, i, base)
+end
+
+local function small_array(nodes, i, base, n)
+  local a = tnew(n, 0)
+  if n >= 1 then
+    a[1], i = element(nodes, i, base)
+    if n >= 2 then
+      a[2], i = element(nodes, i, base)
+      if n >= 3 then
+        a[3], i = element(nodes, i, base)
+        if n >= 4 then a[4], i = element(nodes, i, base) end
+      end
+    end
+  end
+  return a, i
+end
+
+build = function(nodes, i, base)
+  local nd = nodes[i]
+  local v = leaf(nd, base)
+  if v ~= nil then return v, i + 1 end
+  local t = nd.type
+  if t == T_ARRAY or t == T_SET or t == T_PUSH then
     local n = tonumber(nd.n)
-    local a = {}
+    if n <= 4 then return small_array(nodes, i + 1, base, n) end
+    local a = tnew(n, 0)
     i = i + 1
     for k = 1, n do a[k], i = build(nodes, i, base) end
     return a, i
   elseif t == T_MAP then
     local n = tonumber(nd.n)
-    local m = {}
+    local m = tnew(0, n)
     i = i + 1
     for _ = 1, n do
       local k, v
@@ -136,12 +180,6 @@ build = function(nodes, i, base)
       m[k] = v
     end
     return m, i
-  elseif t == T_ERROR or t == T_BLOB_ERROR then
-    return server_error(ffi_string(base + nd.off, nd.len)), i + 1
-  elseif t == T_BOOLEAN then
-    return nd.n ~= 0, i + 1
-  elseif t == T_DOUBLE then
-    return to_double(ffi_string(base + nd.off, nd.len)), i + 1
   else -- attribute: skip its pairs, then the value it describes
     local n = 2 * tonumber(nd.n)
     i = i + 1
@@ -719,8 +757,17 @@ end
 -- Subscriber mode
 ---------------------------------------------------------------------------
 
+-- The kinds as Redis writes them: found as they are, without lower()'s
+-- new string for every message.
+local KINDS = { message = "message", pmessage = "pmessage", smessage = "smessage", pong = "pong",
+  subscribe = "subscribe", psubscribe = "psubscribe", unsubscribe = "unsubscribe",
+  punsubscribe = "punsubscribe", ssubscribe = "ssubscribe", sunsubscribe = "sunsubscribe" }
+
 local function msg_kind(v)
-  if type(v) == "table" and type(v[1]) == "string" then return v[1]:lower() end
+  if type(v) == "table" then
+    local k = v[1]
+    if type(k) == "string" then return KINDS[k] or k:lower() end
+  end
   return nil
 end
 
@@ -827,6 +874,24 @@ local function to_message(v)
   return { kind = kind or "push", data = v }
 end
 
+local CONFIRMS = { subscribe = true, psubscribe = true, unsubscribe = true, punsubscribe = true }
+
+-- The rest of read_message after a (un)subscribe confirmation v: counts
+-- it and reads on.
+local function read_message_loop(self, ctx, stop, v)
+  while true do
+    self.subs = tonumber(v[3]) or self.subs
+    local t
+    v, t = read_reply(self)
+    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
+    local m = to_message(v)
+    if not CONFIRMS[m.kind] then
+      disarm(self, stop)
+      return m
+    end
+  end
+end
+
 --- Waits for the next message: { kind = "message", channel, payload },
 --- { kind = "pmessage", pattern, channel, payload }, { kind = "pong",
 --- payload } or (other pushes) { kind, data }. Returns nil, err on I/O
@@ -838,17 +903,17 @@ function Client:read_message(ctx)
   if q and #q > 0 then return to_message(table.remove(q, 1)) end
   if self.closed then return nil, errors.wrap(errors.CLOSED, "redis %s", self.addr) end
   local stop = arm(self, ctx)
-  while true do
-    local v, t = read_reply(self)
-    if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
-    local m = to_message(v)
-    local k = m.kind
-    if k ~= "subscribe" and k ~= "psubscribe" and k ~= "unsubscribe" and k ~= "punsubscribe" then
-      disarm(self, stop)
-      return m
-    end
-    self.subs = tonumber(v[3]) or self.subs
+  -- The usual case, a message, without a loop (a loop here would abort
+  -- the trace of the caller's read loop); late confirmations are skipped
+  -- in read_message_loop.
+  local v, t = read_reply(self)
+  if v == nil then disarm(self, stop); return ctx_failure(self, ctx, t) end
+  local m = to_message(v)
+  if not CONFIRMS[m.kind] then
+    disarm(self, stop)
+    return m
   end
+  return read_message_loop(self, ctx, stop, v)
 end
 
 ---------------------------------------------------------------------------
