@@ -124,20 +124,23 @@ local ok, err = pcall(function()
     lowbit.sleep(0.01)
   end
 
-  -- Raw lowbit.redis: pipelined PUBLISH (P=100) to a raw subscriber process.
-  local wait = child(SUB, addr, "raw", tostring(N))
+  -- Raw lowbit.redis: pipelined PUBLISH (P=100) to a raw subscriber process,
+  -- as many messages as the anchor sent (5 N). A batch goes out in one
+  -- write, so its messages carry one send time, stamped as it is built.
+  local wait = child(SUB, addr, "raw", tostring(N * 5))
   numsub(ctl, "raw", 1)
   local pc = assert(redis.connect(addr))
   local t0 = lowbit.now()
   local sent = 0
-  while sent < N do
-    local k = math.min(100, N - sent)
+  while sent < N * 5 do
+    local k = math.min(100, N * 5 - sent)
+    local payload = ("%.6f"):format(lowbit.now()) .. pad
     assert(pc:pipeline(function(p)
-      for _ = 1, k do p:call("PUBLISH", "raw", ("%.6f"):format(lowbit.now()) .. pad) end
+      for _ = 1, k do p:call("PUBLISH", "raw", payload) end
     end))
     sent = sent + k
   end
-  local raw_pub = N / (lowbit.now() - t0)
+  local raw_pub = N * 5 / (lowbit.now() - t0)
   local rn, rsec, rp50, rp99 = wait():match("(%d+) ([%d%.]+) ([%d%.]+) ([%d%.]+)")
   pc:close()
 
