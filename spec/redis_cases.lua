@@ -131,6 +131,33 @@ case("bounds a call by ctx: a deadline or a cancel ends a blocked call and close
   assert.is_true(errors.is(err, context.CANCELED))
 end)
 
+case("applies each ctx to the calls made with it: a new ctx brings its own deadline, a reused one its cancel", function(T)
+  local assert = T.assert
+  local c = T.client()
+  local ctx1 = context.with_timeout(context.background(), 30)
+  assert.equal("PONG", c:call_ctx(ctx1, "PING"))
+  assert.equal("PONG", c:call_ctx(ctx1, "PING"))
+  local ctx2 = context.with_timeout(context.background(), 0.2)
+  local v, err = c:call_ctx(ctx2, "BLPOP", "never-pushed", 0)
+  assert.is_nil(v)
+  assert.is_true(errors.is(err, context.DEADLINE_EXCEEDED), tostring(err))
+  -- cancelled between two calls: the client stays usable without it
+  local c2 = T.client()
+  local cctx, cancel = context.with_cancel(context.background())
+  assert.equal("PONG", c2:call_ctx(cctx, "PING"))
+  cancel()
+  assert.equal("PONG", c2:call("PING"))
+  c2:close()
+  -- the same ctx again, cancelled during the call
+  local c3 = T.client()
+  local cctx3, cancel3 = context.with_cancel(context.background())
+  assert.equal("PONG", c3:call_ctx(cctx3, "PING"))
+  lowbit.go(function() lowbit.sleep(0.1); cancel3() end)
+  v, err = c3:call_ctx(cctx3, "BLPOP", "never-pushed", 0)
+  assert.is_nil(v)
+  assert.is_true(errors.is(err, context.CANCELED), tostring(err))
+end)
+
 case("raises when used after close, or by a second task during a call", function(T)
   local assert = T.assert
   local c = T.client()

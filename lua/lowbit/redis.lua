@@ -43,6 +43,7 @@ local net = require "lowbit.net"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
 local buffer = require "string.buffer"
+local BACKGROUND = context.background()
 local tnew = require "table.new"
 
 local M = {}
@@ -215,7 +216,7 @@ local function new_client(conn, o, key)
     conn = conn, inplace = inplace, ib = inplace and conn:read_buffer() or buffer.new(),
     wb = buffer.new(), parser = p, nodes = ffi_new("lb_resp_node[?]", NODES0), cap = NODES0,
     key = key, timeout = o.timeout, addr = o.addr or "conn", resp = o.resp or 2,
-    subscribed = false, subs = 0, subsets = { {}, {} }, msgq = nil, scripts = {}, pool_size = o.pool_size,
+    seen_ctx = false, ctx_deadline = false, ctx_done = false, subscribed = false, subs = 0, subsets = { {}, {} }, msgq = nil, scripts = {}, pool_size = o.pool_size,
     idle_timeout = o.idle_timeout, copts = o, cluster = o.cluster and true or false,
     slotmap = o.cluster and slotmap(key or o.addr) or nil,
   }, Client)
@@ -400,12 +401,17 @@ local function check_open(self, fname)
   if self.busy then error(fname .. ": client is in use by another task (use one client per task, or a pool)", 3) end
 end
 
--- Closes conn when ctx ends before the returned channel is closed.
-local function watch(ctx, conn)
+-- The watcher task of watch (no closure per call: lowbit.go passes the
+-- arguments).
+local function watcher(done, ch, conn)
+  if lowbit.select{ done, ch } == 1 then conn:close() end
+end
+
+-- Closes conn when done (ctx:done()) is closed before the returned
+-- channel is.
+local function watch(done, conn)
   local ch = lowbit.chan(0)
-  lowbit.go(function()
-    if lowbit.select{ ctx:done(), ch } == 1 then conn:close() end
-  end)
+  lowbit.go(watcher, done, ch, conn)
   return ch
 end
 
@@ -417,9 +423,17 @@ local function arm(self, ctx)
   local dl = self.timeout and now() + self.timeout or nil
   local stop
   if ctx then
-    local cd = ctx:deadline()
+    -- A context's deadline and done channel never change: looked up once
+    -- per ctx (both walk its parents, a loop that would end the caller's
+    -- trace).
+    local cd, done
+    if ctx == self.seen_ctx then cd, done = self.ctx_deadline, self.ctx_done
+    else
+      cd, done = ctx:deadline(), ctx ~= BACKGROUND and ctx:done() or false
+      self.seen_ctx, self.ctx_deadline, self.ctx_done = ctx, cd, done
+    end
     if cd and (not dl or cd < dl) then dl = cd end
-    if ctx ~= context.background() then stop = watch(ctx, self.conn) end
+    if done then stop = watch(done, self.conn) end
   end
   if dl or self.had_deadline then
     self.conn:set_deadline(dl)
@@ -572,7 +586,6 @@ local function node_client(self, addr)
 end
 
 local cluster_call_once
-local BACKGROUND = context.background()
 local MAX_REDIRECTS = 5
 --- Longest time (seconds) a cluster command answered TRYAGAIN (a
 --- multi-key command or script on a slot being migrated, its keys split
@@ -1081,6 +1094,7 @@ end
 function Client:release()
   check_open(self, "client:release")
   self.released = true
+  self.seen_ctx, self.ctx_deadline, self.ctx_done = false, false, false -- (not kept alive by the pool)
   if self.closed or self.subscribed or not self.key or #self.ib > 0 then
     self:close()
     return true
