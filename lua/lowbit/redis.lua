@@ -216,7 +216,8 @@ local function new_client(conn, o, key)
     conn = conn, inplace = inplace, ib = inplace and conn:read_buffer() or buffer.new(),
     wb = buffer.new(), parser = p, nodes = ffi_new("lb_resp_node[?]", NODES0), cap = NODES0,
     key = key, timeout = o.timeout, addr = o.addr or "conn", resp = o.resp or 2,
-    seen_ctx = false, ctx_deadline = false, ctx_done = false, subscribed = false, subs = 0, subsets = { {}, {} }, msgq = nil, scripts = {}, pool_size = o.pool_size,
+    subscribed = false, subs = 0, subsets = { {}, {} }, msgq = nil, scripts = {}, pool_size = o.pool_size,
+    seen_ctx = false, ctx_deadline = false, ctx_done = false, -- (arm: the last ctx seen)
     idle_timeout = o.idle_timeout, copts = o, cluster = o.cluster and true or false,
     slotmap = o.cluster and slotmap(key or o.addr) or nil,
   }, Client)
