@@ -368,6 +368,33 @@ describe("wireframe.frame", function()
     assert.same({ version = 1, type = 0x0102, seq = 0xA0B0C0D0, length = 64 }, vals)
   end)
 
+  it("stores values under any field name and record key (quotes, newlines, keywords)", function()
+    -- The stores are generated code with the names as constants.
+    local names = { 'say "hi"', "line\nbreak", "back\\slash", "]]", "end", "\0nul", "wide" }
+    local header = {}
+    for i = 1, 6 do header[i] = frame.uint16_le(names[i]) end
+    header[7] = frame.uint64_be(names[7])
+    header[8] = frame.payload_length8("len")
+    local f = frame.format{ header = header }
+    local vals = { len = 0 }
+    for i = 1, 6 do vals[names[i]] = 1000 + i end
+    vals.wide = 0xFFFFFFFFFFFFFFFFULL
+    local p, used, got = f:decode(f:encode("x", vals))
+    assert.equal("x", p)
+    assert.equal(f:overhead() + 1, used)
+    vals.len = 1
+    assert.same(vals, got)
+    assert.equal("cdata", type(got.wide))
+    local shape = {}
+    for i = 1, 7 do shape["k" .. names[i]] = names[i] end
+    shape.len = "len"
+    local T = f:bind(shape)
+    local _, _, rec = T:decode(f:encode("yz", vals))
+    for i = 1, 6 do assert.equal(1000 + i, rec["k" .. names[i]]) end
+    assert.equal(0xFFFFFFFFFFFFFFFFULL, rec["kwide"])
+    assert.equal(2, rec.len)
+  end)
+
   it("decodes through the compiled format exactly as the C reference does, every field kind", function()
     -- Random formats, frames and mutations: format:decode (the compiled C
     -- path) against lb_frame_decode on the same bytes (result, payload,

@@ -150,7 +150,9 @@ local function invalid(msg) error("wireframe: invalid format: " .. msg, 3) end
 -- decode has no loop of its own, so the caller's loop traces through it
 -- (a loop here would start traces of its own) and every store is a
 -- guarded slot store instead of a hash lookup.
-local store_makers = {}   -- generated chunk by key list: formats often share one
+-- Generated chunks by source: formats often share a key list. Weak, so
+-- formats made and dropped at run time do not pile up chunks here.
+local store_makers = setmetatable({}, { __mode = "v" })
 local function make_store(keys, wide)
   local p = { "local tonumber = ...\nreturn function(v, cv, b)\n" }
   for i, key in ipairs(keys) do
