@@ -377,9 +377,6 @@ static const uint8_t field_width[13] = {0, 1, 2, 2, 4, 4, 8, 8, 1, 2, 2, 4, 4};
 /* Prefix + largest header + largest checksum: the fixed overhead bound. */
 #define MAX_OVERHEAD ((uint64_t)LB_FRAME_MAX_PREFIX + LB_FRAME_MAX_HEADER + 8)
 
-/* What every codec call derives from a format: its lb_frame_compiled. */
-typedef lb_frame_compiled layout;
-
 /* lb_frame_compiled.ready once compile_format filled it ("WFc1"). */
 #define COMPILED_READY 0x57466331u
 
@@ -407,8 +404,9 @@ static const struct kind_info {
 /* Checksum width by lb_frame_checksum_kind. */
 static const uint8_t ck_widths[LB_FRAME_CK_COUNT] = {0, 4, 4, 8, 8, 4, 2, 2, 2, 2};
 
-/* Validates f and fills *c in one pass (every member but the padding; on
- * a defect *c is left partly filled and not ready). On a defect returns
+/* Validates f and fills *c in one pass (every member the decoders read;
+ * the per-field entries past nfields are left as they were; on a defect
+ * *c is left partly filled and not ready). On a defect returns
  * LB_EFORMAT with a static reason and the offending field's index (or
  * -1). This runs on every lb_frame_decode call, so it is kept short:
  * table lookups, one loop over the fields. */
@@ -501,23 +499,18 @@ static int compile_format(const lb_frame_format *f, lb_frame_compiled *c,
   return 0;
 }
 
-/* The same, under the name the non-decoding calls use. */
-static int make_layout(const lb_frame_format *f, layout *L, const char **why, int *idx) {
-  return compile_format(f, L, why, idx);
-}
-
 int lb_frame_validate(const lb_frame_format *f) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  return make_layout(f, &L, &why, &idx);
+  return compile_format(f, &L, &why, &idx);
 }
 
 const char *lb_frame_validate_reason(const lb_frame_format *f, int *field_index) {
-  layout L;
+  lb_frame_compiled L;
   const char *why = NULL;
   int idx = -1;
-  if (make_layout(f, &L, &why, &idx) == 0) why = NULL;
+  if (compile_format(f, &L, &why, &idx) == 0) why = NULL;
   if (field_index) *field_index = idx;
   return why;
 }
@@ -564,18 +557,18 @@ static int kind_little(uint32_t k) {
 }
 
 ptrdiff_t lb_frame_overhead(const lb_frame_format *f) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   return (ptrdiff_t)(L.prefix_len + L.header_len + L.ck_width);
 }
 
 ptrdiff_t lb_frame_encoded_len(const lb_frame_format *f, size_t n) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   if ((uint64_t)n > L.max_payload) return LB_ETOOLARGE;
   /* n <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: the sum cannot wrap. */
   return (ptrdiff_t)(L.prefix_len + L.header_len + n + L.ck_width);
@@ -584,10 +577,10 @@ ptrdiff_t lb_frame_encoded_len(const lb_frame_format *f, size_t n) {
 ptrdiff_t lb_frame_encode(const lb_frame_format *f, const uint64_t *vals,
                           const uint8_t *payload, size_t n, uint8_t *dst,
                           size_t cap) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   if ((uint64_t)n > L.max_payload) return LB_ETOOLARGE;
   for (uint32_t i = 0; i < f->nfields; i++) {
     if (i == L.len_index) continue;
@@ -638,12 +631,13 @@ static inline uint64_t get_ck(const uint8_t *p, size_t w, int little) {
 
 /* ---- the reference decoder --------------------------------------------- */
 
-/* Decodes the frame at src[0..n) under a layout made from f, field by
- * field and byte by byte: the plain statement of lb_frame_decode's
+/* Decodes the frame at src[0..n) under the layout compiled from f (only
+ * its sizes, offsets and limit: the fields are read by kind from f, field
+ * by field and byte by byte): the plain statement of lb_frame_decode's
  * contract. The compiled decoder below is the fast path of this function;
  * the tests and the fuzzer compare the two on every kind of input, so
  * this one stays as the specification (non-static for them). */
-static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
+static ptrdiff_t decode_one(const lb_frame_format *f, const lb_frame_compiled *L,
                             const uint8_t *src, size_t n, uint64_t *vals,
                             size_t *payload_off, size_t *payload_len) {
   /* The prefix is compared on whatever part of it has arrived, so a wrong
@@ -697,10 +691,10 @@ ptrdiff_t lb__frame_decode_ref(const lb_frame_format *f, const uint8_t *src,
 ptrdiff_t lb__frame_decode_ref(const lb_frame_format *f, const uint8_t *src,
                                size_t n, uint64_t *vals, size_t *payload_off,
                                size_t *payload_len) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   return decode_one(f, &L, src, n, vals, payload_off, payload_len);
 }
 
@@ -876,10 +870,10 @@ ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
 }
 
 size_t lb_frame_find_prefix(const lb_frame_format *f, const uint8_t *src, size_t n) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return n;
+  if (compile_format(f, &L, &why, &idx) != 0) return n;
   size_t pl = L.prefix_len;
   if (pl == 0 || n == 0) return 0;
   size_t i = 0;
