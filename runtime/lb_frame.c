@@ -180,9 +180,15 @@ static inline uint32_t apply_shift(uint32_t (*t)[256], uint32_t reg) {
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_hw_update(uint32_t crc, const uint8_t *p, size_t n) {
   uint64_t c = (uint32_t)~crc;
-  while (n > 0 && ((uintptr_t)p & 7) != 0) {
-    c = _mm_crc32_u8((uint32_t)c, *p++);
-    n--;
+  if (n >= 3 * HW_BLOCK) {
+    /* Long inputs: 8-byte aligned loads in the 3-way loop. Shorter ones
+     * skip this: an unaligned 8-byte crc32 costs the same, and up to 7
+     * byte steps (3 cycles each, dependent) would be a third of the time
+     * of a 64-byte frame. */
+    while (((uintptr_t)p & 7) != 0) {
+      c = _mm_crc32_u8((uint32_t)c, *p++);
+      n--;
+    }
   }
   if (n >= 3 * HW_BLOCK) {
     pthread_once(&shift_once, build_shift);
@@ -213,8 +219,22 @@ static uint32_t crc32c_hw_update(uint32_t crc, const uint8_t *p, size_t n) {
     p += 8;
     n -= 8;
   }
-  while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
-  return ~(uint32_t)c;
+  /* The last 0..7 bytes in at most three steps. */
+  uint32_t c32 = (uint32_t)c;
+  if (n & 4) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    c32 = _mm_crc32_u32(c32, w);
+    p += 4;
+  }
+  if (n & 2) {
+    uint16_t w;
+    memcpy(&w, p, 2);
+    c32 = _mm_crc32_u16(c32, w);
+    p += 2;
+  }
+  if (n & 1) c32 = _mm_crc32_u8(c32, *p);
+  return ~c32;
 }
 
 /* Exposed for the tests (hardware path regardless of dispatch; only call
@@ -357,74 +377,88 @@ static const uint8_t field_width[13] = {0, 1, 2, 2, 4, 4, 8, 8, 1, 2, 2, 4, 4};
 /* Prefix + largest header + largest checksum: the fixed overhead bound. */
 #define MAX_OVERHEAD ((uint64_t)LB_FRAME_MAX_PREFIX + LB_FRAME_MAX_HEADER + 8)
 
-/* What every codec call derives from a format. */
-typedef struct layout {
-  size_t prefix_len;
-  size_t header_len;
-  size_t len_off;      /* offset of the length field inside the header */
-  uint32_t len_kind;
-  uint32_t len_index;
-  size_t ck_width;
-  uint64_t max_payload; /* effective limit, never above the field's range */
-} layout;
+/* lb_frame_compiled.ready once compile_format filled it ("WFc1"). */
+#define COMPILED_READY 0x57466331u
 
-static int is_len_kind(uint32_t k) { return k >= LB_FRAME_LEN8 && k <= LB_FRAME_LEN32LE; }
+/* lb_frame_compiled.ck_path: how the checksum is computed, chosen once. */
+enum {
+  CK_PATH_NONE = 0,
+  CK_PATH_CRC32 = 1,     /* slicing-by-8 under CRC32_ZLIB_MIN, zlib above */
+  CK_PATH_CRC32C_HW = 2, /* the SSE4.2 loop, called directly */
+  CK_PATH_GENERIC = 3    /* lb_frame_checksum */
+};
 
-static uint64_t len_field_max(uint32_t k) {
-  switch (field_width[k]) {
-  case 1: return 0xFF;
-  case 2: return 0xFFFF;
-  default: return 0xFFFFFFFFu;
-  }
-}
+/* Per field kind (indexed by lb_frame_field_kind; 0 is not a kind). */
+static const struct kind_info {
+  uint8_t width;  /* bytes on the wire */
+  uint8_t cut;    /* 64 - 8 * width */
+  uint8_t big;    /* 1: big-endian (and the one-byte kinds) */
+  uint8_t is_len; /* 1: a payload-length field */
+} kinds[13] = {
+  {0, 64, 0, 0},
+  {1, 56, 1, 0}, {2, 48, 1, 0}, {2, 48, 0, 0}, {4, 32, 1, 0}, {4, 32, 0, 0},
+  {8, 0, 1, 0},  {8, 0, 0, 0},
+  {1, 56, 1, 1}, {2, 48, 1, 1}, {2, 48, 0, 1}, {4, 32, 1, 1}, {4, 32, 0, 1},
+};
 
-/* Fills *L from f; on a defect returns LB_EFORMAT with a static reason and
- * the offending field's index (or -1). */
-static int make_layout(const lb_frame_format *f, layout *L, const char **why,
-                       int *idx) {
+/* Checksum width by lb_frame_checksum_kind. */
+static const uint8_t ck_widths[LB_FRAME_CK_COUNT] = {0, 4, 4, 8, 8, 4, 2, 2, 2, 2};
+
+/* Validates f and fills *c in one pass (every member the decoders read;
+ * the per-field entries past nfields are left as they were; on a defect
+ * *c is left partly filled and not ready). On a defect returns
+ * LB_EFORMAT with a static reason and the offending field's index (or
+ * -1). This runs on every lb_frame_decode call, so it is kept short:
+ * table lookups, one loop over the fields. */
+static int compile_format(const lb_frame_format *f, lb_frame_compiled *c,
+                          const char **why, int *idx) {
   *idx = -1;
+  c->ready = 0;
   if (f == NULL) { *why = "format is NULL"; return LB_EFORMAT; }
-  if (f->prefix_len > LB_FRAME_MAX_PREFIX) {
+  const uint32_t pl = f->prefix_len, nf = f->nfields;
+  if (pl > LB_FRAME_MAX_PREFIX) {
     *why = "prefix longer than 16 bytes";
     return LB_EFORMAT;
   }
-  if (f->nfields > LB_FRAME_MAX_FIELDS) {
+  if (nf > LB_FRAME_MAX_FIELDS) {
     *why = "more than 16 header fields";
     return LB_EFORMAT;
   }
-  size_t off = 0;
-  int len_index = -1;
-  for (uint32_t i = 0; i < f->nfields; i++) {
+  uint32_t off = 0, li = LB_FRAME_MAX_FIELDS;
+  for (uint32_t i = 0; i < nf; i++) {
     uint32_t k = f->fields[i];
-    if (k < LB_FRAME_U8 || k > LB_FRAME_LEN32LE) {
+    if (k - 1u > LB_FRAME_LEN32LE - 1u) {
       *why = "unknown field kind";
       *idx = (int)i;
       return LB_EFORMAT;
     }
-    if (is_len_kind(k)) {
-      if (len_index >= 0) {
+    const struct kind_info *ki = &kinds[k];
+    if (ki->is_len) {
+      if (li != LB_FRAME_MAX_FIELDS) {
         *why = "two payload-length fields";
         *idx = (int)i;
         return LB_EFORMAT;
       }
-      len_index = (int)i;
-      L->len_off = off;
+      li = i;
+      c->len_off = off;
     }
-    off += field_width[k];
+    c->field_off[i] = (uint8_t)off;
+    c->field_cut[i] = ki->cut;
+    c->field_big[i] = ki->big;
+    off += ki->width;
   }
-  if (len_index < 0) { *why = "no payload-length field"; return LB_EFORMAT; }
-  int w = lb_frame_checksum_width((int)f->checksum);
-  if (w < 0) { *why = "unknown checksum kind"; return LB_EFORMAT; }
+  if (li == LB_FRAME_MAX_FIELDS) { *why = "no payload-length field"; return LB_EFORMAT; }
+  if (f->checksum >= LB_FRAME_CK_COUNT) { *why = "unknown checksum kind"; return LB_EFORMAT; }
   if (f->checksum_order != LB_FRAME_BIG_ENDIAN &&
       f->checksum_order != LB_FRAME_LITTLE_ENDIAN) {
     *why = "unknown checksum byte order";
     return LB_EFORMAT;
   }
-  uint32_t lk = f->fields[len_index];
-  uint64_t fmax = len_field_max(lk);
+  const uint32_t lw = kinds[f->fields[li]].width;
+  const uint64_t fmax = lw == 1 ? 0xFF : lw == 2 ? 0xFFFF : 0xFFFFFFFFu;
   if (f->max_payload > fmax) {
     *why = "max_payload larger than the length field can express";
-    *idx = len_index;
+    *idx = (int)li;
     return LB_EFORMAT;
   }
   uint64_t eff = f->max_payload ? f->max_payload : fmax;
@@ -433,32 +467,50 @@ static int make_layout(const lb_frame_format *f, layout *L, const char **why,
   if (eff > (uint64_t)PTRDIFF_MAX - MAX_OVERHEAD) {
     if (f->max_payload) {
       *why = "max_payload too large for this platform";
-      *idx = len_index;
+      *idx = (int)li;
       return LB_EFORMAT;
     }
     eff = (uint64_t)PTRDIFF_MAX - MAX_OVERHEAD;
   }
-  L->prefix_len = f->prefix_len;
-  L->header_len = off;
-  L->len_kind = lk;
-  L->len_index = (uint32_t)len_index;
-  L->ck_width = (size_t)w;
-  L->max_payload = eff;
+  const uint32_t cw = ck_widths[f->checksum];
+  if (cw) init_tables(); /* the checksum paths read the tables directly */
+  memcpy(c->prefix, f->prefix, sizeof c->prefix);
+  /* The prefix's first 8 bytes (the rest masked off) and their mask; 0
+   * and 0 for a prefix longer than 8 bytes (compared byte by byte). */
+  uint64_t mask = pl >= 8 ? ~0ull : (1ull << (8 * pl)) - 1;
+  if (pl > 8) mask = 0;
+  c->prefix_mask = mask;
+  c->prefix_word = lb_load_le64(c->prefix) & mask;
+  c->max_payload = eff;
+  c->prefix_len = pl;
+  c->header_len = off;
+  c->len_index = li;
+  c->nfields = nf;
+  c->checksum = f->checksum;
+  c->ck_width = cw;
+  c->ck_little = f->checksum_order == LB_FRAME_LITTLE_ENDIAN;
+  c->ck_path = cw == 0 ? CK_PATH_NONE
+               : f->checksum == LB_FRAME_CK_CRC32 ? CK_PATH_CRC32
+               : CK_PATH_GENERIC;
+#ifdef LB__CRC32C_HW
+  if (f->checksum == LB_FRAME_CK_CRC32C && crc32c_hw) c->ck_path = CK_PATH_CRC32C_HW;
+#endif
+  c->ready = COMPILED_READY;
   return 0;
 }
 
 int lb_frame_validate(const lb_frame_format *f) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  return make_layout(f, &L, &why, &idx);
+  return compile_format(f, &L, &why, &idx);
 }
 
 const char *lb_frame_validate_reason(const lb_frame_format *f, int *field_index) {
-  layout L;
+  lb_frame_compiled L;
   const char *why = NULL;
   int idx = -1;
-  if (make_layout(f, &L, &why, &idx) == 0) why = NULL;
+  if (compile_format(f, &L, &why, &idx) == 0) why = NULL;
   if (field_index) *field_index = idx;
   return why;
 }
@@ -505,18 +557,18 @@ static int kind_little(uint32_t k) {
 }
 
 ptrdiff_t lb_frame_overhead(const lb_frame_format *f) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   return (ptrdiff_t)(L.prefix_len + L.header_len + L.ck_width);
 }
 
 ptrdiff_t lb_frame_encoded_len(const lb_frame_format *f, size_t n) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   if ((uint64_t)n > L.max_payload) return LB_ETOOLARGE;
   /* n <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: the sum cannot wrap. */
   return (ptrdiff_t)(L.prefix_len + L.header_len + n + L.ck_width);
@@ -525,10 +577,10 @@ ptrdiff_t lb_frame_encoded_len(const lb_frame_format *f, size_t n) {
 ptrdiff_t lb_frame_encode(const lb_frame_format *f, const uint64_t *vals,
                           const uint8_t *payload, size_t n, uint8_t *dst,
                           size_t cap) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   if ((uint64_t)n > L.max_payload) return LB_ETOOLARGE;
   for (uint32_t i = 0; i < f->nfields; i++) {
     if (i == L.len_index) continue;
@@ -577,12 +629,15 @@ static inline uint64_t get_ck(const uint8_t *p, size_t w, int little) {
   }
 }
 
-/* Decodes the frame at src[0..n) under a layout made from f (the work of
- * lb_frame_decode once the format is known valid; lb_frame_decode_batch
- * calls it per frame without validating again). CRC-32 under 512 bytes,
- * the common small-frame case, goes straight to the table loop instead of
- * through the generic dispatch. */
-static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
+/* ---- the reference decoder --------------------------------------------- */
+
+/* Decodes the frame at src[0..n) under the layout compiled from f (only
+ * its sizes, offsets and limit: the fields are read by kind from f, field
+ * by field and byte by byte): the plain statement of lb_frame_decode's
+ * contract. The compiled decoder below is the fast path of this function;
+ * the tests and the fuzzer compare the two on every kind of input, so
+ * this one stays as the specification (non-static for them). */
+static ptrdiff_t decode_one(const lb_frame_format *f, const lb_frame_compiled *L,
                             const uint8_t *src, size_t n, uint64_t *vals,
                             size_t *payload_off, size_t *payload_len) {
   /* The prefix is compared on whatever part of it has arrived, so a wrong
@@ -590,7 +645,6 @@ static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
   size_t pl = L->prefix_len;
   if (pl) {
     size_t m = n < pl ? n : pl;
-    /* Prefixes are short (at most 16 bytes): a loop beats a memcmp call. */
     for (size_t i = 0; i < m; i++)
       if (src[i] != f->prefix[i]) return LB_EPREFIX;
     if (n < pl) return LB_EAGAIN;
@@ -598,11 +652,12 @@ static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
 
   const uint8_t *h = src + pl;
   size_t avail = n - pl;
-  size_t lw = field_width[L->len_kind];
+  const uint32_t len_kind = f->fields[L->len_index];
+  size_t lw = field_width[len_kind];
   /* The length is checked as soon as its field is readable: a peer
    * announcing a huge frame is refused before we buffer any of it. */
   if (avail < L->len_off + lw) return LB_EAGAIN;
-  uint64_t plen = get_field(L->len_kind, h + L->len_off);
+  uint64_t plen = get_field(len_kind, h + L->len_off);
   if (plen > L->max_payload) return LB_ETOOLARGE;
   if (avail < L->header_len) return LB_EAGAIN;
 
@@ -612,13 +667,7 @@ static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
   if (n < total) return LB_EAGAIN;
 
   if (L->ck_width) {
-    uint64_t want;
-    if (f->checksum == LB_FRAME_CK_CRC32 && body < CRC32_ZLIB_MIN) {
-      init_tables();
-      want = crc32_slice8(t32, 0, h, body);
-    } else {
-      want = lb_frame_checksum((int)f->checksum, h, body);
-    }
+    uint64_t want = lb_frame_checksum((int)f->checksum, h, body);
     uint64_t got = get_ck(h + body, L->ck_width,
                           f->checksum_order == LB_FRAME_LITTLE_ENDIAN);
     if (want != got) return LB_ECHECKSUM;
@@ -636,114 +685,172 @@ static ptrdiff_t decode_one(const lb_frame_format *f, const layout *L,
   return (ptrdiff_t)total;
 }
 
-ptrdiff_t lb_frame_decode(const lb_frame_format *f, const uint8_t *src,
-                          size_t n, uint64_t *vals, size_t *payload_off,
-                          size_t *payload_len) {
-  layout L;
+ptrdiff_t lb__frame_decode_ref(const lb_frame_format *f, const uint8_t *src,
+                               size_t n, uint64_t *vals, size_t *payload_off,
+                               size_t *payload_len);
+ptrdiff_t lb__frame_decode_ref(const lb_frame_format *f, const uint8_t *src,
+                               size_t n, uint64_t *vals, size_t *payload_off,
+                               size_t *payload_len) {
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
+  if (compile_format(f, &L, &why, &idx) != 0) return LB_EFORMAT;
   return decode_one(f, &L, src, n, vals, payload_off, payload_len);
 }
 
-ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
-                                size_t n, size_t max_frames,
-                                lb_frame_span *spans, uint64_t *vals,
-                                size_t *count, int *stop) {
-  layout L;
+/* ---- compiled formats --------------------------------------------------- */
+
+int lb_frame_compile(const lb_frame_format *f, lb_frame_compiled *c) {
   const char *why;
   int idx;
+  if (c == NULL) return LB_EFORMAT;
+  memset(c, 0, sizeof *c);
+  if (compile_format(f, c, &why, &idx) != 0) {
+    memset(c, 0, sizeof *c);
+    return LB_EFORMAT;
+  }
+  return 0;
+}
+
+/* The w-byte (1..8) unsigned integer at p, big- or little-endian, read a
+ * byte at a time (for fields near the end of the input). */
+static inline uint64_t get_bytes(const uint8_t *p, size_t w, int big) {
+  uint64_t v = 0;
+  if (big) for (size_t i = 0; i < w; i++) v = v << 8 | p[i];
+  else for (size_t i = w; i-- > 0;) v = v << 8 | p[i];
+  return v;
+}
+
+/* The w-byte field at p read as one 64-bit word (8 bytes at p must be
+ * readable): byte swapped when big-endian, cut to its width. */
+static inline uint64_t get_word(const uint8_t *p, unsigned cut, int big) {
+  uint64_t x = lb_load_le64(p);
+  x = big ? __builtin_bswap64(x) : x << cut;
+  return x >> cut;
+}
+
+/* The frame's checksum as computed by path c->ck_path over h[0..body). */
+static inline uint64_t compiled_checksum(const lb_frame_compiled *c, const uint8_t *h,
+                                         size_t body) {
+  switch (c->ck_path) {
+  case CK_PATH_CRC32:
+    if (body < CRC32_ZLIB_MIN) return crc32_slice8(t32, 0, h, body);
+    return (uint32_t)crc32_z(0, h, body);
+#ifdef LB__CRC32C_HW
+  case CK_PATH_CRC32C_HW: return crc32c_hw_update(0, h, body);
+#endif
+  default: return lb_frame_checksum((int)c->checksum, h, body);
+  }
+}
+
+/* decode_one under a compiled format, for inputs with fewer than 8 bytes
+ * past the header (a partial frame, or a frame with a tiny payload at the
+ * very end of the input): every read byte by byte, never past src + n. */
+__attribute__((noinline)) static ptrdiff_t decode_narrow(const lb_frame_compiled *c,
+                                                         const uint8_t *src, size_t n,
+                                                         uint64_t *vals, size_t *payload_off,
+                                                         size_t *payload_len) {
+  /* The part of the prefix that has arrived, then the length as soon as
+   * its field has: decode_one's order of results. */
+  const size_t pl = c->prefix_len, m = n < pl ? n : pl;
+  for (size_t i = 0; i < m; i++)
+    if (src[i] != c->prefix[i]) return LB_EPREFIX;
+  const size_t j = c->len_index, lo = pl + c->len_off, lw = 8 - c->field_cut[j] / 8u;
+  if (n < lo + lw) return LB_EAGAIN;
+  const uint64_t plen = get_bytes(src + lo, lw, c->field_big[j]);
+  if (plen > c->max_payload) return LB_ETOOLARGE;
+  const size_t head = pl + c->header_len;
+  if (n < head) return LB_EAGAIN;
+  /* plen <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: no wrap. */
+  const size_t body = c->header_len + (size_t)plen, total = head + (size_t)plen + c->ck_width;
+  if (n < total) return LB_EAGAIN;
+  const uint8_t *h = src + pl;
+  if (c->ck_path != CK_PATH_NONE &&
+      compiled_checksum(c, h, body) != get_ck(h + body, c->ck_width, c->ck_little))
+    return LB_ECHECKSUM;
+  if (vals)
+    for (uint32_t f = 0; f < c->nfields; f++)
+      vals[f] = get_bytes(h + c->field_off[f], 8 - c->field_cut[f] / 8u, c->field_big[f]);
+  if (payload_off) *payload_off = head;
+  if (payload_len) *payload_len = (size_t)plen;
+  return (ptrdiff_t)total;
+}
+
+/* decode_one under a compiled format. With 8 bytes readable past the
+ * header (the common case: a frame with its checksum or a payload of 8
+ * bytes or more, or more input after it) the prefix of up to 8 bytes is
+ * compared as one word under a mask and each header field is read as one
+ * word at its offset, byte swapped when big-endian and cut to its width;
+ * the checksum goes by the path chosen at compile time. Otherwise
+ * decode_narrow. */
+static inline ptrdiff_t decode_compiled(const lb_frame_compiled *c, const uint8_t *src,
+                                        size_t n, uint64_t *vals, size_t *payload_off,
+                                        size_t *payload_len) {
+  const size_t pl = c->prefix_len, hl = c->header_len, head = pl + hl;
+  if (n < head + 8) return decode_narrow(c, src, n, vals, payload_off, payload_len);
+  if (pl <= 8) {
+    if ((lb_load_le64(src) ^ c->prefix_word) & c->prefix_mask) return LB_EPREFIX;
+  } else {
+    for (size_t i = 0; i < pl; i++)
+      if (src[i] != c->prefix[i]) return LB_EPREFIX;
+  }
+  const uint8_t *h = src + pl;
+  const uint32_t lj = c->len_index;
+  const uint64_t plen = get_word(h + c->len_off, c->field_cut[lj], c->field_big[lj]);
+  if (plen > c->max_payload) return LB_ETOOLARGE;
+  /* plen <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: no wrap. */
+  const size_t body = hl + (size_t)plen, total = head + (size_t)plen + c->ck_width;
+  if (n < total) return LB_EAGAIN;
+  if (c->ck_path != CK_PATH_NONE &&
+      compiled_checksum(c, h, body) != get_ck(h + body, c->ck_width, c->ck_little))
+    return LB_ECHECKSUM;
+  if (vals)
+    for (uint32_t j = 0; j < c->nfields; j++)
+      vals[j] = get_word(h + c->field_off[j], c->field_cut[j], c->field_big[j]);
+  if (payload_off) *payload_off = head;
+  if (payload_len) *payload_len = (size_t)plen;
+  return (ptrdiff_t)total;
+}
+
+ptrdiff_t lb_frame_decode_compiled(const lb_frame_compiled *c, const uint8_t *src,
+                                   size_t n, uint64_t *vals, size_t *payload_off,
+                                   size_t *payload_len) {
+  if (c == NULL || c->ready != COMPILED_READY) return LB_EFORMAT;
+  return decode_compiled(c, src, n, vals, payload_off, payload_len);
+}
+
+ptrdiff_t lb_frame_decode(const lb_frame_format *f, const uint8_t *src,
+                          size_t n, uint64_t *vals, size_t *payload_off,
+                          size_t *payload_len) {
+  lb_frame_compiled c;
+  const char *why;
+  int idx;
+  if (compile_format(f, &c, &why, &idx) != 0) return LB_EFORMAT;
+  return decode_compiled(&c, src, n, vals, payload_off, payload_len);
+}
+
+ptrdiff_t lb_frame_decode_batch_compiled(const lb_frame_compiled *c, const uint8_t *src,
+                                         size_t n, size_t max_frames,
+                                         lb_frame_span *spans, uint64_t *vals,
+                                         size_t *count, int *stop) {
   if (count) *count = 0;
   if (stop) *stop = LB_EFORMAT;
-  if (make_layout(f, &L, &why, &idx) != 0) return LB_EFORMAT;
-  /* Everything per format is read once into locals; the loop below is
-   * decode_one for a frame whose header has fully arrived (the common
-   * case), which lets it skip the checks for partial prefixes and partial
-   * headers. The rest (fewer bytes than prefix + header) takes decode_one
-   * itself, which cannot return a frame there; so the results are
-   * decode_one's, frame by frame. */
-  const size_t pl = L.prefix_len, hl = L.header_len, cw = L.ck_width;
-  const size_t lo = L.len_off, head = pl + hl, fixed = pl + hl + cw;
-  const uint64_t maxp = L.max_payload;
-  const uint32_t lk = L.len_kind, nf = f->nfields;
-  const int crc32 = f->checksum == LB_FRAME_CK_CRC32;
-  const int little = f->checksum_order == LB_FRAME_LITTLE_ENDIAN;
-  if (crc32) init_tables();
-  /* With 8 readable bytes at p (and after each field), the prefix and the
-   * header fields are read as whole 64-bit words: a prefix of up to 8 bytes
-   * is compared under a mask, and field j is the word at its offset, byte
-   * swapped when big-endian and cut to its width by two shifts. */
-  uint64_t pword = 0, pmask = 0;
-  if (pl <= 8) {
-    uint8_t tmp[8] = {0}, ones[8] = {0};
-    memcpy(tmp, f->prefix, pl);
-    memset(ones, 0xFF, pl);
-    pword = lb_load_le64(tmp);
-    pmask = lb_load_le64(ones);
-  }
-  uint8_t foff[LB_FRAME_MAX_FIELDS], fcut[LB_FRAME_MAX_FIELDS], fbig[LB_FRAME_MAX_FIELDS];
-  for (uint32_t j = 0, off = 0; j < nf; j++) {
-    uint32_t fk = f->fields[j];
-    foff[j] = (uint8_t)off;
-    fcut[j] = (uint8_t)(64 - 8 * field_width[fk]);
-    fbig[j] = (uint8_t)!kind_little(fk);
-    off += field_width[fk];
-  }
+  if (c == NULL || c->ready != COMPILED_READY) return LB_EFORMAT;
+  const uint32_t nf = c->nfields;
   size_t used = 0, k = 0;
   int code = 0;
   while (k < max_frames) {
-    const uint8_t *p = src + used;
-    size_t rem = n - used;
-    if (rem < head) {
-      code = (int)decode_one(f, &L, p, rem, NULL, NULL, NULL);
-      break;
-    }
-    /* rem >= head + 8: every word read below lies inside src. */
-    const int wide = rem - head >= 8;
-    if (pl <= 8 && wide) {
-      if ((lb_load_le64(p) ^ pword) & pmask) { code = LB_EPREFIX; break; }
-    } else {
-      size_t i = 0;
-      while (i < pl && p[i] == f->prefix[i]) i++;
-      if (i < pl) { code = LB_EPREFIX; break; }
-    }
-    const uint8_t *h = p + pl;
-    uint64_t plen = get_field(lk, h + lo);
-    if (plen > maxp) { code = LB_ETOOLARGE; break; }
-    /* plen <= max_payload <= PTRDIFF_MAX - MAX_OVERHEAD: no wrap. */
-    size_t body = hl + (size_t)plen, total = fixed + (size_t)plen;
-    if (rem < total) { code = LB_EAGAIN; break; }
-    if (cw) {
-      uint64_t want = crc32 && body < CRC32_ZLIB_MIN
-                          ? crc32_slice8(t32, 0, h, body)
-                          : lb_frame_checksum((int)f->checksum, h, body);
-      if (want != get_ck(h + body, cw, little)) { code = LB_ECHECKSUM; break; }
-    }
-    if (vals) {
-      uint64_t *v = vals + k * nf;
-      if (wide) {
-        for (uint32_t j = 0; j < nf; j++) {
-          uint64_t x = lb_load_le64(h + foff[j]);
-          if (fbig[j]) x = __builtin_bswap64(x) >> fcut[j];
-          else x = x << fcut[j] >> fcut[j];
-          v[j] = x;
-        }
-      } else {
-        size_t off = 0;
-        for (uint32_t j = 0; j < nf; j++) {
-          uint32_t fk = f->fields[j];
-          v[j] = get_field(fk, h + off);
-          off += field_width[fk];
-        }
-      }
-    }
+    size_t off, len;
+    ptrdiff_t r = decode_compiled(c, src + used, n - used, vals ? vals + k * nf : NULL,
+                                  &off, &len);
+    if (r < 0) { code = (int)r; break; }
     if (spans) {
       spans[k].start = used;
-      spans[k].len = total;
-      spans[k].payload_off = used + head;
-      spans[k].payload_len = (size_t)plen;
+      spans[k].len = (size_t)r;
+      spans[k].payload_off = used + off;
+      spans[k].payload_len = len;
     }
-    used += total;
+    used += (size_t)r;
     k++;
   }
   if (count) *count = k;
@@ -751,11 +858,22 @@ ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
   return (ptrdiff_t)used;
 }
 
+ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
+                                size_t n, size_t max_frames,
+                                lb_frame_span *spans, uint64_t *vals,
+                                size_t *count, int *stop) {
+  lb_frame_compiled c;
+  if (count) *count = 0;
+  if (stop) *stop = LB_EFORMAT;
+  if (lb_frame_compile(f, &c) != 0) return LB_EFORMAT;
+  return lb_frame_decode_batch_compiled(&c, src, n, max_frames, spans, vals, count, stop);
+}
+
 size_t lb_frame_find_prefix(const lb_frame_format *f, const uint8_t *src, size_t n) {
-  layout L;
+  lb_frame_compiled L;
   const char *why;
   int idx;
-  if (make_layout(f, &L, &why, &idx) != 0) return n;
+  if (compile_format(f, &L, &why, &idx) != 0) return n;
   size_t pl = L.prefix_len;
   if (pl == 0 || n == 0) return 0;
   size_t i = 0;

@@ -37,7 +37,11 @@
  *    payload (everything after the prefix up to the end of the payload).
  *    lb_frame_format is a plain struct the caller fills; it is validated by
  *    every call that uses it (cheap: at most 16 fields), so a caller may
- *    change it between calls and nothing is cached.
+ *    change it between calls and nothing is cached. A caller that decodes
+ *    many frames of one format can do that work once: lb_frame_compile
+ *    turns a valid format into an lb_frame_compiled, which
+ *    lb_frame_decode_compiled and lb_frame_decode_batch_compiled use
+ *    (same results as lb_frame_decode and lb_frame_decode_batch).
  */
 #ifndef LOWBIT_LB_FRAME_H
 #define LOWBIT_LB_FRAME_H
@@ -251,6 +255,53 @@ ptrdiff_t lb_frame_decode_batch(const lb_frame_format *f, const uint8_t *src,
                                 size_t n, size_t max_frames,
                                 lb_frame_span *spans, uint64_t *vals,
                                 size_t *count, int *stop);
+
+/*
+ * A format validated and laid out once, for the decoders below: filled by
+ * lb_frame_compile (caller-allocated; it holds no pointer, so it may be
+ * copied, and it does not refer to the format it came from). Its members
+ * are the decoder's private layout: read them if useful, never write them.
+ * A zero-filled one is not ready: the decoders return LB_EFORMAT.
+ */
+typedef struct lb_frame_compiled {
+  uint64_t prefix_word;   /* prefix bytes 0..7 as a little-endian word... */
+  uint64_t prefix_mask;   /* ...and the mask of its prefix_len bytes (<= 8) */
+  uint64_t max_payload;   /* effective limit, never above the field's range */
+  uint8_t prefix[16];
+  uint32_t prefix_len;
+  uint32_t header_len;    /* bytes of header fields */
+  uint32_t len_off;       /* offset of the length field in the header */
+  uint32_t len_index;     /* index of the length field */
+  uint32_t nfields;
+  uint32_t checksum;      /* lb_frame_checksum_kind */
+  uint32_t ck_width;      /* 0, 2, 4 or 8 */
+  uint32_t ck_little;     /* 1: checksum stored little-endian */
+  uint32_t ck_path;       /* how the checksum is computed (internal) */
+  uint32_t ready;         /* set by lb_frame_compile */
+  uint8_t field_off[16];  /* per field: offset in the header, */
+  uint8_t field_cut[16];  /* 64 - 8 * width in bytes (1, 2, 4, 8), */
+  uint8_t field_big[16];  /* 1 when big-endian */
+} lb_frame_compiled;
+
+/* Validates f and fills *c for lb_frame_decode_compiled and
+ * lb_frame_decode_batch_compiled. Returns 0, or LB_EFORMAT when f is
+ * invalid (as lb_frame_validate) or c is NULL; then *c (when not NULL) is
+ * zero-filled, i.e. not ready. Later changes to f do not affect *c. */
+int lb_frame_compile(const lb_frame_format *f, lb_frame_compiled *c);
+
+/* lb_frame_decode under a compiled format: the same results, codes and
+ * outputs, for the same bytes, as lb_frame_decode with the format c was
+ * compiled from; LB_EFORMAT when c is NULL or not ready. */
+ptrdiff_t lb_frame_decode_compiled(const lb_frame_compiled *c, const uint8_t *src,
+                                   size_t n, uint64_t *vals, size_t *payload_off,
+                                   size_t *payload_len);
+
+/* lb_frame_decode_batch under a compiled format (same results); LB_EFORMAT
+ * when c is NULL or not ready. */
+ptrdiff_t lb_frame_decode_batch_compiled(const lb_frame_compiled *c, const uint8_t *src,
+                                         size_t n, size_t max_frames,
+                                         lb_frame_span *spans, uint64_t *vals,
+                                         size_t *count, int *stop);
 
 /*
  * Resynchronization helper: the smallest offset i in [0, n] where a frame

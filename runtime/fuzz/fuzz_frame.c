@@ -11,7 +11,12 @@
  *  - a resynchronizing stream loop over the input always makes progress;
  *  - lb_frame_decode_batch agrees with lb_frame_decode called frame after
  *    frame (spans, header values, bytes used, the reason it stops), for
- *    several max_frames, with and without output arrays.
+ *    several max_frames, with and without output arrays;
+ *  - the compiled decoders (lb_frame_compile, lb_frame_decode_compiled,
+ *    lb_frame_decode_batch_compiled) and lb_frame_decode give exactly the
+ *    results of the field-by-field reference decoder, on the input and on
+ *    every prefix of it, each copied to a buffer of its exact size (so a
+ *    word read past the input is an ASan error).
  */
 #include "lowbit/lb_frame.h"
 
@@ -19,6 +24,11 @@
 #include <string.h>
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
+
+/* lb_frame.c's field-by-field decoder, the compiled one's specification. */
+ptrdiff_t lb__frame_decode_ref(const lb_frame_format *f, const uint8_t *src,
+                               size_t n, uint64_t *vals, size_t *payload_off,
+                               size_t *payload_len);
 
 static lb_frame_format make_format(int which) {
   lb_frame_format f;
@@ -120,6 +130,52 @@ static void check_format(const lb_frame_format *f, const uint8_t *s, size_t n) {
   }
 }
 
+/* The reference, lb_frame_decode and lb_frame_decode_compiled on
+ * s[0..n) copied to an exact-size buffer: the same result and outputs
+ * (sentinels where nothing is stored). */
+static void check_same(const lb_frame_format *f, const lb_frame_compiled *c,
+                       const uint8_t *s, size_t n) {
+  uint8_t *b = malloc(n ? n : 1);
+  CHECK(b != NULL);
+  memcpy(b, s, n);
+  uint64_t v[3][LB_FRAME_MAX_FIELDS];
+  size_t off[3] = {7, 7, 7}, len[3] = {7, 7, 7};
+  memset(v, 0x5A, sizeof v);
+  ptrdiff_t r0 = lb__frame_decode_ref(f, b, n, v[0], &off[0], &len[0]);
+  ptrdiff_t r1 = lb_frame_decode(f, b, n, v[1], &off[1], &len[1]);
+  ptrdiff_t r2 = lb_frame_decode_compiled(c, b, n, v[2], &off[2], &len[2]);
+  CHECK(r1 == r0 && r2 == r0);
+  CHECK(off[1] == off[0] && off[2] == off[0] && len[1] == len[0] && len[2] == len[0]);
+  CHECK(memcmp(v[1], v[0], sizeof v[0]) == 0 && memcmp(v[2], v[0], sizeof v[0]) == 0);
+  CHECK(lb_frame_decode_compiled(c, b, n, NULL, NULL, NULL) == r0);
+  free(b);
+}
+
+static void check_compiled(const lb_frame_format *f, const uint8_t *s, size_t n) {
+  lb_frame_compiled c;
+  int rc = lb_frame_compile(f, &c);
+  CHECK(rc == lb_frame_validate(f));
+  size_t step = n <= 512 ? 1 : n / 257 + 1;
+  for (size_t k = 0; k <= n; k += step) check_same(f, &c, s, k);
+  check_same(f, &c, s, n);
+  /* The compiled batch gives the batch's results. */
+  enum { MAXB = 8 };
+  static lb_frame_span sp[2][MAXB];
+  static uint64_t v[2][MAXB * LB_FRAME_MAX_FIELDS];
+  size_t count[2] = {99, 99};
+  int stop[2] = {99, 99};
+  memset(sp, 0x5A, sizeof sp);
+  memset(v, 0x5A, sizeof v);
+  uint8_t *b = malloc(n ? n : 1);
+  CHECK(b != NULL);
+  memcpy(b, s, n);
+  ptrdiff_t u0 = lb_frame_decode_batch(f, b, n, MAXB, sp[0], v[0], &count[0], &stop[0]);
+  ptrdiff_t u1 = lb_frame_decode_batch_compiled(&c, b, n, MAXB, sp[1], v[1], &count[1], &stop[1]);
+  CHECK(u0 == u1 && count[0] == count[1] && stop[0] == stop[1]);
+  CHECK(memcmp(sp[0], sp[1], sizeof sp[0]) == 0 && memcmp(v[0], v[1], sizeof v[0]) == 0);
+  free(b);
+}
+
 /* lb_frame_decode_batch on s[0..n) against the frame-by-frame loop. */
 static void check_batch(const lb_frame_format *f, const uint8_t *s, size_t n,
                         size_t max_frames) {
@@ -167,6 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_format(&f, data, size);
     check_batch(&f, data, size, 16);
     check_batch(&f, data, size, 1 + size % 3);
+    check_compiled(&f, data, size);
     return 0;
   }
   /* The format itself comes from the input: validation must be total. */
@@ -190,5 +247,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(ov == LB_EFORMAT || (ov >= 0 && ov <= 16 + 128 + 8));
   check_format(&f, data, size);
   check_batch(&f, data, size, 16);
+  check_compiled(&f, data, size);
   return 0;
 }

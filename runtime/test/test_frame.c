@@ -9,6 +9,10 @@ uint32_t lb__crc32c_sw(uint32_t crc, const void *buf, size_t n);
 #if defined(__x86_64__)
 uint32_t lb__crc32c_hw(uint32_t crc, const void *buf, size_t n);
 #endif
+/* The field-by-field decoder the compiled one is the fast path of. */
+ptrdiff_t lb__frame_decode_ref(const lb_frame_format *f, const uint8_t *src,
+                               size_t n, uint64_t *vals, size_t *payload_off,
+                               size_t *payload_len);
 
 static const char CHECK[] = "123456789";
 
@@ -819,6 +823,240 @@ static void test_batch_invalid_format_and_limits(void) {
   LB_CHECK_EQ(lb_frame_decode_batch(&f, buf, 0, 4, NULL, NULL, NULL, NULL), 0);
 }
 
+/* ---- compiled formats --------------------------------------------------- */
+
+/* The largest value a payload-length field kind holds. */
+static uint64_t len_field_limit(uint32_t kind) {
+  return kind == LB_FRAME_LEN8 ? 0xFF : kind <= LB_FRAME_LEN16LE ? 0xFFFF : 0xFFFFFFFFu;
+}
+
+/* A random format: valid most of the time (every field kind, prefix length,
+ * checksum kind and order, limit), otherwise with one random defect. */
+static lb_frame_format random_format(void) {
+  lb_frame_format f;
+  memset(&f, 0, sizeof f);
+  f.prefix_len = (uint32_t)(rnd() % 17);
+  if (rnd() % 4 == 0) f.prefix_len = (uint32_t)(rnd() % 3);
+  fill_random(f.prefix, f.prefix_len);
+  if (f.prefix_len >= 2 && rnd() % 3 == 0) f.prefix[1] = f.prefix[0]; /* self-overlap */
+  f.nfields = 1 + (uint32_t)(rnd() % (rnd() % 3 == 0 ? 16 : 5));
+  uint32_t len_at = (uint32_t)(rnd() % f.nfields);
+  for (uint32_t i = 0; i < f.nfields; i++)
+    f.fields[i] = i == len_at ? LB_FRAME_LEN8 + (uint32_t)(rnd() % 5) : LB_FRAME_U8 + (uint32_t)(rnd() % 7);
+  f.checksum = (uint32_t)(rnd() % LB_FRAME_CK_COUNT);
+  f.checksum_order = (uint32_t)(rnd() % 2);
+  uint64_t fmax = len_field_limit(f.fields[len_at]);
+  switch (rnd() % 4) {
+  case 0: f.max_payload = 0; break;
+  case 1: f.max_payload = rnd() % 8; break;
+  case 2: f.max_payload = rnd() % (fmax < 1200 ? fmax + 1 : 1200); break;
+  default: f.max_payload = fmax < 1200 ? fmax : 1200; break;
+  }
+  if (rnd() % 8 == 0) { /* one defect (or, now and then, a harmless change) */
+    switch (rnd() % 7) {
+    case 0: f.prefix_len = 17 + (uint32_t)(rnd() % 3); break;
+    case 1: f.nfields = 17; break;
+    case 2: f.fields[rnd() % f.nfields] = (uint32_t)(rnd() % 2 ? 0 : 13 + rnd() % 3); break;
+    case 3: f.fields[len_at] = LB_FRAME_U32LE; break;
+    case 4: f.fields[(len_at + 1) % f.nfields] = LB_FRAME_LEN16BE; break;
+    case 5: f.checksum = LB_FRAME_CK_COUNT + (uint32_t)(rnd() % 3); break;
+    default: f.checksum_order = 2; break;
+    }
+  }
+  return f;
+}
+
+/* Decodes s[0..n) (copied to a buffer of exactly n bytes, so that ASan
+ * sees any read past the input) with the reference, lb_frame_decode and
+ * lb_frame_decode_compiled, outputs pre-filled with a sentinel, and checks
+ * that every result, value and untouched output is the same. */
+static int decode_agrees(const lb_frame_format *f, const lb_frame_compiled *c,
+                         const uint8_t *s, size_t n) {
+  uint8_t *b = malloc(n ? n : 1);
+  memcpy(b, s, n);
+  uint64_t v[3][LB_FRAME_MAX_FIELDS + 1];
+  size_t off[3], len[3];
+  ptrdiff_t r[3];
+  memset(v, 0x5A, sizeof v);
+  off[0] = off[1] = off[2] = len[0] = len[1] = len[2] = 77;
+  r[0] = lb__frame_decode_ref(f, b, n, v[0], &off[0], &len[0]);
+  r[1] = lb_frame_decode(f, b, n, v[1], &off[1], &len[1]);
+  r[2] = lb_frame_decode_compiled(c, b, n, v[2], &off[2], &len[2]);
+  int same = 1;
+  for (int i = 1; i < 3; i++) {
+    LB_CHECK_EQ(r[i], r[0]);
+    LB_CHECK_EQ(off[i], off[0]);
+    LB_CHECK_EQ(len[i], len[0]);
+    LB_CHECK(memcmp(v[i], v[0], sizeof v[0]) == 0);
+    same &= r[i] == r[0] && off[i] == off[0] && len[i] == len[0] &&
+            memcmp(v[i], v[0], sizeof v[0]) == 0;
+  }
+  /* Without the outputs: the same result. */
+  LB_CHECK_EQ(lb_frame_decode(f, b, n, NULL, NULL, NULL), r[0]);
+  LB_CHECK_EQ(lb_frame_decode_compiled(c, b, n, NULL, NULL, NULL), r[0]);
+  free(b);
+  return same;
+}
+
+/* The batch decoders agree with each other and with the reference called
+ * frame after frame. */
+static void batch_agrees(const lb_frame_format *f, const lb_frame_compiled *c,
+                         const uint8_t *s, size_t n, size_t max_frames) {
+  enum { M = 8 };
+  lb_frame_span sp[2][M];
+  uint64_t v[2][M * LB_FRAME_MAX_FIELDS];
+  size_t count[2] = {99, 99};
+  int stop[2] = {99, 99};
+  if (max_frames > M) max_frames = M;
+  memset(sp, 0x5A, sizeof sp);
+  memset(v, 0x5A, sizeof v);
+  uint8_t *b = malloc(n ? n : 1);
+  memcpy(b, s, n);
+  ptrdiff_t u0 = lb_frame_decode_batch(f, b, n, max_frames, sp[0], v[0], &count[0], &stop[0]);
+  ptrdiff_t u1 = lb_frame_decode_batch_compiled(c, b, n, max_frames, sp[1], v[1], &count[1], &stop[1]);
+  LB_CHECK_EQ(u1, u0);
+  LB_CHECK_EQ(count[1], count[0]);
+  LB_CHECK_EQ(stop[1], stop[0]);
+  LB_CHECK(memcmp(sp[0], sp[1], sizeof sp[0]) == 0);
+  LB_CHECK(memcmp(v[0], v[1], sizeof v[0]) == 0);
+  if (u0 >= 0) {
+    size_t pos = 0, k = 0;
+    int want = 0;
+    while (k < max_frames) {
+      uint64_t w[LB_FRAME_MAX_FIELDS];
+      size_t off, len;
+      ptrdiff_t r = lb__frame_decode_ref(f, b + pos, n - pos, w, &off, &len);
+      if (r < 0) { want = (int)r; break; }
+      if (k >= count[0]) break;
+      LB_CHECK_EQ(sp[0][k].start, pos);
+      LB_CHECK_EQ(sp[0][k].len, (size_t)r);
+      LB_CHECK_EQ(sp[0][k].payload_off, pos + off);
+      LB_CHECK(memcmp(v[0] + k * f->nfields, w, f->nfields * sizeof w[0]) == 0);
+      pos += (size_t)r;
+      k++;
+    }
+    LB_CHECK_EQ(count[0], k);
+    LB_CHECK_EQ((size_t)u0, pos);
+    LB_CHECK_EQ(stop[0], want);
+  } else {
+    LB_CHECK_EQ(u0, LB_EFORMAT);
+  }
+  free(b);
+}
+
+/* Random frames of random formats, as encoded and mutated (a flipped
+ * byte, a random length field, a wrong prefix byte, truncated, extended,
+ * or plain noise): the compiled decoder, lb_frame_decode and the
+ * reference agree on every prefix of every input. */
+static void test_compiled_decode_matches_reference(void) {
+  static uint8_t payload[1200], buf[2 * 1400];
+  int formats = 0, valid = 0, fails = 0;
+  long results[8] = {0}; /* how often each outcome was seen */
+  for (int it = 0; it < 1500 && fails < 5; it++) {
+    lb_frame_format f = random_format();
+    lb_frame_compiled c;
+    memset(&c, 0xEE, sizeof c);
+    int rc = lb_frame_compile(&f, &c);
+    LB_CHECK_EQ(rc, lb_frame_validate(&f));
+    formats++;
+    if (rc == 0) valid++;
+    for (int input = 0; input < 6; input++) {
+      size_t n = 0;
+      if (rc == 0) {
+        uint64_t maxp = f.max_payload;
+        for (uint32_t i = 0; i < f.nfields && !maxp; i++)
+          if (f.fields[i] >= LB_FRAME_LEN8) maxp = len_field_limit(f.fields[i]);
+        if (maxp > 1200) maxp = 1200;
+        size_t plen = (size_t)(rnd() % 3 ? rnd() % (maxp < 80 ? maxp + 1 : 80) : rnd() % (maxp + 1));
+        fill_random(payload, plen);
+        uint64_t vals[LB_FRAME_MAX_FIELDS];
+        for (uint32_t i = 0; i < f.nfields; i++) {
+          uint32_t w = f.fields[i] == LB_FRAME_U64BE || f.fields[i] == LB_FRAME_U64LE ? 8
+                     : f.fields[i] == LB_FRAME_U32BE || f.fields[i] == LB_FRAME_U32LE ? 4
+                     : f.fields[i] == LB_FRAME_U16BE || f.fields[i] == LB_FRAME_U16LE ? 2 : 1;
+          vals[i] = w == 8 ? rnd() : rnd() & ((1ull << (8 * w)) - 1);
+        }
+        ptrdiff_t e = lb_frame_encode(&f, vals, payload, plen, buf, sizeof buf);
+        LB_CHECK(e > 0);
+        n = e > 0 ? (size_t)e : 0;
+      }
+      switch (rnd() % 8) {
+      case 0: case 1: break; /* as encoded */
+      case 2: if (n) buf[rnd() % n] ^= (uint8_t)(1u << (rnd() % 8)); break;
+      case 3: /* a random length field value: TOO_LARGE or a wrong size */
+        if (n > f.prefix_len) fill_random(buf + f.prefix_len, (n - f.prefix_len) < 12 ? n - f.prefix_len : 12);
+        break;
+      case 4: if (n && f.prefix_len) buf[rnd() % f.prefix_len] ^= 0x10; break;
+      case 5: n = n ? (size_t)(rnd() % n) : 0; break;
+      case 6: { size_t extra = (size_t)(rnd() % 12); fill_random(buf + n, extra); n += extra; break; }
+      default: n = (size_t)(rnd() % 64); fill_random(buf, n);
+        if (rnd() % 2 && n >= f.prefix_len && f.prefix_len <= 16) memcpy(buf, f.prefix, f.prefix_len);
+        break;
+      }
+      size_t step = n <= 160 ? 1 : n / 97;
+      for (size_t k = 0; k <= n; k += step) {
+        if (!decode_agrees(&f, &c, buf, k)) fails++;
+      }
+      if (!decode_agrees(&f, &c, buf, n)) fails++;
+      ptrdiff_t r = lb__frame_decode_ref(&f, buf, n, NULL, NULL, NULL);
+      results[r > 0 ? 0 : r == LB_EAGAIN ? 1 : r == LB_EPREFIX ? 2 : r == LB_ETOOLARGE ? 3
+              : r == LB_ECHECKSUM ? 4 : r == LB_EFORMAT ? 5 : 6]++;
+      /* Back to back: the same frame twice, then the batch decoders. */
+      if (n && n <= sizeof buf / 2) {
+        memcpy(buf + n, buf, n);
+        batch_agrees(&f, &c, buf, 2 * n, 1 + (size_t)(rnd() % 3));
+        batch_agrees(&f, &c, buf, 2 * n - 1, 8);
+      }
+    }
+  }
+  /* Every outcome was exercised. */
+  for (int i = 0; i < 6; i++) LB_CHECK(results[i] > 0);
+  LB_CHECK(valid > formats / 2);
+  printf("  %d formats (%d valid); frames %ld, EAGAIN %ld, EPREFIX %ld, ETOOLARGE %ld, "
+         "ECHECKSUM %ld, EFORMAT %ld\n", formats, valid, results[0], results[1], results[2],
+         results[3], results[4], results[5]);
+}
+
+/* Compiling copies what it needs: a format changed or freed afterwards
+ * does not affect the compiled one; an invalid format or a zero-filled
+ * lb_frame_compiled is refused with LB_EFORMAT. */
+static void test_compiled_format_lifecycle(void) {
+  lb_frame_format f = base_format();
+  uint8_t out[64];
+  uint64_t vals[4] = {1, 2, 3, 0}, got[4];
+  ptrdiff_t r = lb_frame_encode(&f, vals, (const uint8_t *)"hello", 5, out, sizeof out);
+  LB_CHECK(r > 0);
+  lb_frame_compiled c;
+  LB_CHECK_EQ(lb_frame_compile(&f, &c), 0);
+  memset(&f, 0, sizeof f); /* now invalid */
+  LB_CHECK_EQ(lb_frame_decode(&f, out, (size_t)r, NULL, NULL, NULL), LB_EFORMAT);
+  size_t off = 0, len = 0;
+  LB_CHECK_EQ(lb_frame_decode_compiled(&c, out, (size_t)r, got, &off, &len), r);
+  LB_CHECK(memcmp(got, vals, 3 * sizeof vals[0]) == 0);
+  LB_CHECK_EQ(got[3], 5);
+  LB_CHECK_EQ(len, 5);
+  LB_CHECK(memcmp(out + off, "hello", 5) == 0);
+  lb_frame_compiled bad;
+  memset(&bad, 0x11, sizeof bad);
+  LB_CHECK_EQ(lb_frame_compile(&f, &bad), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_decode_compiled(&bad, out, (size_t)r, NULL, NULL, NULL), LB_EFORMAT);
+  lb_frame_compiled zero;
+  memset(&zero, 0, sizeof zero);
+  LB_CHECK(memcmp(&bad, &zero, sizeof zero) == 0); /* refused: zero-filled */
+  LB_CHECK_EQ(lb_frame_decode_compiled(&zero, out, (size_t)r, NULL, NULL, NULL), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_decode_compiled(NULL, out, (size_t)r, NULL, NULL, NULL), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_compile(NULL, &bad), LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_compile(&f, NULL), LB_EFORMAT);
+  size_t count = 9;
+  int stop = 9;
+  LB_CHECK_EQ(lb_frame_decode_batch_compiled(&zero, out, (size_t)r, 4, NULL, NULL, &count, &stop), LB_EFORMAT);
+  LB_CHECK_EQ(count, 0);
+  LB_CHECK_EQ(stop, LB_EFORMAT);
+  LB_CHECK_EQ(lb_frame_decode_batch_compiled(&c, out, (size_t)r, 4, NULL, NULL, &count, &stop), r);
+  LB_CHECK_EQ(count, 1);
+  LB_CHECK_EQ(stop, LB_EAGAIN);
+}
+
 int main(void) {
   LB_RUN(test_check_values_direct);
   LB_RUN(test_check_values_by_kind);
@@ -855,5 +1093,7 @@ int main(void) {
   LB_RUN(test_batch_fed_byte_by_byte);
   LB_RUN(test_batch_stops_at_a_bad_frame);
   LB_RUN(test_batch_invalid_format_and_limits);
+  LB_RUN(test_compiled_decode_matches_reference);
+  LB_RUN(test_compiled_format_lifecycle);
   return LB_DONE();
 }

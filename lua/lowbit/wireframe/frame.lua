@@ -144,6 +144,35 @@ function M.is_format(v) return getmetatable(v) == Format end
 
 local function invalid(msg) error("wireframe: invalid format: " .. msg, 3) end
 
+-- store(vals, cv, base) for one list of keys: vals[keys[i]] = the value of
+-- field i, cv[base + i - 1] (a number; uint64_t cdata for the 64-bit
+-- fields in wide). Generated straight-line code with constant keys: a
+-- decode has no loop of its own, so the caller's loop traces through it
+-- (a loop here would start traces of its own) and every store is a
+-- guarded slot store instead of a hash lookup.
+-- Generated chunks by source: formats often share a key list. Weak, so
+-- formats made and dropped at run time do not pile up chunks here.
+local store_makers = setmetatable({}, { __mode = "v" })
+local function make_store(keys, wide)
+  local p = { "local tonumber = ...\nreturn function(v, cv, b)\n" }
+  for i, key in ipairs(keys) do
+    if wide[i] then
+      p[#p + 1] = format("  v[%q] = cv[b + %d] + 0ULL\n", key, i - 1)
+    else
+      p[#p + 1] = format("  v[%q] = tonumber(cv[b + %d])\n", key, i - 1)
+    end
+  end
+  p[#p + 1] = "end\n"
+  local src = table.concat(p)
+  local make = store_makers[src]
+  if not make then
+    make = assert(load(src, "=wireframe.store"))
+    store_makers[src] = make
+  end
+  return make(tonumber)
+end
+M._make_store = make_store
+
 --- Checks the format and prepares it (idempotent). Raises with the reason
 --- when it is inconsistent. Returns the format.
 function Format:validate()
@@ -182,7 +211,13 @@ function Format:validate()
   end
   local len_index
   for i, fd in ipairs(fields) do if fd.is_length then len_index = i end end
+  -- The decoders use the format compiled once (lb_frame_compile): no
+  -- validation or layout work per frame.
+  local cc = ffi_new("lb_frame_compiled")
+  if C.lb_frame_compile(cf, cc) ~= 0 then invalid("lb_frame_compile failed") end
   self.cf = cf
+  self.cc = cc
+  self.head = tonumber(cc.prefix_len + cc.header_len)   -- the payload's offset in a frame
   self.names = names
   self.index = index
   self.nfields = #fields
@@ -190,12 +225,11 @@ function Format:validate()
   self.len_name = names[len_index]
   self._overhead = tonumber(C.lb_frame_overhead(cf))
   self.cvals = ffi_new("uint64_t[16]")      -- scratch for encode/decode
-  self.off = ffi_new("size_t[1]")
-  self.plen = ffi_new("size_t[1]")
   self.scratch = buffer.new()
   local wide = {}
   for i, fd in ipairs(fields) do wide[i] = fd.width == 8 end
   self.wide = wide
+  self.store = make_store(names, wide)
   local maxv = {}
   for i, fd in ipairs(fields) do maxv[i] = MAX_BY_WIDTH[fd.width] or false end
   self.maxv = maxv
@@ -324,19 +358,16 @@ M._src_bytes = src_bytes
 --- negative LB_E* code.
 function Format:_decode_raw(ptr, n)
   if not self.valid then self:validate() end
-  local r = tonumber(C.lb_frame_decode(self.cf, ptr, n, self.cvals, self.off, self.plen))
+  local r = tonumber(C.lb_frame_decode_compiled(self.cc, ptr, n, self.cvals, nil, nil))
   if r < 0 then return r end
-  return r, tonumber(self.off[0]), tonumber(self.plen[0])
+  return r, self.head, tonumber(self.cvals[self.len_index - 1])
 end
 
 -- Copies decoded values into the table vals: from cv[base ..] (a batch's
 -- row), or from the format's scratch values.
 function Format:_store(vals, cv, base)
-  local names, wide = self.names, self.wide
   if not cv then cv, base = self.cvals, 0 end
-  for i = 1, self.nfields do
-    if wide[i] then vals[names[i]] = cv[base + i - 1] + 0ULL else vals[names[i]] = tonumber(cv[base + i - 1]) end
-  end
+  self.store(vals, cv, base)
 end
 
 --- Decodes the frame at the start of src (a string, a string.buffer, or a
@@ -353,11 +384,13 @@ function Format:decode(src, a, b)
     error("bad argument 'vals' to format:decode: table or nil expected, got " .. type(vals), 2)
   end
   if not self.valid then self:validate() end
-  local r = tonumber(C.lb_frame_decode(self.cf, p, len, self.cvals, self.off, self.plen))
+  local cv = self.cvals
+  local r = tonumber(C.lb_frame_decode_compiled(self.cc, p, len, cv, nil, nil))
   if r < 0 then return nil, code_err[r] or errors.new("wireframe: " .. core.strerror(r)) end
   vals = vals or {}
-  self:_store(vals)
-  local off, plen = tonumber(self.off[0]), tonumber(self.plen[0])
+  self.store(vals, cv, 0)
+  -- The payload follows the header; its length is the length field's value.
+  local off, plen = self.head, tonumber(cv[self.len_index - 1])
   local payload
   if type(p) == "string" then
     payload = p:sub(off + 1, off + plen)
@@ -447,7 +480,8 @@ function Format:bind(shape)
   local to_key = M._check_shape("format:bind", shape, self.names, self.index)
   local keys = {}
   for i, name in ipairs(self.names) do keys[i] = to_key[name] end
-  local t = setmetatable({ format = self, keys = keys, strict = M._strict("wireframe record") }, Typed)
+  local t = setmetatable({ format = self, keys = keys, strict = M._strict("wireframe record"),
+    store = make_store(keys, self.wide) }, Typed)
   t.getter = function(rec, i) return rec[keys[i]] end
   return t
 end
@@ -481,12 +515,8 @@ function Typed:encode(payload, rec, dst)
 end
 
 function Typed:_store(rec, cv, base)
-  local f = self.format
-  local wide, keys = f.wide, self.keys
-  if not cv then cv, base = f.cvals, 0 end
-  for i = 1, f.nfields do
-    if wide[i] then rec[keys[i]] = cv[base + i - 1] + 0ULL else rec[keys[i]] = tonumber(cv[base + i - 1]) end
-  end
+  if not cv then cv, base = self.format.cvals, 0 end
+  self.store(rec, cv, base)
 end
 
 function Typed:_decode_raw(ptr, n) return self.format:_decode_raw(ptr, n) end
@@ -502,11 +532,12 @@ function Typed:decode(src, a, b)
     error("bad argument 'rec' to typed:decode: table or nil expected, got " .. type(rec), 2)
   end
   local f = self.format
-  local r = tonumber(C.lb_frame_decode(f.cf, p, len, f.cvals, f.off, f.plen))
+  local cv = f.cvals
+  local r = tonumber(C.lb_frame_decode_compiled(f.cc, p, len, cv, nil, nil))
   if r < 0 then return nil, code_err[r] or errors.new("wireframe: " .. core.strerror(r)) end
   rec = rec or self:new()
-  self:_store(rec)
-  local off, plen = tonumber(f.off[0]), tonumber(f.plen[0])
+  self.store(rec, cv, 0)
+  local off, plen = f.head, tonumber(cv[f.len_index - 1])
   local payload
   if type(p) == "string" then payload = p:sub(off + 1, off + plen)
   else payload = ffi_string(ffi.cast("const uint8_t *", p) + off, plen) end
@@ -574,7 +605,8 @@ end
 function Batch:decode(src, n)
   local p, len = src_bytes(src, n, "batch:decode")
   local f = self.format
-  local used = tonumber(C.lb_frame_decode_batch(f.cf, p, len, self.max, self.spans, self.cvals, self.cnt, self.stop))
+  local used = tonumber(C.lb_frame_decode_batch_compiled(f.cc, p, len, self.max, self.spans, self.cvals, self.cnt,
+    self.stop))
   local count = tonumber(self.cnt[0])
   self.count = count
   self.src = src                    -- keeps a string alive while views exist
