@@ -522,8 +522,98 @@ static ptrdiff_t scan_resume(size_t *pos, size_t *sstart, int32_t *lines, size_t
   return end;
 }
 
+/* The common request head, read without llhttp (which costs most of a
+ * small head's parse): one of the seven usual methods, an origin-form
+ * target of plain bytes, HTTP/1.1 or HTTP/1.0, and fields whose names are
+ * tokens and whose values are printable ASCII and HTAB. It fills what
+ * run_llhttp() would (the fields, the target's span, the minor version)
+ * and returns 1; anything else returns 0 and goes through llhttp, which
+ * decides. It relies on scan_head()'s verdict on the same head: every line
+ * ends in CRLF, no CTL but HTAB, no field line starts with whitespace, and
+ * the head ends at its first empty line, so no loop below can run past it.
+ * Every byte class here is one llhttp accepts in that place (test_http1
+ * checks each byte against the llhttp path, and fuzz_http1 whole heads). */
+static const unsigned char fast_target[256] = {
+  ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+  ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+  ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+  ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+  [':'] = 1, ['@'] = 1, ['/'] = 1, ['?'] = 1, ['%'] = 1,
+};
+static const unsigned char fast_value[256] = { ['\t'] = 1, [' ' ... '~'] = 1 };
+
+static int fast_method(const char *m, size_t n) {
+  switch (n) {
+  case 3: return memcmp(m, "GET", 3) == 0 || memcmp(m, "PUT", 3) == 0;
+  case 4: return memcmp(m, "HEAD", 4) == 0 || memcmp(m, "POST", 4) == 0;
+  case 5: return memcmp(m, "PATCH", 5) == 0;
+  case 6: return memcmp(m, "DELETE", 6) == 0;
+  case 7: return memcmp(m, "OPTIONS", 7) == 0;
+  default: return 0;
+  }
+}
+
+static int fast_request(const char *head, size_t hlen, lb_http1_header *hdrs, size_t max,
+                        h1ctx *x, int *minor) {
+  const unsigned char *p = (const unsigned char *)head;
+  const unsigned char *end = p + hlen;
+  size_t ml = 0;
+  while (ml < 8 && p[ml] >= 'A' && p[ml] <= 'Z') ml++;
+  if (p[ml] != ' ' || !fast_method(head, ml)) return 0;
+  p += ml + 1;
+  if (*p != '/') return 0;
+  const unsigned char *url = p;
+  while (fast_target[*p]) p++;
+  if (*p != ' ') return 0;
+  size_t url_len = (size_t)(p - url);
+  p++;
+  /* "HTTP/1.x" CR LF: ten bytes, the LF certain once the CR is there */
+  if ((size_t)(end - p) < 10 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '1' && p[7] != '0') ||
+      p[8] != '\r')
+    return 0;
+  int mi = p[7] - '0';
+  p += 10;
+  size_t n = 0;
+  while (*p != '\r') {
+    const unsigned char *name = p;
+    while (cls[*p] & C_TCHAR) p++;
+    if (p == name || *p != ':' || n >= max) return 0;
+    lb_http1_header *h = &hdrs[n++];
+    h->name = (const char *)name;
+    h->name_len = (size_t)(p - name);
+    p++;
+    while (*p == ' ' || *p == '\t') p++;
+    const unsigned char *v = p;
+    while (fast_value[*p]) p++;
+    if (*p != '\r') return 0;
+    /* llhttp reports an empty value as an empty span where the next line
+     * begins: so is it here (the views must not depend on the path) */
+    h->value = (const char *)(p > v ? v : p + 2);
+    h->value_len = (size_t)(p - v);
+    p += 2;
+  }
+  x->n = n;
+  x->url = (const char *)url;
+  x->url_len = url_len;
+  *minor = mi;
+  return 1;
+}
+
+static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
+                               size_t max_header_bytes, int fast);
+
 ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
                                  size_t max_header_bytes) {
+  return parse_request(r, buf, len, max_header_bytes, 1);
+}
+
+ptrdiff_t lb_http1_parse_request_llhttp(lb_http1_req *r, const char *buf, size_t len,
+                                        size_t max_header_bytes) {
+  return parse_request(r, buf, len, max_header_bytes, 0);
+}
+
+static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
+                               size_t max_header_bytes, int fast) {
   size_t start;
   ptrdiff_t end = scan_resume(&r->_scan_pos, &r->_scan_start, &r->_scan_lines, r->max_headers,
                               buf, len, &max_header_bytes, &start);
@@ -537,28 +627,42 @@ ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
   const char *head = buf + start;
   size_t hlen = (size_t)end - start;
   h1ctx x;
-  llhttp_t p;
-  int rc = run_llhttp(&p, &x, HTTP_REQUEST, head, hlen, hdrs, r->max_headers);
-  r->num_headers = x.n;
-  if (rc) return rc;
+  int rc, minor;
+  size_t ml;
+  if (fast && fast_request(head, hlen, hdrs, hdrs ? r->max_headers : 0, &x, &minor)) {
+    r->num_headers = x.n;
+    ml = (size_t)(x.url - 1 - head);
+    r->version_major = 1;
+    r->version_minor = minor;
+  } else {
+    llhttp_t p;
+    rc = run_llhttp(&p, &x, HTTP_REQUEST, head, hlen, hdrs, r->max_headers);
+    r->num_headers = x.n;
+    if (rc) return rc;
 
-  /* request-line = method SP request-target SP HTTP-version CRLF, with one
-   * SP each (RFC 9112 3): llhttp is laxer about spaces. */
-  size_t ml = 0;
-  while (ml < hlen && head[ml] != ' ') ml++;
-  const char *eol = memchr(head, '\r', hlen);
-  if (x.url == NULL || x.url != head + ml + 1 || eol == NULL ||
-      x.url + x.url_len + 9 != eol || x.url[x.url_len] != ' ' ||
-      memcmp(x.url + x.url_len + 1, "HTTP/", 5) != 0)
-    return LB_EPROTO;
+    /* request-line = method SP request-target SP HTTP-version CRLF, with
+     * one SP each (RFC 9112 3): llhttp is laxer about spaces. */
+    ml = 0;
+    while (ml < hlen && head[ml] != ' ') ml++;
+    const char *eol = memchr(head, '\r', hlen);
+    if (x.url == NULL || x.url != head + ml + 1 || eol == NULL ||
+        x.url + x.url_len + 9 != eol || x.url[x.url_len] != ' ' ||
+        memcmp(x.url + x.url_len + 1, "HTTP/", 5) != 0)
+      return LB_EPROTO;
+    r->method = head;
+    r->method_len = ml;
+    r->target = x.url;
+    r->target_len = x.url_len;
+    r->version_major = p.http_major;
+    r->version_minor = p.http_minor;
+    if (p.http_major != 1) return LB_EVERSION; /* RFC 9112 2.3 */
+    minor = p.http_minor;
+  }
   r->method = head;
   r->method_len = ml;
   r->target = x.url;
   r->target_len = x.url_len;
-  r->version_major = p.http_major;
-  r->version_minor = p.http_minor;
-  if (p.http_major != 1) return LB_EVERSION; /* RFC 9112 2.3 */
-  int v11 = p.http_minor >= 1;
+  int v11 = minor >= 1;
 
   fields f;
   if ((rc = classify(hdrs, x.n, &f)) != 0) return rc;

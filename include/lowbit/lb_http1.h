@@ -145,6 +145,11 @@ typedef struct lb_http1_resp {
 ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
                                  size_t max_header_bytes);
 
+/* The same, with every head through llhttp (the common heads are otherwise
+ * read by a shorter path that must agree with it): for tests and fuzzing. */
+ptrdiff_t lb_http1_parse_request_llhttp(lb_http1_req *r, const char *buf, size_t len,
+                                        size_t max_header_bytes);
+
 /* Clears the progress of an incomplete head (keeps headers/max_headers), to
  * parse a different buffer with the same struct. */
 void lb_http1_req_reset(lb_http1_req *r);
