@@ -326,16 +326,17 @@ static int valid_host(const char *s, size_t n) {
     if (i >= n || i < 3) return 0; /* no ']' or "[]"/"[x]" */
     i++;
   } else { /* reg-name or IPv4: unreserved / pct-encoded / sub-delims */
-    while (i < n && s[i] != ':') {
+    while (i < n) {
       unsigned char c = (unsigned char)s[i];
+      if (reg_name_byte[c]) { i++; continue; } /* most bytes: one look */
+      if (c == ':') break;
       if (c == '%') {
         if (i + 2 >= n || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))
           return 0;
         i += 3;
         continue;
       }
-      if (!reg_name_byte[c]) return 0;
-      i++;
+      return 0;
     }
   }
   if (i == n) return 1;
@@ -387,13 +388,15 @@ typedef struct fields {
 /* Validates every field and gathers the framing facts. Returns 0,
  * LB_EHEADER, or LB_ECONTENTLEN (kept apart in f->cl_bad so that the caller
  * can rank a Transfer-Encoding error first, as Go does). */
-static int classify(lb_http1_header *h, size_t n, fields *f) {
+static int classify(lb_http1_header *h, size_t n, fields *f, int names_ok) {
   memset(f, 0, sizeof *f);
   for (size_t k = 0; k < n; k++) {
     lb_http1_header *e = &h[k];
-    if (e->name_len == 0) return LB_EHEADER;
-    for (size_t i = 0; i < e->name_len; i++)
-      if (!is_tchar((unsigned char)e->name[i])) return LB_EHEADER; /* incl. space before ':' */
+    if (!names_ok) {
+      if (e->name_len == 0) return LB_EHEADER;
+      for (size_t i = 0; i < e->name_len; i++)
+        if (!is_tchar((unsigned char)e->name[i])) return LB_EHEADER; /* incl. space before ':' */
+    }
     if (e->value == NULL) e->value = e->name + e->name_len; /* empty value */
     const char *v = e->value;
     size_t vn = e->value_len;
@@ -542,24 +545,31 @@ static const unsigned char fast_target[256] = {
 };
 static const unsigned char fast_value[256] = { ['\t'] = 1, [' ' ... '~'] = 1 };
 
-static int fast_method(const char *m, size_t n) {
-  switch (n) {
-  case 3: return memcmp(m, "GET", 3) == 0 || memcmp(m, "PUT", 3) == 0;
-  case 4: return memcmp(m, "HEAD", 4) == 0 || memcmp(m, "POST", 4) == 0;
-  case 5: return memcmp(m, "PATCH", 5) == 0;
-  case 6: return memcmp(m, "DELETE", 6) == 0;
-  case 7: return memcmp(m, "OPTIONS", 7) == 0;
-  default: return 0;
-  }
+static uint32_t load32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+#define W4(s) (load32((const unsigned char *)(s)))
+#define W8(s) (load64((const unsigned char *)(s)))
+
+/* The length of the method at p when it is one of the seven (followed by
+ * its SP), else 0. p has at least 8 bytes. */
+static size_t fast_method(const unsigned char *p) {
+  uint32_t w = load32(p);
+  if (w == W4("GET ") || w == W4("PUT ")) return 3;
+  if ((w == W4("HEAD") || w == W4("POST")) && p[4] == ' ') return 4;
+  uint64_t x = load64(p);
+  if ((x & 0xffffffffffffull) == (W8("PATCH   ") & 0xffffffffffffull)) return 5;
+  if ((x & 0xffffffffffffffull) == (W8("DELETE  ") & 0xffffffffffffffull)) return 6;
+  if (x == W8("OPTIONS ")) return 7;
+  return 0;
 }
 
 static int fast_request(const char *head, size_t hlen, lb_http1_header *hdrs, size_t max,
                         h1ctx *x, int *minor) {
   const unsigned char *p = (const unsigned char *)head;
   const unsigned char *end = p + hlen;
-  size_t ml = 0;
-  while (ml < 8 && p[ml] >= 'A' && p[ml] <= 'Z') ml++;
-  if (p[ml] != ' ' || !fast_method(head, ml)) return 0;
+  if (hlen < 18) return 0; /* shorter than "GET / HTTP/1.0\r\n\r\n" */
+  size_t ml = fast_method(p);
+  if (ml == 0) return 0;
   p += ml + 1;
   if (*p != '/') return 0;
   const unsigned char *url = p;
@@ -568,10 +578,12 @@ static int fast_request(const char *head, size_t hlen, lb_http1_header *hdrs, si
   size_t url_len = (size_t)(p - url);
   p++;
   /* "HTTP/1.x" CR LF: ten bytes, the LF certain once the CR is there */
-  if ((size_t)(end - p) < 10 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '1' && p[7] != '0') ||
-      p[8] != '\r')
-    return 0;
-  int mi = p[7] - '0';
+  if ((size_t)(end - p) < 10 || p[8] != '\r') return 0;
+  uint64_t v8 = load64(p);
+  int mi;
+  if (v8 == W8("HTTP/1.1")) mi = 1;
+  else if (v8 == W8("HTTP/1.0")) mi = 0;
+  else return 0;
   p += 10;
   size_t n = 0;
   while (*p != '\r') {
@@ -629,7 +641,9 @@ static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
   h1ctx x;
   int rc, minor;
   size_t ml;
+  int names_ok = 0; /* the field names were checked (tokens, not empty) */
   if (fast && fast_request(head, hlen, hdrs, hdrs ? r->max_headers : 0, &x, &minor)) {
+    names_ok = 1;
     r->num_headers = x.n;
     ml = (size_t)(x.url - 1 - head);
     r->version_major = 1;
@@ -665,7 +679,7 @@ static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
   int v11 = minor >= 1;
 
   fields f;
-  if ((rc = classify(hdrs, x.n, &f)) != 0) return rc;
+  if ((rc = classify(hdrs, x.n, &f, names_ok)) != 0) return rc;
   int is_connect = ml == 7 && memcmp(head, "CONNECT", 7) == 0; /* methods are case-sensitive */
   if ((rc = parse_target(r, is_connect)) != 0) return rc;
 
@@ -748,7 +762,7 @@ ptrdiff_t lb_http1_parse_response(lb_http1_resp *r, const char *buf, size_t len,
   int v11 = p.http_minor >= 1;
 
   fields f;
-  if ((rc = classify(hdrs, x.n, &f)) != 0) return rc;
+  if ((rc = classify(hdrs, x.n, &f, 0)) != 0) return rc;
   if (f.cl_bad) return LB_ECONTENTLEN;
 
   int s = r->status;
