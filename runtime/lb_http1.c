@@ -563,6 +563,24 @@ static size_t fast_method(const unsigned char *p) {
   return 0;
 }
 
+/* LB_HTTP1_GET.. for the usual methods (case-sensitive), else 0. */
+static int32_t method_id(const char *m, size_t n) {
+  switch (n) {
+  case 3:
+    if (memcmp(m, "GET", 3) == 0) return LB_HTTP1_GET;
+    if (memcmp(m, "PUT", 3) == 0) return LB_HTTP1_PUT;
+    return 0;
+  case 4:
+    if (memcmp(m, "HEAD", 4) == 0) return LB_HTTP1_HEAD;
+    if (memcmp(m, "POST", 4) == 0) return LB_HTTP1_POST;
+    return 0;
+  case 5: return memcmp(m, "PATCH", 5) == 0 ? LB_HTTP1_PATCH : 0;
+  case 6: return memcmp(m, "DELETE", 6) == 0 ? LB_HTTP1_DELETE : 0;
+  case 7: return memcmp(m, "OPTIONS", 7) == 0 ? LB_HTTP1_OPTIONS : 0;
+  default: return 0;
+  }
+}
+
 static int fast_request(const char *head, size_t hlen, lb_http1_header *hdrs, size_t max,
                         h1ctx *x, int *minor) {
   const unsigned char *p = (const unsigned char *)head;
@@ -715,6 +733,7 @@ static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
     r->expect_continue = f.expect.cont && !f.expect.other;
   }
   r->upgrade = f.conn.upgrade && f.has_upgrade;
+  r->method_id = method_id(head, ml);
   return end;
 }
 

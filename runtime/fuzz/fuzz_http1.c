@@ -57,6 +57,7 @@ static void fuzz_request(const char *s, size_t n, size_t k, size_t maxb) {
           a.keep_alive == l.keep_alive && a.upgrade == l.upgrade &&
           a.expect_continue == l.expect_continue && a.expect_other == l.expect_other &&
           a.num_headers == l.num_headers && a.version_minor == l.version_minor &&
+          a.method_id == l.method_id &&
           a.version_major == l.version_major);
     for (size_t i = 0; i < a.num_headers; i++) {
       CHECK(off(s, h1[i].name) == off(s, hl[i].name) && h1[i].name_len == hl[i].name_len);

@@ -49,6 +49,7 @@ static int req_same(const req_out *a, const req_out *b) {
       x->version_minor != y->version_minor || x->body_kind != y->body_kind ||
       x->keep_alive != y->keep_alive || x->expect_continue != y->expect_continue ||
       x->expect_other != y->expect_other || x->upgrade != y->upgrade ||
+      x->method_id != y->method_id ||
       x->num_headers != y->num_headers)
     return 0;
   for (size_t i = 0; i < x->num_headers; i++) {
@@ -178,6 +179,7 @@ static void test_request_get_fields(void) {
   LB_CHECK_EQ(o.r.keep_alive, 1);
   LB_CHECK_EQ(o.r.expect_continue, 0);
   LB_CHECK_EQ(o.r.upgrade, 0);
+  LB_CHECK_EQ(o.r.method_id, LB_HTTP1_GET);
   /* views point into the caller's buffer */
   LB_CHECK(o.r.path >= o.base && o.r.path < o.base + rc);
   free((void *)o.base);
@@ -1228,7 +1230,30 @@ static void test_common_head_path_agrees_with_llhttp(void) {
               lb_http1_parse_request_llhttp(&b, two, strlen(two), 0));
 }
 
+/* method_id names the usual methods, whichever path read the head. */
+static void test_method_id(void) {
+  static const struct { const char *head; int32_t id; } v[] = {
+    {"GET / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_GET},
+    {"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_HEAD},
+    {"POST / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_POST},
+    {"PUT / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_PUT},
+    {"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_DELETE},
+    {"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_OPTIONS},
+    {"PATCH / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_PATCH},
+    {"GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_GET}, /* llhttp's path */
+    {"TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", 0},
+    {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 0},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    req_out o;
+    LB_CHECK(req_parse(&o, v[i].head) > 0);
+    LB_CHECK_EQ(o.r.method_id, v[i].id);
+    free((void *)o.base);
+  }
+}
+
 int main(void) {
+  LB_RUN(test_method_id);
   LB_RUN(test_common_head_path_agrees_with_llhttp);
   LB_RUN(test_request_get_fields);
   LB_RUN(test_scan_every_byte_at_every_offset);
