@@ -326,16 +326,17 @@ static int valid_host(const char *s, size_t n) {
     if (i >= n || i < 3) return 0; /* no ']' or "[]"/"[x]" */
     i++;
   } else { /* reg-name or IPv4: unreserved / pct-encoded / sub-delims */
-    while (i < n && s[i] != ':') {
+    while (i < n) {
       unsigned char c = (unsigned char)s[i];
+      if (reg_name_byte[c]) { i++; continue; } /* most bytes: one look */
+      if (c == ':') break;
       if (c == '%') {
         if (i + 2 >= n || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))
           return 0;
         i += 3;
         continue;
       }
-      if (!reg_name_byte[c]) return 0;
-      i++;
+      return 0;
     }
   }
   if (i == n) return 1;
@@ -387,13 +388,15 @@ typedef struct fields {
 /* Validates every field and gathers the framing facts. Returns 0,
  * LB_EHEADER, or LB_ECONTENTLEN (kept apart in f->cl_bad so that the caller
  * can rank a Transfer-Encoding error first, as Go does). */
-static int classify(lb_http1_header *h, size_t n, fields *f) {
+static int classify(lb_http1_header *h, size_t n, fields *f, int names_ok) {
   memset(f, 0, sizeof *f);
   for (size_t k = 0; k < n; k++) {
     lb_http1_header *e = &h[k];
-    if (e->name_len == 0) return LB_EHEADER;
-    for (size_t i = 0; i < e->name_len; i++)
-      if (!is_tchar((unsigned char)e->name[i])) return LB_EHEADER; /* incl. space before ':' */
+    if (!names_ok) {
+      if (e->name_len == 0) return LB_EHEADER;
+      for (size_t i = 0; i < e->name_len; i++)
+        if (!is_tchar((unsigned char)e->name[i])) return LB_EHEADER; /* incl. space before ':' */
+    }
     if (e->value == NULL) e->value = e->name + e->name_len; /* empty value */
     const char *v = e->value;
     size_t vn = e->value_len;
@@ -522,8 +525,125 @@ static ptrdiff_t scan_resume(size_t *pos, size_t *sstart, int32_t *lines, size_t
   return end;
 }
 
+/* The common request head, read without llhttp (which costs most of a
+ * small head's parse): one of the seven usual methods, an origin-form
+ * target of plain bytes, HTTP/1.1 or HTTP/1.0, and fields whose names are
+ * tokens and whose values are printable ASCII and HTAB. It fills what
+ * run_llhttp() would (the fields, the target's span, the minor version)
+ * and returns 1; anything else returns 0 and goes through llhttp, which
+ * decides. It relies on scan_head()'s verdict on the same head: every line
+ * ends in CRLF, no CTL but HTAB, no field line starts with whitespace, and
+ * the head ends at its first empty line, so no loop below can run past it.
+ * Every byte class here is one llhttp accepts in that place (test_http1
+ * checks each byte against the llhttp path, and fuzz_http1 whole heads). */
+static const unsigned char fast_target[256] = {
+  ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+  ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+  ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+  ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+  [':'] = 1, ['@'] = 1, ['/'] = 1, ['?'] = 1, ['%'] = 1,
+};
+static const unsigned char fast_value[256] = { ['\t'] = 1, [' ' ... '~'] = 1 };
+
+static uint32_t load32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+#define W4(s) (load32((const unsigned char *)(s)))
+#define W8(s) (load64((const unsigned char *)(s)))
+
+/* The length of the method at p when it is one of the seven (followed by
+ * its SP), else 0. p has at least 8 bytes. */
+static size_t fast_method(const unsigned char *p) {
+  uint32_t w = load32(p);
+  if (w == W4("GET ") || w == W4("PUT ")) return 3;
+  if ((w == W4("HEAD") || w == W4("POST")) && p[4] == ' ') return 4;
+  uint64_t x = load64(p);
+  if ((x & 0xffffffffffffull) == (W8("PATCH   ") & 0xffffffffffffull)) return 5;
+  if ((x & 0xffffffffffffffull) == (W8("DELETE  ") & 0xffffffffffffffull)) return 6;
+  if (x == W8("OPTIONS ")) return 7;
+  return 0;
+}
+
+/* LB_HTTP1_GET.. for the usual methods (case-sensitive), else 0. */
+static int32_t method_id(const char *m, size_t n) {
+  switch (n) {
+  case 3:
+    if (memcmp(m, "GET", 3) == 0) return LB_HTTP1_GET;
+    if (memcmp(m, "PUT", 3) == 0) return LB_HTTP1_PUT;
+    return 0;
+  case 4:
+    if (memcmp(m, "HEAD", 4) == 0) return LB_HTTP1_HEAD;
+    if (memcmp(m, "POST", 4) == 0) return LB_HTTP1_POST;
+    return 0;
+  case 5: return memcmp(m, "PATCH", 5) == 0 ? LB_HTTP1_PATCH : 0;
+  case 6: return memcmp(m, "DELETE", 6) == 0 ? LB_HTTP1_DELETE : 0;
+  case 7: return memcmp(m, "OPTIONS", 7) == 0 ? LB_HTTP1_OPTIONS : 0;
+  default: return 0;
+  }
+}
+
+static int fast_request(const char *head, size_t hlen, lb_http1_header *hdrs, size_t max,
+                        h1ctx *x, int *minor) {
+  const unsigned char *p = (const unsigned char *)head;
+  const unsigned char *end = p + hlen;
+  if (hlen < 18) return 0; /* shorter than "GET / HTTP/1.0\r\n\r\n" */
+  size_t ml = fast_method(p);
+  if (ml == 0) return 0;
+  p += ml + 1;
+  if (*p != '/') return 0;
+  const unsigned char *url = p;
+  while (fast_target[*p]) p++;
+  if (*p != ' ') return 0;
+  size_t url_len = (size_t)(p - url);
+  p++;
+  /* "HTTP/1.x" CR LF: ten bytes, the LF certain once the CR is there */
+  if ((size_t)(end - p) < 10 || p[8] != '\r') return 0;
+  uint64_t v8 = load64(p);
+  int mi;
+  if (v8 == W8("HTTP/1.1")) mi = 1;
+  else if (v8 == W8("HTTP/1.0")) mi = 0;
+  else return 0;
+  p += 10;
+  size_t n = 0;
+  while (*p != '\r') {
+    const unsigned char *name = p;
+    while (cls[*p] & C_TCHAR) p++;
+    if (p == name || *p != ':' || n >= max) return 0;
+    lb_http1_header *h = &hdrs[n++];
+    h->name = (const char *)name;
+    h->name_len = (size_t)(p - name);
+    p++;
+    while (*p == ' ' || *p == '\t') p++;
+    const unsigned char *v = p;
+    while (fast_value[*p]) p++;
+    if (*p != '\r') return 0;
+    /* llhttp reports an empty value as an empty span where the next line
+     * begins: so is it here (the views must not depend on the path) */
+    h->value = (const char *)(p > v ? v : p + 2);
+    h->value_len = (size_t)(p - v);
+    p += 2;
+  }
+  x->n = n;
+  x->url = (const char *)url;
+  x->url_len = url_len;
+  *minor = mi;
+  return 1;
+}
+
+static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
+                               size_t max_header_bytes, int fast);
+
 ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
                                  size_t max_header_bytes) {
+  return parse_request(r, buf, len, max_header_bytes, 1);
+}
+
+ptrdiff_t lb_http1_parse_request_llhttp(lb_http1_req *r, const char *buf, size_t len,
+                                        size_t max_header_bytes) {
+  return parse_request(r, buf, len, max_header_bytes, 0);
+}
+
+static ptrdiff_t parse_request(lb_http1_req *r, const char *buf, size_t len,
+                               size_t max_header_bytes, int fast) {
   size_t start;
   ptrdiff_t end = scan_resume(&r->_scan_pos, &r->_scan_start, &r->_scan_lines, r->max_headers,
                               buf, len, &max_header_bytes, &start);
@@ -537,31 +657,47 @@ ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
   const char *head = buf + start;
   size_t hlen = (size_t)end - start;
   h1ctx x;
-  llhttp_t p;
-  int rc = run_llhttp(&p, &x, HTTP_REQUEST, head, hlen, hdrs, r->max_headers);
-  r->num_headers = x.n;
-  if (rc) return rc;
+  int rc, minor;
+  size_t ml;
+  int names_ok = 0; /* the field names were checked (tokens, not empty) */
+  if (fast && fast_request(head, hlen, hdrs, hdrs ? r->max_headers : 0, &x, &minor)) {
+    names_ok = 1;
+    r->num_headers = x.n;
+    ml = (size_t)(x.url - 1 - head);
+    r->version_major = 1;
+    r->version_minor = minor;
+  } else {
+    llhttp_t p;
+    rc = run_llhttp(&p, &x, HTTP_REQUEST, head, hlen, hdrs, r->max_headers);
+    r->num_headers = x.n;
+    if (rc) return rc;
 
-  /* request-line = method SP request-target SP HTTP-version CRLF, with one
-   * SP each (RFC 9112 3): llhttp is laxer about spaces. */
-  size_t ml = 0;
-  while (ml < hlen && head[ml] != ' ') ml++;
-  const char *eol = memchr(head, '\r', hlen);
-  if (x.url == NULL || x.url != head + ml + 1 || eol == NULL ||
-      x.url + x.url_len + 9 != eol || x.url[x.url_len] != ' ' ||
-      memcmp(x.url + x.url_len + 1, "HTTP/", 5) != 0)
-    return LB_EPROTO;
+    /* request-line = method SP request-target SP HTTP-version CRLF, with
+     * one SP each (RFC 9112 3): llhttp is laxer about spaces. */
+    ml = 0;
+    while (ml < hlen && head[ml] != ' ') ml++;
+    const char *eol = memchr(head, '\r', hlen);
+    if (x.url == NULL || x.url != head + ml + 1 || eol == NULL ||
+        x.url + x.url_len + 9 != eol || x.url[x.url_len] != ' ' ||
+        memcmp(x.url + x.url_len + 1, "HTTP/", 5) != 0)
+      return LB_EPROTO;
+    r->method = head;
+    r->method_len = ml;
+    r->target = x.url;
+    r->target_len = x.url_len;
+    r->version_major = p.http_major;
+    r->version_minor = p.http_minor;
+    if (p.http_major != 1) return LB_EVERSION; /* RFC 9112 2.3 */
+    minor = p.http_minor;
+  }
   r->method = head;
   r->method_len = ml;
   r->target = x.url;
   r->target_len = x.url_len;
-  r->version_major = p.http_major;
-  r->version_minor = p.http_minor;
-  if (p.http_major != 1) return LB_EVERSION; /* RFC 9112 2.3 */
-  int v11 = p.http_minor >= 1;
+  int v11 = minor >= 1;
 
   fields f;
-  if ((rc = classify(hdrs, x.n, &f)) != 0) return rc;
+  if ((rc = classify(hdrs, x.n, &f, names_ok)) != 0) return rc;
   int is_connect = ml == 7 && memcmp(head, "CONNECT", 7) == 0; /* methods are case-sensitive */
   if ((rc = parse_target(r, is_connect)) != 0) return rc;
 
@@ -597,6 +733,7 @@ ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
     r->expect_continue = f.expect.cont && !f.expect.other;
   }
   r->upgrade = f.conn.upgrade && f.has_upgrade;
+  r->method_id = method_id(head, ml);
   return end;
 }
 
@@ -644,7 +781,7 @@ ptrdiff_t lb_http1_parse_response(lb_http1_resp *r, const char *buf, size_t len,
   int v11 = p.http_minor >= 1;
 
   fields f;
-  if ((rc = classify(hdrs, x.n, &f)) != 0) return rc;
+  if ((rc = classify(hdrs, x.n, &f, 0)) != 0) return rc;
   if (f.cl_bad) return LB_ECONTENTLEN;
 
   int s = r->status;

@@ -84,10 +84,18 @@ typedef struct lb_http1_req {
   int32_t expect_continue;  /* HTTP/1.1 "Expect: 100-continue" */
   int32_t expect_other;     /* HTTP/1.1 Expect with anything else (answer 417) */
   int32_t upgrade;          /* Connection has "upgrade" and Upgrade is present */
+  int32_t method_id;        /* LB_HTTP1_GET..LB_HTTP1_PATCH, 0 for another method */
   int32_t _scan_lines;      /* private: line ends seen so far */
   size_t _scan_pos;         /* private: bytes already scanned */
   size_t _scan_start;       /* private: head start after leading empty lines */
 } lb_http1_req;
+
+/* method_id: the usual methods by number, so that a caller can use its own
+ * string for them instead of making one from the bytes. */
+enum {
+  LB_HTTP1_GET = 1, LB_HTTP1_HEAD = 2, LB_HTTP1_POST = 3, LB_HTTP1_PUT = 4,
+  LB_HTTP1_DELETE = 5, LB_HTTP1_OPTIONS = 6, LB_HTTP1_PATCH = 7
+};
 
 /* A parsed response head (the client side); same conventions as
  * lb_http1_req. */
@@ -144,6 +152,11 @@ typedef struct lb_http1_resp {
  */
 ptrdiff_t lb_http1_parse_request(lb_http1_req *r, const char *buf, size_t len,
                                  size_t max_header_bytes);
+
+/* The same, with every head through llhttp (the common heads are otherwise
+ * read by a shorter path that must agree with it): for tests and fuzzing. */
+ptrdiff_t lb_http1_parse_request_llhttp(lb_http1_req *r, const char *buf, size_t len,
+                                        size_t max_header_bytes);
 
 /* Clears the progress of an incomplete head (keeps headers/max_headers), to
  * parse a different buffer with the same struct. */

@@ -6,7 +6,9 @@
  * the chunked decoder, once whole and once in two pieces cut at the split
  * point. Whole and split must agree exactly, views must stay inside the
  * head, and a parsed request's fields must survive a write/parse round trip
- * through lb_http1_write_response_head().
+ * through lb_http1_write_response_head(). Requests are parsed a third time
+ * through llhttp alone (lb_http1_parse_request_llhttp): the short path for
+ * common heads must give the same verdict and views.
  */
 #include "lowbit/lb_base.h"
 #include "lowbit/lb_http1.h"
@@ -38,6 +40,30 @@ static void fuzz_request(const char *s, size_t n, size_t k, size_t maxb) {
   ptrdiff_t rb = lb_http1_parse_request(&b, s, k, maxb);
   if (rb == LB_EAGAIN) rb = lb_http1_parse_request(&b, s, n, maxb);
   CHECK(ra == rb);
+  /* the short path for common heads and llhttp's agree on every view */
+  lb_http1_header hl[MAXH];
+  lb_http1_req l;
+  memset(&l, 0, sizeof l);
+  l.headers = hl;
+  l.max_headers = MAXH;
+  CHECK(lb_http1_parse_request_llhttp(&l, s, n, maxb) == ra);
+  if (ra > 0) {
+    CHECK(off(s, a.method) == off(s, l.method) && a.method_len == l.method_len);
+    CHECK(off(s, a.target) == off(s, l.target) && a.target_len == l.target_len);
+    CHECK(off(s, a.path) == off(s, l.path) && a.path_len == l.path_len);
+    CHECK(off(s, a.query) == off(s, l.query) && a.query_len == l.query_len);
+    CHECK(off(s, a.host) == off(s, l.host) && a.host_len == l.host_len);
+    CHECK(a.content_length == l.content_length && a.body_kind == l.body_kind &&
+          a.keep_alive == l.keep_alive && a.upgrade == l.upgrade &&
+          a.expect_continue == l.expect_continue && a.expect_other == l.expect_other &&
+          a.num_headers == l.num_headers && a.version_minor == l.version_minor &&
+          a.method_id == l.method_id &&
+          a.version_major == l.version_major);
+    for (size_t i = 0; i < a.num_headers; i++) {
+      CHECK(off(s, h1[i].name) == off(s, hl[i].name) && h1[i].name_len == hl[i].name_len);
+      CHECK(off(s, h1[i].value) == off(s, hl[i].value) && h1[i].value_len == hl[i].value_len);
+    }
+  }
   CHECK(ra == LB_EAGAIN || ra > 0 || (ra <= -100 && ra > -400));
   if (ra <= 0) return;
   size_t lim = (size_t)ra;

@@ -49,6 +49,7 @@ static int req_same(const req_out *a, const req_out *b) {
       x->version_minor != y->version_minor || x->body_kind != y->body_kind ||
       x->keep_alive != y->keep_alive || x->expect_continue != y->expect_continue ||
       x->expect_other != y->expect_other || x->upgrade != y->upgrade ||
+      x->method_id != y->method_id ||
       x->num_headers != y->num_headers)
     return 0;
   for (size_t i = 0; i < x->num_headers; i++) {
@@ -97,6 +98,20 @@ static ptrdiff_t req_parse_n(req_out *o, const char *s, size_t n, size_t maxb) {
     LB_CHECK(!"byte-by-byte feed agrees with whole feed");
   }
   free(prev);
+
+  /* the shorter path for common heads agrees with llhttp's, field by field */
+  req_out l;
+  req_init(&l);
+  l.base = whole;
+  l.rc = lb_http1_parse_request_llhttp(&l.r, whole, n, maxb);
+  if (!req_same(o, &l)) {
+    fprintf(stderr, "  llhttp path differs: %td (%s), llhttp %td (%s) on %.*s\n", o->rc,
+            lb_err_name((int)o->rc), l.rc, lb_err_name((int)l.rc), (int)n, s);
+    for (size_t i = 0; i < o->r.num_headers && i < l.r.num_headers; i++)
+      fprintf(stderr, "  field %zu: value %lld+%zu, llhttp %lld+%zu\n", i, off(whole, o->h[i].value),
+              o->h[i].value_len, off(whole, l.h[i].value), l.h[i].value_len);
+    LB_CHECK(!"the common-head path agrees with the llhttp path");
+  }
 
   /* every truncated prefix of a valid head: LB_EAGAIN (fresh struct) */
   if (o->rc > 0) {
@@ -164,6 +179,7 @@ static void test_request_get_fields(void) {
   LB_CHECK_EQ(o.r.keep_alive, 1);
   LB_CHECK_EQ(o.r.expect_continue, 0);
   LB_CHECK_EQ(o.r.upgrade, 0);
+  LB_CHECK_EQ(o.r.method_id, LB_HTTP1_GET);
   /* views point into the caller's buffer */
   LB_CHECK(o.r.path >= o.base && o.r.path < o.base + rc);
   free((void *)o.base);
@@ -1146,7 +1162,99 @@ static void test_format_date(void) {
   }
 }
 
+/* Every byte in every place of a common head (method, target, field name,
+ * field value, version) and a few shapes around them: the parser's verdict
+ * and views are the same whether the head takes the short path or llhttp's
+ * (req_parse_n compares them). */
+static void test_common_head_path_agrees_with_llhttp(void) {
+  static const char *const shapes[] = {
+    "GET /a%cb HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: x\r\nX-%c: 1\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: x\r\nX-A: a%cb\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: x\r\nX-A:%c\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: x\r\nX-A: %c \r\n\r\n",
+    "GE%c /a HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET %ca HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /a HTTP/1.%c\r\nHost: x\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: x%c\r\n\r\n",
+  };
+  char buf[128];
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+    for (int c = 1; c < 256; c++) {
+      if (c == '\r' || c == '\n') continue; /* ends the line: other shapes */
+      int n = snprintf(buf, sizeof buf, shapes[k], c);
+      req_out o;
+      req_parse_n(&o, buf, (size_t)n, 0);
+      free((void *)o.base);
+    }
+  }
+  static const char *const heads[] = {
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "HEAD /x?y HTTP/1.0\r\n\r\n",
+    "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+    "PUT /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+    "DELETE /p HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+    "PATCH /p HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "OPTIONS /o HTTP/1.1\r\nHost: h\r\nA:\r\nB: \t \r\nC:x\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: h\r\nX:\t a \t b\t\r\n\r\n",
+    "\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET  /a HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a  HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a HTTP/1.1 \r\nHost: h\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost : h\r\n\r\n",
+    "GET /a HTTP/1.1\r\n: h\r\n\r\n",
+    "GET /a HTTP/2.0\r\nHost: h\r\n\r\n",
+    "GET /a HTTP/1.10\r\nHost: h\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: h\r\nX: caf\xc3\xa9\r\n\r\n",
+    "get /a HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GETS /a HTTP/1.1\r\nHost: h\r\n\r\n",
+    "TRACE /a HTTP/1.1\r\nHost: h\r\n\r\n",
+  };
+  for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
+    req_out o;
+    req_parse(&o, heads[k]);
+    free((void *)o.base);
+  }
+  /* more fields than the caller's array: the same verdict both ways */
+  lb_http1_header h1[1], h2[1];
+  lb_http1_req a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.headers = h1;
+  b.headers = h2;
+  a.max_headers = b.max_headers = 1;
+  const char *two = "GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n";
+  LB_CHECK_EQ(lb_http1_parse_request(&a, two, strlen(two), 0),
+              lb_http1_parse_request_llhttp(&b, two, strlen(two), 0));
+}
+
+/* method_id names the usual methods, whichever path read the head. */
+static void test_method_id(void) {
+  static const struct { const char *head; int32_t id; } v[] = {
+    {"GET / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_GET},
+    {"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_HEAD},
+    {"POST / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_POST},
+    {"PUT / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_PUT},
+    {"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_DELETE},
+    {"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_OPTIONS},
+    {"PATCH / HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_PATCH},
+    {"GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n", LB_HTTP1_GET}, /* llhttp's path */
+    {"TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", 0},
+    {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 0},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    req_out o;
+    LB_CHECK(req_parse(&o, v[i].head) > 0);
+    LB_CHECK_EQ(o.r.method_id, v[i].id);
+    free((void *)o.base);
+  }
+}
+
 int main(void) {
+  LB_RUN(test_method_id);
+  LB_RUN(test_common_head_path_agrees_with_llhttp);
   LB_RUN(test_request_get_fields);
   LB_RUN(test_scan_every_byte_at_every_offset);
   LB_RUN(test_request_no_query_and_empty_query);

@@ -580,21 +580,13 @@ local function positive(x) return type(x) == "number" and x > 0 and x or nil end
 -- Builds the Request from a parsed head (must run before ib changes).
 local new_tab = require "table.new"
 
--- Methods as interned constants: most requests use one of these, and a
--- comparison of lengths and bytes is cheaper than hashing a new string.
-local METHODS = {}
-for _, m in ipairs({ "GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS" }) do METHODS[#m] = METHODS[#m] or {}; table.insert(METHODS[#m], m) end
-pcall(ffi.cdef, "int memcmp(const void *, const void *, size_t);")
-local memcmp = ffi.C.memcmp
-local function method_of(p, n)
-  local list = METHODS[tonumber(n)]
-  if list then
-    for i = 1, #list do
-      local m = list[i]
-      if memcmp(p, m, n) == 0 then return m end
-    end
-  end
-  return ffi_string(p, n)
+-- The usual methods by the parser's method_id (lb_http1.h), so that their
+-- strings are constants and not made from the bytes per request.
+local METHOD_BY_ID = { "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH" }
+local function method_of(preq)
+  local m = METHOD_BY_ID[preq.method_id]
+  if m then return m end
+  return ffi_string(preq.method, preq.method_len)
 end
 
 -- RFC 9112 6.1: a request framed by Transfer-Encoding that also has a
@@ -649,7 +641,7 @@ local function make_request(cs, preq)
   -- Twelve fields: the hash part has room for the four a handler may add
   -- (url, headers, pattern and path values, ctx) without a rehash.
   local r = request.new({
-    method = method_of(preq.method, preq.method_len),
+    method = method_of(preq),
     _path = raw_path, _query = has_query and raw_query or false, -- r.url is made from these on first use
     request_uri = target,
     host = host,
