@@ -607,6 +607,39 @@ local Listener = {}
 Listener.__index = Listener
 M.Listener = Listener
 
+--- Connections a listener may take from the kernel ahead of accept calls
+--- (see on_connection).
+M.ACCEPT_AHEAD = 16
+
+-- libuv's connection callback. libuv accepts one connection and calls it;
+-- a connection the callback leaves there makes libuv stop watching the
+-- socket until uv.accept takes it, and start again then: two epoll_ctl
+-- calls per connection, one of them failing (EEXIST). So while a task
+-- waits in accept, or conns taken this way wait for one, the callback
+-- takes the connection at once, and libuv goes on accepting in the same
+-- pass (until the kernel has none left): at most ACCEPT_AHEAD conns wait
+-- in the listener. Otherwise (nobody accepts) connections stay in the
+-- kernel's backlog until accept is called, as before.
+local function on_connection(l, e)
+  if e then
+    l.lerr = errors.from_uv(e, nil, "accept")
+    l.pending = l.pending + 1
+  else
+    local queued = l.rlast - l.rfirst + 1
+    local client = (l.accq.n > 0 or queued > 0) and queued < M.ACCEPT_AHEAD and not l.closed and uv.new_tcp()
+    if client and uv.accept(l.h, client) then
+      local i = l.rlast + 1
+      l.rlast = i
+      l.ready[i] = new_conn(client)
+    else
+      if client then uv.close(client) end
+      l.pending = l.pending + 1
+    end
+  end
+  local w = lowbit._q_shift(l.accq)
+  if w then fire(w.sel) end
+end
+
 -- Under `lowbit -w N` (lowbit.host), a worker inherits its slot's listening
 -- socket from the master: M._inherited = { fd, ip, port, spec_port, on_ready }.
 -- The first net.listen whose address resolves to the same ip, with the
@@ -646,14 +679,10 @@ function M.listen(addr, opts)
     if opts.reuseport then ok, err = set_reuseport(h) end
     if ok then ok, err = uv.tcp_bind(h, ip, port) end
   end
-  local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new() }, Listener)
+  local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new(),
+                           ready = {}, rfirst = 1, rlast = 0 }, Listener)
   if ok then
-    ok, err = uv.listen(h, opts.backlog or 511, function(e)
-      if e then l.lerr = errors.from_uv(e, nil, "accept"); l.pending = l.pending + 1
-      else l.pending = l.pending + 1 end
-      local w = lowbit._q_shift(l.accq)
-      if w then fire(w.sel) end
-    end)
+    ok, err = uv.listen(h, opts.backlog or 511, function(e) on_connection(l, e) end)
   end
   if not ok then
     uv.close(h)
@@ -669,6 +698,13 @@ function Listener:accept(ctx)
   ctx = check_ctx(ctx, "listener:accept")
   while true do
     if self.closed then return nil, CLOSED end
+    local i = self.rfirst
+    if i <= self.rlast then
+      local c = self.ready[i]
+      self.ready[i] = nil
+      if i == self.rlast then self.rfirst, self.rlast = 1, 0 else self.rfirst = i + 1 end
+      return c
+    end
     if self.lerr then
       local e = self.lerr
       self.lerr = nil
@@ -714,6 +750,8 @@ function Listener:close()
   self:addr()
   self.closed = true
   if not uv.is_closing(self.h) then uv.close(self.h) end
+  for i = self.rfirst, self.rlast do self.ready[i]:close(); self.ready[i] = nil end
+  self.rfirst, self.rlast = 1, 0
   while true do
     local w = lowbit._q_shift(self.accq)
     if not w then break end
