@@ -167,4 +167,11 @@ end
     -- (and one DEL of the listener when the server closes)
     assert.is_true(epoll <= 2 * 3 + 1, "epoll_ctl calls on the listener and the connections: " .. epoll)
   end)
+  -- A response that ends the connection takes its close_notify with it
+  -- (close_notify used to take a write and a TCP segment of its own).
+  it("answers `Connection: close` in one write: ticket, response and close_notify together (strace)", function()
+    local writes = strace_new_conns(3)
+    -- the handshake's flight, then the rest
+    assert.same({ 2, 2, 2 }, writes)
+  end)
 end)

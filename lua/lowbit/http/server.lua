@@ -252,14 +252,17 @@ local function write_failed(w, err)
 end
 
 -- Writes and empties the string.buffer out (a head, and what fitted with
--- it); a buffer that grew large for it gives its memory back.
-local function conn_write_buf(w, out)
+-- it); a buffer that grew large for it gives its memory back. last: the
+-- connection closes after it, and a conn that can (TLS) sends its
+-- close_notify in the same write.
+local function conn_write_buf(w, out, last)
   local cs = w.cs
   local conn = cs.conn
   local large = #out > OUT_KEEP
   local ok, err
   cs.wn, cs.wbusy = cs.wn + 1, true
-  if conn.write_buffer then ok, err = conn:write_buffer(out)
+  if last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
+  elseif conn.write_buffer then ok, err = conn:write_buffer(out)
   else ok, err = conn:write(out:get()) end
   cs.wbusy = false
   if large then out:free() end
@@ -484,7 +487,9 @@ local function finish_response(w)
     if blen > 0 and not w.head_req and body_allowed(w.status) then out:put(w.buf) end
     w.buf:reset()
     if w.declared and w.written < w.declared and not w.head_req then cs.close_after = true end
-    conn_write_buf(w, out)
+    -- The connection's last response (see end_request): its close_notify
+    -- goes with it.
+    conn_write_buf(w, out, cs.close_after or not cs.keep_alive)
     return
   end
   if w.chunked then
