@@ -1011,11 +1011,18 @@ local function handshake_timeout(srv)
   return t
 end
 
+-- lowbit.tls, loaded by the first server with a TLS config.
+local tls
+
 -- The task of an accepted TLS connection: the handshake (bounded by the
 -- shortest timeout), then the requests. (A function of its own, not a
 -- closure per connection: making one cannot be compiled, and left the
--- accept loop interpreted.)
-local function serve_tls(self, raw, tls, tls_cfg)
+-- accept loop interpreted. Two arguments, not four: the accept loop runs
+-- compiled when connections wait in the listener, and a task started with
+-- four arguments there cost some 60 table allocations of the trace per
+-- connection, against none with two.)
+local function serve_tls(self, raw)
+  local tls_cfg = self.tls
   -- The peer's address is read now (serve_conn needs it anyway): once a
   -- client has reset the connection it has none, and the log line of its
   -- failed handshake would name no one and escape the per-peer limit.
@@ -1052,8 +1059,7 @@ function Server:serve(ln)
   end
   if self.shutting_down then return nil, M.SERVER_CLOSED end
   self.listeners[ln] = true
-  local tls_cfg = self.tls
-  local tls = tls_cfg and require("lowbit.tls")
+  if self.tls then tls = tls or require("lowbit.tls") end
   while true do
     local conn, err = ln:accept()
     if not conn then
@@ -1063,8 +1069,8 @@ function Server:serve(ln)
       self:log_error("http: accept error: " .. tostring(err), "accept")
       lowbit.sleep(0.01)
     else
-      if tls then
-        lowbit.go(serve_tls, self, conn, tls, tls_cfg)
+      if self.tls then
+        lowbit.go(serve_tls, self, conn)
       else
         lowbit.go(serve_conn, self, conn)
       end
