@@ -22,7 +22,7 @@ local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
   type, error, tostring, tonumber, setmetatable, pcall, xpcall
 local find, lower, sub, min = string.find, string.lower, string.sub, math.min
 local format, byte, gsub = string.format, string.byte, string.gsub
-local now = lowbit.now
+local now, go_at = lowbit.now, lowbit._go_at
 local traceback = debug.traceback
 
 local M = {}
@@ -1060,6 +1060,9 @@ function Server:serve(ln)
   if self.shutting_down then return nil, M.SERVER_CLOSED end
   self.listeners[ln] = true
   if self.tls then tls = tls or require("lowbit.tls") end
+  -- Where connection tasks start, for their error reports: noted once,
+  -- not by a debug.getinfo per connection.
+  local site = lowbit.trace_spawn_sites and debug.getinfo(1, "Sl") or nil
   while true do
     local conn, err = ln:accept()
     if not conn then
@@ -1070,9 +1073,9 @@ function Server:serve(ln)
       lowbit.sleep(0.01)
     else
       if self.tls then
-        lowbit.go(serve_tls, self, conn)
+        go_at(site, serve_tls, self, conn)
       else
-        lowbit.go(serve_conn, self, conn)
+        go_at(site, serve_conn, self, conn)
       end
     end
   end
