@@ -109,7 +109,8 @@ describe("https", function()
   -- host binary serving n curl requests (TLS 1.3, `Connection: close`).
   -- Returns each connection's count of writes, the count of epoll_ctl
   -- calls on the listener and the connections (curl's output pipes come
-  -- and go in epoll too), and the failed epoll_ctl calls.
+  -- and go in epoll too), the failed epoll_ctl calls, and the count of
+  -- setsockopt calls on the connections.
   local function strace_new_conns(n)
     local script = support.tmpfile([[
 local lowbit, http, net, tls = require "lowbit", require "lowbit.http", require "lowbit.net", require "lowbit.tls"
@@ -133,7 +134,7 @@ return function(ctx, dir, n)
 end
 ]], ".lua")
     local trace = os.tmpname()
-    local out, rc = support.sh(("strace -o %s -e trace=accept4,epoll_ctl,write,close -e signal=none %s %s %s %d 2>&1")
+    local out, rc = support.sh(("strace -o %s -e trace=accept4,epoll_ctl,write,close,setsockopt -e signal=none %s %s %s %d 2>&1")
       :format(trace, support.host, script, dir, n))
     os.remove(script)
     local f = assert(io.open(trace))
@@ -142,7 +143,7 @@ end
     os.remove(trace)
     assert.equal(0, rc, out)
     assert.equal(("hi\n"):rep(n), out)
-    local writes, open, epoll, failed, lfd = {}, {}, 0, {}, nil
+    local writes, open, epoll, failed, lfd, sockopts = {}, {}, 0, {}, nil, 0
     for line in lines:gmatch("[^\n]+") do
       local l, fd = line:match("^accept4%((%d+),.-%) = (%d+)")
       if fd then lfd = l; writes[#writes + 1] = 0; open[fd] = #writes end
@@ -151,11 +152,13 @@ end
       if efd and (efd == lfd or open[efd]) then epoll = epoll + 1 end
       local wfd = line:match("^write%((%d+),")
       if wfd and open[wfd] then writes[open[wfd]] = writes[open[wfd]] + 1 end
+      local sfd = line:match("^setsockopt%((%d+),")
+      if sfd and open[sfd] then sockopts = sockopts + 1 end
       local cfd = line:match("^close%((%d+)%)")
       if cfd then open[cfd] = nil end
     end
     assert.equal(n, #writes)
-    return writes, epoll, failed
+    return writes, epoll, failed, sockopts
   end
 
   -- Accepting used to make libuv stop watching the listener until the
@@ -173,5 +176,26 @@ end
     local writes = strace_new_conns(3)
     -- the handshake's flight, then the rest
     assert.same({ 2, 2, 2 }, writes)
+  end)
+  -- TCP_NODELAY is set on the listener once: accepted sockets inherit it
+  -- (it was a setsockopt per connection).
+  it("sets no socket option per accepted connection: TCP_NODELAY comes from the listener (strace)", function()
+    local _, _, _, sockopts = strace_new_conns(2)
+    assert.equal(0, sockopts)
+    run(function()
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int getsockopt(int, int, int, void *, unsigned int *);")
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local accepted = lowbit.chan(1)
+      lowbit.go(function() accepted:send(ln:accept()) end)
+      local c = assert(net.dial(nil, ln:addr()))
+      local s = accepted:recv()
+      for _, conn in ipairs({ s, c }) do
+        local v, len = ffi.new("int[1]"), ffi.new("unsigned int[1]", 4)
+        assert.equal(0, ffi.C.getsockopt(conn.fd, 6, 1, v, len)) -- IPPROTO_TCP, TCP_NODELAY
+        assert.equal(1, v[0])
+      end
+      c:close(); s:close(); ln:close()
+    end)
   end)
 end)

@@ -203,7 +203,9 @@ local function uv_error(code, what)
   return errors.from_uv(name .. ": " .. ffi.string(C.lb_uvread_strerror(code)), name, what)
 end
 
-local function new_conn(h)
+-- nodelay: TCP_NODELAY is already on (a connection accepted from a
+-- listener that has it: Linux copies it to the accepted socket).
+local function new_conn(h, nodelay)
   -- The fields a conn gets on every request are there from the start
   -- (false for none): LuaJIT inserts a key even to store nil into it.
   next_id = next_id + 1
@@ -213,7 +215,7 @@ local function new_conn(h)
                            rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
                            tentry = false, rdeadline = false, wdeadline = false,
                            rd = rd, id = next_id }, Conn)
-  pcall(uv.tcp_nodelay, h, true)
+  if not nodelay then pcall(uv.tcp_nodelay, h, true) end
   local fd = uv.fileno(h)
   c.fd = type(fd) == "number" and fd >= 0 and fd or nil
   return c
@@ -607,6 +609,8 @@ local Listener = {}
 Listener.__index = Listener
 M.Listener = Listener
 
+local IS_LINUX = jit and jit.os == "Linux"
+
 --- Connections a listener may take from the kernel ahead of accept calls
 --- (see on_connection).
 M.ACCEPT_AHEAD = 16
@@ -630,7 +634,7 @@ local function on_connection(l, e)
     if client and uv.accept(l.h, client) then
       local i = l.rlast + 1
       l.rlast = i
-      l.ready[i] = new_conn(client)
+      l.ready[i] = new_conn(client, l.nodelay)
     else
       if client then uv.close(client) end
       l.pending = l.pending + 1
@@ -680,7 +684,7 @@ function M.listen(addr, opts)
     if ok then ok, err = uv.tcp_bind(h, ip, port) end
   end
   local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new(),
-                           ready = {}, rfirst = 1, rlast = 0 }, Listener)
+                           ready = {}, rfirst = 1, rlast = 0, nodelay = false }, Listener)
   if ok then
     ok, err = uv.listen(h, opts.backlog or 511, function(e) on_connection(l, e) end)
   end
@@ -688,6 +692,10 @@ function M.listen(addr, opts)
     uv.close(h)
     return nil, errors.from_uv(err, nil, "listen tcp " .. addr)
   end
+  -- Set once here, TCP_NODELAY is inherited by every accepted socket on
+  -- Linux (a setsockopt per connection less); elsewhere, or if it fails,
+  -- each conn sets it.
+  l.nodelay = IS_LINUX and uv.tcp_nodelay(h, true) == 0
   if h and inh and inh.on_ready then inh.on_ready() end
   return l
 end
@@ -715,7 +723,7 @@ function Listener:accept(ctx)
       local client = uv.new_tcp()
       local ok, err = uv.accept(self.h, client)
       self.pending = self.pending - 1
-      if ok then return new_conn(client) end
+      if ok then return new_conn(client, self.nodelay) end
       uv.close(client)
       if err and not tostring(err):find("EAGAIN", 1, true) then
         return nil, errors.from_uv(err, nil, "accept")
