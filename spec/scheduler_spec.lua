@@ -313,6 +313,29 @@ describe("waitgroup and mutex", function()
     assert.equal(1, max_inside)
   end)
 
+  it("an uncontended mutex makes no wait queue; a contended one does and stays FIFO", function()
+    run(function()
+      local m = lowbit.mutex()
+      for _ = 1, 3 do
+        assert.is_true(m:try_lock())
+        assert.is_false(m:try_lock())
+        m:unlock()
+        m:lock()
+        m:unlock()
+      end
+      assert.is_false(m.waiters) -- (two tables less per mutex never waited on)
+      local order = {}
+      m:lock()
+      for i = 1, 3 do lowbit.go(function() m:lock(); order[#order + 1] = i; m:unlock() end) end
+      lowbit.sleep(0.001)
+      assert.is_table(m.waiters)
+      m:unlock()
+      lowbit.sleep(0.001)
+      assert.same({ 1, 2, 3 }, order)
+      assert.is_true(m:try_lock())
+    end)
+  end)
+
   it("unlock of an unlocked mutex raises", function()
     assert.has_error(function() lowbit.mutex():unlock() end, "mutex: unlock of unlocked mutex")
   end)
