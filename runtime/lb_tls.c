@@ -1,11 +1,11 @@
 /*
  * lb_tls.c: TLS over OpenSSL 3 with memory BIOs.
  *
- * Each connection owns an SSL object whose BIOs are two byte queues of its
- * own (a BIO method of this file, cheaper than memory BIOs: OpenSSL asks
- * its BIOs a dozen questions per record): lb_tls_feed appends to the input
- * queue, which the read BIO drains, and the write BIO appends to the output
- * queue, which lb_tls_take_out drains. An empty input queue reports
+ * Each connection owns an SSL object whose BIO (one for both ways) works
+ * on two byte queues of its own (a BIO method of this file, cheaper than
+ * memory BIOs: OpenSSL asks its BIOs a dozen questions per record):
+ * lb_tls_feed appends to the input queue, which the BIO's reads drain, and
+ * its writes append to the output queue, which lb_tls_take_out drains. An empty input queue reports
  * "retry" (not EOF), so OpenSSL turns "no more input" into
  * SSL_ERROR_WANT_READ, which becomes LB_EAGAIN here. Writes into the output
  * queue always succeed (it grows), so SSL_ERROR_WANT_WRITE never happens
@@ -634,9 +634,10 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   lb_tls *t = BIO_get_data(b);
   switch (cmd) {
   case BIO_CTRL_FLUSH: return 1;
-  case BIO_CTRL_PENDING: /* bytes queued: input for the read BIO, output for the write BIO */
-    if (t == NULL) return 0;
-    return (long)(b == SSL_get_rbio(t->ssl) ? t->in.len - t->in.off : t->out.len - t->out.off);
+  case BIO_CTRL_PENDING: /* input queued (one BIO reads and writes) */
+    return t == NULL ? 0 : (long)(t->in.len - t->in.off);
+  case BIO_CTRL_WPENDING: /* output queued */
+    return t == NULL ? 0 : (long)(t->out.len - t->out.off);
   default: return 0; /* no kTLS, no EOF, nothing else to say */
   }
 }
@@ -692,13 +693,11 @@ lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
   }
   t->ssl = SSL_new(ctx->ssl);
   if (t->ssl == NULL) goto fail;
-  BIO *rbio = new_bio(t), *wbio = new_bio(t);
-  if (rbio == NULL || wbio == NULL) {
-    BIO_free(rbio);
-    BIO_free(wbio);
-    goto fail;
-  }
-  SSL_set_bio(t->ssl, rbio, wbio);
+  /* One BIO both ways (SSL_set_bio takes the one reference): a BIO_new
+   * (allocation, ex_data, lock) less per connection than a pair. */
+  BIO *bio = new_bio(t);
+  if (bio == NULL) goto fail;
+  SSL_set_bio(t->ssl, bio, bio);
   SSL_set_app_data(t->ssl, t);
   if (t->is_server) {
     SSL_set_accept_state(t->ssl);
@@ -732,7 +731,7 @@ fail:
 
 void lb_tls_free(lb_tls *t) {
   if (t == NULL) return;
-  SSL_free(t->ssl); /* frees both BIOs */
+  SSL_free(t->ssl); /* frees the BIO */
   free(t->in.buf);
   free(t->out.buf);
   lb_tls_ctx_free(t->ctx);

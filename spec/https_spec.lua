@@ -105,4 +105,97 @@ describe("https", function()
       srv:close()
     end)
   end)
+  -- The server's system calls per new connection, seen by strace on the
+  -- host binary serving n curl requests (TLS 1.3, `Connection: close`).
+  -- Returns each connection's count of writes, the count of epoll_ctl
+  -- calls on the listener and the connections (curl's output pipes come
+  -- and go in epoll too), the failed epoll_ctl calls, and the count of
+  -- setsockopt calls on the connections.
+  local function strace_new_conns(n)
+    local script = support.tmpfile([[
+local lowbit, http, net, tls = require "lowbit", require "lowbit.http", require "lowbit.net", require "lowbit.tls"
+local uv = require "luv"
+return function(ctx, dir, n)
+  local srv = http.server{ handler = function(w) w:write("hi\n") end,
+    tls = assert(tls.server_config{ cert = dir .. "/srv.pem", key = dir .. "/srv.key" }) }
+  local ln = assert(net.listen("127.0.0.1:0"))
+  lowbit.go(function() srv:serve(ln) end)
+  local url = ("https://127.0.0.1:%d/"):format(ln:port())
+  for _ = 1, tonumber(n) do
+    local done = lowbit.chan(1)
+    local out = uv.new_pipe()
+    local got = {}
+    uv.spawn("curl", { args = { "-s", "--cacert", dir .. "/ca.pem", "-H", "Connection: close", url },
+      stdio = { nil, out, nil } }, function() end)
+    uv.read_start(out, function(_, d) if d then got[#got + 1] = d else uv.close(out); done:send(table.concat(got)) end end)
+    io.stdout:write((done:recv()))
+  end
+  srv:close()
+end
+]], ".lua")
+    local trace = os.tmpname()
+    local out, rc = support.sh(("strace -o %s -e trace=accept4,epoll_ctl,write,close,setsockopt -e signal=none %s %s %s %d 2>&1")
+      :format(trace, support.host, script, dir, n))
+    os.remove(script)
+    local f = assert(io.open(trace))
+    local lines = f:read("*a")
+    f:close()
+    os.remove(trace)
+    assert.equal(0, rc, out)
+    assert.equal(("hi\n"):rep(n), out)
+    local writes, open, epoll, failed, lfd, sockopts = {}, {}, 0, {}, nil, 0
+    for line in lines:gmatch("[^\n]+") do
+      local l, fd = line:match("^accept4%((%d+),.-%) = (%d+)")
+      if fd then lfd = l; writes[#writes + 1] = 0; open[fd] = #writes end
+      if line:match("^epoll_ctl.*= %-1") then failed[#failed + 1] = line end
+      local efd = line:match("^epoll_ctl%(%d+, EPOLL_CTL_%u+, (%d+),")
+      if efd and (efd == lfd or open[efd]) then epoll = epoll + 1 end
+      local wfd = line:match("^write%((%d+),")
+      if wfd and open[wfd] then writes[open[wfd]] = writes[open[wfd]] + 1 end
+      local sfd = line:match("^setsockopt%((%d+),")
+      if sfd and open[sfd] then sockopts = sockopts + 1 end
+      local cfd = line:match("^close%((%d+)%)")
+      if cfd then open[cfd] = nil end
+    end
+    assert.equal(n, #writes)
+    return writes, epoll, failed, sockopts
+  end
+
+  -- Accepting used to make libuv stop watching the listener until the
+  -- accept task took the connection, and start again then: an ADD failing
+  -- with EEXIST and a MOD, per connection.
+  it("accepts a connection with no epoll_ctl churn: its ADD and DEL only (strace)", function()
+    local _, epoll, failed = strace_new_conns(3)
+    assert.same({}, failed)
+    -- (and one DEL of the listener when the server closes)
+    assert.is_true(epoll <= 2 * 3 + 1, "epoll_ctl calls on the listener and the connections: " .. epoll)
+  end)
+  -- A response that ends the connection takes its close_notify with it
+  -- (close_notify used to take a write and a TCP segment of its own).
+  it("answers `Connection: close` in one write: ticket, response and close_notify together (strace)", function()
+    local writes = strace_new_conns(3)
+    -- the handshake's flight, then the rest
+    assert.same({ 2, 2, 2 }, writes)
+  end)
+  -- TCP_NODELAY is set on the listener once: accepted sockets inherit it
+  -- (it was a setsockopt per connection).
+  it("sets no socket option per accepted connection: TCP_NODELAY comes from the listener (strace)", function()
+    local _, _, _, sockopts = strace_new_conns(2)
+    assert.equal(0, sockopts)
+    run(function()
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int getsockopt(int, int, int, void *, unsigned int *);")
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local accepted = lowbit.chan(1)
+      lowbit.go(function() accepted:send(ln:accept()) end)
+      local c = assert(net.dial(nil, ln:addr()))
+      local s = accepted:recv()
+      for _, conn in ipairs({ s, c }) do
+        local v, len = ffi.new("int[1]"), ffi.new("unsigned int[1]", 4)
+        assert.equal(0, ffi.C.getsockopt(conn.fd, 6, 1, v, len)) -- IPPROTO_TCP, TCP_NODELAY
+        assert.equal(1, v[0])
+      end
+      c:close(); s:close(); ln:close()
+    end)
+  end)
 end)

@@ -153,6 +153,70 @@ describe("lowbit.net TCP", function()
     end)
   end)
 
+  -- Descriptors this process holds (a connection the listener took from
+  -- the kernel is one more).
+  local function nfds()
+    local p = io.popen("ls /proc/" .. require("luv").os_getpid() .. "/fd")
+    local n = #p:read("*a"):gsub("[^\n]", "")
+    p:close()
+    return n
+  end
+
+  it("takes no connection from the kernel while nobody accepts; accept then hands them out in order", function()
+    run(function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local base = nfds()
+      local cs = {}
+      for i = 1, 3 do
+        cs[i] = assert(net.dial(bg, ln:addr()))
+        cs[i]:write(tostring(i))
+      end
+      lowbit.sleep(0.05)
+      -- the clients' ends, and the one libuv takes to see that one came
+      assert.equal(base + 4, nfds())
+      for i = 1, 3 do
+        local c = assert(ln:accept())
+        assert.equal(tostring(i), c:read_full(1))
+        c:close()
+      end
+      for i = 1, 3 do cs[i]:close() end
+      ln:close()
+    end)
+  end)
+
+  it("while a task accepts, takes arriving connections ahead (at most ACCEPT_AHEAD); close ends them", function()
+    local ahead = net.ACCEPT_AHEAD
+    net.ACCEPT_AHEAD = 2
+    local ok, err = pcall(run, function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local base = nfds()
+      local first = lowbit.chan(1)
+      lowbit.go(function() first:send(ln:accept()) end) -- one accept, then nobody
+      lowbit.sleep(0.01)
+      local cs = {}
+      for i = 1, 6 do cs[i] = assert(net.dial(bg, ln:addr())) end
+      local c1 = assert(first:recv())
+      lowbit.sleep(0.05)
+      -- 6 client ends, the accepted one, at most 2 taken ahead
+      local held = nfds() - base
+      assert.is_true(held >= 7 and held <= 9, "descriptors: " .. held)
+      ln:close()
+      c1:close()
+      -- every client ends: EOF (closed here) or a reset (from the backlog)
+      for i = 1, 6 do
+        cs[i]:set_read_deadline(lowbit.now() + 5)
+        local d, rerr = cs[i]:read()
+        assert.is_nil(d)
+        assert.is_true(rerr == errors.EOF or errors.is(rerr, errors.sys("ECONNRESET")), tostring(rerr))
+        cs[i]:close()
+      end
+      lowbit.sleep(0.05) -- (libuv closes descriptors on its next pass)
+      assert.equal(base - 1, nfds()) -- (the listener's is gone too)
+    end)
+    net.ACCEPT_AHEAD = ahead
+    assert(ok, err)
+  end)
+
   it("read deadline gives TIMEOUT, can be moved while blocked, and cleared", function()
     run(function()
       local addr, ln = echo_server()

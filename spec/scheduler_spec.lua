@@ -45,6 +45,28 @@ describe("lowbit tasks", function()
     assert.matches("task started at", seen.tb)
   end)
 
+  it("_go_at starts a task whose failure names the site given (no debug.getinfo per task)", function()
+    local saved = lowbit.on_error
+    local seen, site = {}, nil
+    lowbit.on_error = function(err, tb) seen[#seen + 1] = tb end
+    run(function()
+      site = debug.getinfo(1, "Sl")
+      for i = 1, 2 do lowbit._go_at(site, function(n) error("failed " .. n) end, i) end
+      lowbit._go_at(nil, function() error("no site") end)
+      lowbit.sleep(0.01)
+      assert.has_error(function() lowbit._go_at(site, 42) end, "bad argument 'fn' to lowbit.go: function expected, got number")
+    end)
+    lowbit.on_error = saved
+    assert.equal(3, #seen)
+    local here = "(task started at " .. site.short_src .. ":" .. site.currentline .. ")"
+    for i = 1, 2 do
+      assert.matches("failed " .. i, seen[i], 1, true)
+      assert.matches(here, seen[i], 1, true) -- then the main task's own line
+    end
+    assert.matches("no site", seen[3], 1, true)
+    assert.not_matches(here, seen[3], 1, true)
+  end)
+
   it("detects a deadlock instead of hanging", function()
     local ok, err = pcall(run, function() lowbit.chan(0):recv() end)
     assert.is_false(ok)
@@ -289,6 +311,29 @@ describe("waitgroup and mutex", function()
     end)
     assert.same({ 1, 2, 3, 4, 5 }, order)
     assert.equal(1, max_inside)
+  end)
+
+  it("an uncontended mutex makes no wait queue; a contended one does and stays FIFO", function()
+    run(function()
+      local m = lowbit.mutex()
+      for _ = 1, 3 do
+        assert.is_true(m:try_lock())
+        assert.is_false(m:try_lock())
+        m:unlock()
+        m:lock()
+        m:unlock()
+      end
+      assert.is_false(m.waiters) -- (two tables less per mutex never waited on)
+      local order = {}
+      m:lock()
+      for i = 1, 3 do lowbit.go(function() m:lock(); order[#order + 1] = i; m:unlock() end) end
+      lowbit.sleep(0.001)
+      assert.is_table(m.waiters)
+      m:unlock()
+      lowbit.sleep(0.001)
+      assert.same({ 1, 2, 3 }, order)
+      assert.is_true(m:try_lock())
+    end)
   end)
 
   it("unlock of an unlocked mutex raises", function()

@@ -440,6 +440,41 @@ describe("lowbit.tls", function()
     end)
   end)
 
+  it("write_buffer_close sends the data and close_notify in one write; reading goes on", function()
+    run(function()
+      local got = lowbit.chan(1)
+      local ln = serve(server_cfg(), function(c)
+        assert.equal("ping", c:read_full(4))
+        local inner, writes = c:inner(), 0
+        local wb = inner.write_buffer
+        inner.write_buffer = function(self, b) writes = writes + 1; return wb(self, b) end
+        local buf = require("string.buffer").new():put("pong")
+        assert.equal(4, c:write_buffer_close(buf))
+        assert.equal(0, #buf)
+        assert.equal(1, writes)
+        assert.is_true(c:close_write())
+        assert.is_true(errors.is(select(2, c:write("x")), errors.sys("EPIPE")))
+        assert.is_true(errors.is(select(2, c:write_buffer_close(buf:put("y"))), errors.sys("EPIPE")))
+        got:send(c:read_full(5)) -- the peer may still send
+        c:close()
+      end)
+      local c = assert(tls.dial(bg, "localhost:" .. ln:port(), client_cfg()))
+      c:write("ping")
+      assert.equal("pong", c:read_full(4))
+      assert.same({ nil, errors.EOF }, { c:read() }) -- close_notify
+      c:write("after")
+      assert.equal("after", got:recv())
+      c:close()
+      -- openssl s_client reads the data, then the close_notify
+      local code, out = spawn("openssl", { "s_client", "-connect", ln:addr(), "-CAfile", dir .. "/ca.pem",
+        "-verify_return_error", "-ign_eof" }, "ping")
+      assert.equal(0, code)
+      assert.matches("pong", out, 1, true)
+      assert.matches("closed", out, 1, true)
+      ln:close()
+    end)
+  end)
+
   it("fails a server conn fed garbage by a plain TCP client, without hanging", function()
     run(function()
       local results = lowbit.chan(2)

@@ -235,7 +235,8 @@ end
 --- Record where tasks are started, for tracebacks (costs ~0.2 us a spawn).
 M.trace_spawn_sites = true
 
-local function spawn(fn, ...)
+-- Starts a task; site: where it was started (debug info) or nil.
+local function spawn_at(site, fn, ...)
   local n = select("#", ...)
   local co
   if pool_n > 0 then
@@ -246,11 +247,16 @@ local function spawn(fn, ...)
     co = co_create(worker)
   end
   local t = { co = co, gen = gen, fn = fn, nargs = n, args = n > 0 and { ... } or nil,
-              parent = current, site = M.trace_spawn_sites and getinfo(3, "Sl") or nil }
+              parent = current, site = site }
   live = live + 1
   if registry then registry[t] = true end
   wake(t, t) -- the first resume hands the coroutine its task
   return t
+end
+
+-- Starts a task, noting where: the caller of spawn's caller.
+local function spawn(fn, ...)
+  return spawn_at(M.trace_spawn_sites and getinfo(3, "Sl") or nil, fn, ...)
 end
 
 --- Starts fn(...) as a new task. It runs once the current task yields.
@@ -259,6 +265,17 @@ function M.go(fn, ...)
   check_fn(fn, "lowbit.go")
   if not running then error("lowbit.go: no scheduler is running (start one with lowbit.run)", 2) end
   return spawn(fn, ...)
+end
+
+--- lowbit.go for a loop that starts many tasks from one place (a server's
+--- accept loop): site (debug.getinfo(level, "Sl"), taken once, or nil) is
+--- shown as where the task started when it fails, instead of a
+--- debug.getinfo per task (a table, and a C call that compiled code must
+--- stitch around).
+function M._go_at(site, fn, ...)
+  check_fn(fn, "lowbit.go")
+  if not running then error("lowbit.go: no scheduler is running (start one with lowbit.run)", 2) end
+  return spawn_at(site, fn, ...)
 end
 
 --- Stops waiting for task t: lowbit.run (and so the host) may return while

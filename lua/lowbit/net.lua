@@ -203,7 +203,9 @@ local function uv_error(code, what)
   return errors.from_uv(name .. ": " .. ffi.string(C.lb_uvread_strerror(code)), name, what)
 end
 
-local function new_conn(h)
+-- nodelay: TCP_NODELAY is already on (a connection accepted from a
+-- listener that has it: Linux copies it to the accepted socket).
+local function new_conn(h, nodelay)
   -- The fields a conn gets on every request are there from the start
   -- (false for none): LuaJIT inserts a key even to store nil into it.
   next_id = next_id + 1
@@ -213,7 +215,7 @@ local function new_conn(h)
                            rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
                            tentry = false, rdeadline = false, wdeadline = false,
                            rd = rd, id = next_id }, Conn)
-  pcall(uv.tcp_nodelay, h, true)
+  if not nodelay then pcall(uv.tcp_nodelay, h, true) end
   local fd = uv.fileno(h)
   c.fd = type(fd) == "number" and fd >= 0 and fd or nil
   return c
@@ -607,6 +609,41 @@ local Listener = {}
 Listener.__index = Listener
 M.Listener = Listener
 
+local IS_LINUX = jit and jit.os == "Linux"
+
+--- Connections a listener may take from the kernel ahead of accept calls
+--- (see on_connection).
+M.ACCEPT_AHEAD = 16
+
+-- libuv's connection callback. libuv accepts one connection and calls it;
+-- a connection the callback leaves there makes libuv stop watching the
+-- socket until uv.accept takes it, and start again then: two epoll_ctl
+-- calls per connection, one of them failing (EEXIST). So while a task
+-- waits in accept, or conns taken this way wait for one, the callback
+-- takes the connection at once, and libuv goes on accepting in the same
+-- pass (until the kernel has none left): at most ACCEPT_AHEAD conns wait
+-- in the listener. Otherwise (nobody accepts) connections stay in the
+-- kernel's backlog until accept is called, as before.
+local function on_connection(l, e)
+  if e then
+    l.lerr = errors.from_uv(e, nil, "accept")
+    l.pending = l.pending + 1
+  else
+    local queued = l.rlast - l.rfirst + 1
+    local client = (l.accq.n > 0 or queued > 0) and queued < M.ACCEPT_AHEAD and not l.closed and uv.new_tcp()
+    if client and uv.accept(l.h, client) then
+      local i = l.rlast + 1
+      l.rlast = i
+      l.ready[i] = new_conn(client, l.nodelay)
+    else
+      if client then uv.close(client) end
+      l.pending = l.pending + 1
+    end
+  end
+  local w = lowbit._q_shift(l.accq)
+  if w then fire(w.sel) end
+end
+
 -- Under `lowbit -w N` (lowbit.host), a worker inherits its slot's listening
 -- socket from the master: M._inherited = { fd, ip, port, spec_port, on_ready }.
 -- The first net.listen whose address resolves to the same ip, with the
@@ -646,19 +683,19 @@ function M.listen(addr, opts)
     if opts.reuseport then ok, err = set_reuseport(h) end
     if ok then ok, err = uv.tcp_bind(h, ip, port) end
   end
-  local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new() }, Listener)
+  local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new(),
+                           ready = {}, rfirst = 1, rlast = 0, nodelay = false }, Listener)
   if ok then
-    ok, err = uv.listen(h, opts.backlog or 511, function(e)
-      if e then l.lerr = errors.from_uv(e, nil, "accept"); l.pending = l.pending + 1
-      else l.pending = l.pending + 1 end
-      local w = lowbit._q_shift(l.accq)
-      if w then fire(w.sel) end
-    end)
+    ok, err = uv.listen(h, opts.backlog or 511, function(e) on_connection(l, e) end)
   end
   if not ok then
     uv.close(h)
     return nil, errors.from_uv(err, nil, "listen tcp " .. addr)
   end
+  -- Set once here, TCP_NODELAY is inherited by every accepted socket on
+  -- Linux (a setsockopt per connection less); elsewhere, or if it fails,
+  -- each conn sets it.
+  l.nodelay = IS_LINUX and uv.tcp_nodelay(h, true) == 0
   if h and inh and inh.on_ready then inh.on_ready() end
   return l
 end
@@ -669,6 +706,13 @@ function Listener:accept(ctx)
   ctx = check_ctx(ctx, "listener:accept")
   while true do
     if self.closed then return nil, CLOSED end
+    local i = self.rfirst
+    if i <= self.rlast then
+      local c = self.ready[i]
+      self.ready[i] = nil
+      if i == self.rlast then self.rfirst, self.rlast = 1, 0 else self.rfirst = i + 1 end
+      return c
+    end
     if self.lerr then
       local e = self.lerr
       self.lerr = nil
@@ -679,7 +723,7 @@ function Listener:accept(ctx)
       local client = uv.new_tcp()
       local ok, err = uv.accept(self.h, client)
       self.pending = self.pending - 1
-      if ok then return new_conn(client) end
+      if ok then return new_conn(client, self.nodelay) end
       uv.close(client)
       if err and not tostring(err):find("EAGAIN", 1, true) then
         return nil, errors.from_uv(err, nil, "accept")
@@ -714,6 +758,8 @@ function Listener:close()
   self:addr()
   self.closed = true
   if not uv.is_closing(self.h) then uv.close(self.h) end
+  for i = self.rfirst, self.rlast do self.ready[i]:close(); self.ready[i] = nil end
+  self.rfirst, self.rlast = 1, 0
   while true do
     local w = lowbit._q_shift(self.accq)
     if not w then break end

@@ -386,15 +386,20 @@ end
 local Mutex = {}
 Mutex.__index = Mutex
 
+-- The wait queue is made on the first contention: most mutexes (a TLS
+-- conn has two) are never waited on, and two tables less per mutex count
+-- on servers that make them per connection.
 function M.mutex()
-  return setmetatable({ locked = false, waiters = q_new() }, Mutex)
+  return setmetatable({ locked = false, waiters = false }, Mutex)
 end
 
 --- Parks until the lock is ours. Waiters get the lock in FIFO order.
 function Mutex:lock()
   if not self.locked then self.locked = true; return end
   local co = need_task("mutex:lock")
-  q_push(self.waiters, waiter(co))
+  local q = self.waiters
+  if not q then q = q_new(); self.waiters = q end
+  q_push(q, waiter(co))
   co_yield()
 end
 
@@ -407,7 +412,8 @@ end
 --- Hands the lock to the first waiter, or frees it.
 function Mutex:unlock()
   if not self.locked then error("mutex: unlock of unlocked mutex", 2) end
-  local w = q_shift(self.waiters)
+  local q = self.waiters
+  local w = q and q_shift(q)
   if w then fire(w) else self.locked = false end
 end
 

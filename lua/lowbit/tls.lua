@@ -778,6 +778,51 @@ function Conn:write_buffer(buf)
   return total
 end
 
+--- The last bytes this side sends: encrypts and empties a string.buffer,
+--- queues close_notify after it and sends both in one write (a server's
+--- response that ends the connection: one write and one TCP segment less
+--- than write_buffer then close_write). Returns the plaintext byte count,
+--- or nil, err; this side may go on reading.
+function Conn:write_buffer_close(buf)
+  local total = #buf
+  if total > M.WRITE_CHUNK then -- (written piece by piece: no gain)
+    local n, err = self:write_buffer(buf)
+    if not n then return nil, err end
+    local ok, cerr = self:close_write()
+    if not ok then return nil, cerr end
+    return n
+  end
+  local ok, err = write_check(self)
+  if not ok then return nil, err end
+  self.wlock:lock()
+  local p = buf:ref()
+  if self.closed then
+    ok, err = nil, CLOSED
+  elseif self.werr or self.wclosed then
+    ok, err = nil, self.werr or EPIPE
+  else
+    local t = self.t
+    local n = total > 0 and tonumber(C.lb_tls_write(t, p, total)) or 0
+    if n < 0 then
+      self.werr = tls_error(self, n, M.PROTOCOL)
+      ok, err = nil, self.werr
+    else
+      local rc = C.lb_tls_shutdown(t)
+      if rc ~= 0 then
+        self.werr = tls_error(self, rc, M.PROTOCOL)
+        ok, err = nil, self.werr
+      else
+        self.wclosed = true
+        ok, err = flush_locked(self)
+      end
+    end
+  end
+  self.wlock:unlock()
+  buf:reset()
+  if not ok then return nil, err end
+  return total
+end
+
 --- Sends close_notify: the peer reads EOF; this side may go on reading.
 function Conn:close_write()
   if self.closed then return nil, CLOSED end

@@ -22,7 +22,7 @@ local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
   type, error, tostring, tonumber, setmetatable, pcall, xpcall
 local find, lower, sub, min = string.find, string.lower, string.sub, math.min
 local format, byte, gsub = string.format, string.byte, string.gsub
-local now = lowbit.now
+local now, go_at = lowbit.now, lowbit._go_at
 local traceback = debug.traceback
 
 local M = {}
@@ -266,14 +266,17 @@ local function write_failed(w, err)
 end
 
 -- Writes and empties the string.buffer out (a head, and what fitted with
--- it); a buffer that grew large for it gives its memory back.
-local function conn_write_buf(w, out)
+-- it); a buffer that grew large for it gives its memory back. last: the
+-- connection closes after it, and a conn that can (TLS) sends its
+-- close_notify in the same write.
+local function conn_write_buf(w, out, last)
   local cs = w.cs
   local conn = cs.conn
   local large = #out > OUT_KEEP
   local ok, err
   cs.wn, cs.wbusy = cs.wn + 1, true
-  if conn.write_buffer then ok, err = conn:write_buffer(out)
+  if last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
+  elseif conn.write_buffer then ok, err = conn:write_buffer(out)
   else ok, err = conn:write(out:get()) end
   cs.wbusy = false
   if large then out:free() end
@@ -544,7 +547,9 @@ local function finish_response(w)
     if blen > 0 and not w.head_req and body_allowed(w.status) then out:put(w.buf) end
     w.buf:reset()
     if w.declared and w.written < w.declared and not w.head_req then cs.close_after = true end
-    conn_write_buf(w, out)
+    -- The connection's last response (see end_request): its close_notify
+    -- goes with it.
+    conn_write_buf(w, out, cs.close_after or not cs.keep_alive)
     return
   end
   if w.chunked then
@@ -1064,11 +1069,18 @@ local function handshake_timeout(srv)
   return t
 end
 
+-- lowbit.tls, loaded by the first server with a TLS config.
+local tls
+
 -- The task of an accepted TLS connection: the handshake (bounded by the
 -- shortest timeout), then the requests. (A function of its own, not a
 -- closure per connection: making one cannot be compiled, and left the
--- accept loop interpreted.)
-local function serve_tls(self, raw, tls, tls_cfg)
+-- accept loop interpreted. Two arguments, not four: the accept loop runs
+-- compiled when connections wait in the listener, and a task started with
+-- four arguments there cost some 60 table allocations of the trace per
+-- connection, against none with two.)
+local function serve_tls(self, raw)
+  local tls_cfg = self.tls
   -- The peer's address is read now (serve_conn needs it anyway): once a
   -- client has reset the connection it has none, and the log line of its
   -- failed handshake would name no one and escape the per-peer limit.
@@ -1105,8 +1117,10 @@ function Server:serve(ln)
   end
   if self.shutting_down then return nil, M.SERVER_CLOSED end
   self.listeners[ln] = true
-  local tls_cfg = self.tls
-  local tls = tls_cfg and require("lowbit.tls")
+  if self.tls then tls = tls or require("lowbit.tls") end
+  -- Where connection tasks start, for their error reports: noted once,
+  -- not by a debug.getinfo per connection.
+  local site = lowbit.trace_spawn_sites and debug.getinfo(1, "Sl") or nil
   while true do
     local conn, err = ln:accept()
     if not conn then
@@ -1116,10 +1130,10 @@ function Server:serve(ln)
       self:log_error("http: accept error: " .. tostring(err), "accept")
       lowbit.sleep(0.01)
     else
-      if tls then
-        lowbit.go(serve_tls, self, conn, tls, tls_cfg)
+      if self.tls then
+        go_at(site, serve_tls, self, conn)
       else
-        lowbit.go(serve_conn, self, conn)
+        go_at(site, serve_conn, self, conn)
       end
     end
   end
