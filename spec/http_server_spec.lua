@@ -65,6 +65,31 @@ describe("http server basics", function()
     end)
   end)
 
+  it("a connection's parser state is reused by later ones with nothing of an earlier head left", function()
+    run(function()
+      local seen = {}
+      local addr, srv = serve(function(w, r)
+        seen[#seen + 1] = r.method .. " " .. r.request_uri .. " " .. tostring(r.headers:get("X-Old")) .. " " .. r.host
+        w:write("ok")
+      end)
+      -- Heads cut off mid-way (the parser stopped inside them), then closed;
+      -- and one whole request whose connection closes with bytes unread.
+      for i = 1, 4 do
+        local c = assert(net.dial(nil, addr))
+        c:write("PUT /old" .. i .. " HTTP/1.1\r\nHost: old\r\nX-Old: " .. i .. "\r\nX-Cut: abc")
+        lowbit.sleep(0.02)
+        c:close()
+      end
+      assert.equal(200, status_of(raw(addr, "POST /old HTTP/1.1\r\nHost: old\r\nX-Old: 1\r\nConnection: close\r\n\r\nGET /")))
+      for i = 1, 3 do
+        local resp = raw(addr, "GET /new" .. i .. " HTTP/1.1\r\nHost: new\r\nConnection: close\r\n\r\n")
+        assert.equal(200, status_of(resp))
+      end
+      assert.same({ "POST /old 1 old", "GET /new1 nil new", "GET /new2 nil new", "GET /new3 nil new" }, seen)
+      srv:close()
+    end)
+  end)
+
   it("streams large and flushed responses chunked on HTTP/1.1, close-delimited on 1.0", function()
     run(function()
       local addr, srv = serve(function(w)

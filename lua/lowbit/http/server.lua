@@ -760,7 +760,9 @@ local function start_request(srv, cs, preq, n, start)
   if kind == body.NONE then
     r.body = body.NO_BODY
   else
+    -- (made on the first request with a body: most connections have none)
     local bo = cs.body_opts
+    if not bo then bo = { on_done = body_done }; cs.body_opts = bo end
     bo.limit, bo.data = srv.max_body_bytes, w
     bo.on_first_read = expect and send_continue or nil
     r.body = body.new(cs, kind, tonumber(preq.content_length), bo)
@@ -931,12 +933,36 @@ local function ctx_maker(srv, cs)
   end
 end
 
-local function serve_requests(srv, cs)
-  local preq = ffi.new("lb_http1_req")
+-- Parser states of finished connections, for the next ones (a cdata of
+-- 168 bytes per connection less for the GC). A state is zeroed when taken,
+-- as ffi.new makes it: nothing of the previous connection's head is left.
+-- Only the connection loop ever holds one.
+local preq_pool, preq_n, PREQ_POOL_MAX = {}, 0, 256
+local PREQ_SIZE = ffi.sizeof("lb_http1_req")
+
+local function take_preq()
+  local preq
+  if preq_n > 0 then
+    preq = preq_pool[preq_n]
+    preq_pool[preq_n] = nil
+    preq_n = preq_n - 1
+    ffi.fill(preq, PREQ_SIZE)
+  else
+    preq = ffi.new("lb_http1_req")
+  end
   preq.headers = shared_hdrs
   preq.max_headers = M.MAX_HEADERS
-  cs.body_opts = { on_done = body_done }
-  cs.make_ctx = ctx_maker(srv, cs)
+  return preq
+end
+
+local function give_preq(preq)
+  if preq_n < PREQ_POOL_MAX then
+    preq_n = preq_n + 1
+    preq_pool[preq_n] = preq
+  end
+end
+
+local function serve_loop(srv, cs, preq)
   local first = true
   while true do
     local n, start = next_head(srv, cs, preq, first)
@@ -949,6 +975,15 @@ local function serve_requests(srv, cs)
     local st = serve_one(srv, cs, preq, n, start)
     if st ~= NEXT then return st == HIJACKED end
   end
+end
+
+-- (A handler's error leaves the state to the GC: it is not pooled.)
+local function serve_requests(srv, cs)
+  local preq = take_preq()
+  cs.make_ctx = ctx_maker(srv, cs)
+  local hijacked = serve_loop(srv, cs, preq)
+  give_preq(preq)
+  return hijacked
 end
 
 -- " (GET /path HTTP/1.1)" for the log line of a handler's panic: which
@@ -979,7 +1014,8 @@ local function serve_conn(srv, conn)
                                      in_handler = false, expect = false, keep_alive = false,
                                      close_after = false, peer_gone = false, linger = false,
                                      rdl = false, wdl = false, wn = 0, wbusy = false,
-                                     cut = false, stall_n = false, stall_t = false, cl_s = false, cl_n = false })
+                                     cut = false, stall_n = false, stall_t = false, cl_s = false, cl_n = false,
+                                     body_opts = false })
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
