@@ -143,6 +143,36 @@ describe("lowbit.net TCP", function()
     end)
   end)
 
+  it("accepts after accept waits that ended by a connection, a ctx or another task accepting at once", function()
+    run(function()
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local got = lowbit.chan(8)
+      for round = 1, 3 do
+        -- two tasks wait in accept at once, then a ctx ends a third wait
+        for _ = 1, 2 do lowbit.go(function() got:send(assert(ln:accept())) end) end
+        lowbit.sleep(0.005)
+        local clients = {}
+        for i = 1, 2 do
+          clients[i] = assert(net.dial(nil, ln:addr()))
+          clients[i]:write("r" .. round .. "c" .. i)
+        end
+        local seen = {}
+        for _ = 1, 2 do
+          local c = got:recv()
+          seen[#seen + 1] = assert(c:read())
+          c:close()
+        end
+        table.sort(seen)
+        assert.same({ "r" .. round .. "c1", "r" .. round .. "c2" }, seen)
+        for i = 1, 2 do clients[i]:close() end
+        local a, aerr = ln:accept(context.with_timeout(bg, 0.005))
+        assert.is_nil(a)
+        assert.equal(context.DEADLINE_EXCEEDED, aerr)
+      end
+      ln:close()
+    end)
+  end)
+
   it("closing the listener wakes a blocked accept with CLOSED", function()
     run(function()
       local ln = assert(net.listen("127.0.0.1:0"))

@@ -17,6 +17,7 @@ local uv = require "luv"
 local lowbit = require "lowbit"
 local errors = require "lowbit.errors"
 local context = require "lowbit.context"
+local background = context.background()
 local buffer = require "string.buffer"
 
 local M = {}
@@ -684,7 +685,7 @@ function M.listen(addr, opts)
     if ok then ok, err = uv.tcp_bind(h, ip, port) end
   end
   local l = setmetatable({ h = h, pending = 0, closed = false, accq = lowbit._q_new(),
-                           ready = {}, rfirst = 1, rlast = 0, nodelay = false }, Listener)
+                           ready = {}, rfirst = 1, rlast = 0, nodelay = false, accw = false }, Listener)
   if ok then
     ok, err = uv.listen(h, opts.backlog or 511, function(e) on_connection(l, e) end)
   end
@@ -730,11 +731,25 @@ function Listener:accept(ctx)
       end
     else
       if ctx:err() then return nil, ctx:err() end
-      local sel = new_sel("listener:accept")
-      local w = lowbit._waiter(sel)
+      -- A server's accept loop waits here for most connections: the
+      -- waiter and its entry are kept on the listener for the next wait
+      -- (taken while in use: tasks accepting at once get their own), and
+      -- background (never done) is not watched (an entry in its queue).
+      local w = self.accw
+      local sel
+      if w then
+        self.accw = false
+        sel = w.sel
+        sel.co, sel.done, sel.index, sel.value, sel.ok = lowbit._need_task("listener:accept"), false, false, false, false
+      else
+        sel = new_sel("listener:accept")
+        w = lowbit._waiter(sel)
+      end
       lowbit._q_push(self.accq, w)
-      local why = block(sel, ctx, nil)
+      local why = block(sel, ctx ~= background and ctx or nil, nil)
       lowbit._q_remove(w)
+      sel.co, sel.value = false, false
+      self.accw = w
       if why == "ctx" then return nil, ctx:err() end
     end
   end
