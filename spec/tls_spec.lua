@@ -327,6 +327,42 @@ describe("lowbit.tls", function()
     end)
   end)
 
+  it("runs one handshake for a reader, a writer and handshake() started at once; close ends a stalled one", function()
+    run(function()
+      local ln = serve(server_cfg())
+      local raw = assert(net.dial(nil, "127.0.0.1:" .. ln:port()))
+      local c = assert(tls.client(raw, client_cfg(), "localhost"))
+      local res = lowbit.chan(3)
+      lowbit.go(function() res:send({ "read", c:read() }) end)
+      lowbit.go(function() res:send({ "write", c:write("both") }) end)
+      lowbit.go(function() res:send({ "handshake", c:handshake(bg) }) end)
+      local got = {}
+      for _ = 1, 3 do local r = res:recv(); got[r[1]] = r[2] end
+      assert.same({ read = "both", write = 4, handshake = true }, got)
+      assert.equal(2, c:write("ok"))
+      assert.equal("ok", c:read())
+      c:close()
+      ln:close()
+      -- A peer that never answers: the handshake waits until close.
+      local silent = assert(net.listen("127.0.0.1:0"))
+      local held = {}
+      lowbit.go(function() held[1] = silent:accept() end)
+      local c2 = assert(tls.client(assert(net.dial(nil, silent:addr())), client_cfg(), "localhost"))
+      local res2 = lowbit.chan(2)
+      lowbit.go(function() res2:send({ c2:handshake() }) end)
+      lowbit.go(function() res2:send({ c2:write("x") }) end)
+      lowbit.sleep(0.02)
+      c2:close()
+      for _ = 1, 2 do
+        local r = res2:recv()
+        assert.is_nil(r[1])
+        assert.equal(errors.CLOSED, r[2])
+      end
+      if held[1] then held[1]:close() end
+      silent:close()
+    end)
+  end)
+
   it("keeps a waiting read from blocking a write in another task", function()
     run(function()
       local ln = serve(server_cfg())

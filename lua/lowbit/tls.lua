@@ -361,14 +361,6 @@ local function flush_locked(self)
   end
 end
 
--- Sends pending ciphertext, waiting for a busy writer to finish first.
-local function flush(self)
-  self.wlock:lock()
-  local ok, err = flush_locked(self)
-  self.wlock:unlock()
-  return ok, err
-end
-
 -- From the reader: send what the core produced (answers to post-handshake
 -- messages) unless a writer is busy, which then sends it with its own
 -- bytes (it loops until nothing is pending).
@@ -389,7 +381,7 @@ local function new_conn(inner, cfg, is_server, server_name)
   return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg, is_server = is_server,
                         rbuf = buffer.new(), inner_buf = ib, inner_wb = wb, defer_out = false, hs_done = false, closed = false,
                         reading = false, rerr = false, werr = false, wclosed = false, head = "",
-                        wlock = lowbit.mutex(), hslock = lowbit.mutex() }, Conn)
+                        wlock = lowbit.mutex() }, Conn)
 end
 
 local function check_conn(c, fname)
@@ -462,7 +454,7 @@ local function handshake_loop(self)
     end
     -- Send what the core produced, alerts included: the peer should learn
     -- why the handshake failed.
-    local fok, ferr = flush(self)
+    local fok, ferr = flush_locked(self) -- (Conn:handshake holds wlock)
     if self.closed then return nil, CLOSED end
     if rc == 0 then
       if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
@@ -529,7 +521,11 @@ function Conn:handshake(ctx)
   if self.hs_done then return true end
   if self.hs_err then return nil, self.hs_err end
   if ctx and ctx:err() then return nil, errors.with_kind(M.HANDSHAKE, ctx:err()) end
-  self.hslock:lock()
+  -- The handshake holds the write lock (no lock of its own per conn):
+  -- nothing else takes it before the handshake is done (writes and
+  -- close_write run the handshake first, close sends close_notify only
+  -- after one), and the handshake's own sends need it anyway.
+  self.wlock:lock()
   local ok, err
   if self.closed then
     ok, err = nil, CLOSED
@@ -542,7 +538,7 @@ function Conn:handshake(ctx)
     if ok then self.hs_done = true
     elseif err ~= CLOSED then self.hs_err = err end
   end
-  self.hslock:unlock()
+  self.wlock:unlock()
   return ok, err
 end
 
