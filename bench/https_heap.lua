@@ -25,7 +25,6 @@ return function(ctx, addr, cert, key, warm, n)
     collectgarbage(); collectgarbage()
     collectgarbage("stop")
     local k0, s0 = collectgarbage("count"), served
-    if os.getenv("PHASES") then _G.__H = { _last = k0 } end
     io.stderr:write("heap: warm, counting\n")
     while served < s0 + n do lowbit.sleep(0.01) end
     lowbit.sleep(0.3) -- the last connections close
@@ -34,9 +33,6 @@ return function(ctx, addr, cert, key, warm, n)
       s1 - s0, k1 - k0, (k1 - k0) / (s1 - s0)))
     io.stdout:flush()
     collectgarbage("restart")
-    local H = rawget(_G, "__H")
-    if H then _G.__H = nil; local ks = {} for k in pairs(H) do if k ~= "_last" then ks[#ks+1] = k end end table.sort(ks)
-      for _, k in ipairs(ks) do io.stdout:write(string.format("  %-26s %7.0f B/conn\n", k, H[k] * 1024 / (s1 - s0))) end end
     srv:close()
   end)
   local _, err = srv:listen_and_serve(addr)
