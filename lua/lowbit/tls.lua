@@ -330,7 +330,8 @@ local function send_pending(self, t)
   obuf:commit(tonumber(C.lb_tls_take_out(t, p, cap)))
   -- (obuf is shared: both ways empty it before any wait)
   local ok, err
-  if self.inner_wb then ok, err = self.conn:write_buffer(obuf)
+  local inner = self.conn
+  if type(inner.write_buffer) == "function" then ok, err = inner:write_buffer(obuf)
   else ok, err = self.conn:write(obuf:get()) end
   if not ok then
     obuf:reset()
@@ -377,11 +378,15 @@ local function new_conn(inner, cfg, is_server, server_name)
   -- A wrapped conn that exposes its read buffer (TCP) is read in place.
   local ib = false
   if type(inner.fill) == "function" and type(inner.read_buffer) == "function" then ib = inner:read_buffer() end
-  local wb = type(inner.write_buffer) == "function"
-  return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg, is_server = is_server,
-                        rbuf = buffer.new(), inner_buf = ib, inner_wb = wb, defer_out = false, hs_done = false, closed = false,
-                        reading = false, rerr = false, werr = false, wclosed = false, head = "",
-                        wlock = lowbit.mutex() }, Conn)
+  -- Sixteen fields, the deadlines included (servers set them on every
+  -- request): a table of 16 hash slots, half the size of 17 to 32. head
+  -- is a server's first bytes ("" at first), false on a client: it tells
+  -- the side. (Whether the wrapped conn writes string.buffers is asked
+  -- when sending; wclosed is CLOSING while close sends close_notify.)
+  return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg,
+                        rbuf = buffer.new(), inner_buf = ib, defer_out = false, hs_done = false, closed = false,
+                        reading = false, rerr = false, werr = false, wclosed = false, head = is_server and "" or false,
+                        wlock = lowbit.mutex(), rdeadline = nil, wdeadline = nil }, Conn)
 end
 
 local function check_conn(c, fname)
@@ -421,7 +426,7 @@ local HTTP_HEADS = { ["GET /"] = true, ["HEAD "] = true, ["POST "] = true, ["PUT
 -- A server keeps the first five bytes it was sent, to tell plain HTTP.
 local function note_head(self, p, len)
   local head = self.head
-  if self.is_server and #head < 5 and len > 0 then
+  if head and #head < 5 and len > 0 then
     self.head = head .. ffi_string(p, len < 5 - #head and len or 5 - #head)
   end
 end
@@ -442,10 +447,10 @@ local function handshake_loop(self)
     if t == nil then return nil, CLOSED end
     local rc = C.lb_tls_handshake(t)
     -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
-    if rc ~= 0 and rc ~= LB_EAGAIN and self.is_server and HTTP_HEADS[self.head] then
+    if rc ~= 0 and rc ~= LB_EAGAIN and self.head and HTTP_HEADS[self.head] then
       return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
     end
-    if rc == 0 and self.is_server and C.lb_tls_version_id(t) == TLS13 then
+    if rc == 0 and self.head and C.lb_tls_version_id(t) == TLS13 then
       -- All a TLS 1.3 server has left to send is its session tickets,
       -- which nobody waits for: they go with the first write (or close)
       -- instead of a write of their own on every connection.
@@ -698,6 +703,9 @@ local function check_data(data, fname)
   return concat(data)
 end
 
+-- wclosed while close sends close_notify (the only wait of a close).
+local CLOSING = "closing"
+
 local EPIPE = errors.from_uv("EPIPE: write after close_write", "EPIPE", "write")
 
 -- The checks a write makes before taking the lock: nil, or nil, err.
@@ -849,12 +857,11 @@ end
 --- CLOSE_NOTIFY_TIMEOUT) and closes the wrapped conn. Tasks blocked in
 --- read or write return errors.CLOSED.
 function Conn:close()
-  if self.closed or self.closing then return nil, CLOSED end
-  self.closing = true
+  if self.closed or self.wclosed == CLOSING then return nil, CLOSED end
   local t = self.t
   if self.hs_done and not self.wclosed and not self.werr and lowbit.current() and self.wlock:try_lock() then
     if C.lb_tls_shutdown(t) == 0 then
-      self.wclosed = true
+      self.wclosed = CLOSING -- (true to writes; a second close returns CLOSED)
       local limit = now() + M.CLOSE_NOTIFY_TIMEOUT
       self.conn:set_write_deadline(min(self.wdeadline or limit, limit))
       flush_locked(self)
@@ -919,7 +926,7 @@ function Conn:peer_subject() return text(C.lb_tls_peer_subject, self.t) end
 function Conn:inner() return self.conn end
 
 function Conn:__tostring()
-  return ("tls %s conn %s -> %s%s"):format(self.is_server and "server" or "client", tostring(self:local_addr()),
+  return ("tls %s conn %s -> %s%s"):format(self.head and "server" or "client", tostring(self:local_addr()),
     tostring(self:remote_addr()), self.closed and " (closed)" or "")
 end
 

@@ -1137,7 +1137,7 @@ local function serve_tls(self, raw)
       tc:close()
       return
     end
-    tc:set_deadline(nil)
+    raw:set_deadline(nil) -- (tc has none of its own: no fields added to it)
     serve_conn(self, tc)
   else
     self:log_error("http: TLS setup failed: " .. tostring(herr))
