@@ -31,7 +31,7 @@ run_all() {
     "${BENCH_COMMAND:-${BENCH_ONLY:+BENCH_ONLY=\\\"$BENCH_ONLY\\\" }make bench}"
   for b in bench/*.lua; do
     n=$(basename "$b" .lua)
-    case "$n" in report|redis_server) continue ;; esac # helpers, not benchmarks
+    case "$n" in report|redis_server|https_heap) continue ;; esac # helpers (https_heap.lua is the server of https_heap.sh)
     want "$n" || continue
     echo "== $b"
     $host "$b" || echo "(failed: $b)"
@@ -95,6 +95,10 @@ run_all() {
       echo "== bench/https_nginx.sh (examples/hello.lua vs nginx + lua, TLS 1.3, P-256)"
       bash bench/https_nginx.sh 4
     fi
+  fi
+  if command -v wrk >/dev/null && want https_heap; then
+    echo "== bench/https_heap.sh (Lua heap per new HTTPS connection)"
+    bash bench/https_heap.sh "$host"
   fi
   if command -v wrk >/dev/null && command -v valgrind >/dev/null && want https_instr; then
     echo "== bench/https_instr.sh (examples/hello.lua under callgrind)"
