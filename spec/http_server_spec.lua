@@ -782,14 +782,8 @@ describe("issue 12: a head and a mid-size body sent together", function()
       c:set_deadline(lowbit.now() + 10)
       assert(c:write(table.concat(reqs)))
       lowbit.sleep(0.3) -- the server's writes meet a full socket
-      local parts = {}
-      while true do
-        local d = c:read()
-        if not d then break end
-        parts[#parts + 1] = d
-      end
+      local all = support.read_all(c)
       c:close()
-      local all = table.concat(parts)
       local pos = 1
       for i = 1, N do
         local hs, he = all:find("\r\n\r\n", pos, true)

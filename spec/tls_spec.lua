@@ -261,14 +261,8 @@ describe("lowbit.tls", function()
       local port, stop = s_server("srv")
       local c = assert(tls.dial(bg, "localhost:" .. port, client_cfg()))
       c:write("GET / HTTP/1.0\r\n\r\n")
-      local parts = {}
-      while true do
-        local d = c:read()
-        if not d then break end
-        parts[#parts + 1] = d
-      end
+      local page = support.read_all(c)
       c:close()
-      local page = table.concat(parts)
       assert.matches("^HTTP/1.0 200 ok", page)
       assert.matches("s_server", page, 1, true)
 
