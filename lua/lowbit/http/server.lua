@@ -656,7 +656,7 @@ local function make_request(cs, preq)
     content_length = kind == body.LENGTH and tonumber(preq.content_length) or (kind == body.NONE and 0 or -1),
     remote_addr = cs.remote,
     body = false,
-    _make_ctx = cs.make_ctx,
+    _make_ctx = cs, -- (callable: make_req_ctx)
   })
   return r
 end
@@ -921,17 +921,19 @@ end
 -- function. So the loop is only glue around three calls (each compiled
 -- from its entry), and a request on a keep-alive connection whose head has
 -- arrived costs one call to next_head and one to serve_one.
--- The request ctx maker of a connection (made here: a closure in
--- serve_requests would make each of its returns close upvalues, which
--- LuaJIT cannot compile, and its loop would stay interpreted).
-local function ctx_maker(srv, cs)
-  return function(r)
-    local ctx, cancel = context.with_cancel(srv.base_ctx)
-    cs.cancel_req = cancel
-    if r.body.done then start_watch(cs) end
-    return ctx
-  end
+-- The request ctx maker: r._make_ctx is the connection's state itself,
+-- callable through its metatable (ConnState.__call below), so that no
+-- closure is made per connection (making one cannot be compiled: the
+-- function doing it ran interpreted, and so did what it called).
+local function make_req_ctx(cs, r)
+  local ctx, cancel = context.with_cancel(cs.srv.base_ctx)
+  cs.cancel_req = cancel
+  if r.body.done then start_watch(cs) end
+  return ctx
 end
+
+-- The per-connection state's metatable: a body.Source that is callable.
+local ConnState = { __index = body.Source, __call = make_req_ctx }
 
 -- Parser states of finished connections, for the next ones (a cdata of
 -- 168 bytes per connection less for the GC). A state is zeroed when taken,
@@ -962,25 +964,33 @@ local function give_preq(preq)
   end
 end
 
+-- The first request is served apart from the loop: a connection that
+-- carries one request (Connection: close) never enters the loop, and a
+-- root trace from the entry of this function (or of its callers) can be
+-- compiled, which it cannot when it meets an inner loop.
 local function serve_loop(srv, cs, preq)
-  local first = true
-  while true do
-    local n, start = next_head(srv, cs, preq, first)
-    if n == nil then return false end -- shutting down
+  local n, start = next_head(srv, cs, preq, true)
+  if n == nil then return false end -- shutting down
+  if n == EAGAIN then
+    n = await_head(srv, cs, preq, true)
+    if n == nil then return false end
+  end
+  local st = serve_one(srv, cs, preq, n, start)
+  while st == NEXT do
+    n, start = next_head(srv, cs, preq, false)
+    if n == nil then return false end
     if n == EAGAIN then
-      n = await_head(srv, cs, preq, first)
+      n = await_head(srv, cs, preq, false)
       if n == nil then return false end
     end
-    first = false
-    local st = serve_one(srv, cs, preq, n, start)
-    if st ~= NEXT then return st == HIJACKED end
+    st = serve_one(srv, cs, preq, n, start)
   end
+  return st == HIJACKED
 end
 
 -- (A handler's error leaves the state to the GC: it is not pooled.)
 local function serve_requests(srv, cs)
   local preq = take_preq()
-  cs.make_ctx = ctx_maker(srv, cs)
   local hijacked = serve_loop(srv, cs, preq)
   give_preq(preq)
   return hijacked
@@ -1015,7 +1025,7 @@ local function serve_conn(srv, conn)
                                      close_after = false, peer_gone = false, linger = false,
                                      rdl = false, wdl = false, wn = 0, wbusy = false,
                                      cut = false, stall_n = false, stall_t = false, cl_s = false, cl_n = false,
-                                     body_opts = false })
+                                     body_opts = false }, ConnState)
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
@@ -1076,6 +1086,7 @@ function M.server(opts)
     max_header_bytes = positive(opts.max_header_bytes) or M.DEFAULT_MAX_HEADER_BYTES,
     max_body_bytes = positive(opts.max_body_bytes),
     error_log = opts.error_log,
+    hs_timeout = false, -- (set by serve)
     base_ctx = base, cancel_base = cancel,
     conns = {}, nconns = 0, active = 0, listeners = {},
     shutting_down = false,
@@ -1121,7 +1132,7 @@ local function serve_tls(self, raw)
   -- client has reset the connection it has none, and the log line of its
   -- failed handshake would name no one and escape the per-peer limit.
   local peer = raw:remote_addr()
-  local hs = handshake_timeout(self)
+  local hs = self.hs_timeout
   if hs then raw:set_deadline(now() + hs) end
   local tc, herr = tls.server(raw, tls_cfg)
   if tc then
@@ -1154,6 +1165,9 @@ function Server:serve(ln)
   if self.shutting_down then return nil, M.SERVER_CLOSED end
   self.listeners[ln] = true
   if self.tls then tls = tls or require("lowbit.tls") end
+  -- The TLS handshake's bound, found once here rather than per connection
+  -- (a table and a loop each time: the loop kept serve_tls interpreted).
+  self.hs_timeout = handshake_timeout(self)
   -- Where connection tasks start, for their error reports: noted once,
   -- not by a debug.getinfo per connection.
   local site = lowbit.trace_spawn_sites and debug.getinfo(1, "Sl") or nil
