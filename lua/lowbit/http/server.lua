@@ -163,7 +163,7 @@ M.ResponseWriter = W
 
 function W:header()
   local h = self.hdr
-  if not h then h = self.cs.resp_h:_reset(); self.hdr = h end
+  if not h then h = self.resp_h:_reset(); self.hdr = h end
   return h
 end
 
@@ -382,7 +382,7 @@ end
 -- string of at most BIG_WRITE bytes) now; the body goes on streamed.
 -- sample: the body's first bytes when w.buf does not hold them.
 local function send_head(w, sample, more)
-  local out = w.cs.out
+  local out = w.out
   out:reset()
   build_head(w, out, false, sample)
   w.head_sent = true
@@ -434,7 +434,7 @@ function W:write_prebuilt(status, fields, body)
   if h and h.n > 0 then return false end
   local cs = self.cs
   check_unread(self, cs)
-  local out = cs.out
+  local out = self.out
   out:reset()
   out:put(status_line(status), fields, date_line())
   put_connection(out, cs, self.req, true, false)
@@ -540,7 +540,7 @@ local function finish_response(w)
   if not w.status then w.status = 200 end
   local cs = w.cs
   if not w.head_sent then
-    local out = cs.out
+    local out = w.out
     out:reset()
     build_head(w, out, true)
     local blen = #w.buf
@@ -1019,18 +1019,23 @@ end
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
-  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "new", born = now(),
-                                     remote = conn:remote_addr(), resp_h = headers.new(),
+  -- Per-connection state: a body.Source (ib: bytes read and not yet
+  -- parsed) plus what the loop keeps across requests. Sixteen fields with
+  -- conn, inplace, ib and w: a hash part of 16 (one of 32 cost more to copy,
+  -- sweep and traverse). Fields of rarer cases are added when they arise:
+  -- linger, peer_gone, body_opts, cl_s and cl_n, cancel_req and the
+  -- watcher's, cut and stall_n/stall_t (shutdown); read as nil = false.
+  local cs = body.new_source(conn, { srv = srv, state = "new", born = now(), remote = conn:remote_addr(),
                                      in_handler = false, expect = false, keep_alive = false,
-                                     close_after = false, peer_gone = false, linger = false,
-                                     rdl = false, wdl = false, wn = 0, wbusy = false,
-                                     cut = false, stall_n = false, stall_t = false, cl_s = false, cl_n = false,
-                                     body_opts = false }, ConnState)
+                                     close_after = false, rdl = false, wdl = false, wn = 0, wbusy = false },
+                             ConnState)
   -- Every field the writer may set is present from the start: adding keys
-  -- to a table later costs a rehash.
+  -- to a table later costs a rehash. out: the buffer heads are built in;
+  -- resp_h: the response header set, reset for each request.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
                         status = false, hdr = false, head_sent = false, chunked = false, declared = false,
-                        werr = false, hijacked = false, sent_continue = false }, W)
+                        werr = false, hijacked = false, sent_continue = false,
+                        out = buffer.new(), resp_h = headers.new() }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
