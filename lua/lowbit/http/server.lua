@@ -23,6 +23,7 @@ local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
 local find, lower, sub, min = string.find, string.lower, string.sub, math.min
 local format, byte, gsub = string.format, string.byte, string.gsub
 local now, go_at = lowbit.now, lowbit._go_at
+local new_ctx, cancel_ctx = context._child, context._cancel
 local traceback = debug.traceback
 
 local M = {}
@@ -40,6 +41,7 @@ local MAX_DISCARD = 256 * 1024           -- unread request body drained for keep
 local BIG_WRITE = 64 * 1024              -- w:write strings past this go out from the caller's string
 local WAIT_PIECE = 16 * 1024             -- what such a write queues when the socket is full
 local OUT_KEEP = 128 * 1024              -- a head buffer grown past this is freed after use
+local OUT_SIZE = 256                     -- a head buffer's first size (grown 32, 64, 128, 256 otherwise)
 -- Seconds the server drains a request body the handler left unread (at
 -- most MAX_DISCARD bytes) before it gives up the connection.
 M.DISCARD_TIMEOUT = 5
@@ -664,25 +666,29 @@ end
 -- The client-gone watcher: once the request body is consumed, a task reads
 -- the connection (keeping any pipelined bytes) and cancels the request's
 -- ctx when the peer goes away. It is stopped by a read deadline in the past.
+-- The watcher's task (a function of its own, started with cs: no closure
+-- made per request).
+local function watch(cs)
+  while not cs.stop_watch do
+    local ok, err = cs:more()
+    if ok then
+      if #cs.ib > 64 * 1024 then break end -- enough pipelined; stop reading
+    else
+      if err ~= errors.TIMEOUT or not cs.stop_watch then
+        cs.peer_gone = true
+        if cs.cancel_req then cancel_ctx(cs.cancel_req) end
+      end
+      break
+    end
+  end
+  cs.watch_done:send(true)
+end
+
 local function start_watch(cs)
   if cs.watching or cs.hijacked or not cs.cancel_req then return end
   cs.watching = true
   cs.watch_done = lowbit.chan(1)
-  lowbit.go(function()
-    while not cs.stop_watch do
-      local ok, err = cs:more()
-      if ok then
-        if #cs.ib > 64 * 1024 then break end -- enough pipelined; stop reading
-      else
-        if err ~= errors.TIMEOUT or not cs.stop_watch then
-          cs.peer_gone = true
-          if cs.cancel_req then cs.cancel_req() end
-        end
-        break
-      end
-    end
-    cs.watch_done:send(true)
-  end)
+  lowbit.go(watch, cs)
 end
 
 function stop_watch(cs)
@@ -780,7 +786,7 @@ local function leave_handler(srv, cs)
   cs.in_handler = false
   srv.active = srv.active - 1
   stop_watch(cs)
-  if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+  if cs.cancel_req then cancel_ctx(cs.cancel_req); cs.cancel_req = nil end
 end
 
 -- Drains what is left of a request body (check_unread found it small)
@@ -926,8 +932,8 @@ end
 -- closure is made per connection (making one cannot be compiled: the
 -- function doing it ran interpreted, and so did what it called).
 local function make_req_ctx(cs, r)
-  local ctx, cancel = context.with_cancel(cs.srv.base_ctx)
-  cs.cancel_req = cancel
+  local ctx = new_ctx(cs.srv.base_ctx)
+  cs.cancel_req = ctx -- (cancelled by cancel_ctx: no closure made per request)
   if r.body.done then start_watch(cs) end
   return ctx
 end
@@ -1030,12 +1036,13 @@ local function serve_conn(srv, conn)
                                      close_after = false, rdl = false, wdl = false, wn = 0, wbusy = false },
                              ConnState)
   -- Every field the writer may set is present from the start: adding keys
-  -- to a table later costs a rehash. out: the buffer heads are built in;
-  -- resp_h: the response header set, reset for each request.
+  -- to a table later costs a rehash. out: the buffer heads are built in
+  -- (OUT_SIZE from the start); resp_h: the response header set, reset for
+  -- each request, with room for four fields from the start.
   cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
                         status = false, hdr = false, head_sent = false, chunked = false, declared = false,
                         werr = false, hijacked = false, sent_continue = false,
-                        out = buffer.new(), resp_h = headers.new() }, W)
+                        out = buffer.new(OUT_SIZE), resp_h = headers._new_sized(4) }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
