@@ -50,6 +50,57 @@ describe("http server per connection", function()
     end)
   end)
 
+  it("sends the body of one write, of several, and of writes past the buffer whole, on one connection", function()
+    run(function()
+      local big = string.rep("b", 5000)
+      local srv, ln = support.http_server{ handler = function(w, r)
+        local p = r.url.path
+        if p == "/one" then w:write("<html>one")
+        elseif p == "/two" then w:write("ab"); w:write("cd"); w:write("")
+        elseif p == "/past" then w:write("<html>x"); w:write(big)
+        elseif p == "/flush" then w:write("a"); w:write("b"); w:flush(); w:write("c")
+        end
+      end }
+      local c = assert(net.dial(nil, ln:addr()))
+      c:set_deadline(lowbit.now() + 5)
+      c:write("GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n" ..
+        "HEAD /two HTTP/1.1\r\nHost: a\r\n\r\nGET /past HTTP/1.1\r\nHost: a\r\n\r\n" ..
+        "GET /flush HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local resp = support.read_all(c)
+      c:close()
+      local heads, bodies, pos = {}, {}, 1
+      while pos <= #resp do
+        local e = assert(resp:find("\r\n\r\n", pos, true))
+        local head = resp:sub(pos, e + 1)
+        pos = e + 4
+        local cl = head:match("\r\nContent%-Length: (%d+)\r\n")
+        local body
+        if #heads == 2 then body = "" -- HEAD
+        elseif cl then body = resp:sub(pos, pos + tonumber(cl) - 1); pos = pos + tonumber(cl)
+        else
+          assert.matches("\r\nTransfer%-Encoding: chunked\r\n", head)
+          local parts = {}
+          while true do
+            local le = assert(resp:find("\r\n", pos, true))
+            local n = tonumber(resp:sub(pos, le - 1), 16)
+            pos = le + 2
+            if n == 0 then pos = pos + 2; break end
+            parts[#parts + 1] = resp:sub(pos, pos + n - 1)
+            pos = pos + n + 2
+          end
+          body = table.concat(parts)
+        end
+        heads[#heads + 1], bodies[#bodies + 1] = head, body
+      end
+      assert.equal(6, #heads)
+      assert.same({ "<html>one", "abcd", "", "<html>x" .. big, "abc", "abcd" }, bodies)
+      assert.matches("Content%-Type: text/html", heads[1])
+      assert.matches("Content%-Length: 4\r\n", heads[3]) -- HEAD: the length of the body it would get
+      assert.matches("Content%-Type: text/html", heads[4])
+      srv:close()
+    end)
+  end)
+
   it("compiles the new-connection path: no closure made per connection or request", function()
     if not (jit and jit.status()) then return end
     local served = 0

@@ -205,6 +205,47 @@ local function put_connection(out, cs, r, framed, has_conn_close)
   out:put("\r\n")
 end
 
+-- The response body held until the head goes: the only write so far as
+-- it was given (w.pend, a string), or, from a second write on, the
+-- writer's buffer (w.buf, made then and kept for the connection). Most
+-- handlers write once: their response needs no buffer of its own.
+local function held_len(w)
+  local p = w.pend
+  if p then return #p end
+  local b = w.buf
+  return b and #b or 0
+end
+
+local function held_str(w)
+  local p = w.pend
+  if p then return p end
+  local b = w.buf
+  return b and b:tostring() or ""
+end
+
+-- Appends the held bytes to out, and forgets them.
+local function put_held(out, w)
+  local p = w.pend
+  if p then out:put(p); w.pend = false; return end
+  local b = w.buf
+  if b and #b > 0 then out:put(b); b:reset() end
+end
+
+local function drop_held(w)
+  if w.pend then w.pend = false end
+  local b = w.buf
+  if b then b:reset() end
+end
+
+-- Holds s after what is held (the caller checked that all fits).
+local function hold(w, s)
+  local p, b = w.pend, w.buf
+  if not p and (not b or #b == 0) then w.pend = s; return end
+  if not b then b = buffer.new(); w.buf = b end
+  if p then b:put(p); w.pend = false end
+  b:put(s)
+end
+
 -- Serializes the head into out (a string.buffer). Decides the framing.
 -- sample: the first body bytes when they are not in w.buf (for sniffing).
 local function build_head(w, out, final, sample)
@@ -237,9 +278,9 @@ local function build_head(w, out, final, sample)
   end
   if not has_date then out:put(date_line()) end
   local allowed = body_allowed(status)
-  local blen = #w.buf
+  local blen = held_len(w)
   if allowed and not has_ctype and (blen > 0 or sample) then
-    out:put("Content-Type: ", sniff(sample or w.buf:tostring()), "\r\n")
+    out:put("Content-Type: ", sniff(sample or held_str(w)), "\r\n")
   end
   if has_conn_close then cs.close_after = true end
   if allowed and status ~= 101 then
@@ -267,6 +308,42 @@ local function write_failed(w, err)
   return nil, err
 end
 
+pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
+local libc_write = ffi.C.write
+local cast = ffi.cast
+
+-- The buffer heads are built in for conns with a descriptor of their own
+-- (TCP): one for all connections, never held across a wait (a head is
+-- built and written, or what is left of it copied out, with no yield in
+-- between: see write_scratch), so that a connection needs no buffer of
+-- its own. It is no object a handler is given. Other conns (TLS: its
+-- writes keep the buffer until sent) get one of their own, w.out, made on
+-- their first response.
+local scratch = buffer.new(OUT_SIZE)
+
+local function head_buf(w)
+  local conn = w.cs.conn
+  if conn.fd and conn.write_buffer then scratch:reset(); return scratch end
+  local out = w.out
+  if not out then out = buffer.new(OUT_SIZE); w.out = out else out:reset() end
+  return out
+end
+
+-- Writes the scratch buffer: directly when the socket takes it all, else
+-- what is left goes through conn:write as a string (the conn's own rules
+-- for waits, deadlines and errors), and the scratch is free again before
+-- that write can wait.
+local function write_scratch(conn, out)
+  local wd = conn.wdeadline
+  if not conn.closed and not conn.werr and not conn.wpending and not (wd and wd <= now()) then
+    local p, len = out:ref()
+    local k = tonumber(libc_write(conn.fd, p, len))
+    if k == len then out:reset(); return len end
+    if k > 0 then out:skip(k) end
+  end
+  return conn:write(out:get())
+end
+
 -- Writes and empties the string.buffer out (a head, and what fitted with
 -- it); a buffer that grew large for it gives its memory back. last: the
 -- connection closes after it, and a conn that can (TLS) sends its
@@ -277,7 +354,8 @@ local function conn_write_buf(w, out, last)
   local large = #out > OUT_KEEP
   local ok, err
   cs.wn, cs.wbusy = cs.wn + 1, true
-  if last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
+  if out == scratch then ok, err = write_scratch(conn, out)
+  elseif last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
   elseif conn.write_buffer then ok, err = conn:write_buffer(out)
   else ok, err = conn:write(out:get()) end
   cs.wbusy = false
@@ -294,10 +372,6 @@ local function conn_write(w, data)
   if not ok then return write_failed(w, err) end
   return ok
 end
-
-pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
-local libc_write = ffi.C.write
-local cast = ffi.cast
 
 -- Writes a large string from its own bytes, with no copy of it: write(2)
 -- takes what the socket accepts; when the socket is full, conn:write
@@ -384,18 +458,20 @@ end
 -- string of at most BIG_WRITE bytes) now; the body goes on streamed.
 -- sample: the body's first bytes when w.buf does not hold them.
 local function send_head(w, sample, more)
-  local out = w.out
-  out:reset()
+  local out = head_buf(w)
   build_head(w, out, false, sample)
   w.head_sent = true
-  local blen = #w.buf
+  local blen = held_len(w)
   if not w.head_req and body_allowed(w.status) then
     if blen > 0 then
-      if w.chunked then out:put(("%x\r\n"):format(blen), w.buf, "\r\n")
-      else out:put(w.buf) end
+      if w.chunked then
+        out:put(("%x\r\n"):format(blen))
+        put_held(out, w)
+        out:put("\r\n")
+      else put_held(out, w) end
     end
     if more and blen == 0 and not w.chunked then
-      w.buf:reset()
+      drop_held(w)
       return write_head_body(w, out, more)
     end
     if more then
@@ -403,7 +479,7 @@ local function send_head(w, sample, more)
       else out:put(more) end
     end
   end
-  w.buf:reset()
+  drop_held(w)
   return conn_write_buf(w, out)
 end
 
@@ -436,8 +512,7 @@ function W:write_prebuilt(status, fields, body)
   if h and h.n > 0 then return false end
   local cs = self.cs
   check_unread(self, cs)
-  local out = self.out
-  out:reset()
+  local out = head_buf(self)
   out:put(status_line(status), fields, date_line())
   put_connection(out, cs, self.req, true, false)
   local n = #body
@@ -485,15 +560,15 @@ function W:write(s)
     return nil, M.CONTENT_LENGTH
   end
   if self.head_req then
-    if not self.head_sent and #self.buf + n <= BUFFER_SIZE then self.buf:put(s) end
+    if not self.head_sent and held_len(self) + n <= BUFFER_SIZE then hold(self, s) end
     return n
   end
   if not self.head_sent then
-    local blen = #self.buf
-    if blen + n <= BUFFER_SIZE then self.buf:put(s); return n end
+    local blen = held_len(self)
+    if blen + n <= BUFFER_SIZE then hold(self, s); return n end
     -- The buffer holds only what fits: s goes out after the head (with
     -- it when small), never copied into the buffer.
-    local sample = blen > 0 and self.buf:tostring() .. sub(s, 1, 512) or s
+    local sample = blen > 0 and held_str(self) .. sub(s, 1, 512) or s
     local ok, err = send_head(self, sample, n < BIG_WRITE and s or nil)
     if not ok then return nil, err end
     if n < BIG_WRITE then return n end
@@ -542,12 +617,10 @@ local function finish_response(w)
   if not w.status then w.status = 200 end
   local cs = w.cs
   if not w.head_sent then
-    local out = w.out
-    out:reset()
+    local out = head_buf(w)
     build_head(w, out, true)
-    local blen = #w.buf
-    if blen > 0 and not w.head_req and body_allowed(w.status) then out:put(w.buf) end
-    w.buf:reset()
+    if not w.head_req and body_allowed(w.status) then put_held(out, w) end
+    drop_held(w)
     if w.declared and w.written < w.declared and not w.head_req then cs.close_after = true end
     -- The connection's last response (see end_request): its close_notify
     -- goes with it.
@@ -757,7 +830,7 @@ local function start_request(srv, cs, preq, n, start)
   -- One writer per connection, reset for each request: a handler must
   -- not use w after it returns (as in Go), so nothing sees the reuse.
   local w = cs.w
-  w.buf:reset()
+  drop_held(w)
   w.req, w.written, w.head_req = r, 0, r.method == "HEAD"
   w.status, w.hdr, w.head_sent, w.chunked, w.declared = false, false, false, false, false
   w.werr, w.hijacked, w.sent_continue = false, false, false
@@ -1037,12 +1110,13 @@ local function serve_conn(srv, conn)
                              ConnState)
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash. out: the buffer heads are built in
-  -- (OUT_SIZE from the start); resp_h: the response header set, reset for
-  -- each request, with room for four fields from the start.
-  cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
+  -- when the conn needs one of its own (see head_buf); resp_h: the
+  -- response header set, reset for each request, with room for four
+  -- fields from the start.
+  cs.w = setmetatable({ cs = cs, req = false, pend = false, buf = false, written = 0, head_req = false,
                         status = false, hdr = false, head_sent = false, chunked = false, declared = false,
                         werr = false, hijacked = false, sent_continue = false,
-                        out = buffer.new(OUT_SIZE), resp_h = headers._new_sized(4) }, W)
+                        out = false, resp_h = headers._new_sized(4) }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
