@@ -1095,9 +1095,16 @@ local function panic_trace(e)
   return traceback(e, 2)
 end
 
+-- The end of a connection the handler did not panic on (a function of its
+-- own: what follows the xpcall in serve_conn runs interpreted, this runs
+-- compiled).
+local function end_conn(srv, cs, conn, hijacked)
+  srv.conns[cs] = nil
+  srv.nconns = srv.nconns - 1
+  if not hijacked then conn:close() end
+end
+
 local function serve_conn(srv, conn)
-  -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
-  -- plus what the loop keeps across requests.
   -- Per-connection state: a body.Source (ib: bytes read and not yet
   -- parsed) plus what the loop keeps across requests. Sixteen fields with
   -- conn, inplace, ib and w: a hash part of 16 (one of 32 cost more to copy,
@@ -1120,7 +1127,8 @@ local function serve_conn(srv, conn)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
-  local panicked = not ok and cs.in_handler
+  if ok then end_conn(srv, cs, conn, res); return end
+  local panicked = cs.in_handler
   if panicked then
     -- As Go does: the panic is logged, the request gets a 500 if nothing
     -- was sent yet, and the connection is closed (unless hijacked).
@@ -1134,12 +1142,9 @@ local function serve_conn(srv, conn)
       raw_error(conn, 500, "Internal Server Error")
     end
   end
-  srv.conns[cs] = nil
-  srv.nconns = srv.nconns - 1
-  local hijacked = (ok and res) or (panicked and cs.w.hijacked)
-  if not hijacked then conn:close() end
+  end_conn(srv, cs, conn, panicked and cs.w.hijacked)
   -- A fault of the server itself, not of a handler: the task reports it.
-  if not ok and not panicked then error(res, 0) end
+  if not panicked then error(res, 0) end
 end
 
 ---------------------------------------------------------------------------
