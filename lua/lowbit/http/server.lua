@@ -93,7 +93,8 @@ local date_sec, date_str = -1, nil
 -- code after it, up to the next trace, ran interpreted.
 pcall(ffi.cdef, "int64_t lb_time_now(void *) __asm__(\"time\");")
 local ok_time, c_time = pcall(function() return ffi.C.lb_time_now end)
-local wall = ok_time and function() return tonumber(c_time(nil)) end or os.time
+-- (Not a tail call: a root trace of it could not return through tonumber.)
+local wall = ok_time and function() local t = tonumber(c_time(nil)); return t end or os.time
 local date_line_str = nil
 local function http_date()
   local t = wall()
@@ -1067,11 +1068,23 @@ local function serve_loop(srv, cs, preq)
   return st == HIJACKED
 end
 
+-- A stop for traces. A side trace that starts in a request's code (at a
+-- guard that failed: another type, another branch) records on through the
+-- returns of serve_one, serve_loop and serve_requests, up to the xpcall in
+-- serve_conn, where LuaJIT cannot return ("NYI: return to lower frame").
+-- After a few such aborts the exit falls back to the interpreter for good,
+-- and the rest of every connection that takes it runs interpreted (seen:
+-- 48k -> 68k instructions per new connection in such a run). A call to a
+-- C function the JIT does not compile ends such a trace (a stitch) first;
+-- in the interpreter it costs a plain call.
+local trace_stop = coroutine.running
+
 -- (A handler's error leaves the state to the GC: it is not pooled.)
 local function serve_requests(srv, cs)
   local preq = take_preq()
   local hijacked = serve_loop(srv, cs, preq)
   give_preq(preq)
+  trace_stop()
   return hijacked
 end
 
