@@ -693,19 +693,56 @@ local function framing_conflict(cs, raw, minor, kind)
   return raw
 end
 
+-- Field i of the parsed head into raw (name, value as strings). r.host
+-- is the Host field's value (the same bytes) unless the target named the
+-- host: that string is made once, not twice; returns it when field i is
+-- that one, else host.
+local function put_field(raw, i, host_p, host)
+  local f = shared_hdrs[i]
+  raw[2 * i + 1] = ffi_string(f.name, f.name_len)
+  local v = ffi_string(f.value, f.value_len)
+  raw[2 * i + 2] = v
+  if f.value == host_p then return v end
+  return host
+end
+
+local function put_fields_from(raw, from, n, host_p, host)
+  for i = from, n - 1 do host = put_field(raw, i, host_p, host) end
+  return host
+end
+
 -- Builds the Request from a parsed head (must run before ib changes).
+-- The fields are unrolled for up to eight, a loop only past them: a loop
+-- here made the root traces of every caller (serve_one, start_request,
+-- ...) abort ("inner loop in root trace") unless LuaJIT chose to unroll it.
 local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
   local raw = new_tab(2 * n, 0)
-  -- r.host is the Host field's value (the same bytes) unless the target
-  -- named the host: that string is made once, not twice.
   local host_p, host = preq.host, nil
-  for i = 0, n - 1 do
-    local f = shared_hdrs[i]
-    raw[2 * i + 1] = ffi_string(f.name, f.name_len)
-    local v = ffi_string(f.value, f.value_len)
-    raw[2 * i + 2] = v
-    if f.value == host_p then host = v end
+  if n > 0 then
+    host = put_field(raw, 0, host_p, host)
+    if n > 1 then
+      host = put_field(raw, 1, host_p, host)
+      if n > 2 then
+        host = put_field(raw, 2, host_p, host)
+        if n > 3 then
+          host = put_field(raw, 3, host_p, host)
+          if n > 4 then
+            host = put_field(raw, 4, host_p, host)
+            if n > 5 then
+              host = put_field(raw, 5, host_p, host)
+              if n > 6 then
+                host = put_field(raw, 6, host_p, host)
+                if n > 7 then
+                  host = put_field(raw, 7, host_p, host)
+                  if n > 8 then host = put_fields_from(raw, 8, n, host_p, host) end
+                end
+              end
+            end
+          end
+        end
+      end
+    end
   end
   if host == nil then host = host_p ~= nil and ffi_string(host_p, preq.host_len) or "" end
   local minor = preq.version_minor
