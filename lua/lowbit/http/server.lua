@@ -166,7 +166,14 @@ M.ResponseWriter = W
 
 function W:header()
   local h = self.hdr
-  if not h then h = self.resp_h:_reset(); self.hdr = h end
+  if not h then
+    -- The set is the connection's, made on its first use (a handler that
+    -- sets no field, or answers with write_prebuilt, never makes one).
+    local rh = self.resp_h
+    if not rh then rh = headers._new_sized(4); self.resp_h = rh end
+    h = rh:_reset()
+    self.hdr = h
+  end
   return h
 end
 
@@ -1168,12 +1175,11 @@ local function serve_conn(srv, conn)
   -- Every field the writer may set is present from the start: adding keys
   -- to a table later costs a rehash. out: the buffer heads are built in
   -- when the conn needs one of its own (see head_buf); resp_h: the
-  -- response header set, reset for each request, with room for four
-  -- fields from the start.
+  -- response header set, made by w:header(), reset for each request.
   cs.w = setmetatable({ cs = cs, req = false, pend = false, buf = false, written = 0, head_req = false,
                         status = false, hdr = false, head_sent = false, chunked = false, declared = false,
                         werr = false, hijacked = false, sent_continue = false,
-                        out = false, resp_h = headers._new_sized(4) }, W)
+                        out = false, resp_h = false }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
