@@ -254,6 +254,19 @@ local function hold(w, s)
   b:put(s)
 end
 
+-- "Content-Length: n\r\n" for the lengths a held body can have (at most
+-- BUFFER_SIZE), each made once: formatting the number cost more per
+-- response than the rest of the line.
+local cl_lines = {}
+local function cl_line(n)
+  local l = cl_lines[n]
+  if l == nil then
+    l = "Content-Length: " .. n .. "\r\n"
+    if n <= BUFFER_SIZE then cl_lines[n] = l end
+  end
+  return l
+end
+
 -- Serializes the head into out (a string.buffer). Decides the framing.
 -- sample: the first body bytes when they are not in w.buf (for sniffing).
 local function build_head(w, out, final, sample)
@@ -295,7 +308,7 @@ local function build_head(w, out, final, sample)
     if declared_cl then
       w.declared = declared_cl
     elseif final then
-      if not w.head_req or blen > 0 then out:put("Content-Length: ", blen, "\r\n") end
+      if not w.head_req or blen > 0 then out:put(cl_line(blen)) end
     elseif r.proto_minor >= 1 then
       w.chunked = true
       out:put("Transfer-Encoding: chunked\r\n")
