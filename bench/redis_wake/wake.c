@@ -6,7 +6,7 @@
  *   readd   + epoll_ctl DEL and ADD of the socket (what redis-benchmark's
  *           ae loop does around each request)
  *   rcu     + close(socket()) (frees an inode through RCU, nothing epoll)
- * Prints microseconds per round trip. Used by bench/redis_wake.sh.
+ * Prints microseconds per round trip. Used by bench/redis_wake/run.sh.
  *   wake PORT MODE N
  */
 #include <arpa/inet.h>

@@ -7,7 +7,7 @@
 # (close(socket())). One PING per round trip to a redis-server of its own,
 # server on CPU 0, client on CPU 1; the three in turn, 7 rounds; prints the
 # median microseconds per round trip of each. Not part of make bench.
-#   sh bench/redis_wake.sh [N]
+#   sh bench/redis_wake/run.sh [N]      (from the repository root)
 set -e
 N=${1:-5000}
 command -v redis-server >/dev/null || { echo "redis_wake: skipped (no redis-server)"; exit 0; }
