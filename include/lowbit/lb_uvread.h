@@ -53,6 +53,12 @@ void lb_uvread_forget(lb_uvread *r);
  * handles it (an id may belong to a reader forgotten since). */
 size_t lb_uvread_take(int32_t *ids, size_t max);
 
+/* The address of the socket `fd` (peer != 0: of its peer) as "ip:port"
+ * ("[ip6]:port" for IPv6) in dst, NUL-terminated: its length, or a
+ * negative libuv code (UV_ENOTCONN once the peer is gone). One call, no
+ * Lua table or string on the way (luv's tcp_getpeername builds both). */
+int lb_uvread_sockname(int fd, int peer, char *dst, size_t cap);
+
 /* The name and the message of a libuv error code ("ECONNRESET"). */
 const char *lb_uvread_err_name(int code);
 const char *lb_uvread_strerror(int code);
