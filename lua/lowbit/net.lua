@@ -210,7 +210,14 @@ local function new_conn(h, nodelay)
   -- The fields a conn gets on every request are there from the start
   -- (false for none): LuaJIT inserts a key even to store nil into it.
   next_id = next_id + 1
-  local rd = ffi.gc(ffi.new("lb_uvread"), C.lb_uvread_forget) -- frees what a dropped conn held
+  -- No finalizer (ffi.gc costs a weak-table insert per conn and a call at
+  -- collection): a conn that C may report on is anchored in `reading`
+  -- until its bytes are collected, which frees its buffer (rd.buf is NULL
+  -- whenever the conn is unreachable), and close forgets rd. A conn
+  -- dropped unclosed may stay in lb_uvread's by_fd table, but that entry
+  -- is never read: libuv calls lb_uvread back only for streams reading
+  -- through it, and each start replaces its descriptor's entry first.
+  local rd = ffi.new("lb_uvread")
   rd.fd, rd.id = -1, next_id
   local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
                            rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
@@ -570,13 +577,27 @@ function Conn:set_deadline(t)
   return self:set_write_deadline(t)
 end
 
+-- "ip:port" of the conn's socket (peer: 1) or of its peer (0), or nil.
+-- One C call (lb_uvread_sockname) where luv's getpeername builds a table
+-- and its strings: servers ask every new connection for its peer.
+local addr_buf = ffi.new("char[64]")
+local function sock_addr(c, peer)
+  local fd = c.fd
+  if fd then
+    local n = tonumber(C.lb_uvread_sockname(fd, peer, addr_buf, 64))
+    if n > 0 then return ffi.string(addr_buf, n) end
+    return nil
+  end
+  return sockaddr_string(peer == 1 and uv.tcp_getpeername(c.h) or uv.tcp_getsockname(c.h))
+end
+
 function Conn:local_addr()
-  if self.laddr == nil and not self.closed then self.laddr = sockaddr_string(uv.tcp_getsockname(self.h)) end
+  if self.laddr == nil and not self.closed then self.laddr = sock_addr(self, 0) end
   return self.laddr
 end
 
 function Conn:remote_addr()
-  if self.raddr == nil and not self.closed then self.raddr = sockaddr_string(uv.tcp_getpeername(self.h)) end
+  if self.raddr == nil and not self.closed then self.raddr = sock_addr(self, 1) end
   return self.raddr
 end
 
