@@ -254,31 +254,45 @@ local function stop_reading(c)
 end
 
 local ids = ffi.new("int32_t[64]")
+
+-- collect_reads is a loop of one or two items on most passes: recording a
+-- trace of it often aborts ("leaving loop in root trace") until LuaJIT
+-- gives up on it, and it runs interpreted, where each access to a cdata
+-- field (rd.len, ids[i]...) costs about a thousand instructions. So the
+-- loop only counts and calls: the work is in functions of their own, which
+-- run compiled from their entries whatever becomes of the loop.
+local function take_ready()
+  local n = tonumber(C.lb_uvread_take(ids, 64)) -- (no tail call to tonumber: LuaJIT aborted the trace)
+  return n
+end
+
+-- The news of the reader at ids[i] (bytes, EOF or an error).
+local function collect_one(i)
+  local c = reading[ids[i]]
+  if not c then return end
+  local rd = c.rd
+  rd.queued = 0
+  local len = tonumber(rd.len)
+  if len > 0 then
+    c.rbuf:putcdata(rd.buf, len)
+    C.lb_uvread_release(rd)
+  end
+  local st = rd.status
+  if st ~= 0 then
+    if st == UV_EOF then c.eof = true else c.rerr = uv_error(st, "read") end
+    c.reading = false -- C stopped reading
+    reading[c.id] = nil
+  elseif rd.paused ~= 0 or #c.rbuf >= M.READ_HIGH_WATER then
+    stop_reading(c) -- (C has paused already, or rbuf is full)
+  end
+  local sel = c.rsel
+  if sel then c.rsel = nil; fire(sel) end
+end
+
 local function collect_reads()
   while true do
-    local n = tonumber(C.lb_uvread_take(ids, 64))
-    for i = 0, n - 1 do
-      local c = reading[ids[i]]
-      if c then
-        local rd = c.rd
-        rd.queued = 0
-        local len = tonumber(rd.len)
-        if len > 0 then
-          c.rbuf:putcdata(rd.buf, len)
-          C.lb_uvread_release(rd)
-        end
-        local st = rd.status
-        if st ~= 0 then
-          if st == UV_EOF then c.eof = true else c.rerr = uv_error(st, "read") end
-          c.reading = false -- C stopped reading
-          reading[c.id] = nil
-        elseif rd.paused ~= 0 or #c.rbuf >= M.READ_HIGH_WATER then
-          stop_reading(c) -- (C has paused already, or rbuf is full)
-        end
-        local sel = c.rsel
-        if sel then c.rsel = nil; fire(sel) end
-      end
-    end
+    local n = take_ready()
+    for i = 0, n - 1 do collect_one(i) end
     if n < 64 then return end
   end
 end
@@ -722,58 +736,72 @@ function M.listen(addr, opts)
   return l
 end
 
+-- One look for a connection: a conn, nil, err, or false when accept must
+-- wait. (Tail calls rather than loops, here and in accept_wait: a loop in
+-- accept made every trace started in a server's accept loop abort on it,
+-- and that loop, with the task spawn of each connection, ran interpreted.)
+local function accept_try(self)
+  if self.closed then return nil, CLOSED end
+  local i = self.rfirst
+  if i <= self.rlast then
+    local c = self.ready[i]
+    self.ready[i] = nil
+    if i == self.rlast then self.rfirst, self.rlast = 1, 0 else self.rfirst = i + 1 end
+    return c
+  end
+  if self.lerr then
+    local e = self.lerr
+    self.lerr = nil
+    self.pending = self.pending - 1
+    return nil, e
+  end
+  if self.pending <= 0 then return false end
+  local client = uv.new_tcp()
+  local ok, err = uv.accept(self.h, client)
+  self.pending = self.pending - 1
+  if ok then return new_conn(client, self.nodelay) end
+  uv.close(client)
+  if err and not tostring(err):find("EAGAIN", 1, true) then
+    return nil, errors.from_uv(err, nil, "accept")
+  end
+  return accept_try(self)
+end
+
+-- Waits until accept_try may find something, then looks again.
+local function accept_wait(self, ctx)
+  if ctx:err() then return nil, ctx:err() end
+  -- A server's accept loop waits here for most connections: the
+  -- waiter and its entry are kept on the listener for the next wait
+  -- (taken while in use: tasks accepting at once get their own), and
+  -- background (never done) is not watched (an entry in its queue).
+  local w = self.accw
+  local sel
+  if w then
+    self.accw = false
+    sel = w.sel
+    sel.co, sel.done, sel.index, sel.value, sel.ok = lowbit._need_task("listener:accept"), false, false, false, false
+  else
+    sel = new_sel("listener:accept")
+    w = lowbit._waiter(sel)
+  end
+  lowbit._q_push(self.accq, w)
+  local why = block(sel, ctx ~= background and ctx or nil, nil)
+  lowbit._q_remove(w)
+  sel.co, sel.value = false, false
+  self.accw = w
+  if why == "ctx" then return nil, ctx:err() end
+  local c, err = accept_try(self)
+  if c ~= false then return c, err end
+  return accept_wait(self, ctx)
+end
+
 --- Waits for the next connection. ctx (optional) stops the wait early with
 --- nil, ctx:err().
 function Listener:accept(ctx)
   ctx = check_ctx(ctx, "listener:accept")
-  while true do
-    if self.closed then return nil, CLOSED end
-    local i = self.rfirst
-    if i <= self.rlast then
-      local c = self.ready[i]
-      self.ready[i] = nil
-      if i == self.rlast then self.rfirst, self.rlast = 1, 0 else self.rfirst = i + 1 end
-      return c
-    end
-    if self.lerr then
-      local e = self.lerr
-      self.lerr = nil
-      self.pending = self.pending - 1
-      return nil, e
-    end
-    if self.pending > 0 then
-      local client = uv.new_tcp()
-      local ok, err = uv.accept(self.h, client)
-      self.pending = self.pending - 1
-      if ok then return new_conn(client, self.nodelay) end
-      uv.close(client)
-      if err and not tostring(err):find("EAGAIN", 1, true) then
-        return nil, errors.from_uv(err, nil, "accept")
-      end
-    else
-      if ctx:err() then return nil, ctx:err() end
-      -- A server's accept loop waits here for most connections: the
-      -- waiter and its entry are kept on the listener for the next wait
-      -- (taken while in use: tasks accepting at once get their own), and
-      -- background (never done) is not watched (an entry in its queue).
-      local w = self.accw
-      local sel
-      if w then
-        self.accw = false
-        sel = w.sel
-        sel.co, sel.done, sel.index, sel.value, sel.ok = lowbit._need_task("listener:accept"), false, false, false, false
-      else
-        sel = new_sel("listener:accept")
-        w = lowbit._waiter(sel)
-      end
-      lowbit._q_push(self.accq, w)
-      local why = block(sel, ctx ~= background and ctx or nil, nil)
-      lowbit._q_remove(w)
-      sel.co, sel.value = false, false
-      self.accw = w
-      if why == "ctx" then return nil, ctx:err() end
-    end
-  end
+  local c, err = accept_try(self)
+  if c ~= false then return c, err end
+  return accept_wait(self, ctx)
 end
 
 --- The address the listener is bound to, "host:port".

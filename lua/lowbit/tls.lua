@@ -470,49 +470,70 @@ local function feed_buffered(t, ib)
   return len
 end
 
-local function handshake_loop(self)
-  while true do
-    local t = self.t
-    if t == nil then return nil, CLOSED end
-    local rc = C.lb_tls_handshake(t)
-    -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
-    if rc ~= 0 and rc ~= LB_EAGAIN and self.head and HTTP_HEADS[self.head] then
-      return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
-    end
-    if rc == 0 and self.head and C.lb_tls_version_id(t) == TLS13 then
-      -- All a TLS 1.3 server has left to send is its session tickets,
-      -- which nobody waits for: they go with the first write (or close)
-      -- instead of a write of their own on every connection.
-      self.defer_out = true
-      return true
-    end
-    -- Send what the core produced, alerts included: the peer should learn
-    -- why the handshake failed.
-    local fok, ferr = flush_locked(self) -- (Conn:handshake holds wlock)
-    if self.closed then return nil, CLOSED end
-    if rc == 0 then
-      if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
-      return true
-    elseif rc == LB_EAGAIN then
-      if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
-      local ib, data, err = self.inner_buf, nil, nil
-      if ib then -- in place, as reads do (bytes already there first)
-        if #ib > 0 then data = true else data, err = self.conn:fill() end
-        if self.closed then return nil, CLOSED end
-        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
-        note_head(self, ib:ref())
-        feed_buffered(self.t, ib)
-      else
-        data, err = self.conn:read()
-        if self.closed then return nil, CLOSED end
-        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
-        note_head(self, data, #data)
-        C.lb_tls_feed(self.t, data, #data)
-      end
-    else
-      return nil, tls_error(self, rc, M.HANDSHAKE)
-    end
+local handshake_wait
+
+-- One step of the handshake: the core goes as far as its input allows,
+-- and what it produced is sent. Then done, or (by a tail call, not a loop)
+-- wait for the peer's next flight: a loop here would become the trace, and
+-- the handshake's callers would be left to the interpreter (a root trace
+-- started at their entry aborted on reaching it).
+local function handshake_step(self)
+  local t = self.t
+  if t == nil then return nil, CLOSED end
+  -- A server speaks second: with nothing received yet, there is nothing
+  -- for the core to do (no call, no flush: wait for the ClientHello).
+  if self.head == "" then return handshake_wait(self) end
+  local rc = C.lb_tls_handshake(t)
+  -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
+  if rc ~= 0 and rc ~= LB_EAGAIN and self.head and HTTP_HEADS[self.head] then
+    return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
   end
+  if rc == 0 and self.head and C.lb_tls_version_id(t) == TLS13 then
+    -- All a TLS 1.3 server has left to send is its session tickets,
+    -- which nobody waits for: they go with the first write (or close)
+    -- instead of a write of their own on every connection.
+    self.defer_out = true
+    return true
+  end
+  -- Send what the core produced, alerts included: the peer should learn
+  -- why the handshake failed.
+  local fok, ferr = flush_locked(self) -- (Conn:handshake holds wlock)
+  if self.closed then return nil, CLOSED end
+  if rc == 0 then
+    if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
+    return true
+  elseif rc == LB_EAGAIN then
+    if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
+    return handshake_wait(self)
+  end
+  return nil, tls_error(self, rc, M.HANDSHAKE)
+end
+
+-- Feeds the bytes buffered in the wrapped conn (in place, as reads do),
+-- then steps on.
+local function handshake_feed(self, ib)
+  note_head(self, ib:ref())
+  feed_buffered(self.t, ib)
+  return handshake_step(self)
+end
+
+-- Waits for the peer's next flight (bytes already there first), then
+-- feeds it and steps on. What follows the wait runs interpreted until it
+-- calls a compiled function: it is kept short.
+function handshake_wait(self)
+  local ib, data, err = self.inner_buf, nil, nil
+  if ib then
+    if #ib == 0 then data, err = self.conn:fill() else data = true end
+    if self.closed then return nil, CLOSED end
+    if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+    return handshake_feed(self, ib)
+  end
+  data, err = self.conn:read()
+  if self.closed then return nil, CLOSED end
+  if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+  note_head(self, data, #data)
+  C.lb_tls_feed(self.t, data, #data)
+  return handshake_step(self)
 end
 
 -- A task that ends a handshake bounded by ctx when ctx is done: returns
@@ -540,7 +561,7 @@ local function run_handshake(self, ctx)
   end
   local stop
   if ctx and ctx ~= context.background() then stop = watch_ctx(self, ctx, inner) end
-  local ok, err = handshake_loop(self)
+  local ok, err = handshake_step(self)
   if stop then stop:close() end
   if (limit or stop) and not self.closed then
     inner:set_read_deadline(self.rdeadline)
