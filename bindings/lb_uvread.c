@@ -122,6 +122,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   push_ready(r);
 }
 
+/* Which of the two layouts below luv's handle userdata have, once a
+ * stream was found by its descriptor: 0 unknown, else 1 + the index. One
+ * luv per process, so one layout. */
+static int ud_layout;
+
 /* The stream behind a luv userdata payload, if it is a TCP or pipe stream
  * on descriptor fd. */
 static uv_stream_t *stream_of(void *ud, int fd) {
@@ -132,9 +137,23 @@ static uv_stream_t *stream_of(void *ud, int fd) {
     uv_handle_type t = uv_handle_get_type(h);
     if (t != UV_TCP && t != UV_NAMED_PIPE) continue;
     uv_os_fd_t got;
-    if (uv_fileno(h, &got) == 0 && got == fd) return (uv_stream_t *)h;
+    if (uv_fileno(h, &got) == 0 && got == fd) {
+      ud_layout = 1 + i;
+      return (uv_stream_t *)h;
+    }
   }
   return NULL;
+}
+
+int lb_uvread_fileno(void *ud) {
+  if (ud == NULL || ud_layout == 0) return -1;
+  uv_handle_t *h = ud_layout == 1 ? *(uv_handle_t **)ud : (uv_handle_t *)ud;
+  if (h == NULL) return -1;
+  uv_handle_type t = uv_handle_get_type(h);
+  if (t != UV_TCP && t != UV_NAMED_PIPE) return -1;
+  uv_os_fd_t fd;
+  if (uv_fileno(h, &fd) != 0 || fd < 0) return -1;
+  return fd;
 }
 
 int lb_uvread_start(void *ud, int fd, lb_uvread *r) {

@@ -397,6 +397,23 @@ describe("lowbit.net TCP", function()
     end)
   end)
 
+  it("knows each conn's descriptor, also once lb_uvread tells it instead of luv", function()
+    run(function()
+      local uv = require "luv"
+      local addr, ln = echo_server()
+      local conns = {}
+      for i = 1, 6 do
+        local c = assert(net.dial(bg, addr))
+        assert.equal(uv.fileno(c.h), c.fd)
+        assert.equal(3, c:write("x" .. i .. "y")) -- (the first read tells lb_uvread luv's layout)
+        assert.equal("x" .. i .. "y", c:read_full(3))
+        conns[i] = c
+      end
+      for _, c in ipairs(conns) do c:close() end
+      ln:close()
+    end)
+  end)
+
   it("names both ends, IPv4 and IPv6, as host:port (brackets for IPv6)", function()
     run(function()
       for _, a in ipairs({ "127.0.0.1:0", "[::1]:0" }) do

@@ -39,6 +39,11 @@ typedef struct lb_uvread {
  * negative libuv code. */
 int lb_uvread_start(void *ud, int fd, lb_uvread *r);
 
+/* The descriptor of the TCP or pipe stream behind a luv userdata payload,
+ * or -1: also when no lb_uvread_start has told yet how luv lays its
+ * handles out (callers then ask luv, as for the first conn). */
+int lb_uvread_fileno(void *ud);
+
 /* Stops reading (bytes already read stay in r). 0 or a negative libuv code. */
 int lb_uvread_stop(lb_uvread *r);
 

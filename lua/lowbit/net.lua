@@ -224,7 +224,11 @@ local function new_conn(h, nodelay)
                            tentry = false, rdeadline = false, wdeadline = false,
                            rd = rd, id = next_id }, Conn)
   if not nodelay then pcall(uv.tcp_nodelay, h, true) end
-  local fd = uv.fileno(h)
+  -- The descriptor from lb_uvread, which knows luv's handle layout once a
+  -- conn has read (a compiled call; uv.fileno is luv's, which compiled
+  -- code calls through a trace stitch); from luv for the first conns.
+  local fd = tonumber(C.lb_uvread_fileno(h))
+  if fd < 0 then fd = uv.fileno(h) end
   c.fd = type(fd) == "number" and fd >= 0 and fd or nil
   return c
 end
@@ -599,8 +603,9 @@ local function sock_addr(c, peer)
   local fd = c.fd
   if fd then
     local n = tonumber(C.lb_uvread_sockname(fd, peer, addr_buf, 64))
-    if n > 0 then return ffi.string(addr_buf, n) end
-    return nil
+    if n <= 0 then return nil end
+    local s = ffi.string(addr_buf, n) -- (not a tail call: LuaJIT aborted the trace)
+    return s
   end
   return sockaddr_string(peer == 1 and uv.tcp_getpeername(c.h) or uv.tcp_getsockname(c.h))
 end
