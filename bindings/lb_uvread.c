@@ -156,8 +156,10 @@ int lb_uvread_fileno(void *ud) {
   return fd;
 }
 
-int lb_uvread_start(void *ud, int fd, lb_uvread *r) {
+int lb_uvread_start(void *ud, int fd, lb_uvread *r, int32_t id, size_t high) {
   if (fd < 0) return UV_EBADF;
+  r->id = id;
+  r->high = high;
   uv_stream_t *stream = r->stream;
   if (stream == NULL) stream = stream_of(ud, fd);
   if (stream == NULL) return UV_EINVAL;
@@ -178,8 +180,19 @@ int lb_uvread_start(void *ud, int fd, lb_uvread *r) {
 }
 
 int lb_uvread_stop(lb_uvread *r) {
-  if (r->stream == NULL) return 0;
-  return uv_read_stop((uv_stream_t *)r->stream);
+  if (r->stream != NULL) uv_read_stop((uv_stream_t *)r->stream); /* (always 0) */
+  return r->queued;
+}
+
+size_t lb_uvread_collect(lb_uvread *r) {
+  r->queued = 0;
+  return r->len;
+}
+
+int lb_uvread_collected(lb_uvread *r) {
+  if (r->len > 0) lb_uvread_release(r);
+  if (r->status != 0) return r->status;
+  return r->paused ? 1 : 0;
 }
 
 void lb_uvread_release(lb_uvread *r) {

@@ -217,8 +217,9 @@ local function new_conn(h, nodelay)
   -- dropped unclosed may stay in lb_uvread's by_fd table, but that entry
   -- is never read: libuv calls lb_uvread back only for streams reading
   -- through it, and each start replaces its descriptor's entry first.
+  -- (Its fields are set by lb_uvread_start: fd 0 until then is no
+  -- registration, which by_fd's own entry tells.)
   local rd = ffi.new("lb_uvread")
-  rd.fd, rd.id = -1, next_id
   local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
                            rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
                            tentry = false, rdeadline = false, wdeadline = false,
@@ -237,8 +238,7 @@ M._new_conn = new_conn
 local function start_reading(c)
   if not c.reading and not c.eof and not c.rerr and not c.closed then
     local room = M.READ_HIGH_WATER - #c.rbuf
-    c.rd.high = room > 65536 and room or 65536
-    local rc = c.fd and C.lb_uvread_start(c.h, c.fd, c.rd) or -9 -- EBADF
+    local rc = c.fd and C.lb_uvread_start(c.h, c.fd, c.rd, c.id, room > 65536 and room or 65536) or -9 -- EBADF
     if rc ~= 0 then
       c.rerr = uv_error(rc, "read")
     else
@@ -249,56 +249,49 @@ local function start_reading(c)
 end
 
 local function stop_reading(c)
-  if c.reading then
-    C.lb_uvread_stop(c.rd)
-    c.reading = false
-  end
+  c.reading = false
   -- Still listed while bytes or news wait to be collected.
-  if c.rd.queued == 0 then reading[c.id] = nil end
+  if C.lb_uvread_stop(c.rd) == 0 then reading[c.id] = nil end
 end
 
 local ids = ffi.new("int32_t[64]")
 
--- collect_reads is a loop of one or two items on most passes: recording a
--- trace of it often aborts ("leaving loop in root trace") until LuaJIT
--- gives up on it, and it runs interpreted, where each access to a cdata
--- field (rd.len, ids[i]...) costs about a thousand instructions. So the
--- loop only counts and calls: the work is in functions of their own, which
--- run compiled from their entries whatever becomes of the loop.
-local function take_ready()
-  local n = tonumber(C.lb_uvread_take(ids, 64)) -- (no tail call to tonumber: LuaJIT aborted the trace)
-  return n
-end
+-- Each pass collects one or two readers' news, mostly: as a loop, the
+-- recording of its trace often aborted ("leaving loop in root trace")
+-- until LuaJIT gave up on it, and it ran interpreted, where each access to
+-- a cdata (ids[i], rd.len...) or C call costs about a thousand
+-- instructions. So: tail calls rather than loops, and two C calls per
+-- reader (lb_uvread_collect / lb_uvread_collected) for its fields.
 
--- The news of the reader at ids[i] (bytes, EOF or an error).
-local function collect_one(i)
-  local c = reading[ids[i]]
-  if not c then return end
+-- The news of reader c (bytes, EOF or an error).
+local function collect_one(c)
   local rd = c.rd
-  rd.queued = 0
-  local len = tonumber(rd.len)
-  if len > 0 then
-    c.rbuf:putcdata(rd.buf, len)
-    C.lb_uvread_release(rd)
-  end
-  local st = rd.status
-  if st ~= 0 then
+  local len = tonumber(C.lb_uvread_collect(rd))
+  if len > 0 then c.rbuf:putcdata(rd.buf, len) end
+  local st = C.lb_uvread_collected(rd)
+  if st < 0 then
     if st == UV_EOF then c.eof = true else c.rerr = uv_error(st, "read") end
     c.reading = false -- C stopped reading
     reading[c.id] = nil
-  elseif rd.paused ~= 0 or #c.rbuf >= M.READ_HIGH_WATER then
+  elseif st == 1 or #c.rbuf >= M.READ_HIGH_WATER then
     stop_reading(c) -- (C has paused already, or rbuf is full)
   end
   local sel = c.rsel
   if sel then c.rsel = nil; fire(sel) end
 end
 
+-- The readers at ids[i .. n-1].
+local function collect_from(i, n)
+  local c = reading[ids[i]]
+  if c then collect_one(c) end
+  i = i + 1
+  if i < n then return collect_from(i, n) end
+end
+
 local function collect_reads()
-  while true do
-    local n = take_ready()
-    for i = 0, n - 1 do collect_one(i) end
-    if n < 64 then return end
-  end
+  local n = tonumber(C.lb_uvread_take(ids, 64))
+  if n > 0 then collect_from(0, n) end
+  if n == 64 then return collect_reads() end
 end
 lowbit._set_after_poll(collect_reads)
 
