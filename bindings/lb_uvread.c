@@ -145,6 +145,13 @@ static uv_stream_t *stream_of(void *ud, int fd) {
   return NULL;
 }
 
+int lb_uvread_is_closing(void *ud) {
+  if (ud == NULL || ud_layout == 0) return -1;
+  uv_handle_t *h = ud_layout == 1 ? *(uv_handle_t **)ud : (uv_handle_t *)ud;
+  if (h == NULL) return -1;
+  return uv_is_closing(h) ? 1 : 0;
+}
+
 int lb_uvread_fileno(void *ud) {
   if (ud == NULL || ud_layout == 0) return -1;
   uv_handle_t *h = ud_layout == 1 ? *(uv_handle_t **)ud : (uv_handle_t *)ud;

@@ -397,7 +397,7 @@ describe("lowbit.net TCP", function()
     end)
   end)
 
-  it("knows each conn's descriptor, also once lb_uvread tells it instead of luv", function()
+  it("knows each conn's descriptor and whether its handle is closing, also once lb_uvread tells instead of luv", function()
     run(function()
       local uv = require "luv"
       local addr, ln = echo_server()
@@ -409,7 +409,11 @@ describe("lowbit.net TCP", function()
         assert.equal("x" .. i .. "y", c:read_full(3))
         conns[i] = c
       end
-      for _, c in ipairs(conns) do c:close() end
+      -- A handle closed behind the conn's back is not closed twice.
+      uv.close(conns[1].h)
+      assert.is_true(uv.is_closing(conns[1].h))
+      for _, c in ipairs(conns) do assert.is_true(c:close()) end
+      for _, c in ipairs(conns) do assert.is_true(uv.is_closing(c.h)) end
       ln:close()
     end)
   end)

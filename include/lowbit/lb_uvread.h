@@ -46,6 +46,10 @@ int lb_uvread_start(void *ud, int fd, lb_uvread *r, int32_t id, size_t high);
  * handles out (callers then ask luv, as for the first conn). */
 int lb_uvread_fileno(void *ud);
 
+/* 1 when the handle behind a luv userdata payload is closing or closed,
+ * 0 when not, -1 when luv's layout is not known yet (ask luv). */
+int lb_uvread_is_closing(void *ud);
+
 /* Stops reading (bytes already read stay in r). Returns r->queued: 1 while
  * r's id waits on the ready list. */
 int lb_uvread_stop(lb_uvread *r);

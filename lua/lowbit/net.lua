@@ -554,7 +554,12 @@ function Conn:close()
   C.lb_uvread_forget(self.rd)
   self.reading = false
   reading[self.id] = nil
-  if not uv.is_closing(self.h) then uv.close(self.h) end
+  -- (Asked of lb_uvread when it knows luv's layout: a compiled call, where
+  -- uv.is_closing is a luv call that compiled code reaches by a stitch.)
+  local h = self.h
+  local closing = C.lb_uvread_is_closing(h)
+  if closing < 0 then closing = uv.is_closing(h) and 1 or 0 end
+  if closing == 0 then uv.close(h) end
   if self.tentry then timer_cancel(self.tentry); self.tentry = nil end
   local sel = self.rsel
   if sel then self.rsel = nil; fire(sel) end
