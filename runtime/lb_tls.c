@@ -645,14 +645,18 @@ static int bio_write(BIO *b, const char *src, size_t n, size_t *put) {
   return 1;
 }
 
+/* OpenSSL asks some 90 questions per connection, most of them with an
+ * answer of 0 (kTLS...): the connection is looked up only when needed. */
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   (void)num; (void)ptr;
-  lb_tls *t = BIO_get_data(b);
+  lb_tls *t;
   switch (cmd) {
   case BIO_CTRL_FLUSH: return 1;
   case BIO_CTRL_PENDING: /* input queued (one BIO reads and writes) */
+    t = BIO_get_data(b);
     return t == NULL ? 0 : (long)(t->in.len - t->in.off);
   case BIO_CTRL_WPENDING: /* output queued */
+    t = BIO_get_data(b);
     return t == NULL ? 0 : (long)(t->out.len - t->out.off);
   default: return 0; /* no kTLS, no EOF, nothing else to say */
   }
