@@ -455,7 +455,9 @@ local HTTP_HEADS = { ["GET /"] = true, ["HEAD "] = true, ["POST "] = true, ["PUT
 -- A server keeps the first five bytes it was sent, to tell plain HTTP.
 local function note_head(self, p, len)
   local head = self.head
-  if head and #head < 5 and len > 0 then
+  if head == "" and len >= 5 then
+    self.head = ffi_string(p, 5) -- (the usual case: one string, no concatenation)
+  elseif head and #head < 5 and len > 0 then
     self.head = head .. ffi_string(p, len < 5 - #head and len or 5 - #head)
   end
 end
