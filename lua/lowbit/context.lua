@@ -91,6 +91,15 @@ function M.with_cancel(parent)
   return c, function() cancel(c, M.CANCELED) end
 end
 
+--- Internal (the HTTP server's request ctx): a child of parent as from
+--- with_cancel, without the cancel closure (a function that makes one
+--- cannot be compiled by LuaJIT); context._cancel(c) cancels it.
+function M._child(parent)
+  local c = new_cancellable(parent)
+  return c
+end
+function M._cancel(c) cancel(c, M.CANCELED) end
+
 local function on_deadline(e) cancel(e.data, M.DEADLINE_EXCEEDED) end
 
 --- A child that is also cancelled, with DEADLINE_EXCEEDED, at time t

@@ -48,13 +48,18 @@ function Source:more()
   return true
 end
 
---- A Source over conn; `t` (optional) is a table to make into it.
-function M.new_source(conn, t)
+--- A Source over conn; `t` (optional) is a table to make into it, `mt`
+--- (optional) its metatable instead of Source (one whose __index leads
+--- to Source).
+function M.new_source(conn, t, mt)
   t = t or {}
   local inplace = conn.fill ~= nil and conn.read_buffer ~= nil
   t.conn, t.inplace = conn, inplace
   t.ib = inplace and conn:read_buffer() or buffer.new()
-  return setmetatable(t, Source)
+  -- Not a tail call: a root trace of this function could not return
+  -- through setmetatable (it aborted, "leaving loop in root trace").
+  local s = setmetatable(t, mt or Source)
+  return s
 end
 
 local Body = {}

@@ -121,6 +121,19 @@ function M.new(init)
   return h
 end
 
+local new_tab = require "table.new"
+
+--- A set with room for n names from the start: the server's response set,
+--- made per connection, is not rehashed as its first fields are set (a
+--- set from new() was, twice: its array part and _v grew from nothing).
+--- Internal.
+function M._new_sized(n)
+  local h = new_tab(n, 2) -- _v, n (and room in the array part for n names)
+  h._v, h.n = new_tab(0, n), 0
+  local s = setmetatable(h, Headers) -- (not a tail call: see request.new)
+  return s
+end
+
 --- Empties the set, keeping its memory (the server reuses one set per
 --- connection for response headers). Internal.
 local function drop(self, vals, names, i)

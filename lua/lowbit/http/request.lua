@@ -94,7 +94,12 @@ function Request:with_context(ctx)
   return setmetatable(c, Request)
 end
 
-function M.new(fields) return setmetatable(fields, Request) end
+-- (Not a tail call: a root trace of this function could not return
+-- through setmetatable.)
+function M.new(fields)
+  local r = setmetatable(fields, Request)
+  return r
+end
 
 function M.is_request(v) return getmetatable(v) == Request end
 

@@ -23,6 +23,7 @@ local type, error, tostring, tonumber, setmetatable, pcall, xpcall =
 local find, lower, sub, min = string.find, string.lower, string.sub, math.min
 local format, byte, gsub = string.format, string.byte, string.gsub
 local now, go_at = lowbit.now, lowbit._go_at
+local new_ctx, cancel_ctx = context._child, context._cancel
 local traceback = debug.traceback
 
 local M = {}
@@ -40,6 +41,7 @@ local MAX_DISCARD = 256 * 1024           -- unread request body drained for keep
 local BIG_WRITE = 64 * 1024              -- w:write strings past this go out from the caller's string
 local WAIT_PIECE = 16 * 1024             -- what such a write queues when the socket is full
 local OUT_KEEP = 128 * 1024              -- a head buffer grown past this is freed after use
+local OUT_SIZE = 256                     -- a head buffer's first size (grown 32, 64, 128, 256 otherwise)
 -- Seconds the server drains a request body the handler left unread (at
 -- most MAX_DISCARD bytes) before it gives up the connection.
 M.DISCARD_TIMEOUT = 5
@@ -163,7 +165,7 @@ M.ResponseWriter = W
 
 function W:header()
   local h = self.hdr
-  if not h then h = self.cs.resp_h:_reset(); self.hdr = h end
+  if not h then h = self.resp_h:_reset(); self.hdr = h end
   return h
 end
 
@@ -203,6 +205,47 @@ local function put_connection(out, cs, r, framed, has_conn_close)
   out:put("\r\n")
 end
 
+-- The response body held until the head goes: the only write so far as
+-- it was given (w.pend, a string), or, from a second write on, the
+-- writer's buffer (w.buf, made then and kept for the connection). Most
+-- handlers write once: their response needs no buffer of its own.
+local function held_len(w)
+  local p = w.pend
+  if p then return #p end
+  local b = w.buf
+  return b and #b or 0
+end
+
+local function held_str(w)
+  local p = w.pend
+  if p then return p end
+  local b = w.buf
+  return b and b:tostring() or ""
+end
+
+-- Appends the held bytes to out, and forgets them.
+local function put_held(out, w)
+  local p = w.pend
+  if p then out:put(p); w.pend = false; return end
+  local b = w.buf
+  if b and #b > 0 then out:put(b); b:reset() end
+end
+
+local function drop_held(w)
+  if w.pend then w.pend = false end
+  local b = w.buf
+  if b then b:reset() end
+end
+
+-- Holds s after what is held (the caller checked that all fits).
+local function hold(w, s)
+  local p, b = w.pend, w.buf
+  if not p and (not b or #b == 0) then w.pend = s; return end
+  if not b then b = buffer.new(); w.buf = b end
+  if p then b:put(p); w.pend = false end
+  b:put(s)
+end
+
 -- Serializes the head into out (a string.buffer). Decides the framing.
 -- sample: the first body bytes when they are not in w.buf (for sniffing).
 local function build_head(w, out, final, sample)
@@ -235,9 +278,9 @@ local function build_head(w, out, final, sample)
   end
   if not has_date then out:put(date_line()) end
   local allowed = body_allowed(status)
-  local blen = #w.buf
+  local blen = held_len(w)
   if allowed and not has_ctype and (blen > 0 or sample) then
-    out:put("Content-Type: ", sniff(sample or w.buf:tostring()), "\r\n")
+    out:put("Content-Type: ", sniff(sample or held_str(w)), "\r\n")
   end
   if has_conn_close then cs.close_after = true end
   if allowed and status ~= 101 then
@@ -265,6 +308,42 @@ local function write_failed(w, err)
   return nil, err
 end
 
+pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
+local libc_write = ffi.C.write
+local cast = ffi.cast
+
+-- The buffer heads are built in for conns with a descriptor of their own
+-- (TCP): one for all connections, never held across a wait (a head is
+-- built and written, or what is left of it copied out, with no yield in
+-- between: see write_scratch), so that a connection needs no buffer of
+-- its own. It is no object a handler is given. Other conns (TLS: its
+-- writes keep the buffer until sent) get one of their own, w.out, made on
+-- their first response.
+local scratch = buffer.new(OUT_SIZE)
+
+local function head_buf(w)
+  local conn = w.cs.conn
+  if conn.fd and conn.write_buffer then scratch:reset(); return scratch end
+  local out = w.out
+  if not out then out = buffer.new(OUT_SIZE); w.out = out else out:reset() end
+  return out
+end
+
+-- Writes the scratch buffer: directly when the socket takes it all, else
+-- what is left goes through conn:write as a string (the conn's own rules
+-- for waits, deadlines and errors), and the scratch is free again before
+-- that write can wait.
+local function write_scratch(conn, out)
+  local wd = conn.wdeadline
+  if not conn.closed and not conn.werr and not conn.wpending and not (wd and wd <= now()) then
+    local p, len = out:ref()
+    local k = tonumber(libc_write(conn.fd, p, len))
+    if k == len then out:reset(); return len end
+    if k > 0 then out:skip(k) end
+  end
+  return conn:write(out:get())
+end
+
 -- Writes and empties the string.buffer out (a head, and what fitted with
 -- it); a buffer that grew large for it gives its memory back. last: the
 -- connection closes after it, and a conn that can (TLS) sends its
@@ -275,7 +354,8 @@ local function conn_write_buf(w, out, last)
   local large = #out > OUT_KEEP
   local ok, err
   cs.wn, cs.wbusy = cs.wn + 1, true
-  if last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
+  if out == scratch then ok, err = write_scratch(conn, out)
+  elseif last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
   elseif conn.write_buffer then ok, err = conn:write_buffer(out)
   else ok, err = conn:write(out:get()) end
   cs.wbusy = false
@@ -292,10 +372,6 @@ local function conn_write(w, data)
   if not ok then return write_failed(w, err) end
   return ok
 end
-
-pcall(ffi.cdef, "ssize_t write(int, const void *, size_t);")
-local libc_write = ffi.C.write
-local cast = ffi.cast
 
 -- Writes a large string from its own bytes, with no copy of it: write(2)
 -- takes what the socket accepts; when the socket is full, conn:write
@@ -382,18 +458,20 @@ end
 -- string of at most BIG_WRITE bytes) now; the body goes on streamed.
 -- sample: the body's first bytes when w.buf does not hold them.
 local function send_head(w, sample, more)
-  local out = w.cs.out
-  out:reset()
+  local out = head_buf(w)
   build_head(w, out, false, sample)
   w.head_sent = true
-  local blen = #w.buf
+  local blen = held_len(w)
   if not w.head_req and body_allowed(w.status) then
     if blen > 0 then
-      if w.chunked then out:put(("%x\r\n"):format(blen), w.buf, "\r\n")
-      else out:put(w.buf) end
+      if w.chunked then
+        out:put(("%x\r\n"):format(blen))
+        put_held(out, w)
+        out:put("\r\n")
+      else put_held(out, w) end
     end
     if more and blen == 0 and not w.chunked then
-      w.buf:reset()
+      drop_held(w)
       return write_head_body(w, out, more)
     end
     if more then
@@ -401,7 +479,7 @@ local function send_head(w, sample, more)
       else out:put(more) end
     end
   end
-  w.buf:reset()
+  drop_held(w)
   return conn_write_buf(w, out)
 end
 
@@ -434,8 +512,7 @@ function W:write_prebuilt(status, fields, body)
   if h and h.n > 0 then return false end
   local cs = self.cs
   check_unread(self, cs)
-  local out = cs.out
-  out:reset()
+  local out = head_buf(self)
   out:put(status_line(status), fields, date_line())
   put_connection(out, cs, self.req, true, false)
   local n = #body
@@ -483,15 +560,15 @@ function W:write(s)
     return nil, M.CONTENT_LENGTH
   end
   if self.head_req then
-    if not self.head_sent and #self.buf + n <= BUFFER_SIZE then self.buf:put(s) end
+    if not self.head_sent and held_len(self) + n <= BUFFER_SIZE then hold(self, s) end
     return n
   end
   if not self.head_sent then
-    local blen = #self.buf
-    if blen + n <= BUFFER_SIZE then self.buf:put(s); return n end
+    local blen = held_len(self)
+    if blen + n <= BUFFER_SIZE then hold(self, s); return n end
     -- The buffer holds only what fits: s goes out after the head (with
     -- it when small), never copied into the buffer.
-    local sample = blen > 0 and self.buf:tostring() .. sub(s, 1, 512) or s
+    local sample = blen > 0 and held_str(self) .. sub(s, 1, 512) or s
     local ok, err = send_head(self, sample, n < BIG_WRITE and s or nil)
     if not ok then return nil, err end
     if n < BIG_WRITE then return n end
@@ -540,12 +617,10 @@ local function finish_response(w)
   if not w.status then w.status = 200 end
   local cs = w.cs
   if not w.head_sent then
-    local out = cs.out
-    out:reset()
+    local out = head_buf(w)
     build_head(w, out, true)
-    local blen = #w.buf
-    if blen > 0 and not w.head_req and body_allowed(w.status) then out:put(w.buf) end
-    w.buf:reset()
+    if not w.head_req and body_allowed(w.status) then put_held(out, w) end
+    drop_held(w)
     if w.declared and w.written < w.declared and not w.head_req then cs.close_after = true end
     -- The connection's last response (see end_request): its close_notify
     -- goes with it.
@@ -656,7 +731,7 @@ local function make_request(cs, preq)
     content_length = kind == body.LENGTH and tonumber(preq.content_length) or (kind == body.NONE and 0 or -1),
     remote_addr = cs.remote,
     body = false,
-    _make_ctx = cs.make_ctx,
+    _make_ctx = cs, -- (callable: make_req_ctx)
   })
   return r
 end
@@ -664,25 +739,29 @@ end
 -- The client-gone watcher: once the request body is consumed, a task reads
 -- the connection (keeping any pipelined bytes) and cancels the request's
 -- ctx when the peer goes away. It is stopped by a read deadline in the past.
+-- The watcher's task (a function of its own, started with cs: no closure
+-- made per request).
+local function watch(cs)
+  while not cs.stop_watch do
+    local ok, err = cs:more()
+    if ok then
+      if #cs.ib > 64 * 1024 then break end -- enough pipelined; stop reading
+    else
+      if err ~= errors.TIMEOUT or not cs.stop_watch then
+        cs.peer_gone = true
+        if cs.cancel_req then cancel_ctx(cs.cancel_req) end
+      end
+      break
+    end
+  end
+  cs.watch_done:send(true)
+end
+
 local function start_watch(cs)
   if cs.watching or cs.hijacked or not cs.cancel_req then return end
   cs.watching = true
   cs.watch_done = lowbit.chan(1)
-  lowbit.go(function()
-    while not cs.stop_watch do
-      local ok, err = cs:more()
-      if ok then
-        if #cs.ib > 64 * 1024 then break end -- enough pipelined; stop reading
-      else
-        if err ~= errors.TIMEOUT or not cs.stop_watch then
-          cs.peer_gone = true
-          if cs.cancel_req then cs.cancel_req() end
-        end
-        break
-      end
-    end
-    cs.watch_done:send(true)
-  end)
+  lowbit.go(watch, cs)
 end
 
 function stop_watch(cs)
@@ -751,7 +830,7 @@ local function start_request(srv, cs, preq, n, start)
   -- One writer per connection, reset for each request: a handler must
   -- not use w after it returns (as in Go), so nothing sees the reuse.
   local w = cs.w
-  w.buf:reset()
+  drop_held(w)
   w.req, w.written, w.head_req = r, 0, r.method == "HEAD"
   w.status, w.hdr, w.head_sent, w.chunked, w.declared = false, false, false, false, false
   w.werr, w.hijacked, w.sent_continue = false, false, false
@@ -780,7 +859,7 @@ local function leave_handler(srv, cs)
   cs.in_handler = false
   srv.active = srv.active - 1
   stop_watch(cs)
-  if cs.cancel_req then cs.cancel_req(); cs.cancel_req = nil end
+  if cs.cancel_req then cancel_ctx(cs.cancel_req); cs.cancel_req = nil end
 end
 
 -- Drains what is left of a request body (check_unread found it small)
@@ -921,17 +1000,19 @@ end
 -- function. So the loop is only glue around three calls (each compiled
 -- from its entry), and a request on a keep-alive connection whose head has
 -- arrived costs one call to next_head and one to serve_one.
--- The request ctx maker of a connection (made here: a closure in
--- serve_requests would make each of its returns close upvalues, which
--- LuaJIT cannot compile, and its loop would stay interpreted).
-local function ctx_maker(srv, cs)
-  return function(r)
-    local ctx, cancel = context.with_cancel(srv.base_ctx)
-    cs.cancel_req = cancel
-    if r.body.done then start_watch(cs) end
-    return ctx
-  end
+-- The request ctx maker: r._make_ctx is the connection's state itself,
+-- callable through its metatable (ConnState.__call below), so that no
+-- closure is made per connection (making one cannot be compiled: the
+-- function doing it ran interpreted, and so did what it called).
+local function make_req_ctx(cs, r)
+  local ctx = new_ctx(cs.srv.base_ctx)
+  cs.cancel_req = ctx -- (cancelled by cancel_ctx: no closure made per request)
+  if r.body.done then start_watch(cs) end
+  return ctx
 end
+
+-- The per-connection state's metatable: a body.Source that is callable.
+local ConnState = { __index = body.Source, __call = make_req_ctx }
 
 -- Parser states of finished connections, for the next ones (a cdata of
 -- 168 bytes per connection less for the GC). A state is zeroed when taken,
@@ -962,25 +1043,33 @@ local function give_preq(preq)
   end
 end
 
+-- The first request is served apart from the loop: a connection that
+-- carries one request (Connection: close) never enters the loop, and a
+-- root trace from the entry of this function (or of its callers) can be
+-- compiled, which it cannot when it meets an inner loop.
 local function serve_loop(srv, cs, preq)
-  local first = true
-  while true do
-    local n, start = next_head(srv, cs, preq, first)
-    if n == nil then return false end -- shutting down
+  local n, start = next_head(srv, cs, preq, true)
+  if n == nil then return false end -- shutting down
+  if n == EAGAIN then
+    n = await_head(srv, cs, preq, true)
+    if n == nil then return false end
+  end
+  local st = serve_one(srv, cs, preq, n, start)
+  while st == NEXT do
+    n, start = next_head(srv, cs, preq, false)
+    if n == nil then return false end
     if n == EAGAIN then
-      n = await_head(srv, cs, preq, first)
+      n = await_head(srv, cs, preq, false)
       if n == nil then return false end
     end
-    first = false
-    local st = serve_one(srv, cs, preq, n, start)
-    if st ~= NEXT then return st == HIJACKED end
+    st = serve_one(srv, cs, preq, n, start)
   end
+  return st == HIJACKED
 end
 
 -- (A handler's error leaves the state to the GC: it is not pooled.)
 local function serve_requests(srv, cs)
   local preq = take_preq()
-  cs.make_ctx = ctx_maker(srv, cs)
   local hijacked = serve_loop(srv, cs, preq)
   give_preq(preq)
   return hijacked
@@ -1009,18 +1098,25 @@ end
 local function serve_conn(srv, conn)
   -- Per-connection state: a body.Source (ib: bytes read and not yet parsed)
   -- plus what the loop keeps across requests.
-  local cs = body.new_source(conn, { srv = srv, out = buffer.new(), state = "new", born = now(),
-                                     remote = conn:remote_addr(), resp_h = headers.new(),
+  -- Per-connection state: a body.Source (ib: bytes read and not yet
+  -- parsed) plus what the loop keeps across requests. Sixteen fields with
+  -- conn, inplace, ib and w: a hash part of 16 (one of 32 cost more to copy,
+  -- sweep and traverse). Fields of rarer cases are added when they arise:
+  -- linger, peer_gone, body_opts, cl_s and cl_n, cancel_req and the
+  -- watcher's, cut and stall_n/stall_t (shutdown); read as nil = false.
+  local cs = body.new_source(conn, { srv = srv, state = "new", born = now(), remote = conn:remote_addr(),
                                      in_handler = false, expect = false, keep_alive = false,
-                                     close_after = false, peer_gone = false, linger = false,
-                                     rdl = false, wdl = false, wn = 0, wbusy = false,
-                                     cut = false, stall_n = false, stall_t = false, cl_s = false, cl_n = false,
-                                     body_opts = false })
+                                     close_after = false, rdl = false, wdl = false, wn = 0, wbusy = false },
+                             ConnState)
   -- Every field the writer may set is present from the start: adding keys
-  -- to a table later costs a rehash.
-  cs.w = setmetatable({ cs = cs, req = false, buf = buffer.new(), written = 0, head_req = false,
+  -- to a table later costs a rehash. out: the buffer heads are built in
+  -- when the conn needs one of its own (see head_buf); resp_h: the
+  -- response header set, reset for each request, with room for four
+  -- fields from the start.
+  cs.w = setmetatable({ cs = cs, req = false, pend = false, buf = false, written = 0, head_req = false,
                         status = false, hdr = false, head_sent = false, chunked = false, declared = false,
-                        werr = false, hijacked = false, sent_continue = false }, W)
+                        werr = false, hijacked = false, sent_continue = false,
+                        out = false, resp_h = headers._new_sized(4) }, W)
   srv.conns[cs] = true
   srv.nconns = srv.nconns + 1
   local ok, res = xpcall(serve_requests, panic_trace, srv, cs)
@@ -1076,6 +1172,7 @@ function M.server(opts)
     max_header_bytes = positive(opts.max_header_bytes) or M.DEFAULT_MAX_HEADER_BYTES,
     max_body_bytes = positive(opts.max_body_bytes),
     error_log = opts.error_log,
+    hs_timeout = false, -- (set by serve)
     base_ctx = base, cancel_base = cancel,
     conns = {}, nconns = 0, active = 0, listeners = {},
     shutting_down = false,
@@ -1121,7 +1218,7 @@ local function serve_tls(self, raw)
   -- client has reset the connection it has none, and the log line of its
   -- failed handshake would name no one and escape the per-peer limit.
   local peer = raw:remote_addr()
-  local hs = handshake_timeout(self)
+  local hs = self.hs_timeout
   if hs then raw:set_deadline(now() + hs) end
   local tc, herr = tls.server(raw, tls_cfg)
   if tc then
@@ -1154,6 +1251,9 @@ function Server:serve(ln)
   if self.shutting_down then return nil, M.SERVER_CLOSED end
   self.listeners[ln] = true
   if self.tls then tls = tls or require("lowbit.tls") end
+  -- The TLS handshake's bound, found once here rather than per connection
+  -- (a table and a loop each time: the loop kept serve_tls interpreted).
+  self.hs_timeout = handshake_timeout(self)
   -- Where connection tasks start, for their error reports: noted once,
   -- not by a debug.getinfo per connection.
   local site = lowbit.trace_spawn_sites and debug.getinfo(1, "Sl") or nil
