@@ -1,8 +1,12 @@
 /* lb_uvread: see include/lowbit/lb_uvread.h. */
 #include "lowbit/lb_uvread.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 /* Readers by descriptor: libuv's callbacks get the stream, and the stream's
@@ -118,6 +122,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   push_ready(r);
 }
 
+/* Which of the two layouts below luv's handle userdata have, once a
+ * stream was found by its descriptor: 0 unknown, else 1 + the index. One
+ * luv per process, so one layout. */
+static int ud_layout;
+
 /* The stream behind a luv userdata payload, if it is a TCP or pipe stream
  * on descriptor fd. */
 static uv_stream_t *stream_of(void *ud, int fd) {
@@ -128,13 +137,36 @@ static uv_stream_t *stream_of(void *ud, int fd) {
     uv_handle_type t = uv_handle_get_type(h);
     if (t != UV_TCP && t != UV_NAMED_PIPE) continue;
     uv_os_fd_t got;
-    if (uv_fileno(h, &got) == 0 && got == fd) return (uv_stream_t *)h;
+    if (uv_fileno(h, &got) == 0 && got == fd) {
+      ud_layout = 1 + i;
+      return (uv_stream_t *)h;
+    }
   }
   return NULL;
 }
 
-int lb_uvread_start(void *ud, int fd, lb_uvread *r) {
+int lb_uvread_is_closing(void *ud) {
+  if (ud == NULL || ud_layout == 0) return -1;
+  uv_handle_t *h = ud_layout == 1 ? *(uv_handle_t **)ud : (uv_handle_t *)ud;
+  if (h == NULL) return -1;
+  return uv_is_closing(h) ? 1 : 0;
+}
+
+int lb_uvread_fileno(void *ud) {
+  if (ud == NULL || ud_layout == 0) return -1;
+  uv_handle_t *h = ud_layout == 1 ? *(uv_handle_t **)ud : (uv_handle_t *)ud;
+  if (h == NULL) return -1;
+  uv_handle_type t = uv_handle_get_type(h);
+  if (t != UV_TCP && t != UV_NAMED_PIPE) return -1;
+  uv_os_fd_t fd;
+  if (uv_fileno(h, &fd) != 0 || fd < 0) return -1;
+  return fd;
+}
+
+int lb_uvread_start(void *ud, int fd, lb_uvread *r, int32_t id, size_t high) {
   if (fd < 0) return UV_EBADF;
+  r->id = id;
+  r->high = high;
   uv_stream_t *stream = r->stream;
   if (stream == NULL) stream = stream_of(ud, fd);
   if (stream == NULL) return UV_EINVAL;
@@ -155,8 +187,19 @@ int lb_uvread_start(void *ud, int fd, lb_uvread *r) {
 }
 
 int lb_uvread_stop(lb_uvread *r) {
-  if (r->stream == NULL) return 0;
-  return uv_read_stop((uv_stream_t *)r->stream);
+  if (r->stream != NULL) uv_read_stop((uv_stream_t *)r->stream); /* (always 0) */
+  return r->queued;
+}
+
+size_t lb_uvread_collect(lb_uvread *r) {
+  r->queued = 0;
+  return r->len;
+}
+
+int lb_uvread_collected(lb_uvread *r) {
+  if (r->len > 0) lb_uvread_release(r);
+  if (r->status != 0) return r->status;
+  return r->paused ? 1 : 0;
 }
 
 void lb_uvread_release(lb_uvread *r) {
@@ -185,6 +228,52 @@ size_t lb_uvread_take(int32_t *ids, size_t max) {
   memmove(ready, ready + n, (ready_n - n) * sizeof *ready);
   ready_n -= n;
   return n;
+}
+
+/* Writes v in decimal at p; returns the end. */
+static char *put_uint(char *p, unsigned v) {
+  char tmp[10];
+  int n = 0;
+  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v != 0);
+  while (n > 0) *p++ = tmp[--n];
+  return p;
+}
+
+int lb_uvread_sockname(int fd, int peer, char *dst, size_t cap) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (fd < 0) return UV_EBADF;
+  int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
+  if (rc != 0) return uv_translate_sys_error(errno);
+  /* Formatted by hand: glibc's inet_ntop and snprintf cost thousands of
+   * instructions for an IPv4 address (servers ask once per connection). */
+  char buf[INET6_ADDRSTRLEN + 8], *p = buf;
+  unsigned port;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    const unsigned char *b = (const unsigned char *)&a->sin_addr;
+    for (int i = 0; i < 4; i++) {
+      if (i > 0) *p++ = '.';
+      p = put_uint(p, b[i]);
+    }
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    *p++ = '[';
+    if (inet_ntop(AF_INET6, &a->sin6_addr, p, INET6_ADDRSTRLEN) == NULL) return UV_EINVAL;
+    p += strlen(p);
+    *p++ = ']';
+    port = ntohs(a->sin6_port);
+  } else {
+    return UV_EAFNOSUPPORT;
+  }
+  *p++ = ':';
+  p = put_uint(p, port);
+  size_t n = (size_t)(p - buf);
+  if (n >= cap) return UV_ENOBUFS;
+  memcpy(dst, buf, n);
+  dst[n] = '\0';
+  return (int)n;
 }
 
 const char *lb_uvread_err_name(int code) { return uv_err_name(code); }

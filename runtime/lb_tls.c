@@ -17,8 +17,10 @@
  * empty after a failure, and a stale entry left by unrelated code cannot
  * turn "wants more input" into a failure because that case is recognized
  * by the SSL object's state (SSL_want) before the queue is looked at.
- * Context setup and handshakes, which are rare, clear it before each call.
- * A failure's message is copied into the object right away.
+ * Context setup, handshakes and shutdowns clear it before each call, by
+ * clear_errors: ERR_clear_error only when ERR_peek_error finds an entry
+ * (clearing an empty queue walks it all the same). A failure's message is
+ * copied into the object right away.
  */
 #include "lowbit/lb_tls.h"
 
@@ -106,6 +108,13 @@ static const char *queue_reason(const char *fallback, unsigned long *code) {
   if (e != 0) r = ERR_reason_error_string(e);
   ERR_clear_error();
   return r != NULL ? r : fallback;
+}
+
+/* Empties OpenSSL's error queue before a call whose failure is read from
+ * it. ERR_clear_error walks all the queue's slots (some 800 instructions)
+ * even when the queue is empty, which it nearly always is: look first. */
+static void clear_errors(void) {
+  if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
 static int ctx_fail(lb_tls_ctx *c, const char *what) {
@@ -196,6 +205,13 @@ long lb_tls_system_store_loads(void) {
 
 /* ---- SNI and ALPN callbacks (run inside SSL_do_handshake) ------------------ */
 
+/* The connection of an SSL object, from its BIO (no ex_data slot per
+ * connection: SSL_set_app_data allocates one, and SSL_free frees it). */
+static void *conn_of(SSL *ssl) {
+  BIO *b = SSL_get_rbio(ssl);
+  return b != NULL ? BIO_get_data(b) : NULL;
+}
+
 static lb_tls_ctx *sni_lookup(const lb_tls_ctx *c, const char *name) {
   char low[256];
   size_t n = strlen(name);
@@ -221,7 +237,7 @@ static lb_tls_ctx *sni_lookup(const lb_tls_ctx *c, const char *name) {
 
 static int on_servername(SSL *ssl, int *al, void *arg) {
   (void)al; (void)arg;
-  lb_tls *t = SSL_get_app_data(ssl);
+  lb_tls *t = conn_of(ssl);
   if (t == NULL || t->ctx->nsni == 0) return SSL_TLSEXT_ERR_OK;
   const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   if (name == NULL) return SSL_TLSEXT_ERR_OK;
@@ -233,7 +249,7 @@ static int on_servername(SSL *ssl, int *al, void *arg) {
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
   (void)arg;
-  lb_tls *t = SSL_get_app_data(ssl);
+  lb_tls *t = conn_of(ssl);
   if (t == NULL) return SSL_TLSEXT_ERR_NOACK;
   const lb_tls_ctx *c = (t->active != NULL && t->active->alpn_len > 0) ? t->active : t->ctx;
   if (c->alpn_len == 0) return SSL_TLSEXT_ERR_NOACK;
@@ -629,14 +645,18 @@ static int bio_write(BIO *b, const char *src, size_t n, size_t *put) {
   return 1;
 }
 
+/* OpenSSL asks some 90 questions per connection, most of them with an
+ * answer of 0 (kTLS...): the connection is looked up only when needed. */
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   (void)num; (void)ptr;
-  lb_tls *t = BIO_get_data(b);
+  lb_tls *t;
   switch (cmd) {
   case BIO_CTRL_FLUSH: return 1;
   case BIO_CTRL_PENDING: /* input queued (one BIO reads and writes) */
+    t = BIO_get_data(b);
     return t == NULL ? 0 : (long)(t->in.len - t->in.off);
   case BIO_CTRL_WPENDING: /* output queued */
+    t = BIO_get_data(b);
     return t == NULL ? 0 : (long)(t->out.len - t->out.off);
   default: return 0; /* no kTLS, no EOF, nothing else to say */
   }
@@ -679,7 +699,7 @@ static int is_ip_literal(const char *s) {
 
 lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
   if (ctx == NULL || (is_server != 0) != ctx->is_server) return NULL;
-  ERR_clear_error();
+  clear_errors();
   if (!ctx->is_server && ctx->verify_mode != LB_TLS_VERIFY_NONE && !ctx->ca_loaded && !ctx->system_ca)
     (void)lb_tls_ctx_use_system_ca(ctx); /* a failure shows as a verify error */
   lb_tls *t = calloc(1, sizeof *t);
@@ -697,8 +717,7 @@ lb_tls *lb_tls_new(lb_tls_ctx *ctx, int is_server, const char *server_name) {
    * (allocation, ex_data, lock) less per connection than a pair. */
   BIO *bio = new_bio(t);
   if (bio == NULL) goto fail;
-  SSL_set_bio(t->ssl, bio, bio);
-  SSL_set_app_data(t->ssl, t);
+  SSL_set_bio(t->ssl, bio, bio); /* the callbacks find t in it (conn_of) */
   if (t->is_server) {
     SSL_set_accept_state(t->ssl);
   } else {
@@ -743,11 +762,11 @@ void lb_tls_free(lb_tls *t) {
 static int ssl_result(lb_tls *t, int ret) {
   int e = SSL_get_error(t->ssl, ret);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-    ERR_clear_error();
+    clear_errors();
     return LB_EAGAIN;
   }
   if (e == SSL_ERROR_ZERO_RETURN) {
-    ERR_clear_error();
+    clear_errors();
     t->peer_closed = 1;
     if (t->done) return 0;
     copy_msg(t->err, "peer closed the connection during the handshake", NULL);
@@ -772,7 +791,7 @@ int lb_tls_handshake(lb_tls *t) {
   if (t == NULL) return LB_EINVAL;
   if (t->failed) return t->failed;
   if (t->done) return 0;
-  ERR_clear_error();
+  clear_errors();
   int r = SSL_do_handshake(t->ssl);
   if (r == 1) { t->done = 1; return 0; }
   return ssl_result(t, r);
@@ -820,7 +839,7 @@ ptrdiff_t lb_tls_read(lb_tls *t, void *dst, size_t cap) {
   if (t->failed) return t->failed;
   if (t->peer_closed) return 0;
   size_t got = 0;
-  if (!t->done) ERR_clear_error(); /* the handshake's calls clear it */
+  if (!t->done) clear_errors(); /* the handshake's calls clear it */
   while (got < cap) {
     /* Nothing fed and nothing decrypted: SSL_read could only say so. */
     if (t->done && t->in.len == t->in.off && !SSL_has_pending(t->ssl)) {
@@ -885,7 +904,7 @@ int lb_tls_shutdown(lb_tls *t) {
   if (t->failed) return t->failed; /* no SSL_shutdown after a fatal error */
   if (!t->done) return LB_ESTATE;
   if (t->sent_shutdown) return 0;
-  ERR_clear_error();
+  clear_errors();
   int r = SSL_shutdown(t->ssl);
   if (r < 0) {
     int code = ssl_result(t, r);

@@ -361,6 +361,86 @@ describe("lowbit.net TCP", function()
     end)
   end)
 
+  it("conns dropped unclosed after reading, many times over, leave later conns on their descriptors reading right", function()
+    -- A conn's reader struct has no finalizer: one dropped unclosed may
+    -- leave lb_uvread's entry for its descriptor behind. The descriptors
+    -- (and the structs' memory) are reused by the next conns, which must
+    -- read their own bytes only.
+    run(function()
+      local addr, ln = echo_server()
+      local ln2 = assert(net.listen("127.0.0.1:0"))
+      lowbit.go(function()
+        for i = 1, 20 do
+          local c = ln2:accept()
+          c:write("d" .. (i % 10))
+          c:close()
+        end
+      end)
+      for i = 1, 20 do
+        do
+          local c = assert(net.dial(bg, ln2:addr()))
+          assert.equal("d" .. (i % 10), c:read_full(2))
+          lowbit.sleep(0.005) -- the EOF arrives: reading stops
+          c = nil -- dropped, never closed
+        end
+        if i % 5 == 0 then collectgarbage(); collectgarbage() end
+      end
+      collectgarbage(); collectgarbage()
+      for i = 1, 5 do
+        local c = assert(net.dial(bg, addr))
+        local msg = ("conn %d "):format(i) .. string.rep("x", 1000 * i)
+        assert.equal(#msg, c:write(msg))
+        assert.equal(msg, c:read_full(#msg))
+        c:close()
+      end
+      ln:close(); ln2:close()
+    end)
+  end)
+
+  it("knows each conn's descriptor and whether its handle is closing, also once lb_uvread tells instead of luv", function()
+    run(function()
+      local uv = require "luv"
+      local addr, ln = echo_server()
+      local conns = {}
+      for i = 1, 6 do
+        local c = assert(net.dial(bg, addr))
+        assert.equal(uv.fileno(c.h), c.fd)
+        assert.equal(3, c:write("x" .. i .. "y")) -- (the first read tells lb_uvread luv's layout)
+        assert.equal("x" .. i .. "y", c:read_full(3))
+        conns[i] = c
+      end
+      -- A handle closed behind the conn's back is not closed twice.
+      uv.close(conns[1].h)
+      assert.is_true(uv.is_closing(conns[1].h))
+      for _, c in ipairs(conns) do assert.is_true(c:close()) end
+      for _, c in ipairs(conns) do assert.is_true(uv.is_closing(c.h)) end
+      ln:close()
+    end)
+  end)
+
+  it("names both ends, IPv4 and IPv6, as host:port (brackets for IPv6)", function()
+    run(function()
+      for _, a in ipairs({ "127.0.0.1:0", "[::1]:0" }) do
+        local ln = assert(net.listen(a))
+        local got = lowbit.chan(1)
+        lowbit.go(function()
+          local c = ln:accept()
+          got:send({ c:local_addr(), c:remote_addr() })
+          c:close()
+        end)
+        local c = assert(net.dial(bg, ln:addr()))
+        local s = got:recv()
+        assert.equal(ln:addr(), s[1])
+        assert.equal(ln:addr(), c:remote_addr())
+        assert.equal(c:local_addr(), s[2])
+        assert.matches(a:sub(1, 1) == "[" and "^%[::1%]:%d+$" or "^127%.0%.0%.1:%d+$", c:local_addr())
+        c:close(); ln:close()
+        -- A closed conn keeps what it knew, and asks nothing more.
+        assert.equal(s[1], c:remote_addr())
+      end
+    end)
+  end)
+
   it("writes wait under backpressure and honour the write deadline", function()
     run(function()
       local ln = assert(net.listen("127.0.0.1:0"))

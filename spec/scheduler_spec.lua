@@ -111,6 +111,29 @@ describe("lowbit tasks", function()
     assert.equal(0, lowbit._timer_count())
   end)
 
+  it("a cancelled earliest timer leaves the later ones to fire, and none left means no wait", function()
+    run(function()
+      local fired = {}
+      local e1 = lowbit._timer_add(lowbit.now() + 0.02, function() fired[#fired + 1] = 1 end)
+      lowbit._timer_add(lowbit.now() + 0.06, function() fired[#fired + 1] = 2 end)
+      local e3 = lowbit._timer_add(lowbit.now() + 0.04, function() fired[#fired + 1] = 3 end)
+      lowbit._timer_cancel(e1) -- (the libuv timer stays armed for it: it fires early once)
+      lowbit._timer_cancel(e3)
+      lowbit.sleep(0.1)
+      assert.same({ 2 }, fired)
+    end)
+    assert.equal(0, lowbit._timer_count())
+    -- The only timer cancelled, then a deadlock: found at once, not when
+    -- the cancelled timer was due (an armed timer keeps the loop alive).
+    local ok, err = pcall(run, function()
+      local e = lowbit._timer_add(lowbit.now() + 600, function() end)
+      lowbit._timer_cancel(e)
+      lowbit.chan(0):recv()
+    end)
+    assert.is_false(ok)
+    assert.matches("deadlock", err)
+  end)
+
   it("yield lets other tasks run without starving the loop", function()
     local order = {}
     run(function()

@@ -401,6 +401,52 @@ describe("lowbit.tls", function()
     end)
   end)
 
+  it("runs writes of several tasks one after another, each whole, under backpressure", function()
+    -- The write lock is a flag until a second writer has to wait: then it
+    -- becomes a mutex (FIFO), which it stays.
+    run(function()
+      local received = lowbit.chan(1)
+      local ln = serve(server_cfg(), function(c)
+        lowbit.sleep(0.05) -- the writers fill the socket and wait
+        local parts = {}
+        while true do
+          local d = c:read()
+          if not d then break end
+          parts[#parts + 1] = d
+        end
+        received:send(table.concat(parts))
+        c:close()
+      end)
+      local c = assert(tls.dial(bg, "localhost:" .. ln:port(), client_cfg()))
+      local N = 4 * 1024 * 1024
+      local wg = lowbit.waitgroup()
+      for _, ch in ipairs({ "a", "b", "c" }) do
+        wg:add(1)
+        lowbit.go(function()
+          assert.equal(N, c:write(string.rep(ch, N)))
+          wg:done()
+        end)
+      end
+      wg:wait()
+      assert.equal("table", type(c.wlock)) -- (writers did wait for the lock)
+      assert.equal(1, c:write("z"))
+      assert.is_true(c:close_write())
+      local got = received:recv()
+      assert.equal(3 * N + 1, #got)
+      -- Three runs of N bytes (in the order the tasks got the lock), then z.
+      local seen = {}
+      for i = 0, 2 do
+        local ch = got:sub(i * N + 1, i * N + 1)
+        assert.is_nil(seen[ch])
+        seen[ch] = true
+        assert.equal(string.rep(ch, N), got:sub(i * N + 1, (i + 1) * N))
+      end
+      assert.equal("z", got:sub(-1))
+      c:close()
+      ln:close()
+    end)
+  end)
+
   it("honours deadlines and handshake contexts", function()
     run(function()
       local ln = serve(server_cfg(), function(c)

@@ -35,12 +35,31 @@ typedef struct lb_uvread {
   int32_t paused; /* 1 when reading paused at `high` (restart to go on) */
 } lb_uvread;
 
-/* Registers r for the stream's descriptor `fd` and starts reading. 0 or a
- * negative libuv code. */
-int lb_uvread_start(void *ud, int fd, lb_uvread *r);
+/* Registers r for the stream's descriptor `fd` under the caller's key `id`
+ * and starts reading, up to `high` bytes (0: no bound). 0 or a negative
+ * libuv code. (The fields are set here, not by the caller: a cdata field
+ * set from interpreted Lua costs about a thousand instructions.) */
+int lb_uvread_start(void *ud, int fd, lb_uvread *r, int32_t id, size_t high);
 
-/* Stops reading (bytes already read stay in r). 0 or a negative libuv code. */
+/* The descriptor of the TCP or pipe stream behind a luv userdata payload,
+ * or -1: also when no lb_uvread_start has told yet how luv lays its
+ * handles out (callers then ask luv, as for the first conn). */
+int lb_uvread_fileno(void *ud);
+
+/* 1 when the handle behind a luv userdata payload is closing or closed,
+ * 0 when not, -1 when luv's layout is not known yet (ask luv). */
+int lb_uvread_is_closing(void *ud);
+
+/* Stops reading (bytes already read stay in r). Returns r->queued: 1 while
+ * r's id waits on the ready list. */
 int lb_uvread_stop(lb_uvread *r);
+
+/* Collecting r's news, in two calls around taking its bytes: the first
+ * clears r->queued and returns the count of bytes at r->buf; the second
+ * frees them (the caller has copied them) and returns r->status when
+ * reading ended (negative), else 1 when it paused at `high`, else 0. */
+size_t lb_uvread_collect(lb_uvread *r);
+int lb_uvread_collected(lb_uvread *r);
 
 /* Frees r's buffer once the caller has taken len bytes from it. */
 void lb_uvread_release(lb_uvread *r);
@@ -52,6 +71,12 @@ void lb_uvread_forget(lb_uvread *r);
  * ids. Returns how many. The caller clears a reader's queued flag when it
  * handles it (an id may belong to a reader forgotten since). */
 size_t lb_uvread_take(int32_t *ids, size_t max);
+
+/* The address of the socket `fd` (peer != 0: of its peer) as "ip:port"
+ * ("[ip6]:port" for IPv6) in dst, NUL-terminated: its length, or a
+ * negative libuv code (UV_ENOTCONN once the peer is gone). One call, no
+ * Lua table or string on the way (luv's tcp_getpeername builds both). */
+int lb_uvread_sockname(int fd, int peer, char *dst, size_t cap);
 
 /* The name and the message of a libuv error code ("ECONNRESET"). */
 const char *lb_uvread_err_name(int code);

@@ -210,14 +210,26 @@ local function new_conn(h, nodelay)
   -- The fields a conn gets on every request are there from the start
   -- (false for none): LuaJIT inserts a key even to store nil into it.
   next_id = next_id + 1
-  local rd = ffi.gc(ffi.new("lb_uvread"), C.lb_uvread_forget) -- frees what a dropped conn held
-  rd.fd, rd.id = -1, next_id
+  -- No finalizer (ffi.gc costs a weak-table insert per conn and a call at
+  -- collection): a conn that C may report on is anchored in `reading`
+  -- until its bytes are collected, which frees its buffer (rd.buf is NULL
+  -- whenever the conn is unreachable), and close forgets rd. A conn
+  -- dropped unclosed may stay in lb_uvread's by_fd table, but that entry
+  -- is never read: libuv calls lb_uvread back only for streams reading
+  -- through it, and each start replaces its descriptor's entry first.
+  -- (Its fields are set by lb_uvread_start: fd 0 until then is no
+  -- registration, which by_fd's own entry tells.)
+  local rd = ffi.new("lb_uvread")
   local c = setmetatable({ h = h, rbuf = buffer.new(), reading = false, eof = false,
                            rerr = nil, werr = nil, closed = false, rsel = false, fsel = false,
                            tentry = false, rdeadline = false, wdeadline = false,
                            rd = rd, id = next_id }, Conn)
   if not nodelay then pcall(uv.tcp_nodelay, h, true) end
-  local fd = uv.fileno(h)
+  -- The descriptor from lb_uvread, which knows luv's handle layout once a
+  -- conn has read (a compiled call; uv.fileno is luv's, which compiled
+  -- code calls through a trace stitch); from luv for the first conns.
+  local fd = tonumber(C.lb_uvread_fileno(h))
+  if fd < 0 then fd = uv.fileno(h) end
   c.fd = type(fd) == "number" and fd >= 0 and fd or nil
   return c
 end
@@ -226,8 +238,7 @@ M._new_conn = new_conn
 local function start_reading(c)
   if not c.reading and not c.eof and not c.rerr and not c.closed then
     local room = M.READ_HIGH_WATER - #c.rbuf
-    c.rd.high = room > 65536 and room or 65536
-    local rc = c.fd and C.lb_uvread_start(c.h, c.fd, c.rd) or -9 -- EBADF
+    local rc = c.fd and C.lb_uvread_start(c.h, c.fd, c.rd, c.id, room > 65536 and room or 65536) or -9 -- EBADF
     if rc ~= 0 then
       c.rerr = uv_error(rc, "read")
     else
@@ -238,42 +249,49 @@ local function start_reading(c)
 end
 
 local function stop_reading(c)
-  if c.reading then
-    C.lb_uvread_stop(c.rd)
-    c.reading = false
-  end
+  c.reading = false
   -- Still listed while bytes or news wait to be collected.
-  if c.rd.queued == 0 then reading[c.id] = nil end
+  if C.lb_uvread_stop(c.rd) == 0 then reading[c.id] = nil end
 end
 
 local ids = ffi.new("int32_t[64]")
-local function collect_reads()
-  while true do
-    local n = tonumber(C.lb_uvread_take(ids, 64))
-    for i = 0, n - 1 do
-      local c = reading[ids[i]]
-      if c then
-        local rd = c.rd
-        rd.queued = 0
-        local len = tonumber(rd.len)
-        if len > 0 then
-          c.rbuf:putcdata(rd.buf, len)
-          C.lb_uvread_release(rd)
-        end
-        local st = rd.status
-        if st ~= 0 then
-          if st == UV_EOF then c.eof = true else c.rerr = uv_error(st, "read") end
-          c.reading = false -- C stopped reading
-          reading[c.id] = nil
-        elseif rd.paused ~= 0 or #c.rbuf >= M.READ_HIGH_WATER then
-          stop_reading(c) -- (C has paused already, or rbuf is full)
-        end
-        local sel = c.rsel
-        if sel then c.rsel = nil; fire(sel) end
-      end
-    end
-    if n < 64 then return end
+
+-- Each pass collects one or two readers' news, mostly: as a loop, the
+-- recording of its trace often aborted ("leaving loop in root trace")
+-- until LuaJIT gave up on it, and it ran interpreted, where each access to
+-- a cdata (ids[i], rd.len...) or C call costs about a thousand
+-- instructions. So: tail calls rather than loops, and two C calls per
+-- reader (lb_uvread_collect / lb_uvread_collected) for its fields.
+
+-- The news of reader c (bytes, EOF or an error).
+local function collect_one(c)
+  local rd = c.rd
+  local len = tonumber(C.lb_uvread_collect(rd))
+  if len > 0 then c.rbuf:putcdata(rd.buf, len) end
+  local st = C.lb_uvread_collected(rd)
+  if st < 0 then
+    if st == UV_EOF then c.eof = true else c.rerr = uv_error(st, "read") end
+    c.reading = false -- C stopped reading
+    reading[c.id] = nil
+  elseif st == 1 or #c.rbuf >= M.READ_HIGH_WATER then
+    stop_reading(c) -- (C has paused already, or rbuf is full)
   end
+  local sel = c.rsel
+  if sel then c.rsel = nil; fire(sel) end
+end
+
+-- The readers at ids[i .. n-1].
+local function collect_from(i, n)
+  local c = reading[ids[i]]
+  if c then collect_one(c) end
+  i = i + 1
+  if i < n then return collect_from(i, n) end
+end
+
+local function collect_reads()
+  local n = tonumber(C.lb_uvread_take(ids, 64))
+  if n > 0 then collect_from(0, n) end
+  if n == 64 then return collect_reads() end
 end
 lowbit._set_after_poll(collect_reads)
 
@@ -536,7 +554,12 @@ function Conn:close()
   C.lb_uvread_forget(self.rd)
   self.reading = false
   reading[self.id] = nil
-  if not uv.is_closing(self.h) then uv.close(self.h) end
+  -- (Asked of lb_uvread when it knows luv's layout: a compiled call, where
+  -- uv.is_closing is a luv call that compiled code reaches by a stitch.)
+  local h = self.h
+  local closing = C.lb_uvread_is_closing(h)
+  if closing < 0 then closing = uv.is_closing(h) and 1 or 0 end
+  if closing == 0 then uv.close(h) end
   if self.tentry then timer_cancel(self.tentry); self.tentry = nil end
   local sel = self.rsel
   if sel then self.rsel = nil; fire(sel) end
@@ -570,13 +593,28 @@ function Conn:set_deadline(t)
   return self:set_write_deadline(t)
 end
 
+-- "ip:port" of the conn's socket (peer: 1) or of its peer (0), or nil.
+-- One C call (lb_uvread_sockname) where luv's getpeername builds a table
+-- and its strings: servers ask every new connection for its peer.
+local addr_buf = ffi.new("char[64]")
+local function sock_addr(c, peer)
+  local fd = c.fd
+  if fd then
+    local n = tonumber(C.lb_uvread_sockname(fd, peer, addr_buf, 64))
+    if n <= 0 then return nil end
+    local s = ffi.string(addr_buf, n) -- (not a tail call: LuaJIT aborted the trace)
+    return s
+  end
+  return sockaddr_string(peer == 1 and uv.tcp_getpeername(c.h) or uv.tcp_getsockname(c.h))
+end
+
 function Conn:local_addr()
-  if self.laddr == nil and not self.closed then self.laddr = sockaddr_string(uv.tcp_getsockname(self.h)) end
+  if self.laddr == nil and not self.closed then self.laddr = sock_addr(self, 0) end
   return self.laddr
 end
 
 function Conn:remote_addr()
-  if self.raddr == nil and not self.closed then self.raddr = sockaddr_string(uv.tcp_getpeername(self.h)) end
+  if self.raddr == nil and not self.closed then self.raddr = sock_addr(self, 1) end
   return self.raddr
 end
 
@@ -701,58 +739,72 @@ function M.listen(addr, opts)
   return l
 end
 
+-- One look for a connection: a conn, nil, err, or false when accept must
+-- wait. (Tail calls rather than loops, here and in accept_wait: a loop in
+-- accept made every trace started in a server's accept loop abort on it,
+-- and that loop, with the task spawn of each connection, ran interpreted.)
+local function accept_try(self)
+  if self.closed then return nil, CLOSED end
+  local i = self.rfirst
+  if i <= self.rlast then
+    local c = self.ready[i]
+    self.ready[i] = nil
+    if i == self.rlast then self.rfirst, self.rlast = 1, 0 else self.rfirst = i + 1 end
+    return c
+  end
+  if self.lerr then
+    local e = self.lerr
+    self.lerr = nil
+    self.pending = self.pending - 1
+    return nil, e
+  end
+  if self.pending <= 0 then return false end
+  local client = uv.new_tcp()
+  local ok, err = uv.accept(self.h, client)
+  self.pending = self.pending - 1
+  if ok then return new_conn(client, self.nodelay) end
+  uv.close(client)
+  if err and not tostring(err):find("EAGAIN", 1, true) then
+    return nil, errors.from_uv(err, nil, "accept")
+  end
+  return accept_try(self)
+end
+
+-- Waits until accept_try may find something, then looks again.
+local function accept_wait(self, ctx)
+  if ctx:err() then return nil, ctx:err() end
+  -- A server's accept loop waits here for most connections: the
+  -- waiter and its entry are kept on the listener for the next wait
+  -- (taken while in use: tasks accepting at once get their own), and
+  -- background (never done) is not watched (an entry in its queue).
+  local w = self.accw
+  local sel
+  if w then
+    self.accw = false
+    sel = w.sel
+    sel.co, sel.done, sel.index, sel.value, sel.ok = lowbit._need_task("listener:accept"), false, false, false, false
+  else
+    sel = new_sel("listener:accept")
+    w = lowbit._waiter(sel)
+  end
+  lowbit._q_push(self.accq, w)
+  local why = block(sel, ctx ~= background and ctx or nil, nil)
+  lowbit._q_remove(w)
+  sel.co, sel.value = false, false
+  self.accw = w
+  if why == "ctx" then return nil, ctx:err() end
+  local c, err = accept_try(self)
+  if c ~= false then return c, err end
+  return accept_wait(self, ctx)
+end
+
 --- Waits for the next connection. ctx (optional) stops the wait early with
 --- nil, ctx:err().
 function Listener:accept(ctx)
   ctx = check_ctx(ctx, "listener:accept")
-  while true do
-    if self.closed then return nil, CLOSED end
-    local i = self.rfirst
-    if i <= self.rlast then
-      local c = self.ready[i]
-      self.ready[i] = nil
-      if i == self.rlast then self.rfirst, self.rlast = 1, 0 else self.rfirst = i + 1 end
-      return c
-    end
-    if self.lerr then
-      local e = self.lerr
-      self.lerr = nil
-      self.pending = self.pending - 1
-      return nil, e
-    end
-    if self.pending > 0 then
-      local client = uv.new_tcp()
-      local ok, err = uv.accept(self.h, client)
-      self.pending = self.pending - 1
-      if ok then return new_conn(client, self.nodelay) end
-      uv.close(client)
-      if err and not tostring(err):find("EAGAIN", 1, true) then
-        return nil, errors.from_uv(err, nil, "accept")
-      end
-    else
-      if ctx:err() then return nil, ctx:err() end
-      -- A server's accept loop waits here for most connections: the
-      -- waiter and its entry are kept on the listener for the next wait
-      -- (taken while in use: tasks accepting at once get their own), and
-      -- background (never done) is not watched (an entry in its queue).
-      local w = self.accw
-      local sel
-      if w then
-        self.accw = false
-        sel = w.sel
-        sel.co, sel.done, sel.index, sel.value, sel.ok = lowbit._need_task("listener:accept"), false, false, false, false
-      else
-        sel = new_sel("listener:accept")
-        w = lowbit._waiter(sel)
-      end
-      lowbit._q_push(self.accq, w)
-      local why = block(sel, ctx ~= background and ctx or nil, nil)
-      lowbit._q_remove(w)
-      sel.co, sel.value = false, false
-      self.accw = w
-      if why == "ctx" then return nil, ctx:err() end
-    end
-  end
+  local c, err = accept_try(self)
+  if c ~= false then return c, err end
+  return accept_wait(self, ctx)
 end
 
 --- The address the listener is bound to, "host:port".

@@ -299,7 +299,11 @@ end
 -- every caller's loop (one command per round trip would then run in the
 -- interpreter); read_more's loop is for the rest.
 local function read_reply(self)
-  local v, t = try_reply(self)
+  local v, t
+  -- Nothing buffered (one command per round trip: the reply is still on
+  -- its way): straight to the wait, without a parse that can only say
+  -- EAGAIN (its general path: about 170 instructions).
+  if #self.ib == 0 then t = EAGAIN else v, t = try_reply(self) end
   if v ~= nil then return v, t end
   if t == EAGAIN then
     local len = #self.ib

@@ -362,13 +362,42 @@ local function flush_locked(self)
   end
 end
 
+-- The write lock, in the conn's wlock field: false (free), true (held,
+-- nobody waiting) or, from the first time a task had to wait for it, a
+-- lowbit.mutex that holds the state from then on. Most conns never see
+-- two writers at once: they get no mutex (a table less per connection).
+local function wlock(self)
+  local m = self.wlock
+  if m == false then self.wlock = true; return end
+  if m == true then
+    m = lowbit.mutex()
+    m:try_lock() -- (stands for the task holding the lock now)
+    self.wlock = m
+  end
+  m:lock()
+end
+
+local function wtry_lock(self)
+  local m = self.wlock
+  if m == false then self.wlock = true; return true end
+  if m == true then return false end
+  return m:try_lock()
+end
+
+local function wunlock(self)
+  local m = self.wlock
+  if m == true then self.wlock = false
+  elseif m then m:unlock()
+  else error("tls: unlock of a free write lock", 2) end
+end
+
 -- From the reader: send what the core produced (answers to post-handshake
 -- messages) unless a writer is busy, which then sends it with its own
 -- bytes (it loops until nothing is pending).
 local function flush_try(self)
-  if self.t and not self.defer_out and C.lb_tls_pending_out(self.t) > 0 and self.wlock:try_lock() then
+  if self.t and not self.defer_out and C.lb_tls_pending_out(self.t) > 0 and wtry_lock(self) then
     flush_locked(self)
-    self.wlock:unlock()
+    wunlock(self)
   end
 end
 
@@ -386,7 +415,7 @@ local function new_conn(inner, cfg, is_server, server_name)
   return setmetatable({ conn = inner, t = ffi_gc(t, C.lb_tls_free), cfg = cfg,
                         rbuf = buffer.new(), inner_buf = ib, defer_out = false, hs_done = false, closed = false,
                         reading = false, rerr = false, werr = false, wclosed = false, head = is_server and "" or false,
-                        wlock = lowbit.mutex(), rdeadline = nil, wdeadline = nil }, Conn)
+                        wlock = false, rdeadline = nil, wdeadline = nil }, Conn)
 end
 
 local function check_conn(c, fname)
@@ -426,7 +455,9 @@ local HTTP_HEADS = { ["GET /"] = true, ["HEAD "] = true, ["POST "] = true, ["PUT
 -- A server keeps the first five bytes it was sent, to tell plain HTTP.
 local function note_head(self, p, len)
   local head = self.head
-  if head and #head < 5 and len > 0 then
+  if head == "" and len >= 5 then
+    self.head = ffi_string(p, 5) -- (the usual case: one string, no concatenation)
+  elseif head and #head < 5 and len > 0 then
     self.head = head .. ffi_string(p, len < 5 - #head and len or 5 - #head)
   end
 end
@@ -441,49 +472,84 @@ local function feed_buffered(t, ib)
   return len
 end
 
-local function handshake_loop(self)
-  while true do
-    local t = self.t
-    if t == nil then return nil, CLOSED end
-    local rc = C.lb_tls_handshake(t)
-    -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
-    if rc ~= 0 and rc ~= LB_EAGAIN and self.head and HTTP_HEADS[self.head] then
-      return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
-    end
-    if rc == 0 and self.head and C.lb_tls_version_id(t) == TLS13 then
-      -- All a TLS 1.3 server has left to send is its session tickets,
-      -- which nobody waits for: they go with the first write (or close)
-      -- instead of a write of their own on every connection.
-      self.defer_out = true
-      return true
-    end
-    -- Send what the core produced, alerts included: the peer should learn
-    -- why the handshake failed.
-    local fok, ferr = flush_locked(self) -- (Conn:handshake holds wlock)
-    if self.closed then return nil, CLOSED end
-    if rc == 0 then
-      if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
-      return true
-    elseif rc == LB_EAGAIN then
-      if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
-      local ib, data, err = self.inner_buf, nil, nil
-      if ib then -- in place, as reads do (bytes already there first)
-        if #ib > 0 then data = true else data, err = self.conn:fill() end
-        if self.closed then return nil, CLOSED end
-        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
-        note_head(self, ib:ref())
-        feed_buffered(self.t, ib)
-      else
-        data, err = self.conn:read()
-        if self.closed then return nil, CLOSED end
-        if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
-        note_head(self, data, #data)
-        C.lb_tls_feed(self.t, data, #data)
-      end
-    else
-      return nil, tls_error(self, rc, M.HANDSHAKE)
-    end
+local handshake_wait
+
+-- One step of the handshake: the core goes as far as its input allows,
+-- and what it produced is sent. Then done, or (by a tail call, not a loop)
+-- wait for the peer's next flight: a loop here would become the trace, and
+-- the handshake's callers would be left to the interpreter (a root trace
+-- started at their entry aborted on reaching it).
+local function handshake_step(self)
+  local t = self.t
+  if t == nil then return nil, CLOSED end
+  -- A server speaks second: with nothing received yet, there is nothing
+  -- for the core to do (no call, no flush: wait for the ClientHello).
+  if self.head == "" then return handshake_wait(self) end
+  local rc = C.lb_tls_handshake(t)
+  -- Plain HTTP gets no alert (as from Go): the HTTP server answers it.
+  if rc ~= 0 and rc ~= LB_EAGAIN and self.head and HTTP_HEADS[self.head] then
+    return nil, errors.with_kind(M.HANDSHAKE, M.PLAIN_HTTP)
   end
+  if rc == 0 and self.head and C.lb_tls_version_id(t) == TLS13 then
+    -- All a TLS 1.3 server has left to send is its session tickets,
+    -- which nobody waits for: they go with the first write (or close)
+    -- instead of a write of their own on every connection.
+    self.defer_out = true
+    return true
+  end
+  -- Send what the core produced, alerts included: the peer should learn
+  -- why the handshake failed.
+  local fok, ferr = flush_locked(self) -- (Conn:handshake holds wlock)
+  if self.closed then return nil, CLOSED end
+  if rc == 0 then
+    if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
+    return true
+  elseif rc == LB_EAGAIN then
+    if not fok then return nil, errors.with_kind(M.HANDSHAKE, ferr) end
+    return handshake_wait(self)
+  end
+  return nil, tls_error(self, rc, M.HANDSHAKE)
+end
+
+-- Feeds the bytes buffered in the wrapped conn (in place, as reads do),
+-- then steps on.
+local function handshake_feed(self, ib)
+  note_head(self, ib:ref())
+  feed_buffered(self.t, ib)
+  return handshake_step(self)
+end
+
+-- Waits for the peer's next flight (bytes already there first), then
+-- feeds it and steps on. What follows the wait runs interpreted until it
+-- calls a compiled function: it is kept short.
+function handshake_wait(self)
+  local ib, data, err = self.inner_buf, nil, nil
+  if ib then
+    if #ib == 0 then data, err = self.conn:fill() else data = true end
+    if self.closed then return nil, CLOSED end
+    if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+    return handshake_feed(self, ib)
+  end
+  data, err = self.conn:read()
+  if self.closed then return nil, CLOSED end
+  if not data then return nil, errors.with_kind(M.HANDSHAKE, err) end
+  note_head(self, data, #data)
+  C.lb_tls_feed(self.t, data, #data)
+  return handshake_step(self)
+end
+
+-- A task that ends a handshake bounded by ctx when ctx is done: returns
+-- the channel that stops it. (A function of its own: a closure made in
+-- run_handshake would make its return close upvalues, which LuaJIT cannot
+-- compile, and every handshake's way back to its caller ran interpreted.)
+local function watch_ctx(self, ctx, inner)
+  local stop = lowbit.chan(0)
+  lowbit.go(function()
+    if lowbit.select({ ctx:done(), stop }) == 1 and not self.closed then
+      inner:set_deadline(now() - 1) -- wakes the blocked read or write
+    end
+  end)
+  return stop
 end
 
 local function run_handshake(self, ctx)
@@ -496,15 +562,8 @@ local function run_handshake(self, ctx)
     inner:set_write_deadline(min(self.wdeadline or math.huge, limit))
   end
   local stop
-  if ctx and ctx ~= context.background() then
-    stop = lowbit.chan(0)
-    lowbit.go(function()
-      if lowbit.select({ ctx:done(), stop }) == 1 and not self.closed then
-        inner:set_deadline(now() - 1) -- wakes the blocked read or write
-      end
-    end)
-  end
-  local ok, err = handshake_loop(self)
+  if ctx and ctx ~= context.background() then stop = watch_ctx(self, ctx, inner) end
+  local ok, err = handshake_step(self)
   if stop then stop:close() end
   if (limit or stop) and not self.closed then
     inner:set_read_deadline(self.rdeadline)
@@ -530,7 +589,7 @@ function Conn:handshake(ctx)
   -- nothing else takes it before the handshake is done (writes and
   -- close_write run the handshake first, close sends close_notify only
   -- after one), and the handshake's own sends need it anyway.
-  self.wlock:lock()
+  wlock(self)
   local ok, err
   if self.closed then
     ok, err = nil, CLOSED
@@ -543,7 +602,7 @@ function Conn:handshake(ctx)
     if ok then self.hs_done = true
     elseif err ~= CLOSED then self.hs_err = err end
   end
-  self.wlock:unlock()
+  wunlock(self)
   return ok, err
 end
 
@@ -759,9 +818,9 @@ function Conn:write(data)
   if not ok then return nil, err end
   local total = #s
   if total == 0 then return 0 end
-  self.wlock:lock()
+  wlock(self)
   ok, err = write_locked(self, ffi_cast("const char *", s), total)
-  self.wlock:unlock()
+  wunlock(self)
   if not ok then return nil, err end
   return total
 end
@@ -773,10 +832,10 @@ function Conn:write_buffer(buf)
   if not ok then return nil, err end
   local total = #buf
   if total == 0 then return 0 end
-  self.wlock:lock()
+  wlock(self)
   local p = buf:ref()
   ok, err = write_locked(self, p, total)
-  self.wlock:unlock()
+  wunlock(self)
   buf:reset()
   if not ok then return nil, err end
   return total
@@ -798,7 +857,7 @@ function Conn:write_buffer_close(buf)
   end
   local ok, err = write_check(self)
   if not ok then return nil, err end
-  self.wlock:lock()
+  wlock(self)
   local p = buf:ref()
   if self.closed then
     ok, err = nil, CLOSED
@@ -821,7 +880,7 @@ function Conn:write_buffer_close(buf)
       end
     end
   end
-  self.wlock:unlock()
+  wunlock(self)
   buf:reset()
   if not ok then return nil, err end
   return total
@@ -835,7 +894,7 @@ function Conn:close_write()
     local ok, err = self:handshake()
     if not ok then return nil, err end
   end
-  self.wlock:lock()
+  wlock(self)
   local ok, err
   if self.closed then
     ok, err = nil, CLOSED
@@ -848,7 +907,7 @@ function Conn:close_write()
       ok, err = flush_locked(self)
     end
   end
-  self.wlock:unlock()
+  wunlock(self)
   if not ok then return nil, err end
   return true
 end
@@ -859,14 +918,14 @@ end
 function Conn:close()
   if self.closed or self.wclosed == CLOSING then return nil, CLOSED end
   local t = self.t
-  if self.hs_done and not self.wclosed and not self.werr and lowbit.current() and self.wlock:try_lock() then
+  if self.hs_done and not self.wclosed and not self.werr and lowbit.current() and wtry_lock(self) then
     if C.lb_tls_shutdown(t) == 0 then
       self.wclosed = CLOSING -- (true to writes; a second close returns CLOSED)
       local limit = now() + M.CLOSE_NOTIFY_TIMEOUT
       self.conn:set_write_deadline(min(self.wdeadline or limit, limit))
       flush_locked(self)
     end
-    self.wlock:unlock()
+    wunlock(self)
   end
   self.closed = true
   self.t = nil

@@ -431,6 +431,41 @@ static void test_encode4(void) {
               LB_ENOSPACE);
 }
 
+/* Every argument length from 0 to 40 (the short copies have cases by
+ * length) in each position: the bytes as RESP spells them, built here by
+ * hand. Each argument and the output are heap blocks of exactly their
+ * size, so that ASan sees any read or write past either. */
+static void test_encode_lengths(void) {
+  for (size_t l = 0; l <= 40; l++) {
+    for (size_t pos = 0; pos < 3; pos++) {
+      char *arg = malloc(l ? l : 1);
+      for (size_t i = 0; i < l; i++) arg[i] = (char)('a' + (i * 7 + l) % 26);
+      const char *args[3] = {"SET", "k", "v"};
+      size_t lens[3] = {3, 1, 1};
+      args[pos] = arg;
+      lens[pos] = l;
+      char want[200];
+      size_t w = (size_t)snprintf(want, sizeof want, "*3\r\n");
+      for (size_t i = 0; i < 3; i++) {
+        w += (size_t)snprintf(want + w, sizeof want - w, "$%zu\r\n", lens[i]);
+        memcpy(want + w, args[i], lens[i]);
+        w += lens[i];
+        memcpy(want + w, "\r\n", 2);
+        w += 2;
+      }
+      uint8_t *out = malloc(w);
+      LB_CHECK_EQ(lb_resp_encode4(out, w, 3, args[0], lens[0], args[1], lens[1], args[2], lens[2], NULL, 0),
+                  (ptrdiff_t)w);
+      LB_CHECK(memcmp(out, want, w) == 0);
+      memset(out, 0, w);
+      LB_CHECK_EQ(lb_resp_encode_command(args, lens, 3, out, w), (ptrdiff_t)w);
+      LB_CHECK(memcmp(out, want, w) == 0);
+      free(out);
+      free(arg);
+    }
+  }
+}
+
 static void test_random_splits(void) {
   /* A pipeline of mixed replies fed in random chunk sizes gives the same
    * replies as fed whole. */
@@ -474,6 +509,7 @@ int main(void) {
   LB_RUN(test_usage);
   LB_RUN(test_encode);
   LB_RUN(test_encode4);
+  LB_RUN(test_encode_lengths);
   LB_RUN(test_random_splits);
   return LB_DONE();
 }
