@@ -50,6 +50,42 @@ describe("http server per connection", function()
     end)
   end)
 
+  it("gives a request whose ctx is first asked for after its handler returned a cancelled one, and leaves the next request's alone", function()
+    run(function()
+      local kept, second_ctx
+      local asked = lowbit.chan(1)
+      local srv, ln = support.http_server{ handler = function(w, r)
+        if r.url.path == "/1" then
+          kept = r -- kept by the app; its ctx not asked for yet
+        else
+          second_ctx = r.ctx
+          asked:send(true) -- let the test read the first request's ctx now
+          lowbit.sleep(0.05)
+          assert(r.ctx:err() == nil, "the second request's ctx stays live")
+        end
+        w:write("ok")
+      end }
+      local c = assert(net.dial(nil, ln:addr()))
+      c:set_deadline(lowbit.now() + 5)
+      c:write("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local late_err, second_err = "unset", "unset"
+      lowbit.go(function()
+        asked:recv()
+        late_err = kept.ctx:err()
+        second_err = second_ctx:err()
+      end)
+      local resp = support.read_all(c)
+      c:close()
+      local _, n = resp:gsub("HTTP/1%.1 200 OK", "")
+      assert.equal(2, n)
+      assert.equal(context.CANCELED, late_err)
+      assert.is_nil(second_err)
+      assert.equal(context.CANCELED, second_ctx:err())
+      assert.equal(0, context._children(srv.base_ctx))
+      srv:close()
+    end)
+  end)
+
   it("sends the body of one write, of several, and of writes past the buffer whole, on one connection", function()
     run(function()
       local big = string.rep("b", 5000)

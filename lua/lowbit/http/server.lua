@@ -1064,6 +1064,10 @@ end
 -- function doing it ran interpreted, and so did what it called).
 local function make_req_ctx(cs, r)
   local ctx = new_ctx(cs.srv.base_ctx)
+  -- First asked for after its handler returned (a task kept r): the
+  -- request is over, so its ctx is born cancelled, as Go's is by then. It
+  -- must not take the cancel slot of the connection's next request.
+  if not cs.in_handler or cs.w.req ~= r then cancel_ctx(ctx); return ctx end
   cs.cancel_req = ctx -- (cancelled by cancel_ctx: no closure made per request)
   if r.body.done then start_watch(cs) end
   return ctx
