@@ -739,31 +739,15 @@ local function make_request(cs, preq)
   local n = tonumber(preq.num_headers)
   local raw = new_tab(2 * n, 0)
   local host_p, host = preq.host, nil
-  if n > 0 then
-    host = put_field(raw, 0, host_p, host)
-    if n > 1 then
-      host = put_field(raw, 1, host_p, host)
-      if n > 2 then
-        host = put_field(raw, 2, host_p, host)
-        if n > 3 then
-          host = put_field(raw, 3, host_p, host)
-          if n > 4 then
-            host = put_field(raw, 4, host_p, host)
-            if n > 5 then
-              host = put_field(raw, 5, host_p, host)
-              if n > 6 then
-                host = put_field(raw, 6, host_p, host)
-                if n > 7 then
-                  host = put_field(raw, 7, host_p, host)
-                  if n > 8 then host = put_fields_from(raw, 8, n, host_p, host) end
-                end
-              end
-            end
-          end
-        end
-      end
-    end
-  end
+  if n > 0 then host = put_field(raw, 0, host_p, host) end
+  if n > 1 then host = put_field(raw, 1, host_p, host) end
+  if n > 2 then host = put_field(raw, 2, host_p, host) end
+  if n > 3 then host = put_field(raw, 3, host_p, host) end
+  if n > 4 then host = put_field(raw, 4, host_p, host) end
+  if n > 5 then host = put_field(raw, 5, host_p, host) end
+  if n > 6 then host = put_field(raw, 6, host_p, host) end
+  if n > 7 then host = put_field(raw, 7, host_p, host) end
+  if n > 8 then host = put_fields_from(raw, 8, n, host_p, host) end
   if host == nil then host = host_p ~= nil and ffi_string(host_p, preq.host_len) or "" end
   local minor = preq.version_minor
   local kind = preq.body_kind
