@@ -408,13 +408,7 @@ describe("lowbit.tls", function()
       local received = lowbit.chan(1)
       local ln = serve(server_cfg(), function(c)
         lowbit.sleep(0.05) -- the writers fill the socket and wait
-        local parts = {}
-        while true do
-          local d = c:read()
-          if not d then break end
-          parts[#parts + 1] = d
-        end
-        received:send(table.concat(parts))
+        received:send(support.read_all(c))
         c:close()
       end)
       local c = assert(tls.dial(bg, "localhost:" .. ln:port(), client_cfg()))
