@@ -515,7 +515,9 @@ function M.idle_usable(c)
 end
 
 --- Writes and empties a string.buffer (servers build responses in one).
---- Same results as write(buf:get()).
+--- Same results as write(buf:get()). The buffer is never held across a
+--- wait: what the socket does not take at once is copied out first (the
+--- HTTP server builds every TCP head in one buffer shared by all conns).
 function Conn:write_buffer(buf)
   if self.closed then return nil, CLOSED end
   if self.werr then return nil, self.werr end

@@ -336,7 +336,7 @@ local cast = ffi.cast
 -- The buffer heads are built in for conns with a descriptor of their own
 -- (TCP): one for all connections, never held across a wait (a head is
 -- built and written, or what is left of it copied out, with no yield in
--- between: see write_scratch), so that a connection needs no buffer of
+-- between: net's Conn:write_buffer), so that a connection needs no buffer of
 -- its own. It is no object a handler is given. Other conns (TLS: its
 -- writes keep the buffer until sent) get one of their own, w.out, made on
 -- their first response.
@@ -350,21 +350,6 @@ local function head_buf(w)
   return out
 end
 
--- Writes the scratch buffer: directly when the socket takes it all, else
--- what is left goes through conn:write as a string (the conn's own rules
--- for waits, deadlines and errors), and the scratch is free again before
--- that write can wait.
-local function write_scratch(conn, out)
-  local wd = conn.wdeadline
-  if not conn.closed and not conn.werr and not conn.wpending and not (wd and wd <= now()) then
-    local p, len = out:ref()
-    local k = tonumber(libc_write(conn.fd, p, len))
-    if k == len then out:reset(); return len end
-    if k > 0 then out:skip(k) end
-  end
-  return conn:write(out:get())
-end
-
 -- Writes and empties the string.buffer out (a head, and what fitted with
 -- it); a buffer that grew large for it gives its memory back. last: the
 -- connection closes after it, and a conn that can (TLS) sends its
@@ -375,8 +360,7 @@ local function conn_write_buf(w, out, last)
   local large = #out > OUT_KEEP
   local ok, err
   cs.wn, cs.wbusy = cs.wn + 1, true
-  if out == scratch then ok, err = write_scratch(conn, out)
-  elseif last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
+  if last and conn.write_buffer_close then ok, err = conn:write_buffer_close(out)
   elseif conn.write_buffer then ok, err = conn:write_buffer(out)
   else ok, err = conn:write(out:get()) end
   cs.wbusy = false
